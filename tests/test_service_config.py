@@ -1,0 +1,123 @@
+"""Service configuration documents: where they are found and what makes them invalid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from worker.errors import ConfigurationError
+from worker.service_config import config_location, load_service_config, parse_service_config
+
+ROLE = "arn:aws:iam::123456789012:role/email-billing"
+
+
+def write_config(directory: Path, service_id: str, document: object) -> None:
+    path = directory / "production" / f"{service_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+
+
+@pytest.fixture
+def template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    value = f"file://{tmp_path}/{{environment}}/{{service_id}}.json"
+    monkeypatch.setenv("EMAIL_WORKER_SERVICE_CONFIG_URL", value)
+    return value
+
+
+def test_the_location_fills_environment_and_service_into_the_template() -> None:
+    assert (
+        config_location("billing", "staging", "gs://cfg/{environment}/{service_id}.json")
+        == "gs://cfg/staging/billing.json"
+    )
+
+
+def test_the_location_template_comes_from_the_environment(template: str) -> None:
+    assert config_location("billing", "production").endswith("/production/billing.json")
+
+
+def test_the_default_location_is_the_documented_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EMAIL_WORKER_SERVICE_CONFIG_URL", raising=False)
+    assert config_location("billing", "production") == (
+        "gs://email-worker-config/production/billing.json"
+    )
+
+
+def test_a_template_with_an_unknown_placeholder_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="template"):
+        config_location("billing", "production", "file:///x/{project}/{service_id}.json")
+
+
+def test_a_complete_document_is_read_from_a_file(template: str, tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        "billing",
+        {
+            "service_id": "billing",
+            "service_role_arn": ROLE,
+            "aws_region": "eu-west-1",
+            "default_from_address": "billing@example.org",
+            "allowed_from_domains": ["Example.org."],
+        },
+    )
+    config = load_service_config("billing")
+    assert config.service_role_arn == ROLE
+    assert config.aws_region == "eu-west-1"
+    assert config.default_from_address == "billing@example.org"
+    assert config.allowed_from_domains == ("example.org",)
+
+
+def test_a_missing_document_names_the_service_and_location(template: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_service_config("nobody")
+    assert "'nobody'" in caught.value.message
+    assert str(tmp_path) in caught.value.message
+    assert "does not exist" in caught.value.message
+
+
+def test_an_unreadable_document_is_a_configuration_error(template: str, tmp_path: Path) -> None:
+    (tmp_path / "production" / "billing.json").mkdir(parents=True)
+    with pytest.raises(ConfigurationError, match="unreadable"):
+        load_service_config("billing")
+
+
+def test_an_unsupported_scheme_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="unsupported scheme"):
+        load_service_config("billing", template="https://example.org/{service_id}")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b"{}", "service_role_arn is missing"),
+        (b'{"service_role_arn": "role/x"}', "not an ARN"),
+        (json.dumps({"service_role_arn": ROLE, "region": "x"}).encode(), "unknown keys"),
+        (json.dumps({"service_role_arn": ROLE, "service_id": "other"}).encode(), "names service"),
+        (json.dumps({"service_role_arn": ROLE, "aws_region": 5}).encode(), "aws_region"),
+        (
+            json.dumps({"service_role_arn": ROLE, "default_from_address": "nobody"}).encode(),
+            "default_from_address",
+        ),
+        (
+            json.dumps({"service_role_arn": ROLE, "allowed_from_domains": "a.org"}).encode(),
+            "allowed_from_domains",
+        ),
+    ],
+)
+def test_an_invalid_document_says_why(raw: bytes, reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=reason) as caught:
+        parse_service_config(raw, service_id="billing", location="file:///cfg/billing.json")
+    assert "'billing'" in caught.value.message
+    assert "file:///cfg/billing.json" in caught.value.message
+
+
+def test_an_oversized_document_is_a_configuration_error(template: str, tmp_path: Path) -> None:
+    path = tmp_path / "production" / "billing.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b" " * 70_000)
+    with pytest.raises(ConfigurationError, match="larger than"):
+        load_service_config("billing")
