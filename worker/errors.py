@@ -143,7 +143,7 @@ class InvalidMessageError(PermanentError):
     Not retryable: the message is wrong, and it stays wrong.
     """
 
-    code = "invalid_message"
+    code = "invalid_parameter"
 
 
 class MessageTooLargeError(InvalidMessageError):

@@ -1,0 +1,42 @@
+"""The ack / nack / dead-letter / publish rules for each outcome."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.decisions import Decision, decide, is_last_attempt
+from worker.pipeline import Outcome, Status
+
+
+def outcome(status: Status) -> Outcome:
+    return Outcome(status, request_id="r1", service_id="svc")
+
+
+def test_a_sent_request_publishes_its_result_and_is_acked() -> None:
+    assert decide(outcome(Status.SENT), delivery_attempt=1, max_delivery_attempts=5) == Decision(
+        publish_result=True, dead_letter=False, ack=True
+    )
+
+
+@pytest.mark.parametrize("status", [Status.REJECTED, Status.FAILED])
+def test_a_rejected_or_failed_request_is_published_dead_lettered_and_acked(status: Status) -> None:
+    assert decide(outcome(status), delivery_attempt=1, max_delivery_attempts=5) == Decision(
+        publish_result=True, dead_letter=True, ack=True
+    )
+
+
+def test_a_transient_failure_before_the_last_attempt_is_only_nacked() -> None:
+    assert decide(outcome(Status.RETRY), delivery_attempt=4, max_delivery_attempts=5) == Decision(
+        publish_result=False, dead_letter=False, ack=False
+    )
+
+
+def test_a_transient_failure_on_the_last_attempt_publishes_a_result_then_nacks() -> None:
+    assert decide(outcome(Status.RETRY), delivery_attempt=5, max_delivery_attempts=5) == Decision(
+        publish_result=True, dead_letter=False, ack=False
+    )
+
+
+def test_without_a_dead_letter_policy_no_attempt_is_the_last() -> None:
+    assert not is_last_attempt(None, 5)
+    assert not is_last_attempt(7, None)

@@ -1,0 +1,58 @@
+"""Structured logs in Google Cloud Logging's JSON format, configured once at the entry point.
+
+One JSON object per line with ``severity``, ``message`` and ``time``; everything else bound to
+the logger (or to the per-message context with :func:`bind_delivery`) becomes a field. Callers
+log counts and identifiers only: never bodies, attachments, addresses, tokens or credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+__all__ = ["configure_logging", "get_logger"]
+
+# Cloud Logging's severities for the standard level names.
+_SEVERITY = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warning": "WARNING",
+    "warn": "WARNING",
+    "error": "ERROR",
+    "exception": "ERROR",
+    "critical": "CRITICAL",
+}
+
+
+def _add_severity(_: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    event_dict["severity"] = _SEVERITY.get(method_name, "DEFAULT")
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Send structlog (and stdlib logging from libraries) to ``stream`` as JSON lines."""
+    numeric = logging.getLevelName(level.upper())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            _add_severity,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+            structlog.processors.format_exc_info,
+            structlog.processors.EventRenamer("message"),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    # Libraries log through the standard library; keep their warnings, in plain text on stderr.
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+
+
+def get_logger(**initial: Any) -> Any:
+    """A structlog logger with ``initial`` fields bound."""
+    return structlog.get_logger("email-worker", **initial)

@@ -1,0 +1,227 @@
+"""The worker's settings: read once from the environment at the entry point, then passed down.
+
+Every variable has the ``EMAIL_WORKER_`` prefix except the platform's own
+(``GOOGLE_CLOUD_PROJECT``, ``PORT``). Invalid values are collected and reported together.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+__all__ = ["Settings", "SettingsError"]
+
+T = TypeVar("T")
+
+_SERVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(Exception):
+    """One or more settings are missing or invalid; the message lists them all."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+def _env(name: str, default: Any = None, *, doc: str) -> Any:
+    return field(default=default, metadata={"env": name, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the worker reads from its environment, typed and validated."""
+
+    project_id: str | None = _env(
+        "GOOGLE_CLOUD_PROJECT", doc="Google Cloud project of the Pub/Sub topics."
+    )
+    subscription: str = _env(
+        "EMAIL_WORKER_SUBSCRIPTION", "email-requests-worker", doc="Subscription pulled from."
+    )
+    requests_topic: str = _env(
+        "EMAIL_WORKER_REQUESTS_TOPIC", "email-requests", doc="Topic requests are published to."
+    )
+    results_topic: str = _env(
+        "EMAIL_WORKER_RESULTS_TOPIC", "email-results", doc="Topic results are published to."
+    )
+    dead_letter_topic: str = _env(
+        "EMAIL_WORKER_DEAD_LETTER_TOPIC",
+        "email-requests-dead-letter",
+        doc="Topic that requests which cannot succeed are forwarded to.",
+    )
+    dead_letter_subscription: str = _env(
+        "EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION",
+        "email-requests-dead-letter-ops",
+        doc="Operators' subscription on the dead-letter topic (used by the CLI).",
+    )
+    default_service_id: str | None = _env(
+        "EMAIL_WORKER_SERVICE_ID", doc="Service of requests that name none."
+    )
+    allowed_services: frozenset[str] = _env(
+        "EMAIL_WORKER_ALLOWED_SERVICES",
+        frozenset(),
+        doc="Comma-separated services this worker sends for; others are rejected.",
+    )
+    environment: str = _env(
+        "EMAIL_WORKER_ENVIRONMENT",
+        "production",
+        doc="Environment placeholder of the service configuration URL.",
+    )
+    service_config_url: str | None = _env(
+        "EMAIL_WORKER_SERVICE_CONFIG_URL",
+        doc="file:// or gs:// template of service configuration documents.",
+    )
+    session_ttl_s: float = _env(
+        "EMAIL_WORKER_SESSION_TTL_S",
+        300.0,
+        doc="How long a service's session and configuration are reused before re-reading.",
+    )
+    send_max_attempts: int = _env(
+        "EMAIL_WORKER_SEND_MAX_ATTEMPTS",
+        4,
+        doc="Send attempts per delivery for transient SES/STS failures.",
+    )
+    send_initial_backoff_s: float = _env(
+        "EMAIL_WORKER_SEND_INITIAL_BACKOFF_S", 0.5, doc="First retry backoff."
+    )
+    send_max_backoff_s: float = _env(
+        "EMAIL_WORKER_SEND_MAX_BACKOFF_S", 8.0, doc="Longest retry backoff."
+    )
+    send_deadline_s: float = _env(
+        "EMAIL_WORKER_SEND_DEADLINE_S",
+        30.0,
+        doc="No retry starts after this long; keeps one attempt well inside the ack deadline.",
+    )
+    max_delivery_attempts: int | None = _env(
+        "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
+        doc="Last delivery attempt; default: read from the subscription's dead-letter policy.",
+    )
+    max_messages: int = _env(
+        "EMAIL_WORKER_MAX_MESSAGES", 64, doc="Flow control: messages held at once."
+    )
+    max_bytes: int = _env(
+        "EMAIL_WORKER_MAX_BYTES", 256 * 1024 * 1024, doc="Flow control: bytes held at once."
+    )
+    concurrency: int = _env(
+        "EMAIL_WORKER_CONCURRENCY", 32, doc="Threads processing messages (SES calls block)."
+    )
+    publish_timeout_s: float = _env(
+        "EMAIL_WORKER_PUBLISH_TIMEOUT_S",
+        30.0,
+        doc="How long to wait for a result or dead letter to be confirmed.",
+    )
+    shutdown_timeout_s: float = _env(
+        "EMAIL_WORKER_SHUTDOWN_TIMEOUT_S",
+        8.0,
+        doc="Time to finish in-flight work on SIGTERM (Cloud Run allows 10 s).",
+    )
+    log_level: str = _env("EMAIL_WORKER_LOG_LEVEL", "INFO", doc="DEBUG, INFO, WARNING, ERROR.")
+    port: int | None = _env("PORT", doc="HTTP port (push endpoint, health and metrics).")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``environ``; raise :class:`SettingsError` listing all problems."""
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            name = spec.metadata["env"]
+            raw = environ.get(name, "").strip()
+            if not raw:
+                continue
+            parse = _PARSERS.get(spec.name, _PARSERS_BY_TYPE.get(str(spec.type), str))
+            try:
+                values[spec.name] = parse(raw)
+            except ValueError as error:
+                problems.append(f"{name}={raw!r}: {error}")
+        settings = cls(**values)
+        problems.extend(settings._check())
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    @classmethod
+    def documentation(cls) -> list[tuple[str, str, str]]:
+        """``(variable, default, meaning)`` for every setting, for docs and ``--help``."""
+        rows = []
+        for spec in fields(cls):
+            default = spec.default
+            if isinstance(default, frozenset):
+                default = ",".join(sorted(default))
+            rows.append(
+                (
+                    spec.metadata["env"],
+                    "" if default is None else str(default),
+                    spec.metadata["doc"],
+                )
+            )
+        return rows
+
+    def _check(self) -> list[str]:
+        problems = []
+        for name in ("session_ttl_s", "send_deadline_s", "publish_timeout_s", "shutdown_timeout_s"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{_env_name(name)} must be positive")
+        if self.send_initial_backoff_s < 0 or self.send_max_backoff_s < self.send_initial_backoff_s:
+            problems.append(
+                "EMAIL_WORKER_SEND_MAX_BACKOFF_S must be at least "
+                "EMAIL_WORKER_SEND_INITIAL_BACKOFF_S"
+            )
+        for name in ("send_max_attempts", "max_messages", "max_bytes", "concurrency"):
+            if getattr(self, name) < 1:
+                problems.append(f"{_env_name(name)} must be at least 1")
+        if self.max_delivery_attempts is not None and not 5 <= self.max_delivery_attempts <= 100:
+            problems.append("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS must be 5-100, as in Pub/Sub")
+        for service in sorted(self.allowed_services):
+            if not _SERVICE_ID.fullmatch(service):
+                problems.append(f"EMAIL_WORKER_ALLOWED_SERVICES: {service!r} is not a service id")
+        if self.default_service_id is not None and not _SERVICE_ID.fullmatch(
+            self.default_service_id
+        ):
+            problems.append("EMAIL_WORKER_SERVICE_ID is not a service id")
+        if self.log_level not in _LOG_LEVELS:
+            problems.append(f"EMAIL_WORKER_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+        if self.port is not None and not 0 < self.port < 65536:
+            problems.append("PORT must be 1-65535")
+        return problems
+
+    def require_project(self) -> str:
+        """The project id, for commands that talk to Pub/Sub."""
+        if not self.project_id:
+            raise SettingsError(["GOOGLE_CLOUD_PROJECT must name the Google Cloud project"])
+        return self.project_id
+
+
+def _env_name(attribute: str) -> str:
+    return str(next(f for f in fields(Settings) if f.name == attribute).metadata["env"])
+
+
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("not a whole number") from None
+
+
+def _parse_float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("not a number") from None
+
+
+def _parse_names(raw: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "allowed_services": _parse_names,
+    "log_level": str.upper,
+}
+_PARSERS_BY_TYPE: dict[str, Callable[[str], Any]] = {
+    "int": _parse_int,
+    "int | None": _parse_int,
+    "float": _parse_float,
+}
