@@ -1,0 +1,65 @@
+"""The per-service session cache."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import pytest
+
+from worker.errors import ConfigurationError
+from worker.session import BaseSession
+from worker.sessions import SessionCache
+
+
+class FakeSession(BaseSession):
+    def __init__(self, service_id: str) -> None:
+        self.service_id = service_id
+
+    def send_email(self, message: EmailMessage) -> list[str]:
+        return []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_session_is_reused_within_its_ttl() -> None:
+    made: list[str] = []
+    clock = Clock()
+    cache = SessionCache(lambda s: made.append(s) or FakeSession(s), ttl_s=60, clock=clock)
+    first = cache.get("billing")
+    clock.now = 59
+    assert cache.get("billing") is first
+    assert made == ["billing"]
+
+
+def test_a_session_is_rebuilt_from_configuration_after_its_ttl() -> None:
+    clock = Clock()
+    cache = SessionCache(FakeSession, ttl_s=60, clock=clock)
+    first = cache.get("billing")
+    clock.now = 61
+    assert cache.get("billing") is not first
+
+
+def test_each_service_has_its_own_session() -> None:
+    cache = SessionCache(FakeSession, ttl_s=60)
+    assert cache.get("a") is not cache.get("b")
+
+
+def test_a_failed_creation_is_not_cached() -> None:
+    calls = []
+
+    def factory(service_id: str) -> BaseSession:
+        calls.append(service_id)
+        if len(calls) == 1:
+            raise ConfigurationError("missing")
+        return FakeSession(service_id)
+
+    cache = SessionCache(factory, ttl_s=60)
+    with pytest.raises(ConfigurationError):
+        cache.get("billing")
+    assert isinstance(cache.get("billing"), FakeSession)
