@@ -1,0 +1,155 @@
+"""Session-wide local servers and the environment every test runs in.
+
+Import-time work below must happen before anything imports google.auth's metadata module:
+``google.auth.compute_engine._metadata`` reads ``GCE_METADATA_HOST`` into a module global
+when imported (``GCE_METADATA_IP``, used by ``ping``, is read per call). So the metadata
+stand-in gets its port, and the environment is scrubbed, first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+from tests.support.ports import free_port
+
+_METADATA_PORT = free_port()
+_METADATA_HOST = f"127.0.0.1:{_METADATA_PORT}"
+
+
+def _isolate_environment() -> None:
+    # No static AWS keys, profiles or ambient role config may reach code under test.
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "PUBSUB_", "STORAGE_EMULATOR", "GCE_METADATA")):
+            del os.environ[name]
+    for name in (
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_API_USE_CLIENT_CERTIFICATE",
+        "GOOGLE_API_USE_MTLS_ENDPOINT",
+        "NO_GCE_CHECK",
+        "MOTO_ACCOUNT_ID",
+    ):
+        os.environ.pop(name, None)
+    os.environ.update(
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        # botocore must never probe the EC2 instance metadata address (not loopback).
+        AWS_EC2_METADATA_DISABLED="true",
+        # Safety net: an AWS client that a fixture did not point at moto hits a closed
+        # loopback port instead of the internet. aws_env/fault_proxy override per service.
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",
+        # An empty gcloud config, so google.auth.default() never finds a developer's ADC.
+        CLOUDSDK_CONFIG=tempfile.mkdtemp(prefix="gcloud-config-"),
+        GOOGLE_CLOUD_PROJECT="test-project",
+        GCE_METADATA_HOST=_METADATA_HOST,
+        GCE_METADATA_IP=_METADATA_HOST,
+    )
+
+
+_isolate_environment()
+
+# Only now may google.auth be imported (the support modules import it).
+import pytest  # noqa: E402
+
+from tests.support.fault_proxy import FaultProxy  # noqa: E402
+from tests.support.gcs_emulator import GcsEmulator  # noqa: E402
+from tests.support.metadata_server import MetadataServer  # noqa: E402
+from tests.support.moto_server import DEFAULT_REGION, MotoServer  # noqa: E402
+from tests.support.process import group_members  # noqa: E402
+from tests.support.pubsub_emulator import PubSubEmulator  # noqa: E402
+
+_METADATA = MetadataServer(port=_METADATA_PORT).start()
+
+# Belt and braces: if a plugin imported the metadata module before us, re-point it.
+if "google.auth.compute_engine._metadata" in sys.modules:
+    sys.modules["google.auth.compute_engine._metadata"]._GCE_METADATA_HOST = _METADATA_HOST
+
+DEFAULT_SENDER_DOMAIN = "example.com"
+
+
+# -- Google metadata server ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def metadata_server() -> MetadataServer:
+    """The one metadata stand-in the environment points at (GCE_METADATA_HOST/IP)."""
+    return _METADATA
+
+
+@pytest.fixture
+def clean_metadata(metadata_server: MetadataServer) -> Iterator[MetadataServer]:
+    """The metadata stand-in, running, with an empty request log and no faults."""
+    metadata_server.start()  # a no-op unless an earlier test stopped it
+    metadata_server.reset()
+    yield metadata_server
+    metadata_server.start()
+    metadata_server.reset()
+
+
+# -- AWS (moto) ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def aws_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """Fresh moto state, ``example.com`` verified in eu-west-2, STS/SES v2 env -> moto."""
+    moto.reset()
+    moto.verify_email_identity(DEFAULT_SENDER_DOMAIN, DEFAULT_REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", moto.endpoint)
+    return moto
+
+
+@pytest.fixture
+def fault_proxy(aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """Like ``aws_env``, but STS/SES v2 go through a fault-injecting proxy to moto."""
+    with FaultProxy(aws_env.endpoint) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", proxy.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", proxy.endpoint)
+        yield proxy
+
+
+# -- Google Cloud Storage ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gcs() -> Iterator[GcsEmulator]:
+    with GcsEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def gcs_env(gcs: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> GcsEmulator:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.endpoint)
+    return gcs
+
+
+# -- Pub/Sub -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[PubSubEmulator]:
+    emulator = PubSubEmulator().start()
+    try:
+        yield emulator
+    finally:
+        group = emulator.pid_group
+        emulator.close()
+        if group is not None and group_members(group):
+            raise RuntimeError(f"Pub/Sub emulator processes left behind: {group_members(group)}")
+
+
+@pytest.fixture
+def pubsub_env(pubsub_emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch) -> PubSubEmulator:
+    if not pubsub_emulator.running:  # an outage test may have left it stopped
+        pubsub_emulator.start()
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", pubsub_emulator.project_id)
+    return pubsub_emulator
