@@ -1,0 +1,115 @@
+"""Result statuses and the error codes a result can carry.
+
+Every code belongs to exactly one non-``sent`` status, so a requester can
+decide what to do from the status alone and look at the code for detail.
+``docs/formats.md`` has the same table in prose; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ErrorCode", "ResultStatus"]
+
+
+class ResultStatus(StrEnum):
+    """Outcome of one email request."""
+
+    SENT = "sent"
+    """SES accepted the message."""
+    REJECTED = "rejected"
+    """The request itself is unacceptable; sending it again unchanged fails again."""
+    FAILED = "failed"
+    """Something outside the request went wrong; the same request may succeed later."""
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable reason for a ``rejected`` or ``failed`` result."""
+
+    # Problems with the request document (status "rejected").
+    INVALID_JSON = "invalid_json"
+    INVALID_REQUEST = "invalid_request"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    HEADER_INJECTION = "header_injection"
+    RESERVED_HEADER = "reserved_header"
+    INVALID_ADDRESS = "invalid_address"
+    INVALID_BASE64 = "invalid_base64"
+    TOO_MANY_RECIPIENTS = "too_many_recipients"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    # Policy decisions by the worker (status "rejected").
+    UNKNOWN_SERVICE = "unknown_service"
+    SENDER_NOT_ALLOWED = "sender_not_allowed"
+    # Refusals by SES that depend on the request (status "rejected").
+    SES_REJECTED = "ses_rejected"
+    INVALID_PARAMETER = "invalid_parameter"
+    # Operator-side or transient problems (status "failed").
+    CONFIGURATION_ERROR = "configuration_error"
+    IDENTITY_NOT_VERIFIED = "identity_not_verified"
+    ACCESS_DENIED = "access_denied"
+    SENDING_PAUSED = "sending_paused"
+    THROTTLED = "throttled"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    PARTIALLY_SENT = "partially_sent"
+    INTERNAL_ERROR = "internal_error"
+
+    @property
+    def status(self) -> ResultStatus:
+        """The status a result with this code always has."""
+        return _STATUS[self]
+
+    @property
+    def meaning(self) -> str:
+        """One-line explanation, suitable for documentation and logs."""
+        return _MEANING[self]
+
+
+_R = ResultStatus.REJECTED
+_F = ResultStatus.FAILED
+
+_STATUS: dict[ErrorCode, ResultStatus] = {
+    ErrorCode.INVALID_JSON: _R,
+    ErrorCode.INVALID_REQUEST: _R,
+    ErrorCode.UNSUPPORTED_VERSION: _R,
+    ErrorCode.HEADER_INJECTION: _R,
+    ErrorCode.RESERVED_HEADER: _R,
+    ErrorCode.INVALID_ADDRESS: _R,
+    ErrorCode.INVALID_BASE64: _R,
+    ErrorCode.TOO_MANY_RECIPIENTS: _R,
+    ErrorCode.MESSAGE_TOO_LARGE: _R,
+    ErrorCode.UNKNOWN_SERVICE: _R,
+    ErrorCode.SENDER_NOT_ALLOWED: _R,
+    ErrorCode.SES_REJECTED: _R,
+    ErrorCode.INVALID_PARAMETER: _R,
+    ErrorCode.CONFIGURATION_ERROR: _F,
+    ErrorCode.IDENTITY_NOT_VERIFIED: _F,
+    ErrorCode.ACCESS_DENIED: _F,
+    ErrorCode.SENDING_PAUSED: _F,
+    ErrorCode.THROTTLED: _F,
+    ErrorCode.PROVIDER_UNAVAILABLE: _F,
+    ErrorCode.PARTIALLY_SENT: _F,
+    ErrorCode.INTERNAL_ERROR: _F,
+}
+
+_MEANING: dict[ErrorCode, str] = {
+    ErrorCode.INVALID_JSON: "The message data is not UTF-8 encoded JSON.",
+    ErrorCode.INVALID_REQUEST: "The JSON does not follow the request format (field, type or rule).",
+    ErrorCode.UNSUPPORTED_VERSION: "The request's version is not one this worker understands.",
+    ErrorCode.HEADER_INJECTION: "A header value contains a line break or NUL character.",
+    ErrorCode.RESERVED_HEADER: "A custom header name is one the worker or SES controls.",
+    ErrorCode.INVALID_ADDRESS: "An email address is not syntactically valid.",
+    ErrorCode.INVALID_BASE64: "An attachment or raw message is not strict base64.",
+    ErrorCode.TOO_MANY_RECIPIENTS: "More recipients than one message may have.",
+    ErrorCode.MESSAGE_TOO_LARGE: "The built message is larger than the size limit.",
+    ErrorCode.UNKNOWN_SERVICE: "The service_id is not configured on this worker.",
+    ErrorCode.SENDER_NOT_ALLOWED: "The From address is not in a domain the service may send from.",
+    ErrorCode.SES_REJECTED: "SES refused the message (for example content or virus checks).",
+    ErrorCode.INVALID_PARAMETER: "SES found the message or its addresses invalid.",
+    ErrorCode.CONFIGURATION_ERROR: "The worker or service configuration is missing or invalid.",
+    ErrorCode.IDENTITY_NOT_VERIFIED: "SES has not verified the sending identity (or sandbox).",
+    ErrorCode.ACCESS_DENIED: "The worker's AWS role may not send as this identity.",
+    ErrorCode.SENDING_PAUSED: "Sending is paused for the SES account or configuration set.",
+    ErrorCode.THROTTLED: "SES sending rate or quota exceeded and retries ran out.",
+    ErrorCode.PROVIDER_UNAVAILABLE: "SES or the network was unavailable and retries ran out.",
+    ErrorCode.PARTIALLY_SENT: "Some recipient batches were sent before SES failed; no retry.",
+    ErrorCode.INTERNAL_ERROR: "An unexpected error in the worker.",
+}

@@ -1,0 +1,253 @@
+"""Build the `EmailMessage` that is handed to SES from a validated `EmailRequest`.
+
+Structured requests become a normal MIME tree (text, html or an alternative
+of both, inside multipart/mixed when there are attachments). Raw requests
+are re-parsed and changed only where the request says so: From, the
+recipient headers and the SES tags header.
+
+The email package re-folds long header lines when it writes a message and,
+for unstructured headers, turns long words into RFC 2047 encoded-words. That
+corrupts values that receivers parse literally (``X-SES-MESSAGE-TAGS``,
+``List-Unsubscribe`` URLs, ``DKIM-Signature``), so such headers are stored
+as `VerbatimHeader` objects, which write themselves out unchanged under any
+policy the caller serialises with.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import EmailPolicy, Policy
+from email.utils import format_datetime
+from typing import Self, cast
+
+from worker.error_codes import ErrorCode
+from worker.request import EmailRequest, Mailbox, RequestRejected, parse_mailbox
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "TAGS_HEADER",
+    "VerbatimHeader",
+    "build_message",
+    "message_size",
+    "resolve_sender",
+]
+
+# SES's limit for a raw message, headers and MIME encoding included.
+MAX_MESSAGE_BYTES = 40_000_000
+# Header SES reads message tags from when sending raw content.
+TAGS_HEADER = "X-SES-MESSAGE-TAGS"
+
+# Raw-message headers that stay parsed header objects: the session and the
+# email package itself read their structure (addresses, MIME parameters).
+# Every other raw header is kept byte for byte.
+_STRUCTURED_RAW_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "sender",
+        "reply-to",
+        "content-type",
+        "content-disposition",
+        "content-transfer-encoding",
+        "mime-version",
+    }
+)
+_PHYSICAL_LINE_RE = re.compile(r"\r\n|\r|\n")
+_FOLD_POINT_RE = re.compile(r"(?<=\S)(?=[ \t]+\S)")
+
+
+class VerbatimHeader(str):
+    """A header value the email package writes out exactly as stored.
+
+    The email policies call ``value.fold(policy=...)`` for any stored value
+    with a ``name`` attribute instead of re-parsing it, which is the hook
+    used here. With ``refold=True`` a single-line value is folded only at its
+    existing whitespace, which unfolding undoes exactly; with ``refold=False``
+    (raw message headers) the original line structure is kept as well.
+    Callers must have rejected CR, LF and NUL already.
+    """
+
+    name: str
+    refold: bool
+
+    def __new__(cls, name: str, value: str, refold: bool = True) -> Self:
+        header = super().__new__(cls, value)
+        header.name = name
+        header.refold = refold
+        return header
+
+    def __getnewargs__(self) -> tuple[str, str, bool]:  # type: ignore[override]
+        # copy.deepcopy (the session copies messages to drop Bcc) and pickle
+        # rebuild str subclasses through __new__, which needs all three values.
+        return (self.name, str(self), self.refold)
+
+    def fold(self, *, policy: Policy) -> str:
+        """Render ``Name: value`` plus line ending, as the policy protocol expects."""
+        linesep = policy.linesep
+        lines = _PHYSICAL_LINE_RE.split(str(self))
+        if len(lines) > 1 or not self.refold or not policy.max_line_length:
+            return f"{self.name}: {linesep.join(lines)}{linesep}"
+        # Break only where whitespace already is, never right after "Name:",
+        # so that unfolding (deleting the line breaks) restores the value.
+        first, *rest = _FOLD_POINT_RE.split(lines[0])
+        output: list[str] = []
+        line = f"{self.name}: {first}"
+        for chunk in rest:
+            if len(line) + len(chunk) > policy.max_line_length:
+                output.append(line)
+                line = chunk
+            else:
+                line += chunk
+        output.append(line)
+        return linesep.join(output) + linesep
+
+
+class _RawPolicy(EmailPolicy):
+    """Parse raw messages keeping unstructured headers verbatim."""
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        if name.lower() in _STRUCTURED_RAW_HEADERS:
+            return name, value
+        return name, VerbatimHeader(name, value, refold=False)
+
+
+_RAW_POLICY = _RawPolicy()
+
+
+def resolve_sender(request: EmailRequest, default_from: str | None) -> Mailbox:
+    """The From mailbox the message will carry: the request's, else `default_from`.
+
+    Raises `RequestRejected`: ``invalid_request`` if neither exists,
+    ``configuration_error`` if `default_from` is not a valid address.
+    """
+    if request.sender is not None:
+        return request.sender
+    if default_from is None:
+        raise RequestRejected(
+            ErrorCode.INVALID_REQUEST,
+            "the request has no from and the service has no default From address",
+        )
+    try:
+        return parse_mailbox(default_from, field_name="default From")
+    except RequestRejected:
+        raise RequestRejected(
+            ErrorCode.CONFIGURATION_ERROR, "the service's default From address is invalid"
+        ) from None
+
+
+def build_message(
+    request: EmailRequest,
+    *,
+    default_from: str | None = None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    date: datetime | None = None,
+) -> EmailMessage:
+    """Create the message for `request`.
+
+    `default_from` is the service's From, used when the request has none.
+    `date` (default: now) fills the Date header of structured messages; raw
+    messages keep their own. Raises `RequestRejected` (``message_too_large``
+    when the serialised message exceeds `max_bytes`, see `resolve_sender` for
+    the From errors, ``invalid_request`` for a raw message that cannot be
+    written back out).
+    """
+    sender = resolve_sender(request, default_from)
+    # Cheap lower bound first, so an oversized request is not MIME-encoded for nothing.
+    _check_size(_content_size(request), max_bytes)
+    if request.raw is not None:
+        message = _build_raw(request, request.raw, sender)
+    else:
+        message = _build_structured(request, sender, date or datetime.now(UTC))
+    if request.tags:
+        tags = ", ".join(f"{name}={value}" for name, value in request.tags)
+        message[TAGS_HEADER] = VerbatimHeader(TAGS_HEADER, tags)
+    try:
+        size = message_size(message)
+    except Exception:
+        if request.raw is None:
+            raise  # Our own structure failing to serialise is a bug, not bad input.
+        raise RequestRejected(
+            ErrorCode.INVALID_REQUEST, "the raw message cannot be serialised"
+        ) from None
+    _check_size(size, max_bytes)
+    return message
+
+
+def message_size(message: EmailMessage) -> int:
+    """Size in bytes as sent over SMTP (CRLF line endings)."""
+    return len(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+
+
+def _build_structured(request: EmailRequest, sender: Mailbox, date: datetime) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender.to_header_address()
+    _set_addresses(message, "To", request.to)
+    _set_addresses(message, "Cc", request.cc)
+    # Bcc stays in the message: the session reads recipients from it and strips it.
+    _set_addresses(message, "Bcc", request.bcc)
+    _set_addresses(message, "Reply-To", request.reply_to)
+    message["Subject"] = request.subject or ""
+    message["Date"] = format_datetime(date.astimezone(UTC))
+    for name, value in request.headers:
+        # Non-ASCII text can only be carried as RFC 2047 encoded-words, which
+        # the email package does; ASCII values are kept literally.
+        message[name] = VerbatimHeader(name, value) if value.isascii() else value
+
+    if request.text is not None:
+        message.set_content(request.text)
+        if request.html is not None:
+            message.add_alternative(request.html, subtype="html")
+    else:
+        message.set_content(request.html or "", subtype="html")
+    for attachment in request.attachments:
+        message.add_attachment(
+            attachment.content,
+            maintype=attachment.maintype,
+            subtype=attachment.subtype,
+            filename=attachment.filename,
+        )
+    return message
+
+
+def _build_raw(request: EmailRequest, raw: bytes, sender: Mailbox) -> EmailMessage:
+    # The policy's message factory is EmailMessage; typeshed cannot see that.
+    message = cast(EmailMessage, email.message_from_bytes(raw, policy=_RAW_POLICY))
+    if request.replace_raw_sender:
+        del message["From"]
+        message["From"] = sender.to_header_address()
+    if request.replace_raw_recipients:
+        for name in ("To", "Cc", "Bcc"):
+            del message[name]
+        _set_addresses(message, "To", request.to)
+        _set_addresses(message, "Cc", request.cc)
+        _set_addresses(message, "Bcc", request.bcc)
+    return message
+
+
+def _set_addresses(message: EmailMessage, name: str, mailboxes: tuple[Mailbox, ...]) -> None:
+    if mailboxes:
+        message[name] = tuple(m.to_header_address() for m in mailboxes)
+
+
+def _content_size(request: EmailRequest) -> int:
+    size = sum(len(a.content) for a in request.attachments)
+    if request.raw is not None:
+        size += len(request.raw)
+    for body in (request.text, request.html):
+        if body is not None:
+            size += len(body.encode("utf-8"))
+    return size
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise RequestRejected(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"the message is {size} bytes, more than the limit of {max_bytes} bytes",
+        )

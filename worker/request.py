@@ -1,0 +1,883 @@
+"""Request format v1: turn Pub/Sub message data into a validated `EmailRequest`.
+
+`parse_request` is the only entry point for untrusted bytes. It either
+returns an `EmailRequest` whose every field already satisfies the rules in
+``docs/formats.md`` or raises `RequestRejected`; no other exception escapes,
+whatever the input. Rejection messages may name a field but never repeat
+addresses, bodies, header values or attachment content.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.errors
+import email.policy
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from typing import Any, NoReturn
+
+from email_validator import validate_email
+
+from worker.error_codes import ErrorCode
+
+__all__ = [
+    "MAX_ADDRESS_LENGTH",
+    "MAX_ATTACHMENTS",
+    "MAX_FILENAME_LENGTH",
+    "MAX_HEADERS",
+    "MAX_HEADER_NAME_LENGTH",
+    "MAX_HEADER_VALUE_LENGTH",
+    "MAX_RECIPIENTS",
+    "MAX_REPLY_TO",
+    "MAX_REQUEST_ID_LENGTH",
+    "MAX_SUBJECT_LENGTH",
+    "MAX_TAGS",
+    "MAX_TAG_LENGTH",
+    "REQUEST_VERSION",
+    "RESERVED_HEADER_NAMES",
+    "RESERVED_HEADER_PREFIXES",
+    "Attachment",
+    "EmailRequest",
+    "Mailbox",
+    "RequestRejected",
+    "is_reserved_header",
+    "parse_mailbox",
+    "parse_request",
+    "request_summary_for_logs",
+]
+
+REQUEST_VERSION = 1
+
+MAX_REQUEST_ID_LENGTH = 128
+# The session sends to SES in batches of 50 recipients; this cap bounds how
+# many SES calls (and how much quota) one request can use.
+MAX_RECIPIENTS = 1000
+MAX_REPLY_TO = 10
+MAX_ADDRESS_LENGTH = 512
+MAX_SUBJECT_LENGTH = 998
+MAX_HEADERS = 50
+MAX_HEADER_NAME_LENGTH = 76
+# Short enough that "Name: " plus one unbreakable value stays under the
+# 998-character line limit of RFC 5322, so values never need re-encoding.
+MAX_HEADER_VALUE_LENGTH = 900
+MAX_ATTACHMENTS = 100
+MAX_FILENAME_LENGTH = 255
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 256
+
+RESERVED_HEADER_NAMES: frozenset[str] = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "sender",
+        "reply-to",
+        "message-id",
+        "return-path",
+        "mime-version",
+        "date",
+        # The email package parses these two as structured date headers,
+        # which would turn a harmless custom value into a build failure.
+        "orig-date",
+    }
+)
+RESERVED_HEADER_PREFIXES: tuple[str, ...] = (
+    "content-",
+    "dkim-",
+    # SES acts on X-SES-* headers (configuration set, source ARN, tags), so a
+    # requester must not be able to set them.
+    "x-ses-",
+    # Resent-* are address and date headers with special meaning to SES and MTAs.
+    "resent-",
+)
+
+_STRUCTURED_FIELDS = frozenset({"subject", "text", "html", "headers", "attachments", "reply_to"})
+_TOP_LEVEL_FIELDS = frozenset(
+    {"version", "request_id", "service_id", "from", "to", "cc", "bcc", "raw", "tags"}
+    | _STRUCTURED_FIELDS
+)
+_ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content_base64"})
+
+_SERVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# RFC 5322 field name: printable US-ASCII except colon (and so no space).
+_HEADER_NAME_RE = re.compile(r"[!-9;-~]+")
+_TAG_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TAG_LENGTH}}}")
+# RFC 2045 token characters; parameters (";charset=...") are not accepted.
+_MIME_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # noqa: S105 - a regex, not a secret
+_CONTENT_TYPE_RE = re.compile(f"{_MIME_TOKEN}/{_MIME_TOKEN}")
+# Canonical padded base64 without whitespace; b64decode(validate=True) alone
+# still tolerates misplaced padding, so the shape is checked first.
+_BASE64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+# Anything a mail parser might treat as the end of a header line. str.splitlines()
+# (used inside the email package) honours the Unicode ones too, so all are refused.
+_LINE_BREAK_RE = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# Remaining control characters (TAB is ordinary folding whitespace).
+_CONTROL_RE = re.compile("[\x01-\x08\x0e-\x1f\x7f-\x9f]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+# Parser defects after which the raw message's structure cannot be trusted.
+_FATAL_RAW_DEFECTS: tuple[type[email.errors.MessageDefect], ...] = (
+    email.errors.NoBoundaryInMultipartDefect,
+    email.errors.StartBoundaryNotFoundDefect,
+    email.errors.MultipartInvariantViolationDefect,
+    email.errors.FirstHeaderLineIsContinuationDefect,
+    email.errors.MisplacedEnvelopeHeaderDefect,
+    email.errors.MissingHeaderBodySeparatorDefect,
+    email.errors.InvalidMultipartContentTransferEncodingDefect,
+)
+
+
+class RequestRejected(Exception):
+    """The request cannot be sent as given; `code` says why.
+
+    `message` is safe to publish back to the requester and to log: it can
+    name a field (``to[3]``) but never contains addresses, bodies, header
+    values or attachment data. `request_id` and `service_id` are filled in
+    when they could be read from the request before the problem was found,
+    so the result can still be correlated.
+    """
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.request_id: str | None = None
+        self.service_id: str | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class Mailbox:
+    """One validated address: ASCII ``local@domain`` plus an optional display name.
+
+    Internationalised domains are stored in IDNA (punycode) form because SES
+    only accepts ASCII envelope domains; the display name is kept as given and
+    RFC 2047-encoded by the email package when the header is written.
+    """
+
+    address: str
+    display_name: str = ""
+
+    @property
+    def domain(self) -> str:
+        """The ASCII (punycode) domain, lower case."""
+        return self.address.rpartition("@")[2]
+
+    def to_header_address(self) -> Address:
+        """The `email.headerregistry.Address` used in From/To/Cc/Bcc/Reply-To."""
+        return Address(display_name=self.display_name, addr_spec=self.address)
+
+    def __repr__(self) -> str:
+        return "Mailbox(<redacted>)"
+
+
+@dataclass(frozen=True, repr=False)
+class Attachment:
+    """A decoded attachment. Its content and filename stay out of `repr`."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+    @property
+    def maintype(self) -> str:
+        return self.content_type.partition("/")[0]
+
+    @property
+    def subtype(self) -> str:
+        return self.content_type.partition("/")[2]
+
+    def __repr__(self) -> str:
+        return f"Attachment(content_type={self.content_type!r}, size={len(self.content)})"
+
+
+@dataclass(frozen=True, repr=False)
+class EmailRequest:
+    """A validated v1 request, structured or raw.
+
+    In structured mode `subject` is set and `raw` is None; in raw mode `raw`
+    holds the decoded RFC 5322 bytes and the structured fields are empty.
+    In raw mode `to`/`cc`/`bcc` are the effective recipients: the request's
+    own lists when `replace_raw_recipients` is true, otherwise the ones read
+    from the raw message's headers. Likewise `sender` is the request's
+    ``from`` if given, else the raw message's From.
+    """
+
+    request_id: str
+    service_id: str
+    sender: Mailbox | None
+    to: tuple[Mailbox, ...]
+    cc: tuple[Mailbox, ...]
+    bcc: tuple[Mailbox, ...]
+    reply_to: tuple[Mailbox, ...] = ()
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    raw: bytes | None = None
+    replace_raw_recipients: bool = False
+    replace_raw_sender: bool = False
+
+    @property
+    def is_raw(self) -> bool:
+        return self.raw is not None
+
+    @property
+    def from_address(self) -> str | None:
+        """Bare ASCII From address (``user@xn--domain``), or None to use the service default."""
+        return self.sender.address if self.sender is not None else None
+
+    @property
+    def from_domain(self) -> str | None:
+        """ASCII lower-case domain of `from_address`, for the allowed-domain check."""
+        return self.sender.domain if self.sender is not None else None
+
+    @property
+    def recipient_count(self) -> int:
+        return len(self.to) + len(self.cc) + len(self.bcc)
+
+    @property
+    def envelope_recipients(self) -> tuple[str, ...]:
+        """ASCII addresses SES will deliver to (To, then Cc, then Bcc)."""
+        return tuple(m.address for m in (*self.to, *self.cc, *self.bcc))
+
+    def __repr__(self) -> str:
+        # Deliberately a summary: addresses, bodies and attachments are personal data.
+        parts = ", ".join(f"{k}={v!r}" for k, v in request_summary_for_logs(self).items())
+        return f"EmailRequest({parts})"
+
+
+def request_summary_for_logs(request: EmailRequest) -> dict[str, object]:
+    """Counts and flags describing `request`, safe to log.
+
+    Contains no addresses, subject, bodies, header values or attachment
+    names; the From domain is included because it is what sender checks act on.
+    """
+    return {
+        "request_id": request.request_id,
+        "service_id": request.service_id,
+        "mode": "raw" if request.is_raw else "structured",
+        "from_domain": request.from_domain,
+        "recipient_count": request.recipient_count,
+        "to_count": len(request.to),
+        "cc_count": len(request.cc),
+        "bcc_count": len(request.bcc),
+        "has_text": request.text is not None,
+        "has_html": request.html is not None,
+        "header_count": len(request.headers),
+        "attachment_count": len(request.attachments),
+        "attachment_bytes": sum(len(a.content) for a in request.attachments),
+        "raw_bytes": len(request.raw) if request.raw is not None else 0,
+        "tag_count": len(request.tags),
+    }
+
+
+def is_reserved_header(name: str) -> bool:
+    """True if a request may not set header `name` (case-insensitive)."""
+    lowered = name.lower()
+    return lowered in RESERVED_HEADER_NAMES or lowered.startswith(RESERVED_HEADER_PREFIXES)
+
+
+# --------------------------------------------------------------------------
+# Entry point
+
+
+def parse_request(
+    data: bytes, *, pubsub_message_id: str, default_service_id: str | None
+) -> EmailRequest:
+    """Validate Pub/Sub message `data` as a v1 request.
+
+    `pubsub_message_id` becomes the request_id when the request has none;
+    `default_service_id` (the worker's configured service) applies when the
+    request names no service. Raises `RequestRejected` and nothing else.
+    """
+    document = _decode_json(data)
+    if not isinstance(document, dict):
+        _reject(ErrorCode.INVALID_REQUEST, "the request must be a JSON object")
+    request_id, service_id = _peek_ids(document, default_service_id)
+    try:
+        return _parse_document(
+            document,
+            pubsub_message_id=pubsub_message_id,
+            default_service_id=default_service_id,
+        )
+    except RequestRejected as exc:
+        # Let the worker still address its result to the right request.
+        exc.request_id = request_id
+        exc.service_id = service_id
+        raise
+
+
+def parse_mailbox(value: str, *, field_name: str = "address") -> Mailbox:
+    """Validate one ``addr@domain`` or ``Name <addr@domain>`` string.
+
+    Also used by the worker for configured default From addresses. Raises
+    `RequestRejected` with ``header_injection`` or ``invalid_address``.
+    """
+    if not isinstance(value, str):
+        _reject(ErrorCode.INVALID_REQUEST, f"{field_name} must be a string")
+    _check_header_text(value, field_name, code=ErrorCode.INVALID_ADDRESS)
+    if len(value) > MAX_ADDRESS_LENGTH:
+        _reject(
+            ErrorCode.INVALID_ADDRESS,
+            f"{field_name} is longer than {MAX_ADDRESS_LENGTH} characters",
+        )
+    text = value.strip()
+    display_name = ""
+    addr_spec = text
+    if text.endswith(">") and "<" in text:
+        # The last "<" starts the angle-addr: display names may contain "<",
+        # addr-specs (no quoted local parts allowed) may not.
+        head, _, tail = text.rpartition("<")
+        addr_spec = tail[:-1].strip()
+        display_name = _unquote_display_name(head.strip(), field_name)
+    elif "<" in text or ">" in text:
+        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} is not a valid email address")
+    return _mailbox_from_parts(display_name, addr_spec, field_name)
+
+
+# --------------------------------------------------------------------------
+# Document level
+
+
+def _parse_document(
+    document: dict[str, Any], *, pubsub_message_id: str, default_service_id: str | None
+) -> EmailRequest:
+    _check_version(document)
+    unknown = sorted(set(document) - _TOP_LEVEL_FIELDS)
+    if unknown:
+        names = ", ".join(_quote_name(n) for n in unknown[:5])
+        _reject(ErrorCode.INVALID_REQUEST, f"unknown field(s): {names}")
+    # JSON null means "not given" for every optional field.
+    fields = {k: v for k, v in document.items() if v is not None}
+
+    request_id = _parse_request_id(fields.get("request_id"), pubsub_message_id)
+    service_id = _parse_service_id(fields.get("service_id"), default_service_id)
+    tags = _parse_tags(fields.get("tags"))
+    sender = parse_mailbox(fields["from"], field_name="from") if "from" in fields else None
+    recipients = {
+        name: _parse_address_list(fields, name, MAX_RECIPIENTS) for name in ("to", "cc", "bcc")
+    }
+
+    if "raw" in fields:
+        return _parse_raw_request(fields, request_id, service_id, sender, recipients, tags)
+
+    _check_recipient_count(sum(len(r) for r in recipients.values()))
+    reply_to = _parse_address_list(fields, "reply_to", MAX_REPLY_TO)
+    subject = _parse_subject(fields.get("subject"))
+    text = _parse_body(fields, "text")
+    html = _parse_body(fields, "html")
+    if text is None and html is None:
+        _reject(ErrorCode.INVALID_REQUEST, "at least one of text and html is required")
+    return EmailRequest(
+        request_id=request_id,
+        service_id=service_id,
+        sender=sender,
+        to=recipients["to"],
+        cc=recipients["cc"],
+        bcc=recipients["bcc"],
+        reply_to=reply_to,
+        subject=subject,
+        text=text,
+        html=html,
+        headers=_parse_headers(fields.get("headers")),
+        attachments=_parse_attachments(fields.get("attachments")),
+        tags=tags,
+    )
+
+
+def _decode_json(data: bytes) -> Any:
+    try:
+        # Decoded explicitly: json.loads(bytes) would also accept UTF-16/32.
+        text = bytes(data).decode("utf-8")
+    except (UnicodeDecodeError, TypeError, ValueError):
+        _reject(ErrorCode.INVALID_JSON, "the message data is not valid UTF-8")
+    try:
+        document = json.loads(
+            text,
+            object_pairs_hook=_object_without_duplicate_keys,
+            parse_constant=_refuse_json_constant,
+        )
+    except _DuplicateKeyError as exc:
+        _reject(ErrorCode.INVALID_JSON, f"duplicate key {_quote_name(exc.key)} in a JSON object")
+    except json.JSONDecodeError as exc:
+        _reject(
+            ErrorCode.INVALID_JSON,
+            f"the message data is not valid JSON ({exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno})",
+        )
+    except (ValueError, RecursionError):
+        # NaN/Infinity, integers beyond the digit limit, absurd nesting.
+        _reject(ErrorCode.INVALID_JSON, "the message data is not acceptable JSON")
+    if _contains_lone_surrogate(document):
+        _reject(ErrorCode.INVALID_JSON, "the JSON contains an unpaired UTF-16 surrogate escape")
+    return document
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__("duplicate key")
+        self.key = key
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on which duplicate wins; refusing them avoids smuggling.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(key)
+        result[key] = value
+    return result
+
+
+def _refuse_json_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _contains_lone_surrogate(document: Any) -> bool:
+    # Iterative so that deeply nested (but parseable) JSON cannot exhaust the stack.
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE_RE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _check_version(document: Mapping[str, Any]) -> None:
+    version = document.get("version")
+    if version is None:
+        _reject(ErrorCode.INVALID_REQUEST, "version is required")
+    # bool is an int subclass, but JSON true is not the number 1.
+    if isinstance(version, bool) or not isinstance(version, int | float) or version != 1:
+        _reject(ErrorCode.UNSUPPORTED_VERSION, "unsupported version; this worker accepts version 1")
+
+
+def _peek_ids(
+    document: Mapping[str, Any], default_service_id: str | None
+) -> tuple[str | None, str | None]:
+    """Best-effort request_id/service_id for correlating a rejection; never raises."""
+    request_id = document.get("request_id")
+    if not (isinstance(request_id, str) and _is_valid_request_id(request_id)):
+        request_id = None
+    service_id = document.get("service_id")
+    if service_id is None:
+        service_id = default_service_id
+    if not (isinstance(service_id, str) and _SERVICE_ID_RE.fullmatch(service_id)):
+        service_id = None
+    return request_id, service_id
+
+
+def _is_valid_request_id(value: str) -> bool:
+    return 1 <= len(value) <= MAX_REQUEST_ID_LENGTH and value.isprintable()
+
+
+def _parse_request_id(value: Any, pubsub_message_id: str) -> str:
+    if value is None:
+        return pubsub_message_id
+    if not isinstance(value, str):
+        _reject(ErrorCode.INVALID_REQUEST, "request_id must be a string")
+    if not _is_valid_request_id(value):
+        _reject(
+            ErrorCode.INVALID_REQUEST,
+            f"request_id must be 1 to {MAX_REQUEST_ID_LENGTH} printable characters",
+        )
+    return value
+
+
+def _parse_service_id(value: Any, default_service_id: str | None) -> str:
+    rule = "lower-case letters, digits, '_' and '-', starting with a letter or digit, at most 63"
+    if value is None:
+        if default_service_id is None:
+            _reject(
+                ErrorCode.INVALID_REQUEST,
+                "service_id is required (this worker has no default service)",
+            )
+        if not _SERVICE_ID_RE.fullmatch(default_service_id):
+            _reject(ErrorCode.CONFIGURATION_ERROR, f"the default service_id is invalid ({rule})")
+        return default_service_id
+    if not isinstance(value, str):
+        _reject(ErrorCode.INVALID_REQUEST, "service_id must be a string")
+    if not _SERVICE_ID_RE.fullmatch(value):
+        _reject(ErrorCode.INVALID_REQUEST, f"service_id must be {rule}")
+    return value
+
+
+# --------------------------------------------------------------------------
+# Addresses
+
+
+def _parse_address_list(fields: Mapping[str, Any], name: str, limit: int) -> tuple[Mailbox, ...]:
+    value = fields.get(name)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        # A lone string is shorthand for a one-element list, never a
+        # comma-separated list (commas are legal inside display names).
+        return (parse_mailbox(value, field_name=name),)
+    if not isinstance(value, list):
+        _reject(ErrorCode.INVALID_REQUEST, f"{name} must be a string or a list of strings")
+    if len(value) > limit:
+        too_many = ErrorCode.TOO_MANY_RECIPIENTS
+        _reject(
+            too_many if limit == MAX_RECIPIENTS else ErrorCode.INVALID_REQUEST,
+            f"{name} has more than {limit} addresses",
+        )
+    return tuple(
+        parse_mailbox(item, field_name=f"{name}[{index}]") for index, item in enumerate(value)
+    )
+
+
+def _check_recipient_count(count: int) -> None:
+    if count == 0:
+        _reject(ErrorCode.INVALID_REQUEST, "at least one recipient (to, cc or bcc) is required")
+    if count > MAX_RECIPIENTS:
+        _reject(
+            ErrorCode.TOO_MANY_RECIPIENTS,
+            f"{count} recipients; at most {MAX_RECIPIENTS} are allowed across to, cc and bcc",
+        )
+
+
+def _unquote_display_name(text: str, field_name: str) -> str:
+    if not (len(text) >= 2 and text.startswith('"') and text.endswith('"')):
+        return text
+    # Undo quoted-string escaping; the email package re-quotes when writing.
+    chars: list[str] = []
+    escaped = False
+    for char in text[1:-1]:
+        if escaped:
+            chars.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
+        else:
+            chars.append(char)
+    if escaped:
+        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
+    return "".join(chars)
+
+
+def _mailbox_from_parts(display_name: str, addr_spec: str, field_name: str) -> Mailbox:
+    if _CONTROL_RE.search(display_name):
+        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has control characters in its name")
+    try:
+        validated = validate_email(
+            addr_spec,
+            check_deliverability=False,
+            # SES needs an ASCII local part; the domain may be IDN (converted below).
+            allow_smtputf8=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            allow_empty_local=False,
+        )
+        address = validated.ascii_email
+        if address is None or not address.isascii():
+            raise ValueError("not ASCII")
+        # Also prove the email package can represent it, so building cannot fail.
+        header_address = Address(display_name=display_name, addr_spec=address)
+        if header_address.addr_spec != address:
+            raise ValueError("not representable")
+    except (ValueError, TypeError, IndexError):
+        # email_validator errors are ValueErrors; their text can quote the
+        # address, so a generic message is used instead.
+        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} is not a valid email address")
+    return Mailbox(address=address, display_name=display_name)
+
+
+# --------------------------------------------------------------------------
+# Structured content
+
+
+def _parse_subject(value: Any) -> str:
+    if value is None:
+        _reject(ErrorCode.INVALID_REQUEST, "subject is required")
+    if not isinstance(value, str):
+        _reject(ErrorCode.INVALID_REQUEST, "subject must be a string")
+    _check_header_text(value, "subject")
+    if len(value) > MAX_SUBJECT_LENGTH:
+        _reject(
+            ErrorCode.INVALID_REQUEST,
+            f"subject is longer than {MAX_SUBJECT_LENGTH} characters",
+        )
+    return value
+
+
+def _parse_body(fields: Mapping[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        _reject(ErrorCode.INVALID_REQUEST, f"{name} must be a string")
+    if "\x00" in value:
+        _reject(ErrorCode.INVALID_REQUEST, f"{name} must not contain NUL characters")
+    return value
+
+
+def _parse_headers(value: Any) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        _reject(ErrorCode.INVALID_REQUEST, "headers must be an object of name to string value")
+    if len(value) > MAX_HEADERS:
+        _reject(ErrorCode.INVALID_REQUEST, f"headers has more than {MAX_HEADERS} entries")
+    seen: set[str] = set()
+    result: list[tuple[str, str]] = []
+    for name, header_value in value.items():
+        label = f"headers[{_quote_name(name)}]"
+        if _LINE_BREAK_RE.search(name):
+            _reject(ErrorCode.HEADER_INJECTION, "a header name contains a line break or NUL")
+        if not _HEADER_NAME_RE.fullmatch(name) or len(name) > MAX_HEADER_NAME_LENGTH:
+            _reject(
+                ErrorCode.INVALID_REQUEST,
+                f"{label}: header names are 1 to {MAX_HEADER_NAME_LENGTH} printable ASCII "
+                "characters without ':' or spaces",
+            )
+        if is_reserved_header(name):
+            _reject(ErrorCode.RESERVED_HEADER, f"{label}: this header is set by the worker or SES")
+        if name.lower() in seen:
+            _reject(ErrorCode.INVALID_REQUEST, f"{label}: the same header is given twice")
+        seen.add(name.lower())
+        if not isinstance(header_value, str):
+            _reject(ErrorCode.INVALID_REQUEST, f"{label} must be a string")
+        _check_header_text(header_value, label)
+        if len(header_value) > MAX_HEADER_VALUE_LENGTH:
+            _reject(
+                ErrorCode.INVALID_REQUEST,
+                f"{label} is longer than {MAX_HEADER_VALUE_LENGTH} characters",
+            )
+        result.append((name, header_value))
+    return tuple(result)
+
+
+def _parse_attachments(value: Any) -> tuple[Attachment, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        _reject(ErrorCode.INVALID_REQUEST, "attachments must be a list")
+    if len(value) > MAX_ATTACHMENTS:
+        _reject(ErrorCode.INVALID_REQUEST, f"more than {MAX_ATTACHMENTS} attachments")
+    return tuple(_parse_attachment(item, f"attachments[{i}]") for i, item in enumerate(value))
+
+
+def _parse_attachment(item: Any, label: str) -> Attachment:
+    if not isinstance(item, dict):
+        _reject(ErrorCode.INVALID_REQUEST, f"{label} must be an object")
+    unknown = sorted(set(item) - _ATTACHMENT_FIELDS)
+    if unknown:
+        names = ", ".join(_quote_name(n) for n in unknown[:5])
+        _reject(ErrorCode.INVALID_REQUEST, f"{label} has unknown field(s): {names}")
+    for key in sorted(_ATTACHMENT_FIELDS):
+        if not isinstance(item.get(key), str):
+            _reject(ErrorCode.INVALID_REQUEST, f"{label}.{key} is required and must be a string")
+
+    filename: str = item["filename"]
+    _check_header_text(filename, f"{label}.filename")
+    if not 1 <= len(filename) <= MAX_FILENAME_LENGTH or not filename.strip():
+        _reject(
+            ErrorCode.INVALID_REQUEST,
+            f"{label}.filename must be 1 to {MAX_FILENAME_LENGTH} characters",
+        )
+
+    content_type: str = item["content_type"]
+    _check_header_text(content_type, f"{label}.content_type")
+    if not _CONTENT_TYPE_RE.fullmatch(content_type):
+        _reject(ErrorCode.INVALID_REQUEST, f"{label}.content_type must be type/subtype")
+    content_type = content_type.lower()
+    if content_type.startswith(("multipart/", "message/")):
+        # The email package would base64-encode these, which RFC 2046 forbids
+        # for composite types; send such files as application/octet-stream.
+        _reject(
+            ErrorCode.INVALID_REQUEST,
+            f"{label}.content_type must not be multipart/* or message/*",
+        )
+
+    content = _decode_base64(item["content_base64"], f"{label}.content_base64")
+    return Attachment(filename=filename, content_type=content_type, content=content)
+
+
+def _parse_tags(value: Any) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        _reject(ErrorCode.INVALID_REQUEST, "tags must be an object of name to string value")
+    if len(value) > MAX_TAGS:
+        _reject(ErrorCode.INVALID_REQUEST, f"tags has more than {MAX_TAGS} entries")
+    rule = f"1 to {MAX_TAG_LENGTH} ASCII letters, digits, '_' or '-'"
+    for name, tag_value in value.items():
+        if not _TAG_RE.fullmatch(name):
+            _reject(ErrorCode.INVALID_REQUEST, f"tag names must be {rule}")
+        if not isinstance(tag_value, str) or not _TAG_RE.fullmatch(tag_value):
+            _reject(ErrorCode.INVALID_REQUEST, f"tags[{_quote_name(name)}] must be {rule}")
+    return tuple(value.items())
+
+
+def _decode_base64(value: str, label: str) -> bytes:
+    if not _BASE64_RE.fullmatch(value):
+        _reject(
+            ErrorCode.INVALID_BASE64,
+            f"{label} is not standard padded base64 (no whitespace or line breaks)",
+        )
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        _reject(ErrorCode.INVALID_BASE64, f"{label} is not valid base64")
+
+
+# --------------------------------------------------------------------------
+# Raw mode
+
+
+def _parse_raw_request(
+    fields: Mapping[str, Any],
+    request_id: str,
+    service_id: str,
+    sender: Mailbox | None,
+    recipients: Mapping[str, tuple[Mailbox, ...]],
+    tags: tuple[tuple[str, str], ...],
+) -> EmailRequest:
+    conflicting = sorted(_STRUCTURED_FIELDS & set(fields))
+    if conflicting:
+        _reject(
+            ErrorCode.INVALID_REQUEST,
+            f"raw cannot be combined with {', '.join(conflicting)}",
+        )
+    if not isinstance(fields["raw"], str):
+        _reject(ErrorCode.INVALID_REQUEST, "raw must be a base64 string")
+    raw = _decode_base64(fields["raw"], "raw")
+    message = _load_raw(raw)
+
+    replace_recipients = any(name in fields for name in ("to", "cc", "bcc"))
+    if not replace_recipients:
+        recipients = {
+            name: _raw_mailboxes(message, name.capitalize(), f"raw {name.capitalize()} header")
+            for name in ("to", "cc", "bcc")
+        }
+    _check_recipient_count(sum(len(r) for r in recipients.values()))
+
+    if sender is None:
+        # Without an override the raw From is what SES sends as, so it must be
+        # a single valid mailbox for the worker's sender checks to mean anything.
+        raw_senders = _raw_mailboxes(message, "From", "raw From header")
+        if not raw_senders:
+            _reject(
+                ErrorCode.INVALID_REQUEST,
+                "the raw message has no From header and no from is given",
+            )
+        if len(message.get_all("From", [])) > 1 or len(raw_senders) > 1:
+            _reject(ErrorCode.INVALID_REQUEST, "the raw message must have exactly one From address")
+        sender = raw_senders[0]
+        replace_sender = False
+    else:
+        replace_sender = True
+
+    return EmailRequest(
+        request_id=request_id,
+        service_id=service_id,
+        sender=sender,
+        to=recipients["to"],
+        cc=recipients["cc"],
+        bcc=recipients["bcc"],
+        tags=tags,
+        raw=raw,
+        replace_raw_recipients=replace_recipients,
+        replace_raw_sender=replace_sender,
+    )
+
+
+def _load_raw(raw: bytes) -> EmailMessage:
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        defects = [
+            type(defect).__name__
+            for part in message.walk()
+            for defect in part.defects
+            if isinstance(defect, _FATAL_RAW_DEFECTS)
+        ]
+        reserved = [name for name in message if name.lower().startswith("x-ses-")]
+    except Exception:
+        # The stdlib parser is meant to record defects rather than raise, but
+        # hostile input has triggered parser bugs before; treat any as malformed.
+        _reject(ErrorCode.INVALID_REQUEST, "the raw message could not be parsed")
+    if defects:
+        _reject(
+            ErrorCode.INVALID_REQUEST,
+            f"the raw message is malformed ({', '.join(sorted(set(defects)))})",
+        )
+    if reserved:
+        _reject(
+            ErrorCode.RESERVED_HEADER,
+            "the raw message must not contain X-SES-* headers; use tags instead",
+        )
+    return message
+
+
+def _raw_mailboxes(message: EmailMessage, header_name: str, label: str) -> tuple[Mailbox, ...]:
+    mailboxes: list[Mailbox] = []
+    try:
+        headers = message.get_all(header_name, [])
+        for header in headers:
+            if getattr(header, "defects", None):
+                raise ValueError("defective address header")
+            addresses: Sequence[Address] = getattr(header, "addresses", ())
+            for address in addresses:
+                mailboxes.append(_raw_mailbox(address, label))
+    except RequestRejected:
+        raise
+    except Exception:  # see _load_raw: parser bugs count as malformed input
+        _reject(ErrorCode.INVALID_ADDRESS, f"the {label} is not a valid address list")
+    return tuple(mailboxes)
+
+
+def _raw_mailbox(address: Address, label: str) -> Mailbox:
+    addr_spec = address.addr_spec
+    if not addr_spec.isascii():
+        # Re-writing the raw message's headers is not our business; SES needs ASCII.
+        _reject(
+            ErrorCode.INVALID_ADDRESS,
+            f"the {label} has a non-ASCII address (IDN domains must be punycode in raw messages)",
+        )
+    mailbox = _mailbox_from_parts("", addr_spec, label)
+    return Mailbox(address=mailbox.address, display_name=address.display_name)
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+
+
+def _check_header_text(
+    value: str, label: str, *, code: ErrorCode = ErrorCode.INVALID_REQUEST
+) -> None:
+    """Refuse line breaks (injection) and other control characters in header text."""
+    if _LINE_BREAK_RE.search(value):
+        _reject(ErrorCode.HEADER_INJECTION, f"{label} contains a line break or NUL character")
+    if _CONTROL_RE.search(value):
+        _reject(code, f"{label} contains control characters")
+
+
+def _quote_name(name: str) -> str:
+    """A field or key name for an error message: escaped and truncated."""
+    shown = name if len(name) <= 40 else name[:40] + "..."
+    return json.dumps(shown)
+
+
+def _reject(code: ErrorCode, message: str) -> NoReturn:
+    raise RequestRejected(code, message)
