@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 from tests.support.ports import free_port
 
@@ -64,7 +65,8 @@ _METADATA = MetadataServer(port=_METADATA_PORT).start()
 
 # Belt and braces: if a plugin imported the metadata module before us, re-point it.
 if "google.auth.compute_engine._metadata" in sys.modules:
-    sys.modules["google.auth.compute_engine._metadata"]._GCE_METADATA_HOST = _METADATA_HOST
+    _metadata_module: Any = sys.modules["google.auth.compute_engine._metadata"]
+    _metadata_module._GCE_METADATA_HOST = _METADATA_HOST
 
 DEFAULT_SENDER_DOMAIN = "example.com"
 

@@ -68,7 +68,7 @@ def sent_messages() -> list[dict[str, Any]]:
     return [
         _describe(account_id, region, message)
         for account_id, region, backend in list(ses_backends.iter_backends())
-        for message in list(backend.sent_messages)
+        for message in list(backend.sent_messages)  # type: ignore[attr-defined]
     ]
 
 

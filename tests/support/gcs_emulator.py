@@ -66,7 +66,7 @@ class GcsEmulator:
         """A client for arranging state, independent of the environment."""
         return storage.Client(
             project=PROJECT_ID,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            credentials=AnonymousCredentials(),
             client_options={"api_endpoint": self.endpoint},
         )
 

@@ -79,7 +79,7 @@ def unique_id_for(email: str) -> str:
 class _SigningKey:
     """An RSA key with its kid, a self-signed certificate and JWK, as Google publishes."""
 
-    def __init__(self) -> None:
+    def __init__(self, kid: str | None = None) -> None:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(
             serialization.Encoding.PEM,
@@ -89,7 +89,7 @@ class _SigningKey:
         public_der = key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        self.kid = hashlib.sha1(public_der).hexdigest()  # an id, not a security measure
+        self.kid = kid or hashlib.sha1(public_der).hexdigest()  # an id, not for security
         self.signer = crypt.RSASigner.from_string(pem, key_id=self.kid)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "metadata-stand-in")])
         now = dt.datetime.now(dt.UTC)
@@ -137,8 +137,8 @@ class MetadataServer:
         self.token_lifetime_s = token_lifetime_s
         self.port = port or free_port()
         self.key = _SigningKey()
-        # Never published: tokens signed with it must fail verification.
-        self.unpublished_key = _SigningKey()
+        # Never published but claiming the published kid: a forged token.
+        self.unpublished_key = _SigningKey(kid=self.key.kid)
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: list[list[Any]] = []  # [path_substring, status, remaining or None]
@@ -175,7 +175,10 @@ class MetadataServer:
         httpd.owner = self  # type: ignore[attr-defined]
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever, name="metadata-server", daemon=True
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},  # quick shutdown()
+            name="metadata-server",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -253,7 +256,8 @@ class MetadataServer:
         ``mint_token(aud, iat=now - 7200, exp=now - 3600)`` is expired and
         ``mint_token(aud, email_verified=None)`` lacks that claim. ``include_email=False``
         omits ``email``/``email_verified`` (as IAM does without ``includeEmail``);
-        ``unpublished_key=True`` signs with a key absent from the certs endpoints.
+        ``unpublished_key=True`` signs with a key absent from the certs endpoints (same kid),
+        so signature verification fails.
         """
         email = email or self.email
         now = int(time.time())

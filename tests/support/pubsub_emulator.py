@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 from google.api_core.exceptions import DeadlineExceeded
 from google.cloud import pubsub_v1
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
@@ -157,7 +157,7 @@ class PubSubEmulator:
 
     def create_topic(self, name: str | None = None) -> str:
         """Create a topic (default: unique name); return its full path."""
-        path = self.publisher.topic_path(self.project_id, name or unique_name("topic"))
+        path: str = self.publisher.topic_path(self.project_id, name or unique_name("topic"))
         self.publisher.create_topic(request={"name": path})
         return path
 
@@ -175,7 +175,7 @@ class PubSubEmulator:
         With ``dead_letter_topic``, messages go there after ``max_delivery_attempts``
         (Pub/Sub allows 5..100) deliveries.
         """
-        path = self.subscriber.subscription_path(
+        path: str = self.subscriber.subscription_path(
             self.project_id, name or unique_name("subscription")
         )
         request: dict[str, Any] = {

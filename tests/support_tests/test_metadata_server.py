@@ -60,8 +60,8 @@ def test_minted_tokens_fail_verification_when_expired_or_foreign(
     now = int(time.time())
     expired = clean_metadata.mint_token(AUDIENCE, iat=now - 7200, exp=now - 3600)
     foreign = clean_metadata.mint_token(AUDIENCE, unpublished_key=True)
-    for token in (expired, foreign):
-        with pytest.raises(ValueError):  # google-auth's verification errors are ValueErrors
+    for token, problem in ((expired, "expired"), (foreign, "signature")):
+        with pytest.raises(ValueError, match=problem):
             id_token.verify_token(token, request_, AUDIENCE, certs_url=clean_metadata.certs_url)
 
 
