@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -9,6 +12,8 @@ import urllib.request
 import google.auth
 import google.auth.transport.requests
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import exceptions, impersonated_credentials, jwt
 from google.oauth2 import id_token
 
@@ -111,3 +116,28 @@ def test_impersonation_endpoints(
     assert claims["sub"] == unique_id_for(target)
     assert clean_metadata.count(":generateAccessToken") == 1
     assert clean_metadata.count(":generateIdToken") == 1
+
+
+def test_jwks_matches_the_signing_key(clean_metadata: MetadataServer) -> None:
+    with urllib.request.urlopen(clean_metadata.jwks_url, timeout=5) as response:
+        [jwk] = json.load(response)["keys"]
+    numbers = rsa.RSAPublicNumbers(e=_b64_int(jwk["e"]), n=_b64_int(jwk["n"]))
+    pem = numbers.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    token = clean_metadata.mint_token(AUDIENCE)
+    assert jwt.decode_header(token)["kid"] == jwk["kid"]
+    assert jwt.decode(token, certs={jwk["kid"]: pem.decode()}, audience=AUDIENCE)
+
+
+def test_environment_is_isolated(metadata_server: MetadataServer) -> None:
+    assert os.environ["GCE_METADATA_HOST"] == metadata_server.host
+    assert os.environ["GCE_METADATA_IP"] == metadata_server.host
+    assert os.environ["GOOGLE_CLOUD_PROJECT"] == "test-project"
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        assert name not in os.environ
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in os.environ
+
+
+def _b64_int(value: str) -> int:
+    return int.from_bytes(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), "big")
