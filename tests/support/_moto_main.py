@@ -16,7 +16,6 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from email.utils import getaddresses
 from typing import Any
 
 from moto.moto_server.werkzeug_app import (
@@ -24,17 +23,36 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
-from moto.ses.models import RawMessage, ses_backends
+from moto.ses.models import RawMessage, SESBackend, ses_backends
 from werkzeug.serving import run_simple
 
 SENT_MESSAGES_PATH = "/_support/ses/sent-messages"
 
 
-def _header_recipients(raw_data: str) -> list[str]:
-    """The To/Cc/Bcc addresses moto appends to a raw message's ``destinations``."""
+_moto_send_raw_email = SESBackend.send_raw_email
+
+
+def _send_raw_email(
+    self: SESBackend, source: str, destinations: list[str], raw_data: str
+) -> RawMessage:
+    """SES's envelope rule: explicit destinations replace the header recipients.
+
+    moto appends the To/Cc/Bcc header addresses to explicit destinations and applies the
+    50-recipient limit to the sum, so a 50-address batch of a 120-recipient message is
+    refused although SES accepts it. Hand moto a copy without those headers, then keep the
+    real message text on what it records.
+    """
+    if not destinations:
+        return _moto_send_raw_email(self, source, destinations, raw_data)
     message = email.message_from_string(raw_data)
-    values = [message[h] for h in ("TO", "CC", "BCC") if h in message]
-    return [address for _, address in getaddresses(values) if address]
+    for header in ("To", "Cc", "Bcc"):
+        del message[header]
+    recorded = _moto_send_raw_email(self, source, destinations, message.as_string())
+    recorded.raw_data = raw_data
+    return recorded
+
+
+SESBackend.send_raw_email = _send_raw_email  # type: ignore[method-assign]
 
 
 def _describe(account_id: str, region: str, message: Any) -> dict[str, Any]:
@@ -46,11 +64,9 @@ def _describe(account_id: str, region: str, message: Any) -> dict[str, Any]:
         "moto_destinations": message.destinations,
     }
     if isinstance(message, RawMessage):
-        # moto extends the request's Destination list in place with the parsed header
-        # recipients; strip those to get the envelope (SES uses the headers if none given).
-        from_headers = _header_recipients(message.raw_data)
-        given = message.destinations[: len(message.destinations) - len(from_headers)]
-        described.update(destinations=given or from_headers, raw_data=message.raw_data)
+        # With the envelope rule above, moto's list is the envelope either way: the given
+        # destinations, or the header recipients when none were given.
+        described.update(destinations=message.destinations, raw_data=message.raw_data)
     else:
         destinations = message.destinations
         if isinstance(destinations, dict):  # SendEmail's {"ToAddresses": [...], ...}
