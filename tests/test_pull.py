@@ -1,0 +1,166 @@
+"""The pull worker end to end: the Pub/Sub emulator, moto (through a fault proxy) and the
+metadata stand-in, with the topology (dead-letter policy included) created per test."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import fault_proxy as faults
+from tests.support.worker_stack import Stack, b64, make_stack, request
+
+
+@pytest.fixture
+def stack(pubsub_env: Any, fault_proxy: Any, tmp_path: Path) -> Stack:
+    return make_stack(pubsub_env, tmp_path, fault_proxy.endpoint)
+
+
+def raw_of(sent: Any) -> email.message.EmailMessage:
+    return email.message_from_string(sent.raw_data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def test_a_valid_request_is_sent_and_its_result_published(stack: Stack, moto: Any) -> None:
+    with stack.running():
+        message_id = stack.publish(request(request_id="inv-1"))
+        [result] = stack.results(1)
+    [sent] = moto.sent_messages()
+    assert result["status"] == "sent"
+    assert result["request_id"] == "inv-1"
+    assert result["service_id"] == "billing"
+    assert result["message_ids"] == [sent.message_id]
+    assert result["pubsub_message_id"] == message_id
+    assert result["error"] is None
+    assert result["_attributes"] == {
+        "request_id": "inv-1",
+        "status": "sent",
+        "service_id": "billing",
+        "version": "1",
+    }
+    assert sent.destinations == ["alice@example.org"]
+    assert raw_of(sent)["Subject"] == "Your invoice"
+
+
+def test_the_request_id_defaults_to_the_pubsub_message_id(stack: Stack) -> None:
+    with stack.running():
+        message_id = stack.publish(request())
+        [result] = stack.results(1)
+    assert result["request_id"] == message_id
+
+
+def test_html_with_an_attachment_is_sent_as_multipart(stack: Stack, moto: Any) -> None:
+    attachment = {
+        "filename": "invoice.pdf",
+        "content_type": "application/pdf",
+        "content_base64": b64(b"%PDF-1.4 test"),
+    }
+    with stack.running():
+        stack.publish(request(html="<p>Hello <b>Alice</b></p>", attachments=[attachment]))
+        [result] = stack.results(1)
+    assert result["status"] == "sent"
+    sent = raw_of(moto.sent_messages()[0])
+    assert sent.is_multipart()
+    [part] = list(sent.iter_attachments())
+    assert part.get_filename() == "invoice.pdf"
+    assert part.get_content() == b"%PDF-1.4 test"
+    assert sent.get_body(preferencelist=("html",)) is not None
+
+
+def test_120_recipients_are_sent_in_three_batches(stack: Stack, moto: Any) -> None:
+    to = [f"user{n}@example.org" for n in range(120)]
+    with stack.running():
+        stack.publish(request(to=to))
+        [result] = stack.results(1)
+    assert result["status"] == "sent"
+    assert len(result["message_ids"]) == 3
+    reached = [a for m in moto.sent_messages() for a in m.destinations]
+    assert sorted(reached) == sorted(to)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"{not json", "invalid_json"),
+        (request(subject=None), "invalid_request"),
+        (request(subject="Hi\r\nBcc: victim@example.org"), "header_injection"),
+        (request(to=["not an address"]), "invalid_address"),
+        (request(service_id="payroll"), "unknown_service"),
+        (request(**{"from": "boss@elsewhere.example"}), "sender_not_allowed"),
+    ],
+    ids=["invalid-json", "schema", "header-injection", "bad-address", "unknown-service", "from"],
+)
+def test_a_bad_request_is_rejected_dead_lettered_with_its_reason_and_not_sent(
+    stack: Stack, moto: Any, data: Any, code: str
+) -> None:
+    with stack.running():
+        message_id = stack.publish(data, origin="tests")
+        [result] = stack.results(1)
+        [dead] = stack.dead_letters(1)
+    assert result["status"] == "rejected"
+    assert result["error"]["code"] == code
+    assert result["message_ids"] == []
+    assert dead.attributes["email_worker_error_code"] == code
+    assert dead.attributes["email_worker_original_message_id"] == message_id
+    assert dead.attributes["origin"] == "tests"
+    assert dead.attributes["email_worker_error_message"]
+    expected = data if isinstance(data, bytes) else None
+    if expected is not None:
+        assert dead.data == expected
+    assert moto.sent_messages() == []
+
+
+def test_an_unverified_identity_fails_and_is_dead_lettered(stack: Stack, moto: Any) -> None:
+    with stack.running():
+        stack.publish(request(**{"from": "billing@unverified.example"}))
+        [result] = stack.results(1)
+        [dead] = stack.dead_letters(1)
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "identity_not_verified"
+    assert dead.attributes["email_worker_error_code"] == "identity_not_verified"
+    assert moto.sent_messages() == []
+
+
+def test_transient_throttling_is_retried_and_then_sent(
+    stack: Stack, moto: Any, fault_proxy: Any
+) -> None:
+    # botocore tries three times per worker attempt; four throttles outlast the first.
+    fault_proxy.add_rule(faults.fail_first(4, faults.ses_error("TooManyRequestsException", 429)))
+    with stack.running():
+        stack.publish(request())
+        [result] = stack.results(1)
+    assert result["status"] == "sent"
+    assert result["attempt"] == 1
+    assert len(moto.sent_messages()) == 1
+    assert len(stack.sleeps) == 1  # one backoff between the worker's two attempts
+
+
+def test_persistent_throttling_fails_on_the_last_attempt_and_pubsub_dead_letters_it(
+    stack: Stack, moto: Any, fault_proxy: Any
+) -> None:
+    fault_proxy.add_rule(faults.fail_always(faults.ses_error("TooManyRequestsException", 429)))
+    with stack.running(EMAIL_WORKER_SEND_MAX_ATTEMPTS="1"):
+        stack.publish(request(request_id="slow-1"))
+        [result] = stack.results(1, timeout_s=120)
+        [dead] = stack.dead_letters(1, timeout_s=120)
+        assert stack.nothing_more(stack.results_subscription)
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "throttled"
+    assert result["attempt"] == 5
+    assert dead.attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") == "5"
+    assert moto.sent_messages() == []
+
+
+def test_every_request_gets_exactly_one_result(stack: Stack) -> None:
+    with stack.running():
+        for n in range(20):
+            stack.publish(request(request_id=f"r{n}"))
+        stack.publish(b"garbage", kind="bad")
+        results = stack.results(21)
+        assert stack.nothing_more(stack.results_subscription)
+    counts = Counter(r["request_id"] for r in results)
+    assert all(c == 1 for c in counts.values())
+    assert Counter(r["status"] for r in results) == {"sent": 20, "rejected": 1}

@@ -1,0 +1,82 @@
+"""The ``email-worker`` command line.
+
+Exit codes: 0 success; 1 failure at run time (for example the subscription is missing);
+2 invalid settings or usage.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import FrameType
+
+import click
+
+from worker.logs import configure_logging, get_logger
+from worker.settings import Settings, SettingsError
+
+__all__ = ["main"]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or a clear message and exit code 2."""
+    try:
+        return Settings.from_env(os.environ)
+    except SettingsError as error:
+        click.echo(f"email-worker: {error}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Send email requests from Pub/Sub through Amazon SES."""
+
+
+@main.command()
+def pull() -> None:
+    """Pull requests from the subscription and send them until SIGTERM or SIGINT.
+
+    Configured by environment variables (see the README's configuration table);
+    GOOGLE_CLOUD_PROJECT and EMAIL_WORKER_ALLOWED_SERVICES are required.
+    """
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    log = get_logger()
+    if not settings.allowed_services:
+        click.echo(
+            "email-worker: invalid settings:\n  EMAIL_WORKER_ALLOWED_SERVICES must list at "
+            "least one service",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
+    try:
+        settings.require_project()
+    except SettingsError as error:
+        click.echo(f"email-worker: {error}", err=True)
+        sys.exit(EXIT_USAGE)
+
+    # Imported here so that `--help` and settings errors stay fast.
+    from worker.pull import PullWorker
+    from worker.runtime import build_runtime
+
+    try:
+        runtime = build_runtime(settings)
+    except Exception as error:
+        log.error("cannot start", error=type(error).__name__, detail=str(error)[:500])
+        sys.exit(EXIT_FAILURE)
+    worker = PullWorker(settings, runtime.handler, runtime.subscriber)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received", signal=signal.Signals(signum).name)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    code = worker.run()
+    runtime.close()
+    log.info("stopped", exit_code=code)
+    sys.exit(code)

@@ -1,0 +1,232 @@
+"""The one processing pipeline behind every transport: request bytes in, an :class:`Outcome` out.
+
+``process`` decodes and validates the request, resolves the service, checks the sender, builds
+the message and sends it, retrying transient SES/STS failures within a bounded budget. It never
+acknowledges anything and never raises: what to do with the Pub/Sub message is decided
+afterwards, from the outcome alone (see :mod:`worker.decisions`).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import tenacity
+
+from worker.errors import EmailError
+from worker.logs import get_logger
+from worker.message import build_message
+from worker.request import EmailRequest, RequestRejected, parse_request
+from worker.result import ErrorCode
+from worker.session import BaseSession
+from worker.sessions import SessionCache
+from worker.settings import Settings
+
+__all__ = ["Delivery", "Deps", "Outcome", "Status", "process"]
+
+log = get_logger()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One Pub/Sub message as a transport received it. The repr leaves out the data."""
+
+    data: bytes = field(repr=False)
+    attributes: Mapping[str, str] = field(repr=False)
+    message_id: str
+    delivery_attempt: int | None = None
+
+
+class Status(enum.StrEnum):
+    SENT = "sent"
+    REJECTED = "rejected"  # the request is bad; the requester must change it
+    FAILED = "failed"  # the provider refused it, or sending is impossible for now
+    RETRY = "retry"  # transient trouble outlasted this delivery's retries; try a later one
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one delivery."""
+
+    status: Status
+    request_id: str
+    service_id: str | None = None
+    message_ids: tuple[str, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = None
+    recipient_count: int = 0
+    retries: int = 0
+
+
+@dataclass
+class Deps:
+    """What the pipeline needs from the outside world, injected for tests."""
+
+    settings: Settings
+    sessions: SessionCache
+    sleep: Callable[[float], None] = time.sleep
+    #: Set on shutdown: retries stop at once, and the delivery is handed back.
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+def process(delivery: Delivery, deps: Deps) -> Outcome:
+    """Turn one delivery into an outcome. Never raises."""
+    try:
+        return _process(delivery, deps)
+    except Exception:  # a bug must not take the worker down or loop the message forever
+        log.exception("unexpected failure while processing", pubsub_message_id=delivery.message_id)
+        return Outcome(
+            Status.FAILED,
+            request_id=delivery.message_id,
+            error_code=ErrorCode.INTERNAL_ERROR,
+            error_message="the worker failed unexpectedly; the request was not sent",
+        )
+
+
+def _process(delivery: Delivery, deps: Deps) -> Outcome:
+    settings = deps.settings
+    try:
+        request = parse_request(
+            delivery.data,
+            pubsub_message_id=delivery.message_id,
+            default_service_id=settings.default_service_id,
+        )
+    except RequestRejected as error:
+        return Outcome(
+            Status.REJECTED,
+            request_id=error.request_id or delivery.message_id,
+            service_id=error.service_id,
+            error_code=error.code,
+            error_message=error.message,
+        )
+
+    def rejected(code: str, message: str) -> Outcome:
+        return Outcome(
+            Status.REJECTED,
+            request_id=request.request_id,
+            service_id=request.service_id,
+            error_code=code,
+            error_message=message,
+        )
+
+    if request.service_id not in settings.allowed_services:
+        return rejected(
+            ErrorCode.UNKNOWN_SERVICE,
+            f"service {request.service_id!r} is not allowed to send through this worker",
+        )
+    try:
+        session = deps.sessions.get(request.service_id)
+    except EmailError as error:
+        return _failure(request, error, retries=0)
+
+    config = getattr(session, "service_config", None)
+    default_from = getattr(config, "default_from_address", None)
+    sender = request.from_address or default_from
+    if sender is None:
+        return rejected(
+            ErrorCode.INVALID_REQUEST,
+            "the request has no 'from' and the service has no default From address",
+        )
+    if not _sender_allowed(sender, config):
+        return rejected(
+            ErrorCode.SENDER_NOT_ALLOWED,
+            f"service {request.service_id!r} may not send from this address's domain",
+        )
+    try:
+        message = build_message(request, default_from=default_from)
+    except RequestRejected as error:
+        return rejected(error.code, error.message)
+    return _send(request, session, message, deps)
+
+
+def _sender_allowed(sender: str, config: Any) -> bool:
+    if config is None:
+        return True
+    address = sender.lower()
+    if config.default_from_address and address == config.default_from_address.lower():
+        return True
+    domain = address.rpartition("@")[2].rstrip(".")
+    return domain in config.allowed_from_domains
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    # A partial send is not repeated: the batches already accepted would be sent twice.
+    return isinstance(error, EmailError) and error.retryable and not error.sent_message_ids
+
+
+def _send(
+    request: EmailRequest, session: BaseSession, message: EmailMessage, deps: Deps
+) -> Outcome:
+    settings = deps.settings
+    attempts = 0
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.info(
+            "send failed, retrying",
+            error_code=getattr(error, "code", None),
+            attempt=state.attempt_number,
+            backoff_s=round(state.upcoming_sleep, 3),
+        )
+
+    retrying = tenacity.Retrying(
+        stop=(
+            tenacity.stop_after_attempt(settings.send_max_attempts)
+            | tenacity.stop_before_delay(settings.send_deadline_s)
+            | tenacity.stop_when_event_set(deps.stopping)
+        ),
+        wait=tenacity.wait_exponential_jitter(
+            multiplier=settings.send_initial_backoff_s, max=settings.send_max_backoff_s
+        ),
+        retry=tenacity.retry_if_exception(_worth_retrying),
+        sleep=deps.sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        for attempt in retrying:
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                message_ids = session.send_email(message)
+    except EmailError as error:
+        return _failure(request, error, retries=max(attempts - 1, 0))
+    return Outcome(
+        Status.SENT,
+        request_id=request.request_id,
+        service_id=request.service_id,
+        message_ids=tuple(message_ids),
+        recipient_count=request.recipient_count,
+        retries=attempts - 1,
+    )
+
+
+def _failure(request: EmailRequest, error: EmailError, *, retries: int) -> Outcome:
+    status: Status
+    code: str = error.code
+    text = error.message
+    if error.sent_message_ids:
+        status, code = Status.FAILED, ErrorCode.PARTIALLY_SENT
+        text = (
+            f"{len(error.sent_message_ids)} recipient batch(es) were sent before SES failed "
+            f"({error.code}); the rest were not sent, and nothing is retried to avoid duplicates"
+        )
+    elif error.retryable:
+        status = Status.RETRY
+    else:
+        # The error code's documented status: the request's fault (rejected) or not (failed).
+        status = Status(ErrorCode(code).status.value)
+    return Outcome(
+        status,
+        request_id=request.request_id,
+        service_id=request.service_id,
+        message_ids=error.sent_message_ids,
+        error_code=code,
+        error_message=text,
+        recipient_count=request.recipient_count,
+        retries=retries,
+    )

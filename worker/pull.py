@@ -1,0 +1,128 @@
+"""Streaming-pull transport: Pub/Sub messages in, through the shared handler, acked or nacked.
+
+The transport only turns a Pub/Sub message into a :class:`~worker.pipeline.Delivery` and hands
+it to the :class:`~worker.handling.Handler`; it owns flow control, supervision of the stream
+and graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
+
+from worker.handling import Handler
+from worker.logs import get_logger
+from worker.pipeline import Delivery
+from worker.settings import Settings
+
+__all__ = ["PullWorker", "read_max_delivery_attempts"]
+
+log = get_logger()
+
+# Errors after which pulling again cannot help: the subscription is gone or forbidden.
+_FATAL = (gexc.NotFound, gexc.PermissionDenied, gexc.Unauthenticated, gexc.InvalidArgument)
+
+
+def read_max_delivery_attempts(subscriber: Any, subscription_path: str) -> int | None:
+    """The subscription's dead-letter policy's max delivery attempts, or None without one."""
+    subscription = subscriber.get_subscription(request={"subscription": subscription_path})
+    policy = subscription.dead_letter_policy
+    if not policy or not policy.dead_letter_topic:
+        return None
+    # Pub/Sub's documented default when the policy leaves it unset.
+    return int(policy.max_delivery_attempts or 5)
+
+
+class PullWorker:
+    """Pulls from one subscription until :meth:`stop` is called."""
+
+    def __init__(self, settings: Settings, handler: Handler, subscriber: Any) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._subscriber = subscriber
+        self._path = subscriber.subscription_path(settings.require_project(), settings.subscription)
+        self._stop = threading.Event()
+        self._in_flight: dict[str, Any] = {}
+        self._in_flight_lock = threading.Lock()
+
+    def stop(self) -> None:
+        """Ask the worker to stop pulling and wind down (safe from a signal handler)."""
+        self._stop.set()
+
+    def _callback(self, message: Any) -> None:
+        with self._in_flight_lock:
+            self._in_flight[message.ack_id] = message
+        try:
+            delivery = Delivery(
+                data=bytes(message.data),
+                attributes=dict(message.attributes),
+                message_id=message.message_id,
+                delivery_attempt=message.delivery_attempt,
+            )
+            self._handler(delivery, ack=message.ack, nack=message.nack)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.pop(message.ack_id, None)
+
+    def run(self) -> int:
+        """Pull until stopped; return the process exit code."""
+        backoff_s = 1.0
+        while not self._stop.is_set():
+            executor = ThreadPoolExecutor(
+                max_workers=self._settings.concurrency, thread_name_prefix="email-worker"
+            )
+            future = self._subscriber.subscribe(
+                self._path,
+                callback=self._callback,
+                flow_control=pubsub_v1.types.FlowControl(
+                    max_messages=self._settings.max_messages,
+                    max_bytes=self._settings.max_bytes,
+                ),
+                scheduler=ThreadScheduler(executor),
+                await_callbacks_on_shutdown=True,
+            )
+            log.info("pulling", subscription=self._path)
+            while not self._stop.wait(0.5):
+                if future.done():
+                    break
+            if self._stop.is_set():
+                self._shutdown(future)
+                return 0
+            error = future.exception()
+            if isinstance(error, _FATAL):
+                log.error(
+                    "cannot pull from subscription",
+                    error=type(error).__name__,
+                    detail=str(error)[:300],
+                )
+                return 1
+            log.warning(
+                "stream ended; pulling again", error=type(error).__name__, backoff_s=backoff_s
+            )
+            self._stop.wait(backoff_s)
+            backoff_s = min(backoff_s * 2, 30.0)
+        return 0
+
+    def _shutdown(self, future: Any) -> None:
+        log.info(
+            "stopping: no new messages; finishing in-flight work",
+            timeout_s=self._settings.shutdown_timeout_s,
+        )
+        self._handler.deps.stopping.set()
+        future.cancel()
+        try:
+            future.result(timeout=self._settings.shutdown_timeout_s)
+        except FutureTimeout:
+            with self._in_flight_lock:
+                unfinished = list(self._in_flight.values())
+            for message in unfinished:
+                message.nack()
+            log.warning("shutdown timeout: handed back unfinished messages", count=len(unfinished))
+        except Exception as error:  # the stream may already have failed; nothing to wind down
+            log.warning("stream ended with an error during shutdown", error=type(error).__name__)

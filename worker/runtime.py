@@ -1,0 +1,77 @@
+"""Wiring: build the handler and its clients from settings, once, at the entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import pubsub_v1
+
+from worker.handling import Handler
+from worker.logs import get_logger
+from worker.outputs import Outputs
+from worker.pipeline import Deps
+from worker.pull import read_max_delivery_attempts
+from worker.session import BaseSession, Session
+from worker.sessions import SessionCache
+from worker.settings import Settings
+
+__all__ = ["Runtime", "build_runtime"]
+
+log = get_logger()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    handler: Handler
+    publisher: Any
+    subscriber: Any
+
+    def close(self) -> None:
+        """Flush pending publishes and close the clients."""
+        self.publisher.stop()
+        self.subscriber.close()
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Create the Pub/Sub clients, the session cache and the handler for ``settings``."""
+    project = settings.require_project()
+    if settings.service_config_url:
+        # The library reads its configuration location from the environment; make sure it
+        # sees the value these settings were validated with.
+        os.environ["EMAIL_WORKER_SERVICE_CONFIG_URL"] = settings.service_config_url
+    publisher = pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.005, max_messages=100)
+    )
+    subscriber = pubsub_v1.SubscriberClient()
+
+    def publish(topic: str, data: bytes, attributes: Mapping[str, str]) -> Future[Any]:
+        future: Future[Any] = publisher.publish(topic, data, **attributes)
+        return future
+
+    def new_session(service_id: str) -> BaseSession:
+        return Session.for_service(service_id, environment=settings.environment)
+
+    deps = Deps(settings=settings, sessions=SessionCache(new_session, ttl_s=settings.session_ttl_s))
+    outputs = Outputs(
+        publish,
+        results_topic=publisher.topic_path(project, settings.results_topic),
+        dead_letter_topic=publisher.topic_path(project, settings.dead_letter_topic),
+        timeout_s=settings.publish_timeout_s,
+    )
+    max_attempts = settings.max_delivery_attempts
+    if max_attempts is None:
+        path = subscriber.subscription_path(project, settings.subscription)
+        max_attempts = read_max_delivery_attempts(subscriber, path)
+        if max_attempts is None:
+            log.warning(
+                "the subscription has no dead-letter policy: messages that keep failing "
+                "transiently are retried forever",
+                subscription=path,
+            )
+    handler = Handler(deps, outputs, max_delivery_attempts=max_attempts)
+    return Runtime(settings=settings, handler=handler, publisher=publisher, subscriber=subscriber)
