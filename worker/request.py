@@ -554,8 +554,10 @@ def _check_recipient_count(count: int) -> None:
 
 
 def _unquote_display_name(text: str, field_name: str) -> str:
-    if not (len(text) >= 2 and text.startswith('"') and text.endswith('"')):
+    if not text.startswith('"'):
         return text
+    if len(text) < 2 or not text.endswith('"'):
+        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
     # Undo quoted-string escaping; the email package re-quotes when writing.
     chars: list[str] = []
     escaped = False

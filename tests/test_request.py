@@ -1,0 +1,869 @@
+"""Request format v1: parsing, every rejection code, privacy of reprs, and schema agreement."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from email.headerregistry import HeaderRegistry
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from worker.error_codes import ErrorCode
+from worker.request import (
+    MAX_RECIPIENTS,
+    MAX_REPLY_TO,
+    MAX_TAGS,
+    RESERVED_HEADER_NAMES,
+    RESERVED_HEADER_PREFIXES,
+    EmailRequest,
+    RequestRejected,
+    parse_mailbox,
+    parse_request,
+    request_summary_for_logs,
+)
+from worker.schemas import load_schema
+
+PUBSUB_ID = "pubsub-1234"
+REQUEST_SCHEMA = load_schema("request-v1")
+SCHEMA_VALIDATOR = jsonschema.Draft202012Validator(REQUEST_SCHEMA)
+_DROP = object()
+
+
+def doc(**changes: Any) -> dict[str, Any]:
+    """A minimal valid structured request with `changes` applied (``_DROP`` removes a key)."""
+    base: dict[str, Any] = {
+        "version": 1,
+        "to": ["rcpt@example.com"],
+        "subject": "Hello",
+        "text": "Body",
+    }
+    for key, value in changes.items():
+        if value is _DROP:
+            base.pop(key, None)
+        else:
+            base[key] = value
+    return base
+
+
+def raw_doc(raw: bytes, **changes: Any) -> dict[str, Any]:
+    return {"version": 1, "raw": base64.b64encode(raw).decode(), **changes}
+
+
+def parse(document: Any, *, default_service_id: str | None = "billing") -> EmailRequest:
+    data = document if isinstance(document, bytes) else json.dumps(document).encode()
+    return parse_request(data, pubsub_message_id=PUBSUB_ID, default_service_id=default_service_id)
+
+
+def rejection(document: Any, *, default_service_id: str | None = "billing") -> RequestRejected:
+    with pytest.raises(RequestRejected) as info:
+        parse(document, default_service_id=default_service_id)
+    return info.value
+
+
+RAW = (
+    b"From: Sender <sender@example.com>\r\n"
+    b"To: one@example.com, Two <two@example.org>\r\n"
+    b"Cc: three@example.net\r\n"
+    b"Subject: raw hello\r\n"
+    b"\r\n"
+    b"raw body\r\n"
+)
+
+
+# --------------------------------------------------------------------------- JSON level
+
+
+def test_non_utf8_data_is_rejected_as_invalid_json() -> None:
+    assert rejection(b'{"version": 1, "subject": "\xff"}').code == ErrorCode.INVALID_JSON
+
+
+def test_malformed_json_is_rejected_as_invalid_json() -> None:
+    assert rejection(b'{"version": 1,').code == ErrorCode.INVALID_JSON
+
+
+def test_utf16_encoded_json_is_rejected_as_invalid_json() -> None:
+    data = json.dumps(doc()).encode("utf-16")
+    assert rejection(data).code == ErrorCode.INVALID_JSON
+
+
+def test_duplicate_keys_are_rejected_as_invalid_json() -> None:
+    data = b'{"version": 1, "to": "a@example.com", "to": "b@example.com"}'
+    assert rejection(data).code == ErrorCode.INVALID_JSON
+
+
+def test_nan_literal_is_rejected_as_invalid_json() -> None:
+    assert rejection(b'{"version": NaN}').code == ErrorCode.INVALID_JSON
+
+
+def test_deeply_nested_json_is_rejected_as_invalid_json() -> None:
+    data = b'{"version": 1, "headers": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert rejection(data).code == ErrorCode.INVALID_JSON
+
+
+def test_unpaired_surrogate_escape_is_rejected_as_invalid_json() -> None:
+    data = b'{"version": 1, "to": "a@example.com", "subject": "\\ud800", "text": "x"}'
+    assert rejection(data).code == ErrorCode.INVALID_JSON
+
+
+@pytest.mark.parametrize("document", [[], "text", 1, None, True])
+def test_json_that_is_not_an_object_is_rejected_as_invalid_request(document: Any) -> None:
+    assert rejection(document).code == ErrorCode.INVALID_REQUEST
+
+
+# --------------------------------------------------------------------------- version and fields
+
+
+def test_missing_version_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(version=_DROP)).code == ErrorCode.INVALID_REQUEST
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", True, 1.5, [1]])
+def test_other_versions_are_rejected_as_unsupported_version(version: Any) -> None:
+    assert rejection(doc(version=version)).code == ErrorCode.UNSUPPORTED_VERSION
+
+
+def test_unsupported_version_is_reported_before_unknown_fields() -> None:
+    # A v2 request with new fields must say "wrong version", not "typo".
+    assert rejection(doc(version=2, priority="high")).code == ErrorCode.UNSUPPORTED_VERSION
+
+
+def test_unknown_top_level_field_is_rejected_as_invalid_request_naming_it() -> None:
+    error = rejection(doc(subjet="typo"))
+    assert error.code == ErrorCode.INVALID_REQUEST
+    assert '"subjet"' in error.message
+
+
+def test_null_optional_fields_count_as_absent() -> None:
+    request = parse(doc(cc=None, html=None, headers=None, tags=None, request_id=None))
+    assert request.cc == ()
+    assert request.request_id == PUBSUB_ID
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def test_request_id_defaults_to_the_pubsub_message_id() -> None:
+    assert parse(doc()).request_id == PUBSUB_ID
+
+
+def test_request_id_from_the_request_is_kept() -> None:
+    assert parse(doc(request_id="order-42/confirmation")).request_id == "order-42/confirmation"
+
+
+@pytest.mark.parametrize("request_id", ["", "x" * 129, "a\tb", "a\x1bb", "a\u2028b", 42])
+def test_invalid_request_id_is_rejected_as_invalid_request(request_id: Any) -> None:
+    assert rejection(doc(request_id=request_id)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_rejection_carries_request_id_and_service_id_when_they_are_readable() -> None:
+    error = rejection(doc(request_id="r-1", service_id="shop", to="not-an-address"))
+    assert (error.request_id, error.service_id) == ("r-1", "shop")
+
+
+def test_rejection_carries_default_service_id_and_no_request_id_when_absent() -> None:
+    error = rejection(doc(to="not-an-address"))
+    assert (error.request_id, error.service_id) == (None, "billing")
+
+
+def test_service_id_defaults_to_the_worker_default() -> None:
+    assert parse(doc()).service_id == "billing"
+
+
+def test_service_id_from_the_request_overrides_the_default() -> None:
+    assert parse(doc(service_id="shop_eu-1")).service_id == "shop_eu-1"
+
+
+def test_missing_service_id_without_a_default_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(), default_service_id=None).code == ErrorCode.INVALID_REQUEST
+
+
+@pytest.mark.parametrize("service_id", ["Shop", "-shop", "_shop", "a/b", "a" * 64, "shop\n", "", 7])
+def test_invalid_service_id_is_rejected_as_invalid_request(service_id: Any) -> None:
+    assert rejection(doc(service_id=service_id)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_invalid_default_service_id_is_rejected_as_configuration_error() -> None:
+    assert rejection(doc(), default_service_id="../etc").code == ErrorCode.CONFIGURATION_ERROR
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def test_idn_domain_becomes_punycode_in_the_envelope_address() -> None:
+    request = parse(doc(to=["kunde@bücher.de"], **{"from": "info@MÜNCHEN.example.com"}))
+    assert request.envelope_recipients == ("kunde@xn--bcher-kva.de",)
+    assert request.from_address == "info@xn--mnchen-3ya.example.com"
+    assert request.from_domain == "xn--mnchen-3ya.example.com"
+
+
+def test_display_name_is_preserved_including_non_ascii() -> None:
+    request = parse(doc(to=["Jöhn Døe <john@example.com>"]))
+    assert request.to[0].display_name == "Jöhn Døe"
+    assert request.to[0].address == "john@example.com"
+
+
+def test_quoted_display_name_is_unquoted() -> None:
+    request = parse(doc(to=['"Doe, \\"JD\\" John" <john@example.com>']))
+    assert request.to[0].display_name == 'Doe, "JD" John'
+
+
+def test_angle_brackets_without_display_name_are_accepted() -> None:
+    assert parse(doc(to=["<john@example.com>"])).to[0].display_name == ""
+
+
+def test_single_string_is_accepted_as_a_one_address_list() -> None:
+    request = parse(doc(to="a@example.com", cc="b@example.com", bcc="c@example.com"))
+    assert request.envelope_recipients == ("a@example.com", "b@example.com", "c@example.com")
+
+
+def test_comma_separated_string_is_not_split_and_is_rejected_as_invalid_address() -> None:
+    assert rejection(doc(to="a@example.com, b@example.com")).code == ErrorCode.INVALID_ADDRESS
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "",
+        "nobody",
+        "a@b",
+        "a@@example.com",
+        "josé@example.com",
+        "a@localhost",
+        "a@example.test",
+        "Name <a@example.com",
+        "a@[192.0.2.1]",
+        '"a b"@example.com',
+        "a@exa mple.com",
+        '"unterminated <a@example.com>',
+        "x" * 600 + "@example.com",
+    ],
+)
+def test_invalid_address_is_rejected_as_invalid_address(address: str) -> None:
+    assert rejection(doc(to=[address])).code == ErrorCode.INVALID_ADDRESS
+
+
+@pytest.mark.parametrize("field", ["from", "to", "cc", "bcc", "reply_to"])
+@pytest.mark.parametrize("breaker", ["\r\n", "\n", "\r", "\x00", "\u2028"])
+def test_address_with_line_break_is_rejected_as_header_injection(field: str, breaker: str) -> None:
+    value = f"Eve{breaker}Bcc: victim@example.com <eve@example.com>"
+    assert rejection(doc(**{field: value})).code == ErrorCode.HEADER_INJECTION
+
+
+def test_display_name_with_control_character_is_rejected_as_invalid_address() -> None:
+    assert rejection(doc(to=["Ev\x1be <eve@example.com>"])).code == ErrorCode.INVALID_ADDRESS
+
+
+def test_address_rejection_names_the_field_but_not_the_address() -> None:
+    error = rejection(doc(cc=["ok@example.com", "secret-person@@example.com"]))
+    assert "cc[1]" in error.message
+    assert "secret-person" not in error.message
+    assert "secret-person" not in str(error)
+
+
+def test_non_string_address_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(to=[{"email": "a@example.com"}])).code == ErrorCode.INVALID_REQUEST
+
+
+def test_from_given_as_a_list_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(**{"from": ["a@example.com"]})).code == ErrorCode.INVALID_REQUEST
+
+
+def test_request_without_recipients_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(to=[], cc=None)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_bcc_alone_is_enough_recipients() -> None:
+    request = parse(doc(to=_DROP, bcc=["hidden@example.com"]))
+    assert request.recipient_count == 1
+
+
+def _addresses(count: int, prefix: str) -> list[str]:
+    return [f"{prefix}{i}@example.com" for i in range(count)]
+
+
+def test_exactly_the_maximum_number_of_recipients_is_accepted() -> None:
+    half = MAX_RECIPIENTS // 2
+    request = parse(doc(to=_addresses(half, "t"), bcc=_addresses(MAX_RECIPIENTS - half, "b")))
+    assert request.recipient_count == MAX_RECIPIENTS
+
+
+def test_recipients_over_the_maximum_across_fields_are_rejected_as_too_many_recipients() -> None:
+    half = MAX_RECIPIENTS // 2
+    document = doc(to=_addresses(half, "t"), cc=_addresses(half, "c"), bcc=["one@example.com"])
+    assert rejection(document).code == ErrorCode.TOO_MANY_RECIPIENTS
+
+
+def test_one_list_over_the_maximum_is_rejected_as_too_many_recipients() -> None:
+    assert rejection(doc(to=_addresses(MAX_RECIPIENTS + 1, "t"))).code == (
+        ErrorCode.TOO_MANY_RECIPIENTS
+    )
+
+
+def test_reply_to_over_its_limit_is_rejected_as_invalid_request() -> None:
+    document = doc(reply_to=_addresses(MAX_REPLY_TO + 1, "r"))
+    assert rejection(document).code == ErrorCode.INVALID_REQUEST
+
+
+def test_missing_from_leaves_from_address_none_for_the_service_default() -> None:
+    request = parse(doc())
+    assert (request.sender, request.from_address, request.from_domain) == (None, None, None)
+
+
+def test_parse_mailbox_validates_a_configured_default_from() -> None:
+    mailbox = parse_mailbox("Billing <billing@bücher.de>", field_name="default From")
+    assert (mailbox.display_name, mailbox.address) == ("Billing", "billing@xn--bcher-kva.de")
+
+
+# --------------------------------------------------------------------------- subject and bodies
+
+
+def test_missing_subject_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(subject=_DROP)).code == ErrorCode.INVALID_REQUEST
+
+
+@pytest.mark.parametrize("breaker", ["\r\n", "\n", "\r", "\x00", "\x0b", "\x85", "\u2028"])
+def test_subject_with_line_break_is_rejected_as_header_injection(breaker: str) -> None:
+    document = doc(subject=f"Hi{breaker}Bcc: victim@example.com")
+    assert rejection(document).code == ErrorCode.HEADER_INJECTION
+
+
+def test_subject_with_other_control_character_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(subject="Hi\x07")).code == ErrorCode.INVALID_REQUEST
+
+
+def test_subject_longer_than_998_characters_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(subject="x" * 999)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_subject_of_998_characters_is_accepted() -> None:
+    assert parse(doc(subject="x" * 998)).subject == "x" * 998
+
+
+def test_request_without_text_or_html_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(text=_DROP)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_html_only_request_is_accepted() -> None:
+    request = parse(doc(text=_DROP, html="<p>Hi</p>"))
+    assert (request.text, request.html) == (None, "<p>Hi</p>")
+
+
+def test_body_with_nul_character_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(html="<p>\x00</p>")).code == ErrorCode.INVALID_REQUEST
+
+
+def test_non_string_body_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(text=["Body"])).code == ErrorCode.INVALID_REQUEST
+
+
+# --------------------------------------------------------------------------- custom headers
+
+
+def test_custom_headers_are_kept_in_order() -> None:
+    headers = {"X-Campaign": "spring", "List-Unsubscribe": "<https://example.com/u>"}
+    assert parse(doc(headers=headers)).headers == tuple(headers.items())
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "From",
+        "to",
+        "CC",
+        "Bcc",
+        "Subject",
+        "Sender",
+        "reply-to",
+        "Message-ID",
+        "Return-Path",
+        "MIME-Version",
+        "Date",
+        "Orig-Date",
+        "DKIM-Signature",
+        "dkim-anything",
+        "Content-Type",
+        "content-transfer-encoding",
+        "X-SES-CONFIGURATION-SET",
+        "x-ses-message-tags",
+        "Resent-From",
+    ],
+)
+def test_reserved_header_is_rejected_as_reserved_header(name: str) -> None:
+    assert rejection(doc(headers={name: "value"})).code == ErrorCode.RESERVED_HEADER
+
+
+def test_every_header_the_email_package_parses_specially_is_reserved() -> None:
+    # Those would be parsed as structured headers, so custom values could break building.
+    for name in HeaderRegistry().registry:
+        assert rejection(doc(headers={name: "value"})).code == ErrorCode.RESERVED_HEADER, name
+
+
+@pytest.mark.parametrize("breaker", ["\r\n", "\n", "\r", "\x00", "\x1c", "\u2029"])
+def test_header_value_with_line_break_is_rejected_as_header_injection(breaker: str) -> None:
+    document = doc(headers={"X-Note": f"a{breaker}Bcc: victim@example.com"})
+    assert rejection(document).code == ErrorCode.HEADER_INJECTION
+
+
+def test_header_name_with_line_break_is_rejected_as_header_injection() -> None:
+    document = doc(headers={"X-Note\r\nBcc": "victim@example.com"})
+    assert rejection(document).code == ErrorCode.HEADER_INJECTION
+
+
+@pytest.mark.parametrize("name", ["", "X Note", "X:Note", "X-Nöte", "x" * 77, "X-Tab\t"])
+def test_invalid_header_name_is_rejected_as_invalid_request(name: str) -> None:
+    assert rejection(doc(headers={name: "value"})).code == ErrorCode.INVALID_REQUEST
+
+
+def test_header_given_twice_in_different_case_is_rejected_as_invalid_request() -> None:
+    document = doc(headers={"X-Note": "a", "x-note": "b"})
+    assert rejection(document).code == ErrorCode.INVALID_REQUEST
+
+
+def test_header_value_over_900_characters_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(headers={"X-Long": "x" * 901})).code == ErrorCode.INVALID_REQUEST
+
+
+def test_non_string_header_value_is_rejected_as_invalid_request() -> None:
+    assert rejection(doc(headers={"X-Count": 3})).code == ErrorCode.INVALID_REQUEST
+
+
+def test_headers_that_are_not_an_object_are_rejected_as_invalid_request() -> None:
+    assert rejection(doc(headers=[["X-A", "b"]])).code == ErrorCode.INVALID_REQUEST
+
+
+# --------------------------------------------------------------------------- attachments
+
+
+def attachment(**changes: Any) -> dict[str, Any]:
+    base = {
+        "filename": "report.pdf",
+        "content_type": "application/pdf",
+        "content_base64": base64.b64encode(b"%PDF-1.7 data").decode(),
+    }
+    base.update(changes)
+    return base
+
+
+def test_attachment_content_is_decoded() -> None:
+    (item,) = parse(doc(attachments=[attachment()])).attachments
+    assert (item.filename, item.content_type, item.content) == (
+        "report.pdf",
+        "application/pdf",
+        b"%PDF-1.7 data",
+    )
+
+
+def test_attachment_content_type_is_lower_cased() -> None:
+    (item,) = parse(doc(attachments=[attachment(content_type="Application/PDF")])).attachments
+    assert item.content_type == "application/pdf"
+
+
+def test_empty_attachment_is_accepted() -> None:
+    (item,) = parse(doc(attachments=[attachment(content_base64="")])).attachments
+    assert item.content == b""
+
+
+@pytest.mark.parametrize(
+    "encoded", ["abc", "QUJD\n", "QU JD", "QUJD=", "QQ=", "Q===", "=QUJ", "QU=D", "QUJD!", "QUJé"]
+)
+def test_attachment_with_bad_base64_is_rejected_as_invalid_base64(encoded: str) -> None:
+    document = doc(attachments=[attachment(content_base64=encoded)])
+    assert rejection(document).code == ErrorCode.INVALID_BASE64
+
+
+def test_attachment_filename_with_line_break_is_rejected_as_header_injection() -> None:
+    document = doc(attachments=[attachment(filename="a.pdf\r\nContent-Type: text/html")])
+    assert rejection(document).code == ErrorCode.HEADER_INJECTION
+
+
+@pytest.mark.parametrize("filename", ["", "   ", "x" * 256, "a\x07.pdf"])
+def test_invalid_attachment_filename_is_rejected_as_invalid_request(filename: str) -> None:
+    document = doc(attachments=[attachment(filename=filename)])
+    assert rejection(document).code == ErrorCode.INVALID_REQUEST
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["pdf", "application/", "/pdf", "text/plain; charset=utf-8", "a b/c", "text/pl@in"],
+)
+def test_attachment_content_type_that_is_not_type_slash_subtype_is_rejected(
+    content_type: str,
+) -> None:
+    document = doc(attachments=[attachment(content_type=content_type)])
+    assert rejection(document).code == ErrorCode.INVALID_REQUEST
+
+
+@pytest.mark.parametrize("content_type", ["multipart/mixed", "message/rfc822", "Message/Partial"])
+def test_composite_attachment_content_type_is_rejected_as_invalid_request(
+    content_type: str,
+) -> None:
+    document = doc(attachments=[attachment(content_type=content_type)])
+    assert rejection(document).code == ErrorCode.INVALID_REQUEST
+
+
+def test_attachment_with_unknown_field_is_rejected_as_invalid_request() -> None:
+    document = doc(attachments=[attachment(disposition="inline")])
+    assert rejection(document).code == ErrorCode.INVALID_REQUEST
+
+
+@pytest.mark.parametrize("missing", ["filename", "content_type", "content_base64"])
+def test_attachment_missing_a_field_is_rejected_as_invalid_request(missing: str) -> None:
+    item = attachment()
+    del item[missing]
+    assert rejection(doc(attachments=[item])).code == ErrorCode.INVALID_REQUEST
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def test_tags_are_kept() -> None:
+    tags = {"campaign": "spring-2026", "Tier_1": "gold"}
+    assert parse(doc(tags=tags)).tags == tuple(tags.items())
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {"bad name": "v"},
+        {"ses:from": "v"},
+        {"": "v"},
+        {"naïve": "v"},
+        {"x" * 257: "v"},
+        {"name": ""},
+        {"name": "a=b"},
+        {"name": "a,b"},
+        {"name": "x" * 257},
+        {"name": 1},
+    ],
+)
+def test_invalid_tag_name_or_value_is_rejected_as_invalid_request(tags: dict[str, Any]) -> None:
+    assert rejection(doc(tags=tags)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_more_than_fifty_tags_are_rejected_as_invalid_request() -> None:
+    tags = {f"t{i}": "v" for i in range(MAX_TAGS + 1)}
+    assert rejection(doc(tags=tags)).code == ErrorCode.INVALID_REQUEST
+
+
+# --------------------------------------------------------------------------- raw mode
+
+
+def test_raw_message_takes_sender_and_recipients_from_its_headers() -> None:
+    request = parse(raw_doc(RAW))
+    assert request.is_raw
+    assert request.from_address == "sender@example.com"
+    assert request.envelope_recipients == (
+        "one@example.com",
+        "two@example.org",
+        "three@example.net",
+    )
+    assert not request.replace_raw_recipients
+
+
+def test_raw_recipients_given_in_the_request_replace_the_raw_ones() -> None:
+    request = parse(raw_doc(RAW, bcc=["only@example.com"]))
+    assert request.envelope_recipients == ("only@example.com",)
+    assert request.replace_raw_recipients
+
+
+def test_raw_from_given_in_the_request_overrides_the_raw_from() -> None:
+    request = parse(raw_doc(RAW, **{"from": "other@example.org"}))
+    assert (request.from_address, request.replace_raw_sender) == ("other@example.org", True)
+
+
+@pytest.mark.parametrize("field", ["subject", "text", "html", "attachments", "headers", "reply_to"])
+def test_raw_combined_with_structured_fields_is_rejected_as_invalid_request(field: str) -> None:
+    values = {
+        "subject": "s",
+        "text": "t",
+        "html": "h",
+        "attachments": [attachment()],
+        "headers": {"X-A": "b"},
+        "reply_to": ["r@example.com"],
+    }
+    assert rejection(raw_doc(RAW, **{field: values[field]})).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_with_bad_base64_is_rejected_as_invalid_base64() -> None:
+    assert rejection({"version": 1, "raw": "RnJvbTo*"}).code == ErrorCode.INVALID_BASE64
+
+
+def test_raw_that_is_not_a_string_is_rejected_as_invalid_request() -> None:
+    assert rejection({"version": 1, "raw": 12}).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_without_from_is_rejected_as_invalid_request() -> None:
+    raw = b"To: one@example.com\r\nSubject: s\r\n\r\nbody\r\n"
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_without_from_is_accepted_when_from_is_given() -> None:
+    raw = b"To: one@example.com\r\nSubject: s\r\n\r\nbody\r\n"
+    assert parse(raw_doc(raw, **{"from": "me@example.com"})).from_address == "me@example.com"
+
+
+def test_raw_with_two_from_addresses_is_rejected_as_invalid_request() -> None:
+    raw = b"From: a@example.com, b@example.com\r\nTo: one@example.com\r\n\r\nbody\r\n"
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_with_two_from_headers_is_rejected_as_invalid_request() -> None:
+    raw = b"From: a@example.com\r\nFrom: b@example.com\r\nTo: one@example.com\r\n\r\nbody\r\n"
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_with_invalid_from_address_is_rejected_as_invalid_address() -> None:
+    raw = b"From: not an address\r\nTo: one@example.com\r\n\r\nbody\r\n"
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_ADDRESS
+
+
+def test_raw_with_non_ascii_recipient_domain_is_rejected_as_invalid_address() -> None:
+    raw = "From: a@example.com\r\nTo: kunde@bücher.de\r\n\r\nbody\r\n".encode()
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_ADDRESS
+
+
+def test_raw_without_any_recipient_is_rejected_as_invalid_request() -> None:
+    raw = b"From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n"
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_with_too_many_recipients_is_rejected_as_too_many_recipients() -> None:
+    to = ", ".join(_addresses(MAX_RECIPIENTS + 1, "t")).encode()
+    raw = b"From: a@example.com\r\nTo: " + to + b"\r\n\r\nbody\r\n"
+    assert rejection(raw_doc(raw)).code == ErrorCode.TOO_MANY_RECIPIENTS
+
+
+def test_raw_with_x_ses_header_is_rejected_as_reserved_header() -> None:
+    raw = RAW.replace(b"Subject:", b"X-SES-SOURCE-ARN: arn:aws:ses:x\r\nSubject:")
+    assert rejection(raw_doc(raw)).code == ErrorCode.RESERVED_HEADER
+
+
+def test_raw_multipart_without_boundary_is_rejected_as_invalid_request() -> None:
+    raw = RAW.replace(b"Subject:", b"Content-Type: multipart/mixed\r\nSubject:")
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_that_is_not_a_message_is_rejected_as_invalid_request() -> None:
+    raw = b"this is just some text\r\nwithout any headers\r\n"
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_with_tags_keeps_the_tags() -> None:
+    assert parse(raw_doc(RAW, tags={"kind": "raw"})).tags == (("kind", "raw"),)
+
+
+# --------------------------------------------------------------------------- privacy
+
+
+SECRET_DOC = doc(
+    **{"from": "Secret Sender <sender-secret@example.com>"},
+    to=["Victim Name <victim-secret@example.com>"],
+    subject="subject-secret",
+    text="text-secret",
+    html="<p>html-secret</p>",
+    headers={"X-Secret": "header-secret"},
+    attachments=[
+        attachment(filename="file-secret.pdf", content_base64=base64.b64encode(b"blob").decode())
+    ],
+)
+
+
+def test_repr_hides_addresses_bodies_and_attachments() -> None:
+    request = parse(SECRET_DOC)
+    text = repr(request) + str(request) + repr(request.to) + repr(request.attachments)
+    assert "secret" not in text
+    assert "YmxvYg" not in text
+    assert "blob" not in text
+    assert "recipient_count=1" in text
+
+
+def test_summary_for_logs_has_counts_but_no_personal_data() -> None:
+    summary = request_summary_for_logs(parse(SECRET_DOC))
+    assert summary["recipient_count"] == 1
+    assert summary["attachment_count"] == 1
+    assert summary["has_html"] is True
+    assert summary["from_domain"] == "example.com"
+    assert "secret" not in json.dumps(summary)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"to": ["victim-secret@@example.com"]},
+        {"subject": "subject-secret\r\n"},
+        {"headers": {"X-A": "header-secret\n"}},
+        {"attachments": [attachment(content_base64="secret!!")]},
+        {"attachments": [attachment(filename="file-secret\n")]},
+    ],
+)
+def test_rejection_messages_do_not_repeat_submitted_values(changes: dict[str, Any]) -> None:
+    error = rejection({**SECRET_DOC, **changes})
+    assert "secret" not in error.message
+    assert "secret" not in str(error)
+
+
+# --------------------------------------------------------------------------- schema agreement
+
+
+VALID_SAMPLES: list[dict[str, Any]] = [
+    doc(),
+    doc(to="one@example.com", text=_DROP, html="<p>x</p>"),
+    SECRET_DOC,
+    doc(
+        request_id="order-1",
+        service_id="shop",
+        cc=["Jöhn <j@bücher.de>"],
+        bcc=None,
+        reply_to="help@example.com",
+        tags={"campaign": "spring"},
+        attachments=[attachment(content_base64="")],
+    ),
+    raw_doc(RAW),
+    raw_doc(RAW, to=["a@example.com"], tags={"t": "v"}, subject=None),
+]
+
+
+def test_request_schema_is_a_valid_draft_2020_12_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(REQUEST_SCHEMA)
+
+
+@pytest.mark.parametrize("sample", VALID_SAMPLES)
+def test_requests_the_worker_accepts_validate_against_the_schema(sample: dict[str, Any]) -> None:
+    parse(sample)
+    SCHEMA_VALIDATOR.validate(sample)
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        doc(version=2),
+        doc(version=_DROP),
+        doc(subjet="typo"),
+        doc(subject=_DROP),
+        doc(text=_DROP),
+        doc(to=[]),
+        doc(subject="a\r\nb"),
+        doc(headers={"reply-TO": "x"}),
+        doc(headers={"X-SES-TAGS": "x"}),
+        doc(headers={"X Bad": "x"}),
+        doc(tags={"a b": "c"}),
+        doc(attachments=[attachment(content_base64="abc")]),
+        doc(attachments=[attachment(content_type="multipart/mixed")]),
+        doc(attachments=[attachment(extra=1)]),
+        doc(service_id="Upper"),
+        doc(to=_addresses(MAX_RECIPIENTS + 1, "t")),
+        raw_doc(RAW, subject="s"),
+        {"version": 1, "raw": "not base64!"},
+    ],
+)
+def test_schema_rejects_what_the_worker_rejects_where_a_schema_can_say_so(
+    sample: dict[str, Any],
+) -> None:
+    with pytest.raises(RequestRejected):
+        parse(sample)
+    assert not SCHEMA_VALIDATOR.is_valid(sample)
+
+
+def test_schema_reserved_header_pattern_matches_the_code() -> None:
+    def case_insensitive(word: str) -> str:
+        return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+    names = "|".join(case_insensitive(n) for n in sorted(RESERVED_HEADER_NAMES))
+    prefixes = "|".join(case_insensitive(p) for p in RESERVED_HEADER_PREFIXES)
+    expected = f"^(?:{names})$|^(?:{prefixes})"
+    assert REQUEST_SCHEMA["$defs"]["reservedHeaderName"]["pattern"] == expected
+
+
+# --------------------------------------------------------------------------- never crashes
+
+_FIELD_NAMES = [
+    "version",
+    "request_id",
+    "service_id",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "reply_to",
+    "subject",
+    "text",
+    "html",
+    "headers",
+    "attachments",
+    "tags",
+    "raw",
+    "filename",
+    "content_type",
+    "content_base64",
+]
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from([1, "a@example.com", "Jöhn <j@bücher.de>", "QUJD", ""]),
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.one_of(st.sampled_from(_FIELD_NAMES), st.text(max_size=8)), children, max_size=5
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+def _parse_never_crashes(data: bytes) -> None:
+    outcome: EmailRequest | RequestRejected
+    try:
+        outcome = parse_request(data, pubsub_message_id=PUBSUB_ID, default_service_id="svc")
+    except RequestRejected as error:
+        outcome = error
+    if isinstance(outcome, RequestRejected):
+        assert isinstance(outcome.code, ErrorCode)
+        assert outcome.message
+    else:
+        assert isinstance(outcome, EmailRequest)
+        assert "EmailRequest(" in repr(outcome)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_parse_request_on_arbitrary_bytes_only_raises_request_rejected(data: bytes) -> None:
+    _parse_never_crashes(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(st.sampled_from(_FIELD_NAMES), _json_values, max_size=8).map(
+        lambda d: {"version": 1, **d}
+    )
+    | _json_values
+)
+def test_parse_request_on_arbitrary_json_structures_only_raises_request_rejected(
+    document: Any,
+) -> None:
+    _parse_never_crashes(json.dumps(document).encode())
+
+
+def _docs_json_examples() -> list[Any]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "formats.md").read_text()
+    request_part = text.split("## Result")[0]
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", request_part, re.S)]
+
+
+def test_request_examples_in_the_docs_are_accepted_and_match_the_schema() -> None:
+    examples = _docs_json_examples()
+    assert len(examples) == 2
+    for example in examples:
+        parse(example)
+        SCHEMA_VALIDATOR.validate(example)
