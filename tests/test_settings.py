@@ -67,3 +67,72 @@ def test_every_setting_is_documented() -> None:
     rows = Settings.documentation()
     assert len(rows) == len(dataclasses.fields(Settings))
     assert all(variable and meaning for variable, _, meaning in rows)
+
+
+# -- push endpoint -------------------------------------------------------------------
+
+
+def test_push_authentication_is_on_by_default_and_verified_against_google_certs() -> None:
+    settings = Settings.from_env({})
+    assert settings.push_auth is True
+    assert settings.push_certs_url == "https://www.googleapis.com/oauth2/v1/certs"
+    assert settings.push_audience is None
+    assert settings.push_service_account is None
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("off", False), ("OFF", False), ("on", True)])
+def test_push_authentication_is_switched_with_on_or_off(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"EMAIL_WORKER_PUSH_AUTH": raw}).push_auth is expected
+
+
+def test_a_push_authentication_switch_other_than_on_or_off_is_an_error() -> None:
+    with pytest.raises(SettingsError, match="EMAIL_WORKER_PUSH_AUTH='maybe': must be on or off"):
+        Settings.from_env({"EMAIL_WORKER_PUSH_AUTH": "maybe"})
+
+
+def test_push_needs_both_audience_and_service_account_unless_authentication_is_off() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {"EMAIL_WORKER_PUSH_AUDIENCE": "https://worker.example"}
+        ).require_push_auth()
+    assert "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be set" in str(caught.value)
+    assert "EMAIL_WORKER_PUSH_AUTH=off" in str(caught.value)
+    Settings.from_env({"EMAIL_WORKER_PUSH_AUTH": "off"}).require_push_auth()
+
+
+def test_push_authentication_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "EMAIL_WORKER_PUSH_AUDIENCE": "https://worker.example/pubsub/push",
+            "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT": "pusher@p.iam.gserviceaccount.com",
+            "EMAIL_WORKER_PUSH_CERTS_URL": "http://127.0.0.1:8099/oauth2/v1/certs",
+        }
+    )
+    settings.require_push_auth()
+    assert settings.push_audience == "https://worker.example/pubsub/push"
+    assert settings.push_service_account == "pusher@p.iam.gserviceaccount.com"
+    assert settings.push_certs_url == "http://127.0.0.1:8099/oauth2/v1/certs"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://certs.example/oauth2/v1/certs", "ftp://127.0.0.1/certs", "not a url"],
+)
+def test_certificates_are_fetched_over_https_or_from_loopback_only(url: str) -> None:
+    with pytest.raises(SettingsError, match="EMAIL_WORKER_PUSH_CERTS_URL must be an https URL"):
+        Settings.from_env({"EMAIL_WORKER_PUSH_CERTS_URL": url})
+
+
+def test_the_push_service_account_must_be_an_email() -> None:
+    with pytest.raises(SettingsError, match="EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be"):
+        Settings.from_env({"EMAIL_WORKER_PUSH_SERVICE_ACCOUNT": "pusher"})
+
+
+def test_the_http_server_listens_on_all_interfaces_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).http_host == "0.0.0.0"
+    assert Settings.from_env({"EMAIL_WORKER_HTTP_HOST": "127.0.0.1"}).http_host == "127.0.0.1"
+
+
+def test_switches_are_documented_as_on_or_off() -> None:
+    rows = {variable: default for variable, default, _ in Settings.documentation()}
+    assert rows["EMAIL_WORKER_PUSH_AUTH"] == "on"

@@ -7,6 +7,7 @@ Every variable has the ``EMAIL_WORKER_`` prefix except the platform's own
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
@@ -17,6 +18,9 @@ T = TypeVar("T")
 
 _SERVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: Google's public certificates for the ID tokens Pub/Sub push attaches (PEM by key id).
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class SettingsError(Exception):
@@ -120,6 +124,31 @@ class Settings:
     )
     log_level: str = _env("EMAIL_WORKER_LOG_LEVEL", "INFO", doc="DEBUG, INFO, WARNING, ERROR.")
     port: int | None = _env("PORT", doc="HTTP port (push endpoint, health and metrics).")
+    http_host: str = _env(
+        "EMAIL_WORKER_HTTP_HOST",
+        "0.0.0.0",  # noqa: S104 - Cloud Run routes to the container's interfaces
+        doc="Address the HTTP server listens on (serve, and pull when PORT is set).",
+    )
+    push_auth: bool = _env(
+        "EMAIL_WORKER_PUSH_AUTH",
+        True,
+        doc="on: every push must carry a Google-signed OIDC token. off: no check, for the "
+        "emulator and local development only.",
+    )
+    push_audience: str | None = _env(
+        "EMAIL_WORKER_PUSH_AUDIENCE",
+        doc="Audience ('aud') the push subscription's OIDC token must have.",
+    )
+    push_service_account: str | None = _env(
+        "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
+        doc="Service account ('email') the push subscription's OIDC token must name.",
+    )
+    push_certs_url: str = _env(
+        "EMAIL_WORKER_PUSH_CERTS_URL",
+        GOOGLE_CERTS_URL,
+        doc="PEM certificates by key id that push tokens are verified against (https, or "
+        "http on loopback for tests).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -150,6 +179,8 @@ class Settings:
             default = spec.default
             if isinstance(default, frozenset):
                 default = ",".join(sorted(default))
+            elif isinstance(default, bool):
+                default = "on" if default else "off"
             rows.append(
                 (
                     spec.metadata["env"],
@@ -185,7 +216,39 @@ class Settings:
             problems.append(f"EMAIL_WORKER_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
         if self.port is not None and not 0 < self.port < 65536:
             problems.append("PORT must be 1-65535")
+        certs = urllib.parse.urlsplit(self.push_certs_url)
+        if not certs.hostname or not (
+            certs.scheme == "https"
+            or (certs.scheme == "http" and certs.hostname in _LOOPBACK_HOSTS)
+        ):
+            problems.append(
+                "EMAIL_WORKER_PUSH_CERTS_URL must be an https URL (http only on loopback)"
+            )
+        if self.push_service_account is not None and "@" not in self.push_service_account:
+            problems.append("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be a service account email")
         return problems
+
+    def require_push_auth(self) -> None:
+        """For ``serve``: token verification is configured, or explicitly switched off."""
+        if not self.push_auth:
+            return
+        missing = [
+            name
+            for name, value in (
+                ("EMAIL_WORKER_PUSH_AUDIENCE", self.push_audience),
+                ("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT", self.push_service_account),
+            )
+            if not value
+        ]
+        if missing:
+            raise SettingsError(
+                [
+                    f"{' and '.join(missing)} must be set: the push endpoint accepts only "
+                    "requests signed for this audience by this service account "
+                    "(EMAIL_WORKER_PUSH_AUTH=off disables the check, for the emulator and "
+                    "local development only)"
+                ]
+            )
 
     def require_project(self) -> str:
         """The project id, for commands that talk to Pub/Sub."""
@@ -212,12 +275,22 @@ def _parse_float(raw: str) -> float:
         raise ValueError("not a number") from None
 
 
+def _parse_switch(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ValueError("must be on or off")
+
+
 def _parse_names(raw: str) -> frozenset[str]:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "allowed_services": _parse_names,
+    "push_auth": _parse_switch,
     "log_level": str.upper,
 }
 _PARSERS_BY_TYPE: dict[str, Callable[[str], Any]] = {
