@@ -9,6 +9,7 @@ import structlog
 
 from worker.decisions import decide
 from worker.logs import get_logger
+from worker.metrics import Metrics
 from worker.outputs import Outputs
 from worker.pipeline import Delivery, Deps, Outcome, process
 
@@ -20,19 +21,31 @@ log = get_logger()
 class Handler:
     """Everything a transport needs: call it with a decoded delivery and its ack/nack."""
 
-    def __init__(self, deps: Deps, outputs: Outputs, *, max_delivery_attempts: int | None) -> None:
+    def __init__(
+        self,
+        deps: Deps,
+        outputs: Outputs,
+        *,
+        max_delivery_attempts: int | None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.deps = deps
         self.outputs = outputs
         self.max_delivery_attempts = max_delivery_attempts
+        self.metrics = metrics if metrics is not None else Metrics()
 
     def __call__(
         self, delivery: Delivery, *, ack: Callable[[], None], nack: Callable[[], None]
     ) -> Outcome:
         started = time.monotonic()
-        with structlog.contextvars.bound_contextvars(
-            pubsub_message_id=delivery.message_id, delivery_attempt=delivery.delivery_attempt
+        with (
+            self.metrics.in_flight.track_inprogress(),
+            structlog.contextvars.bound_contextvars(
+                pubsub_message_id=delivery.message_id, delivery_attempt=delivery.delivery_attempt
+            ),
         ):
             outcome = process(delivery, self.deps)
+            processed_s = time.monotonic() - started
             decision = decide(
                 outcome,
                 delivery_attempt=delivery.delivery_attempt,
@@ -53,4 +66,5 @@ class Handler:
                 acked=acked,
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
             )
+            self.metrics.observe(outcome, acked=acked, duration_s=processed_s)
         return outcome

@@ -12,6 +12,7 @@ from google.cloud import pubsub_v1
 
 from worker.handling import Handler
 from worker.logs import get_logger
+from worker.metrics import Metrics
 from worker.outputs import Outputs
 from worker.pipeline import Deps
 from worker.pull import read_max_delivery_attempts
@@ -30,6 +31,7 @@ class Runtime:
     handler: Handler
     publisher: Any
     subscriber: Any
+    metrics: Metrics
 
     def close(self) -> None:
         """Flush pending publishes and close the clients."""
@@ -37,8 +39,16 @@ class Runtime:
         self.subscriber.close()
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """Create the Pub/Sub clients, the session cache and the handler for ``settings``."""
+def build_runtime(
+    settings: Settings, *, metrics: Metrics | None = None, subscription_readable: bool = True
+) -> Runtime:
+    """Create the Pub/Sub clients, the session cache and the handler for ``settings``.
+
+    Without EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS the last delivery attempt is read from the
+    subscription's dead-letter policy. A push endpoint may lack the permission to read its
+    subscription: with ``subscription_readable=False`` a failure to read it is a warning.
+    """
+    metrics = metrics if metrics is not None else Metrics()
     project = settings.require_project()
     if settings.service_config_url:
         # The library reads its configuration location from the environment; make sure it
@@ -57,21 +67,43 @@ def build_runtime(settings: Settings) -> Runtime:
         return Session.for_service(service_id, environment=settings.environment)
 
     deps = Deps(settings=settings, sessions=SessionCache(new_session, ttl_s=settings.session_ttl_s))
+    results_topic = publisher.topic_path(project, settings.results_topic)
+    dead_letter_topic = publisher.topic_path(project, settings.dead_letter_topic)
     outputs = Outputs(
-        publish,
-        results_topic=publisher.topic_path(project, settings.results_topic),
-        dead_letter_topic=publisher.topic_path(project, settings.dead_letter_topic),
+        metrics.counting(publish, results_topic=results_topic, dead_letter_topic=dead_letter_topic),
+        results_topic=results_topic,
+        dead_letter_topic=dead_letter_topic,
         timeout_s=settings.publish_timeout_s,
     )
     max_attempts = settings.max_delivery_attempts
     if max_attempts is None:
         path = subscriber.subscription_path(project, settings.subscription)
-        max_attempts = read_max_delivery_attempts(subscriber, path)
-        if max_attempts is None:
+        try:
+            max_attempts = read_max_delivery_attempts(subscriber, path)
+            readable = True
+        except Exception as error:
+            if subscription_readable:
+                raise
+            readable = False
+            log.warning(
+                "cannot read the subscription's dead-letter policy: set "
+                "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS to its max delivery attempts, or the "
+                "requester gets no result for a request that fails transiently on its last "
+                "delivery attempt",
+                subscription=path,
+                error=type(error).__name__,
+            )
+        if max_attempts is None and readable:
             log.warning(
                 "the subscription has no dead-letter policy: messages that keep failing "
                 "transiently are retried forever",
                 subscription=path,
             )
-    handler = Handler(deps, outputs, max_delivery_attempts=max_attempts)
-    return Runtime(settings=settings, handler=handler, publisher=publisher, subscriber=subscriber)
+    handler = Handler(deps, outputs, max_delivery_attempts=max_attempts, metrics=metrics)
+    return Runtime(
+        settings=settings,
+        handler=handler,
+        publisher=publisher,
+        subscriber=subscriber,
+        metrics=metrics,
+    )

@@ -1,0 +1,118 @@
+"""Metrics: each app has its own registry, and the handler and publishes feed it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from worker.handling import Handler
+from worker.metrics import Metrics
+from worker.outputs import Outputs
+from worker.pipeline import Delivery, Deps, Outcome, Status
+from worker.sessions import SessionCache
+from worker.settings import Settings
+
+RESULTS = "projects/p/topics/results"
+DEAD = "projects/p/topics/dead"
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    found = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if found is None else found
+
+
+def done_future(error: Exception | None = None) -> Future[Any]:
+    future: Future[Any] = Future()
+    if error is None:
+        future.set_result("id-1")
+    else:
+        future.set_exception(error)
+    return future
+
+
+def no_session(service_id: str) -> Any:
+    raise AssertionError("no session is needed for a request that is not JSON")
+
+
+def test_two_metrics_objects_never_share_counts() -> None:
+    first, second = Metrics(), Metrics()
+    first.requests.labels("sent", "none").inc()
+    assert value(first, "email_worker_requests_total", outcome="sent", error_code="none") == 1
+    assert value(second, "email_worker_requests_total", outcome="sent", error_code="none") == 0
+
+
+def test_a_registry_passed_in_is_the_one_used() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.retries.inc(2)
+    assert registry.get_sample_value("email_worker_send_retries_total") == 2
+
+
+def test_an_observed_outcome_counts_request_latency_retries_and_settlement() -> None:
+    metrics = Metrics()
+    outcome = Outcome(Status.RETRY, request_id="r", error_code="throttled", retries=3)
+    metrics.observe(outcome, acked=False, duration_s=1.5)
+    labels = {"outcome": "retry", "error_code": "throttled"}
+    assert value(metrics, "email_worker_requests_total", **labels) == 1
+    assert value(metrics, "email_worker_send_duration_seconds_count", outcome="retry") == 1
+    assert value(metrics, "email_worker_send_duration_seconds_sum", outcome="retry") == 1.5
+    assert value(metrics, "email_worker_send_retries_total") == 3
+    assert value(metrics, "email_worker_deliveries_settled_total", action="nack") == 1
+
+
+def test_confirmed_publishes_are_counted_by_result_status_and_dead_letter_code() -> None:
+    metrics = Metrics()
+    publish = metrics.counting(
+        lambda topic, data, attributes: done_future(), results_topic=RESULTS, dead_letter_topic=DEAD
+    )
+    publish(RESULTS, b"{}", {"status": "rejected"}).result()
+    publish(DEAD, b"x", {"email_worker_error_code": "invalid_json"}).result()
+    publish("projects/p/topics/other", b"x", {}).result()
+    assert value(metrics, "email_worker_results_published_total", status="rejected") == 1
+    assert (
+        value(metrics, "email_worker_dead_letters_forwarded_total", error_code="invalid_json") == 1
+    )
+
+
+def test_a_failed_publish_is_counted_as_a_failure_not_as_published() -> None:
+    metrics = Metrics()
+    publish = metrics.counting(
+        lambda topic, data, attributes: done_future(RuntimeError("down")),
+        results_topic=RESULTS,
+        dead_letter_topic=DEAD,
+    )
+    publish(RESULTS, b"{}", {"status": "sent"})
+    assert value(metrics, "email_worker_publish_failures_total", topic="results") == 1
+    assert value(metrics, "email_worker_results_published_total", status="sent") == 0
+
+
+def test_the_handler_counts_a_delivery_as_in_flight_while_it_runs() -> None:
+    metrics = Metrics()
+    seen: list[float] = []
+    release = threading.Event()
+
+    def publish(topic: str, data: bytes, attributes: Mapping[str, str]) -> Future[Any]:
+        seen.append(value(metrics, "email_worker_in_flight"))
+        return done_future()
+
+    deps = Deps(settings=Settings.from_env({}), sessions=SessionCache(no_session, ttl_s=60))
+    outputs = Outputs(publish, results_topic=RESULTS, dead_letter_topic=DEAD, timeout_s=1)
+    handler = Handler(deps, outputs, max_delivery_attempts=None, metrics=metrics)
+    handler(Delivery(b"not json", {}, "m-1"), ack=release.set, nack=lambda: None)
+    assert seen == [1.0, 1.0]  # result and dead letter published while in flight
+    assert value(metrics, "email_worker_in_flight") == 0
+    assert release.is_set()
+    labels = {"outcome": "rejected", "error_code": "invalid_json"}
+    assert value(metrics, "email_worker_requests_total", **labels) == 1
+
+
+def test_the_exposition_is_prometheus_text() -> None:
+    metrics = Metrics()
+    metrics.push_responses.labels("204").inc()
+    text = metrics.exposition().decode()
+    assert "# TYPE email_worker_push_responses_total counter" in text
+    assert 'email_worker_push_responses_total{code="204"} 1.0' in text
