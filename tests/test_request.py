@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from email.headerregistry import HeaderRegistry
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from worker.error_codes import ErrorCode
 from worker.request import (
+    MAX_RAW_ADDRESS_FIELD_LENGTH,
     MAX_RECIPIENTS,
     MAX_REPLY_TO,
     MAX_TAGS,
@@ -652,6 +654,42 @@ def test_raw_multipart_without_boundary_is_rejected_as_invalid_request() -> None
 def test_raw_that_is_not_a_message_is_rejected_as_invalid_request() -> None:
     raw = b"this is just some text\r\nwithout any headers\r\n"
     assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_with_two_to_headers_is_rejected_as_invalid_request() -> None:
+    raw = RAW.replace(b"Cc:", b"To:")
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_address_header_over_32_kib_is_rejected_as_invalid_request() -> None:
+    to = b", ".join(b"r%d@example.com" % i for i in range(2000))
+    raw = b"From: a@example.com\r\nTo: " + to + b"\r\n\r\nbody\r\n"
+    assert len(to) > MAX_RAW_ADDRESS_FIELD_LENGTH
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_content_type_over_4_kib_is_rejected_as_invalid_request() -> None:
+    content_type = b'Content-Type: text/plain; name="' + b";" * 5000 + b'"\r\n'
+    raw = RAW.replace(b"Subject:", content_type + b"Subject:")
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_with_many_large_mime_headers_is_rejected_as_invalid_request() -> None:
+    part = b'--b\r\nContent-Type: text/plain; name="' + b"x" * 4000 + b'"\r\n\r\nx\r\n'
+    raw = (
+        b"From: a@example.com\r\nTo: b@example.com\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + part * 70 + b"--b--\r\n"
+    )
+    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_REQUEST
+
+
+def test_raw_header_just_under_the_limits_is_parsed_quickly() -> None:
+    # Encoded-words are the email package's slowest address syntax.
+    to = b"=?utf-8?q?a?= " * 2300 + b"<a@example.com>"
+    raw = b"From: a@example.com\r\nTo: " + to + b"\r\n\r\nbody\r\n"
+    started = time.monotonic()
+    assert parse(raw_doc(raw)).recipient_count == 1
+    assert time.monotonic() - started < 2
 
 
 def test_raw_with_tags_keeps_the_tags() -> None:

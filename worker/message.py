@@ -5,22 +5,23 @@ of both, inside multipart/mixed when there are attachments). Raw requests
 are re-parsed and changed only where the request says so: From, the
 recipient headers and the SES tags header.
 
-The email package re-folds long header lines when it writes a message and,
-for unstructured headers, turns long words into RFC 2047 encoded-words. That
-corrupts values that receivers parse literally (``X-SES-MESSAGE-TAGS``,
-``List-Unsubscribe`` URLs, ``DKIM-Signature``), so such headers are stored
-as `VerbatimHeader` objects, which write themselves out unchanged under any
-policy the caller serialises with.
+Headers we write are stored as `VerbatimHeader` objects, which write
+themselves out unchanged under any policy the caller serialises with. The
+email package would otherwise re-fold them on output, turning long words into
+RFC 2047 encoded-words (corrupting ``X-SES-MESSAGE-TAGS`` and
+``List-Unsubscribe`` URLs), and its encoder is quadratic in the length of
+non-ASCII text. Non-ASCII text is encoded here instead (`_encoded_words`).
 """
 
 from __future__ import annotations
 
+import base64
 import email
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import EmailPolicy, Policy
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 from typing import Self, cast
 
 from worker.error_codes import ErrorCode
@@ -31,6 +32,7 @@ __all__ = [
     "TAGS_HEADER",
     "VerbatimHeader",
     "build_message",
+    "load_raw_message",
     "message_size",
     "resolve_sender",
 ]
@@ -40,23 +42,8 @@ MAX_MESSAGE_BYTES = 40_000_000
 # Header SES reads message tags from when sending raw content.
 TAGS_HEADER = "X-SES-MESSAGE-TAGS"
 
-# Raw-message headers that stay parsed header objects: the session and the
-# email package itself read their structure (addresses, MIME parameters).
-# Every other raw header is kept byte for byte.
-_STRUCTURED_RAW_HEADERS = frozenset(
-    {
-        "from",
-        "to",
-        "cc",
-        "bcc",
-        "sender",
-        "reply-to",
-        "content-type",
-        "content-disposition",
-        "content-transfer-encoding",
-        "mime-version",
-    }
-)
+# 45 bytes become 60 base64 characters: with "=?utf-8?b?" and "?=", 72 in all.
+_ENCODED_WORD_BYTES = 45
 _PHYSICAL_LINE_RE = re.compile(r"\r\n|\r|\n")
 _FOLD_POINT_RE = re.compile(r"(?<=\S)(?=[ \t]+\S)")
 
@@ -108,16 +95,32 @@ class VerbatimHeader(str):
 
 
 class _RawPolicy(EmailPolicy):
-    """Parse raw messages keeping unstructured headers verbatim."""
+    """Parse raw messages keeping every header exactly as it came.
+
+    Nothing is re-parsed or re-folded when the message is written out, which
+    keeps DKIM signatures and long URLs intact and also avoids the email
+    package's header parser, whose cost grows quadratically with header size.
+    The session reads addresses with `email.utils.getaddresses` on the header
+    strings, which works on these values too.
+    """
 
     def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
         name, value = super().header_source_parse(sourcelines)
-        if name.lower() in _STRUCTURED_RAW_HEADERS:
-            return name, value
         return name, VerbatimHeader(name, value, refold=False)
 
 
 _RAW_POLICY = _RawPolicy()
+
+
+def load_raw_message(raw: bytes) -> EmailMessage:
+    """Parse raw RFC 5322 bytes into an `EmailMessage` whose headers are all verbatim.
+
+    Header values are `VerbatimHeader` strings (with their original folding),
+    not parsed header objects; use ``email.policy.default.header_factory`` to
+    parse one. Callers must bound header sizes first (see `worker.request`).
+    """
+    # The policy's message factory is EmailMessage; typeshed cannot see that.
+    return cast(EmailMessage, email.message_from_bytes(raw, policy=_RAW_POLICY))
 
 
 def resolve_sender(request: EmailRequest, default_from: str | None) -> Mailbox:
@@ -186,18 +189,16 @@ def message_size(message: EmailMessage) -> int:
 
 def _build_structured(request: EmailRequest, sender: Mailbox, date: datetime) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = sender.to_header_address()
+    _set_addresses(message, "From", (sender,))
     _set_addresses(message, "To", request.to)
     _set_addresses(message, "Cc", request.cc)
     # Bcc stays in the message: the session reads recipients from it and strips it.
     _set_addresses(message, "Bcc", request.bcc)
     _set_addresses(message, "Reply-To", request.reply_to)
-    message["Subject"] = request.subject or ""
+    message["Subject"] = _unstructured("Subject", request.subject or "")
     message["Date"] = format_datetime(date.astimezone(UTC))
     for name, value in request.headers:
-        # Non-ASCII text can only be carried as RFC 2047 encoded-words, which
-        # the email package does; ASCII values are kept literally.
-        message[name] = VerbatimHeader(name, value) if value.isascii() else value
+        message[name] = _unstructured(name, value)
 
     if request.text is not None:
         message.set_content(request.text)
@@ -216,11 +217,10 @@ def _build_structured(request: EmailRequest, sender: Mailbox, date: datetime) ->
 
 
 def _build_raw(request: EmailRequest, raw: bytes, sender: Mailbox) -> EmailMessage:
-    # The policy's message factory is EmailMessage; typeshed cannot see that.
-    message = cast(EmailMessage, email.message_from_bytes(raw, policy=_RAW_POLICY))
+    message = load_raw_message(raw)
     if request.replace_raw_sender:
         del message["From"]
-        message["From"] = sender.to_header_address()
+        _set_addresses(message, "From", (sender,))
     if request.replace_raw_recipients:
         for name in ("To", "Cc", "Bcc"):
             del message[name]
@@ -232,7 +232,47 @@ def _build_raw(request: EmailRequest, raw: bytes, sender: Mailbox) -> EmailMessa
 
 def _set_addresses(message: EmailMessage, name: str, mailboxes: tuple[Mailbox, ...]) -> None:
     if mailboxes:
-        message[name] = tuple(m.to_header_address() for m in mailboxes)
+        value = ", ".join(_format_mailbox(m) for m in mailboxes)
+        message[name] = VerbatimHeader(name, value)
+
+
+def _format_mailbox(mailbox: Mailbox) -> str:
+    if not mailbox.display_name:
+        return mailbox.address
+    if mailbox.display_name.isascii():
+        # Quotes and escapes the name when it contains specials such as ",".
+        return formataddr((mailbox.display_name, mailbox.address))
+    return f"{_encoded_words(mailbox.display_name)} <{mailbox.address}>"
+
+
+def _unstructured(name: str, value: str) -> VerbatimHeader:
+    return VerbatimHeader(name, value if value.isascii() else _encoded_words(value))
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 base64 encoded-words for `text`, each within the 75-character limit.
+
+    The email package can do this too, but its folding re-encodes the text
+    once per character it trims, which is quadratic: a few long non-ASCII
+    names made building one message take minutes. This is linear.
+    """
+    words: list[str] = []
+    chunk = bytearray()
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > _ENCODED_WORD_BYTES:
+            words.append(_encoded_word(chunk))
+            chunk.clear()
+        chunk += encoded
+    if chunk or not words:
+        words.append(_encoded_word(chunk))
+    # Whitespace between adjacent encoded-words is dropped when decoding, and
+    # gives the folder places to break long headers.
+    return " ".join(words)
+
+
+def _encoded_word(data: bytes | bytearray) -> str:
+    return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
 
 
 def _content_size(request: EmailRequest) -> int:

@@ -33,6 +33,9 @@ __all__ = [
     "MAX_HEADERS",
     "MAX_HEADER_NAME_LENGTH",
     "MAX_HEADER_VALUE_LENGTH",
+    "MAX_RAW_ADDRESS_FIELD_LENGTH",
+    "MAX_RAW_CHECKED_FIELDS_LENGTH",
+    "MAX_RAW_MIME_FIELD_LENGTH",
     "MAX_RECIPIENTS",
     "MAX_REPLY_TO",
     "MAX_REQUEST_ID_LENGTH",
@@ -97,6 +100,22 @@ RESERVED_HEADER_PREFIXES: tuple[str, ...] = (
     "x-ses-",
     # Resent-* are address and date headers with special meaning to SES and MTAs.
     "resent-",
+)
+
+# Raw-message header fields whose values get parsed (addresses for the
+# envelope and sender checks, MIME parameters for the structure). The stdlib
+# parsers are quadratic in the worst case, so these are size-checked on the
+# raw bytes before any parsing.
+MAX_RAW_ADDRESS_FIELD_LENGTH = 32_768
+MAX_RAW_MIME_FIELD_LENGTH = 4_096
+MAX_RAW_CHECKED_FIELDS_LENGTH = 262_144
+_RAW_ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "sender", "reply-to")
+_RAW_MIME_FIELDS = ("content-type", "content-disposition")
+_RAW_CHECKED_FIELD_RE = re.compile(
+    rb"^(" + b"|".join(n.encode() for n in _RAW_ADDRESS_FIELDS + _RAW_MIME_FIELDS) + rb")"
+    # The field's first line and its continuation lines (starting with WSP).
+    rb"[ \t]*:[^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*",
+    re.IGNORECASE | re.MULTILINE,
 )
 
 _STRUCTURED_FIELDS = frozenset({"subject", "text", "html", "headers", "attachments", "reply_to"})
@@ -783,7 +802,7 @@ def _parse_raw_request(
                 ErrorCode.INVALID_REQUEST,
                 "the raw message has no From header and no from is given",
             )
-        if len(message.get_all("From", [])) > 1 or len(raw_senders) > 1:
+        if len(raw_senders) > 1:
             _reject(ErrorCode.INVALID_REQUEST, "the raw message must have exactly one From address")
         sender = raw_senders[0]
         replace_sender = False
@@ -804,49 +823,85 @@ def _parse_raw_request(
     )
 
 
+def _check_raw_field_sizes(raw: bytes) -> None:
+    # Runs on the bytes, before the email package sees them. Lines that merely
+    # look like such fields (in a body) are counted too; that errs on the safe side.
+    total = 0
+    for match in _RAW_CHECKED_FIELD_RE.finditer(raw):
+        name = match.group(1).decode("ascii").lower()
+        size = match.end() - match.start()
+        limit = (
+            MAX_RAW_ADDRESS_FIELD_LENGTH
+            if name in _RAW_ADDRESS_FIELDS
+            else MAX_RAW_MIME_FIELD_LENGTH
+        )
+        if size > limit:
+            _reject(
+                ErrorCode.INVALID_REQUEST,
+                f"a {name} header in the raw message is longer than {limit} bytes",
+            )
+        total += size
+    if total > MAX_RAW_CHECKED_FIELDS_LENGTH:
+        _reject(
+            ErrorCode.INVALID_REQUEST,
+            "the raw message's address and Content-Type/-Disposition headers together "
+            f"are longer than {MAX_RAW_CHECKED_FIELDS_LENGTH} bytes",
+        )
+
+
 def _load_raw(raw: bytes) -> EmailMessage:
+    _check_raw_field_sizes(raw)
+    # Imported here because worker.message imports this module.
+    from worker.message import load_raw_message
+
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
+        message = load_raw_message(raw)
         defects = [
             type(defect).__name__
             for part in message.walk()
             for defect in part.defects
             if isinstance(defect, _FATAL_RAW_DEFECTS)
         ]
-        reserved = [name for name in message if name.lower().startswith("x-ses-")]
+        names = [name.lower() for name in message]
     except Exception:
         # The stdlib parser is meant to record defects rather than raise, but
-        # hostile input has triggered parser bugs before; treat any as malformed.
+        # hostile input has triggered parser bugs before (and deep nesting
+        # exhausts the stack); treat any of that as a malformed message.
         _reject(ErrorCode.INVALID_REQUEST, "the raw message could not be parsed")
     if defects:
         _reject(
             ErrorCode.INVALID_REQUEST,
             f"the raw message is malformed ({', '.join(sorted(set(defects)))})",
         )
-    if reserved:
+    if any(name.startswith("x-ses-") for name in names):
         _reject(
             ErrorCode.RESERVED_HEADER,
             "the raw message must not contain X-SES-* headers; use tags instead",
         )
+    for field_name in _RAW_ADDRESS_FIELDS:
+        # RFC 5322 allows each of these once; more would also multiply parsing work.
+        if names.count(field_name) > 1:
+            _reject(
+                ErrorCode.INVALID_REQUEST,
+                f"the raw message has more than one {field_name} header",
+            )
     return message
 
 
 def _raw_mailboxes(message: EmailMessage, header_name: str, label: str) -> tuple[Mailbox, ...]:
-    mailboxes: list[Mailbox] = []
+    value = message.get(header_name)
+    if value is None:
+        return ()
     try:
-        headers = message.get_all(header_name, [])
-        for header in headers:
-            if getattr(header, "defects", None):
-                raise ValueError("defective address header")
-            addresses: Sequence[Address] = getattr(header, "addresses", ())
-            for address in addresses:
-                mailboxes.append(_raw_mailbox(address, label))
-    except RequestRejected:
-        raise
+        # Values are kept verbatim (see worker.message); parse this one the
+        # way the default policy would, folding removed.
+        header = email.policy.default.header_factory(header_name, "".join(str(value).splitlines()))
+        if header.defects:
+            raise ValueError("defective address header")
+        addresses: Sequence[Address] = getattr(header, "addresses", ())
     except Exception:  # see _load_raw: parser bugs count as malformed input
         _reject(ErrorCode.INVALID_ADDRESS, f"the {label} is not a valid address list")
-    return tuple(mailboxes)
+    return tuple(_raw_mailbox(address, label) for address in addresses)
 
 
 def _raw_mailbox(address: Address, label: str) -> Mailbox:
