@@ -56,7 +56,8 @@ class VerbatimHeader(str):
     used here. With ``refold=True`` a single-line value is folded only at its
     existing whitespace, which unfolding undoes exactly; with ``refold=False``
     (raw message headers) the original line structure is kept as well.
-    Callers must have rejected CR, LF and NUL already.
+    With ``refold=True`` the value must be one line: callers reject CR, LF
+    and NUL first (`worker.request` does).
     """
 
     name: str

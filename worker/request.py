@@ -67,7 +67,7 @@ MAX_SUBJECT_LENGTH = 998
 MAX_HEADERS = 50
 MAX_HEADER_NAME_LENGTH = 76
 # Short enough that "Name: " plus one unbreakable value stays under the
-# 998-character line limit of RFC 5322, so values never need re-encoding.
+# 998-character line limit of RFC 5322, so ASCII values can be written as is.
 MAX_HEADER_VALUE_LENGTH = 900
 MAX_ATTACHMENTS = 100
 MAX_FILENAME_LENGTH = 255
@@ -178,7 +178,7 @@ class Mailbox:
 
     Internationalised domains are stored in IDNA (punycode) form because SES
     only accepts ASCII envelope domains; the display name is kept as given and
-    RFC 2047-encoded by the email package when the header is written.
+    RFC 2047-encoded when the header is written (see `worker.message`).
     """
 
     address: str
