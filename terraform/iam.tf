@@ -1,0 +1,72 @@
+# Google identities and what each may do. Every grant is on a single resource; nothing is
+# granted at project level.
+
+# The worker runs as this account. AWS trusts its unique id (aws.tf); it may publish results
+# and dead letters, pull its own subscription (pull mode), and read the configuration bucket.
+resource "google_service_account" "worker" {
+  account_id   = var.worker_service_account_id
+  display_name = "email-worker"
+  description  = "Runs the email worker on Cloud Run; trusted by the AWS roles that send each service's email."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_pubsub_topic_iam_member" "results_publisher_worker" {
+  project = google_pubsub_topic.results.project
+  topic   = google_pubsub_topic.results.name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.worker.member
+}
+
+# The worker forwards requests that can never succeed to the dead-letter topic itself.
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher_worker" {
+  project = google_pubsub_topic.dead_letter.project
+  topic   = google_pubsub_topic.dead_letter.name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.worker.member
+}
+
+resource "google_pubsub_subscription_iam_member" "worker_subscriber_worker" {
+  count = local.push_mode ? 0 : 1
+
+  project      = google_pubsub_subscription.worker.project
+  subscription = google_pubsub_subscription.worker.name
+  role         = "roles/pubsub.subscriber"
+  member       = google_service_account.worker.member
+}
+
+resource "google_storage_bucket_iam_member" "config_viewer_worker" {
+  bucket = google_storage_bucket.config.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.worker.member
+}
+
+# Pub/Sub signs push requests as this account (push mode). It may only invoke the service.
+resource "google_service_account" "push" {
+  count = local.push_mode ? 1 : 0
+
+  account_id   = var.push_service_account_id
+  display_name = "email-worker push"
+  description  = "Identity of Pub/Sub push requests to the email worker; may only invoke that service."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "invoker_push" {
+  count = local.push_mode ? 1 : 0
+
+  project  = google_cloud_run_v2_service.worker.project
+  location = google_cloud_run_v2_service.worker.location
+  name     = google_cloud_run_v2_service.worker.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.push[0].member
+}
+
+# The Pub/Sub service agent mints the push OIDC tokens as the push account.
+resource "google_service_account_iam_member" "push_token_creator_pubsub_agent" {
+  count = local.push_mode ? 1 : 0
+
+  service_account_id = google_service_account.push[0].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+}

@@ -1,0 +1,81 @@
+# Shared values and the project-level pieces every other file builds on.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+resource "google_project_service" "enabled" {
+  for_each = var.enable_apis ? toset([
+    "iam.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+  ]) : toset([])
+
+  project            = var.project_id
+  service            = each.key
+  disable_on_destroy = false
+}
+
+locals {
+  push_mode = var.delivery_mode == "push"
+
+  # The audience of the Google ID tokens the worker presents to AWS STS. It is a constant of
+  # the worker (TOKEN_AUDIENCE in worker/identity.py), not a setting, so it is not a variable
+  # here either: the AWS trust policies must pin exactly the value the worker asks for.
+  sts_token_audience = "sts.amazonaws.com"
+
+  # Pub/Sub's service agent: forwards dead letters and signs push requests.
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  # The port the image listens on (the Dockerfile's EXPOSE); Cloud Run passes it as $PORT.
+  container_port = 8080
+
+  # The service's deterministic URL (https://SERVICE-PROJECT_NUMBER.REGION.run.app). Pub/Sub
+  # pushes to it; computing it rather than reading the service's uri lets the service depend
+  # on the subscription and on every grant, so its first revision starts with all of them in
+  # place. The check block in run.tf confirms Cloud Run serves this URL.
+  service_url   = "https://${var.service_name}-${data.google_project.this.number}.${var.region}.run.app"
+  push_endpoint = "${local.service_url}/pubsub/push"
+  push_audience = coalesce(var.push_audience, "email-worker-push:${var.project_id}:${var.region}:${var.service_name}")
+
+  config_bucket_name = coalesce(var.config_bucket_name, "${var.project_id}-email-worker-config")
+  # The template the worker fills in (EMAIL_WORKER_SERVICE_CONFIG_URL); {environment} and
+  # {service_id} are the worker's placeholders, not terraform interpolations.
+  service_config_url = "gs://${google_storage_bucket.config.name}/{environment}/{service_id}.json"
+
+  # Per service: the From domains the worker accepts and AWS allows, and the SES condition
+  # values (ses:FromAddress, matched with StringLike).
+  allowed_from_domains = {
+    for id, s in var.services : id => s.allowed_from_domains == null ? [s.sending_domain] : s.allowed_from_domains
+  }
+  allowed_from_patterns = {
+    for id, s in var.services : id => distinct(concat(
+      s.default_from_address == null ? [] : [s.default_from_address],
+      [for d in local.allowed_from_domains[id] : "*@${d}"],
+    ))
+  }
+
+  sending_domains = toset([for s in var.services : s.sending_domain])
+
+  # The worker's environment (see worker/settings.py). Null values are left out.
+  managed_env = {
+    GOOGLE_CLOUD_PROJECT                  = var.project_id
+    EMAIL_WORKER_ENVIRONMENT              = var.environment
+    EMAIL_WORKER_SERVICE_CONFIG_URL       = local.service_config_url
+    EMAIL_WORKER_ALLOWED_SERVICES         = join(",", sort(keys(var.services)))
+    EMAIL_WORKER_SERVICE_ID               = var.default_service_id
+    EMAIL_WORKER_SUBSCRIPTION             = google_pubsub_subscription.worker.name
+    EMAIL_WORKER_REQUESTS_TOPIC           = google_pubsub_topic.requests.name
+    EMAIL_WORKER_RESULTS_TOPIC            = google_pubsub_topic.results.name
+    EMAIL_WORKER_DEAD_LETTER_TOPIC        = google_pubsub_topic.dead_letter.name
+    EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION = google_pubsub_subscription.dead_letter_ops.name
+    EMAIL_WORKER_LOG_LEVEL                = var.log_level
+    # Same variable as the subscription's dead-letter policy: the worker need not read the
+    # subscription (and so needs no permission to) to know its last delivery attempt.
+    EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
+    EMAIL_WORKER_PUSH_AUDIENCE            = local.push_mode ? local.push_audience : null
+    EMAIL_WORKER_PUSH_SERVICE_ACCOUNT     = one(google_service_account.push[*].email)
+  }
+  worker_env = merge(var.extra_env, { for name, value in local.managed_env : name => value if value != null })
+}

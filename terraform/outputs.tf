@@ -1,0 +1,89 @@
+output "cloud_run_service" {
+  description = "Name of the Cloud Run service running the worker."
+  value       = google_cloud_run_v2_service.worker.name
+}
+
+output "cloud_run_uri" {
+  description = "Main URL of the Cloud Run service (reachable only from inside the project with the default ingress)."
+  value       = google_cloud_run_v2_service.worker.uri
+}
+
+output "push_endpoint" {
+  description = "Where Pub/Sub pushes requests (push mode); null in pull mode."
+  value       = local.push_mode ? local.push_endpoint : null
+}
+
+output "push_audience" {
+  description = "Audience of the push requests' OIDC tokens (push mode); null in pull mode."
+  value       = local.push_mode ? local.push_audience : null
+}
+
+output "worker_service_account" {
+  description = "Email of the worker's service account."
+  value       = google_service_account.worker.email
+}
+
+output "worker_service_account_unique_id" {
+  description = "Unique id of the worker's service account: the azp and sub the AWS roles trust."
+  value       = google_service_account.worker.unique_id
+}
+
+output "push_service_account" {
+  description = "Email of the push service account (push mode); null in pull mode."
+  value       = one(google_service_account.push[*].email)
+}
+
+output "topics" {
+  description = "Pub/Sub topic ids, by role."
+  value = {
+    requests    = google_pubsub_topic.requests.id
+    results     = google_pubsub_topic.results.id
+    dead_letter = google_pubsub_topic.dead_letter.id
+  }
+}
+
+output "subscriptions" {
+  description = "Pub/Sub subscription ids: the worker's and the operators' dead-letter subscription."
+  value = {
+    worker      = google_pubsub_subscription.worker.id
+    dead_letter = google_pubsub_subscription.dead_letter_ops.id
+  }
+}
+
+output "config_bucket" {
+  description = "Bucket holding the services' configuration documents."
+  value       = google_storage_bucket.config.name
+}
+
+output "service_config_url" {
+  description = "EMAIL_WORKER_SERVICE_CONFIG_URL: where the worker reads a service's configuration."
+  value       = local.service_config_url
+}
+
+output "service_role_arns" {
+  description = "AWS role ARN of each service, by service id."
+  value       = { for id, role in aws_iam_role.service : id => role.arn }
+}
+
+output "ses_identity_arns" {
+  description = "ARN of each SES domain identity, by domain."
+  value       = { for domain, identity in aws_sesv2_email_identity.domain : domain => identity.arn }
+}
+
+output "ses_dkim_records" {
+  description = "DNS records to publish for Easy DKIM, by domain: SES verifies the domain once they resolve."
+  value = {
+    for domain, identity in aws_sesv2_email_identity.domain : domain => [
+      for token in identity.dkim_signing_attributes[0].tokens : {
+        name  = "${token}._domainkey.${domain}"
+        type  = "CNAME"
+        value = "${token}.dkim.amazonses.com"
+      }
+    ]
+  }
+}
+
+output "worker_environment" {
+  description = "The environment the worker runs with; export it to run `email-worker` commands against this deployment."
+  value       = local.worker_env
+}

@@ -1,0 +1,440 @@
+# ---------------------------------------------------------------------------------------------
+# Google Cloud
+# ---------------------------------------------------------------------------------------------
+
+variable "project_id" {
+  description = "Google Cloud project that holds the Pub/Sub topics, the Cloud Run service, the configuration bucket and the service accounts."
+  type        = string
+}
+
+variable "region" {
+  description = "Google Cloud region of the Cloud Run service (and of the configuration bucket unless config_bucket_location says otherwise)."
+  type        = string
+  default     = "europe-west2"
+}
+
+variable "environment" {
+  description = "Name of this deployment (for example production or staging). It is the {environment} part of the configuration documents' location, and the worker's EMAIL_WORKER_ENVIRONMENT."
+  type        = string
+  default     = "production"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9_-]{0,62}$", var.environment))
+    error_message = "environment must be 1-63 characters of lower-case letters, digits, '_' and '-'."
+  }
+}
+
+variable "enable_apis" {
+  description = "Enable the Google APIs this configuration uses (Cloud Run, Pub/Sub, Cloud Storage, IAM). Set to false when the project's APIs are managed elsewhere. They are never disabled on destroy."
+  type        = bool
+  default     = true
+}
+
+variable "labels" {
+  description = "Labels added to every Google Cloud resource that supports them."
+  type        = map(string)
+  default     = { app = "email-worker" }
+}
+
+variable "kms_key_name" {
+  description = "Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts the Pub/Sub topics and the configuration bucket. null: Google-managed encryption. The Pub/Sub and Cloud Storage service agents need roles/cloudkms.cryptoKeyEncrypterDecrypter on the key."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------------------------
+# Pub/Sub
+# ---------------------------------------------------------------------------------------------
+
+variable "pubsub_names" {
+  description = "Names of the Pub/Sub topics and subscriptions. The worker is given the same names through its environment."
+  type = object({
+    requests_topic           = optional(string, "email-requests")
+    results_topic            = optional(string, "email-results")
+    dead_letter_topic        = optional(string, "email-requests-dead-letter")
+    worker_subscription      = optional(string, "email-requests-worker")
+    dead_letter_subscription = optional(string, "email-requests-dead-letter-ops")
+  })
+  default = {}
+}
+
+variable "delivery_mode" {
+  description = "How the worker receives requests: \"push\" (Pub/Sub pushes to the Cloud Run service's /pubsub/push with an OIDC token; scales with traffic) or \"pull\" (the service streams from the subscription; needs always-on instances)."
+  type        = string
+  default     = "push"
+
+  validation {
+    condition     = contains(["push", "pull"], var.delivery_mode)
+    error_message = "delivery_mode must be \"push\" or \"pull\"."
+  }
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of a request before Pub/Sub forwards it to the dead-letter topic (the subscription's dead-letter policy). The worker is given the same number (EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS) to know its last attempt."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
+    error_message = "max_delivery_attempts must be a whole number from 5 to 100, as Pub/Sub requires."
+  }
+}
+
+variable "ack_deadline_seconds" {
+  description = "Ack deadline of the worker subscription; in push mode also the Cloud Run request timeout. Keep it above the worker's EMAIL_WORKER_SEND_DEADLINE_S (30 s) plus one send."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.ack_deadline_seconds >= 10 && var.ack_deadline_seconds <= 600
+    error_message = "ack_deadline_seconds must be from 10 to 600."
+  }
+}
+
+variable "retry_minimum_backoff_seconds" {
+  description = "Shortest delay before Pub/Sub redelivers a request that was nacked or not acknowledged in time."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.retry_minimum_backoff_seconds >= 0 && var.retry_minimum_backoff_seconds <= 600
+    error_message = "retry_minimum_backoff_seconds must be from 0 to 600."
+  }
+}
+
+variable "retry_maximum_backoff_seconds" {
+  description = "Longest delay before Pub/Sub redelivers a request (the backoff grows exponentially up to it)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.retry_maximum_backoff_seconds >= 0 && var.retry_maximum_backoff_seconds <= 600
+    error_message = "retry_maximum_backoff_seconds must be from 0 to 600."
+  }
+}
+
+variable "request_retention_seconds" {
+  description = "How long the worker subscription keeps undelivered requests (for example while the worker is down)."
+  type        = number
+  default     = 604800
+
+  validation {
+    condition     = var.request_retention_seconds >= 600 && var.request_retention_seconds <= 604800
+    error_message = "request_retention_seconds must be from 600 (10 minutes) to 604800 (7 days)."
+  }
+}
+
+variable "dead_letter_retention_seconds" {
+  description = "How long the operators' dead-letter subscription keeps dead letters that nobody has acknowledged."
+  type        = number
+  default     = 604800
+
+  validation {
+    condition     = var.dead_letter_retention_seconds >= 600 && var.dead_letter_retention_seconds <= 604800
+    error_message = "dead_letter_retention_seconds must be from 600 (10 minutes) to 604800 (7 days)."
+  }
+}
+
+variable "dead_letter_ack_deadline_seconds" {
+  description = "Ack deadline of the operators' dead-letter subscription (time an operator's tool has to acknowledge a dead letter it pulled)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.dead_letter_ack_deadline_seconds >= 10 && var.dead_letter_ack_deadline_seconds <= 600
+    error_message = "dead_letter_ack_deadline_seconds must be from 10 to 600."
+  }
+}
+
+variable "request_publishers" {
+  description = "IAM members (for example serviceAccount:billing@my-project.iam.gserviceaccount.com) allowed to publish requests to the requests topic. Each gets roles/pubsub.publisher on that topic only."
+  type        = list(string)
+  default     = []
+}
+
+variable "dead_letter_readers" {
+  description = "IAM members (operators, their groups or tools) allowed to read and acknowledge dead letters. Each gets roles/pubsub.subscriber on the operators' dead-letter subscription only."
+  type        = list(string)
+  default     = []
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cloud Run
+# ---------------------------------------------------------------------------------------------
+
+variable "image" {
+  description = "Container image of the worker, built from this repository's Dockerfile (for example europe-west2-docker.pkg.dev/my-project/email/email-worker@sha256:...). Prefer a digest to a tag."
+  type        = string
+
+  validation {
+    condition     = length(var.image) > 0 && !endswith(var.image, ":latest")
+    error_message = "image must name a specific image (a digest or a version tag), not :latest."
+  }
+}
+
+variable "service_name" {
+  description = "Name of the Cloud Run service."
+  type        = string
+  default     = "email-worker"
+}
+
+variable "worker_service_account_id" {
+  description = "Account id of the worker's service account (the identity the worker runs as and that AWS trusts)."
+  type        = string
+  default     = "email-worker"
+}
+
+variable "push_service_account_id" {
+  description = "Account id of the service account Pub/Sub signs push requests as (push mode only)."
+  type        = string
+  default     = "email-worker-push"
+}
+
+variable "push_audience" {
+  description = "Audience of the OIDC tokens Pub/Sub attaches to push requests; the worker and Cloud Run accept only this audience. null: a value derived from the project, region and service name."
+  type        = string
+  default     = null
+}
+
+variable "ingress" {
+  description = "Cloud Run ingress. INGRESS_TRAFFIC_INTERNAL_ONLY still admits Pub/Sub push from the same project; nothing else needs to reach the service."
+  type        = string
+  default     = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+
+  validation {
+    condition     = contains(["INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", "INGRESS_TRAFFIC_ALL"], var.ingress)
+    error_message = "ingress must be INGRESS_TRAFFIC_INTERNAL_ONLY, INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER or INGRESS_TRAFFIC_ALL."
+  }
+}
+
+variable "min_instances" {
+  description = "Fewest Cloud Run instances kept running. Push mode may scale to 0; pull mode needs at least 1 (an idle pull instance receives nothing otherwise)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.min_instances >= 0
+    error_message = "min_instances must not be negative."
+  }
+}
+
+variable "max_instances" {
+  description = "Most Cloud Run instances. Bounds the SES send rate and the cost; in pull mode Cloud Run does not scale on backlog, so set it near min_instances."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_instances >= 1
+    error_message = "max_instances must be at least 1."
+  }
+}
+
+variable "request_concurrency" {
+  description = "Push requests one instance handles at once (Cloud Run's max_instance_request_concurrency). Sends block on SES, so this is the number of requests in flight per instance."
+  type        = number
+  default     = 32
+
+  validation {
+    condition     = var.request_concurrency >= 1 && var.request_concurrency <= 1000
+    error_message = "request_concurrency must be from 1 to 1000."
+  }
+}
+
+variable "cpu" {
+  description = "CPU limit of one instance, as Cloud Run writes it (\"1\", \"2\", \"1000m\")."
+  type        = string
+  default     = "1"
+}
+
+variable "memory" {
+  description = "Memory limit of one instance, as Cloud Run writes it (\"512Mi\", \"1Gi\")."
+  type        = string
+  default     = "512Mi"
+}
+
+variable "log_level" {
+  description = "The worker's EMAIL_WORKER_LOG_LEVEL."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "default_service_id" {
+  description = "Service whose configuration is used for requests that name none (EMAIL_WORKER_SERVICE_ID). null: such requests are rejected. Must be a key of services."
+  type        = string
+  default     = null
+}
+
+variable "extra_env" {
+  description = "Further environment variables for the worker, such as EMAIL_WORKER_SEND_MAX_ATTEMPTS or EMAIL_WORKER_SESSION_TTL_S (see the README's configuration table). Must not set the ones this configuration manages, nor PORT. Not for secrets: the worker needs none."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([for name in keys(var.extra_env) : !contains([
+      "PORT",
+      "GOOGLE_CLOUD_PROJECT",
+      "EMAIL_WORKER_ENVIRONMENT",
+      "EMAIL_WORKER_SERVICE_CONFIG_URL",
+      "EMAIL_WORKER_ALLOWED_SERVICES",
+      "EMAIL_WORKER_SERVICE_ID",
+      "EMAIL_WORKER_SUBSCRIPTION",
+      "EMAIL_WORKER_REQUESTS_TOPIC",
+      "EMAIL_WORKER_RESULTS_TOPIC",
+      "EMAIL_WORKER_DEAD_LETTER_TOPIC",
+      "EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION",
+      "EMAIL_WORKER_LOG_LEVEL",
+      "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
+      "EMAIL_WORKER_PUSH_AUDIENCE",
+      "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
+    ], name)])
+    error_message = "extra_env must not set PORT or a variable this configuration manages (set the matching terraform variable instead)."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Refuse to destroy the Cloud Run service (terraform destroy fails until this is false and applied)."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Service configuration documents
+# ---------------------------------------------------------------------------------------------
+
+variable "config_bucket_name" {
+  description = "Name of the bucket holding the services' configuration documents (globally unique). null: \"<project_id>-email-worker-config\"."
+  type        = string
+  default     = null
+}
+
+variable "config_bucket_location" {
+  description = "Location of the configuration bucket. null: the region variable."
+  type        = string
+  default     = null
+}
+
+variable "config_versions_retained" {
+  description = "Old versions of each configuration document kept in the bucket (for rollback and audit); older ones are deleted."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.config_versions_retained >= 1
+    error_message = "config_versions_retained must be at least 1."
+  }
+}
+
+variable "config_access_log_bucket" {
+  description = "Bucket that receives the configuration bucket's usage logs. null: no usage logs (Cloud Audit Logs still record IAM and admin activity)."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------------------------
+# Services and AWS
+# ---------------------------------------------------------------------------------------------
+
+variable "services" {
+  description = <<-EOT
+    The services the worker sends for, keyed by service id. For each, terraform creates an AWS
+    role that only the worker may assume and that may send only from the service's sending
+    domain and allowed From addresses, and writes the service's configuration document.
+      sending_domain:       SES domain identity the service sends through (created here, with DKIM).
+      default_from_address: From used when a request has none; also allowed as a From address.
+      allowed_from_domains: domains any address of which may be the From (exact domains, each
+                            the sending domain or a subdomain of it). Default: the sending domain.
+    Use lower case: AWS compares From addresses case-sensitively.
+  EOT
+  type = map(object({
+    sending_domain       = string
+    default_from_address = optional(string)
+    allowed_from_domains = optional(list(string))
+  }))
+
+  validation {
+    condition     = length(var.services) > 0
+    error_message = "services must name at least one service."
+  }
+
+  validation {
+    condition     = alltrue([for id in keys(var.services) : can(regex("^[a-z0-9][a-z0-9_-]{0,39}$", id))])
+    error_message = "Each service id must be 1-40 characters of lower-case letters, digits, '_' and '-', starting with a letter or digit."
+  }
+
+  validation {
+    condition     = alltrue([for s in var.services : can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", s.sending_domain))])
+    error_message = "Each sending_domain must be a lower-case ASCII domain name (use the punycode form of an internationalised domain)."
+  }
+
+  validation {
+    condition = alltrue([for s in var.services : s.default_from_address == null ? true : (
+      can(regex("^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9-]+\\.)+[a-z]{2,63}$", s.default_from_address)) && (
+        endswith(s.default_from_address, "@${s.sending_domain}") || endswith(s.default_from_address, ".${s.sending_domain}")
+      )
+    )])
+    error_message = "Each default_from_address must be a lower-case address in the service's sending_domain or a subdomain of it."
+  }
+
+  validation {
+    condition = alltrue(flatten([for s in var.services : [
+      for d in (s.allowed_from_domains == null ? [s.sending_domain] : s.allowed_from_domains) : d == s.sending_domain || endswith(d, ".${s.sending_domain}")
+    ]]))
+    error_message = "Each of a service's allowed_from_domains must be its sending_domain or a subdomain of it."
+  }
+
+  validation {
+    condition     = alltrue([for s in var.services : s.default_from_address != null || length(s.allowed_from_domains == null ? [s.sending_domain] : s.allowed_from_domains) > 0])
+    error_message = "Each service must allow at least one From: a default_from_address or a non-empty allowed_from_domains."
+  }
+}
+
+variable "aws_region" {
+  description = "AWS region of the SES identities; written into every service's configuration document as aws_region."
+  type        = string
+  default     = "eu-west-2"
+}
+
+variable "aws_role_name_prefix" {
+  description = "Prefix of the AWS IAM role names; a service's role is <prefix><service id>."
+  type        = string
+  default     = "email-worker-"
+}
+
+variable "aws_permissions_boundary_arn" {
+  description = "Permissions boundary attached to every AWS role created here. null: none."
+  type        = string
+  default     = null
+}
+
+variable "aws_max_session_duration" {
+  description = "Longest AWS session, in seconds, the worker may obtain for a service role (it refreshes before expiry)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.aws_max_session_duration >= 3600 && var.aws_max_session_duration <= 43200
+    error_message = "aws_max_session_duration must be from 3600 to 43200 seconds."
+  }
+}
+
+variable "ses_dkim_key_length" {
+  description = "Length of the Easy DKIM keys of the SES domain identities."
+  type        = string
+  default     = "RSA_2048_BIT"
+
+  validation {
+    condition     = contains(["RSA_1024_BIT", "RSA_2048_BIT"], var.ses_dkim_key_length)
+    error_message = "ses_dkim_key_length must be RSA_1024_BIT or RSA_2048_BIT."
+  }
+}
+
+variable "aws_tags" {
+  description = "Tags added to every AWS resource."
+  type        = map(string)
+  default     = { app = "email-worker" }
+}
