@@ -76,7 +76,45 @@ def pull() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    from worker.serving import BackgroundServer
+
+    try:
+        http = BackgroundServer.for_pull(runtime)  # /healthz, /readyz, /metrics when PORT is set
+    except RuntimeError as error:
+        log.error("cannot start", error=type(error).__name__, detail=str(error))
+        runtime.close()
+        sys.exit(EXIT_FAILURE)
     code = worker.run()
+    if http is not None:
+        http.stop()
     runtime.close()
     log.info("stopped", exit_code=code)
     sys.exit(code)
+
+
+@main.command()
+def serve() -> None:
+    """Serve the Pub/Sub push endpoint (POST /pubsub/push) on $PORT (default 8080).
+
+    Also serves /healthz, /readyz and /metrics. Every push must carry an OIDC token for
+    EMAIL_WORKER_PUSH_AUDIENCE signed for EMAIL_WORKER_PUSH_SERVICE_ACCOUNT;
+    EMAIL_WORKER_PUSH_AUTH=off disables that, for the emulator and local development only.
+    Stops gracefully on SIGTERM or SIGINT.
+    """
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    problems = []
+    if not settings.allowed_services:
+        problems.append("EMAIL_WORKER_ALLOWED_SERVICES must list at least one service")
+    for check in (settings.require_project, settings.require_push_auth):
+        try:
+            check()
+        except SettingsError as error:
+            problems.extend(error.problems)
+    if problems:
+        click.echo(f"email-worker: {SettingsError(problems)}", err=True)
+        sys.exit(EXIT_USAGE)
+
+    from worker.serving import run_serve  # imported here so that `--help` stays fast
+
+    sys.exit(run_serve(settings))

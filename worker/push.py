@@ -1,0 +1,279 @@
+"""Pub/Sub push transport: an ASGI app whose ``POST /pubsub/push`` runs the shared handler.
+
+Pub/Sub sends each message as a JSON envelope::
+
+    {"message": {"data": "<base64>", "attributes": {...}, "messageId": "..."},
+     "subscription": "projects/P/subscriptions/S", "deliveryAttempt": 3}
+
+and treats 2xx answers as acks and anything else as nacks (redelivered with backoff). So the
+handler's ack becomes ``204 No Content`` and its nack ``503`` (``429`` when SES throttled),
+exactly the decisions the pull transport carries out (see :mod:`worker.decisions`).
+
+Requests are refused before anything is processed: a bad or missing token gets 401/403, a
+content type other than JSON 415, a body larger than Pub/Sub can send 413 and an envelope
+Pub/Sub would not send 400. The blocking work (token verification, which may fetch
+certificates, and the handler, which calls SES) runs in worker threads, never on the event
+loop; at most ``concurrency`` deliveries are processed at once.
+
+The same app, without the push route, serves ``/healthz``, ``/readyz`` and ``/metrics`` for
+the pull transport.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from worker.handling import Handler
+from worker.logs import get_logger
+from worker.metrics import CONTENT_TYPE_LATEST, Metrics
+from worker.pipeline import Delivery, Status
+from worker.push_auth import AuthFailure, CertsCache, CertsUnavailable, PushAuthenticator
+from worker.runtime import Runtime
+from worker.settings import Settings
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "PUSH_PATH",
+    "EnvelopeError",
+    "PushEndpoint",
+    "PushEnvelope",
+    "authenticator_for",
+    "create_app",
+    "parse_envelope",
+    "push_app",
+]
+
+log = get_logger()
+
+PUSH_PATH = "/pubsub/push"
+#: Pub/Sub messages carry at most 10 MB of data: 13.4 MiB in base64, plus up to 100
+#: attributes (256-byte keys, 1024-byte values, JSON-escaped) and the envelope's fields.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_MAX_MESSAGE_ID_LENGTH = 256
+
+
+class EnvelopeError(ValueError):
+    """The body is not a push envelope Pub/Sub would send. The message is safe to show."""
+
+
+@dataclass(frozen=True)
+class PushEnvelope:
+    delivery: Delivery
+    subscription: str | None
+
+
+def parse_envelope(body: bytes) -> PushEnvelope:
+    """The delivery in a wrapped push envelope; :class:`EnvelopeError` when malformed."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise EnvelopeError("the body is not JSON") from None
+    if not isinstance(document, dict):
+        raise EnvelopeError("the body is not a JSON object")
+    message = document.get("message")
+    if not isinstance(message, dict):
+        raise EnvelopeError("'message' must be an object")
+    data = message.get("data")
+    if data is None:
+        data = ""  # Pub/Sub leaves out empty data (a message with attributes only)
+    if not isinstance(data, str):
+        raise EnvelopeError("'message.data' must be a base64 string")
+    try:
+        decoded = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise EnvelopeError("'message.data' is not valid base64") from None
+    attributes = message.get("attributes")
+    if attributes is None:
+        attributes = {}
+    if not isinstance(attributes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise EnvelopeError("'message.attributes' must map strings to strings")
+    message_id = message.get("messageId", message.get("message_id"))
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= _MAX_MESSAGE_ID_LENGTH:
+        raise EnvelopeError("'message.messageId' must be a non-empty string")
+    attempt = document.get("deliveryAttempt")
+    if attempt is not None and (
+        isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1
+    ):
+        raise EnvelopeError("'deliveryAttempt' must be a positive whole number")
+    subscription = document.get("subscription")
+    if subscription is not None and not isinstance(subscription, str):
+        raise EnvelopeError("'subscription' must be a string")
+    return PushEnvelope(
+        Delivery(
+            data=decoded,
+            attributes=attributes,
+            message_id=message_id,
+            delivery_attempt=attempt,
+        ),
+        subscription=subscription,
+    )
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+class PushEndpoint:
+    """``POST /pubsub/push``: authenticate, check, parse, handle, answer."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        authenticator: PushAuthenticator | None,
+        *,
+        concurrency: int,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        self._handler = handler
+        self._metrics = handler.metrics
+        self._authenticator = authenticator
+        self._concurrency = concurrency
+        self._max_body_bytes = max_body_bytes
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def handle(self, request: Request) -> Response:
+        response = await self._respond(request)
+        self._metrics.push_responses.labels(str(response.status_code)).inc()
+        return response
+
+    async def _respond(self, request: Request) -> Response:
+        if self._authenticator is not None:
+            refused = await self._authenticate(request.headers.get("authorization"))
+            if refused is not None:
+                return refused
+        if not _is_json(request.headers.get("content-type", "")):
+            return _error(415, "the body must be a Pub/Sub push envelope (application/json)")
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return _error(400, "invalid Content-Length")
+            if int(declared) > self._max_body_bytes:
+                return _error(413, "the body is larger than a Pub/Sub push request can be")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self._max_body_bytes:
+                    return _error(413, "the body is larger than a Pub/Sub push request can be")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return _error(400, "the client went away before sending the whole body")
+        if self._handler.deps.stopping.is_set():
+            return _error(503, "shutting down; Pub/Sub will deliver this message again")
+        if self._limiter is None:  # created here: it belongs to the running event loop
+            self._limiter = anyio.CapacityLimiter(self._concurrency)
+        return await anyio.to_thread.run_sync(
+            self._process, b"".join(chunks), limiter=self._limiter
+        )
+
+    async def _authenticate(self, authorization: str | None) -> Response | None:
+        assert self._authenticator is not None
+        try:
+            await anyio.to_thread.run_sync(self._authenticator.verify, authorization)
+        except AuthFailure as failure:
+            self._metrics.push_auth_failures.labels(failure.reason).inc()
+            log.warning("push request refused", status=failure.status, reason=failure.reason)
+            if failure.status == 401:
+                return _error(
+                    401,
+                    "a valid Pub/Sub OIDC token is required",
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+            return _error(403, "the token was not issued to the expected service account")
+        except CertsUnavailable:
+            return _error(503, "cannot verify tokens right now; Pub/Sub will retry")
+        return None
+
+    def _process(self, body: bytes) -> Response:
+        """Runs in a worker thread: parse the envelope and hand the delivery to the handler."""
+        try:
+            envelope = parse_envelope(body)
+        except EnvelopeError as error:
+            log.warning("malformed push envelope", detail=str(error))
+            return _error(400, str(error))
+        answers: list[bool] = []
+        try:
+            outcome = self._handler(
+                envelope.delivery,
+                ack=lambda: answers.append(True),
+                nack=lambda: answers.append(False),
+            )
+        except Exception:  # a bug: hand the message back rather than answer 500
+            log.exception("push delivery failed unexpectedly")
+            return _error(503, "the worker failed unexpectedly; Pub/Sub will retry")
+        if answers == [True]:
+            return Response(status_code=204)
+        throttled = outcome.status is Status.RETRY and outcome.error_code == "throttled"
+        return JSONResponse(
+            {"outcome": outcome.status.value, "error_code": outcome.error_code},
+            status_code=429 if throttled else 503,
+        )
+
+
+def create_app(
+    *, metrics: Metrics, ready: Callable[[], bool], push: PushEndpoint | None = None
+) -> Starlette:
+    """``/healthz``, ``/readyz``, ``/metrics`` and, given an endpoint, ``POST /pubsub/push``."""
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        if ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    async def metrics_text(_: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_text, methods=["GET"]),
+    ]
+    if push is not None:
+        routes.append(Route(PUSH_PATH, push.handle, methods=["POST"]))
+    return Starlette(routes=routes)
+
+
+def authenticator_for(settings: Settings) -> PushAuthenticator | None:
+    """The token check ``settings`` ask for; None only with EMAIL_WORKER_PUSH_AUTH=off."""
+    if not settings.push_auth:
+        return None
+    settings.require_push_auth()
+    assert settings.push_audience is not None
+    assert settings.push_service_account is not None
+    return PushAuthenticator(
+        audience=settings.push_audience,
+        service_account=settings.push_service_account,
+        certs=CertsCache(settings.push_certs_url),
+    )
+
+
+def push_app(runtime: Runtime, authenticator: PushAuthenticator | None) -> Starlette:
+    """The push endpoint with health and metrics, for a runtime built by ``build_runtime``."""
+    deps = runtime.handler.deps
+    endpoint = PushEndpoint(
+        runtime.handler, authenticator, concurrency=runtime.settings.concurrency
+    )
+    return create_app(
+        metrics=runtime.metrics, ready=lambda: not deps.stopping.is_set(), push=endpoint
+    )
