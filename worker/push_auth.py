@@ -115,8 +115,9 @@ class CertsCache:
                 raise ValueError("not a {key id: PEM certificate} document")
             certs = {str(k): str(v) for k, v in document.items()}
         except Exception as error:
-            # Retry soon, but not on every request: keep serving the certificates we have.
-            self._expires_at = now + min(self._refetch_interval_s, self._min_ttl_s)
+            # Try again soon, but not on every request; meanwhile keep the certificates we
+            # have. With none at all every push is refused, so try again within a second.
+            self._expires_at = now + (1.0 if self._certs is None else self._refetch_interval_s)
             log.warning(
                 "cannot fetch the push token certificates",
                 certs_url=self.url,
