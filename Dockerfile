@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+#
+# email-worker: `docker run IMAGE` serves the Pub/Sub push endpoint on $PORT (default 8080);
+# `docker run IMAGE pull` streams from the subscription instead. Configuration is by
+# environment variables (see the README); the image holds no credentials.
+#
+# Both stages use the same base image, so the virtual environment built in the first finds
+# its interpreter at the same path in the second.
+
+# ---- builder: resolve nothing, install exactly what uv.lock says into /opt/venv ----------
+FROM python:3.11-slim-bookworm AS builder
+
+ARG UV_VERSION=0.13.9
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+
+ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1
+
+WORKDIR /src
+
+# Dependencies first, in their own layer: it is rebuilt only when the lock changes.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project
+
+# Then the worker itself, as a regular (non-editable) install: /src is not needed at run time.
+COPY README.md ./
+COPY worker ./worker
+RUN uv sync --frozen --no-dev --no-editable
+
+# ---- runtime: the interpreter, the virtual environment and an unprivileged user ----------
+FROM python:3.11-slim-bookworm
+
+ARG APP_UID=10001
+RUN groupadd --system --gid "${APP_UID}" worker \
+    && useradd --system --uid "${APP_UID}" --gid worker --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin worker
+
+COPY --from=builder /opt/venv /opt/venv
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PORT=8080
+
+USER ${APP_UID}:${APP_UID}
+EXPOSE 8080
+
+# No HEALTHCHECK: Cloud Run ignores it and probes /readyz and /healthz itself (terraform/run.tf).
+# checkov:skip=CKV_DOCKER_2: Cloud Run ignores HEALTHCHECK; its startup and liveness probes are in terraform/run.tf
+# Exec form, no shell: email-worker is PID 1 and receives SIGTERM directly to drain in-flight work.
+ENTRYPOINT ["email-worker"]
+CMD ["serve"]
