@@ -121,3 +121,9 @@ def test_an_oversized_document_is_a_configuration_error(template: str, tmp_path:
     path.write_bytes(b" " * 70_000)
     with pytest.raises(ConfigurationError, match="larger than"):
         load_service_config("billing")
+
+
+def test_internationalised_allowed_domains_are_kept_in_their_ascii_form() -> None:
+    raw = json.dumps({"service_role_arn": ROLE, "allowed_from_domains": ["Bücher.example."]})
+    config = parse_service_config(raw.encode(), service_id="billing", location="file:///c.json")
+    assert config.allowed_from_domains == ("xn--bcher-kva.example",)

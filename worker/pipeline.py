@@ -14,15 +14,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
 
 import tenacity
 
 from worker.errors import EmailError
 from worker.logs import get_logger
-from worker.message import build_message
-from worker.request import EmailRequest, RequestRejected, parse_request
+from worker.message import build_message, resolve_sender
+from worker.request import EmailRequest, Mailbox, RequestRejected, parse_mailbox, parse_request
 from worker.result import ErrorCode
+from worker.service_config import ServiceConfig
 from worker.session import BaseSession
 from worker.sessions import SessionCache
 from worker.settings import Settings
@@ -88,6 +88,11 @@ def process(delivery: Delivery, deps: Deps) -> Outcome:
         )
 
 
+def _status_of(code: str) -> Status:
+    """The documented status of an error code: the request's fault, or not."""
+    return Status(ErrorCode(code).status.value)
+
+
 def _process(delivery: Delivery, deps: Deps) -> Outcome:
     settings = deps.settings
     try:
@@ -98,24 +103,25 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
         )
     except RequestRejected as error:
         return Outcome(
-            Status.REJECTED,
+            _status_of(error.code),
             request_id=error.request_id or delivery.message_id,
             service_id=error.service_id,
             error_code=error.code,
             error_message=error.message,
         )
 
-    def rejected(code: str, message: str) -> Outcome:
+    def refused(code: str, message: str) -> Outcome:
         return Outcome(
-            Status.REJECTED,
+            _status_of(code),
             request_id=request.request_id,
             service_id=request.service_id,
             error_code=code,
             error_message=message,
+            recipient_count=request.recipient_count,
         )
 
     if request.service_id not in settings.allowed_services:
-        return rejected(
+        return refused(
             ErrorCode.UNKNOWN_SERVICE,
             f"service {request.service_id!r} is not allowed to send through this worker",
         )
@@ -125,33 +131,27 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
         return _failure(request, error, retries=0)
 
     config = getattr(session, "service_config", None)
-    default_from = getattr(config, "default_from_address", None)
-    sender = request.from_address or default_from
-    if sender is None:
-        return rejected(
-            ErrorCode.INVALID_REQUEST,
-            "the request has no 'from' and the service has no default From address",
-        )
-    if not _sender_allowed(sender, config):
-        return rejected(
-            ErrorCode.SENDER_NOT_ALLOWED,
-            f"service {request.service_id!r} may not send from this address's domain",
-        )
+    default_from = config.default_from_address if config is not None else None
     try:
+        sender = resolve_sender(request, default_from)
+        if config is not None and not _sender_allowed(sender, config):
+            return refused(
+                ErrorCode.SENDER_NOT_ALLOWED,
+                f"service {request.service_id!r} may not send from the domain {sender.domain!r}",
+            )
         message = build_message(request, default_from=default_from)
     except RequestRejected as error:
-        return rejected(error.code, error.message)
+        return refused(error.code, error.message)
     return _send(request, session, message, deps)
 
 
-def _sender_allowed(sender: str, config: Any) -> bool:
-    if config is None:
-        return True
-    address = sender.lower()
-    if config.default_from_address and address == config.default_from_address.lower():
-        return True
-    domain = address.rpartition("@")[2].rstrip(".")
-    return domain in config.allowed_from_domains
+def _sender_allowed(sender: Mailbox, config: ServiceConfig) -> bool:
+    """From must be the service's default address or in one of its allowed domains."""
+    if config.default_from_address:
+        default = parse_mailbox(config.default_from_address, field_name="default From")
+        if sender.address.lower() == default.address.lower():
+            return True
+    return sender.domain in config.allowed_from_domains
 
 
 def _worth_retrying(error: BaseException) -> bool:

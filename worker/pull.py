@@ -83,6 +83,9 @@ class PullWorker:
                 flow_control=pubsub_v1.types.FlowControl(
                     max_messages=self._settings.max_messages,
                     max_bytes=self._settings.max_bytes,
+                    # Short leases bring back, soon, messages a stopped or crashed worker
+                    # held but never settled (a nack after the stream closed may be lost).
+                    max_duration_per_lease_extension=self._settings.lease_extension_s,
                 ),
                 scheduler=ThreadScheduler(executor),
                 await_callbacks_on_shutdown=True,

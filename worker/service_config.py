@@ -133,9 +133,20 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
         service_role_arn=role_arn,
         aws_region=region,
         default_from_address=default_from,
-        allowed_from_domains=tuple(d.lower().rstrip(".") for d in domains),
+        allowed_from_domains=tuple(_ascii_domain(d) for d in domains),
         location=location,
     )
+
+
+def _ascii_domain(domain: str) -> str:
+    # Requests carry internationalised domains in their IDNA form; compare like with like.
+    domain = domain.strip().rstrip(".").lower()
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
 
 
 def _fetch(location: str, service_id: str, credentials: Any) -> bytes:

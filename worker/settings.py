@@ -106,6 +106,12 @@ class Settings:
     max_messages: int = _env(
         "EMAIL_WORKER_MAX_MESSAGES", 64, doc="Flow control: messages held at once."
     )
+    lease_extension_s: int = _env(
+        "EMAIL_WORKER_LEASE_EXTENSION_S",
+        10,
+        doc="Ack deadline each lease extension asks for; also how soon the messages of a "
+        "crashed worker are delivered again.",
+    )
     max_bytes: int = _env(
         "EMAIL_WORKER_MAX_BYTES", 256 * 1024 * 1024, doc="Flow control: bytes held at once."
     )
@@ -200,6 +206,8 @@ class Settings:
                 "EMAIL_WORKER_SEND_MAX_BACKOFF_S must be at least "
                 "EMAIL_WORKER_SEND_INITIAL_BACKOFF_S"
             )
+        if not 10 <= self.lease_extension_s <= 600:
+            problems.append("EMAIL_WORKER_LEASE_EXTENSION_S must be 10-600, as in Pub/Sub")
         for name in ("send_max_attempts", "max_messages", "max_bytes", "concurrency"):
             if getattr(self, name) < 1:
                 problems.append(f"{_env_name(name)} must be at least 1")

@@ -1,0 +1,83 @@
+"""`email-worker pull` as a process: SIGTERM under load stops it cleanly and loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import fault_proxy as faults
+from tests.support.worker_stack import Stack, make_stack, request
+
+EMAIL_WORKER = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "email-worker")
+
+
+@pytest.fixture
+def stack(pubsub_env: Any, fault_proxy: Any, tmp_path: Path) -> Stack:
+    return make_stack(pubsub_env, tmp_path, fault_proxy.endpoint)
+
+
+def start_worker(stack: Stack, log_path: Path, **extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **stack.env, **extra}
+    with log_path.open("ab") as log:
+        return subprocess.Popen([EMAIL_WORKER, "pull"], env=env, stdout=log, stderr=log)
+
+
+def test_sigterm_under_load_exits_zero_in_time_and_every_request_gets_one_result(
+    stack: Stack, moto: Any, fault_proxy: Any, tmp_path: Path
+) -> None:
+    # Slow SES down so that many sends are in flight when the signal arrives.
+    fault_proxy.add_rule(faults.delay(0.4, lambda r: r.is_ses_send))
+    total = 60
+    for n in range(total):
+        stack.publish(request(request_id=f"load-{n}"))
+    log_path = tmp_path / "worker.log"
+    worker = start_worker(stack, log_path, EMAIL_WORKER_SHUTDOWN_TIMEOUT_S="8")
+    first = stack.results(5, timeout_s=60)
+    worker.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert worker.wait(timeout=20) == 0, log_path.read_text()
+    assert time.monotonic() - started < 12
+    assert "stopping" in log_path.read_text()
+
+    restarted = start_worker(stack, log_path)
+    try:
+        rest = stack.results(total - len(first), timeout_s=120)
+        assert stack.nothing_more(stack.results_subscription, wait_s=3)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(timeout=20)
+    counts = Counter(r["request_id"] for r in first + rest)
+    assert set(counts) == {f"load-{n}" for n in range(total)}
+    assert max(counts.values()) == 1
+    assert len(moto.sent_messages()) == total
+
+
+def test_invalid_settings_exit_with_code_2_and_one_clear_message(tmp_path: Path) -> None:
+    env = {**os.environ, "EMAIL_WORKER_CONCURRENCY": "many", "EMAIL_WORKER_ALLOWED_SERVICES": "x"}
+    completed = subprocess.run([EMAIL_WORKER, "pull"], env=env, capture_output=True, timeout=60)
+    assert completed.returncode == 2
+    assert b"EMAIL_WORKER_CONCURRENCY='many': not a whole number" in completed.stderr
+    assert b"Traceback" not in completed.stderr
+
+
+def test_pull_without_allowed_services_refuses_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "EMAIL_WORKER_ALLOWED_SERVICES"}
+    completed = subprocess.run([EMAIL_WORKER, "pull"], env=env, capture_output=True, timeout=60)
+    assert completed.returncode == 2
+    assert b"EMAIL_WORKER_ALLOWED_SERVICES" in completed.stderr
+
+
+def test_pull_from_a_missing_subscription_exits_1_without_a_traceback(
+    stack: Stack, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "worker.log"
+    worker = start_worker(stack, log_path, EMAIL_WORKER_SUBSCRIPTION="does-not-exist")
+    assert worker.wait(timeout=60) == 1
+    assert "Traceback" not in log_path.read_text()
