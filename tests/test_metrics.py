@@ -5,10 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.support.metadata_server import MetadataServer
+from tests.support.push import AUDIENCE, PUSHER, auth_env, envelope, push_app_on
+from tests.support.worker_stack import Stack, make_stack, request
 from worker.handling import Handler
 from worker.metrics import Metrics
 from worker.outputs import Outputs
@@ -116,3 +121,43 @@ def test_the_exposition_is_prometheus_text() -> None:
     text = metrics.exposition().decode()
     assert "# TYPE email_worker_push_responses_total counter" in text
     assert 'email_worker_push_responses_total{code="204"} 1.0' in text
+
+
+# -- /metrics of the push app ----------------------------------------------------------
+
+
+@pytest.fixture
+def stack(pubsub_env: Any, aws_env: Any, tmp_path: Path) -> Stack:
+    return make_stack(pubsub_env, tmp_path, aws_env.endpoint)
+
+
+def test_the_metrics_endpoint_shows_what_the_push_endpoint_did(
+    stack: Stack, clean_metadata: MetadataServer
+) -> None:
+    with push_app_on(stack, **auth_env(clean_metadata.certs_url)) as push:
+        token = clean_metadata.mint_token(AUDIENCE, email=PUSHER)
+        assert push.post(envelope(request(), message_id="1"), token=token).status_code == 204
+        rejected = envelope(request(service_id="payroll"), message_id="2")
+        assert push.post(rejected, token=token).status_code == 204
+        assert push.post(envelope(request())).status_code == 401
+        push.wait_for("email_worker_dead_letters_forwarded_total", 1, error_code="unknown_service")
+        push.wait_for("email_worker_results_published_total", 1, status="rejected")
+        push.wait_for("email_worker_results_published_total", 1, status="sent")
+        response = push.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for line in (
+        'email_worker_requests_total{error_code="none",outcome="sent"} 1.0',
+        'email_worker_requests_total{error_code="unknown_service",outcome="rejected"} 1.0',
+        'email_worker_push_responses_total{code="204"} 2.0',
+        'email_worker_push_responses_total{code="401"} 1.0',
+        'email_worker_push_auth_failures_total{reason="missing_token"} 1.0',
+        'email_worker_results_published_total{status="sent"} 1.0',
+        'email_worker_results_published_total{status="rejected"} 1.0',
+        'email_worker_dead_letters_forwarded_total{error_code="unknown_service"} 1.0',
+        'email_worker_deliveries_settled_total{action="ack"} 2.0',
+        'email_worker_send_duration_seconds_count{outcome="sent"} 1.0',
+        "email_worker_in_flight 0.0",
+    ):
+        assert line in text, line

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -147,6 +148,13 @@ class PushEndpoint:
         self._concurrency = concurrency
         self._max_body_bytes = max_body_bytes
         self._limiter: anyio.CapacityLimiter | None = None
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    def busy(self) -> int:
+        """Deliveries whose processing has not finished (abandoned ones included)."""
+        with self._busy_lock:
+            return self._busy
 
     async def handle(self, request: Request) -> Response:
         response = await self._respond(request)
@@ -180,14 +188,18 @@ class PushEndpoint:
             return _error(503, "shutting down; Pub/Sub will deliver this message again")
         if self._limiter is None:  # created here: it belongs to the running event loop
             self._limiter = anyio.CapacityLimiter(self._concurrency)
+        # Cancelled (shutdown timeout): the answer is dropped and the thread left to finish;
+        # without a 2xx Pub/Sub delivers the message again.
         return await anyio.to_thread.run_sync(
-            self._process, b"".join(chunks), limiter=self._limiter
+            self._process, b"".join(chunks), limiter=self._limiter, abandon_on_cancel=True
         )
 
     async def _authenticate(self, authorization: str | None) -> Response | None:
         assert self._authenticator is not None
         try:
-            await anyio.to_thread.run_sync(self._authenticator.verify, authorization)
+            await anyio.to_thread.run_sync(
+                self._authenticator.verify, authorization, abandon_on_cancel=True
+            )
         except AuthFailure as failure:
             self._metrics.push_auth_failures.labels(failure.reason).inc()
             log.warning("push request refused", status=failure.status, reason=failure.reason)
@@ -204,6 +216,15 @@ class PushEndpoint:
 
     def _process(self, body: bytes) -> Response:
         """Runs in a worker thread: parse the envelope and hand the delivery to the handler."""
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            return self._process_envelope(body)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def _process_envelope(self, body: bytes) -> Response:
         try:
             envelope = parse_envelope(body)
         except EnvelopeError as error:
@@ -274,6 +295,8 @@ def push_app(runtime: Runtime, authenticator: PushAuthenticator | None) -> Starl
     endpoint = PushEndpoint(
         runtime.handler, authenticator, concurrency=runtime.settings.concurrency
     )
-    return create_app(
+    app = create_app(
         metrics=runtime.metrics, ready=lambda: not deps.stopping.is_set(), push=endpoint
     )
+    app.state.push_endpoint = endpoint
+    return app

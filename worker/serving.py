@@ -9,7 +9,9 @@ EMAIL_WORKER_SHUTDOWN_TIMEOUT_S; then pending publishes are flushed and the proc
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -80,8 +82,9 @@ def run_serve(settings: Settings) -> int:
         return 1
     stopping = runtime.handler.deps.stopping
     port = settings.port or DEFAULT_PORT
+    app = push_app(runtime, authenticator)
     config = uvicorn_config(
-        push_app(runtime, authenticator),
+        app,
         host=settings.http_host,
         port=port,
         shutdown_timeout_s=settings.shutdown_timeout_s,
@@ -107,7 +110,19 @@ def run_serve(settings: Settings) -> int:
     if not server.started:
         log.error("cannot listen", host=settings.http_host, port=port)
         return 1
+    unfinished = app.state.push_endpoint.busy()
+    if unfinished:
+        log.warning(
+            "shutdown timeout: unfinished deliveries abandoned; Pub/Sub delivers them again",
+            count=unfinished,
+        )
     log.info("stopped", exit_code=0)
+    if unfinished:
+        # Their requests were cancelled unanswered, so Pub/Sub delivers them again; their
+        # threads (blocked in SES) must not hold the process past the shutdown timeout.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -1,0 +1,198 @@
+"""`email-worker serve` (and `pull` with PORT) as processes: start-up checks, health, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from tests.support.ports import LOOPBACK, free_port, wait_for_port
+from tests.support.push import envelope
+from tests.support.worker_stack import Stack, make_stack, request
+
+EMAIL_WORKER = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "email-worker")
+
+
+@pytest.fixture
+def stack(pubsub_env: Any, fault_proxy: Any, tmp_path: Path) -> Stack:
+    return make_stack(pubsub_env, tmp_path, fault_proxy.endpoint)
+
+
+class Process:
+    def __init__(self, popen: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        self.popen = popen
+        self.port = port
+        self.log_path = log_path
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+        return records
+
+    def stop(self, timeout_s: float = 30) -> int:
+        self.popen.send_signal(signal.SIGTERM)
+        return self.popen.wait(timeout=timeout_s)
+
+
+@contextmanager
+def running(command: str, stack: Stack, tmp_path: Path, **extra: str) -> Iterator[Process]:
+    port = free_port()
+    env = {
+        **os.environ,
+        **stack.env,
+        "PORT": str(port),
+        "EMAIL_WORKER_HTTP_HOST": LOOPBACK,
+        **extra,
+    }
+    log_path = tmp_path / f"{command}.log"
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen([EMAIL_WORKER, command], env=env, stdout=log, stderr=log)
+    process = Process(popen, port, log_path)
+    try:
+        wait_for_port(LOOPBACK, port, timeout_s=60)
+        yield process
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait(timeout=10)
+
+
+def test_serve_without_push_auth_settings_refuses_to_start(stack: Stack) -> None:
+    env = {**os.environ, **stack.env}
+    completed = subprocess.run([EMAIL_WORKER, "serve"], env=env, capture_output=True, timeout=60)
+    assert completed.returncode == 2
+    stderr = completed.stderr.decode()
+    assert "EMAIL_WORKER_PUSH_AUDIENCE and EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be set" in stderr
+    assert "EMAIL_WORKER_PUSH_AUTH=off" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_serve_with_only_an_audience_names_the_missing_service_account(stack: Stack) -> None:
+    env = {**os.environ, **stack.env, "EMAIL_WORKER_PUSH_AUDIENCE": "https://w.example"}
+    completed = subprocess.run([EMAIL_WORKER, "serve"], env=env, capture_output=True, timeout=60)
+    assert completed.returncode == 2
+    assert b"EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be set" in completed.stderr
+
+
+def test_serve_with_auth_off_warns_and_answers_health_checks(stack: Stack, tmp_path: Path) -> None:
+    with running("serve", stack, tmp_path, EMAIL_WORKER_PUSH_AUTH="off") as server:
+        health = httpx.get(f"{server.url}/healthz", timeout=5)
+        ready = httpx.get(f"{server.url}/readyz", timeout=5)
+        metrics = httpx.get(f"{server.url}/metrics", timeout=5)
+        assert server.stop() == 0
+    assert (health.status_code, ready.status_code, metrics.status_code) == (200, 200, 200)
+    warnings = [r for r in server.log_records() if r["severity"] == "WARNING"]
+    assert any("push authentication is OFF" in r["message"] for r in warnings)
+
+
+def test_serve_with_auth_on_refuses_an_unsigned_push(
+    stack: Stack, tmp_path: Path, metadata_server: Any, moto: Any
+) -> None:
+    auth = {
+        "EMAIL_WORKER_PUSH_AUDIENCE": "https://w.example/pubsub/push",
+        "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT": "pusher@test-project.iam.gserviceaccount.com",
+        "EMAIL_WORKER_PUSH_CERTS_URL": metadata_server.certs_url,
+    }
+    with running("serve", stack, tmp_path, **auth) as server:
+        response = httpx.post(f"{server.url}/pubsub/push", json=envelope(request()), timeout=10)
+        assert server.stop() == 0
+    assert response.status_code == 401
+    assert moto.sent_messages() == []
+    assert not any("OFF" in r["message"] for r in server.log_records())
+
+
+def stall_ses_send(fault_proxy: Any, seconds: float) -> threading.Event:
+    reached = threading.Event()
+
+    def stall(proxied: Any) -> None:
+        if proxied.is_ses_send:
+            reached.set()
+            time.sleep(seconds)
+
+    fault_proxy.add_rule(stall)
+    return reached
+
+
+def push_in_background(url: str, answers: list[Any]) -> threading.Thread:
+    def push() -> None:
+        try:
+            answers.append(httpx.post(url, json=envelope(request()), timeout=30).status_code)
+        except httpx.HTTPError as error:
+            answers.append(type(error).__name__)
+
+    thread = threading.Thread(target=push)
+    thread.start()
+    return thread
+
+
+def test_sigterm_lets_an_in_flight_push_finish_and_exits_0(
+    stack: Stack, tmp_path: Path, fault_proxy: Any, moto: Any
+) -> None:
+    reached = stall_ses_send(fault_proxy, 2.0)
+    answers: list[Any] = []
+    with running(
+        "serve", stack, tmp_path, EMAIL_WORKER_PUSH_AUTH="off", EMAIL_WORKER_SHUTDOWN_TIMEOUT_S="8"
+    ) as server:
+        pushing = push_in_background(f"{server.url}/pubsub/push", answers)
+        assert reached.wait(30), "the push never reached SES"
+        server.popen.send_signal(signal.SIGTERM)
+        pushing.join(timeout=30)
+        assert server.popen.wait(timeout=15) == 0
+    assert answers == [204]
+    assert len(moto.sent_messages()) == 1
+    [result] = stack.results(1)  # published before the process exited
+    assert result["status"] == "sent"
+
+
+def test_a_push_outlasting_the_shutdown_timeout_is_abandoned_unanswered(
+    stack: Stack, tmp_path: Path, fault_proxy: Any
+) -> None:
+    reached = stall_ses_send(fault_proxy, 15.0)
+    answers: list[Any] = []
+    with running(
+        "serve", stack, tmp_path, EMAIL_WORKER_PUSH_AUTH="off", EMAIL_WORKER_SHUTDOWN_TIMEOUT_S="1"
+    ) as server:
+        pushing = push_in_background(f"{server.url}/pubsub/push", answers)
+        assert reached.wait(30), "the push never reached SES"
+        server.popen.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = server.popen.wait(timeout=15)
+        elapsed = time.monotonic() - started
+        pushing.join(timeout=30)
+    assert code == 0
+    assert elapsed < 5
+    assert len(answers) == 1
+    assert answers[0] != 204  # no ack: Pub/Sub delivers it again
+    assert any("abandoned" in r["message"] for r in server.log_records())
+
+
+def test_pull_serves_health_readiness_and_metrics_on_port(stack: Stack, tmp_path: Path) -> None:
+    with running("pull", stack, tmp_path) as worker:
+        stack.publish(request(request_id="pulled"))
+        [result] = stack.results(1)
+        health = httpx.get(f"{worker.url}/healthz", timeout=5)
+        ready = httpx.get(f"{worker.url}/readyz", timeout=5)
+        metrics = httpx.get(f"{worker.url}/metrics", timeout=5).text
+        pushed = httpx.post(f"{worker.url}/pubsub/push", json={}, timeout=5)
+        assert worker.stop() == 0
+    assert result["status"] == "sent"
+    assert health.status_code == 200
+    assert ready.status_code == 200
+    assert 'email_worker_requests_total{error_code="none",outcome="sent"} 1.0' in metrics
+    assert pushed.status_code == 404  # pull mode has no push endpoint
