@@ -294,6 +294,11 @@ variable "extra_env" {
     ], name)])
     error_message = "extra_env must not set PORT or a variable this configuration manages (set the matching terraform variable instead)."
   }
+
+  validation {
+    condition     = !contains(keys(var.extra_env), "EMAIL_WORKER_PUSH_AUTH") && !contains(keys(var.extra_env), "EMAIL_WORKER_PUSH_CERTS_URL")
+    error_message = "extra_env must not set EMAIL_WORKER_PUSH_AUTH or EMAIL_WORKER_PUSH_CERTS_URL: a deployed worker always verifies push tokens against Google's keys."
+  }
 }
 
 variable "deletion_protection" {
