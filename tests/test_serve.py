@@ -17,7 +17,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.support.ports import LOOPBACK, free_port, wait_for_port
-from tests.support.push import envelope
+from tests.support.push import create_push_subscription, delete_subscription, envelope
 from tests.support.worker_stack import Stack, make_stack, request
 
 EMAIL_WORKER = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "email-worker")
@@ -99,6 +99,25 @@ def test_serve_with_auth_off_warns_and_answers_health_checks(stack: Stack, tmp_p
     assert (health.status_code, ready.status_code, metrics.status_code) == (200, 200, 200)
     warnings = [r for r in server.log_records() if r["severity"] == "WARNING"]
     assert any("push authentication is OFF" in r["message"] for r in warnings)
+
+
+def test_serve_behind_an_emulator_push_subscription_sends_what_is_published(
+    stack: Stack, tmp_path: Path, moto: Any
+) -> None:
+    with running("serve", stack, tmp_path, EMAIL_WORKER_PUSH_AUTH="off") as server:
+        subscription = create_push_subscription(stack, f"{server.url}/pubsub/push")
+        try:
+            stack.publish(request(request_id="from-the-emulator"))
+            [result] = stack.results(1)
+        finally:
+            delete_subscription(stack, subscription)
+        metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
+        assert server.stop() == 0
+    assert result["status"] == "sent"
+    assert result["request_id"] == "from-the-emulator"
+    assert len(moto.sent_messages()) == 1
+    assert 'email_worker_requests_total{error_code="none",outcome="sent"} 1.0' in metrics
+    assert 'email_worker_push_responses_total{code="204"} 1.0' in metrics
 
 
 def test_serve_with_auth_on_refuses_an_unsigned_push(
