@@ -166,3 +166,10 @@ def test_error_repr_shows_codes_only() -> None:
         "rejected: secret body text", provider_code="MessageRejected"
     )
     assert "secret" not in repr(error)
+
+
+def test_an_address_that_merely_contains_unverified_does_not_change_the_class() -> None:
+    error = classify_aws_error(
+        client_error("MessageRejected", message="Message rejected for news@unverified.example")
+    )
+    assert type(error) is errors.MessageRejectedError

@@ -10,6 +10,7 @@ error class it becomes. The codes come from AWS's lists:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -87,6 +88,7 @@ AWS_ERROR_CODES: Mapping[str, type[EmailError]] = MappingProxyType(
 # The text is stable and documented ("Email address is not verified"), and telling it apart
 # matters to the requester: the fix is verifying the identity, not changing the message.
 _NOT_VERIFIED_MARKERS = ("not verified", "unverified")
+_ADDRESS = re.compile(r"\S+@\S+")
 
 
 def classify_aws_error(error: botocore.exceptions.ClientError) -> EmailError:
@@ -99,7 +101,8 @@ def classify_aws_error(error: botocore.exceptions.ClientError) -> EmailError:
     message = f"{operation} failed: {code}: {text}"
 
     cls = AWS_ERROR_CODES.get(code)
-    if cls is MessageRejectedError and any(m in text.lower() for m in _NOT_VERIFIED_MARKERS):
+    wording = _ADDRESS.sub("", text).lower()  # judge SES's words, not the addresses it quotes
+    if cls is MessageRejectedError and any(m in wording for m in _NOT_VERIFIED_MARKERS):
         cls = IdentityNotVerifiedError
     if cls is None:
         # An unknown code is classified by its HTTP status. A 5xx is the server's trouble,

@@ -23,6 +23,7 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
+from moto.ses.exceptions import MessageRejectedError
 from moto.ses.models import RawMessage, SESBackend, ses_backends
 from werkzeug.serving import run_simple
 
@@ -42,12 +43,21 @@ def _send_raw_email(
     refused although SES accepts it. Hand moto a copy without those headers, then keep the
     real message text on what it records.
     """
-    if not destinations:
-        return _moto_send_raw_email(self, source, destinations, raw_data)
-    message = email.message_from_string(raw_data)
-    for header in ("To", "Cc", "Bcc"):
-        del message[header]
-    recorded = _moto_send_raw_email(self, source, destinations, message.as_string())
+    try:
+        if not destinations:
+            return _moto_send_raw_email(self, source, destinations, raw_data)
+        message = email.message_from_string(raw_data)
+        for header in ("To", "Cc", "Bcc"):
+            del message[header]
+        recorded = _moto_send_raw_email(self, source, destinations, message.as_string())
+    except MessageRejectedError as error:
+        # moto words an unverified sender its own way; SES says "not verified".
+        if "Did not have authority to send from" not in str(error):
+            raise
+        raise MessageRejectedError(
+            "Email address is not verified. The following identities failed the check in "
+            f"region {self.region_name.upper()}: {source}"
+        ) from None
     recorded.raw_data = raw_data
     return recorded
 
