@@ -1,7 +1,8 @@
 """The ``email-worker`` command line.
 
 Exit codes: 0 success; 1 failure at run time (for example the subscription is missing);
-2 invalid settings or usage.
+2 invalid settings or usage; for ``send --wait`` also 3 (the request was not sent) and 4 (no
+result in time). The operators' commands live in :mod:`worker.commands`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from types import FrameType
 
 import click
 
+from worker.commands.dlq import dlq
+from worker.commands.send import send
+from worker.commands.setup import setup
 from worker.logs import configure_logging, get_logger
 from worker.settings import Settings, SettingsError
 
@@ -34,6 +38,11 @@ def load_settings() -> Settings:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Send email requests from Pub/Sub through Amazon SES."""
+
+
+main.add_command(send)
+main.add_command(dlq)
+main.add_command(setup)
 
 
 @main.command()
