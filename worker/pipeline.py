@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -78,8 +79,14 @@ def process(delivery: Delivery, deps: Deps) -> Outcome:
     """Turn one delivery into an outcome. Never raises."""
     try:
         return _process(delivery, deps)
-    except Exception:  # a bug must not take the worker down or loop the message forever
-        log.exception("unexpected failure while processing", pubsub_message_id=delivery.message_id)
+    except Exception as error:  # a bug must not take the worker down or loop the message
+        # The exception's text may quote the request, so only its type and place are logged.
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        log.error(
+            "unexpected failure while processing",
+            error=type(error).__name__,
+            where=f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}",
+        )
         return Outcome(
             Status.FAILED,
             request_id=delivery.message_id,

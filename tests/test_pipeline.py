@@ -1,0 +1,175 @@
+"""The pipeline with a fake session: outcomes, retries and sender rules, no servers needed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from worker import errors
+from worker.pipeline import Delivery, Deps, Outcome, Status, process
+from worker.service_config import ServiceConfig
+from worker.session import BaseSession
+from worker.sessions import SessionCache
+from worker.settings import Settings
+
+CONFIG = ServiceConfig(
+    service_id="billing",
+    service_role_arn="arn:aws:iam::123456789012:role/x",
+    default_from_address="Billing <billing@example.com>",
+    allowed_from_domains=("example.org",),
+)
+
+
+class FakeSession(BaseSession):
+    def __init__(self, behaviour: Callable[[int], list[str]]) -> None:
+        self.behaviour = behaviour
+        self.calls = 0
+        self.service_config = CONFIG
+        self.last_message: EmailMessage | None = None
+
+    def send_email(self, message: EmailMessage) -> list[str]:
+        self.calls += 1
+        self.last_message = message
+        return self.behaviour(self.calls)
+
+
+def run(
+    behaviour: Callable[[int], list[str]], document: dict[str, Any] | None = None, **env: str
+) -> tuple[Outcome, FakeSession, list[float]]:
+    session = FakeSession(behaviour)
+    sleeps: list[float] = []
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing", **env})
+    deps = Deps(settings, SessionCache(lambda _: session, ttl_s=60), sleep=sleeps.append)
+    request = {
+        "version": 1,
+        "service_id": "billing",
+        "to": ["alice@example.net"],
+        "subject": "Hi",
+        "text": "Hello",
+        **(document or {}),
+    }
+    delivery = Delivery(json.dumps(request).encode(), {}, message_id="m1", delivery_attempt=1)
+    return process(delivery, deps), session, sleeps
+
+
+def sent(_: int) -> list[str]:
+    return ["ses-1"]
+
+
+def test_a_request_without_from_is_sent_from_the_services_default_address() -> None:
+    outcome, session, _ = run(sent)
+    assert outcome.status is Status.SENT
+    assert outcome.message_ids == ("ses-1",)
+    assert session.last_message is not None
+    assert str(session.last_message["From"]) == "Billing <billing@example.com>"
+
+
+def test_a_from_in_an_allowed_domain_is_accepted() -> None:
+    outcome, _, _ = run(sent, {"from": "news@example.org"})
+    assert outcome.status is Status.SENT
+
+
+def test_a_from_outside_the_allowed_domains_is_rejected_without_sending() -> None:
+    outcome, session, _ = run(sent, {"from": "news@example.com"})
+    assert (outcome.status, outcome.error_code) == (Status.REJECTED, "sender_not_allowed")
+    assert session.calls == 0
+
+
+def test_a_transient_failure_is_retried_with_backoff_then_sent() -> None:
+    def flaky(call: int) -> list[str]:
+        if call < 3:
+            raise errors.ThrottledError("slow down")
+        return ["ses-1"]
+
+    outcome, session, sleeps = run(flaky)
+    assert outcome.status is Status.SENT
+    assert outcome.retries == 2
+    assert session.calls == 3
+    assert len(sleeps) == 2
+    assert all(0 < s <= 8 for s in sleeps)
+
+
+def test_retries_stop_at_the_configured_attempts_and_hand_the_delivery_back() -> None:
+    def throttled(_: int) -> list[str]:
+        raise errors.ThrottledError("slow down")
+
+    outcome, session, _ = run(throttled, EMAIL_WORKER_SEND_MAX_ATTEMPTS="3")
+    assert (outcome.status, outcome.error_code) == (Status.RETRY, "throttled")
+    assert session.calls == 3
+
+
+def test_a_permanent_failure_is_not_retried() -> None:
+    def unverified(_: int) -> list[str]:
+        raise errors.IdentityNotVerifiedError("not verified")
+
+    outcome, session, _ = run(unverified)
+    assert (outcome.status, outcome.error_code) == (Status.FAILED, "identity_not_verified")
+    assert session.calls == 1
+
+
+def test_a_partial_send_is_reported_and_not_retried_to_avoid_duplicates() -> None:
+    def partial(_: int) -> list[str]:
+        raise errors.ThrottledError("slow down", sent_message_ids=("ses-1",))
+
+    outcome, session, _ = run(partial)
+    assert (outcome.status, outcome.error_code) == (Status.FAILED, "partially_sent")
+    assert outcome.message_ids == ("ses-1",)
+    assert session.calls == 1
+
+
+def test_a_rejected_message_from_ses_is_the_requests_fault() -> None:
+    def rejected(_: int) -> list[str]:
+        raise errors.MessageRejectedError("virus")
+
+    outcome, _, _ = run(rejected)
+    assert (outcome.status, outcome.error_code) == (Status.REJECTED, "ses_rejected")
+
+
+def test_a_service_whose_configuration_is_broken_fails_with_configuration_error() -> None:
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+
+    def broken(_: str) -> BaseSession:
+        raise errors.ConfigurationError("no configuration for service 'billing'")
+
+    deps = Deps(settings, SessionCache(broken, ttl_s=60))
+    data = json.dumps(
+        {"version": 1, "service_id": "billing", "to": "a@example.net", "subject": "", "text": "x"}
+    ).encode()
+    outcome = process(Delivery(data, {}, message_id="m1"), deps)
+    assert (outcome.status, outcome.error_code) == (Status.FAILED, "configuration_error")
+
+
+def test_an_unexpected_bug_fails_the_request_and_logs_no_request_content() -> None:
+    def bug(_: int) -> list[str]:
+        raise KeyError("alice@example.net secret body")
+
+    with capture_logs() as logs:
+        outcome, _, _ = run(bug)
+    assert (outcome.status, outcome.error_code) == (Status.FAILED, "internal_error")
+    assert logs[0]["error"] == "KeyError"
+    assert "alice" not in repr(logs)
+
+
+def test_shutdown_stops_retrying_at_once() -> None:
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    session = FakeSession(lambda _: (_ for _ in ()).throw(errors.ThrottledError("slow")))
+    deps = Deps(settings, SessionCache(lambda _: session, ttl_s=60), sleep=lambda _: None)
+    deps.stopping.set()
+    data = json.dumps(
+        {"version": 1, "service_id": "billing", "to": "a@example.net", "subject": "", "text": "x"}
+    ).encode()
+    outcome = process(Delivery(data, {}, message_id="m1"), deps)
+    assert outcome.status is Status.RETRY
+    assert session.calls == 1
+
+
+@pytest.mark.parametrize("service", ["payroll", "billing2"])
+def test_a_service_that_is_not_allowed_is_rejected(service: str) -> None:
+    outcome, session, _ = run(sent, {"service_id": service})
+    assert (outcome.status, outcome.error_code) == (Status.REJECTED, "unknown_service")
+    assert session.calls == 0
