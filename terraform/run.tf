@@ -9,7 +9,7 @@ resource "google_cloud_run_v2_service" "worker" {
 
   # Push requests carry an OIDC token for this audience; Cloud Run admits it (besides the
   # service URL) and the worker checks it again.
-  custom_audiences = local.push_mode ? [local.push_audience] : []
+  custom_audiences = local.push_mode ? [local.push_audience] : null
 
   template {
     service_account                  = google_service_account.worker.email

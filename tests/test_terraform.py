@@ -269,7 +269,7 @@ def test_push_delivery_carries_an_oidc_token_of_the_push_account_for_the_push_au
     )
     # Cloud Run admits the custom audience too.
     service = TF.resource("google_cloud_run_v2_service", "worker")
-    assert service["custom_audiences"] == "${local.push_mode ? [local.push_audience] : []}"
+    assert service["custom_audiences"] == "${local.push_mode ? [local.push_audience] : null}"
 
 
 def test_the_pubsub_service_agent_may_forward_dead_letters_and_sign_pushes() -> None:
