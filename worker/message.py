@@ -24,6 +24,7 @@ from email.policy import EmailPolicy, Policy
 from email.utils import format_datetime, formataddr
 from typing import Self, cast
 
+from worker.envelope import MAX_RAW_MESSAGE_BYTES
 from worker.error_codes import ErrorCode
 from worker.request import EmailRequest, Mailbox, RequestRejected, parse_mailbox
 
@@ -159,7 +160,9 @@ def build_message(
     messages keep their own. Raises `RequestRejected` (``message_too_large``
     when the serialised message exceeds `max_bytes`, see `resolve_sender` for
     the From errors, ``invalid_request`` for a raw message that cannot be
-    written back out).
+    written back out). A structured message at the default limit, SES's own,
+    is not serialised here: `worker.envelope.prepare_message` checks that
+    limit (``message_too_large`` too) when it serialises the message to send.
     """
     sender = resolve_sender(request, default_from)
     # Cheap lower bound first, so an oversized request is not MIME-encoded for nothing.
@@ -171,6 +174,11 @@ def build_message(
     if request.tags:
         tags = ", ".join(f"{name}={value}" for name, value in request.tags)
         message[TAGS_HEADER] = VerbatimHeader(TAGS_HEADER, tags)
+    if request.raw is None and max_bytes >= MAX_RAW_MESSAGE_BYTES:
+        # Serialising is a large share of the cost of a message. A structured message always
+        # serialises, and the session checks SES's limit, with the same code, when it
+        # serialises the message for sending: one serialisation instead of two.
+        return message
     try:
         size = message_size(message)
     except Exception:
