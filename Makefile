@@ -19,8 +19,8 @@ test: venv
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	.venv/bin/ruff check worker tests demo
-	.venv/bin/ruff format --check worker tests demo
+	.venv/bin/ruff check worker tests demo bench
+	.venv/bin/ruff format --check worker tests demo bench
 
 # The Dockerfile and terraform/: hadolint, then checkov (findings fail; skips only inline, with
 # a reason). checkov pins an older boto3 than the worker's, so it cannot share uv.lock: uv runs

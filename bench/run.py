@@ -1,0 +1,502 @@
+"""Benchmark: ``email-worker pull`` against a hand-written subscriber, on a local stack.
+
+    .venv/bin/python bench/run.py --requests 2000 --rounds 3
+
+Starts the Pub/Sub emulator, the metadata stand-in (Google ID tokens) and a fast SES/STS
+stand-in, all on 127.0.0.1, then alternates rounds of the worker and of ``bench/baseline.py``
+(each round on fresh topics), so background load affects both alike. Each round:
+
+1. warm-up: a few requests, waited for (clients connected, AWS credentials fetched);
+2. throughput: N requests published at once; the clock starts at the first publish and stops
+   when the N-th result arrives; CPU is the whole process tree's user+system time over that
+   window (psutil, children included);
+3. latency: requests published at a fixed rate well below capacity (``--rate``), each timed
+   from just before its publish to its result's arrival; p50 and p99 are reported;
+4. SIGTERM; peak RSS is the process tree's high-water mark (VmHWM).
+
+The figures printed are medians over rounds, and the worker/baseline ratios. ``--profile DIR``
+records the first round's throughput phases with py-spy (that round's figures then include
+py-spy's overhead) and prints the hottest functions of each subscriber.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+
+from bench.ses_standin import SesStandIn  # noqa: E402
+from tests.support.metadata_server import MetadataServer  # noqa: E402
+from tests.support.pubsub_emulator import PubSubEmulator, unique_name  # noqa: E402
+
+VENV_BIN = ROOT / ".venv" / "bin"
+SERVICE = "billing"
+ROLE = "arn:aws:iam::123456789012:role/email-sender"
+
+TEXT = (
+    "Hello Alice,\n\nyour invoice INV-2024-0042 for 129.00 EUR is attached to your account. "
+    "It is due on the 1st of next month.\n\nThank you for your business.\n\n-- \nBilling\n"
+) * 4
+HTML = "<html><body><p>" + TEXT.replace("\n", "<br>") + "</p></body></html>"
+
+
+def request_document(request_id: str) -> bytes:
+    return json.dumps(
+        {
+            "version": 1,
+            "request_id": request_id,
+            "service_id": SERVICE,
+            "from": "Billing <billing@example.com>",
+            "to": ["alice@example.org"],
+            "subject": "Your invoice INV-2024-0042",
+            "text": TEXT,
+            "html": HTML,
+        }
+    ).encode()
+
+
+# -- results -----------------------------------------------------------------------------
+
+
+class Collector:
+    """Streaming-pull of one results subscription: arrival time of each request_id."""
+
+    def __init__(self, subscriber: Any, subscription: str) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.statuses: collections.Counter[str] = collections.Counter()
+        self.duplicates = 0
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[set[str], threading.Event]] = []
+        self._future = subscriber.subscribe(subscription, callback=self._on_result)
+
+    def _on_result(self, message: Any) -> None:
+        now = time.monotonic()
+        result = json.loads(message.data)
+        message.ack()
+        request_id = result["request_id"]
+        with self._lock:
+            if request_id in self.arrivals:
+                self.duplicates += 1
+                return
+            self.arrivals[request_id] = now
+            self.statuses[result.get("status", "?")] += 1
+            for wanted, event in self._waiters:
+                wanted.discard(request_id)
+                if not wanted:
+                    event.set()
+
+    def wait_for(self, request_ids: list[str], timeout_s: float) -> float:
+        """Block until all ``request_ids`` have results; return the last arrival time."""
+        event = threading.Event()
+        with self._lock:
+            wanted = {r for r in request_ids if r not in self.arrivals}
+            if wanted:
+                self._waiters.append((wanted, event))
+            else:
+                event.set()
+        if not event.wait(timeout_s):
+            raise TimeoutError(f"{len(wanted)} of {len(request_ids)} results missing")
+        with self._lock:
+            return max(self.arrivals[r] for r in request_ids)
+
+    def close(self) -> None:
+        self._future.cancel()
+        with contextlib.suppress(Exception):  # cancelled
+            self._future.result(timeout=10)
+
+
+# -- measuring a process tree ---------------------------------------------------------
+
+
+def tree(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def tree_cpu_s(process: psutil.Process) -> float:
+    total = 0.0
+    for member in tree(process):
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def tree_peak_rss_bytes(process: psutil.Process) -> int:
+    total = 0
+    for member in tree(process):
+        try:
+            status = Path(f"/proc/{member.pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+# -- one round -------------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    kind: str
+    number: int
+    emails_per_s: float = 0.0
+    cpu_ms_per_email: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    peak_rss_mib: float = 0.0
+    non_sent: int = 0
+    duplicates: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.workdir = Path(tempfile.mkdtemp(prefix="email-worker-bench-"))
+        self.emulator = PubSubEmulator()
+        self.metadata = MetadataServer()
+        self.ses = SesStandIn()
+        self.config_dir = self.workdir / "config"
+
+    # -- stack ---------------------------------------------------------------------
+
+    def __enter__(self) -> Bench:
+        self.metadata.start()
+        self.ses.start()
+        self.emulator.start()
+        os.environ["PUBSUB_EMULATOR_HOST"] = self.emulator.host
+        os.environ["GOOGLE_CLOUD_PROJECT"] = self.emulator.project_id
+        from google.cloud import pubsub_v1
+
+        self.subscriber = pubsub_v1.SubscriberClient()
+        self.bulk_publisher = pubsub_v1.PublisherClient(
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.01)
+        )
+        self.paced_publisher = pubsub_v1.PublisherClient(
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=1, max_latency=0.001)
+        )
+        document = {
+            "service_id": SERVICE,
+            "service_role_arn": ROLE,
+            "default_from_address": "billing@example.com",
+            "allowed_from_domains": ["example.com"],
+        }
+        path = self.config_dir / "production" / f"{SERVICE}.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(document))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bulk_publisher.stop()
+        self.paced_publisher.stop()
+        self.subscriber.close()
+        self.emulator.close()
+        self.ses.stop()
+        self.metadata.stop()
+
+    def base_env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_", "EMAIL_WORKER_", "GCE_METADATA", "PUBSUB_"))
+            and k not in ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG")
+        }
+        env.update(
+            PUBSUB_EMULATOR_HOST=self.emulator.host,
+            GOOGLE_CLOUD_PROJECT=self.emulator.project_id,
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_ENDPOINT_URL_SESV2=self.ses.endpoint,
+            AWS_ENDPOINT_URL_STS=self.ses.endpoint,
+            CLOUDSDK_CONFIG=str(self.workdir / "gcloud"),
+            GCE_METADATA_HOST=self.metadata.host,
+            GCE_METADATA_IP=self.metadata.host,
+        )
+        return env
+
+    def start(self, kind: str, subscription: str, results_topic: str, dead_letter: str) -> Any:
+        env = self.base_env()
+        short = lambda path: path.rsplit("/", 1)[-1]  # noqa: E731
+        log = (self.workdir / f"{kind}.log").open("ab")
+        if kind == "worker":
+            env.update(
+                EMAIL_WORKER_SUBSCRIPTION=short(subscription),
+                EMAIL_WORKER_RESULTS_TOPIC=short(results_topic),
+                EMAIL_WORKER_DEAD_LETTER_TOPIC=short(dead_letter),
+                EMAIL_WORKER_ALLOWED_SERVICES=SERVICE,
+                EMAIL_WORKER_SERVICE_CONFIG_URL=(
+                    f"file://{self.config_dir}/{{environment}}/{{service_id}}.json"
+                ),
+            )
+            for setting in self.args.worker_env:
+                name, _, value = setting.partition("=")
+                env[name] = value
+            argv = [str(VENV_BIN / "email-worker"), "pull"]
+        else:
+            env.update(
+                BASELINE_SUBSCRIPTION=short(subscription),
+                BASELINE_RESULTS_TOPIC=short(results_topic),
+                AWS_ACCESS_KEY_ID="bench-baseline",
+                AWS_SECRET_ACCESS_KEY="bench-baseline",  # noqa: S106 - a stand-in's dummy key
+                AWS_DEFAULT_REGION="eu-west-2",
+            )
+            argv = [str(VENV_BIN / "python"), str(ROOT / "bench" / "baseline.py")]
+        with log:
+            return subprocess.Popen(argv, env=env, stdout=log, stderr=log)  # noqa: S603
+
+    def run_round(self, kind: str, number: int) -> Round:
+        args = self.args
+        emulator = self.emulator
+        queue = emulator.create_queue()
+        results_topic = emulator.create_topic(unique_name("results"))
+        results_subscription = emulator.create_subscription(results_topic)
+        collector = Collector(self.subscriber, results_subscription)
+        round_ = Round(kind, number)
+        process = self.start(kind, queue.subscription, results_topic, queue.dead_letter_topic)
+        ps = psutil.Process(process.pid)
+        try:
+            prefix = f"{kind}-{number}"
+            warmup = [f"{prefix}-warmup-{n}" for n in range(args.warmup)]
+            for request_id in warmup:
+                self.bulk_publisher.publish(queue.topic, request_document(request_id))
+            collector.wait_for(warmup, timeout_s=120)
+
+            # Throughput: N at once, clock from the first publish to the N-th result.
+            ids = [f"{prefix}-bulk-{n}" for n in range(args.requests)]
+            payloads = [request_document(r) for r in ids]
+            profiler = self.start_profiler(kind, number, process.pid)
+            cpu_before = tree_cpu_s(ps)
+            started = time.monotonic()
+            for payload in payloads:
+                self.bulk_publisher.publish(queue.topic, payload)
+            finished = collector.wait_for(ids, timeout_s=600)
+            cpu_after = tree_cpu_s(ps)
+            if profiler is not None:
+                self.stop_profiler(profiler)
+            round_.emails_per_s = args.requests / (finished - started)
+            round_.cpu_ms_per_email = (cpu_after - cpu_before) * 1000 / args.requests
+
+            # Latency at a fixed offered load.
+            count = int(args.rate * args.latency_seconds)
+            paced = [f"{prefix}-paced-{n}" for n in range(count)]
+            published: dict[str, float] = {}
+            begin = time.monotonic()
+            for n, request_id in enumerate(paced):
+                payload = request_document(request_id)
+                delay = begin + n / args.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                published[request_id] = time.monotonic()
+                self.paced_publisher.publish(queue.topic, payload)
+            collector.wait_for(paced, timeout_s=120)
+            latencies = sorted((collector.arrivals[r] - published[r]) * 1000 for r in paced)
+            round_.p50_ms = statistics.median(latencies)
+            round_.p99_ms = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+            round_.peak_rss_mib = tree_peak_rss_bytes(ps) / 2**20
+            round_.non_sent = sum(c for s, c in collector.statuses.items() if s != "sent")
+            round_.duplicates = collector.duplicates
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                round_.notes.append("did not stop on SIGTERM within 30 s")
+            collector.close()
+        return round_
+
+    # -- profiling -----------------------------------------------------------------
+
+    def start_profiler(self, kind: str, number: int, pid: int) -> Any:
+        if self.args.profile is None or number != 1:
+            return None
+        out = Path(self.args.profile)
+        out.mkdir(parents=True, exist_ok=True)
+        self.profile_path = out / f"{kind}-throughput.txt"
+        profiler = subprocess.Popen(  # noqa: S603
+            [
+                str(VENV_BIN / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "250",
+                "--gil",  # only the thread holding the GIL: where Python spends CPU
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                str(self.profile_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # let py-spy attach
+        return profiler
+
+    def stop_profiler(self, profiler: Any) -> None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=60)
+        print_profile(self.profile_path)
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    """Self and inclusive sample counts per function from py-spy's collapsed stacks."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].split("/")[-1] + ")"
+            for f in stack.split(";")[1:]
+        ]  # first entry is the thread
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    print(f"\nprofile: {path} ({total} busy samples)")
+    print(f"  {'self %':>7}  {'incl %':>7}  function")
+    for frame, count in own.most_common(top):
+        print(f"  {100 * count / total:7.1f}  {100 * inclusive[frame] / total:7.1f}  {frame}")
+    print("  top inclusive:")
+    for frame, count in inclusive.most_common(top):
+        print(f"  {'':7}  {100 * count / total:7.1f}  {frame}")
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory_gib = psutil.virtual_memory().total / 2**30
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {memory_gib:.1f} GiB RAM, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def report(rounds: list[Round], args: argparse.Namespace) -> int:
+    print("\nper round:")
+    print(
+        f"  {'round':<12} {'emails/s':>9} {'CPU ms/email':>13} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'peak RSS MiB':>13} {'non-sent':>9} {'dup results':>12}"
+    )
+    for r in rounds:
+        print(
+            f"  {r.kind + ' ' + str(r.number):<12} {r.emails_per_s:9.0f} "
+            f"{r.cpu_ms_per_email:13.2f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} "
+            f"{r.peak_rss_mib:13.0f} {r.non_sent:9d} {r.duplicates:12d}"
+            + ("  " + "; ".join(r.notes) if r.notes else "")
+        )
+
+    def median(kind: str, name: str) -> float:
+        return statistics.median(getattr(r, name) for r in rounds if r.kind == kind)
+
+    rows = [
+        ("throughput (emails/s)", "emails_per_s", "%.0f", ">= 1.5x"),
+        ("CPU ms per email (process tree)", "cpu_ms_per_email", "%.2f", "<= 1.25x"),
+        (f"p50 latency ms at {args.rate:g}/s", "p50_ms", "%.1f", ""),
+        (f"p99 latency ms at {args.rate:g}/s", "p99_ms", "%.1f", ""),
+        ("peak RSS MiB", "peak_rss_mib", "%.0f", ""),
+    ]
+    print(
+        f"\nmedians of {args.rounds} rounds, {args.requests} requests each (machine: {machine()}):"
+    )
+    print(f"  {'':34} {'worker':>9} {'baseline':>9} {'ratio':>7}  target")
+    verdicts = []
+    for label, name, fmt, target in rows:
+        worker, baseline = median("worker", name), median("baseline", name)
+        ratio = worker / baseline if baseline else float("nan")
+        verdict = ""
+        if name == "emails_per_s":
+            verdicts.append(ratio >= 1.5)
+            verdict = "met" if ratio >= 1.5 else "NOT met"
+        elif name == "cpu_ms_per_email":
+            verdicts.append(ratio <= 1.25)
+            verdict = "met" if ratio <= 1.25 else "NOT met"
+        print(
+            f"  {label:34} {fmt % worker:>9} {fmt % baseline:>9} {ratio:6.2f}x  "
+            f"{target} {verdict}".rstrip()
+        )
+    broken = [r for r in rounds if r.non_sent or r.duplicates or r.notes]
+    if broken:
+        print("\nWARNING: some rounds had non-sent or duplicate results, or did not stop cleanly")
+    print(f"\nlogs: {args.logs}")
+    return 0 if all(verdicts) and not broken else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per throughput run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each subscriber")
+    parser.add_argument("--rate", type=float, default=50.0, help="offered load for latency (/s)")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--profile", metavar="DIR", help="py-spy both subscribers' first round")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the worker (e.g. EMAIL_WORKER_CONCURRENCY=16)",
+    )
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    rounds: list[Round] = []
+    with Bench(args) as bench:
+        args.logs = bench.workdir
+        for number in range(1, args.rounds + 1):
+            # Alternate which goes first, so drift in background load hits both alike.
+            order = ("worker", "baseline") if number % 2 else ("baseline", "worker")
+            for kind in order:
+                result = bench.run_round(kind, number)
+                rounds.append(result)
+                print(
+                    f"round {number} {kind:8}: {result.emails_per_s:6.0f} emails/s, "
+                    f"{result.cpu_ms_per_email:5.2f} CPU ms/email, p50 {result.p50_ms:.1f} ms,"
+                    f" p99 {result.p99_ms:.1f} ms, peak RSS {result.peak_rss_mib:.0f} MiB",
+                    flush=True,
+                )
+    return report(rounds, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
