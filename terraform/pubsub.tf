@@ -123,3 +123,13 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_reader" {
   role         = "roles/pubsub.subscriber"
   member       = each.key
 }
+
+# The operators' commands check the subscription before reading it (pubsub.subscriptions.get).
+resource "google_pubsub_subscription_iam_member" "dead_letter_viewer" {
+  for_each = toset(var.dead_letter_readers)
+
+  project      = google_pubsub_subscription.dead_letter_ops.project
+  subscription = google_pubsub_subscription.dead_letter_ops.name
+  role         = "roles/pubsub.viewer"
+  member       = each.key
+}

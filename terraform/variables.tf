@@ -153,7 +153,7 @@ variable "request_publishers" {
 }
 
 variable "dead_letter_readers" {
-  description = "IAM members (operators, their groups or tools) allowed to read and acknowledge dead letters. Each gets roles/pubsub.subscriber on the operators' dead-letter subscription only."
+  description = "IAM members (operators, their groups or tools) allowed to read and acknowledge dead letters. Each gets roles/pubsub.subscriber and roles/pubsub.viewer on the operators' dead-letter subscription only. To replay dead letters they must also be request_publishers."
   type        = list(string)
   default     = []
 }
