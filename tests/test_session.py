@@ -338,3 +338,48 @@ def test_for_service_with_a_missing_gs_object_is_a_configuration_error(
     )
     with pytest.raises(errors.ConfigurationError, match="does not exist"):
         Session.for_service("reports")
+
+
+# -- impersonation ---------------------------------------------------------------------
+
+IMPERSONATED = "email-sender@other-project.iam.gserviceaccount.com"
+
+
+def test_an_impersonated_identity_is_presented_to_sts_with_its_email(
+    fault_proxy: Any, metadata_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metadata_server.patch_iam_endpoints(monkeypatch)
+    metadata_server.reset()
+    Session(ROLE, impersonate_service_account=IMPERSONATED).send_email(make_message())
+    [sts_call] = [r.request for r in fault_proxy.requests if r.kind == "sts_web_identity"]
+    claims = google.auth.jwt.decode(sts_call.form["WebIdentityToken"], verify=False)
+    assert claims["email"] == IMPERSONATED
+    assert claims["aud"] == TOKEN_AUDIENCE
+    assert metadata_server.count(f"{IMPERSONATED}:generateIdToken") == 1
+
+
+def test_for_service_reads_a_gs_configuration_as_the_impersonated_identity(
+    aws_env: Any,
+    moto: Any,
+    gcs: Any,
+    gcs_env: Any,
+    metadata_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    metadata_server.patch_iam_endpoints(monkeypatch)
+    metadata_server.reset()
+    gcs.put_object(
+        "email-config-imp",
+        "production/alerts.json",
+        json.dumps({"service_role_arn": ROLE}).encode(),
+    )
+    monkeypatch.setenv(
+        "EMAIL_WORKER_SERVICE_CONFIG_URL", "gs://email-config-imp/{environment}/{service_id}.json"
+    )
+    session = Session.for_service("alerts", impersonate_service_account=IMPERSONATED)
+    session.send_email(make_message())
+    assert session.impersonate_service_account == IMPERSONATED
+    # The configuration was read with the impersonated account's access token.
+    assert metadata_server.count(f"{IMPERSONATED}:generateAccessToken") >= 1
+    assert metadata_server.count(f"{IMPERSONATED}:generateIdToken") == 1
+    assert len(moto.sent_messages()) == 1
