@@ -234,7 +234,8 @@ class DeadLetterQueue:
     """Operations on one dead-letter subscription.
 
     ``publish`` and ``requests_topic`` are needed for `replay` only. ``rpc_timeout_s`` bounds
-    each Pub/Sub call, ``publish_timeout_s`` each republication.
+    each Pub/Sub call, ``publish_timeout_s`` each republication; a pull that returns nothing
+    within ``pull_wait_s`` means the subscription has nothing more to give.
     """
 
     def __init__(
@@ -246,6 +247,7 @@ class DeadLetterQueue:
         requests_topic: str | None = None,
         rpc_timeout_s: float = 10.0,
         publish_timeout_s: float = 30.0,
+        pull_wait_s: float = 3.0,
         batch_size: int = 100,
         max_rounds: int = 10_000,
     ) -> None:
@@ -255,6 +257,7 @@ class DeadLetterQueue:
         self._publish = publish
         self._rpc_timeout_s = rpc_timeout_s
         self._publish_timeout_s = publish_timeout_s
+        self._pull_wait_s = pull_wait_s
         self._batch_size = batch_size
         self._max_rounds = max_rounds
         # Long enough that held messages are not redelivered while a batch is republished.
@@ -290,9 +293,9 @@ class DeadLetterQueue:
 
     def message_ids(self) -> list[str]:
         """The ids of all dead letters present now, oldest first."""
-        found: list[tuple[Any, str]] = []
-        self.scan(lambda d: found.append((_publish_order(d), d.message_id)))
-        return [message_id for _, message_id in sorted(found)]
+        found: list[tuple[Any, ...]] = []
+        self.scan(lambda d: found.append((*_publish_order(d), d.message_id)))
+        return [entry[-1] for entry in sorted(found)]
 
     def find(self, message_ids: Collection[str]) -> dict[str, DeadLetter]:
         """The dead letters with these ids that are present; consumes nothing."""
@@ -438,10 +441,12 @@ class DeadLetterQueue:
                     self._subscriber,
                     self.subscription,
                     max_messages=size,
-                    timeout_s=self._rpc_timeout_s,
+                    timeout_s=self._pull_wait_s,
                 )
                 if not received:
-                    break  # drained
+                    # Drained. A pull answers as soon as anything is available, so a short
+                    # wait only makes an operation end sooner on an empty subscription.
+                    break
                 fresh = []
                 for message in received:
                     message_id = message.message.message_id
@@ -491,6 +496,7 @@ class DeadLetterQueue:
             )
 
 
-def _publish_order(dead_letter: DeadLetter) -> tuple[dt.datetime, str]:
+def _publish_order(dead_letter: DeadLetter) -> tuple[dt.datetime, int, str]:
     moment = dead_letter.publish_time or dt.datetime.min.replace(tzinfo=dt.UTC)
-    return moment, dead_letter.message_id
+    # Message ids are decimal numbers in practice: shorter ones sort first.
+    return moment, len(dead_letter.message_id), dead_letter.message_id
