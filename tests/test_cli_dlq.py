@@ -50,7 +50,8 @@ def test_dead_letters_from_the_worker_are_listed_with_their_reasons(
         stack.publish(request(request_id="unverified-1", **{"from": "billing@unverified.example"}))
         stack.publish(request(request_id="bad-address-1", to=["not an address"]))
         stack.results(2)
-        entries = await_listed(env, 2)
+    # Listed once the worker has stopped (after settling everything): its logs go to stdout.
+    entries = await_listed(env, 2)
     by_request = {e["request_id"]: e for e in entries}
     assert by_request["unverified-1"]["error_code"] == "identity_not_verified"
     assert "not verified" in by_request["unverified-1"]["error_message"]
@@ -166,9 +167,10 @@ def test_replay_after_verifying_the_identity_sends_them_and_empties_the_subscrip
                 request(request_id=f"unverified-{n}", **{"from": "billing@unverified.example"})
             )
         assert {r["status"] for r in stack.results(3)} == {"failed"}
-        await_listed(env, 3)
-        assert moto.sent_messages() == []
-        moto.verify_email_identity("unverified.example")
+    await_listed(env, 3)
+    assert moto.sent_messages() == []
+    moto.verify_email_identity("unverified.example")
+    with stack.running():
         result = invoke(env, "dlq", "replay", "--all", "--yes")
         assert result.exit_code == 0, result.output
         assert "Replayed 3" in result.stdout
