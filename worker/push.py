@@ -40,6 +40,7 @@ from worker.logs import get_logger
 from worker.metrics import CONTENT_TYPE_LATEST, Metrics
 from worker.pipeline import Delivery, Status
 from worker.push_auth import AuthFailure, CertsCache, CertsUnavailable, PushAuthenticator
+from worker.result import ErrorCode
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -242,7 +243,7 @@ class PushEndpoint:
             return _error(503, "the worker failed unexpectedly; Pub/Sub will retry")
         if answers == [True]:
             return Response(status_code=204)
-        throttled = outcome.status is Status.RETRY and outcome.error_code == "throttled"
+        throttled = outcome.status is Status.RETRY and outcome.error_code == ErrorCode.THROTTLED
         return JSONResponse(
             {"outcome": outcome.status.value, "error_code": outcome.error_code},
             status_code=429 if throttled else 503,
