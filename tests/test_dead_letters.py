@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,30 @@ def test_peek_returns_everything_oldest_first_and_leaves_it_there(stack: Stack) 
     queue = queue_for(stack, batch_size=2)
     assert [d.message_id for d in queue.peek()] == ids
     assert [d.message_id for d in queue.peek()] == ids
+
+
+def test_a_sweep_longer_than_the_lease_keeps_holding_what_it_has_seen(stack: Stack) -> None:
+    fill(stack, 3)
+    queue = DeadLetterQueue(
+        stack.emulator.subscriber,
+        stack.queue.dead_letter_subscription,
+        batch_size=1,
+        lease_s=10,
+    )
+    visible_meanwhile: list[Any] = []
+
+    def visit(dead: DeadLetter) -> None:
+        if dead.request_id == "r2":
+            # 12 s in: the first dead letter's first lease (10 s) has run out unless renewed.
+            visible_meanwhile.extend(
+                stack.emulator.pull(stack.queue.dead_letter_subscription, timeout_s=1, ack=False)
+            )
+        else:
+            time.sleep(6)
+
+    assert queue.scan(visit) == 3
+    assert visible_meanwhile == []
+    assert len(queue_for(stack).peek()) == 3
 
 
 def test_replay_in_several_batches_replays_each_dead_letter_once(stack: Stack) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -250,6 +251,7 @@ class DeadLetterQueue:
         pull_wait_s: float = 3.0,
         batch_size: int = 100,
         max_rounds: int = 10_000,
+        lease_s: int | None = None,
     ) -> None:
         self.subscription = subscription
         self.requests_topic = requests_topic
@@ -261,7 +263,7 @@ class DeadLetterQueue:
         self._batch_size = batch_size
         self._max_rounds = max_rounds
         # Long enough that held messages are not redelivered while a batch is republished.
-        self._lease_s = int(min(600, max(60, 2 * publish_timeout_s + rpc_timeout_s)))
+        self._lease_s = lease_s or int(min(600, max(60, 2 * publish_timeout_s + rpc_timeout_s)))
 
     # -- reading ---------------------------------------------------------------------
 
@@ -349,7 +351,7 @@ class DeadLetterQueue:
             report.replayed.extend(d.message_id for d, _ in published if d.message_id in acked)
             if on_progress is not None:
                 on_progress(len(batch))
-            return acked, not report.failed
+            return acked, not (report.failed or report.not_removed)
 
         report.not_found, report.skipped = self._sweep(set(message_ids), handle)
         return report
@@ -428,8 +430,14 @@ class DeadLetterQueue:
         seen: set[str] = set()
         selected_count = 0
         stopped = False
+        renewed = time.monotonic()
         try:
             for _ in range(self._max_rounds):
+                if held and time.monotonic() - renewed > self._lease_s / 2:
+                    # A long sweep (a big subscription) must not lose what it holds: an expired
+                    # lease would hand messages back, and the sweep would take them as seen.
+                    self._modify(list(held.values()), self._lease_s)
+                    renewed = time.monotonic()
                 if remaining is not None and not remaining:
                     break
                 if limit is not None and selected_count >= limit:
