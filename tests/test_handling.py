@@ -1,0 +1,121 @@
+"""The transport-independent handler: one log line per request, and settle's decision."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import Future
+from email.message import EmailMessage
+from typing import Any
+
+from structlog.testing import capture_logs
+
+from worker.handling import Handler
+from worker.outputs import Outputs
+from worker.pipeline import Delivery, Deps, Status
+from worker.service_config import ServiceConfig
+from worker.session import BaseSession
+from worker.sessions import SessionCache
+from worker.settings import Settings
+
+SECRET_BODY = "the secret body text"
+
+
+class RecordingSession(BaseSession):
+    service_config = ServiceConfig(
+        service_id="billing",
+        service_role_arn="arn:aws:iam::123456789012:role/x",
+        allowed_from_domains=("example.com",),
+    )
+
+    def send_email(self, message: EmailMessage) -> list[str]:
+        return ["ses-1", "ses-2"]
+
+
+def done(value: Any = "id") -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
+
+
+def make_handler(published: list[tuple[str, bytes, dict[str, str]]]) -> Handler:
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    deps = Deps(settings, SessionCache(lambda _: RecordingSession(), ttl_s=60))
+
+    def publish(topic: str, data: bytes, attributes: Any) -> Future[Any]:
+        published.append((topic, data, dict(attributes)))
+        return done()
+
+    outputs = Outputs(publish, results_topic="results", dead_letter_topic="dlq", timeout_s=5)
+    return Handler(deps, outputs, max_delivery_attempts=5)
+
+
+def delivery(**fields: Any) -> Delivery:
+    document = {
+        "version": 1,
+        "service_id": "billing",
+        "from": "a@example.com",
+        "to": ["alice@example.org", "bob@example.org"],
+        "subject": "Private subject",
+        "text": SECRET_BODY,
+        **fields,
+    }
+    return Delivery(json.dumps(document).encode(), {}, message_id="m1", delivery_attempt=2)
+
+
+def test_one_log_line_per_request_carries_its_identifiers_and_outcome() -> None:
+    acks: list[str] = []
+    with capture_logs() as logs:
+        make_handler([])(
+            delivery(request_id="r1"), ack=lambda: acks.append("ack"), nack=lambda: None
+        )
+    [line] = [entry for entry in logs if entry["event"] == "request processed"]
+    assert line["request_id"] == "r1"
+    assert line["service_id"] == "billing"
+    assert line["outcome"] == "sent"
+    assert line["error_code"] is None
+    assert line["message_ids"] == ["ses-1", "ses-2"]
+    assert line["recipient_count"] == 2
+    assert line["acked"] is True
+    assert line["duration_ms"] >= 0
+    assert acks == ["ack"]
+
+
+def test_the_log_line_has_no_addresses_subject_or_body() -> None:
+    with capture_logs() as logs:
+        make_handler([])(delivery(), ack=lambda: None, nack=lambda: None)
+    text = repr(logs)
+    for secret in ("alice@example.org", "a@example.com", "Private subject", SECRET_BODY):
+        assert secret not in text
+
+
+def test_a_rejected_request_is_published_dead_lettered_with_bytes_intact_and_acked() -> None:
+    published: list[tuple[str, bytes, dict[str, str]]] = []
+    acks: list[str] = []
+    bad = Delivery(b"\xff not json", {"origin": "x"}, message_id="m9", delivery_attempt=1)
+    outcome = make_handler(published)(bad, ack=lambda: acks.append("ack"), nack=lambda: None)
+    assert outcome.status is Status.REJECTED
+    [(results_topic, _, result_attrs), (dlq_topic, data, attributes)] = published
+    assert (results_topic, dlq_topic) == ("results", "dlq")
+    assert result_attrs["status"] == "rejected"
+    assert data == b"\xff not json"
+    assert attributes["origin"] == "x"
+    assert attributes["email_worker_error_code"] == "invalid_json"
+    assert attributes["email_worker_original_message_id"] == "m9"
+    assert acks == ["ack"]
+
+
+def test_a_failed_publish_means_nack_not_ack() -> None:
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    deps = Deps(settings, SessionCache(lambda _: RecordingSession(), ttl_s=60))
+
+    def failing(topic: str, data: bytes, attributes: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_exception(TimeoutError("publish timed out"))
+        return future
+
+    outputs = Outputs(failing, results_topic="results", dead_letter_topic="dlq", timeout_s=5)
+    calls: list[str] = []
+    Handler(deps, outputs, max_delivery_attempts=5)(
+        delivery(), ack=lambda: calls.append("ack"), nack=lambda: calls.append("nack")
+    )
+    assert calls == ["nack"]
