@@ -55,10 +55,13 @@ def setup(
     """Create the worker's topics and subscriptions where they are missing.
 
     \b
-    Topics: EMAIL_WORKER_REQUESTS_TOPIC, EMAIL_WORKER_RESULTS_TOPIC and
-    EMAIL_WORKER_DEAD_LETTER_TOPIC. Subscriptions: EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION
-    (for `email-worker dlq`) and EMAIL_WORKER_SUBSCRIPTION (the worker's, with a
-    dead-letter policy, a retry policy and an ack deadline).
+    Topics:
+      EMAIL_WORKER_REQUESTS_TOPIC, EMAIL_WORKER_RESULTS_TOPIC,
+      EMAIL_WORKER_DEAD_LETTER_TOPIC
+    Subscriptions:
+      EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION (read by `email-worker dlq`)
+      EMAIL_WORKER_SUBSCRIPTION (the worker's: dead-letter policy, retry
+      policy, ack deadline)
 
     Meant for the emulator and development; production creates the same names with terraform.
     Existing resources are left as they are; differences from what setup would create are
