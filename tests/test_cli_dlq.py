@@ -224,6 +224,19 @@ def test_replay_by_id_replays_only_those_dead_letters(stack: Stack, env: dict[st
     assert sorted(e["message_id"] for e in listed(env)) == sorted([ids[0], ids[2]])
 
 
+def test_replaying_many_shows_progress_and_replays_them_all(
+    stack: Stack, env: dict[str, str]
+) -> None:
+    for n in range(12):
+        dead_letter(stack, request(request_id=f"r{n}"), **worker_reason(f"r{n}"))
+    result = invoke(env, "dlq", "replay", "--all", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "Replayed 12" in result.stdout
+    assert "Replaying" in result.stderr
+    assert len(republished(stack, 12)) == 12
+    assert listed(env) == []
+
+
 def test_replay_dry_run_shows_them_and_changes_nothing(stack: Stack, env: dict[str, str]) -> None:
     message_id = dead_letter(stack, request(request_id="r1"), **worker_reason("r1"))
     result = invoke(env, "dlq", "replay", "--all", "--dry-run")
