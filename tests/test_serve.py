@@ -16,6 +16,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from tests.support import fault_proxy as faults
 from tests.support.ports import LOOPBACK, free_port, wait_for_port
 from tests.support.push import create_push_subscription, delete_subscription, envelope
 from tests.support.worker_stack import Stack, make_stack, request
@@ -136,16 +137,29 @@ def test_serve_with_auth_on_refuses_an_unsigned_push(
     assert not any("OFF" in r["message"] for r in server.log_records())
 
 
-def stall_ses_send(fault_proxy: Any, seconds: float) -> threading.Event:
-    reached = threading.Event()
+class SesStall:
+    """Holds SES sends at the proxy for up to ``seconds``: ``reached`` is set when one arrives.
 
-    def stall(proxied: Any) -> None:
-        if proxied.is_ses_send:
-            reached.set()
-            time.sleep(seconds)
+    ``then`` (a fake answer) replaces forwarding: a send abandoned by a stopped server must
+    not reach moto later, in another test. ``release()`` ends the stall early.
+    """
 
-    fault_proxy.add_rule(stall)
-    return reached
+    def __init__(self, fault_proxy: Any, seconds: float, then: Any = None) -> None:
+        self.reached = threading.Event()
+        self._released = threading.Event()
+        self._seconds = seconds
+        self._then = then
+        fault_proxy.add_rule(self._rule)
+
+    def _rule(self, proxied: Any) -> Any:
+        if not proxied.is_ses_send:
+            return None
+        self.reached.set()
+        self._released.wait(self._seconds)
+        return self._then
+
+    def release(self) -> None:
+        self._released.set()
 
 
 def push_in_background(url: str, answers: list[Any]) -> threading.Thread:
@@ -163,13 +177,13 @@ def push_in_background(url: str, answers: list[Any]) -> threading.Thread:
 def test_sigterm_lets_an_in_flight_push_finish_and_exits_0(
     stack: Stack, tmp_path: Path, fault_proxy: Any, moto: Any
 ) -> None:
-    reached = stall_ses_send(fault_proxy, 2.0)
+    stall = SesStall(fault_proxy, 2.0)
     answers: list[Any] = []
     with running(
         "serve", stack, tmp_path, EMAIL_WORKER_PUSH_AUTH="off", EMAIL_WORKER_SHUTDOWN_TIMEOUT_S="8"
     ) as server:
         pushing = push_in_background(f"{server.url}/pubsub/push", answers)
-        assert reached.wait(30), "the push never reached SES"
+        assert stall.reached.wait(30), "the push never reached SES"
         server.popen.send_signal(signal.SIGTERM)
         pushing.join(timeout=30)
         assert server.popen.wait(timeout=15) == 0
@@ -182,17 +196,20 @@ def test_sigterm_lets_an_in_flight_push_finish_and_exits_0(
 def test_a_push_outlasting_the_shutdown_timeout_is_abandoned_unanswered(
     stack: Stack, tmp_path: Path, fault_proxy: Any
 ) -> None:
-    reached = stall_ses_send(fault_proxy, 15.0)
+    stall = SesStall(fault_proxy, 15.0, then=faults.hang_up())
     answers: list[Any] = []
     with running(
         "serve", stack, tmp_path, EMAIL_WORKER_PUSH_AUTH="off", EMAIL_WORKER_SHUTDOWN_TIMEOUT_S="1"
     ) as server:
         pushing = push_in_background(f"{server.url}/pubsub/push", answers)
-        assert reached.wait(30), "the push never reached SES"
+        assert stall.reached.wait(30), "the push never reached SES"
         server.popen.send_signal(signal.SIGTERM)
         started = time.monotonic()
-        code = server.popen.wait(timeout=15)
-        elapsed = time.monotonic() - started
+        try:
+            code = server.popen.wait(timeout=15)
+            elapsed = time.monotonic() - started
+        finally:
+            stall.release()
         pushing.join(timeout=30)
     assert code == 0
     assert elapsed < 5
