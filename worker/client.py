@@ -238,7 +238,8 @@ class EmailClient:
 
     Topics are names in ``project_id`` or full ``projects/.../topics/...`` paths. The Pub/Sub
     clients are created on first use (honouring ``PUBSUB_EMULATOR_HOST``) unless given.
-    ``timeout_s`` bounds each publish and each Pub/Sub call.
+    ``timeout_s`` bounds each publish; ``rpc_timeout_s`` (default: the shorter of ``timeout_s``
+    and 10 s) each other Pub/Sub call.
     """
 
     def __init__(
@@ -249,6 +250,7 @@ class EmailClient:
         results_topic: str = "email-results",
         default_service_id: str | None = None,
         timeout_s: float = 30.0,
+        rpc_timeout_s: float | None = None,
         publisher: Any = None,
         subscriber: Any = None,
     ) -> None:
@@ -257,6 +259,7 @@ class EmailClient:
         self.results_topic = _topic_path(project_id, results_topic)
         self.default_service_id = default_service_id
         self.timeout_s = timeout_s
+        self.rpc_timeout_s = rpc_timeout_s or min(timeout_s, 10.0)
         self._publisher = publisher
         self._subscriber = subscriber
         self._owns_publisher = publisher is None
@@ -322,13 +325,13 @@ class EmailClient:
         if _FILTERABLE_ID.fullmatch(request_id):
             spec["filter"] = f'attributes.request_id = "{request_id}"'
         # Otherwise (quotes, backslashes, non-ASCII) every result comes in and is checked here.
-        self.subscriber.create_subscription(request=spec, **bounded(self.timeout_s))
+        self.subscriber.create_subscription(request=spec, **bounded(self.rpc_timeout_s))
         try:
-            yield PendingResult(self.subscriber, subscription, request_id, self.timeout_s)
+            yield PendingResult(self.subscriber, subscription, request_id, self.rpc_timeout_s)
         finally:
             try:
                 self.subscriber.delete_subscription(
-                    request={"subscription": subscription}, **bounded(min(self.timeout_s, 10.0))
+                    request={"subscription": subscription}, **bounded(self.rpc_timeout_s)
                 )
             except Exception as error:  # never hide the block's own outcome
                 logger.warning(
