@@ -95,8 +95,10 @@ class Stack:
             assert not thread.is_alive(), "the worker did not stop"
 
 
-def make_stack(emulator: PubSubEmulator, config_dir: Path, aws_endpoint: str) -> Stack:
-    queue = emulator.create_queue()
+def make_stack(
+    emulator: PubSubEmulator, config_dir: Path, aws_endpoint: str, *, max_delivery_attempts: int = 5
+) -> Stack:
+    queue = emulator.create_queue(max_delivery_attempts=max_delivery_attempts)
     results_topic = emulator.create_topic(unique_name("results"))
     results_subscription = emulator.create_subscription(results_topic)
     env = {
