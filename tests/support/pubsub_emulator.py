@@ -134,16 +134,22 @@ class PubSubEmulator:
     @property
     def publisher(self) -> pubsub_v1.PublisherClient:
         if self._publisher is None:
-            transport = PublisherGrpcTransport(channel=grpc.insecure_channel(self.host))
+            transport = PublisherGrpcTransport(channel=self._channel())
             self._publisher = pubsub_v1.PublisherClient(transport=transport)
         return self._publisher
 
     @property
     def subscriber(self) -> pubsub_v1.SubscriberClient:
         if self._subscriber is None:
-            transport = SubscriberGrpcTransport(channel=grpc.insecure_channel(self.host))
+            transport = SubscriberGrpcTransport(channel=self._channel())
             self._subscriber = pubsub_v1.SubscriberClient(transport=transport)
         return self._subscriber
+
+    def _channel(self) -> grpc.Channel:
+        # No gRPC message size cap, as in the client library's own channels: one pull of a
+        # few large messages easily exceeds gRPC's default 4 MiB.
+        unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+        return grpc.insecure_channel(self.host, options=unlimited)
 
     def _close_clients(self) -> None:
         if self._publisher is not None:
