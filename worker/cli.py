@@ -98,6 +98,13 @@ def pull() -> None:
         http.stop()
     runtime.close()
     log.info("stopped", exit_code=code)
+    if worker.abandoned:
+        # Their threads may be blocked in SES calls for a while yet, and Python waits for
+        # worker threads at exit: leave now, within the shutdown timeout. The messages were
+        # handed back (or return when their short lease runs out).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 

@@ -50,6 +50,8 @@ class PullWorker:
         self._stop = threading.Event()
         self._in_flight: dict[str, Any] = {}
         self._in_flight_lock = threading.Lock()
+        #: Messages still being processed when the shutdown timeout ran out (handed back).
+        self.abandoned = 0
 
     def stop(self) -> None:
         """Ask the worker to stop pulling and wind down (safe from a signal handler)."""
@@ -126,6 +128,7 @@ class PullWorker:
                 unfinished = list(self._in_flight.values())
             for message in unfinished:
                 message.nack()
+            self.abandoned = len(unfinished)
             log.warning("shutdown timeout: handed back unfinished messages", count=len(unfinished))
         except Exception as error:  # the stream may already have failed; nothing to wind down
             log.warning("stream ended with an error during shutdown", error=type(error).__name__)
