@@ -8,8 +8,9 @@ Two things the real service does that the emulator alone does not:
   that dead stream a share of every delivery; each is lost for an ack deadline and counted
   as a delivery attempt, so after two kills requests took minutes and a dozen attempts to
   reach the live worker. With ``end_streams=True`` the relay forwards whole HTTP/2 frames,
-  tracks the client's open streams, and when the client's connection goes it half-closes
-  them (an empty DATA frame with END_STREAM), which the emulator handles: the streams end
+  tracks the client's open streams, and half-closes them (an empty DATA frame with
+  END_STREAM), which the emulator handles, when the client's connection goes or when the
+  client cancels one it has not half-closed (a streaming pull on shutdown): the streams end
   and redeliveries go to live subscribers only, as with the real service.
 * **An outage without losing the topology.** The emulator restarts empty; the real service
   never comes back without its topics. ``close()`` refuses and cuts every connection until
@@ -172,16 +173,23 @@ class _Http2Frames:
                 break
             kind, flags = self._buffer[3], self._buffer[4]
             stream = int.from_bytes(self._buffer[5:9], "big") & 0x7FFFFFFF
+            frame = self._buffer[: 9 + length]
+            self._buffer = self._buffer[9 + length :]
+            if kind == _RST_STREAM and stream in self.open_streams:
+                # A client cancelling a call it has not half-closed (a streaming pull on
+                # shutdown): half-close it instead, the one ending the emulator handles.
+                frame = _end_stream(stream)
             if kind == _HEADERS and stream:
                 self.open_streams.add(stream)
             if (kind in (_DATA, _HEADERS) and flags & _END_STREAM) or kind == _RST_STREAM:
                 self.open_streams.discard(stream)
-            out += self._buffer[: 9 + length]
-            self._buffer = self._buffer[9 + length :]
+            out += frame
         return bytes(out)
 
     def end_open_streams(self) -> bytes:
-        return b"".join(
-            b"\x00\x00\x00" + bytes([_DATA, _END_STREAM]) + stream.to_bytes(4, "big")
-            for stream in sorted(self.open_streams)
-        )
+        return b"".join(_end_stream(stream) for stream in sorted(self.open_streams))
+
+
+def _end_stream(stream: int) -> bytes:
+    """An empty DATA frame with END_STREAM: the client half-closes ``stream``."""
+    return b"\x00\x00\x00" + bytes([_DATA, _END_STREAM]) + stream.to_bytes(4, "big")
