@@ -155,8 +155,10 @@ def test_a_20_second_pubsub_outage_loses_nothing_and_the_worker_recovers_without
         relay.open()
         reopened = time.monotonic()
 
-        # The rest at the same steady rate: the emulator, unlike Pub/Sub, streams a whole
-        # backlog into the client, where messages wait unleased and expire.
+        # The worker has recovered once the republished requests have results. Only then the
+        # rest, at the same steady rate: the emulator, unlike Pub/Sub, streams a whole backlog
+        # into the client, where messages wait unleased and expire (and come back twice).
+        collector.wait_for_requests(without_result, timeout_s=120)
         Pacer(emulator, stack.queue.topic, unpublished + after)
         collector.wait_for_requests(set(before + after), timeout_s=150)
         recovered_s = (
