@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +13,8 @@ from typing import Any
 import pytest
 
 from tests.support import fault_proxy as faults
+from tests.support.tcp_relay import TcpRelay
+from tests.support.worker_process import ResultCollector
 from tests.support.worker_stack import Stack, make_stack, request
 
 EMAIL_WORKER = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "email-worker")
@@ -38,38 +39,33 @@ def test_sigterm_under_load_exits_zero_in_time_and_every_request_gets_one_result
     total = 60
     for n in range(total):
         stack.publish(request(request_id=f"load-{n}"))
+    expected = {f"load-{n}" for n in range(total)}
     log_path = tmp_path / "worker.log"
-    worker = start_worker(stack, log_path, EMAIL_WORKER_SHUTDOWN_TIMEOUT_S="8")
-    first = stack.results(5, timeout_s=60)
-    worker.send_signal(signal.SIGTERM)
-    started = time.monotonic()
-    assert worker.wait(timeout=20) == 0, log_path.read_text()
-    assert time.monotonic() - started < 15  # the 8 s shutdown timeout, plus start-up slack
-    assert "stopping" in log_path.read_text()
+    # The emulator cannot end a stream its client cancels, and goes on routing messages to
+    # it for minutes; the relay ends it, as Google's front end does (see tcp_relay).
+    with (
+        TcpRelay(stack.emulator.port, end_streams=True) as relay,
+        ResultCollector(stack.emulator, stack.results_subscription) as collector,
+    ):
+        via_relay = {"PUBSUB_EMULATOR_HOST": relay.host}
+        worker = start_worker(stack, log_path, EMAIL_WORKER_SHUTDOWN_TIMEOUT_S="8", **via_relay)
+        collector.wait_for_count(5, timeout_s=60)
+        worker.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert worker.wait(timeout=20) == 0, log_path.read_text()
+        assert time.monotonic() - started < 15  # the 8 s shutdown timeout, plus start-up slack
+        assert "stopping" in log_path.read_text()
 
-    # The emulator notices a closed stream late, and messages it routes to it meanwhile stay
-    # stuck for minutes (real Pub/Sub redelivers them on the ack deadline). Starting the next
-    # worker a moment later, as a new instance would be, keeps this test about our shutdown.
-    time.sleep(3)
-    restarted = start_worker(stack, log_path)
-    try:
-        rest: list[dict[str, Any]] = []
-        expected = {f"load-{n}" for n in range(total)}
-        deadline = time.monotonic() + 120
-        while {r["request_id"] for r in first + rest} != expected:
-            assert time.monotonic() < deadline, (
-                "some requests never got a result:\n" + (log_path.read_text()[-5000:])
-            )
-            arrived = stack.emulator.pull(stack.results_subscription, max_messages=100, timeout_s=5)
-            rest += [json.loads(m.message.data) for m in arrived]
-        # Anything still arriving now is a duplicate; collect it to count it.
-        late = stack.emulator.pull(stack.results_subscription, max_messages=100, timeout_s=3)
-        rest += [json.loads(m.message.data) for m in late]
-    finally:
-        restarted.send_signal(signal.SIGTERM)
-        restarted.wait(timeout=20)
-    counts = Counter(r["request_id"] for r in first + rest)
-    assert set(counts) == {f"load-{n}" for n in range(total)}
+        restarted = start_worker(stack, log_path, **via_relay)
+        try:
+            collector.wait_for_requests(expected, timeout_s=120)
+            time.sleep(3)  # anything arriving now is a duplicate; let it arrive to count it
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            restarted.wait(timeout=20)
+        results = collector.snapshot()
+    counts = Counter(r["request_id"] for r in results)
+    assert set(counts) == expected
     # A graceful stop finishes what is in flight, so duplicates should not occur; on a starved
     # machine a request still running at the timeout may be sent again after the restart, and
     # at most the worker's concurrency (32) of them can be.
