@@ -3,16 +3,25 @@ metadata stand-in, with the topology (dead-letter policy included) created per t
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 from collections import Counter
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from google.api_core import exceptions as gexc
+from structlog.testing import capture_logs
 
 from tests.support import fault_proxy as faults
 from tests.support.worker_stack import Stack, b64, make_stack, request
+from worker.handling import Handler
+from worker.pipeline import Delivery
+from worker.pull import PullWorker
+from worker.settings import Settings
 
 
 @pytest.fixture
@@ -164,3 +173,76 @@ def test_every_request_gets_exactly_one_result(stack: Stack) -> None:
     counts = Counter(r["request_id"] for r in results)
     assert all(c == 1 for c in counts.values())
     assert Counter(r["status"] for r in results) == {"sent": 20, "rejected": 1}
+
+
+class EndingStreams:
+    """A subscriber whose streams each deliver some messages and then end with a retryable
+    error: the emulator cannot be made to end a stream that way, Google's front end can."""
+
+    def __init__(self, deliveries: list[int]) -> None:
+        self._deliveries = list(deliveries)
+
+    def subscription_path(self, project: str, subscription: str) -> str:
+        return f"projects/{project}/subscriptions/{subscription}"
+
+    def subscribe(self, path: str, callback: Any, **_: Any) -> Future[None]:
+        for n in range(self._deliveries.pop(0)):
+            callback(
+                SimpleNamespace(
+                    ack_id=f"ack-{n}",
+                    data=b"{}",
+                    attributes={},
+                    message_id=str(n),
+                    delivery_attempt=1,
+                    ack=lambda: None,
+                    nack=lambda: None,
+                )
+            )
+        stream: Future[None] = Future()
+        stream.set_exception(gexc.ServiceUnavailable("stream reset"))
+        return stream
+
+
+def run_through(streams: list[int]) -> tuple[list[float], list[Delivery], list[Any]]:
+    """Run a pull worker over ``streams`` (messages each delivers before it ends); return the
+    waits between them, the deliveries handled and the log events."""
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    settings = dataclasses.replace(settings, project_id="test-project")
+    waits: list[float] = []
+
+    def record(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == len(streams):
+            worker.stop()
+
+    handled: list[Delivery] = []
+
+    def handle(delivery: Delivery, ack: Any, nack: Any) -> None:
+        handled.append(delivery)
+        ack()
+
+    worker = PullWorker(settings, cast(Handler, handle), EndingStreams(streams), wait=record)
+    with capture_logs() as logs:
+        assert worker.run() == 0
+    return waits, handled, logs
+
+
+def test_streams_that_keep_ending_are_reopened_with_a_doubling_wait() -> None:
+    waits, _, logs = run_through([0] * 7)
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert [e["backoff_s"] for e in logs if e["event"] == "stream ended; pulling again"] == waits
+
+
+def test_the_reconnect_wait_starts_again_after_a_stream_that_delivered_messages() -> None:
+    waits, handled, _ = run_through([0, 0, 0, 2, 0, 0])
+    assert len(handled) == 2
+    assert waits == [1.0, 2.0, 4.0, 1.0, 2.0, 4.0]
+
+
+def test_the_reconnect_wait_starts_again_after_a_stream_that_stayed_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each stream here stays open for at least one half-second poll of the run loop.
+    monkeypatch.setattr("worker.pull._HEALTHY_STREAM_S", 0.4)
+    waits, _, _ = run_through([0, 0, 0])
+    assert waits == [1.0, 1.0, 1.0]

@@ -8,6 +8,8 @@ and graceful shutdown.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -28,6 +30,12 @@ log = get_logger()
 # Errors after which pulling again cannot help: the subscription is gone or forbidden.
 _FATAL = (gexc.NotFound, gexc.PermissionDenied, gexc.Unauthenticated, gexc.InvalidArgument)
 
+# Waits between reopening streams that end on their own: doubling from the first to the cap.
+_FIRST_BACKOFF_S = 1.0
+_MAX_BACKOFF_S = 30.0
+# A stream that stayed open this long was working, even if no message came.
+_HEALTHY_STREAM_S = 30.0
+
 
 def read_max_delivery_attempts(subscriber: Any, subscription_path: str) -> int | None:
     """The subscription's dead-letter policy's max delivery attempts, or None without one."""
@@ -42,12 +50,22 @@ def read_max_delivery_attempts(subscriber: Any, subscription_path: str) -> int |
 class PullWorker:
     """Pulls from one subscription until :meth:`stop` is called."""
 
-    def __init__(self, settings: Settings, handler: Handler, subscriber: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handler: Handler,
+        subscriber: Any,
+        *,
+        wait: Callable[[float], object] | None = None,
+    ) -> None:
         self._settings = settings
         self._handler = handler
         self._subscriber = subscriber
         self._path = subscriber.subscription_path(settings.require_project(), settings.subscription)
         self._stop = threading.Event()
+        # How to wait between streams; returns early on stop. Tests record instead.
+        self._wait = wait or self._stop.wait
+        self._received = 0
         self._in_flight: dict[str, Any] = {}
         self._in_flight_lock = threading.Lock()
         #: Messages still being processed when the shutdown timeout ran out (handed back).
@@ -60,6 +78,7 @@ class PullWorker:
     def _callback(self, message: Any) -> None:
         with self._in_flight_lock:
             self._in_flight[message.ack_id] = message
+            self._received += 1
         try:
             delivery = Delivery(
                 data=bytes(message.data),
@@ -74,8 +93,9 @@ class PullWorker:
 
     def run(self) -> int:
         """Pull until stopped; return the process exit code."""
-        backoff_s = 1.0
+        backoff_s = _FIRST_BACKOFF_S
         while not self._stop.is_set():
+            opened_at, received_before = time.monotonic(), self._received
             executor = ThreadPoolExecutor(
                 max_workers=self._settings.concurrency, thread_name_prefix="email-worker"
             )
@@ -107,11 +127,18 @@ class PullWorker:
                     detail=str(error)[:300],
                 )
                 return 1
+            # A stream that worked (delivered messages, or lasted) ended one run of failures:
+            # the next failure starts the backoff again, instead of waiting the cap for good.
+            if (
+                self._received > received_before
+                or time.monotonic() - opened_at >= _HEALTHY_STREAM_S
+            ):
+                backoff_s = _FIRST_BACKOFF_S
             log.warning(
                 "stream ended; pulling again", error=type(error).__name__, backoff_s=backoff_s
             )
-            self._stop.wait(backoff_s)
-            backoff_s = min(backoff_s * 2, 30.0)
+            self._wait(backoff_s)
+            backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
         return 0
 
     def _shutdown(self, future: Any) -> None:
