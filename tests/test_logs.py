@@ -7,7 +7,7 @@ import json
 
 import structlog
 
-from worker.logs import configure_logging, get_logger
+from worker.logs import OncePerInterval, configure_logging, get_logger
 
 
 def test_a_log_line_is_json_with_severity_message_and_time() -> None:
@@ -34,3 +34,38 @@ def test_records_below_the_level_are_dropped() -> None:
     finally:
         structlog.reset_defaults()
     assert stream.getvalue() == ""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_once_per_interval_lets_the_first_of_a_kind_through_and_holds_back_the_rest() -> None:
+    clock = Clock()
+    gate = OncePerInterval(60.0, clock=clock)
+    assert gate.admit("wrong_email") == 0
+    clock.now += 59.0
+    assert [gate.admit("wrong_email") for _ in range(3)] == [None, None, None]
+
+
+def test_once_per_interval_reports_how_many_it_held_back_when_the_interval_is_over() -> None:
+    clock = Clock()
+    gate = OncePerInterval(60.0, clock=clock)
+    gate.admit("wrong_email")
+    for _ in range(5):
+        gate.admit("wrong_email")
+    clock.now += 60.0
+    assert gate.admit("wrong_email") == 5
+    clock.now += 60.0
+    assert gate.admit("wrong_email") == 0
+
+
+def test_once_per_interval_keeps_each_kind_apart() -> None:
+    gate = OncePerInterval(60.0, clock=Clock())
+    assert gate.admit("wrong_email") == 0
+    assert gate.admit("bad_signature") == 0
+    assert gate.admit("wrong_email") is None

@@ -187,6 +187,17 @@ def test_a_forged_push_is_refused_and_nothing_is_processed(
     assert moto.sent_messages() == []
 
 
+def test_a_flood_of_refusals_logs_one_line_while_the_metric_counts_each(
+    push: PushApp, clean_metadata: MetadataServer
+) -> None:
+    token = clean_metadata.mint_token(AUDIENCE, email="attacker@evil.iam.gserviceaccount.com")
+    with capture_logs() as logs:
+        for _ in range(20):
+            assert push.post(envelope(request()), token=token).status_code == 403
+    assert [e["event"] for e in logs] == ["push request refused"]
+    assert push.value("email_worker_push_auth_failures_total", reason="wrong_email") == 20
+
+
 def test_a_non_bearer_authorization_is_refused(push: PushApp, moto: Any) -> None:
     response = push.post(envelope(request()), headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert response.status_code == 401

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
+from collections.abc import Callable, Hashable
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["OncePerInterval", "configure_logging", "get_logger"]
 
 # Cloud Logging's severities for the standard level names.
 _SEVERITY = {
@@ -56,3 +59,29 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
 def get_logger(**initial: Any) -> Any:
     """A structlog logger with ``initial`` fields bound."""
     return structlog.get_logger("email-worker", **initial)
+
+
+class OncePerInterval:
+    """Lets one event of a kind through per interval and counts the ones it holds back.
+
+    For events an outsider can cause at will (forged push requests): a flood of them should
+    cost a log line a minute, not one each, while the metrics still count every one.
+    """
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[Hashable, float] = {}
+        self._held: dict[Hashable, int] = {}
+
+    def admit(self, kind: Hashable) -> int | None:
+        """None to stay quiet; else how many of ``kind`` were held back since the last one."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self._interval_s:
+                self._held[kind] = self._held.get(kind, 0) + 1
+                return None
+            self._last[kind] = now
+            return self._held.pop(kind, 0)

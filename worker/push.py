@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker.handling import Handler
-from worker.logs import get_logger
+from worker.logs import OncePerInterval, get_logger
 from worker.metrics import CONTENT_TYPE_LATEST, Metrics
 from worker.pipeline import Delivery, Status
 from worker.push_auth import AuthFailure, CertsCache, CertsUnavailable, PushAuthenticator
@@ -142,6 +142,7 @@ class PushEndpoint:
         *,
         concurrency: int,
         max_body_bytes: int = MAX_BODY_BYTES,
+        refusal_log_interval_s: float = 60.0,
     ) -> None:
         self._handler = handler
         self._metrics = handler.metrics
@@ -151,6 +152,7 @@ class PushEndpoint:
         self._limiter: anyio.CapacityLimiter | None = None
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self._refusals = OncePerInterval(refusal_log_interval_s)
 
     def busy(self) -> int:
         """Deliveries whose processing has not finished (abandoned ones included)."""
@@ -203,7 +205,14 @@ class PushEndpoint:
             )
         except AuthFailure as failure:
             self._metrics.push_auth_failures.labels(failure.reason).inc()
-            log.warning("push request refused", status=failure.status, reason=failure.reason)
+            held_back = self._refusals.admit((failure.status, failure.reason))
+            if held_back is not None:
+                log.warning(
+                    "push request refused",
+                    status=failure.status,
+                    reason=failure.reason,
+                    not_logged_since=held_back,
+                )
             if failure.status == 401:
                 return _error(
                     401,
