@@ -25,7 +25,6 @@ from worker.request import (
     RESERVED_HEADER_PREFIXES,
     EmailRequest,
     RequestRejected,
-    parse_mailbox,
     parse_request,
     request_summary_for_logs,
 )
@@ -194,82 +193,26 @@ def test_invalid_default_service_id_is_rejected_as_configuration_error() -> None
     assert rejection(doc(), default_service_id="../etc").code == ErrorCode.CONFIGURATION_ERROR
 
 
-# --------------------------------------------------------------------------- addresses
+# --------------------------------------------------------------------------- sender and recipients
+# Address syntax itself is tested in test_addresses.py.
 
 
-def test_idn_domain_becomes_punycode_in_the_envelope_address() -> None:
+@pytest.mark.parametrize("field", ["from", "to", "cc", "bcc", "reply_to"])
+def test_every_address_field_is_checked_for_header_injection(field: str) -> None:
+    value = "Eve\r\nBcc: victim@example.com <eve@example.com>"
+    assert rejection(doc(**{field: value})).code == ErrorCode.HEADER_INJECTION
+
+
+def test_idn_addresses_reach_the_envelope_and_from_domain_in_punycode() -> None:
     request = parse(doc(to=["kunde@bücher.de"], **{"from": "info@MÜNCHEN.example.com"}))
     assert request.envelope_recipients == ("kunde@xn--bcher-kva.de",)
     assert request.from_address == "info@xn--mnchen-3ya.example.com"
     assert request.from_domain == "xn--mnchen-3ya.example.com"
 
 
-def test_display_name_is_preserved_including_non_ascii() -> None:
-    request = parse(doc(to=["Jöhn Døe <john@example.com>"]))
-    assert request.to[0].display_name == "Jöhn Døe"
-    assert request.to[0].address == "john@example.com"
-
-
-def test_quoted_display_name_is_unquoted() -> None:
-    request = parse(doc(to=['"Doe, \\"JD\\" John" <john@example.com>']))
-    assert request.to[0].display_name == 'Doe, "JD" John'
-
-
-def test_angle_brackets_without_display_name_are_accepted() -> None:
-    assert parse(doc(to=["<john@example.com>"])).to[0].display_name == ""
-
-
-def test_single_string_is_accepted_as_a_one_address_list() -> None:
+def test_to_cc_and_bcc_each_accept_a_single_string() -> None:
     request = parse(doc(to="a@example.com", cc="b@example.com", bcc="c@example.com"))
     assert request.envelope_recipients == ("a@example.com", "b@example.com", "c@example.com")
-
-
-def test_comma_separated_string_is_not_split_and_is_rejected_as_invalid_address() -> None:
-    assert rejection(doc(to="a@example.com, b@example.com")).code == ErrorCode.INVALID_ADDRESS
-
-
-@pytest.mark.parametrize(
-    "address",
-    [
-        "",
-        "nobody",
-        "a@b",
-        "a@@example.com",
-        "josé@example.com",
-        "a@localhost",
-        "a@example.test",
-        "Name <a@example.com",
-        "a@[192.0.2.1]",
-        '"a b"@example.com',
-        "a@exa mple.com",
-        '"unterminated <a@example.com>',
-        "x" * 600 + "@example.com",
-    ],
-)
-def test_invalid_address_is_rejected_as_invalid_address(address: str) -> None:
-    assert rejection(doc(to=[address])).code == ErrorCode.INVALID_ADDRESS
-
-
-@pytest.mark.parametrize("field", ["from", "to", "cc", "bcc", "reply_to"])
-@pytest.mark.parametrize("breaker", ["\r\n", "\n", "\r", "\x00", "\u2028"])
-def test_address_with_line_break_is_rejected_as_header_injection(field: str, breaker: str) -> None:
-    value = f"Eve{breaker}Bcc: victim@example.com <eve@example.com>"
-    assert rejection(doc(**{field: value})).code == ErrorCode.HEADER_INJECTION
-
-
-def test_display_name_with_control_character_is_rejected_as_invalid_address() -> None:
-    assert rejection(doc(to=["Ev\x1be <eve@example.com>"])).code == ErrorCode.INVALID_ADDRESS
-
-
-def test_address_rejection_names_the_field_but_not_the_address() -> None:
-    error = rejection(doc(cc=["ok@example.com", "secret-person@@example.com"]))
-    assert "cc[1]" in error.message
-    assert "secret-person" not in error.message
-    assert "secret-person" not in str(error)
-
-
-def test_non_string_address_is_rejected_as_invalid_request() -> None:
-    assert rejection(doc(to=[{"email": "a@example.com"}])).code == ErrorCode.INVALID_REQUEST
 
 
 def test_from_given_as_a_list_is_rejected_as_invalid_request() -> None:
@@ -315,11 +258,6 @@ def test_reply_to_over_its_limit_is_rejected_as_invalid_request() -> None:
 def test_missing_from_leaves_from_address_none_for_the_service_default() -> None:
     request = parse(doc())
     assert (request.sender, request.from_address, request.from_domain) == (None, None, None)
-
-
-def test_parse_mailbox_validates_a_configured_default_from() -> None:
-    mailbox = parse_mailbox("Billing <billing@bücher.de>", field_name="default From")
-    assert (mailbox.display_name, mailbox.address) == ("Billing", "billing@xn--bcher-kva.de")
 
 
 # --------------------------------------------------------------------------- subject and bodies
@@ -622,11 +560,6 @@ def test_raw_with_two_from_headers_is_rejected_as_invalid_request() -> None:
 
 def test_raw_with_invalid_from_address_is_rejected_as_invalid_address() -> None:
     raw = b"From: not an address\r\nTo: one@example.com\r\n\r\nbody\r\n"
-    assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_ADDRESS
-
-
-def test_raw_with_non_ascii_recipient_domain_is_rejected_as_invalid_address() -> None:
-    raw = "From: a@example.com\r\nTo: kunde@bücher.de\r\n\r\nbody\r\n".encode()
     assert rejection(raw_doc(raw)).code == ErrorCode.INVALID_ADDRESS
 
 

@@ -24,9 +24,10 @@ from email.policy import EmailPolicy, Policy
 from email.utils import format_datetime, formataddr
 from typing import Self, cast
 
+from worker.addresses import Mailbox, parse_mailbox
 from worker.envelope import MAX_RAW_MESSAGE_BYTES
 from worker.error_codes import ErrorCode
-from worker.request import EmailRequest, Mailbox, RequestRejected, parse_mailbox
+from worker.request import EmailRequest, RequestRejected
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

@@ -18,10 +18,11 @@ from email.message import EmailMessage
 
 import tenacity
 
+from worker.addresses import Mailbox, parse_mailbox
 from worker.errors import EmailError
 from worker.logs import get_logger
 from worker.message import build_message, resolve_sender
-from worker.request import EmailRequest, Mailbox, RequestRejected, parse_mailbox, parse_request
+from worker.request import EmailRequest, RequestRejected, parse_request
 from worker.result import ErrorCode
 from worker.service_config import ServiceConfig
 from worker.session import BaseSession

@@ -4,7 +4,8 @@
 returns an `EmailRequest` whose every field already satisfies the rules in
 ``docs/formats.md`` or raises `RequestRejected`; no other exception escapes,
 whatever the input. Rejection messages may name a field but never repeat
-addresses, bodies, header values or attachment content.
+addresses, bodies, header values or attachment content. Address syntax is
+checked in `worker.addresses`.
 """
 
 from __future__ import annotations
@@ -13,21 +14,17 @@ import base64
 import binascii
 import email
 import email.errors
-import email.policy
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any, NoReturn
 
-from email_validator import validate_email
-
+from worker.addresses import Mailbox, parse_address_header, parse_mailbox, parse_mailbox_list
 from worker.error_codes import ErrorCode
 
 __all__ = [
-    "MAX_ADDRESS_LENGTH",
     "MAX_ATTACHMENTS",
     "MAX_FILENAME_LENGTH",
     "MAX_HEADERS",
@@ -47,10 +44,8 @@ __all__ = [
     "RESERVED_HEADER_PREFIXES",
     "Attachment",
     "EmailRequest",
-    "Mailbox",
     "RequestRejected",
     "is_reserved_header",
-    "parse_mailbox",
     "parse_request",
     "request_summary_for_logs",
 ]
@@ -62,7 +57,6 @@ MAX_REQUEST_ID_LENGTH = 128
 # many SES calls (and how much quota) one request can use.
 MAX_RECIPIENTS = 1000
 MAX_REPLY_TO = 10
-MAX_ADDRESS_LENGTH = 512
 MAX_SUBJECT_LENGTH = 998
 MAX_HEADERS = 50
 MAX_HEADER_NAME_LENGTH = 76
@@ -170,31 +164,6 @@ class RequestRejected(Exception):
         self.message = message
         self.request_id: str | None = None
         self.service_id: str | None = None
-
-
-@dataclass(frozen=True, repr=False)
-class Mailbox:
-    """One validated address: ASCII ``local@domain`` plus an optional display name.
-
-    Internationalised domains are stored in IDNA (punycode) form because SES
-    only accepts ASCII envelope domains; the display name is kept as given and
-    RFC 2047-encoded when the header is written (see `worker.message`).
-    """
-
-    address: str
-    display_name: str = ""
-
-    @property
-    def domain(self) -> str:
-        """The ASCII (punycode) domain, lower case."""
-        return self.address.rpartition("@")[2]
-
-    def to_header_address(self) -> Address:
-        """The `email.headerregistry.Address` used in From/To/Cc/Bcc/Reply-To."""
-        return Address(display_name=self.display_name, addr_spec=self.address)
-
-    def __repr__(self) -> str:
-        return "Mailbox(<redacted>)"
 
 
 @dataclass(frozen=True, repr=False)
@@ -336,34 +305,6 @@ def parse_request(
         raise
 
 
-def parse_mailbox(value: str, *, field_name: str = "address") -> Mailbox:
-    """Validate one ``addr@domain`` or ``Name <addr@domain>`` string.
-
-    Also used by the worker for configured default From addresses. Raises
-    `RequestRejected` with ``header_injection`` or ``invalid_address``.
-    """
-    if not isinstance(value, str):
-        _reject(ErrorCode.INVALID_REQUEST, f"{field_name} must be a string")
-    _check_header_text(value, field_name, code=ErrorCode.INVALID_ADDRESS)
-    if len(value) > MAX_ADDRESS_LENGTH:
-        _reject(
-            ErrorCode.INVALID_ADDRESS,
-            f"{field_name} is longer than {MAX_ADDRESS_LENGTH} characters",
-        )
-    text = value.strip()
-    display_name = ""
-    addr_spec = text
-    if text.endswith(">") and "<" in text:
-        # The last "<" starts the angle-addr: display names may contain "<",
-        # addr-specs (no quoted local parts allowed) may not.
-        head, _, tail = text.rpartition("<")
-        addr_spec = tail[:-1].strip()
-        display_name = _unquote_display_name(head.strip(), field_name)
-    elif "<" in text or ">" in text:
-        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} is not a valid email address")
-    return _mailbox_from_parts(display_name, addr_spec, field_name)
-
-
 # --------------------------------------------------------------------------
 # Document level
 
@@ -384,14 +325,19 @@ def _parse_document(
     tags = _parse_tags(fields.get("tags"))
     sender = parse_mailbox(fields["from"], field_name="from") if "from" in fields else None
     recipients = {
-        name: _parse_address_list(fields, name, MAX_RECIPIENTS) for name in ("to", "cc", "bcc")
+        name: parse_mailbox_list(
+            fields.get(name), name, limit=MAX_RECIPIENTS, too_many=ErrorCode.TOO_MANY_RECIPIENTS
+        )
+        for name in ("to", "cc", "bcc")
     }
 
     if "raw" in fields:
         return _parse_raw_request(fields, request_id, service_id, sender, recipients, tags)
 
     _check_recipient_count(sum(len(r) for r in recipients.values()))
-    reply_to = _parse_address_list(fields, "reply_to", MAX_REPLY_TO)
+    reply_to = parse_mailbox_list(
+        fields.get("reply_to"), "reply_to", limit=MAX_REPLY_TO, too_many=ErrorCode.INVALID_REQUEST
+    )
     subject = _parse_subject(fields.get("subject"))
     text = _parse_body(fields, "text")
     html = _parse_body(fields, "html")
@@ -537,31 +483,6 @@ def _parse_service_id(value: Any, default_service_id: str | None) -> str:
     return value
 
 
-# --------------------------------------------------------------------------
-# Addresses
-
-
-def _parse_address_list(fields: Mapping[str, Any], name: str, limit: int) -> tuple[Mailbox, ...]:
-    value = fields.get(name)
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        # A lone string is shorthand for a one-element list, never a
-        # comma-separated list (commas are legal inside display names).
-        return (parse_mailbox(value, field_name=name),)
-    if not isinstance(value, list):
-        _reject(ErrorCode.INVALID_REQUEST, f"{name} must be a string or a list of strings")
-    if len(value) > limit:
-        too_many = ErrorCode.TOO_MANY_RECIPIENTS
-        _reject(
-            too_many if limit == MAX_RECIPIENTS else ErrorCode.INVALID_REQUEST,
-            f"{name} has more than {limit} addresses",
-        )
-    return tuple(
-        parse_mailbox(item, field_name=f"{name}[{index}]") for index, item in enumerate(value)
-    )
-
-
 def _check_recipient_count(count: int) -> None:
     if count == 0:
         _reject(ErrorCode.INVALID_REQUEST, "at least one recipient (to, cc or bcc) is required")
@@ -570,57 +491,6 @@ def _check_recipient_count(count: int) -> None:
             ErrorCode.TOO_MANY_RECIPIENTS,
             f"{count} recipients; at most {MAX_RECIPIENTS} are allowed across to, cc and bcc",
         )
-
-
-def _unquote_display_name(text: str, field_name: str) -> str:
-    if not text.startswith('"'):
-        return text
-    if len(text) < 2 or not text.endswith('"'):
-        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
-    # Undo quoted-string escaping; the email package re-quotes when writing.
-    chars: list[str] = []
-    escaped = False
-    for char in text[1:-1]:
-        if escaped:
-            chars.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
-        else:
-            chars.append(char)
-    if escaped:
-        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
-    return "".join(chars)
-
-
-def _mailbox_from_parts(display_name: str, addr_spec: str, field_name: str) -> Mailbox:
-    if _CONTROL_RE.search(display_name):
-        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has control characters in its name")
-    try:
-        validated = validate_email(
-            addr_spec,
-            check_deliverability=False,
-            # SES needs an ASCII local part; the domain may be IDN (converted below).
-            allow_smtputf8=False,
-            allow_quoted_local=False,
-            allow_domain_literal=False,
-            allow_display_name=False,
-            allow_empty_local=False,
-        )
-        address = validated.ascii_email
-        if address is None or not address.isascii():
-            raise ValueError("not ASCII")
-        # Also prove the email package can represent it, so building cannot fail.
-        header_address = Address(display_name=display_name, addr_spec=address)
-        if header_address.addr_spec != address:
-            raise ValueError("not representable")
-    except (ValueError, TypeError, IndexError):
-        # email_validator errors are ValueErrors; their text can quote the
-        # address, so a generic message is used instead.
-        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} is not a valid email address")
-    return Mailbox(address=address, display_name=display_name)
 
 
 # --------------------------------------------------------------------------
@@ -652,16 +522,21 @@ def _parse_body(fields: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _parse_headers(value: Any) -> tuple[tuple[str, str], ...]:
+def _name_value_object(value: Any, name: str, limit: int) -> dict[str, Any]:
+    """Field `name` (headers or tags) as a JSON object of at most `limit` entries; {} if absent."""
     if value is None:
-        return ()
+        return {}
     if not isinstance(value, dict):
-        _reject(ErrorCode.INVALID_REQUEST, "headers must be an object of name to string value")
-    if len(value) > MAX_HEADERS:
-        _reject(ErrorCode.INVALID_REQUEST, f"headers has more than {MAX_HEADERS} entries")
+        _reject(ErrorCode.INVALID_REQUEST, f"{name} must be an object of name to string value")
+    if len(value) > limit:
+        _reject(ErrorCode.INVALID_REQUEST, f"{name} has more than {limit} entries")
+    return value
+
+
+def _parse_headers(value: Any) -> tuple[tuple[str, str], ...]:
     seen: set[str] = set()
     result: list[tuple[str, str]] = []
-    for name, header_value in value.items():
+    for name, header_value in _name_value_object(value, "headers", MAX_HEADERS).items():
         label = f"headers[{_quote_name(name)}]"
         if _LINE_BREAK_RE.search(name):
             _reject(ErrorCode.HEADER_INJECTION, "a header name contains a line break or NUL")
@@ -735,19 +610,14 @@ def _parse_attachment(item: Any, label: str) -> Attachment:
 
 
 def _parse_tags(value: Any) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, dict):
-        _reject(ErrorCode.INVALID_REQUEST, "tags must be an object of name to string value")
-    if len(value) > MAX_TAGS:
-        _reject(ErrorCode.INVALID_REQUEST, f"tags has more than {MAX_TAGS} entries")
+    tags = _name_value_object(value, "tags", MAX_TAGS)
     rule = f"1 to {MAX_TAG_LENGTH} ASCII letters, digits, '_' or '-'"
-    for name, tag_value in value.items():
+    for name, tag_value in tags.items():
         if not _TAG_RE.fullmatch(name):
             _reject(ErrorCode.INVALID_REQUEST, f"tag names must be {rule}")
         if not isinstance(tag_value, str) or not _TAG_RE.fullmatch(tag_value):
             _reject(ErrorCode.INVALID_REQUEST, f"tags[{_quote_name(name)}] must be {rule}")
-    return tuple(value.items())
+    return tuple(tags.items())
 
 
 def _decode_base64(value: str, label: str) -> bytes:
@@ -788,7 +658,9 @@ def _parse_raw_request(
     replace_recipients = any(name in fields for name in ("to", "cc", "bcc"))
     if not replace_recipients:
         recipients = {
-            name: _raw_mailboxes(message, name.capitalize(), f"raw {name.capitalize()} header")
+            name: parse_address_header(
+                message, name.capitalize(), f"raw {name.capitalize()} header"
+            )
             for name in ("to", "cc", "bcc")
         }
     _check_recipient_count(sum(len(r) for r in recipients.values()))
@@ -796,7 +668,7 @@ def _parse_raw_request(
     if sender is None:
         # Without an override the raw From is what SES sends as, so it must be
         # a single valid mailbox for the worker's sender checks to mean anything.
-        raw_senders = _raw_mailboxes(message, "From", "raw From header")
+        raw_senders = parse_address_header(message, "From", "raw From header")
         if not raw_senders:
             _reject(
                 ErrorCode.INVALID_REQUEST,
@@ -888,34 +760,6 @@ def _load_raw(raw: bytes) -> EmailMessage:
     return message
 
 
-def _raw_mailboxes(message: EmailMessage, header_name: str, label: str) -> tuple[Mailbox, ...]:
-    value = message.get(header_name)
-    if value is None:
-        return ()
-    try:
-        # Values are kept verbatim (see worker.message); parse this one the
-        # way the default policy would, folding removed.
-        header = email.policy.default.header_factory(header_name, "".join(str(value).splitlines()))
-        if header.defects:
-            raise ValueError("defective address header")
-        addresses: Sequence[Address] = getattr(header, "addresses", ())
-    except Exception:  # see _load_raw: parser bugs count as malformed input
-        _reject(ErrorCode.INVALID_ADDRESS, f"the {label} is not a valid address list")
-    return tuple(_raw_mailbox(address, label) for address in addresses)
-
-
-def _raw_mailbox(address: Address, label: str) -> Mailbox:
-    addr_spec = address.addr_spec
-    if not addr_spec.isascii():
-        # Re-writing the raw message's headers is not our business; SES needs ASCII.
-        _reject(
-            ErrorCode.INVALID_ADDRESS,
-            f"the {label} has a non-ASCII address (IDN domains must be punycode in raw messages)",
-        )
-    mailbox = _mailbox_from_parts("", addr_spec, label)
-    return Mailbox(address=mailbox.address, display_name=address.display_name)
-
-
 # --------------------------------------------------------------------------
 # Small helpers
 
@@ -923,7 +767,10 @@ def _raw_mailbox(address: Address, label: str) -> Mailbox:
 def _check_header_text(
     value: str, label: str, *, code: ErrorCode = ErrorCode.INVALID_REQUEST
 ) -> None:
-    """Refuse line breaks (injection) and other control characters in header text."""
+    """Refuse line breaks (injection) and other control characters in header text.
+
+    `worker.addresses` applies it to addresses too, so the rule is kept in one place.
+    """
     if _LINE_BREAK_RE.search(value):
         _reject(ErrorCode.HEADER_INJECTION, f"{label} contains a line break or NUL character")
     if _CONTROL_RE.search(value):
