@@ -16,10 +16,10 @@ import itertools
 import json
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-LOOPBACK = "127.0.0.1"
+from tests.support.servers import ThreadedServer
 
 _STS_RESPONSE = """<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleWithWebIdentityResult>
@@ -41,39 +41,15 @@ _STS_RESPONSE = """<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazona
 </AssumeRoleWithWebIdentityResponse>"""
 
 
-class SesStandIn:
+class SesStandIn(ThreadedServer):
     """SES v2 SendEmail and STS web-identity on one loopback port; counts what it answers."""
 
     def __init__(self, port: int = 0) -> None:
-        self._httpd = ThreadingHTTPServer((LOOPBACK, port), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.owner = self  # type: ignore[attr-defined]
+        super().__init__(_Handler, "ses-standin", port)  # 0: the OS picks it at start()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.sends = 0
         self.sts_calls = 0
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> SesStandIn:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="ses-standin",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def next_message_id(self) -> str:
         with self._lock:

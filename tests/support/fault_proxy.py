@@ -26,10 +26,10 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.support.ports import LOOPBACK, free_port
+from tests.support.servers import ThreadedServer
 
 # Not forwarded in either direction: they describe one connection, not the message.
 _HOP_BY_HOP = {
@@ -238,53 +238,17 @@ def sts_expiration_in(seconds: float) -> Rewriter:
 # -- the proxy -----------------------------------------------------------------------
 
 
-class FaultProxy:
+class FaultProxy(ThreadedServer):
     def __init__(self, upstream: str, port: int | None = None) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         if parsed.hostname is None or parsed.port is None:
             raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
         self.upstream_host, self.upstream_port = parsed.hostname, parsed.port
-        self.port = port or free_port()
+        super().__init__(_ProxyHandler, "fault-proxy", port)
         self._lock = threading.Lock()
         self._rules: list[Rule] = []
         self._rewriters: list[Rewriter] = []
         self._log: list[LoggedRequest] = []
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self) -> FaultProxy:
-        if self._httpd is None:
-            httpd = ThreadingHTTPServer((LOOPBACK, self.port), _ProxyHandler)
-            httpd.daemon_threads = True
-            httpd.owner = self  # type: ignore[attr-defined]
-            self._httpd = httpd
-            self._thread = threading.Thread(
-                target=httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},  # quick shutdown()
-                name="fault-proxy",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def add_rule(self, rule: Rule) -> None:
         with self._lock:

@@ -16,46 +16,26 @@ from pathlib import Path
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from tests.support.ports import LOOPBACK, free_port, port_is_open
+from tests.support.ports import LOOPBACK
 from tests.support.process import ManagedProcess
+from tests.support.servers import SubprocessServer
 
 PROJECT_ID = "test-project"
 
 
-class GcsEmulator:
+class GcsEmulator(SubprocessServer):
+    """``endpoint`` is the value for ``STORAGE_EMULATOR_HOST``."""
+
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+        super().__init__(port)
         cli = Path(sys.executable).with_name("gcp-storage-emulator")
         argv = [str(cli), "start", f"--host={LOOPBACK}", f"--port={self.port}", "--in-memory"]
         self._process = ManagedProcess("gcs-emulator", argv)
 
-    @property
-    def endpoint(self) -> str:
-        """The value for ``STORAGE_EMULATOR_HOST``."""
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self, timeout_s: float = 30.0) -> GcsEmulator:
-        self._process.start(self._answers, timeout_s)
-        return self
-
-    def stop(self) -> None:
-        self._process.stop()
-
-    def __enter__(self) -> GcsEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _answers(self) -> bool:
-        if not port_is_open(LOOPBACK, self.port):
-            return False
-        try:
-            url = f"{self.endpoint}/storage/v1/b?project={PROJECT_ID}"
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+    def _probe(self) -> bool:
+        url = f"{self.endpoint}/storage/v1/b?project={PROJECT_ID}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
 
     def reset(self) -> None:
         """Delete every bucket and object (the emulator's ``GET /wipe``)."""
@@ -87,6 +67,3 @@ class GcsEmulator:
     def get_object(self, bucket: str, name: str) -> bytes:
         data: bytes = self.client().bucket(bucket).blob(name).download_as_bytes()
         return data
-
-    def log_tail(self) -> str:
-        return self._process.log_tail()

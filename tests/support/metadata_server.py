@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 
 import pytest
@@ -47,7 +47,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
-from tests.support.ports import LOOPBACK, free_port
+from tests.support.ports import LOOPBACK
+from tests.support.servers import ThreadedServer
 
 DEFAULT_EMAIL = "email-worker@test-project.iam.gserviceaccount.com"
 DEFAULT_PROJECT_ID = "test-project"
@@ -120,7 +121,7 @@ def _b64url_uint(value: int) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-class MetadataServer:
+class MetadataServer(ThreadedServer):
     """GCE metadata + IAM Credentials + certs stand-in on 127.0.0.1 (see module doc)."""
 
     def __init__(
@@ -135,7 +136,7 @@ class MetadataServer:
         self.project_id = project_id
         self.numeric_project_id = numeric_project_id
         self.token_lifetime_s = token_lifetime_s
-        self.port = port or free_port()
+        super().__init__(_Handler, "metadata-server", port)
         self.key = _SigningKey()
         # Never published but claiming the published kid: a forged token.
         self.unpublished_key = _SigningKey(kid=self.key.kid)
@@ -143,8 +144,6 @@ class MetadataServer:
         self._requests: list[RecordedRequest] = []
         self._faults: list[list[Any]] = []  # [path_substring, status, remaining or None]
         self._token_counter = itertools.count(1)
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -165,38 +164,6 @@ class MetadataServer:
     @property
     def jwks_url(self) -> str:
         return f"{self.url}/oauth2/v3/certs"
-
-    def start(self) -> MetadataServer:
-        """Listen on ``self.port``; after ``stop()`` this restarts on the same port."""
-        if self._httpd is not None:
-            return self
-        httpd = ThreadingHTTPServer((LOOPBACK, self.port), _Handler)
-        httpd.daemon_threads = True
-        httpd.owner = self  # type: ignore[attr-defined]
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},  # quick shutdown()
-            name="metadata-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> MetadataServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- request log and faults ------------------------------------------------------
 

@@ -25,8 +25,9 @@ from typing import Any
 
 import boto3
 
-from tests.support.ports import LOOPBACK, free_port, port_is_open
+from tests.support.ports import LOOPBACK
 from tests.support.process import ManagedProcess
+from tests.support.servers import SubprocessServer
 
 DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "eu-west-2"
@@ -47,9 +48,11 @@ class SentMessage:
     body: str | None = None
 
 
-class MotoServer:
+class MotoServer(SubprocessServer):
+    start_timeout_s = 60.0
+
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+        super().__init__(port)
         env = dict(os.environ)
         # The server answers for every account; keep it from using ours.
         env.pop("MOTO_ACCOUNT_ID", None)
@@ -57,30 +60,8 @@ class MotoServer:
             "moto", [sys.executable, str(_LAUNCHER), LOOPBACK, str(self.port)], env=env
         )
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self, timeout_s: float = 60.0) -> MotoServer:
-        self._process.start(self._answers, timeout_s)
-        return self
-
-    def stop(self) -> None:
-        self._process.stop()
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _answers(self) -> bool:
-        if not port_is_open(LOOPBACK, self.port):
-            return False
-        try:
-            self._get("/moto-api/data.json")  # a cheap call once moto is fully up
-        except OSError:
-            return False
+    def _probe(self) -> bool:
+        self._get("/moto-api/data.json")  # a cheap call once moto is fully up
         return True
 
     def _get(self, path: str) -> Any:
@@ -142,6 +123,3 @@ class MotoServer:
             for m in self._get("/_support/ses/sent-messages")
             if region in (None, m["region"]) and account_id in (None, m["account_id"])
         ]
-
-    def log_tail(self) -> str:
-        return self._process.log_tail()
