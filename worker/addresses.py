@@ -2,7 +2,7 @@
 
 Addresses are held to what SES accepts: an ASCII local part (no quoting) and
 a domain that is ASCII or an IDN, stored in IDNA (punycode) form. Problems
-raise `worker.request.RequestRejected`, whose message names the field but
+raise `worker.rejection.RequestRejected`, whose message names the field but
 never repeats the address.
 """
 
@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
-from typing import Any, NoReturn
+from typing import Any
 
 from email_validator import validate_email
 
 from worker.error_codes import ErrorCode
+from worker.rejection import check_header_text, reject
 
 __all__ = [
     "MAX_ADDRESS_LENGTH",
@@ -61,15 +62,12 @@ def parse_mailbox(value: str, *, field_name: str = "address") -> Mailbox:
     Also used by the worker for configured default From addresses. Raises
     `RequestRejected` with ``header_injection`` or ``invalid_address``.
     """
-    # worker.request imports this module, so its names are imported on use.
-    from worker.request import _check_header_text
-
     if not isinstance(value, str):
-        _reject(ErrorCode.INVALID_REQUEST, f"{field_name} must be a string")
+        reject(ErrorCode.INVALID_REQUEST, f"{field_name} must be a string")
     # Checked on the whole value, which also covers the display name.
-    _check_header_text(value, field_name, code=ErrorCode.INVALID_ADDRESS)
+    check_header_text(value, field_name, code=ErrorCode.INVALID_ADDRESS)
     if len(value) > MAX_ADDRESS_LENGTH:
-        _reject(
+        reject(
             ErrorCode.INVALID_ADDRESS,
             f"{field_name} is longer than {MAX_ADDRESS_LENGTH} characters",
         )
@@ -83,7 +81,7 @@ def parse_mailbox(value: str, *, field_name: str = "address") -> Mailbox:
         addr_spec = tail[:-1].strip()
         display_name = _unquote_display_name(head.strip(), field_name)
     elif "<" in text or ">" in text:
-        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} is not a valid email address")
+        reject(ErrorCode.INVALID_ADDRESS, f"{field_name} is not a valid email address")
     return _mailbox_from_parts(display_name, addr_spec, field_name)
 
 
@@ -102,9 +100,9 @@ def parse_mailbox_list(
         # comma-separated list (commas are legal inside display names).
         return (parse_mailbox(value, field_name=name),)
     if not isinstance(value, list):
-        _reject(ErrorCode.INVALID_REQUEST, f"{name} must be a string or a list of strings")
+        reject(ErrorCode.INVALID_REQUEST, f"{name} must be a string or a list of strings")
     if len(value) > limit:
-        _reject(too_many, f"{name} has more than {limit} addresses")
+        reject(too_many, f"{name} has more than {limit} addresses")
     return tuple(
         parse_mailbox(item, field_name=f"{name}[{index}]") for index, item in enumerate(value)
     )
@@ -129,7 +127,7 @@ def parse_address_header(
             raise ValueError("defective address header")
         addresses: Sequence[Address] = getattr(header, "addresses", ())
     except Exception:  # as in worker.request's _load_raw: parser bugs mean malformed input
-        _reject(ErrorCode.INVALID_ADDRESS, f"the {label} is not a valid address list")
+        reject(ErrorCode.INVALID_ADDRESS, f"the {label} is not a valid address list")
     return tuple(_header_mailbox(address, label) for address in addresses)
 
 
@@ -137,7 +135,7 @@ def _header_mailbox(address: Address, label: str) -> Mailbox:
     addr_spec = address.addr_spec
     if not addr_spec.isascii():
         # Re-writing the raw message's headers is not our business; SES needs ASCII.
-        _reject(
+        reject(
             ErrorCode.INVALID_ADDRESS,
             f"the {label} has a non-ASCII address (IDN domains must be punycode in raw messages)",
         )
@@ -149,7 +147,7 @@ def _unquote_display_name(text: str, field_name: str) -> str:
     if not text.startswith('"'):
         return text
     if len(text) < 2 or not text.endswith('"'):
-        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
+        reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
     # Undo quoted-string escaping; the email package re-quotes when writing.
     chars: list[str] = []
     escaped = False
@@ -160,11 +158,11 @@ def _unquote_display_name(text: str, field_name: str) -> str:
         elif char == "\\":
             escaped = True
         elif char == '"':
-            _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
+            reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
         else:
             chars.append(char)
     if escaped:
-        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
+        reject(ErrorCode.INVALID_ADDRESS, f"{field_name} has a badly quoted display name")
     return "".join(chars)
 
 
@@ -190,11 +188,5 @@ def _mailbox_from_parts(display_name: str, addr_spec: str, field_name: str) -> M
     except (ValueError, TypeError, IndexError):
         # email_validator errors are ValueErrors; their text can quote the
         # address, so a generic message is used instead.
-        _reject(ErrorCode.INVALID_ADDRESS, f"{field_name} is not a valid email address")
+        reject(ErrorCode.INVALID_ADDRESS, f"{field_name} is not a valid email address")
     return Mailbox(address=address, display_name=display_name)
-
-
-def _reject(code: ErrorCode, message: str) -> NoReturn:
-    from worker.request import RequestRejected  # see parse_mailbox
-
-    raise RequestRejected(code, message)

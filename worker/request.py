@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from worker.addresses import Mailbox, parse_address_header, parse_mailbox, parse_mailbox_list
 from worker.error_codes import ErrorCode
+from worker.rejection import LINE_BREAK_RE, RequestRejected, check_header_text, reject
 
 __all__ = [
     "MAX_ATTACHMENTS",
@@ -129,11 +130,6 @@ _CONTENT_TYPE_RE = re.compile(f"{_MIME_TOKEN}/{_MIME_TOKEN}")
 # Canonical padded base64 without whitespace; b64decode(validate=True) alone
 # still tolerates misplaced padding, so the shape is checked first.
 _BASE64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-# Anything a mail parser might treat as the end of a header line. str.splitlines()
-# (used inside the email package) honours the Unicode ones too, so all are refused.
-_LINE_BREAK_RE = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-# Remaining control characters (TAB is ordinary folding whitespace).
-_CONTROL_RE = re.compile("[\x01-\x08\x0e-\x1f\x7f-\x9f]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 # Parser defects after which the raw message's structure cannot be trusted.
@@ -146,24 +142,6 @@ _FATAL_RAW_DEFECTS: tuple[type[email.errors.MessageDefect], ...] = (
     email.errors.MissingHeaderBodySeparatorDefect,
     email.errors.InvalidMultipartContentTransferEncodingDefect,
 )
-
-
-class RequestRejected(Exception):
-    """The request cannot be sent as given; `code` says why.
-
-    `message` is safe to publish back to the requester and to log: it can
-    name a field (``to[3]``) but never contains addresses, bodies, header
-    values or attachment data. `request_id` and `service_id` are filled in
-    when they could be read from the request before the problem was found,
-    so the result can still be correlated.
-    """
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.request_id: str | None = None
-        self.service_id: str | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -290,7 +268,7 @@ def parse_request(
     """
     document = _decode_json(data)
     if not isinstance(document, dict):
-        _reject(ErrorCode.INVALID_REQUEST, "the request must be a JSON object")
+        reject(ErrorCode.INVALID_REQUEST, "the request must be a JSON object")
     request_id, service_id = _peek_ids(document, default_service_id)
     try:
         return _parse_document(
@@ -316,7 +294,7 @@ def _parse_document(
     unknown = sorted(set(document) - _TOP_LEVEL_FIELDS)
     if unknown:
         names = ", ".join(_quote_name(n) for n in unknown[:5])
-        _reject(ErrorCode.INVALID_REQUEST, f"unknown field(s): {names}")
+        reject(ErrorCode.INVALID_REQUEST, f"unknown field(s): {names}")
     # JSON null means "not given" for every optional field.
     fields = {k: v for k, v in document.items() if v is not None}
 
@@ -342,7 +320,7 @@ def _parse_document(
     text = _parse_body(fields, "text")
     html = _parse_body(fields, "html")
     if text is None and html is None:
-        _reject(ErrorCode.INVALID_REQUEST, "at least one of text and html is required")
+        reject(ErrorCode.INVALID_REQUEST, "at least one of text and html is required")
     return EmailRequest(
         request_id=request_id,
         service_id=service_id,
@@ -365,7 +343,7 @@ def _decode_json(data: bytes) -> Any:
         # Decoded explicitly: json.loads(bytes) would also accept UTF-16/32.
         text = bytes(data).decode("utf-8")
     except (UnicodeDecodeError, TypeError, ValueError):
-        _reject(ErrorCode.INVALID_JSON, "the message data is not valid UTF-8")
+        reject(ErrorCode.INVALID_JSON, "the message data is not valid UTF-8")
     try:
         document = json.loads(
             text,
@@ -373,18 +351,18 @@ def _decode_json(data: bytes) -> Any:
             parse_constant=_refuse_json_constant,
         )
     except _DuplicateKeyError as exc:
-        _reject(ErrorCode.INVALID_JSON, f"duplicate key {_quote_name(exc.key)} in a JSON object")
+        reject(ErrorCode.INVALID_JSON, f"duplicate key {_quote_name(exc.key)} in a JSON object")
     except json.JSONDecodeError as exc:
-        _reject(
+        reject(
             ErrorCode.INVALID_JSON,
             f"the message data is not valid JSON ({exc.msg} at line {exc.lineno}, "
             f"column {exc.colno})",
         )
     except (ValueError, RecursionError):
         # NaN/Infinity, integers beyond the digit limit, absurd nesting.
-        _reject(ErrorCode.INVALID_JSON, "the message data is not acceptable JSON")
+        reject(ErrorCode.INVALID_JSON, "the message data is not acceptable JSON")
     if _contains_lone_surrogate(document):
-        _reject(ErrorCode.INVALID_JSON, "the JSON contains an unpaired UTF-16 surrogate escape")
+        reject(ErrorCode.INVALID_JSON, "the JSON contains an unpaired UTF-16 surrogate escape")
     return document
 
 
@@ -427,10 +405,10 @@ def _contains_lone_surrogate(document: Any) -> bool:
 def _check_version(document: Mapping[str, Any]) -> None:
     version = document.get("version")
     if version is None:
-        _reject(ErrorCode.INVALID_REQUEST, "version is required")
+        reject(ErrorCode.INVALID_REQUEST, "version is required")
     # bool is an int subclass, but JSON true is not the number 1.
     if isinstance(version, bool) or not isinstance(version, int | float) or version != 1:
-        _reject(ErrorCode.UNSUPPORTED_VERSION, "unsupported version; this worker accepts version 1")
+        reject(ErrorCode.UNSUPPORTED_VERSION, "unsupported version; this worker accepts version 1")
 
 
 def _peek_ids(
@@ -456,9 +434,9 @@ def _parse_request_id(value: Any, pubsub_message_id: str) -> str:
     if value is None:
         return pubsub_message_id
     if not isinstance(value, str):
-        _reject(ErrorCode.INVALID_REQUEST, "request_id must be a string")
+        reject(ErrorCode.INVALID_REQUEST, "request_id must be a string")
     if not _is_valid_request_id(value):
-        _reject(
+        reject(
             ErrorCode.INVALID_REQUEST,
             f"request_id must be 1 to {MAX_REQUEST_ID_LENGTH} printable characters",
         )
@@ -469,25 +447,25 @@ def _parse_service_id(value: Any, default_service_id: str | None) -> str:
     rule = "lower-case letters, digits, '_' and '-', starting with a letter or digit, at most 63"
     if value is None:
         if default_service_id is None:
-            _reject(
+            reject(
                 ErrorCode.INVALID_REQUEST,
                 "service_id is required (this worker has no default service)",
             )
         if not _SERVICE_ID_RE.fullmatch(default_service_id):
-            _reject(ErrorCode.CONFIGURATION_ERROR, f"the default service_id is invalid ({rule})")
+            reject(ErrorCode.CONFIGURATION_ERROR, f"the default service_id is invalid ({rule})")
         return default_service_id
     if not isinstance(value, str):
-        _reject(ErrorCode.INVALID_REQUEST, "service_id must be a string")
+        reject(ErrorCode.INVALID_REQUEST, "service_id must be a string")
     if not _SERVICE_ID_RE.fullmatch(value):
-        _reject(ErrorCode.INVALID_REQUEST, f"service_id must be {rule}")
+        reject(ErrorCode.INVALID_REQUEST, f"service_id must be {rule}")
     return value
 
 
 def _check_recipient_count(count: int) -> None:
     if count == 0:
-        _reject(ErrorCode.INVALID_REQUEST, "at least one recipient (to, cc or bcc) is required")
+        reject(ErrorCode.INVALID_REQUEST, "at least one recipient (to, cc or bcc) is required")
     if count > MAX_RECIPIENTS:
-        _reject(
+        reject(
             ErrorCode.TOO_MANY_RECIPIENTS,
             f"{count} recipients; at most {MAX_RECIPIENTS} are allowed across to, cc and bcc",
         )
@@ -499,12 +477,12 @@ def _check_recipient_count(count: int) -> None:
 
 def _parse_subject(value: Any) -> str:
     if value is None:
-        _reject(ErrorCode.INVALID_REQUEST, "subject is required")
+        reject(ErrorCode.INVALID_REQUEST, "subject is required")
     if not isinstance(value, str):
-        _reject(ErrorCode.INVALID_REQUEST, "subject must be a string")
-    _check_header_text(value, "subject")
+        reject(ErrorCode.INVALID_REQUEST, "subject must be a string")
+    check_header_text(value, "subject")
     if len(value) > MAX_SUBJECT_LENGTH:
-        _reject(
+        reject(
             ErrorCode.INVALID_REQUEST,
             f"subject is longer than {MAX_SUBJECT_LENGTH} characters",
         )
@@ -516,9 +494,9 @@ def _parse_body(fields: Mapping[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        _reject(ErrorCode.INVALID_REQUEST, f"{name} must be a string")
+        reject(ErrorCode.INVALID_REQUEST, f"{name} must be a string")
     if "\x00" in value:
-        _reject(ErrorCode.INVALID_REQUEST, f"{name} must not contain NUL characters")
+        reject(ErrorCode.INVALID_REQUEST, f"{name} must not contain NUL characters")
     return value
 
 
@@ -527,9 +505,9 @@ def _name_value_object(value: Any, name: str, limit: int) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        _reject(ErrorCode.INVALID_REQUEST, f"{name} must be an object of name to string value")
+        reject(ErrorCode.INVALID_REQUEST, f"{name} must be an object of name to string value")
     if len(value) > limit:
-        _reject(ErrorCode.INVALID_REQUEST, f"{name} has more than {limit} entries")
+        reject(ErrorCode.INVALID_REQUEST, f"{name} has more than {limit} entries")
     return value
 
 
@@ -538,24 +516,24 @@ def _parse_headers(value: Any) -> tuple[tuple[str, str], ...]:
     result: list[tuple[str, str]] = []
     for name, header_value in _name_value_object(value, "headers", MAX_HEADERS).items():
         label = f"headers[{_quote_name(name)}]"
-        if _LINE_BREAK_RE.search(name):
-            _reject(ErrorCode.HEADER_INJECTION, "a header name contains a line break or NUL")
+        if LINE_BREAK_RE.search(name):
+            reject(ErrorCode.HEADER_INJECTION, "a header name contains a line break or NUL")
         if not _HEADER_NAME_RE.fullmatch(name) or len(name) > MAX_HEADER_NAME_LENGTH:
-            _reject(
+            reject(
                 ErrorCode.INVALID_REQUEST,
                 f"{label}: header names are 1 to {MAX_HEADER_NAME_LENGTH} printable ASCII "
                 "characters without ':' or spaces",
             )
         if is_reserved_header(name):
-            _reject(ErrorCode.RESERVED_HEADER, f"{label}: this header is set by the worker or SES")
+            reject(ErrorCode.RESERVED_HEADER, f"{label}: this header is set by the worker or SES")
         if name.lower() in seen:
-            _reject(ErrorCode.INVALID_REQUEST, f"{label}: the same header is given twice")
+            reject(ErrorCode.INVALID_REQUEST, f"{label}: the same header is given twice")
         seen.add(name.lower())
         if not isinstance(header_value, str):
-            _reject(ErrorCode.INVALID_REQUEST, f"{label} must be a string")
-        _check_header_text(header_value, label)
+            reject(ErrorCode.INVALID_REQUEST, f"{label} must be a string")
+        check_header_text(header_value, label)
         if len(header_value) > MAX_HEADER_VALUE_LENGTH:
-            _reject(
+            reject(
                 ErrorCode.INVALID_REQUEST,
                 f"{label} is longer than {MAX_HEADER_VALUE_LENGTH} characters",
             )
@@ -567,40 +545,40 @@ def _parse_attachments(value: Any) -> tuple[Attachment, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        _reject(ErrorCode.INVALID_REQUEST, "attachments must be a list")
+        reject(ErrorCode.INVALID_REQUEST, "attachments must be a list")
     if len(value) > MAX_ATTACHMENTS:
-        _reject(ErrorCode.INVALID_REQUEST, f"more than {MAX_ATTACHMENTS} attachments")
+        reject(ErrorCode.INVALID_REQUEST, f"more than {MAX_ATTACHMENTS} attachments")
     return tuple(_parse_attachment(item, f"attachments[{i}]") for i, item in enumerate(value))
 
 
 def _parse_attachment(item: Any, label: str) -> Attachment:
     if not isinstance(item, dict):
-        _reject(ErrorCode.INVALID_REQUEST, f"{label} must be an object")
+        reject(ErrorCode.INVALID_REQUEST, f"{label} must be an object")
     unknown = sorted(set(item) - _ATTACHMENT_FIELDS)
     if unknown:
         names = ", ".join(_quote_name(n) for n in unknown[:5])
-        _reject(ErrorCode.INVALID_REQUEST, f"{label} has unknown field(s): {names}")
+        reject(ErrorCode.INVALID_REQUEST, f"{label} has unknown field(s): {names}")
     for key in sorted(_ATTACHMENT_FIELDS):
         if not isinstance(item.get(key), str):
-            _reject(ErrorCode.INVALID_REQUEST, f"{label}.{key} is required and must be a string")
+            reject(ErrorCode.INVALID_REQUEST, f"{label}.{key} is required and must be a string")
 
     filename: str = item["filename"]
-    _check_header_text(filename, f"{label}.filename")
+    check_header_text(filename, f"{label}.filename")
     if not 1 <= len(filename) <= MAX_FILENAME_LENGTH or not filename.strip():
-        _reject(
+        reject(
             ErrorCode.INVALID_REQUEST,
             f"{label}.filename must be 1 to {MAX_FILENAME_LENGTH} characters",
         )
 
     content_type: str = item["content_type"]
-    _check_header_text(content_type, f"{label}.content_type")
+    check_header_text(content_type, f"{label}.content_type")
     if not _CONTENT_TYPE_RE.fullmatch(content_type):
-        _reject(ErrorCode.INVALID_REQUEST, f"{label}.content_type must be type/subtype")
+        reject(ErrorCode.INVALID_REQUEST, f"{label}.content_type must be type/subtype")
     content_type = content_type.lower()
     if content_type.startswith(("multipart/", "message/")):
         # The email package would base64-encode these, which RFC 2046 forbids
         # for composite types; send such files as application/octet-stream.
-        _reject(
+        reject(
             ErrorCode.INVALID_REQUEST,
             f"{label}.content_type must not be multipart/* or message/*",
         )
@@ -614,22 +592,22 @@ def _parse_tags(value: Any) -> tuple[tuple[str, str], ...]:
     rule = f"1 to {MAX_TAG_LENGTH} ASCII letters, digits, '_' or '-'"
     for name, tag_value in tags.items():
         if not _TAG_RE.fullmatch(name):
-            _reject(ErrorCode.INVALID_REQUEST, f"tag names must be {rule}")
+            reject(ErrorCode.INVALID_REQUEST, f"tag names must be {rule}")
         if not isinstance(tag_value, str) or not _TAG_RE.fullmatch(tag_value):
-            _reject(ErrorCode.INVALID_REQUEST, f"tags[{_quote_name(name)}] must be {rule}")
+            reject(ErrorCode.INVALID_REQUEST, f"tags[{_quote_name(name)}] must be {rule}")
     return tuple(tags.items())
 
 
 def _decode_base64(value: str, label: str) -> bytes:
     if not _BASE64_RE.fullmatch(value):
-        _reject(
+        reject(
             ErrorCode.INVALID_BASE64,
             f"{label} is not standard padded base64 (no whitespace or line breaks)",
         )
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        _reject(ErrorCode.INVALID_BASE64, f"{label} is not valid base64")
+        reject(ErrorCode.INVALID_BASE64, f"{label} is not valid base64")
 
 
 # --------------------------------------------------------------------------
@@ -646,12 +624,12 @@ def _parse_raw_request(
 ) -> EmailRequest:
     conflicting = sorted(_STRUCTURED_FIELDS & set(fields))
     if conflicting:
-        _reject(
+        reject(
             ErrorCode.INVALID_REQUEST,
             f"raw cannot be combined with {', '.join(conflicting)}",
         )
     if not isinstance(fields["raw"], str):
-        _reject(ErrorCode.INVALID_REQUEST, "raw must be a base64 string")
+        reject(ErrorCode.INVALID_REQUEST, "raw must be a base64 string")
     raw = _decode_base64(fields["raw"], "raw")
     message = _load_raw(raw)
 
@@ -670,12 +648,12 @@ def _parse_raw_request(
         # a single valid mailbox for the worker's sender checks to mean anything.
         raw_senders = parse_address_header(message, "From", "raw From header")
         if not raw_senders:
-            _reject(
+            reject(
                 ErrorCode.INVALID_REQUEST,
                 "the raw message has no From header and no from is given",
             )
         if len(raw_senders) > 1:
-            _reject(ErrorCode.INVALID_REQUEST, "the raw message must have exactly one From address")
+            reject(ErrorCode.INVALID_REQUEST, "the raw message must have exactly one From address")
         sender = raw_senders[0]
         replace_sender = False
     else:
@@ -708,13 +686,13 @@ def _check_raw_field_sizes(raw: bytes) -> None:
             else MAX_RAW_MIME_FIELD_LENGTH
         )
         if size > limit:
-            _reject(
+            reject(
                 ErrorCode.INVALID_REQUEST,
                 f"a {name} header in the raw message is longer than {limit} bytes",
             )
         total += size
     if total > MAX_RAW_CHECKED_FIELDS_LENGTH:
-        _reject(
+        reject(
             ErrorCode.INVALID_REQUEST,
             "the raw message's address and Content-Type/-Disposition headers together "
             f"are longer than {MAX_RAW_CHECKED_FIELDS_LENGTH} bytes",
@@ -739,21 +717,21 @@ def _load_raw(raw: bytes) -> EmailMessage:
         # The stdlib parser is meant to record defects rather than raise, but
         # hostile input has triggered parser bugs before (and deep nesting
         # exhausts the stack); treat any of that as a malformed message.
-        _reject(ErrorCode.INVALID_REQUEST, "the raw message could not be parsed")
+        reject(ErrorCode.INVALID_REQUEST, "the raw message could not be parsed")
     if defects:
-        _reject(
+        reject(
             ErrorCode.INVALID_REQUEST,
             f"the raw message is malformed ({', '.join(sorted(set(defects)))})",
         )
     if any(name.startswith("x-ses-") for name in names):
-        _reject(
+        reject(
             ErrorCode.RESERVED_HEADER,
             "the raw message must not contain X-SES-* headers; use tags instead",
         )
     for field_name in _RAW_ADDRESS_FIELDS:
         # RFC 5322 allows each of these once; more would also multiply parsing work.
         if names.count(field_name) > 1:
-            _reject(
+            reject(
                 ErrorCode.INVALID_REQUEST,
                 f"the raw message has more than one {field_name} header",
             )
@@ -764,24 +742,7 @@ def _load_raw(raw: bytes) -> EmailMessage:
 # Small helpers
 
 
-def _check_header_text(
-    value: str, label: str, *, code: ErrorCode = ErrorCode.INVALID_REQUEST
-) -> None:
-    """Refuse line breaks (injection) and other control characters in header text.
-
-    `worker.addresses` applies it to addresses too, so the rule is kept in one place.
-    """
-    if _LINE_BREAK_RE.search(value):
-        _reject(ErrorCode.HEADER_INJECTION, f"{label} contains a line break or NUL character")
-    if _CONTROL_RE.search(value):
-        _reject(code, f"{label} contains control characters")
-
-
 def _quote_name(name: str) -> str:
     """A field or key name for an error message: escaped and truncated."""
     shown = name if len(name) <= 40 else name[:40] + "..."
     return json.dumps(shown)
-
-
-def _reject(code: ErrorCode, message: str) -> NoReturn:
-    raise RequestRejected(code, message)
