@@ -240,9 +240,14 @@ class Bench:
         )
         return env
 
-    def start(self, kind: str, subscription: str, results_topic: str, dead_letter: str) -> Any:
+    def start(
+        self, kind: str, subscription: str, results_topic: str, dead_letter: str
+    ) -> subprocess.Popen[bytes]:
         env = self.base_env()
-        short = lambda path: path.rsplit("/", 1)[-1]  # noqa: E731
+
+        def short(path: str) -> str:
+            return path.rsplit("/", 1)[-1]
+
         log = (self.workdir / f"{kind}.log").open("ab")
         if kind == "worker":
             env.update(
@@ -334,7 +339,7 @@ class Bench:
 
     # -- profiling -----------------------------------------------------------------
 
-    def start_profiler(self, kind: str, number: int, pid: int) -> Any:
+    def start_profiler(self, kind: str, number: int, pid: int) -> subprocess.Popen[bytes] | None:
         if self.args.profile is None or number != 1:
             return None
         out = Path(self.args.profile)
@@ -361,7 +366,7 @@ class Bench:
         time.sleep(1.0)  # let py-spy attach
         return profiler
 
-    def stop_profiler(self, profiler: Any) -> None:
+    def stop_profiler(self, profiler: subprocess.Popen[bytes]) -> None:
         profiler.send_signal(signal.SIGINT)
         profiler.wait(timeout=60)
         print_profile(self.profile_path)
@@ -427,7 +432,8 @@ def report(rounds: list[Round], args: argparse.Namespace) -> int:
         )
 
     def median(kind: str, name: str) -> float:
-        return statistics.median(getattr(r, name) for r in rounds if r.kind == kind)
+        values: list[float] = [getattr(r, name) for r in rounds if r.kind == kind]
+        return statistics.median(values)
 
     rows = [
         ("throughput (emails/s)", "emails_per_s", "%.0f", ">= 1.5x"),

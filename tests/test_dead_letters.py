@@ -20,7 +20,7 @@ from worker.dead_letters import DeadLetter, DeadLetterQueue
 # -- DeadLetter ---------------------------------------------------------------------------
 
 
-def letter(data: bytes = b"{}", **attributes: str) -> DeadLetter:
+def letter(data: bytes = b"{}", /, **attributes: str) -> DeadLetter:
     return DeadLetter(
         message_id="42",
         data=data,
@@ -177,7 +177,10 @@ def test_a_replay_whose_publish_fails_part_way_loses_nothing(stack: Stack) -> No
     assert len(report.failed) == 1
     assert len(report.skipped) == 1
     replayed = on_requests_topic(stack, 5)
-    remaining = [d.request_id for d in queue_for(stack).peek()]
+    remaining: list[str] = []
+    for dead in queue_for(stack).peek():
+        assert dead.request_id is not None
+        remaining.append(dead.request_id)
     assert sorted(replayed + remaining) == [f"r{n}" for n in range(7)]  # each exactly once
     assert set(report.failed) | set(report.skipped) == {
         d.message_id for d in queue_for(stack).peek()

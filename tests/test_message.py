@@ -297,7 +297,7 @@ def test_verbatim_header_is_written_unchanged_under_other_policies() -> None:
 # --------------------------------------------------------------------------- raw mode
 
 
-def raw_request(raw: bytes = RAW, **changes: Any) -> EmailRequest:
+def raw_request(raw: bytes = RAW, /, **changes: Any) -> EmailRequest:
     return request_from({"version": 1, "raw": b64(raw), **changes})
 
 

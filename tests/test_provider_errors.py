@@ -61,7 +61,9 @@ def client_error(
     return botocore.exceptions.ClientError(
         {
             "Error": {"Code": code, "Message": message},
-            "ResponseMetadata": {"HTTPStatusCode": status},
+            # botocore-stubs require every ResponseMetadata key, HostId (S3 only) included;
+            # real non-S3 error responses lack it, and classify_aws_error reads only the status.
+            "ResponseMetadata": {"HTTPStatusCode": status},  # type: ignore[typeddict-item]
         },
         operation,
     )

@@ -29,8 +29,13 @@ class Clock:
 
 def test_a_session_is_reused_within_its_ttl() -> None:
     made: list[str] = []
+
+    def make(service_id: str) -> FakeSession:
+        made.append(service_id)
+        return FakeSession(service_id)
+
     clock = Clock()
-    cache = SessionCache(lambda s: made.append(s) or FakeSession(s), ttl_s=60, clock=clock)
+    cache = SessionCache(make, ttl_s=60, clock=clock)
     first = cache.get("billing")
     clock.now = 59
     assert cache.get("billing") is first

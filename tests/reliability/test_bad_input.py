@@ -98,7 +98,7 @@ WRONG_VALUES = st.one_of(
 )
 
 
-def inject(draw: Any, value: str) -> str:
+def inject(draw: st.DrawFn, value: str) -> str:
     position = draw(st.integers(min_value=0, max_value=len(value)))
     return value[:position] + draw(LINE_BREAKS) + value[position:]
 

@@ -55,6 +55,7 @@ def test_default_credentials_and_project(
     credentials, project = google.auth.default()
     credentials.refresh(request_)
     assert project == "test-project"
+    assert credentials.token is not None
     assert credentials.token.startswith("ya29.")
     assert clean_metadata.count("/token") == 1
 
@@ -101,6 +102,7 @@ def test_impersonation_endpoints(
         target_scopes=["https://www.googleapis.com/auth/cloud-platform"],
     )
     impersonated.refresh(request_)
+    assert impersonated.token is not None
     assert impersonated.token.startswith("ya29.")
 
     id_credentials = impersonated_credentials.IDTokenCredentials(

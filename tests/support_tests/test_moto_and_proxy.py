@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -24,6 +24,9 @@ from tests.support.fault_proxy import (
 from tests.support.metadata_server import MetadataServer
 from tests.support.moto_server import MotoServer
 
+if TYPE_CHECKING:
+    from mypy_boto3_sts.type_defs import CredentialsTypeDef
+
 REGION = "eu-west-2"
 ROLE_ARN = "arn:aws:iam::123456789012:role/email-worker"
 # Config's retries["max_attempts"] counts *retries* (max_attempts=1 means two tries);
@@ -31,7 +34,7 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/email-worker"
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
-def assume_role(metadata_server: MetadataServer) -> dict[str, Any]:
+def assume_role(metadata_server: MetadataServer) -> CredentialsTypeDef:
     """What the worker does: exchange a Google ID token for temporary AWS credentials."""
     sts = boto3.client("sts", region_name=REGION, config=NO_RETRIES)
     response = sts.assume_role_with_web_identity(
@@ -39,11 +42,10 @@ def assume_role(metadata_server: MetadataServer) -> dict[str, Any]:
         RoleSessionName="support-test",
         WebIdentityToken=metadata_server.mint_token("sts.amazonaws.com"),
     )
-    credentials: dict[str, Any] = response["Credentials"]
-    return credentials
+    return response["Credentials"]
 
 
-def sesv2_client(credentials: dict[str, Any]) -> Any:
+def sesv2_client(credentials: CredentialsTypeDef) -> Any:
     return boto3.client(
         "sesv2",
         region_name=REGION,
