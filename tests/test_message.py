@@ -483,3 +483,39 @@ def test_any_accepted_request_builds_matches_the_schema_and_keeps_its_recipients
     assert {r.lower() for r in prepared.recipients} == expected
     assert prepared.from_address.lower() == (request.from_address or "default@example.com").lower()
     assert b"\r\nBcc:" not in prepared.raw.split(b"\r\n\r\n")[0]
+
+
+def rich_request() -> EmailRequest:
+    return structured(
+        to=["Zoë <zoe@bücher.example>", "b@example.com"],
+        cc=["c@example.com"],
+        subject="Größe und Preis",
+        html="<p>Grüße</p>",
+        headers={"X-Campaign": "spring", "List-Unsubscribe": "<https://example.com/u?id=1>"},
+        attachments=[
+            {
+                "filename": "bericht.pdf",
+                "content_type": "application/pdf",
+                "content_base64": b64(b"%PDF-1.4 data"),
+            }
+        ],
+        tags={"campaign": "spring"},
+    )
+
+
+def test_messages_share_header_classes_instead_of_making_one_per_lookup() -> None:
+    first, second = build(structured()), build(structured())
+    assert type(first["Content-Type"]) is type(second["Content-Type"])
+
+
+def test_the_header_class_cache_changes_no_byte_of_the_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cached = wire(build(rich_request()))
+    monkeypatch.setattr("worker.message._POLICY", email.policy.default)
+    stock = wire(build(rich_request()))
+    # Only the MIME boundaries are random; align them before comparing.
+    boundaries = re.findall(rb'boundary="([^"]+)"', stock)
+    for ours, theirs in zip(re.findall(rb'boundary="([^"]+)"', cached), boundaries, strict=True):
+        cached = cached.replace(ours, theirs)
+    assert cached == stock
