@@ -76,6 +76,7 @@ locals {
     EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
     EMAIL_WORKER_PUSH_AUDIENCE            = local.push_mode ? local.push_audience : null
     EMAIL_WORKER_PUSH_SERVICE_ACCOUNT     = one(google_service_account.push[*].email)
+    EMAIL_WORKER_PUSH_SUBSCRIPTION        = local.push_mode ? google_pubsub_subscription.worker.name : null
   }
   worker_env = merge(var.extra_env, { for name, value in local.managed_env : name => value if value != null })
 }

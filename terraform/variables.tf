@@ -291,6 +291,7 @@ variable "extra_env" {
       "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
       "EMAIL_WORKER_PUSH_AUDIENCE",
       "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
+      "EMAIL_WORKER_PUSH_SUBSCRIPTION",
     ], name)])
     error_message = "extra_env must not set PORT or a variable this configuration manages (set the matching terraform variable instead)."
   }

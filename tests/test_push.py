@@ -18,6 +18,7 @@ import pytest
 
 from tests.support import fault_proxy as faults
 from tests.support.ports import LOOPBACK, free_port
+from tests.support.pubsub_emulator import unique_name
 from tests.support.push import (
     PushApp,
     create_push_subscription,
@@ -77,6 +78,31 @@ def test_a_message_pushed_by_the_emulator_is_sent_and_its_result_published(
     assert result["pubsub_message_id"] == message_id
     assert result["message_ids"] == [sent.message_id]
     assert sent.destinations == ["alice@example.org"]
+
+
+def test_the_emulator_names_the_configured_push_subscription_so_its_pushes_are_sent(
+    stack: Stack, moto: Any
+) -> None:
+    name = unique_name("push")
+    settings = stack.settings(EMAIL_WORKER_PUSH_AUTH="off", EMAIL_WORKER_PUSH_SUBSCRIPTION=name)
+    runtime = build_runtime(settings, subscription_readable=False)
+    server = BackgroundServer(
+        push_app(runtime, None), host=LOOPBACK, port=free_port(), shutdown_timeout_s=5
+    ).start()
+    try:
+        subscription = create_push_subscription(
+            stack, f"http://{LOOPBACK}:{server.port}/pubsub/push", name=name
+        )
+        try:
+            stack.publish(request(request_id="push-named"))
+            [result] = stack.results(1)
+        finally:
+            delete_subscription(stack, subscription)
+    finally:
+        server.stop()
+        runtime.close()
+    assert result["status"] == "sent"
+    assert len(moto.sent_messages()) == 1
 
 
 def test_a_rejected_request_is_answered_2xx_and_not_redelivered(
@@ -379,3 +405,33 @@ def test_a_slow_send_does_not_block_other_requests(
     assert elapsed < 1.0
     assert in_flight == 1
     assert answers == [204]
+
+
+# -- the subscription check ----------------------------------------------------------
+
+
+def test_a_push_from_another_subscription_is_refused_with_403_and_not_processed(
+    stack: Stack, moto: Any
+) -> None:
+    with push_app_on(stack, EMAIL_WORKER_PUSH_SUBSCRIPTION="email-requests-push") as app:
+        other = "projects/test-project/subscriptions/someone-elses"
+        response = app.post(envelope(request(), subscription=other))
+        assert response.status_code == 403
+        assert app.requests_processed() == 0
+    assert moto.sent_messages() == []
+
+
+def test_a_push_without_a_subscription_is_refused_when_one_is_configured(stack: Stack) -> None:
+    document = envelope(request())
+    del document["subscription"]
+    with push_app_on(stack, EMAIL_WORKER_PUSH_SUBSCRIPTION="email-requests-push") as app:
+        assert app.post(document).status_code == 403
+        assert app.requests_processed() == 0
+
+
+def test_a_push_from_the_configured_subscription_is_processed(stack: Stack, moto: Any) -> None:
+    full = "projects/test-project/subscriptions/email-requests-push"
+    for configured in ("email-requests-push", full):
+        with push_app_on(stack, EMAIL_WORKER_PUSH_SUBSCRIPTION=configured) as app:
+            assert app.post(envelope(request(), subscription=full)).status_code == 204
+    assert len(moto.sent_messages()) == 2

@@ -136,3 +136,24 @@ def test_the_http_server_listens_on_all_interfaces_unless_told_otherwise() -> No
 def test_switches_are_documented_as_on_or_off() -> None:
     rows = {variable: default for variable, default, _ in Settings.documentation()}
     assert rows["EMAIL_WORKER_PUSH_AUTH"] == "on"
+
+
+def test_a_push_subscription_name_is_completed_with_the_project() -> None:
+    settings = Settings.from_env(
+        {"GOOGLE_CLOUD_PROJECT": "acme", "EMAIL_WORKER_PUSH_SUBSCRIPTION": "email-requests-push"}
+    )
+    assert settings.push_subscription_path() == "projects/acme/subscriptions/email-requests-push"
+
+
+def test_a_full_push_subscription_path_is_kept_and_none_means_any() -> None:
+    full = "projects/other/subscriptions/email-requests-push"
+    assert Settings.from_env({"EMAIL_WORKER_PUSH_SUBSCRIPTION": full}).push_subscription_path() == (
+        full
+    )
+    assert Settings.from_env({}).push_subscription_path() is None
+
+
+@pytest.mark.parametrize("bad", ["x", "1starts-with-digit", "projects//subscriptions/abc", "a b c"])
+def test_an_invalid_push_subscription_is_a_settings_error(bad: str) -> None:
+    with pytest.raises(SettingsError, match="EMAIL_WORKER_PUSH_SUBSCRIPTION"):
+        Settings.from_env({"EMAIL_WORKER_PUSH_SUBSCRIPTION": bad})

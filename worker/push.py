@@ -143,8 +143,10 @@ class PushEndpoint:
         concurrency: int,
         max_body_bytes: int = MAX_BODY_BYTES,
         refusal_log_interval_s: float = 60.0,
+        subscription: str | None = None,
     ) -> None:
         self._handler = handler
+        self._subscription = subscription
         self._metrics = handler.metrics
         self._authenticator = authenticator
         self._concurrency = concurrency
@@ -240,6 +242,13 @@ class PushEndpoint:
         except EnvelopeError as error:
             log.warning("malformed push envelope", detail=str(error))
             return _error(400, str(error))
+        if self._subscription is not None and envelope.subscription != self._subscription:
+            # Defence in depth behind the token check: another push subscription signed by
+            # the same service account must not feed this worker. Not 2xx, so nothing is lost:
+            # that subscription retries and dead-letters the message itself.
+            if self._refusals.admit((403, "wrong_subscription")) is not None:
+                log.warning("push from another subscription refused")
+            return _error(403, "the push came from a subscription this worker does not serve")
         answers: list[bool] = []
         try:
             outcome = self._handler(
@@ -303,7 +312,10 @@ def push_app(runtime: Runtime, authenticator: PushAuthenticator | None) -> Starl
     """The push endpoint with health and metrics, for a runtime built by ``build_runtime``."""
     deps = runtime.handler.deps
     endpoint = PushEndpoint(
-        runtime.handler, authenticator, concurrency=runtime.settings.concurrency
+        runtime.handler,
+        authenticator,
+        concurrency=runtime.settings.concurrency,
+        subscription=runtime.settings.push_subscription_path(),
     )
     app = create_app(
         metrics=runtime.metrics, ready=lambda: not deps.stopping.is_set(), push=endpoint

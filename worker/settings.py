@@ -21,6 +21,8 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: Google's public certificates for the ID tokens Pub/Sub push attaches (PEM by key id).
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Pub/Sub's subscription name rule, optionally inside a full resource path.
+_SUBSCRIPTION_RE = re.compile(r"(?:projects/[^/\s]+/subscriptions/)?[A-Za-z][\w.~+%-]{2,254}")
 
 
 class SettingsError(Exception):
@@ -149,6 +151,11 @@ class Settings:
         "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
         doc="Service account ('email') the push subscription's OIDC token must name.",
     )
+    push_subscription: str | None = _env(
+        "EMAIL_WORKER_PUSH_SUBSCRIPTION",
+        doc="When set, pushes whose envelope names another subscription are refused (403): "
+        "a name in GOOGLE_CLOUD_PROJECT, or projects/P/subscriptions/S.",
+    )
     push_certs_url: str = _env(
         "EMAIL_WORKER_PUSH_CERTS_URL",
         GOOGLE_CERTS_URL,
@@ -234,7 +241,20 @@ class Settings:
             )
         if self.push_service_account is not None and "@" not in self.push_service_account:
             problems.append("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be a service account email")
+        if self.push_subscription is not None and not _SUBSCRIPTION_RE.fullmatch(
+            self.push_subscription
+        ):
+            problems.append(
+                "EMAIL_WORKER_PUSH_SUBSCRIPTION must be a subscription name or "
+                "projects/PROJECT/subscriptions/NAME"
+            )
         return problems
+
+    def push_subscription_path(self) -> str | None:
+        """The full path pushes must come from, or None when any subscription may push."""
+        if self.push_subscription is None or "/" in self.push_subscription:
+            return self.push_subscription
+        return f"projects/{self.require_project()}/subscriptions/{self.push_subscription}"
 
     def require_push_auth(self) -> None:
         """For ``serve``: token verification is configured, or explicitly switched off."""

@@ -111,10 +111,12 @@ def push_app_on(stack: Stack, **overrides: str) -> Iterator[PushApp]:
         runtime.close()
 
 
-def create_push_subscription(stack: Stack, endpoint: str) -> str:
+def create_push_subscription(stack: Stack, endpoint: str, name: str | None = None) -> str:
     """A push subscription on the stack's requests topic, delivering to ``endpoint``."""
     emulator = stack.emulator
-    path: str = emulator.subscriber.subscription_path(emulator.project_id, unique_name("push"))
+    path: str = emulator.subscriber.subscription_path(
+        emulator.project_id, name or unique_name("push")
+    )
     emulator.subscriber.create_subscription(
         request={
             "name": path,
