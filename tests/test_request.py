@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from worker.error_codes import ErrorCode
 from worker.request import (
+    MAX_JSON_DEPTH,
     MAX_RAW_ADDRESS_FIELD_LENGTH,
     MAX_RECIPIENTS,
     MAX_REPLY_TO,
@@ -102,9 +103,47 @@ def test_nan_literal_is_rejected_as_invalid_json() -> None:
     assert rejection(b'{"version": NaN}').code == ErrorCode.INVALID_JSON
 
 
-def test_deeply_nested_json_is_rejected_as_invalid_json() -> None:
+def test_deeply_nested_json_is_rejected_as_invalid_json_before_it_is_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def must_not_parse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a document nested this deep must not reach json.loads")
+
+    monkeypatch.setattr("worker.request.json.loads", must_not_parse)
     data = b'{"version": 1, "headers": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    assert rejection(data).code == ErrorCode.INVALID_JSON
+    refused = rejection(data)
+    assert refused.code == ErrorCode.INVALID_JSON
+    assert refused.message == f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep"
+
+
+def test_nesting_is_counted_across_arrays_and_objects_but_not_inside_strings() -> None:
+    def nested(levels: int) -> bytes:
+        """A request whose `headers` value makes it `levels` deep, the outer object included."""
+        objects = (levels - 1) // 2
+        arrays = levels - 1 - objects
+        inner = '{"a": ' * objects + "[" * arrays + "1" + "]" * arrays + "}" * objects
+        return f'{{"version": 1, "headers": {inner}, "subject": "{"[{" * 500}"}}'.encode()
+
+    # At the limit the document is parsed (and refused later, for the field's type).
+    assert rejection(nested(MAX_JSON_DEPTH)).code == ErrorCode.INVALID_REQUEST
+    assert rejection(nested(MAX_JSON_DEPTH + 1)).code == ErrorCode.INVALID_JSON
+
+
+def test_nesting_broken_up_by_siblings_is_counted_level_by_level() -> None:
+    def nested(levels: int) -> bytes:
+        # Each array starts with an empty one, so openers never run long; the outer object
+        # and the innermost empty array are the other two levels.
+        inner = "[[], " * (levels - 2) + "1" + "]" * (levels - 2)
+        return f'{{"version": 1, "headers": {inner}}}'.encode()
+
+    assert rejection(nested(MAX_JSON_DEPTH)).code == ErrorCode.INVALID_REQUEST
+    assert rejection(nested(MAX_JSON_DEPTH + 1)).code == ErrorCode.INVALID_JSON
+
+
+def test_unbalanced_brackets_get_the_parsers_own_error() -> None:
+    refused = rejection(b'{"version": 1, "headers": [' + b"[], " * 40 + b"1}")
+    assert refused.code == ErrorCode.INVALID_JSON
+    assert refused.message.startswith("the message data is not valid JSON (")
 
 
 def test_unpaired_surrogate_escape_is_rejected_as_invalid_json() -> None:
