@@ -66,6 +66,12 @@ def test_request_and_service_ids_fall_back_to_the_request_itself() -> None:
     assert dead.service_id == "billing"
 
 
+def test_a_dead_letter_nested_too_deep_has_no_request() -> None:
+    dead = letter(b"[" * 100_000 + b"]" * 100_000)
+    assert dead.request is None
+    assert dead.request_id is None
+
+
 def test_a_dead_letter_that_is_not_json_has_no_request() -> None:
     dead = letter(b"\xff\xfe")
     assert dead.request is None

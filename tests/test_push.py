@@ -276,6 +276,23 @@ def test_a_malformed_envelope_is_answered_400_and_not_processed(push: PushApp, b
     assert push.requests_processed() == 0
 
 
+def test_a_deeply_nested_envelope_is_refused_before_it_is_parsed(
+    push: PushApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def must_not_parse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a body nested this deep must not reach json.loads")
+
+    monkeypatch.setattr("worker.push.json.loads", must_not_parse)
+    response = push.client.post(
+        "/pubsub/push",
+        content=b"[" * 100_000 + b"]" * 100_000,
+        headers={"Content-Type": "application/json"},
+    )
+    monkeypatch.undo()  # the json module itself was patched; the client needs it back
+    assert response.status_code == 400
+    assert response.json()["error"] == "the body nests arrays and objects too deep"
+
+
 def test_an_envelope_without_data_is_processed_and_rejected_as_not_json(
     push: PushApp, stack: Stack
 ) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from worker.json_depth import nested_too_deep
 from worker.outputs import DEAD_LETTER_ATTRIBUTES, Publish
 from worker.pubsub_rpc import bounded, describe_error, pull_once
 
@@ -84,7 +85,10 @@ class DeadLetter:
     def request(self) -> dict[str, Any] | None:
         """The data as a JSON object, or None if it is not one."""
         try:
-            document = json.loads(self.data.decode("utf-8"))
+            text = self.data.decode("utf-8")
+            if nested_too_deep(text):
+                return None
+            document = json.loads(text)
         except (UnicodeDecodeError, ValueError, RecursionError):
             return None
         return document if isinstance(document, dict) else None

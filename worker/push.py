@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker.handling import Handler
+from worker.json_depth import nested_too_deep
 from worker.logs import OncePerInterval, get_logger
 from worker.metrics import CONTENT_TYPE_LATEST, Metrics
 from worker.pipeline import Delivery, Status
@@ -77,6 +78,8 @@ class PushEnvelope:
 
 def parse_envelope(body: bytes) -> PushEnvelope:
     """The delivery in a wrapped push envelope; :class:`EnvelopeError` when malformed."""
+    if nested_too_deep(body):
+        raise EnvelopeError("the body nests arrays and objects too deep")
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):

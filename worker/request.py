@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from worker.addresses import Mailbox, parse_address_header, parse_mailbox, parse_mailbox_list
 from worker.error_codes import ErrorCode
+from worker.json_depth import MAX_JSON_DEPTH, nested_too_deep
 from worker.rejection import LINE_BREAK_RE, RequestRejected, check_header_text, reject
 
 __all__ = [
@@ -61,8 +62,6 @@ MAX_RECIPIENTS = 1000
 MAX_REPLY_TO = 10
 MAX_SUBJECT_LENGTH = 998
 MAX_HEADERS = 50
-# Arrays and objects inside each other; a valid request needs four at the most.
-MAX_JSON_DEPTH = 32
 MAX_HEADER_NAME_LENGTH = 76
 # Short enough that "Name: " plus one unbreakable value stays under the
 # 998-character line limit of RFC 5322, so ASCII values can be written as is.
@@ -134,11 +133,6 @@ _CONTENT_TYPE_RE = re.compile(f"{_MIME_TOKEN}/{_MIME_TOKEN}")
 # still tolerates misplaced padding, so the shape is checked first.
 _BASE64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
-# A JSON string literal (unrolled, so long strings are matched in one tight loop).
-_JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
-_EMPTY_PAIR_RE = re.compile(r"\[\]|\{\}")
-_OPENERS_RUN_RE = re.compile(rf"[\[{{]{{{MAX_JSON_DEPTH + 1}}}")
 
 # Parser defects after which the raw message's structure cannot be trusted.
 _FATAL_RAW_DEFECTS: tuple[type[email.errors.MessageDefect], ...] = (
@@ -352,7 +346,7 @@ def _decode_json(data: bytes) -> Any:
         text = bytes(data).decode("utf-8")
     except (UnicodeDecodeError, TypeError, ValueError):
         reject(ErrorCode.INVALID_JSON, "the message data is not valid UTF-8")
-    if _nested_too_deep(text):
+    if nested_too_deep(text):
         reject(
             ErrorCode.INVALID_JSON,
             f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep",
@@ -377,27 +371,6 @@ def _decode_json(data: bytes) -> Any:
     if _contains_lone_surrogate(document):
         reject(ErrorCode.INVALID_JSON, "the JSON contains an unpaired UTF-16 surrogate escape")
     return document
-
-
-def _nested_too_deep(text: str) -> bool:
-    """Whether arrays and objects nest deeper than `MAX_JSON_DEPTH`, found without recursion.
-
-    The json module recurses once per level up to the interpreter's limit; finalizers that
-    the garbage collector runs down there fail for lack of stack. Refusing absurd nesting
-    before parsing keeps every parse shallow. Linear in the size of the text.
-    """
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return False  # the common case: too few brackets to nest that deep
-    brackets = _NOT_BRACKET_RE.sub("", _JSON_STRING_RE.sub("", text))
-    if _OPENERS_RUN_RE.search(brackets):
-        return True  # quick answer for the usual attack, a long run of openers
-    # Each pass removes the innermost level; what is left after the limit is deeper.
-    for _ in range(MAX_JSON_DEPTH):
-        shallower = _EMPTY_PAIR_RE.sub("", brackets)  # one scan: pairs it opens up wait a pass
-        if shallower == brackets:
-            return False  # balanced and within the limit, or malformed: json.loads says which
-        brackets = shallower
-    return _EMPTY_PAIR_RE.search(brackets) is not None
 
 
 class _DuplicateKeyError(ValueError):
