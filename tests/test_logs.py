@@ -7,6 +7,7 @@ import json
 
 import structlog
 
+from tests.support.clock import ManualClock
 from worker.logs import OncePerInterval, configure_logging, get_logger
 
 
@@ -36,16 +37,8 @@ def test_records_below_the_level_are_dropped() -> None:
     assert stream.getvalue() == ""
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_once_per_interval_lets_the_first_of_a_kind_through_and_holds_back_the_rest() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     gate = OncePerInterval(60.0, clock=clock)
     assert gate.admit("wrong_email") == 0
     clock.now += 59.0
@@ -53,7 +46,7 @@ def test_once_per_interval_lets_the_first_of_a_kind_through_and_holds_back_the_r
 
 
 def test_once_per_interval_reports_how_many_it_held_back_when_the_interval_is_over() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     gate = OncePerInterval(60.0, clock=clock)
     gate.admit("wrong_email")
     for _ in range(5):
@@ -65,7 +58,7 @@ def test_once_per_interval_reports_how_many_it_held_back_when_the_interval_is_ov
 
 
 def test_once_per_interval_keeps_each_kind_apart() -> None:
-    gate = OncePerInterval(60.0, clock=Clock())
+    gate = OncePerInterval(60.0, clock=ManualClock(1000.0))
     assert gate.admit("wrong_email") == 0
     assert gate.admit("bad_signature") == 0
     assert gate.admit("wrong_email") is None

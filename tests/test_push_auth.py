@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from tests.support.clock import ManualClock
 from tests.support.metadata_server import ISSUER, MetadataServer
 from tests.support.push import AUDIENCE, PUSHER, PushApp, auth_env, envelope, push_app_on
 from tests.support.worker_stack import Stack, make_stack, request
@@ -271,20 +272,12 @@ def certs(*kids: str, max_age: int | None = None) -> FakeResponse:
     return FakeResponse(200, json.dumps({kid: f"PEM {kid}" for kid in kids}).encode(), headers)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def cache_with(endpoint: FakeCertsEndpoint, clock: Clock) -> CertsCache:
+def cache_with(endpoint: FakeCertsEndpoint, clock: ManualClock) -> CertsCache:
     return CertsCache("https://certs.example", endpoint, clock=clock)  # type: ignore[arg-type]
 
 
 def test_certificates_are_kept_for_googles_max_age() -> None:
-    endpoint, clock = FakeCertsEndpoint(), Clock()
+    endpoint, clock = FakeCertsEndpoint(), ManualClock(1000.0)
     endpoint.answers = [certs("a", max_age=600), certs("a", "b", max_age=600)]
     cache = cache_with(endpoint, clock)
     assert set(cache.get("a")) == {"a"}
@@ -297,7 +290,7 @@ def test_certificates_are_kept_for_googles_max_age() -> None:
 
 
 def test_an_unknown_key_id_refetches_at_most_every_30_seconds() -> None:
-    endpoint, clock = FakeCertsEndpoint(), Clock()
+    endpoint, clock = FakeCertsEndpoint(), ManualClock(1000.0)
     endpoint.answers = [certs("a", max_age=3600), certs("a", "new", max_age=3600)]
     cache = cache_with(endpoint, clock)
     cache.get("a")
@@ -311,7 +304,7 @@ def test_an_unknown_key_id_refetches_at_most_every_30_seconds() -> None:
 
 
 def test_a_failed_refresh_keeps_the_cached_certificates() -> None:
-    endpoint, clock = FakeCertsEndpoint(), Clock()
+    endpoint, clock = FakeCertsEndpoint(), ManualClock(1000.0)
     endpoint.answers = [certs("a", max_age=60), FakeResponse(503, b"unavailable")]
     cache = cache_with(endpoint, clock)
     cache.get("a")
@@ -321,14 +314,14 @@ def test_a_failed_refresh_keeps_the_cached_certificates() -> None:
 
 
 def test_no_certificates_at_all_is_reported_as_unavailable() -> None:
-    endpoint, clock = FakeCertsEndpoint(), Clock()
+    endpoint, clock = FakeCertsEndpoint(), ManualClock(1000.0)
     endpoint.answers = [FakeResponse(500, b"")]
     with pytest.raises(CertsUnavailable):
         cache_with(endpoint, clock).get("a")
 
 
 def test_a_jwks_document_is_not_accepted_as_certificates() -> None:
-    endpoint, clock = FakeCertsEndpoint(), Clock()
+    endpoint, clock = FakeCertsEndpoint(), ManualClock(1000.0)
     endpoint.answers = [FakeResponse(200, b'{"keys": []}')]
     with pytest.raises(CertsUnavailable):
         cache_with(endpoint, clock).get("a")

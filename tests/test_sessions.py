@@ -6,6 +6,7 @@ from email.message import EmailMessage
 
 import pytest
 
+from tests.support.clock import ManualClock
 from worker.errors import ConfigurationError
 from worker.session import BaseSession
 from worker.sessions import SessionCache
@@ -19,14 +20,6 @@ class FakeSession(BaseSession):
         return []
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_session_is_reused_within_its_ttl() -> None:
     made: list[str] = []
 
@@ -34,7 +27,7 @@ def test_a_session_is_reused_within_its_ttl() -> None:
         made.append(service_id)
         return FakeSession(service_id)
 
-    clock = Clock()
+    clock = ManualClock()
     cache = SessionCache(make, ttl_s=60, clock=clock)
     first = cache.get("billing")
     clock.now = 59
@@ -43,7 +36,7 @@ def test_a_session_is_reused_within_its_ttl() -> None:
 
 
 def test_a_session_is_rebuilt_from_configuration_after_its_ttl() -> None:
-    clock = Clock()
+    clock = ManualClock()
     cache = SessionCache(FakeSession, ttl_s=60, clock=clock)
     first = cache.get("billing")
     clock.now = 61
