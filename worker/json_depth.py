@@ -37,7 +37,8 @@ def nested_too_deep(text: str | bytes) -> bool:
         return True  # quick answer for the usual attack, a long run of openers
     # Each pass removes the innermost level; what is left after the limit is deeper.
     for _ in range(MAX_JSON_DEPTH):
-        shallower = _EMPTY_PAIR_RE.sub("", brackets)  # one scan: pairs it opens up wait a pass
+        # One scan, so a pair that a removal brings together waits for the next pass.
+        shallower = _EMPTY_PAIR_RE.sub("", brackets)
         if shallower == brackets:
             return False  # balanced and within the limit, or malformed
         brackets = shallower

@@ -64,6 +64,8 @@ PUSH_PATH = "/pubsub/push"
 #: attributes (256-byte keys, 1024-byte values, JSON-escaped) and the envelope's fields.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _MAX_MESSAGE_ID_LENGTH = 256
+# Refused pushes are logged at most this often per status and reason (see docs/push.md).
+_REFUSAL_LOG_INTERVAL_S = 60.0
 
 
 class EnvelopeError(ValueError):
@@ -145,7 +147,6 @@ class PushEndpoint:
         *,
         concurrency: int,
         max_body_bytes: int = MAX_BODY_BYTES,
-        refusal_log_interval_s: float = 60.0,
         subscription: str | None = None,
     ) -> None:
         self._handler = handler
@@ -157,7 +158,7 @@ class PushEndpoint:
         self._limiter: anyio.CapacityLimiter | None = None
         self._busy = 0
         self._busy_lock = threading.Lock()
-        self._refusals = OncePerInterval(refusal_log_interval_s)
+        self._refusals = OncePerInterval(_REFUSAL_LOG_INTERVAL_S)
 
     def busy(self) -> int:
         """Deliveries whose processing has not finished (abandoned ones included)."""

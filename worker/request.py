@@ -366,7 +366,8 @@ def _decode_json(data: bytes) -> Any:
             f"column {exc.colno})",
         )
     except (ValueError, RecursionError):
-        # NaN/Infinity, integers beyond the digit limit, absurd nesting.
+        # NaN/Infinity, integers beyond the digit limit; RecursionError only as a backstop
+        # to the depth check above.
         reject(ErrorCode.INVALID_JSON, "the message data is not acceptable JSON")
     if _contains_lone_surrogate(document):
         reject(ErrorCode.INVALID_JSON, "the JSON contains an unpaired UTF-16 surrogate escape")
