@@ -66,8 +66,14 @@ def test_request_and_service_ids_fall_back_to_the_request_itself() -> None:
     assert dead.service_id == "billing"
 
 
-def test_a_dead_letter_nested_too_deep_has_no_request() -> None:
+def test_a_dead_letter_nested_too_deep_has_no_request_and_is_not_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def must_not_parse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("data nested this deep must not reach json.loads")
+
     dead = letter(b"[" * 100_000 + b"]" * 100_000)
+    monkeypatch.setattr("worker.dead_letters.json.loads", must_not_parse)
     assert dead.request is None
     assert dead.request_id is None
 
