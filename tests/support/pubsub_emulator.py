@@ -32,6 +32,20 @@ from tests.support.process import ManagedProcess
 PROJECT_ID = "test-project"
 
 
+def insecure_channel(host: str) -> grpc.Channel:
+    # No gRPC message size cap, as in the client library's own channels: one pull of a few
+    # large messages easily exceeds gRPC's default 4 MiB.
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    return grpc.insecure_channel(host, options=unlimited)
+
+
+def subscriber_client(host: str) -> pubsub_v1.SubscriberClient:
+    """A subscriber client for the emulator (or a relay in front of it) at ``host``."""
+    return pubsub_v1.SubscriberClient(
+        transport=SubscriberGrpcTransport(channel=insecure_channel(host))
+    )
+
+
 def unique_name(prefix: str) -> str:
     """A resource name no other test uses (the emulator is shared by the session)."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
@@ -141,15 +155,11 @@ class PubSubEmulator:
     @property
     def subscriber(self) -> pubsub_v1.SubscriberClient:
         if self._subscriber is None:
-            transport = SubscriberGrpcTransport(channel=self._channel())
-            self._subscriber = pubsub_v1.SubscriberClient(transport=transport)
+            self._subscriber = subscriber_client(self.host)
         return self._subscriber
 
     def _channel(self) -> grpc.Channel:
-        # No gRPC message size cap, as in the client library's own channels: one pull of a
-        # few large messages easily exceeds gRPC's default 4 MiB.
-        unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-        return grpc.insecure_channel(self.host, options=unlimited)
+        return insecure_channel(self.host)
 
     def _close_clients(self) -> None:
         if self._publisher is not None:

@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.pubsub_emulator import PubSubEmulator, QueueNames, unique_name
+from tests.support.pubsub_emulator import (
+    PubSubEmulator,
+    QueueNames,
+    subscriber_client,
+    unique_name,
+)
+from tests.support.tcp_relay import TcpRelay
 from worker.pull import PullWorker
 from worker.runtime import Runtime, build_runtime
 from worker.settings import Settings
@@ -79,20 +85,28 @@ class Stack:
 
     @contextmanager
     def running(self, **overrides: str) -> Iterator[Runtime]:
-        """Run a pull worker in a thread; stop it (gracefully) on exit."""
+        """Run a pull worker in a thread; stop it (gracefully) on exit.
+
+        Its streaming pull goes through ``TcpRelay(end_streams=True)``: the emulator alone
+        keeps handing messages to a stream the stopped worker cancelled, so a test that runs
+        a worker twice on one subscription would wait minutes for what the first got.
+        """
         settings = self.settings(**overrides)
         runtime = build_runtime(settings)
         runtime.handler.deps.sleep = self.sleeps.append  # retries do not wait in tests
-        worker = PullWorker(settings, runtime.handler, runtime.subscriber)
-        thread = threading.Thread(target=worker.run, name="pull-worker", daemon=True)
-        thread.start()
-        try:
-            yield runtime
-        finally:
-            worker.stop()
-            thread.join(timeout=30)
-            runtime.close()
-            assert not thread.is_alive(), "the worker did not stop"
+        with TcpRelay(self.emulator.port, end_streams=True) as relay:
+            subscriber = subscriber_client(relay.host)
+            worker = PullWorker(settings, runtime.handler, subscriber)
+            thread = threading.Thread(target=worker.run, name="pull-worker", daemon=True)
+            thread.start()
+            try:
+                yield runtime
+            finally:
+                worker.stop()
+                thread.join(timeout=30)
+                subscriber.close()
+                runtime.close()
+                assert not thread.is_alive(), "the worker did not stop"
 
 
 def make_stack(
