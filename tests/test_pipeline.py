@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from tests.support.clock import ManualClock
 from worker import errors
 from worker.pipeline import Delivery, Deps, Outcome, Status, process
+from worker.send_rate import SendRateLimiter
 from worker.service_config import ServiceConfig
 from worker.session import BaseSession
 from worker.sessions import SessionCache
@@ -39,12 +41,21 @@ class FakeSession(BaseSession):
 
 
 def run(
-    behaviour: Callable[[int], list[str]], document: dict[str, Any] | None = None, **env: str
+    behaviour: Callable[[int], list[str]],
+    document: dict[str, Any] | None = None,
+    *,
+    send_rate: SendRateLimiter | None = None,
+    **env: str,
 ) -> tuple[Outcome, FakeSession, list[float]]:
     session = FakeSession(behaviour)
     sleeps: list[float] = []
     settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing", **env})
-    deps = Deps(settings, SessionCache(lambda _: session, ttl_s=60), sleep=sleeps.append)
+    deps = Deps(
+        settings,
+        SessionCache(lambda _: session, ttl_s=60),
+        sleep=sleeps.append,
+        send_rate=send_rate,
+    )
     request = {
         "version": 1,
         "service_id": "billing",
@@ -173,3 +184,34 @@ def test_a_service_that_is_not_allowed_is_rejected(service: str) -> None:
     outcome, session, _ = run(sent, {"service_id": service})
     assert (outcome.status, outcome.error_code) == (Status.REJECTED, "unknown_service")
     assert session.calls == 0
+
+
+def test_under_a_send_rate_limit_a_send_waits_for_the_debt_before_it() -> None:
+    send_rate = SendRateLimiter(2, clock=ManualClock())
+    send_rate.reserve(3, max_wait_s=60)  # one recipient more than the burst
+    outcome, session, sleeps = run(sent, send_rate=send_rate)
+    assert outcome.status is Status.SENT
+    assert sleeps == [0.5]
+    assert session.calls == 1
+
+
+def test_the_send_rate_limit_counts_every_recipient() -> None:
+    send_rate = SendRateLimiter(1, clock=ManualClock())
+    outcome, _, _ = run(
+        sent,
+        {"to": ["a@example.net"], "cc": ["b@example.net"], "bcc": ["c@example.net"]},
+        send_rate=send_rate,
+    )
+    assert outcome.status is Status.SENT
+    assert send_rate.reserve(1, max_wait_s=60) == 2.0
+
+
+def test_a_send_rate_limit_saturated_past_the_deadline_hands_the_delivery_back_unsent() -> None:
+    send_rate = SendRateLimiter(1, clock=ManualClock())
+    send_rate.reserve(1000, max_wait_s=60)  # 999 s of debt, beyond the 30 s send deadline
+    outcome, session, sleeps = run(sent, send_rate=send_rate)
+    assert (outcome.status, outcome.error_code) == (Status.RETRY, "throttled")
+    assert outcome.error_message is not None
+    assert "EMAIL_WORKER_SEND_RATE_PER_S" in outcome.error_message
+    assert session.calls == 0
+    assert len(sleeps) == 3  # backoffs between the default 4 attempts, as for SES throttling

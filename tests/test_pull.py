@@ -163,6 +163,22 @@ def test_persistent_throttling_fails_on_the_last_attempt_and_pubsub_dead_letters
     assert moto.sent_messages() == []
 
 
+def test_with_a_send_rate_limit_a_send_waits_for_the_recipients_sent_before_it(
+    stack: Stack, moto: Any
+) -> None:
+    # At 0.1 recipients/s, three recipients leave a debt of two, 20 s, for the next send.
+    three = ["a@example.org", "b@example.org", "c@example.org"]
+    with stack.running(EMAIL_WORKER_SEND_RATE_PER_S="0.1"):
+        stack.publish(request(request_id="first", to=three))
+        [first] = stack.results(1)
+        stack.publish(request(request_id="second"))
+        [second] = stack.results(1)
+    assert first["status"] == second["status"] == "sent"
+    [wait_s] = stack.sleeps  # the stack records the wait instead of sleeping
+    assert 10 < wait_s <= 20  # less the time between the two sends
+    assert len(moto.sent_messages()) == 2
+
+
 def test_every_request_gets_exactly_one_result(stack: Stack) -> None:
     with stack.running():
         for n in range(20):

@@ -157,3 +157,14 @@ def test_a_full_push_subscription_path_is_kept_and_none_means_any() -> None:
 def test_an_invalid_push_subscription_is_a_settings_error(bad: str) -> None:
     with pytest.raises(SettingsError, match="EMAIL_WORKER_PUSH_SUBSCRIPTION"):
         Settings.from_env({"EMAIL_WORKER_PUSH_SUBSCRIPTION": bad})
+
+
+def test_there_is_no_send_rate_limit_unless_one_is_set() -> None:
+    assert Settings.from_env({}).send_rate_per_s is None
+    assert Settings.from_env({"EMAIL_WORKER_SEND_RATE_PER_S": "12.5"}).send_rate_per_s == 12.5
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "fast"])
+def test_a_send_rate_that_is_not_a_positive_number_is_a_settings_error(bad: str) -> None:
+    with pytest.raises(SettingsError, match="EMAIL_WORKER_SEND_RATE_PER_S"):
+        Settings.from_env({"EMAIL_WORKER_SEND_RATE_PER_S": bad})

@@ -108,7 +108,8 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.IDENTITY_NOT_VERIFIED: "SES has not verified the sending identity (or sandbox).",
     ErrorCode.ACCESS_DENIED: "The worker's AWS role may not send as this identity.",
     ErrorCode.SENDING_PAUSED: "Sending is paused for the SES account or configuration set.",
-    ErrorCode.THROTTLED: "SES sending rate or quota exceeded and retries ran out.",
+    ErrorCode.THROTTLED: "SES's sending rate or quota, or the worker's own send rate limit, "
+    "was exceeded and retries ran out.",
     ErrorCode.PROVIDER_UNAVAILABLE: "SES or the network was unavailable and retries ran out.",
     ErrorCode.PARTIALLY_SENT: "Some recipient batches were sent before SES failed; no retry.",
     ErrorCode.INTERNAL_ERROR: "An unexpected error in the worker.",

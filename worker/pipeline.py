@@ -19,11 +19,12 @@ from email.message import EmailMessage
 import tenacity
 
 from worker.addresses import Mailbox, parse_mailbox
-from worker.errors import EmailError
+from worker.errors import EmailError, ThrottledError
 from worker.logs import get_logger
 from worker.message import build_message, resolve_sender
 from worker.request import EmailRequest, RequestRejected, parse_request
 from worker.result import ErrorCode
+from worker.send_rate import SendRateLimiter
 from worker.service_config import ServiceConfig
 from worker.session import BaseSession
 from worker.sessions import SessionCache
@@ -72,6 +73,8 @@ class Deps:
     settings: Settings
     sessions: SessionCache
     sleep: Callable[[float], None] = time.sleep
+    #: EMAIL_WORKER_SEND_RATE_PER_S, shared by every thread; None: no limit of our own.
+    send_rate: SendRateLimiter | None = None
     #: Set on shutdown: retries stop at once, and the delivery is handed back.
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -200,6 +203,7 @@ def _send(
         for attempt in retrying:
             with attempt:
                 attempts = attempt.retry_state.attempt_number
+                _wait_for_send_rate(request, deps)
                 message_ids = session.send_email(message)
     except EmailError as error:
         return _failure(request, error, retries=max(attempts - 1, 0))
@@ -211,6 +215,23 @@ def _send(
         recipient_count=request.recipient_count,
         retries=attempts - 1,
     )
+
+
+def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> None:
+    """Pace sends to the configured rate; refuse, like SES throttling, when the wait is long."""
+    if deps.send_rate is None:
+        return
+    wait_s = deps.send_rate.reserve(
+        request.recipient_count, max_wait_s=deps.settings.send_deadline_s
+    )
+    if wait_s is None:
+        # Retried with backoff like SES's own throttling, then handed back to Pub/Sub.
+        raise ThrottledError(
+            f"the worker's send rate limit ({deps.send_rate.rate_per_s:g} recipients per "
+            "second, EMAIL_WORKER_SEND_RATE_PER_S) is saturated"
+        )
+    if wait_s > 0:
+        deps.sleep(wait_s)
 
 
 def _failure(request: EmailRequest, error: EmailError, *, retries: int) -> Outcome:

@@ -16,6 +16,7 @@ from worker.metrics import Metrics
 from worker.outputs import Outputs
 from worker.pipeline import Deps
 from worker.pull import read_max_delivery_attempts
+from worker.send_rate import SendRateLimiter
 from worker.session import BaseSession, Session
 from worker.sessions import SessionCache
 from worker.settings import Settings
@@ -66,7 +67,11 @@ def build_runtime(
     def new_session(service_id: str) -> BaseSession:
         return Session.for_service(service_id, environment=settings.environment)
 
-    deps = Deps(settings=settings, sessions=SessionCache(new_session, ttl_s=settings.session_ttl_s))
+    deps = Deps(
+        settings=settings,
+        sessions=SessionCache(new_session, ttl_s=settings.session_ttl_s),
+        send_rate=(SendRateLimiter(settings.send_rate_per_s) if settings.send_rate_per_s else None),
+    )
     results_topic = publisher.topic_path(project, settings.results_topic)
     dead_letter_topic = publisher.topic_path(project, settings.dead_letter_topic)
     outputs = Outputs(

@@ -101,6 +101,12 @@ class Settings:
         30.0,
         doc="No retry starts after this long; keeps one attempt well inside the ack deadline.",
     )
+    send_rate_per_s: float | None = _env(
+        "EMAIL_WORKER_SEND_RATE_PER_S",
+        doc="Most recipients per second this instance sends to SES (SES counts each "
+        "recipient); sends wait their turn. Unset: no limit. Set it to the account's SES "
+        "maximum send rate divided by the number of instances.",
+    )
     max_delivery_attempts: int | None = _env(
         "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
         doc="Last delivery attempt; default: read from the subscription's dead-letter policy.",
@@ -218,6 +224,8 @@ class Settings:
         for name in ("send_max_attempts", "max_messages", "max_bytes", "concurrency"):
             if getattr(self, name) < 1:
                 problems.append(f"{_env_name(name)} must be at least 1")
+        if self.send_rate_per_s is not None and not self.send_rate_per_s > 0:
+            problems.append("EMAIL_WORKER_SEND_RATE_PER_S must be positive")
         if self.max_delivery_attempts is not None and not 5 <= self.max_delivery_attempts <= 100:
             problems.append("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS must be 5-100, as in Pub/Sub")
         for service in sorted(self.allowed_services):
@@ -325,4 +333,5 @@ _PARSERS_BY_TYPE: dict[str, Callable[[str], Any]] = {
     "int": _parse_int,
     "int | None": _parse_int,
     "float": _parse_float,
+    "float | None": _parse_float,
 }
