@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
@@ -215,3 +217,20 @@ def test_a_send_rate_limit_saturated_past_the_deadline_hands_the_delivery_back_u
     assert "EMAIL_WORKER_SEND_RATE_PER_S" in outcome.error_message
     assert session.calls == 0
     assert len(sleeps) == 3  # backoffs between the default 4 attempts, as for SES throttling
+
+
+def test_shutdown_cuts_a_send_rate_wait_short_and_hands_the_delivery_back_unsent() -> None:
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    session = FakeSession(sent)
+    send_rate = SendRateLimiter(1)
+    send_rate.reserve(21, max_wait_s=60)  # the next send waits 20 s
+    deps = Deps(settings, SessionCache(lambda _: session, ttl_s=60), send_rate=send_rate)
+    threading.Timer(0.2, deps.stopping.set).start()
+    data = json.dumps(
+        {"version": 1, "service_id": "billing", "to": "a@example.net", "subject": "", "text": "x"}
+    ).encode()
+    started = time.monotonic()
+    outcome = process(Delivery(data, {}, message_id="m1"), deps)
+    assert time.monotonic() - started < 10  # not the 20 s the limit asked for
+    assert (outcome.status, outcome.error_code) == (Status.RETRY, "throttled")
+    assert session.calls == 0

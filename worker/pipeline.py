@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import threading
-import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -72,11 +71,19 @@ class Deps:
 
     settings: Settings
     sessions: SessionCache
-    sleep: Callable[[float], None] = time.sleep
+    #: How retry backoffs and send-rate waits pass; None: waiting on ``stopping``, so that
+    #: a shutdown cuts them short.
+    sleep: Callable[[float], object] | None = None
     #: EMAIL_WORKER_SEND_RATE_PER_S, shared by every thread; None: no limit of our own.
     send_rate: SendRateLimiter | None = None
     #: Set on shutdown: retries stop at once, and the delivery is handed back.
     stopping: threading.Event = field(default_factory=threading.Event)
+
+    def pause(self, seconds: float) -> None:
+        if self.sleep is None:
+            self.stopping.wait(seconds)
+        else:
+            self.sleep(seconds)
 
 
 def process(delivery: Delivery, deps: Deps) -> Outcome:
@@ -195,7 +202,7 @@ def _send(
             multiplier=settings.send_initial_backoff_s, max=settings.send_max_backoff_s
         ),
         retry=tenacity.retry_if_exception(_worth_retrying),
-        sleep=deps.sleep,
+        sleep=deps.pause,
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -231,7 +238,10 @@ def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> None:
             "second, EMAIL_WORKER_SEND_RATE_PER_S) is saturated"
         )
     if wait_s > 0:
-        deps.sleep(wait_s)
+        deps.pause(wait_s)
+    if deps.stopping.is_set():
+        # A stopping worker hands its deliveries back rather than start new sends.
+        raise ThrottledError("the worker stopped while this send waited for its send rate limit")
 
 
 def _failure(request: EmailRequest, error: EmailError, *, retries: int) -> Outcome:
