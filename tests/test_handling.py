@@ -75,6 +75,7 @@ def test_one_log_line_per_request_carries_its_identifiers_and_outcome() -> None:
     assert line["error_code"] is None
     assert line["message_ids"] == ["ses-1", "ses-2"]
     assert line["recipient_count"] == 2
+    assert line["send_rate_wait_ms"] == 0.0  # no send rate limit set
     assert line["acked"] is True
     assert line["duration_ms"] >= 0
     assert acks == ["ack"]

@@ -69,6 +69,14 @@ def test_an_observed_outcome_counts_request_latency_retries_and_settlement() -> 
     assert value(metrics, "email_worker_deliveries_settled_total", action="nack") == 1
 
 
+def test_time_spent_waiting_for_the_send_rate_limit_is_added_up() -> None:
+    metrics = Metrics()
+    for wait_s in (0.25, 0.0, 1.5):
+        outcome = Outcome(Status.SENT, request_id="r", send_rate_wait_s=wait_s)
+        metrics.observe(outcome, acked=True, duration_s=2.0)
+    assert value(metrics, "email_worker_send_rate_wait_seconds_total") == 1.75
+
+
 def test_confirmed_publishes_are_counted_by_result_status_and_dead_letter_code() -> None:
     metrics = Metrics()
     publish = metrics.counting(

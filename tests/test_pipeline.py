@@ -194,6 +194,7 @@ def test_under_a_send_rate_limit_a_send_waits_for_the_debt_before_it() -> None:
     outcome, session, sleeps = run(sent, send_rate=send_rate)
     assert outcome.status is Status.SENT
     assert sleeps == [0.5]
+    assert outcome.send_rate_wait_s == 0.5
     assert session.calls == 1
 
 

@@ -61,6 +61,7 @@ class Handler:
                 message_ids=list(outcome.message_ids),
                 recipient_count=outcome.recipient_count,
                 retries=outcome.retries,
+                send_rate_wait_ms=round(outcome.send_rate_wait_s * 1000, 1),
                 publish_result=decision.publish_result,
                 dead_letter=decision.dead_letter,
                 acked=acked,

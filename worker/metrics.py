@@ -55,6 +55,12 @@ class Metrics:
             "SES/STS attempts repeated after a transient failure.",
             registry=r,
         )
+        self.send_rate_wait = Counter(
+            "email_worker_send_rate_wait_seconds",
+            "Time sends spent waiting for the worker's own send rate limit "
+            "(EMAIL_WORKER_SEND_RATE_PER_S).",
+            registry=r,
+        )
         self.in_flight = Gauge(
             "email_worker_in_flight",
             "Deliveries being processed right now.",
@@ -104,6 +110,8 @@ class Metrics:
         self.send_duration.labels(status).observe(duration_s)
         if outcome.retries:
             self.retries.inc(outcome.retries)
+        if outcome.send_rate_wait_s:
+            self.send_rate_wait.inc(outcome.send_rate_wait_s)
         self.settled.labels("ack" if acked else "nack").inc()
 
     def counting(self, publish: Publish, *, results_topic: str, dead_letter_topic: str) -> Publish:

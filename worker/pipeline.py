@@ -12,7 +12,7 @@ import enum
 import threading
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 
 import tenacity
@@ -63,6 +63,8 @@ class Outcome:
     error_message: str | None = None
     recipient_count: int = 0
     retries: int = 0
+    #: Time spent waiting for EMAIL_WORKER_SEND_RATE_PER_S.
+    send_rate_wait_s: float = 0.0
 
 
 @dataclass
@@ -182,6 +184,7 @@ def _send(
 ) -> Outcome:
     settings = deps.settings
     attempts = 0
+    waited_s = 0.0
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -210,10 +213,12 @@ def _send(
         for attempt in retrying:
             with attempt:
                 attempts = attempt.retry_state.attempt_number
-                _wait_for_send_rate(request, deps)
+                waited_s += _wait_for_send_rate(request, deps)
                 message_ids = session.send_email(message)
     except EmailError as error:
-        return _failure(request, error, retries=max(attempts - 1, 0))
+        return replace(
+            _failure(request, error, retries=max(attempts - 1, 0)), send_rate_wait_s=waited_s
+        )
     return Outcome(
         Status.SENT,
         request_id=request.request_id,
@@ -221,13 +226,17 @@ def _send(
         message_ids=tuple(message_ids),
         recipient_count=request.recipient_count,
         retries=attempts - 1,
+        send_rate_wait_s=waited_s,
     )
 
 
-def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> None:
-    """Pace sends to the configured rate; refuse, like SES throttling, when the wait is long."""
+def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
+    """Pace sends to the configured rate; refuse, like SES throttling, when the wait is long.
+
+    Returns the seconds waited.
+    """
     if deps.send_rate is None:
-        return
+        return 0.0
     wait_s = deps.send_rate.reserve(
         request.recipient_count, max_wait_s=deps.settings.send_deadline_s
     )
@@ -242,6 +251,7 @@ def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> None:
     if deps.stopping.is_set():
         # A stopping worker hands its deliveries back rather than start new sends.
         raise ThrottledError("the worker stopped while this send waited for its send rate limit")
+    return wait_s
 
 
 def _failure(request: EmailRequest, error: EmailError, *, retries: int) -> Outcome:
