@@ -77,6 +77,8 @@ locals {
     EMAIL_WORKER_PUSH_AUDIENCE            = local.push_mode ? local.push_audience : null
     EMAIL_WORKER_PUSH_SERVICE_ACCOUNT     = one(google_service_account.push[*].email)
     EMAIL_WORKER_PUSH_SUBSCRIPTION        = local.push_mode ? google_pubsub_subscription.worker.name : null
+    # Every instance may run at once: each gets its share of the account's rate.
+    EMAIL_WORKER_SEND_RATE_PER_S = var.ses_max_send_rate_per_s == null ? null : tostring(var.ses_max_send_rate_per_s / var.max_instances)
   }
   worker_env = merge(var.extra_env, { for name, value in local.managed_env : name => value if value != null })
 }

@@ -229,6 +229,17 @@ variable "max_instances" {
   }
 }
 
+variable "ses_max_send_rate_per_s" {
+  description = "The SES account's maximum send rate in aws_region, in recipients per second (the SES console's account dashboard, or aws sesv2 get-account). Each instance is limited to this divided by max_instances (EMAIL_WORKER_SEND_RATE_PER_S), so that together they stay under it. null: no limit of the worker's own; SES throttling is retried."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.ses_max_send_rate_per_s == null ? true : var.ses_max_send_rate_per_s > 0
+    error_message = "ses_max_send_rate_per_s must be positive, or null for no limit."
+  }
+}
+
 variable "request_concurrency" {
   description = "Push requests one instance handles at once (Cloud Run's max_instance_request_concurrency). Sends block on SES, so this is the number of requests in flight per instance."
   type        = number
@@ -292,6 +303,7 @@ variable "extra_env" {
       "EMAIL_WORKER_PUSH_AUDIENCE",
       "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
       "EMAIL_WORKER_PUSH_SUBSCRIPTION",
+      "EMAIL_WORKER_SEND_RATE_PER_S",
     ], name)])
     error_message = "extra_env must not set PORT or a variable this configuration manages (set the matching terraform variable instead)."
   }

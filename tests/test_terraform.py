@@ -411,6 +411,15 @@ def test_the_worker_environment_sets_only_settings_the_worker_reads() -> None:
     assert "EMAIL_WORKER_PUSH_AUTH" in TF.variables["extra_env"]["validation"][1]["condition"]
 
 
+def test_each_instance_gets_its_share_of_the_ses_send_rate_and_none_is_the_default() -> None:
+    rate = TF.locals["managed_env"]["EMAIL_WORKER_SEND_RATE_PER_S"]
+    assert rate == (
+        "${var.ses_max_send_rate_per_s == null ? null : "
+        "tostring(var.ses_max_send_rate_per_s / var.max_instances)}"
+    )
+    assert TF.variables["ses_max_send_rate_per_s"]["default"] is None
+
+
 # -- configuration documents -----------------------------------------------------------------
 
 
