@@ -136,7 +136,8 @@ def test_an_unverified_identity_fails_and_is_dead_lettered(stack: Stack, moto: A
 def test_transient_throttling_is_retried_and_then_sent(
     stack: Stack, moto: Any, fault_proxy: Any
 ) -> None:
-    # botocore tries three times per worker attempt; four throttles outlast the first.
+    # botocore makes four calls per worker attempt (three retries); four throttles outlast
+    # the first attempt.
     fault_proxy.add_rule(faults.fail_first(4, faults.ses_error("TooManyRequestsException", 429)))
     with stack.running():
         stack.publish(request())

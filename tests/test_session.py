@@ -22,7 +22,7 @@ import pytest
 from tests.support import fault_proxy as faults
 from worker import errors
 from worker.identity import TOKEN_AUDIENCE
-from worker.session import DEFAULT_AWS_REGION, BaseSession, Session
+from worker.session import DEFAULT_AWS_REGION, LATER_BATCH_ATTEMPTS, BaseSession, Session
 
 ROLE = "arn:aws:iam::123456789012:role/email-sender"
 
@@ -229,6 +229,49 @@ def test_a_failure_after_the_first_batch_reports_what_was_sent(fault_proxy: Any,
         Session(ROLE).send_email(make_message(to=to))
     assert len(caught.value.sent_message_ids) == 1
     assert len(moto.sent_messages()) == 1
+
+
+def test_a_throttled_batch_after_the_first_is_retried_so_every_recipient_is_reached_once(
+    fault_proxy: Any, moto: Any
+) -> None:
+    # The second batch's first call and botocore's three quick retries of it are throttled.
+    fault_proxy.add_rule(faults.fail_after(1, 4, faults.ses_error("TooManyRequestsException", 429)))
+    session = Session(ROLE)
+    sleeps: list[float] = []
+    session._sleep = sleeps.append
+    to = ", ".join(f"user{n}@example.org" for n in range(120))
+    assert len(session.send_email(make_message(to=to))) == 3
+    reached = [address for sent in moto.sent_messages() for address in sent.destinations]
+    assert sorted(reached) == sorted(f"user{n}@example.org" for n in range(120))
+    assert len(sleeps) == 1
+
+
+def test_a_later_batch_that_stays_throttled_fails_transiently_with_what_was_sent(
+    fault_proxy: Any, moto: Any
+) -> None:
+    fault_proxy.add_rule(
+        faults.fail_after(1, 1000, faults.ses_error("TooManyRequestsException", 429))
+    )
+    session = Session(ROLE)
+    sleeps: list[float] = []
+    session._sleep = sleeps.append
+    to = ", ".join(f"user{n}@example.org" for n in range(60))
+    with pytest.raises(errors.ThrottledError) as caught:
+        session.send_email(make_message(to=to))
+    assert len(caught.value.sent_message_ids) == 1
+    assert len(sleeps) == LATER_BATCH_ATTEMPTS - 1
+    assert len(moto.sent_messages()) == 1
+
+
+def test_the_first_batch_is_not_retried_by_the_session(fault_proxy: Any, moto: Any) -> None:
+    fault_proxy.add_rule(faults.fail_always(faults.ses_error("TooManyRequestsException", 429)))
+    session = Session(ROLE)
+    sleeps: list[float] = []
+    session._sleep = sleeps.append
+    with pytest.raises(errors.ThrottledError):
+        session.send_email(make_message())
+    assert sleeps == []
+    assert fault_proxy.count("ses_send") == 4  # botocore's call and its 3 retries, no more
 
 
 def test_an_invalid_role_session_name_is_a_configuration_error() -> None:

@@ -22,8 +22,12 @@ Example::
 from __future__ import annotations
 
 import abc
+import time
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from typing import Any
+
+import tenacity
 
 from worker.aws import (
     ROLE_SESSION_NAME_PATTERN,
@@ -31,7 +35,7 @@ from worker.aws import (
     make_web_identity_session,
     sanitise_role_session_name,
 )
-from worker.envelope import MAX_RECIPIENTS_PER_CALL, batched, prepare_message
+from worker.envelope import MAX_RECIPIENTS_PER_CALL, PreparedMessage, batched, prepare_message
 from worker.errors import ConfigurationError, EmailError
 from worker.identity import TOKEN_AUDIENCE, GoogleIdTokenSource, storage_credentials
 from worker.provider_errors import classify_exception
@@ -43,6 +47,14 @@ __all__ = ["DEFAULT_AWS_REGION", "DEFAULT_ROLE_SESSION_NAME", "BaseSession", "Se
 DEFAULT_AWS_REGION = "eu-west-2"
 #: The STS role session name used when none is given (it shows in CloudTrail).
 DEFAULT_ROLE_SESSION_NAME = "email-worker"
+#: Attempts at each recipient batch after the first, for transient failures (each attempt is
+#: one SES call plus botocore's own quick retries).
+LATER_BATCH_ATTEMPTS = 4
+_LATER_BATCH_WAIT = tenacity.wait_exponential_jitter(multiplier=0.5, max=4.0)
+
+
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, EmailError) and error.retryable
 
 
 class BaseSession(abc.ABC):
@@ -100,6 +112,8 @@ class Session(BaseSession):
         #: The configuration document this session was built from, when built by
         #: :meth:`for_service`.
         self.service_config: ServiceConfig | None = None
+        #: How waits between attempts at a later recipient batch pass (tests replace it).
+        self._sleep: Callable[[float], None] = time.sleep
 
         token_source = GoogleIdTokenSource(
             TOKEN_AUDIENCE, impersonate_service_account=impersonate_service_account
@@ -166,7 +180,10 @@ class Session(BaseSession):
 
         Recipients are the To, Cc and Bcc addresses, each once; Bcc is not in the headers that
         are sent. More than 50 recipients are sent in consecutive batches of 50, one SES call
-        and one id each. The sender is the message's From, else ``default_from_address``.
+        and one id each. Once a batch has been accepted, transient failures of the later ones
+        are retried here, with backoff, up to ``LATER_BATCH_ATTEMPTS`` times: retrying the
+        whole message would send the accepted batches twice. The sender is the message's
+        From, else ``default_from_address``.
 
         Raises:
             InvalidMessageError: no sender, no recipients, or an address SES cannot take.
@@ -178,15 +195,29 @@ class Session(BaseSession):
         prepared = prepare_message(message, default_from=self.default_from_address)
         message_ids: list[str] = []
         for batch in batched(prepared.recipients, MAX_RECIPIENTS_PER_CALL):
+            # Once a batch is accepted, a caller's retry would send it again: from then on,
+            # transient failures are retried here, batch by batch.
+            retrying = tenacity.Retrying(
+                stop=tenacity.stop_after_attempt(LATER_BATCH_ATTEMPTS if message_ids else 1),
+                wait=_LATER_BATCH_WAIT,
+                retry=tenacity.retry_if_exception(_transient),
+                sleep=self._sleep,
+                reraise=True,
+            )
             try:
-                response = self._ses.send_email(
-                    FromEmailAddress=prepared.from_address,
-                    Destination={"ToAddresses": list(batch)},
-                    Content={"Raw": {"Data": prepared.raw}},
-                )
-            except Exception as error:
-                failure: EmailError = classify_exception(error)
+                message_ids.append(retrying(self._send_batch, prepared, batch))
+            except EmailError as failure:
                 failure.sent_message_ids = tuple(message_ids)
-                raise failure from error
-            message_ids.append(str(response["MessageId"]))
+                raise
         return message_ids
+
+    def _send_batch(self, prepared: PreparedMessage, batch: Sequence[str]) -> str:
+        try:
+            response = self._ses.send_email(
+                FromEmailAddress=prepared.from_address,
+                Destination={"ToAddresses": list(batch)},
+                Content={"Raw": {"Data": prepared.raw}},
+            )
+        except Exception as error:
+            raise classify_exception(error) from error
+        return str(response["MessageId"])

@@ -191,6 +191,11 @@ def fail_first(n: int, rule: Rule) -> Rule:
     return _counted(rule, lambda seen: seen <= n)
 
 
+def fail_after(passed: int, n: int, rule: Rule) -> Rule:
+    """Forward the first ``passed`` requests ``rule`` matches, let it answer the next ``n``."""
+    return _counted(rule, lambda seen: passed < seen <= passed + n)
+
+
 def fail_every(k: int, rule: Rule) -> Rule:
     """Let ``rule`` answer its k-th, 2k-th, ... matches (deterministic, e.g. every 10th)."""
     return _counted(rule, lambda seen: seen % k == 0)
