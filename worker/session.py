@@ -193,17 +193,20 @@ class Session(BaseSession):
                 ``sent_message_ids`` lists the batches that had already been accepted.
         """
         prepared = prepare_message(message, default_from=self.default_from_address)
-        message_ids: list[str] = []
-        for batch in batched(prepared.recipients, MAX_RECIPIENTS_PER_CALL):
-            # Once a batch is accepted, a caller's retry would send it again: from then on,
-            # transient failures are retried here, batch by batch.
-            retrying = tenacity.Retrying(
-                stop=tenacity.stop_after_attempt(LATER_BATCH_ATTEMPTS if message_ids else 1),
-                wait=_LATER_BATCH_WAIT,
-                retry=tenacity.retry_if_exception(_transient),
-                sleep=self._sleep,
-                reraise=True,
-            )
+        batches = batched(prepared.recipients, MAX_RECIPIENTS_PER_CALL)
+        # Nothing is sent until the first batch is accepted: its failures are the caller's to
+        # retry.
+        message_ids = [self._send_batch(prepared, next(batches))]
+        # After that, a caller's retry would send the accepted batches again, so transient
+        # failures are retried here, batch by batch.
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(LATER_BATCH_ATTEMPTS),
+            wait=_LATER_BATCH_WAIT,
+            retry=tenacity.retry_if_exception(_transient),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for batch in batches:
             try:
                 message_ids.append(retrying(self._send_batch, prepared, batch))
             except EmailError as failure:
