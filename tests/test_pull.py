@@ -90,6 +90,22 @@ def test_120_recipients_are_sent_in_three_batches(stack: Stack, moto: Any) -> No
     assert sorted(reached) == sorted(to)
 
 
+def test_a_throttled_second_batch_is_retried_alone_and_everyone_is_reached_once(
+    stack: Stack, moto: Any, fault_proxy: Any
+) -> None:
+    # The second batch's call and botocore's three retries are throttled; the session
+    # retries that batch alone rather than leave the request partially sent.
+    fault_proxy.add_rule(faults.fail_after(1, 4, faults.ses_error("TooManyRequestsException", 429)))
+    to = [f"user{n}@example.org" for n in range(120)]
+    with stack.running():
+        stack.publish(request(to=to))
+        [result] = stack.results(1)
+    assert result["status"] == "sent"
+    assert len(result["message_ids"]) == 3
+    reached = [a for m in moto.sent_messages() for a in m.destinations]
+    assert sorted(reached) == sorted(to)
+
+
 @pytest.mark.parametrize(
     ("data", "code"),
     [
