@@ -235,3 +235,16 @@ def test_shutdown_cuts_a_send_rate_wait_short_and_hands_the_delivery_back_unsent
     assert time.monotonic() - started < 10  # not the 20 s the limit asked for
     assert (outcome.status, outcome.error_code) == (Status.RETRY, "throttled")
     assert session.calls == 0
+
+
+def test_while_stopping_a_send_the_rate_limit_does_not_delay_still_goes_out() -> None:
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    session = FakeSession(sent)
+    deps = Deps(settings, SessionCache(lambda _: session, ttl_s=60), send_rate=SendRateLimiter(10))
+    deps.stopping.set()  # in-flight work is still finished during a shutdown
+    data = json.dumps(
+        {"version": 1, "service_id": "billing", "to": "a@example.net", "subject": "", "text": "x"}
+    ).encode()
+    outcome = process(Delivery(data, {}, message_id="m1"), deps)
+    assert outcome.status is Status.SENT
+    assert session.calls == 1

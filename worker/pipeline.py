@@ -248,9 +248,11 @@ def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
         )
     if wait_s > 0:
         deps.pause(wait_s)
-    if deps.stopping.is_set():
-        # A stopping worker hands its deliveries back rather than start new sends.
-        raise ThrottledError("the worker stopped while this send waited for its send rate limit")
+        if deps.stopping.is_set():
+            # The shutdown cut the wait short: hand the delivery back rather than send early.
+            raise ThrottledError(
+                "the worker stopped while this send waited for its send rate limit"
+            )
     return wait_s
 
 
