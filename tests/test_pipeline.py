@@ -70,6 +70,17 @@ def run(
     return process(delivery, deps), session, sleeps
 
 
+def deps_for(session: FakeSession, **fields: Any) -> Deps:
+    """Deps as production builds them (waits pass on ``stopping``), unless ``fields`` say."""
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    return Deps(settings, SessionCache(lambda _: session, ttl_s=60), **fields)
+
+
+def small_delivery() -> Delivery:
+    document = {"version": 1, "service_id": "billing", "to": "a@example.net", "subject": "Hi"}
+    return Delivery(json.dumps({**document, "text": "x"}).encode(), {}, message_id="m1")
+
+
 def sent(_: int) -> list[str]:
     return ["ses-1"]
 
@@ -169,14 +180,10 @@ def test_an_unexpected_bug_fails_the_request_and_logs_no_request_content() -> No
 
 
 def test_shutdown_stops_retrying_at_once() -> None:
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
     session = FakeSession(lambda _: (_ for _ in ()).throw(errors.ThrottledError("slow")))
-    deps = Deps(settings, SessionCache(lambda _: session, ttl_s=60), sleep=lambda _: None)
+    deps = deps_for(session, sleep=lambda _: None)
     deps.stopping.set()
-    data = json.dumps(
-        {"version": 1, "service_id": "billing", "to": "a@example.net", "subject": "", "text": "x"}
-    ).encode()
-    outcome = process(Delivery(data, {}, message_id="m1"), deps)
+    outcome = process(small_delivery(), deps)
     assert outcome.status is Status.RETRY
     assert session.calls == 1
 
@@ -221,30 +228,22 @@ def test_a_send_rate_limit_saturated_past_the_deadline_hands_the_delivery_back_u
 
 
 def test_shutdown_cuts_a_send_rate_wait_short_and_hands_the_delivery_back_unsent() -> None:
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
     session = FakeSession(sent)
     send_rate = SendRateLimiter(1)
     send_rate.reserve(21, max_wait_s=60)  # the next send waits 20 s
-    deps = Deps(settings, SessionCache(lambda _: session, ttl_s=60), send_rate=send_rate)
+    deps = deps_for(session, send_rate=send_rate)
     threading.Timer(0.2, deps.stopping.set).start()
-    data = json.dumps(
-        {"version": 1, "service_id": "billing", "to": "a@example.net", "subject": "", "text": "x"}
-    ).encode()
     started = time.monotonic()
-    outcome = process(Delivery(data, {}, message_id="m1"), deps)
+    outcome = process(small_delivery(), deps)
     assert time.monotonic() - started < 10  # not the 20 s the limit asked for
     assert (outcome.status, outcome.error_code) == (Status.RETRY, "throttled")
     assert session.calls == 0
 
 
 def test_while_stopping_a_send_the_rate_limit_does_not_delay_still_goes_out() -> None:
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
     session = FakeSession(sent)
-    deps = Deps(settings, SessionCache(lambda _: session, ttl_s=60), send_rate=SendRateLimiter(10))
+    deps = deps_for(session, send_rate=SendRateLimiter(10))
     deps.stopping.set()  # in-flight work is still finished during a shutdown
-    data = json.dumps(
-        {"version": 1, "service_id": "billing", "to": "a@example.net", "subject": "", "text": "x"}
-    ).encode()
-    outcome = process(Delivery(data, {}, message_id="m1"), deps)
+    outcome = process(small_delivery(), deps)
     assert outcome.status is Status.SENT
     assert session.calls == 1
