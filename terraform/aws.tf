@@ -1,5 +1,6 @@
-# AWS: SES identities with DKIM, and one role per service that only the worker's Google
-# service account can assume and that can only send from that service's addresses.
+# AWS: SES identities with DKIM whose events go to EventBridge, and one role per service that
+# only the worker's Google service account can assume and that can only send from that
+# service's addresses.
 
 # --- SES domain identities (one per distinct sending domain), signed with Easy DKIM. Publish
 # --- the CNAME records of output ses_dkim_records in each domain's DNS to verify it.
@@ -8,9 +9,51 @@ resource "aws_sesv2_email_identity" "domain" {
   for_each = local.sending_domains
 
   email_identity = each.key
+  # Every send through the identity uses it, whatever the sender passes.
+  configuration_set_name = aws_sesv2_configuration_set.events.configuration_set_name
 
   dkim_signing_attributes {
     next_signing_key_length = var.ses_dkim_key_length
+  }
+}
+
+# --- Events: the identities' default configuration set publishes SES's events about each
+# --- message (send, delivery, bounce, complaint, ...) to the account's default EventBridge
+# --- bus. Each event carries the SES message id the worker reports in its result
+# --- (mail.messageId) and the request's tags (mail.tags), so requesters can follow up.
+
+resource "aws_sesv2_configuration_set" "events" {
+  configuration_set_name = var.ses_configuration_set_name
+
+  delivery_options {
+    tls_policy = var.ses_tls_policy
+  }
+
+  reputation_options {
+    reputation_metrics_enabled = true
+  }
+
+  sending_options {
+    sending_enabled = true
+  }
+}
+
+data "aws_cloudwatch_event_bus" "default" {
+  name = "default"
+}
+
+resource "aws_sesv2_configuration_set_event_destination" "eventbridge" {
+  configuration_set_name = aws_sesv2_configuration_set.events.configuration_set_name
+  event_destination_name = "eventbridge"
+
+  event_destination {
+    enabled              = true
+    matching_event_types = var.ses_event_types
+
+    event_bridge_destination {
+      # SES publishes only to the default bus; rules there route events onwards.
+      event_bus_arn = data.aws_cloudwatch_event_bus.default.arn
+    }
   }
 }
 
@@ -75,8 +118,12 @@ data "aws_iam_policy_document" "send" {
   statement {
     sid       = "SendFromAllowedAddresses"
     effect    = "Allow"
-    actions   = ["ses:SendEmail", "ses:SendRawEmail"]
-    resources = [aws_sesv2_email_identity.domain[each.value.sending_domain].arn]
+    actions = ["ses:SendEmail", "ses:SendRawEmail"]
+    # A send is authorised against the identity and the configuration set it uses.
+    resources = [
+      aws_sesv2_email_identity.domain[each.value.sending_domain].arn,
+      aws_sesv2_configuration_set.events.arn,
+    ]
 
     condition {
       test     = "StringLike"

@@ -83,6 +83,11 @@ output "ses_dkim_records" {
   }
 }
 
+output "ses_configuration_set" {
+  description = "The SES configuration set of the identities; its events reach the default EventBridge bus (source aws.ses)."
+  value       = aws_sesv2_configuration_set.events.configuration_set_name
+}
+
 output "worker_environment" {
   description = "The environment the worker runs with; export it to run `email-worker` commands against this deployment."
   value       = local.worker_env

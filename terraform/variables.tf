@@ -451,6 +451,41 @@ variable "ses_dkim_key_length" {
   }
 }
 
+variable "ses_configuration_set_name" {
+  description = "Name of the SES configuration set the domain identities send with by default; it publishes their events to EventBridge."
+  type        = string
+  default     = "email-worker"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,64}$", var.ses_configuration_set_name))
+    error_message = "ses_configuration_set_name must be 1-64 letters, digits, _ or -."
+  }
+}
+
+variable "ses_event_types" {
+  description = "SES event types published to the default EventBridge bus for every message. They arrive with source aws.ses and a detail-type such as \"Email Delivered\" or \"Email Bounced\"; the detail holds mail.messageId and mail.tags."
+  type        = list(string)
+  default     = ["SEND", "REJECT", "BOUNCE", "COMPLAINT", "DELIVERY", "DELIVERY_DELAY"]
+
+  validation {
+    condition = length(var.ses_event_types) > 0 && alltrue([for t in var.ses_event_types : contains(
+      ["SEND", "REJECT", "BOUNCE", "COMPLAINT", "DELIVERY", "OPEN", "CLICK", "RENDERING_FAILURE", "DELIVERY_DELAY", "SUBSCRIPTION"], t
+    )])
+    error_message = "ses_event_types must name SES event types: SEND, REJECT, BOUNCE, COMPLAINT, DELIVERY, OPEN, CLICK, RENDERING_FAILURE, DELIVERY_DELAY, SUBSCRIPTION."
+  }
+}
+
+variable "ses_tls_policy" {
+  description = "REQUIRE: SES delivers a message only over TLS to the receiving server. OPTIONAL: in the clear when the server offers no TLS."
+  type        = string
+  default     = "REQUIRE"
+
+  validation {
+    condition     = contains(["REQUIRE", "OPTIONAL"], var.ses_tls_policy)
+    error_message = "ses_tls_policy must be REQUIRE or OPTIONAL."
+  }
+}
+
 variable "aws_tags" {
   description = "Tags added to every AWS resource."
   type        = map(string)

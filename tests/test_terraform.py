@@ -502,7 +502,8 @@ def test_ses_permissions_cover_only_sending_through_the_service_identity_from_it
     assert statement["effect"] == "Allow"
     assert sorted(statement["actions"]) == ["ses:SendEmail", "ses:SendRawEmail"]
     assert statement["resources"] == [
-        "${aws_sesv2_email_identity.domain[each.value.sending_domain].arn}"
+        "${aws_sesv2_email_identity.domain[each.value.sending_domain].arn}",
+        "${aws_sesv2_configuration_set.events.arn}",
     ]
     (condition,) = statement["condition"]
     assert condition["test"] == "StringLike"
@@ -541,3 +542,28 @@ def test_ses_domain_identities_sign_with_easy_dkim_and_their_records_are_output(
     assert "._domainkey." in records
     assert ".dkim.amazonses.com" in records
     assert "CNAME" in records
+
+
+def test_every_identity_sends_with_the_configuration_set_that_publishes_ses_events() -> None:
+    identity = TF.resource("aws_sesv2_email_identity", "domain")
+    assert identity["configuration_set_name"] == (
+        "${aws_sesv2_configuration_set.events.configuration_set_name}"
+    )
+    destination = TF.resource("aws_sesv2_configuration_set_event_destination", "eventbridge")
+    assert destination["configuration_set_name"] == identity["configuration_set_name"]
+    events = _block(destination, "event_destination")
+    assert events["enabled"] is True
+    assert events["matching_event_types"] == "${var.ses_event_types}"
+    assert {"SEND", "DELIVERY", "BOUNCE", "COMPLAINT"} <= set(
+        TF.variables["ses_event_types"]["default"]
+    )
+    bus = _block(events, "event_bridge_destination")["event_bus_arn"]
+    assert bus == "${data.aws_cloudwatch_event_bus.default.arn}"
+    assert TF.data[("aws_cloudwatch_event_bus", "default")]["name"] == "default"
+
+
+def test_the_configuration_set_requires_tls_by_default_and_keeps_reputation_metrics() -> None:
+    configuration_set = TF.resource("aws_sesv2_configuration_set", "events")
+    assert _block(configuration_set, "delivery_options")["tls_policy"] == "${var.ses_tls_policy}"
+    assert TF.variables["ses_tls_policy"]["default"] == "REQUIRE"
+    assert _block(configuration_set, "reputation_options")["reputation_metrics_enabled"] is True
