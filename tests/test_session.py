@@ -21,6 +21,7 @@ import pytest
 
 from tests.support import fault_proxy as faults
 from worker import errors
+from worker import session as session_module
 from worker.identity import TOKEN_AUDIENCE
 from worker.session import DEFAULT_AWS_REGION, LATER_BATCH_ATTEMPTS, BaseSession, Session
 
@@ -247,8 +248,10 @@ def test_a_throttled_batch_after_the_first_is_retried_so_every_recipient_is_reac
 
 
 def test_a_later_batch_that_stays_throttled_fails_transiently_with_what_was_sent(
-    fault_proxy: Any, moto: Any
+    fault_proxy: Any, moto: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # botocore's own backoff takes seconds per attempt: count attempts, not time.
+    monkeypatch.setattr(session_module, "LATER_BATCH_DEADLINE_S", 3600.0)
     fault_proxy.add_rule(
         faults.fail_after(1, 1000, faults.ses_error("TooManyRequestsException", 429))
     )
@@ -261,6 +264,24 @@ def test_a_later_batch_that_stays_throttled_fails_transiently_with_what_was_sent
     assert len(caught.value.sent_message_ids) == 1
     assert len(sleeps) == LATER_BATCH_ATTEMPTS - 1
     assert len(moto.sent_messages()) == 1
+
+
+def test_no_attempt_at_a_later_batch_starts_after_its_deadline(
+    fault_proxy: Any, moto: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_module, "LATER_BATCH_DEADLINE_S", 0.0)
+    fault_proxy.add_rule(
+        faults.fail_after(1, 1000, faults.ses_error("TooManyRequestsException", 429))
+    )
+    session = Session(ROLE)
+    sleeps: list[float] = []
+    session._sleep = sleeps.append
+    to = ", ".join(f"user{n}@example.org" for n in range(60))
+    with pytest.raises(errors.ThrottledError) as caught:
+        session.send_email(make_message(to=to))
+    assert len(caught.value.sent_message_ids) == 1
+    assert sleeps == []  # the deadline had passed when the first attempt failed
+    assert fault_proxy.count("ses_send") == 1 + 4  # the first batch, then one attempt
 
 
 def test_the_first_batch_is_not_retried_by_the_session(fault_proxy: Any, moto: Any) -> None:

@@ -50,6 +50,9 @@ DEFAULT_ROLE_SESSION_NAME = "email-worker"
 #: Attempts at each recipient batch after the first, for transient failures (each attempt is
 #: one SES call plus botocore's own quick retries).
 LATER_BATCH_ATTEMPTS = 4
+#: No new attempt at a later batch starts after this long, so that one delivery stays well
+#: inside a push request's timeout (the subscription's ack deadline).
+LATER_BATCH_DEADLINE_S = 15.0
 _LATER_BATCH_WAIT = tenacity.wait_exponential_jitter(multiplier=0.5, max=4.0)
 
 
@@ -181,9 +184,10 @@ class Session(BaseSession):
         Recipients are the To, Cc and Bcc addresses, each once; Bcc is not in the headers that
         are sent. More than 50 recipients are sent in consecutive batches of 50, one SES call
         and one id each. Once a batch has been accepted, transient failures of the later ones
-        are retried here, with backoff, up to ``LATER_BATCH_ATTEMPTS`` times: retrying the
-        whole message would send the accepted batches twice. The sender is the message's
-        From, else ``default_from_address``.
+        are retried here, with backoff, up to ``LATER_BATCH_ATTEMPTS`` times and for at most
+        ``LATER_BATCH_DEADLINE_S`` seconds each: retrying the whole message would send the
+        accepted batches twice. The sender is the message's From, else
+        ``default_from_address``.
 
         Raises:
             InvalidMessageError: no sender, no recipients, or an address SES cannot take.
@@ -200,7 +204,10 @@ class Session(BaseSession):
         # After that, a caller's retry would send the accepted batches again, so transient
         # failures are retried here, batch by batch.
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(LATER_BATCH_ATTEMPTS),
+            stop=(
+                tenacity.stop_after_attempt(LATER_BATCH_ATTEMPTS)
+                | tenacity.stop_before_delay(LATER_BATCH_DEADLINE_S)
+            ),
             wait=_LATER_BATCH_WAIT,
             retry=tenacity.retry_if_exception(_transient),
             sleep=self._sleep,
