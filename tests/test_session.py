@@ -232,18 +232,37 @@ def test_a_failure_after_the_first_batch_reports_what_was_sent(fault_proxy: Any,
     assert len(moto.sent_messages()) == 1
 
 
+def session_recording_waits() -> tuple[Session, list[float]]:
+    """A session whose waits between attempts at a batch are recorded, not slept."""
+    session = Session(ROLE)
+    sleeps: list[float] = []
+    session._sleep = sleeps.append
+    return session, sleeps
+
+
+def addresses(count: int) -> list[str]:
+    return [f"user{n}@example.org" for n in range(count)]
+
+
+def throttled_after_the_first_batch(session: Session, fault_proxy: Any) -> errors.ThrottledError:
+    """Send to 60 recipients (two batches) while every SES call after the first is throttled."""
+    fault_proxy.add_rule(
+        faults.fail_after(1, 1000, faults.ses_error("TooManyRequestsException", 429))
+    )
+    with pytest.raises(errors.ThrottledError) as caught:
+        session.send_email(make_message(to=", ".join(addresses(60))))
+    return caught.value
+
+
 def test_a_throttled_batch_after_the_first_is_retried_so_every_recipient_is_reached_once(
     fault_proxy: Any, moto: Any
 ) -> None:
     # The second batch's first call and botocore's three quick retries of it are throttled.
     fault_proxy.add_rule(faults.fail_after(1, 4, faults.ses_error("TooManyRequestsException", 429)))
-    session = Session(ROLE)
-    sleeps: list[float] = []
-    session._sleep = sleeps.append
-    to = ", ".join(f"user{n}@example.org" for n in range(120))
-    assert len(session.send_email(make_message(to=to))) == 3
+    session, sleeps = session_recording_waits()
+    assert len(session.send_email(make_message(to=", ".join(addresses(120))))) == 3
     reached = [address for sent in moto.sent_messages() for address in sent.destinations]
-    assert sorted(reached) == sorted(f"user{n}@example.org" for n in range(120))
+    assert sorted(reached) == sorted(addresses(120))
     assert len(sleeps) == 1
 
 
@@ -252,16 +271,9 @@ def test_a_later_batch_that_stays_throttled_fails_transiently_with_what_was_sent
 ) -> None:
     # botocore's own backoff takes seconds per attempt: count attempts, not time.
     monkeypatch.setattr(session_module, "LATER_BATCH_DEADLINE_S", 3600.0)
-    fault_proxy.add_rule(
-        faults.fail_after(1, 1000, faults.ses_error("TooManyRequestsException", 429))
-    )
-    session = Session(ROLE)
-    sleeps: list[float] = []
-    session._sleep = sleeps.append
-    to = ", ".join(f"user{n}@example.org" for n in range(60))
-    with pytest.raises(errors.ThrottledError) as caught:
-        session.send_email(make_message(to=to))
-    assert len(caught.value.sent_message_ids) == 1
+    session, sleeps = session_recording_waits()
+    error = throttled_after_the_first_batch(session, fault_proxy)
+    assert len(error.sent_message_ids) == 1
     assert len(sleeps) == LATER_BATCH_ATTEMPTS - 1
     assert len(moto.sent_messages()) == 1
 
@@ -270,25 +282,16 @@ def test_no_attempt_at_a_later_batch_starts_after_its_deadline(
     fault_proxy: Any, moto: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(session_module, "LATER_BATCH_DEADLINE_S", 0.0)
-    fault_proxy.add_rule(
-        faults.fail_after(1, 1000, faults.ses_error("TooManyRequestsException", 429))
-    )
-    session = Session(ROLE)
-    sleeps: list[float] = []
-    session._sleep = sleeps.append
-    to = ", ".join(f"user{n}@example.org" for n in range(60))
-    with pytest.raises(errors.ThrottledError) as caught:
-        session.send_email(make_message(to=to))
-    assert len(caught.value.sent_message_ids) == 1
+    session, sleeps = session_recording_waits()
+    error = throttled_after_the_first_batch(session, fault_proxy)
+    assert len(error.sent_message_ids) == 1
     assert sleeps == []  # the deadline had passed when the first attempt failed
     assert fault_proxy.count("ses_send") == 1 + 4  # the first batch, then one attempt
 
 
 def test_the_first_batch_is_not_retried_by_the_session(fault_proxy: Any, moto: Any) -> None:
     fault_proxy.add_rule(faults.fail_always(faults.ses_error("TooManyRequestsException", 429)))
-    session = Session(ROLE)
-    sleeps: list[float] = []
-    session._sleep = sleeps.append
+    session, sleeps = session_recording_waits()
     with pytest.raises(errors.ThrottledError):
         session.send_email(make_message())
     assert sleeps == []
