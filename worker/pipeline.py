@@ -12,7 +12,7 @@ import enum
 import threading
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 import tenacity
@@ -216,9 +216,7 @@ def _send(
                 waited_s += _wait_for_send_rate(request, deps)
                 message_ids = session.send_email(message)
     except EmailError as error:
-        return replace(
-            _failure(request, error, retries=max(attempts - 1, 0)), send_rate_wait_s=waited_s
-        )
+        return _failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
     return Outcome(
         Status.SENT,
         request_id=request.request_id,
@@ -256,7 +254,9 @@ def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
     return wait_s
 
 
-def _failure(request: EmailRequest, error: EmailError, *, retries: int) -> Outcome:
+def _failure(
+    request: EmailRequest, error: EmailError, *, retries: int, send_rate_wait_s: float = 0.0
+) -> Outcome:
     status: Status
     code: str = error.code
     text = error.message
@@ -280,4 +280,5 @@ def _failure(request: EmailRequest, error: EmailError, *, retries: int) -> Outco
         error_message=text,
         recipient_count=request.recipient_count,
         retries=retries,
+        send_rate_wait_s=send_rate_wait_s,
     )
