@@ -123,8 +123,10 @@ class _HeaderClasses(HeaderRegistry):
         return (_HeaderClasses, ())
 
 
+# One registry, so structured and raw messages share the classes it makes.
+_HEADER_CLASSES = _HeaderClasses()
 # email.policy.default with the header registry above.
-_POLICY = EmailPolicy(header_factory=_HeaderClasses())
+_POLICY = EmailPolicy(header_factory=_HEADER_CLASSES)
 
 
 class _RawPolicy(EmailPolicy):
@@ -142,7 +144,7 @@ class _RawPolicy(EmailPolicy):
         return name, VerbatimHeader(name, value, refold=False)
 
 
-_RAW_POLICY = _RawPolicy(header_factory=_HeaderClasses())
+_RAW_POLICY = _RawPolicy(header_factory=_HEADER_CLASSES)
 
 
 def load_raw_message(raw: bytes) -> EmailMessage:
