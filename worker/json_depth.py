@@ -28,10 +28,10 @@ def nested_too_deep(text: str | bytes) -> bool:
     """
     if isinstance(text, bytes):
         if text.count(b"[") + text.count(b"{") <= MAX_JSON_DEPTH:
-            return False
+            return False  # the common case: too few brackets to nest that deep
         text = text.decode("utf-8", errors="replace")
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return False  # the common case: too few brackets to nest that deep
+    elif text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
     brackets = _NOT_BRACKET_RE.sub("", _STRING_RE.sub("", text))
     if _OPENERS_RUN_RE.search(brackets):
         return True  # quick answer for the usual attack, a long run of openers
