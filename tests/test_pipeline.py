@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from typing import Any
 
@@ -42,6 +42,24 @@ class FakeSession(BaseSession):
         return self.behaviour(self.calls)
 
 
+def deps_for(session: FakeSession, env: Mapping[str, str] | None = None, **fields: Any) -> Deps:
+    """Deps as production builds them (waits pass on ``stopping``), unless ``fields`` say."""
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing", **(env or {})})
+    return Deps(settings, SessionCache(lambda _: session, ttl_s=60), **fields)
+
+
+def delivery_of(document: dict[str, Any] | None = None) -> Delivery:
+    request = {
+        "version": 1,
+        "service_id": "billing",
+        "to": ["alice@example.net"],
+        "subject": "Hi",
+        "text": "Hello",
+        **(document or {}),
+    }
+    return Delivery(json.dumps(request).encode(), {}, message_id="m1", delivery_attempt=1)
+
+
 def run(
     behaviour: Callable[[int], list[str]],
     document: dict[str, Any] | None = None,
@@ -51,34 +69,8 @@ def run(
 ) -> tuple[Outcome, FakeSession, list[float]]:
     session = FakeSession(behaviour)
     sleeps: list[float] = []
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing", **env})
-    deps = Deps(
-        settings,
-        SessionCache(lambda _: session, ttl_s=60),
-        sleep=sleeps.append,
-        send_rate=send_rate,
-    )
-    request = {
-        "version": 1,
-        "service_id": "billing",
-        "to": ["alice@example.net"],
-        "subject": "Hi",
-        "text": "Hello",
-        **(document or {}),
-    }
-    delivery = Delivery(json.dumps(request).encode(), {}, message_id="m1", delivery_attempt=1)
-    return process(delivery, deps), session, sleeps
-
-
-def deps_for(session: FakeSession, **fields: Any) -> Deps:
-    """Deps as production builds them (waits pass on ``stopping``), unless ``fields`` say."""
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
-    return Deps(settings, SessionCache(lambda _: session, ttl_s=60), **fields)
-
-
-def small_delivery() -> Delivery:
-    document = {"version": 1, "service_id": "billing", "to": "a@example.net", "subject": "Hi"}
-    return Delivery(json.dumps({**document, "text": "x"}).encode(), {}, message_id="m1")
+    deps = deps_for(session, env, sleep=sleeps.append, send_rate=send_rate)
+    return process(delivery_of(document), deps), session, sleeps
 
 
 def sent(_: int) -> list[str]:
@@ -183,7 +175,7 @@ def test_shutdown_stops_retrying_at_once() -> None:
     session = FakeSession(lambda _: (_ for _ in ()).throw(errors.ThrottledError("slow")))
     deps = deps_for(session, sleep=lambda _: None)
     deps.stopping.set()
-    outcome = process(small_delivery(), deps)
+    outcome = process(delivery_of(), deps)
     assert outcome.status is Status.RETRY
     assert session.calls == 1
 
@@ -234,7 +226,7 @@ def test_shutdown_cuts_a_send_rate_wait_short_and_hands_the_delivery_back_unsent
     deps = deps_for(session, send_rate=send_rate)
     threading.Timer(0.2, deps.stopping.set).start()
     started = time.monotonic()
-    outcome = process(small_delivery(), deps)
+    outcome = process(delivery_of(), deps)
     assert time.monotonic() - started < 10  # not the 20 s the limit asked for
     assert (outcome.status, outcome.error_code) == (Status.RETRY, "throttled")
     assert session.calls == 0
@@ -244,6 +236,6 @@ def test_while_stopping_a_send_the_rate_limit_does_not_delay_still_goes_out() ->
     session = FakeSession(sent)
     deps = deps_for(session, send_rate=SendRateLimiter(10))
     deps.stopping.set()  # in-flight work is still finished during a shutdown
-    outcome = process(small_delivery(), deps)
+    outcome = process(delivery_of(), deps)
     assert outcome.status is Status.SENT
     assert session.calls == 1
