@@ -15,6 +15,10 @@ venv: .venv/.synced
 	$(UV) sync --frozen
 	@touch $@
 
+# The whole pipeline on a local stack: demo/__main__.py starts and stops every server it needs.
+demo: venv
+	.venv/bin/python -m demo
+
 test: venv
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
