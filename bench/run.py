@@ -1,10 +1,12 @@
-"""Benchmark: ``email-worker pull`` against a hand-written subscriber, on a local stack.
+"""Benchmark: ``email-worker pull`` against two hand-written subscribers, on a local stack.
 
-    .venv/bin/python bench/run.py --requests 2000 --rounds 3
+    .venv/bin/python bench/run.py --requests 2000 --rounds 3 [--cpu-hog]
 
 Starts the Pub/Sub emulator, the metadata stand-in (Google ID tokens) and a fast SES/STS
-stand-in, all on 127.0.0.1, then alternates rounds of the worker and of ``bench/baseline.py``
-(each round on fresh topics), so background load affects both alike. Each round:
+stand-in, all on 127.0.0.1, then rotates rounds of the worker, of ``bench/baseline.py`` and of
+``bench/lean_baseline.py`` (each round on fresh topics; the order rotates from round to round),
+so background load affects all alike. ``--cpu-hog`` keeps one core busy with a spinning child
+process while the rounds run. Each round:
 
 1. warm-up: a few requests, waited for (clients connected, AWS credentials fetched);
 2. throughput: N requests published at once; the clock starts at the first publish and stops
@@ -12,11 +14,18 @@ stand-in, all on 127.0.0.1, then alternates rounds of the worker and of ``bench/
    window (psutil, children included);
 3. latency: requests published at a fixed rate well below capacity (``--rate``), each timed
    from just before its publish to its result's arrival; p50 and p99 are reported;
-4. SIGTERM; peak RSS is the process tree's high-water mark (VmHWM).
+4. SIGTERM; peak RSS is the process tree's high-water mark (VmHWM);
+5. correctness: after the subscriber has stopped and the results have gone quiet, duplicate
+   results (a request_id seen twice) and duplicate sends (the SES stand-in accepted more than
+   one SendEmail for a request: every request carries ``[bench-request <id>]`` in its subject
+   and text, which the stand-in reads back) are counted, as are sends the stand-in could not
+   attribute and requests it saw no send for.
 
-The figures printed are medians over rounds, and the worker/baseline ratios. ``--profile DIR``
-records the first round's throughput phases with py-spy (that round's figures then include
-py-spy's overhead) and prints the hottest functions of each subscriber.
+The figures printed are medians over rounds, and the worker/baseline and worker/lean ratios.
+The command exits non-zero if a target is missed, or if any round had a non-``sent`` result, a
+duplicate result or send, an unattributed or missing send, or did not stop cleanly.
+``--profile DIR`` records the first round's throughput phases with py-spy (that round's
+figures then include py-spy's overhead) and prints the hottest functions of each subscriber.
 """
 
 from __future__ import annotations
@@ -43,11 +52,13 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from bench.ses_standin import SesStandIn  # noqa: E402
+from bench.ses_standin import SesStandIn, marker  # noqa: E402
 from tests.support.metadata_server import MetadataServer  # noqa: E402
 from tests.support.pubsub_emulator import PubSubEmulator, unique_name  # noqa: E402
 
 VENV_BIN = ROOT / ".venv" / "bin"
+CONTENDERS = ("worker", "baseline", "lean")
+SCRIPTS = {"baseline": "baseline.py", "lean": "lean_baseline.py"}
 SERVICE = "billing"
 ROLE = "arn:aws:iam::123456789012:role/email-sender"
 
@@ -66,8 +77,8 @@ def request_document(request_id: str) -> bytes:
             "service_id": SERVICE,
             "from": "Billing <billing@example.com>",
             "to": ["alice@example.org"],
-            "subject": "Your invoice INV-2024-0042",
-            "text": TEXT,
+            "subject": f"Your invoice INV-2024-0042 {marker(request_id)}",
+            "text": f"{TEXT}\n{marker(request_id)}\n",
             "html": HTML,
         }
     ).encode()
@@ -83,6 +94,7 @@ class Collector:
         self.arrivals: dict[str, float] = {}
         self.statuses: collections.Counter[str] = collections.Counter()
         self.duplicates = 0
+        self.last_message = time.monotonic()
         self._lock = threading.Lock()
         self._waiters: list[tuple[set[str], threading.Event]] = []
         self._future = subscriber.subscribe(subscription, callback=self._on_result)
@@ -93,6 +105,7 @@ class Collector:
         message.ack()
         request_id = result["request_id"]
         with self._lock:
+            self.last_message = now
             if request_id in self.arrivals:
                 self.duplicates += 1
                 return
@@ -116,6 +129,16 @@ class Collector:
             raise TimeoutError(f"{len(wanted)} of {len(request_ids)} results missing")
         with self._lock:
             return max(self.arrivals[r] for r in request_ids)
+
+    def drain(self, quiet_s: float, limit_s: float) -> None:
+        """Wait until no result has arrived for ``quiet_s`` (at most ``limit_s``)."""
+        deadline = time.monotonic() + limit_s
+        while (now := time.monotonic()) < deadline:
+            with self._lock:
+                idle = now - self.last_message
+            if idle >= quiet_s:
+                return
+            time.sleep(min(quiet_s - idle, deadline - now))
 
     def close(self) -> None:
         self._future.cancel()
@@ -171,7 +194,29 @@ class Round:
     peak_rss_mib: float = 0.0
     non_sent: int = 0
     duplicates: int = 0
+    duplicate_sends: int = 0
+    unattributed_sends: int = 0
+    missing_sends: int = 0
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.number}"
+
+    def problems(self) -> list[str]:
+        """What went wrong in this round, one phrase each; empty for a clean round."""
+        found = [
+            f"{count} {what}"
+            for count, what in (
+                (self.non_sent, "non-sent results"),
+                (self.duplicates, "duplicate results"),
+                (self.duplicate_sends, "duplicate SES sends"),
+                (self.unattributed_sends, "SES sends without a request marker"),
+                (self.missing_sends, "requests with no SES send recorded"),
+            )
+            if count
+        ]
+        return found + self.notes
 
 
 class Bench:
@@ -263,7 +308,7 @@ class Bench:
                 name, _, value = setting.partition("=")
                 env[name] = value
             argv = [str(VENV_BIN / "email-worker"), "pull"]
-        else:
+        else:  # baseline or lean: the same environment, a different script
             env.update(
                 BASELINE_SUBSCRIPTION=short(subscription),
                 BASELINE_RESULTS_TOPIC=short(results_topic),
@@ -271,7 +316,7 @@ class Bench:
                 AWS_SECRET_ACCESS_KEY="bench-baseline",  # noqa: S106 - a stand-in's dummy key
                 AWS_DEFAULT_REGION="eu-west-2",
             )
-            argv = [str(VENV_BIN / "python"), str(ROOT / "bench" / "baseline.py")]
+            argv = [str(VENV_BIN / "python"), str(ROOT / "bench" / SCRIPTS[kind])]
         with log:
             return subprocess.Popen(argv, env=env, stdout=log, stderr=log)  # noqa: S603
 
@@ -285,15 +330,17 @@ class Bench:
         round_ = Round(kind, number)
         process = self.start(kind, queue.subscription, results_topic, queue.dead_letter_topic)
         ps = psutil.Process(process.pid)
+        unattributed_before = self.ses.unattributed
+        prefix = f"{kind}-{number}"
+        warmup = [f"{prefix}-warmup-{n}" for n in range(args.warmup)]
+        ids = [f"{prefix}-bulk-{n}" for n in range(args.requests)]
+        paced = [f"{prefix}-paced-{n}" for n in range(int(args.rate * args.latency_seconds))]
         try:
-            prefix = f"{kind}-{number}"
-            warmup = [f"{prefix}-warmup-{n}" for n in range(args.warmup)]
             for request_id in warmup:
                 self.bulk_publisher.publish(queue.topic, request_document(request_id))
             collector.wait_for(warmup, timeout_s=120)
 
             # Throughput: N at once, clock from the first publish to the N-th result.
-            ids = [f"{prefix}-bulk-{n}" for n in range(args.requests)]
             payloads = [request_document(r) for r in ids]
             profiler = self.start_profiler(kind, number, process.pid)
             cpu_before = tree_cpu_s(ps)
@@ -308,8 +355,6 @@ class Bench:
             round_.cpu_ms_per_email = (cpu_after - cpu_before) * 1000 / args.requests
 
             # Latency at a fixed offered load.
-            count = int(args.rate * args.latency_seconds)
-            paced = [f"{prefix}-paced-{n}" for n in range(count)]
             published: dict[str, float] = {}
             begin = time.monotonic()
             for n, request_id in enumerate(paced):
@@ -324,8 +369,6 @@ class Bench:
             round_.p50_ms = statistics.median(latencies)
             round_.p99_ms = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
             round_.peak_rss_mib = tree_peak_rss_bytes(ps) / 2**20
-            round_.non_sent = sum(c for s, c in collector.statuses.items() if s != "sent")
-            round_.duplicates = collector.duplicates
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -334,7 +377,15 @@ class Bench:
                 process.kill()
                 process.wait()
                 round_.notes.append("did not stop on SIGTERM within 30 s")
+            # Results published just before the exit (a redelivery's, say) still count.
+            collector.drain(quiet_s=1.0, limit_s=10.0)
             collector.close()
+        round_.non_sent = sum(c for s, c in collector.statuses.items() if s != "sent")
+        round_.duplicates = collector.duplicates
+        sends = self.ses.send_counts([*warmup, *ids, *paced])
+        round_.duplicate_sends = sum(c - 1 for c in sends if c > 1)
+        round_.missing_sends = sends.count(0)
+        round_.unattributed_sends = self.ses.unattributed - unattributed_before
         return round_
 
     # -- profiling -----------------------------------------------------------------
@@ -421,19 +472,22 @@ def report(rounds: list[Round], args: argparse.Namespace) -> int:
     print("\nper round:")
     print(
         f"  {'round':<12} {'emails/s':>9} {'CPU ms/email':>13} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'peak RSS MiB':>13} {'non-sent':>9} {'dup results':>12}"
+        f"{'peak RSS MiB':>13} {'non-sent':>9} {'dup results':>12} {'dup sends':>10}"
     )
     for r in rounds:
         print(
-            f"  {r.kind + ' ' + str(r.number):<12} {r.emails_per_s:9.0f} "
+            f"  {r.label:<12} {r.emails_per_s:9.0f} "
             f"{r.cpu_ms_per_email:13.2f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} "
-            f"{r.peak_rss_mib:13.0f} {r.non_sent:9d} {r.duplicates:12d}"
+            f"{r.peak_rss_mib:13.0f} {r.non_sent:9d} {r.duplicates:12d} {r.duplicate_sends:10d}"
             + ("  " + "; ".join(r.notes) if r.notes else "")
         )
 
     def median(kind: str, name: str) -> float:
         values: list[float] = [getattr(r, name) for r in rounds if r.kind == kind]
         return statistics.median(values)
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else float("nan")
 
     rows = [
         ("throughput (emails/s)", "emails_per_s", "%.0f", ">= 1.5x"),
@@ -443,39 +497,80 @@ def report(rounds: list[Round], args: argparse.Namespace) -> int:
         ("peak RSS MiB", "peak_rss_mib", "%.0f", ""),
     ]
     print(
-        f"\nmedians of {args.rounds} rounds, {args.requests} requests each (machine: {machine()}):"
+        f"\nmedians of {args.rounds} rounds, {args.requests} requests each, "
+        f"CPU hog {'ON' if args.cpu_hog else 'off'} (machine: {machine()}):"
     )
-    print(f"  {'':34} {'worker':>9} {'baseline':>9} {'ratio':>7}  target")
+    print(
+        f"  {'':34} {'worker':>9} {'baseline':>9} {'lean':>9} {'w/base':>7} {'w/lean':>7}"
+        "  target (worker/baseline)"
+    )
     verdicts = []
     for label, name, fmt, target in rows:
-        worker, baseline = median("worker", name), median("baseline", name)
-        ratio = worker / baseline if baseline else float("nan")
+        worker, baseline, lean = (median(kind, name) for kind in CONTENDERS)
+        vs_baseline, vs_lean = ratio(worker, baseline), ratio(worker, lean)
         verdict = ""
         if name == "emails_per_s":
-            verdicts.append(ratio >= 1.5)
-            verdict = "met" if ratio >= 1.5 else "NOT met"
+            verdicts.append(vs_baseline >= 1.5)
+            verdict = "met" if vs_baseline >= 1.5 else "NOT met"
         elif name == "cpu_ms_per_email":
-            verdicts.append(ratio <= 1.25)
-            verdict = "met" if ratio <= 1.25 else "NOT met"
+            verdicts.append(vs_baseline <= 1.25)
+            verdict = "met" if vs_baseline <= 1.25 else "NOT met"
         print(
-            f"  {label:34} {fmt % worker:>9} {fmt % baseline:>9} {ratio:6.2f}x  "
-            f"{target} {verdict}".rstrip()
+            f"  {label:34} {fmt % worker:>9} {fmt % baseline:>9} {fmt % lean:>9} "
+            f"{vs_baseline:6.2f}x {vs_lean:6.2f}x  {target} {verdict}".rstrip()
         )
-    broken = [r for r in rounds if r.non_sent or r.duplicates or r.notes]
-    if broken:
-        print("\nWARNING: some rounds had non-sent or duplicate results, or did not stop cleanly")
     print(f"\nlogs: {args.logs}")
-    return 0 if all(verdicts) and not broken else 1
+    broken = [(r, r.problems()) for r in rounds if r.problems()]
+    if broken:
+        print("\nFAILED: rounds with wrong or unclean results (figures above are not valid):")
+        for r, problems in broken:
+            print(f"  {r.label}: {'; '.join(problems)}")
+        return 2
+    if not all(verdicts):
+        print("\nFAILED: a target was not met")
+        return 1
+    return 0
+
+
+class CpuHog:
+    """A child process spinning one core (a noisy neighbour) from ``start`` to ``stop``."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "while True: pass"], start_new_session=True
+        )
+
+    def stop(self) -> str | None:
+        """Kill the hog; return a complaint if it had not kept spinning until now."""
+        if self.process is None:
+            return None
+        died = self.process.poll()
+        if died is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        return None if died is None else f"the CPU hog exited early (code {died})"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 all clean and targets met; 1 a target missed; 2 a round had "
+        "non-sent, duplicate or unattributed results or sends, or did not stop cleanly.",
+    )
     parser.add_argument("--requests", type=int, default=2000, help="requests per throughput run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each subscriber")
     parser.add_argument("--rate", type=float, default=50.0, help="offered load for latency (/s)")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--profile", metavar="DIR", help="py-spy both subscribers' first round")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy each subscriber's first round")
+    parser.add_argument(
+        "--cpu-hog",
+        action="store_true",
+        help="keep one core busy (a child process spinning) while the rounds run",
+    )
     parser.add_argument(
         "--worker-env",
         action="append",
@@ -486,21 +581,36 @@ def main() -> int:
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    hog = CpuHog()
     rounds: list[Round] = []
     with Bench(args) as bench:
         args.logs = bench.workdir
-        for number in range(1, args.rounds + 1):
-            # Alternate which goes first, so drift in background load hits both alike.
-            order = ("worker", "baseline") if number % 2 else ("baseline", "worker")
-            for kind in order:
-                result = bench.run_round(kind, number)
-                rounds.append(result)
-                print(
-                    f"round {number} {kind:8}: {result.emails_per_s:6.0f} emails/s, "
-                    f"{result.cpu_ms_per_email:5.2f} CPU ms/email, p50 {result.p50_ms:.1f} ms,"
-                    f" p99 {result.p99_ms:.1f} ms, peak RSS {result.peak_rss_mib:.0f} MiB",
-                    flush=True,
-                )
+        if args.cpu_hog:
+            hog.start()
+            assert hog.process is not None
+            print(f"CPU hog: ON (pid {hog.process.pid} spins one core while the rounds run)")
+        else:
+            print("CPU hog: off")
+        try:
+            for number in range(1, args.rounds + 1):
+                # Rotate which goes first, so drift in background load hits all alike.
+                shift = (number - 1) % len(CONTENDERS)
+                for kind in CONTENDERS[shift:] + CONTENDERS[:shift]:
+                    result = bench.run_round(kind, number)
+                    rounds.append(result)
+                    print(
+                        f"round {number} {kind:8}: {result.emails_per_s:6.0f} emails/s, "
+                        f"{result.cpu_ms_per_email:5.2f} CPU ms/email, "
+                        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                        f"peak RSS {result.peak_rss_mib:.0f} MiB, "
+                        f"{result.duplicates} dup results, {result.duplicate_sends} dup sends",
+                        flush=True,
+                    )
+        finally:
+            complaint = hog.stop()
+        if complaint is not None:  # when it died is unknown: every round is suspect
+            for r in rounds:
+                r.notes.append(complaint)
     return report(rounds, args)
 
 

@@ -6,16 +6,29 @@ so the benchmark answers the two calls the worker makes with a small threaded HT
 * ``POST /v2/email/outbound-emails`` -> ``{"MessageId": "<unique>"}``
 * ``POST /`` with ``Action=AssumeRoleWithWebIdentity`` -> STS XML credentials for an hour
 
-It checks nothing (no signature, no token) and keeps only counters: it is a load sink.
+It checks nothing (no signature, no token) and keeps only counters: it is a load sink. To
+count duplicate sends it also records which request each SendEmail was for: the benchmark
+puts ``[bench-request <request_id>]`` into every request's subject (and text body), and the
+stand-in finds that marker in the message it is asked to send, raw MIME (base64 in the JSON,
+then parsed with the email package, so folded or RFC 2047-encoded subjects and base64 or
+quoted-printable bodies are handled) or simple content. A send without a marker is counted
+as unattributed.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import collections
 import datetime as dt
+import email.parser
+import email.policy
 import itertools
 import json
+import re
 import threading
 import urllib.parse
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -41,6 +54,57 @@ _STS_RESPONSE = """<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazona
 </AssumeRoleWithWebIdentityResponse>"""
 
 
+MARKER_PREFIX = "[bench-request "
+_MARKER = re.compile(r"\[bench-request\s+([A-Za-z0-9._:-]+)\]")
+
+
+def marker(request_id: str) -> str:
+    """The text the benchmark puts in a request's subject and body to find it in a send."""
+    return f"{MARKER_PREFIX}{request_id}]"
+
+
+def _find_marker(text: str | None) -> str | None:
+    found = _MARKER.search(text) if text else None
+    return found.group(1) if found else None
+
+
+def request_id_of_send(body: bytes) -> str | None:
+    """The request a SendEmail call was for, from its marker; None when there is none."""
+    try:
+        content = json.loads(body).get("Content") or {}
+    except (ValueError, AttributeError):
+        return None
+    simple = content.get("Simple")
+    if isinstance(simple, dict):
+        subject = (simple.get("Subject") or {}).get("Data")
+        if found := _find_marker(subject):
+            return found
+        parts = (simple.get("Body") or {}).values()
+        return next((f for p in parts if (f := _find_marker(p.get("Data")))), None)
+    raw = (content.get("Raw") or {}).get("Data")
+    if not isinstance(raw, str):
+        return None
+    try:
+        mime = base64.b64decode(raw, validate=True)  # a blob in rest-json is base64
+    except (binascii.Error, ValueError):
+        return None
+    parser = email.parser.BytesParser(policy=email.policy.default)
+    headers = parser.parsebytes(mime, headersonly=True)
+    if found := _find_marker(str(headers.get("Subject", ""))):  # unfolded and decoded
+        return found
+    message = parser.parsebytes(mime)
+    assert isinstance(message, EmailMessage)
+    for part in message.walk():
+        if part.get_content_maintype() == "text" and not part.is_multipart():
+            try:
+                text = part.get_content()  # base64 / quoted-printable and charset undone
+            except (LookupError, ValueError):
+                continue
+            if found := _find_marker(text if isinstance(text, str) else None):
+                return found
+    return None
+
+
 class SesStandIn(ThreadedServer):
     """SES v2 SendEmail and STS web-identity on one loopback port; counts what it answers."""
 
@@ -50,11 +114,23 @@ class SesStandIn(ThreadedServer):
         self._lock = threading.Lock()
         self.sends = 0
         self.sts_calls = 0
+        self.unattributed = 0  # sends without a marker
+        self.sends_by_request: collections.Counter[str] = collections.Counter()
 
-    def next_message_id(self) -> str:
+    def record_send(self, request_id: str | None) -> str:
+        """Count one accepted send for ``request_id``; return its new SES message id."""
         with self._lock:
             self.sends += 1
+            if request_id is None:
+                self.unattributed += 1
+            else:
+                self.sends_by_request[request_id] += 1
             return f"0100019a-bench-{next(self._ids):012d}-000000"
+
+    def send_counts(self, request_ids: list[str]) -> list[int]:
+        """How many sends the stand-in accepted for each of ``request_ids``."""
+        with self._lock:
+            return [self.sends_by_request[r] for r in request_ids]
 
     def sts_answer(self) -> bytes:
         with self._lock:
@@ -72,7 +148,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/v2/email/outbound-emails":
-            self._reply(200, "application/json", json.dumps({"MessageId": owner.next_message_id()}))
+            try:
+                request_id = request_id_of_send(body)
+            except Exception:  # an odd body must not fail the send: it counts as unattributed
+                request_id = None
+            message_id = owner.record_send(request_id)
+            self._reply(200, "application/json", json.dumps({"MessageId": message_id}))
             return
         form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
         if form.get("Action") == "AssumeRoleWithWebIdentity":
