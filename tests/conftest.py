@@ -23,7 +23,9 @@ _METADATA_HOST = f"127.0.0.1:{_METADATA_PORT}"
 def _isolate_environment() -> None:
     # No static AWS keys, profiles or ambient role config may reach code under test.
     for name in list(os.environ):
-        if name.startswith(("AWS_", "PUBSUB_", "STORAGE_EMULATOR", "GCE_METADATA")):
+        if name.startswith(
+            ("AWS_", "PUBSUB_", "STORAGE_EMULATOR", "FIRESTORE_EMULATOR_HOST", "GCE_METADATA")
+        ):
             del os.environ[name]
     for name in (
         "GOOGLE_APPLICATION_CREDENTIALS",
@@ -55,6 +57,7 @@ _isolate_environment()
 import pytest  # noqa: E402
 
 from tests.support.fault_proxy import FaultProxy  # noqa: E402
+from tests.support.firestore_emulator import FirestoreEmulator  # noqa: E402
 from tests.support.gcs_emulator import GcsEmulator  # noqa: E402
 from tests.support.metadata_server import MetadataServer  # noqa: E402
 from tests.support.moto_server import DEFAULT_REGION, MotoServer  # noqa: E402
@@ -155,3 +158,31 @@ def pubsub_env(pubsub_emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", pubsub_emulator.project_id)
     return pubsub_emulator
+
+
+# -- Firestore -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator() -> Iterator[FirestoreEmulator]:
+    emulator = FirestoreEmulator().start()
+    try:
+        yield emulator
+    finally:
+        group = emulator.pid_group
+        emulator.close()
+        if group is not None and group_members(group):
+            raise RuntimeError(f"Firestore emulator processes left behind: {group_members(group)}")
+
+
+@pytest.fixture
+def firestore_env(
+    firestore_emulator: FirestoreEmulator, monkeypatch: pytest.MonkeyPatch
+) -> FirestoreEmulator:
+    """The emulator, running and empty, with FIRESTORE_EMULATOR_HOST pointing at it."""
+    if not firestore_emulator.running:  # an outage test may have left it stopped
+        firestore_emulator.start()
+    firestore_emulator.clear()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", firestore_emulator.project_id)
+    return firestore_emulator

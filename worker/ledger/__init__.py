@@ -1,0 +1,47 @@
+"""The request ledger: what makes sending exactly-once per request.
+
+The layer owns one record per (service_id, request_id): who holds the claim to send it and
+until when, the hash of the content it was claimed for, and, once finished, the result the
+requester saw. A delivery claims before it sends and stores the result after; a redelivery
+then finds the result and republishes it instead of sending again, a concurrent delivery is
+told to come back later, and a reused request_id with different content is recognised. Two
+backends hold the records, SQLite for one host and Firestore for many, chosen by
+:func:`open_ledger`; records expire after a retention period. The layer stands alone: it
+knows nothing of messages, SES or Pub/Sub, and any failure of its store surfaces as
+:class:`LedgerUnavailable`.
+"""
+
+from __future__ import annotations
+
+from worker.ledger.firestore_ledger import DEFAULT_COLLECTION, FirestoreLedger, document_id
+from worker.ledger.model import (
+    DEFAULT_RETENTION_S,
+    Claim,
+    ClaimState,
+    Ledger,
+    LedgerKey,
+    LedgerRecord,
+    LedgerUnavailable,
+    StoredResult,
+    content_hash,
+)
+from worker.ledger.sqlite_ledger import SqliteLedger
+from worker.ledger.url import ACCEPTED_FORMS, open_ledger
+
+__all__ = [
+    "ACCEPTED_FORMS",
+    "DEFAULT_COLLECTION",
+    "DEFAULT_RETENTION_S",
+    "Claim",
+    "ClaimState",
+    "FirestoreLedger",
+    "Ledger",
+    "LedgerKey",
+    "LedgerRecord",
+    "LedgerUnavailable",
+    "SqliteLedger",
+    "StoredResult",
+    "content_hash",
+    "document_id",
+    "open_ledger",
+]

@@ -1,0 +1,308 @@
+"""The ledger in a SQLite file, for workers that share one host.
+
+Safe for many threads of one process (a single connection behind a lock) and for several
+processes on the same file, such as a killed worker and its restart: the file is in WAL mode,
+a writer waits up to ``busy_timeout_s`` for another, and every read-then-write runs inside
+``BEGIN IMMEDIATE`` so no other process can write between the read and the write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from worker.ledger.model import (
+    DEFAULT_RETENTION_S,
+    Claim,
+    ClaimState,
+    Ledger,
+    LedgerKey,
+    LedgerRecord,
+    LedgerUnavailable,
+    StoredResult,
+)
+from worker.ledger.shared import Found, Verdict, judge, result_fields, result_from_fields, utc
+
+__all__ = ["SWEEP_INTERVAL_S", "SqliteLedger"]
+
+# Expired rows are harmless (reads skip them), so deleting them can wait; an hour keeps the
+# file small without putting a DELETE in front of most claims.
+SWEEP_INTERVAL_S = 3600.0
+
+# A claim re-evaluates when a record changes or vanishes under it; more rounds than this mean
+# heavy contention on one request, and the delivery is told to come back later.
+_CLAIM_ROUNDS = 3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    service_id   TEXT NOT NULL,
+    request_id   TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('claimed', 'done')),
+    content_hash TEXT NOT NULL,
+    owner        TEXT,
+    lease_until  REAL,
+    takeovers    INTEGER NOT NULL DEFAULT 0,
+    result       TEXT,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    expire_at    REAL NOT NULL,
+    PRIMARY KEY (service_id, request_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS requests_by_expire_at ON requests (expire_at);
+"""
+
+_INSERT = """
+INSERT INTO requests (service_id, request_id, state, content_hash, owner, lease_until,
+                      takeovers, result, created_at, updated_at, expire_at)
+VALUES (:service_id, :request_id, 'claimed', :content_hash, :owner, :lease_until,
+        0, NULL, :now, :now, :expire_at)
+"""
+
+_SELECT = "SELECT * FROM requests WHERE service_id = :service_id AND request_id = :request_id"
+
+# Both conditional updates also match the values read inside the same transaction: redundant
+# under BEGIN IMMEDIATE, but they keep each write correct on its own.
+_RECLAIM = """
+UPDATE requests
+SET state = 'claimed', content_hash = :content_hash, owner = :owner, lease_until = :lease_until,
+    takeovers = 0, result = NULL, created_at = :now, updated_at = :now, expire_at = :expire_at
+WHERE service_id = :service_id AND request_id = :request_id
+  AND updated_at = :seen_updated_at AND expire_at < :now
+"""
+
+_TAKEOVER = """
+UPDATE requests
+SET owner = :owner, lease_until = :lease_until, takeovers = takeovers + 1, updated_at = :now
+WHERE service_id = :service_id AND request_id = :request_id
+  AND state = 'claimed' AND owner IS :seen_owner AND lease_until IS :seen_lease_until
+"""
+
+_COMPLETE = """
+UPDATE requests
+SET state = 'done', result = :result, lease_until = NULL, updated_at = :now,
+    expire_at = :expire_at
+WHERE service_id = :service_id AND request_id = :request_id
+  AND state = 'claimed' AND owner = :owner
+"""
+
+_RELEASE = """
+DELETE FROM requests
+WHERE service_id = :service_id AND request_id = :request_id
+  AND state = 'claimed' AND owner = :owner
+"""
+
+_SWEEP = "DELETE FROM requests WHERE expire_at < :now"
+
+
+class SqliteLedger(Ledger):
+    """A :class:`Ledger` in the SQLite database at ``path`` (``":memory:"`` for a private one).
+
+    ``claim_lease_s``: how long a claim keeps other deliveries out. ``retention_s``: how long a
+    record lives after its last write. ``clock``: epoch seconds, replaced in tests.
+    ``busy_timeout_s``: how long a write waits for another process's before the ledger counts
+    as unavailable.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        claim_lease_s: float,
+        retention_s: float = DEFAULT_RETENTION_S,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_s: float = 5.0,
+    ) -> None:
+        self.path = os.fspath(path)
+        self._claim_lease_s = claim_lease_s
+        self._retention_s = retention_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            # isolation_level=None: no implicit transactions; this class begins its own.
+            # timeout: SQLite's busy timeout, the wait for another connection's write lock.
+            self._conn = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._conn.row_factory = sqlite3.Row
+            # Switching to WAL needs the database to itself; only the first opener does it.
+            if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise LedgerUnavailable(
+                f"SQLite ledger {self.path} could not be opened: {error}"
+            ) from error
+        self._next_sweep = 0.0
+        self.sweep()
+
+    def __repr__(self) -> str:
+        return f"SqliteLedger(path={self.path!r})"
+
+    # -- Ledger ----------------------------------------------------------------------------
+
+    def claim(self, key: LedgerKey, *, owner: str, content_hash: str) -> Claim:
+        with self._lock, self._unavailable("claim", key):
+            self._sweep_if_due(self._clock())
+            for _ in range(_CLAIM_ROUNDS):
+                claim = self._claim_round(key, owner, content_hash)
+                if claim is not None:
+                    return claim
+            return Claim(ClaimState.BUSY)
+
+    def complete(self, key: LedgerKey, *, owner: str, result: StoredResult) -> bool:
+        with self._lock, self._unavailable("complete", key):
+            now = self._clock()
+            cursor = self._conn.execute(
+                _COMPLETE,
+                {
+                    **_key_params(key),
+                    "owner": owner,
+                    "result": json.dumps(result_fields(result)),
+                    "now": now,
+                    "expire_at": now + self._retention_s,
+                },
+            )
+            return cursor.rowcount == 1
+
+    def release(self, key: LedgerKey, *, owner: str) -> None:
+        with self._lock, self._unavailable("release", key):
+            self._conn.execute(_RELEASE, {**_key_params(key), "owner": owner})
+
+    def get(self, key: LedgerKey) -> LedgerRecord | None:
+        with self._lock, self._unavailable("read", key):
+            row = self._conn.execute(_SELECT, _key_params(key)).fetchone()
+        if row is None or row["expire_at"] < self._clock():
+            return None
+        return _record(key, row)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- expiry ----------------------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Delete every record whose retention has passed; return how many went."""
+        with self._lock:
+            try:
+                return self._sweep(self._clock())
+            except sqlite3.Error as error:
+                raise LedgerUnavailable(f"SQLite ledger could not sweep: {error}") from error
+
+    def _sweep_if_due(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> int:
+        deleted = self._conn.execute(_SWEEP, {"now": now}).rowcount
+        self._next_sweep = now + SWEEP_INTERVAL_S
+        return deleted
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _claim_round(self, key: LedgerKey, owner: str, content_hash: str) -> Claim | None:
+        """One try at claiming; None when the record changed under us and it must be redone."""
+        now = self._clock()
+        fresh = {
+            **_key_params(key),
+            "owner": owner,
+            "content_hash": content_hash,
+            "lease_until": now + self._claim_lease_s,
+            "expire_at": now + self._retention_s,
+            "now": now,
+        }
+        try:
+            self._conn.execute(_INSERT, fresh)
+            return Claim(ClaimState.CLAIMED)
+        except sqlite3.IntegrityError:
+            pass  # the primary key exists: look at the record below
+        with self._write_transaction():
+            row = self._conn.execute(_SELECT, fresh).fetchone()
+            if row is None:
+                return None  # deleted since the INSERT failed: insert again
+            verdict = judge(_found(row), owner=owner, content_hash=content_hash, now=now)
+            if verdict is Verdict.RECLAIM:
+                cursor = self._conn.execute(
+                    _RECLAIM, {**fresh, "seen_updated_at": row["updated_at"]}
+                )
+                return Claim(ClaimState.CLAIMED) if cursor.rowcount == 1 else None
+            if verdict is Verdict.TAKEOVER:
+                cursor = self._conn.execute(
+                    _TAKEOVER,
+                    {**fresh, "seen_owner": row["owner"], "seen_lease_until": row["lease_until"]},
+                )
+                return Claim(ClaimState.TAKEOVER if cursor.rowcount == 1 else ClaimState.BUSY)
+            return _claim_without_write(verdict, row)
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front, so what we read stays true until we write.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise
+
+    @contextlib.contextmanager
+    def _unavailable(self, action: str, key: LedgerKey) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as error:
+            # SQLite's own messages ("database is locked", "disk I/O error") name no content.
+            raise LedgerUnavailable(
+                f"SQLite ledger could not {action} {key.service_id}/{key.request_id}: {error}"
+            ) from error
+
+
+def _key_params(key: LedgerKey) -> dict[str, Any]:
+    return {"service_id": key.service_id, "request_id": key.request_id}
+
+
+def _found(row: sqlite3.Row) -> Found:
+    return Found(
+        state=row["state"],
+        content_hash=row["content_hash"],
+        owner=row["owner"],
+        lease_until=row["lease_until"],
+        expire_at=row["expire_at"],
+    )
+
+
+def _claim_without_write(verdict: Verdict, row: sqlite3.Row) -> Claim:
+    if verdict is Verdict.CONFLICT:
+        return Claim(ClaimState.CONFLICT)
+    if verdict is Verdict.DONE:
+        return Claim(ClaimState.DONE, _result(row))
+    if verdict is Verdict.MINE:
+        return Claim(ClaimState.CLAIMED)
+    return Claim(ClaimState.BUSY)
+
+
+def _result(row: sqlite3.Row) -> StoredResult | None:
+    raw = row["result"]
+    return None if raw is None else result_from_fields(json.loads(raw))
+
+
+def _record(key: LedgerKey, row: sqlite3.Row) -> LedgerRecord:
+    lease_until = row["lease_until"]
+    return LedgerRecord(
+        key=key,
+        state=row["state"],
+        content_hash=row["content_hash"],
+        owner=row["owner"],
+        lease_until=None if lease_until is None else utc(lease_until),
+        takeovers=row["takeovers"],
+        result=_result(row),
+        created_at=utc(row["created_at"]),
+        updated_at=utc(row["updated_at"]),
+        expire_at=utc(row["expire_at"]),
+    )
