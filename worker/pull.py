@@ -20,10 +20,10 @@ from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from worker.handling import Handler
 from worker.logs import get_logger
-from worker.pipeline import Delivery
+from worker.pipeline import Delivery, Status
 from worker.settings import Settings
 
-__all__ = ["PullWorker", "read_max_delivery_attempts"]
+__all__ = ["PullWorker", "flow_control", "read_max_delivery_attempts"]
 
 log = get_logger()
 
@@ -35,6 +35,10 @@ _FIRST_BACKOFF_S = 1.0
 _MAX_BACKOFF_S = 30.0
 # A stream that stayed open this long was working, even if no message came.
 _HEALTHY_STREAM_S = 30.0
+# How often a message whose request another delivery is sending is looked at again. It stays
+# leased meanwhile: a nack would have it redelivered at once, and each redelivery counts
+# against the subscription's delivery attempts before the claim is finished or expires.
+_RECHECK_IN_PROGRESS_S = 2.0
 
 
 def read_max_delivery_attempts(subscriber: Any, subscription_path: str) -> int | None:
@@ -45,6 +49,23 @@ def read_max_delivery_attempts(subscriber: Any, subscription_path: str) -> int |
         return None
     # Pub/Sub's documented default when the policy leaves it unset.
     return int(policy.max_delivery_attempts or 5)
+
+
+def flow_control(settings: Settings) -> pubsub_v1.types.FlowControl:
+    """The subscriber's flow control and leases: see docs/scaling.md, "Leases".
+
+    Every held message gets the same fixed ack deadline, renewed by the client library before
+    90% of it has passed. The same value is the stream's ack deadline, which covers messages
+    Pub/Sub has sent but the client has not read yet (held back by flow control). A fixed
+    deadline, rather than the library's adaptive one, bounds how long a crashed worker's
+    messages stay away; ``max_messages`` well above the thread count keeps the stream read.
+    """
+    return pubsub_v1.types.FlowControl(
+        max_messages=settings.max_messages,
+        max_bytes=settings.max_bytes,
+        min_duration_per_lease_extension=settings.ack_deadline_s,
+        max_duration_per_lease_extension=settings.ack_deadline_s,
+    )
 
 
 class PullWorker:
@@ -68,6 +89,8 @@ class PullWorker:
         self._received = 0
         self._in_flight: dict[str, Any] = {}
         self._in_flight_lock = threading.Lock()
+        # Messages waiting for another delivery of their request to finish, by ack id.
+        self._deferred: dict[str, tuple[Any, threading.Timer]] = {}
         #: Messages still being processed when the shutdown timeout ran out (handed back).
         self.abandoned = 0
 
@@ -86,10 +109,43 @@ class PullWorker:
                 message_id=message.message_id,
                 delivery_attempt=message.delivery_attempt,
             )
-            self._handler(delivery, ack=message.ack, nack=message.nack)
+            handed_back: list[bool] = []
+            outcome = self._handler(
+                delivery, ack=message.ack, nack=lambda: handed_back.append(True)
+            )
+            if handed_back:
+                if outcome.status is Status.IN_PROGRESS and not self._stop.is_set():
+                    self._defer(message)
+                else:
+                    message.nack()
         finally:
             with self._in_flight_lock:
                 self._in_flight.pop(message.ack_id, None)
+
+    def _defer(self, message: Any) -> None:
+        """Look at ``message`` again shortly, keeping it leased until then."""
+        timer = threading.Timer(_RECHECK_IN_PROGRESS_S, self._recheck, args=(message,))
+        timer.daemon = True
+        with self._in_flight_lock:
+            self._deferred[message.ack_id] = (message, timer)
+        timer.start()
+
+    def _recheck(self, message: Any) -> None:
+        with self._in_flight_lock:
+            if self._deferred.pop(message.ack_id, None) is None:
+                return  # the shutdown handed it back already
+        if self._stop.is_set():
+            message.nack()
+            return
+        self._callback(message)
+
+    def _hand_back_deferred(self) -> None:
+        with self._in_flight_lock:
+            deferred = list(self._deferred.values())
+            self._deferred.clear()
+        for message, timer in deferred:
+            timer.cancel()
+            message.nack()
 
     def run(self) -> int:
         """Pull until stopped; return the process exit code."""
@@ -102,13 +158,7 @@ class PullWorker:
             future = self._subscriber.subscribe(
                 self._path,
                 callback=self._callback,
-                flow_control=pubsub_v1.types.FlowControl(
-                    max_messages=self._settings.max_messages,
-                    max_bytes=self._settings.max_bytes,
-                    # Short leases bring back, soon, messages a stopped or crashed worker
-                    # held but never settled (a nack after the stream closed may be lost).
-                    max_duration_per_lease_extension=self._settings.lease_extension_s,
-                ),
+                flow_control=flow_control(self._settings),
                 scheduler=ThreadScheduler(executor),
                 await_callbacks_on_shutdown=True,
             )
@@ -147,6 +197,8 @@ class PullWorker:
             timeout_s=self._settings.shutdown_timeout_s,
         )
         self._handler.deps.stopping.set()
+        # Before the stream closes: a nack sent after it may be lost.
+        self._hand_back_deferred()
         future.cancel()
         try:
             future.result(timeout=self._settings.shutdown_timeout_s)
