@@ -43,7 +43,8 @@ COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PORT=8080
+    PORT=8080 \
+    EMAIL_WORKER_LEDGER=sqlite:////tmp/email-worker-ledger.db
 
 USER ${APP_UID}:${APP_UID}
 EXPOSE 8080

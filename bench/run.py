@@ -303,6 +303,8 @@ class Bench:
                 EMAIL_WORKER_SERVICE_CONFIG_URL=(
                     f"file://{self.config_dir}/{{environment}}/{{service_id}}.json"
                 ),
+                # The embedded ledger: every send claimed and recorded, as in production.
+                EMAIL_WORKER_LEDGER=f"sqlite:///{self.workdir.resolve()}/ledger.db",
             )
             for setting in self.args.worker_env:
                 name, _, value = setting.partition("=")

@@ -157,6 +157,7 @@ def run(stack: ExitStack, workdir: Path) -> int:
         "EMAIL_WORKER_SERVICE_CONFIG_URL": (
             f"file://{workdir}/config/{{environment}}/{{service_id}}.json"
         ),
+        "EMAIL_WORKER_LEDGER": f"sqlite:///{Path(workdir).resolve()}/ledger.db",
     }
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         env.pop(name, None)  # the worker must get its AWS credentials from STS only

@@ -168,3 +168,18 @@ def test_there_is_no_send_rate_limit_unless_one_is_set() -> None:
 def test_a_send_rate_that_is_not_a_positive_number_is_a_settings_error(bad: str) -> None:
     with pytest.raises(SettingsError, match="EMAIL_WORKER_SEND_RATE_PER_S"):
         Settings.from_env({"EMAIL_WORKER_SEND_RATE_PER_S": bad})
+
+
+def test_the_ack_deadline_defaults_to_a_minute_and_holds_a_thousand_messages() -> None:
+    settings = Settings.from_env({})
+    assert settings.ack_deadline_s == 60
+    assert settings.max_messages == 1000
+    assert settings.max_messages > settings.concurrency
+
+
+@pytest.mark.parametrize("bad", ["10", "29", "601"])
+def test_an_ack_deadline_too_short_to_renew_on_a_busy_machine_is_a_settings_error(
+    bad: str,
+) -> None:
+    with pytest.raises(SettingsError, match="EMAIL_WORKER_ACK_DEADLINE_S"):
+        Settings.from_env({"EMAIL_WORKER_ACK_DEADLINE_S": bad})

@@ -9,10 +9,14 @@ sent                  yes (sent)      no           ack
 rejected / failed     yes             yes          ack
 retry, not last       no              no           nack
 retry, last attempt   yes (failed)    no           nack [#]_
+in progress           no              no           nack [#]_
+replayed from ledger  yes (as stored) no           ack
 ====================  ==============  ===========  =========
 
 .. [#] On the last delivery attempt Pub/Sub's own dead-letter policy moves the message once it
    is nacked, so the requester is told first.
+.. [#] Another delivery of the same request is sending it and publishes its result; this one
+   comes back later and finds that result in the ledger (a replay).
 
 Acking always waits until the publishes it depends on are confirmed; a failed publish turns
 the ack into a nack (see :mod:`worker.outputs`).
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.pipeline import Outcome, Status
+from worker.pipeline import LedgerEvent, Outcome, Status
 
 __all__ = ["Decision", "decide", "is_last_attempt"]
 
@@ -48,7 +52,10 @@ def decide(
     outcome: Outcome, *, delivery_attempt: int | None, max_delivery_attempts: int | None
 ) -> Decision:
     """The decision for ``outcome`` on the given delivery attempt."""
-    if outcome.status is Status.SENT:
+    if outcome.status is Status.IN_PROGRESS:
+        return Decision(publish_result=False, dead_letter=False, ack=False)
+    if outcome.status is Status.SENT or outcome.ledger is LedgerEvent.REPLAYED:
+        # A replay was dead-lettered, if at all, by the delivery that stored it.
         return Decision(publish_result=True, dead_letter=False, ack=True)
     if outcome.status in (Status.REJECTED, Status.FAILED):
         return Decision(publish_result=True, dead_letter=True, ack=True)

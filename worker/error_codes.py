@@ -39,6 +39,7 @@ class ErrorCode(StrEnum):
     # Policy decisions by the worker (status "rejected").
     UNKNOWN_SERVICE = "unknown_service"
     SENDER_NOT_ALLOWED = "sender_not_allowed"
+    REQUEST_ID_CONFLICT = "request_id_conflict"
     # Refusals by SES that depend on the request (status "rejected").
     SES_REJECTED = "ses_rejected"
     INVALID_PARAMETER = "invalid_parameter"
@@ -50,6 +51,8 @@ class ErrorCode(StrEnum):
     THROTTLED = "throttled"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     PARTIALLY_SENT = "partially_sent"
+    LEDGER_UNAVAILABLE = "ledger_unavailable"
+    OUTCOME_UNKNOWN = "outcome_unknown"
     INTERNAL_ERROR = "internal_error"
 
     @property
@@ -78,6 +81,7 @@ _STATUS: dict[ErrorCode, ResultStatus] = {
     ErrorCode.MESSAGE_TOO_LARGE: _R,
     ErrorCode.UNKNOWN_SERVICE: _R,
     ErrorCode.SENDER_NOT_ALLOWED: _R,
+    ErrorCode.REQUEST_ID_CONFLICT: _R,
     ErrorCode.SES_REJECTED: _R,
     ErrorCode.INVALID_PARAMETER: _R,
     ErrorCode.CONFIGURATION_ERROR: _F,
@@ -87,6 +91,8 @@ _STATUS: dict[ErrorCode, ResultStatus] = {
     ErrorCode.THROTTLED: _F,
     ErrorCode.PROVIDER_UNAVAILABLE: _F,
     ErrorCode.PARTIALLY_SENT: _F,
+    ErrorCode.LEDGER_UNAVAILABLE: _F,
+    ErrorCode.OUTCOME_UNKNOWN: _F,
     ErrorCode.INTERNAL_ERROR: _F,
 }
 
@@ -102,6 +108,7 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.MESSAGE_TOO_LARGE: "The built message is larger than the size limit.",
     ErrorCode.UNKNOWN_SERVICE: "The service_id is not configured on this worker.",
     ErrorCode.SENDER_NOT_ALLOWED: "The From address is not in a domain the service may send from.",
+    ErrorCode.REQUEST_ID_CONFLICT: "The request_id was already used for a different request.",
     ErrorCode.SES_REJECTED: "SES refused the message (for example content or virus checks).",
     ErrorCode.INVALID_PARAMETER: "SES found the message or its addresses invalid.",
     ErrorCode.CONFIGURATION_ERROR: "The worker or service configuration is missing or invalid.",
@@ -112,5 +119,7 @@ _MEANING: dict[ErrorCode, str] = {
     "was exceeded and retries ran out.",
     ErrorCode.PROVIDER_UNAVAILABLE: "SES or the network was unavailable and retries ran out.",
     ErrorCode.PARTIALLY_SENT: "Some recipient batches were sent before SES failed; no retry.",
+    ErrorCode.LEDGER_UNAVAILABLE: "The request ledger was unavailable; nothing was sent.",
+    ErrorCode.OUTCOME_UNKNOWN: "An earlier delivery's SES call may or may not have sent it.",
     ErrorCode.INTERNAL_ERROR: "An unexpected error in the worker.",
 }

@@ -62,6 +62,7 @@ class Handler:
                 recipient_count=outcome.recipient_count,
                 retries=outcome.retries,
                 send_rate_wait_ms=round(outcome.send_rate_wait_s * 1000, 1),
+                ledger=outcome.ledger.value if outcome.ledger else None,
                 publish_result=decision.publish_result,
                 dead_letter=decision.dead_letter,
                 acked=acked,

@@ -61,6 +61,13 @@ class Metrics:
             "(EMAIL_WORKER_SEND_RATE_PER_S).",
             registry=r,
         )
+        self.ledger_events = Counter(
+            "email_worker_ledger_events",
+            "What the request ledger said per delivery: claimed, replayed (stored result "
+            "published again, nothing sent), takeover, conflict, busy, unavailable.",
+            ["event"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "email_worker_in_flight",
             "Deliveries being processed right now.",
@@ -113,6 +120,8 @@ class Metrics:
         if outcome.send_rate_wait_s:
             self.send_rate_wait.inc(outcome.send_rate_wait_s)
         self.settled.labels("ack" if acked else "nack").inc()
+        if outcome.ledger is not None:
+            self.ledger_events.labels(outcome.ledger.value).inc()
 
     def counting(self, publish: Publish, *, results_topic: str, dead_letter_topic: str) -> Publish:
         """``publish``, counting results and dead letters once Pub/Sub confirms them."""

@@ -11,14 +11,23 @@ from __future__ import annotations
 import enum
 import threading
 import traceback
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 
 import tenacity
 
 from worker.addresses import Mailbox, parse_mailbox
 from worker.errors import EmailError, ThrottledError
+from worker.ledger import (
+    ClaimState,
+    Ledger,
+    LedgerKey,
+    LedgerUnavailable,
+    StoredResult,
+    content_hash,
+)
 from worker.logs import get_logger
 from worker.message import build_message, resolve_sender
 from worker.request import EmailRequest, RequestRejected, parse_request
@@ -29,7 +38,7 @@ from worker.session import BaseSession
 from worker.sessions import SessionCache
 from worker.settings import Settings
 
-__all__ = ["Delivery", "Deps", "Outcome", "Status", "process"]
+__all__ = ["Delivery", "Deps", "LedgerEvent", "Outcome", "Status", "process"]
 
 log = get_logger()
 
@@ -49,6 +58,20 @@ class Status(enum.StrEnum):
     REJECTED = "rejected"  # the request is bad; the requester must change it
     FAILED = "failed"  # the provider refused it, or sending is impossible for now
     RETRY = "retry"  # transient trouble outlasted this delivery's retries; try a later one
+    # Another delivery of the same request holds the ledger's claim and is sending it; this
+    # one reports nothing and comes back later, to find the result.
+    IN_PROGRESS = "in_progress"
+
+
+class LedgerEvent(enum.StrEnum):
+    """What the request ledger said about a delivery (the ``ledger`` log field)."""
+
+    CLAIMED = "claimed"  # first delivery to claim the request: processed
+    REPLAYED = "replayed"  # already finished: the stored result is published again, no send
+    TAKEOVER = "takeover"  # an earlier claim expired mid-send: processed again (or failed)
+    CONFLICT = "conflict"  # the request_id was used for different content
+    BUSY = "busy"  # another delivery holds a live claim
+    UNAVAILABLE = "unavailable"  # the ledger could not be reached: nothing sent
 
 
 @dataclass(frozen=True)
@@ -65,6 +88,8 @@ class Outcome:
     retries: int = 0
     #: Time spent waiting for EMAIL_WORKER_SEND_RATE_PER_S.
     send_rate_wait_s: float = 0.0
+    #: What the request ledger said; None without a ledger or before the request was known.
+    ledger: LedgerEvent | None = None
 
 
 @dataclass
@@ -80,6 +105,8 @@ class Deps:
     send_rate: SendRateLimiter | None = None
     #: Set on shutdown: retries stop at once, and the delivery is handed back.
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: EMAIL_WORKER_LEDGER; None: no deduplication of redeliveries or repeated publishes.
+    ledger: Ledger | None = None
 
     def pause(self, seconds: float) -> None:
         if self.sleep is None:
@@ -130,21 +157,145 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
             error_message=error.message,
         )
 
-    def refused(code: str, message: str) -> Outcome:
-        return Outcome(
-            _status_of(code),
-            request_id=request.request_id,
-            service_id=request.service_id,
-            error_code=code,
-            error_message=message,
-            recipient_count=request.recipient_count,
-        )
-
     if request.service_id not in settings.allowed_services:
-        return refused(
+        return _refusal(
+            request,
             ErrorCode.UNKNOWN_SERVICE,
             f"service {request.service_id!r} is not allowed to send through this worker",
         )
+    if deps.ledger is None:
+        return _admitted(request, deps)
+    return _claimed(request, delivery, deps, deps.ledger)
+
+
+def _refusal(request: EmailRequest, code: str, message: str) -> Outcome:
+    return Outcome(
+        _status_of(code),
+        request_id=request.request_id,
+        service_id=request.service_id,
+        error_code=code,
+        error_message=message,
+        recipient_count=request.recipient_count,
+    )
+
+
+# A delivery that finds another one sending the same request waits briefly, in growing steps,
+# for its result (a send takes well under a second) before it is handed back as in progress.
+_BUSY_WAITS_S = (0.1, 0.2, 0.4)
+
+
+def _claimed(request: EmailRequest, delivery: Delivery, deps: Deps, ledger: Ledger) -> Outcome:
+    """Process ``request`` under the ledger's claim: at most one delivery sends it at a time,
+    and one that finds it finished republishes the stored result instead of sending."""
+    key = LedgerKey(request.service_id, request.request_id)
+    # Unique per delivery, even for two deliveries of one message that overlap.
+    owner = f"{delivery.message_id}/{delivery.delivery_attempt or 0}/{uuid.uuid4().hex[:12]}"
+    digest = content_hash(delivery.data)
+    try:
+        claim = ledger.claim(key, owner=owner, content_hash=digest)
+        for wait_s in _BUSY_WAITS_S:
+            if claim.state is not ClaimState.BUSY or deps.stopping.is_set():
+                break
+            deps.pause(wait_s)
+            claim = ledger.claim(key, owner=owner, content_hash=digest)
+    except LedgerUnavailable as error:
+        log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
+        return replace(
+            _refusal(
+                request,
+                ErrorCode.LEDGER_UNAVAILABLE,
+                "the request ledger could not be reached; the request was not sent",
+            ),
+            status=Status.RETRY,
+            ledger=LedgerEvent.UNAVAILABLE,
+        )
+    if claim.state is ClaimState.DONE:
+        assert claim.result is not None
+        return _replayed(request, claim.result)
+    if claim.state is ClaimState.BUSY:
+        return Outcome(
+            Status.IN_PROGRESS,
+            request_id=request.request_id,
+            service_id=request.service_id,
+            recipient_count=request.recipient_count,
+            ledger=LedgerEvent.BUSY,
+        )
+    if claim.state is ClaimState.CONFLICT:
+        return replace(
+            _refusal(
+                request,
+                ErrorCode.REQUEST_ID_CONFLICT,
+                f"request_id {request.request_id!r} was already used for a different request "
+                f"of service {request.service_id!r}; this one was not sent",
+            ),
+            ledger=LedgerEvent.CONFLICT,
+        )
+    takeover = claim.state is ClaimState.TAKEOVER
+    if takeover:
+        log.warning("took over an expired claim: an earlier delivery may have sent this request")
+    if takeover and deps.settings.ledger_takeover == "fail":
+        outcome = _refusal(
+            request,
+            ErrorCode.OUTCOME_UNKNOWN,
+            "an earlier delivery of this request stopped during its call to SES, so it may or "
+            "may not have been sent; it is not sent again (at most once)",
+        )
+    else:
+        try:
+            outcome = _admitted(request, deps)
+        except Exception:
+            _release(ledger, key, owner)  # a bug, not an answer: let a later delivery try
+            raise
+    outcome = replace(outcome, ledger=LedgerEvent.TAKEOVER if takeover else LedgerEvent.CLAIMED)
+    _record(ledger, key, owner, outcome)
+    return outcome
+
+
+def _replayed(request: EmailRequest, stored: StoredResult) -> Outcome:
+    return Outcome(
+        Status(stored.status),
+        request_id=request.request_id,
+        service_id=request.service_id,
+        message_ids=stored.message_ids,
+        error_code=stored.error_code,
+        error_message=stored.error_message,
+        recipient_count=stored.recipient_count,
+        ledger=LedgerEvent.REPLAYED,
+    )
+
+
+def _record(ledger: Ledger, key: LedgerKey, owner: str, outcome: Outcome) -> None:
+    """Store a final outcome under our claim; give the claim up after a transient failure."""
+    if outcome.status is Status.RETRY:
+        _release(ledger, key, owner)
+        return
+    stored = StoredResult(
+        status=outcome.status.value,
+        message_ids=outcome.message_ids,
+        error_code=outcome.error_code,
+        error_message=outcome.error_message,
+        recipient_count=outcome.recipient_count,
+    )
+    try:
+        if not ledger.complete(key, owner=owner, result=stored):
+            # Our claim expired and another delivery took it over: it may send again.
+            log.warning("the claim expired before the result was stored")
+    except LedgerUnavailable as error:
+        # What happened is still published and acked; a later duplicate publish of this
+        # request finds the claim, and after it expires, sends again.
+        log.warning("could not store the result in the request ledger", error=str(error)[:300])
+
+
+def _release(ledger: Ledger, key: LedgerKey, owner: str) -> None:
+    try:
+        ledger.release(key, owner=owner)
+    except LedgerUnavailable as error:
+        # The claim expires by itself; until then redeliveries wait.
+        log.warning("could not release the claim", error=str(error)[:300])
+
+
+def _admitted(request: EmailRequest, deps: Deps) -> Outcome:
+    """Resolve the service's session, check the sender, build the message and send it."""
     try:
         session = deps.sessions.get(request.service_id)
     except EmailError as error:
@@ -155,13 +306,14 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
     try:
         sender = resolve_sender(request, default_from)
         if config is not None and not _sender_allowed(sender, config):
-            return refused(
+            return _refusal(
+                request,
                 ErrorCode.SENDER_NOT_ALLOWED,
                 f"service {request.service_id!r} may not send from the domain {sender.domain!r}",
             )
         message = build_message(request, default_from=default_from)
     except RequestRejected as error:
-        return refused(error.code, error.message)
+        return _refusal(request, error.code, error.message)
     return _send(request, session, message, deps)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from google.cloud import pubsub_v1
 
 from worker.handling import Handler
+from worker.ledger import Ledger, open_ledger
 from worker.logs import get_logger
 from worker.metrics import Metrics
 from worker.outputs import Outputs
@@ -33,11 +34,14 @@ class Runtime:
     publisher: Any
     subscriber: Any
     metrics: Metrics
+    ledger: Ledger | None = None
 
     def close(self) -> None:
-        """Flush pending publishes and close the clients."""
+        """Flush pending publishes and close the clients and the ledger."""
         self.publisher.stop()
         self.subscriber.close()
+        if self.ledger is not None:
+            self.ledger.close()
 
 
 def build_runtime(
@@ -67,10 +71,17 @@ def build_runtime(
     def new_session(service_id: str) -> BaseSession:
         return Session.for_service(service_id, environment=settings.environment)
 
+    ledger = open_ledger(
+        settings.ledger,
+        project=project,
+        claim_lease_s=settings.ledger_claim_s,
+        retention_s=settings.ledger_retention_s,
+    )
     deps = Deps(
         settings=settings,
         sessions=SessionCache(new_session, ttl_s=settings.session_ttl_s),
         send_rate=(SendRateLimiter(settings.send_rate_per_s) if settings.send_rate_per_s else None),
+        ledger=ledger,
     )
     results_topic = publisher.topic_path(project, settings.results_topic)
     dead_letter_topic = publisher.topic_path(project, settings.dead_letter_topic)
@@ -111,4 +122,5 @@ def build_runtime(
         publisher=publisher,
         subscriber=subscriber,
         metrics=metrics,
+        ledger=ledger,
     )

@@ -21,6 +21,10 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: Google's public certificates for the ID tokens Pub/Sub push attaches (PEM by key id).
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The client library renews a lease after at most 90% of the deadline: 30 s leaves 3 s for a
+# renewal to reach Pub/Sub from a starved process, and 10 s (Pub/Sub's own floor) only 1 s.
+MIN_ACK_DEADLINE_S = 30
+_LEDGER_URL = re.compile(r"none|firestore(?://[a-z(][a-z0-9()-]+)?|sqlite://(?:/\S+)?")
 # Pub/Sub's subscription name rule, optionally inside a full resource path.
 _SUBSCRIPTION_RE = re.compile(r"(?:projects/[^/\s]+/subscriptions/)?[A-Za-z][\w.~+%-]{2,254}")
 
@@ -107,18 +111,46 @@ class Settings:
         "recipient); sends wait their turn. Unset: no limit. Set it to the account's SES "
         "maximum send rate divided by the number of instances.",
     )
+    ledger: str = _env(
+        "EMAIL_WORKER_LEDGER",
+        "sqlite:///email-worker-ledger.db",
+        doc="Request ledger that makes each request send once: firestore (or "
+        "firestore://DATABASE) for several instances, sqlite:///relative.db or "
+        "sqlite:////absolute.db for one, none to turn it off.",
+    )
+    ledger_claim_s: float = _env(
+        "EMAIL_WORKER_LEDGER_CLAIM_S",
+        90.0,
+        doc="How long a delivery's claim on a request lasts; a claim left by a crashed "
+        "worker is taken over after this.",
+    )
+    ledger_retention_s: float = _env(
+        "EMAIL_WORKER_LEDGER_RETENTION_S",
+        691200.0,
+        doc="How long the ledger keeps a request's record (default 8 days: Pub/Sub's 7-day "
+        "retention plus a day for replays).",
+    )
+    ledger_takeover: str = _env(
+        "EMAIL_WORKER_LEDGER_TAKEOVER",
+        "resend",
+        doc="When a claim expired during its SES call, so the send may or may not have "
+        "happened: resend (at least once) or fail with outcome_unknown (at most once).",
+    )
     max_delivery_attempts: int | None = _env(
         "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
         doc="Last delivery attempt; default: read from the subscription's dead-letter policy.",
     )
     max_messages: int = _env(
-        "EMAIL_WORKER_MAX_MESSAGES", 64, doc="Flow control: messages held at once."
+        "EMAIL_WORKER_MAX_MESSAGES",
+        1000,
+        doc="Flow control: messages held (leased) at once, waiting or being processed. Keep "
+        "it well above EMAIL_WORKER_CONCURRENCY, so the stream is read promptly.",
     )
-    lease_extension_s: int = _env(
-        "EMAIL_WORKER_LEASE_EXTENSION_S",
-        10,
-        doc="Ack deadline each lease extension asks for; also how soon the messages of a "
-        "crashed worker are delivered again.",
+    ack_deadline_s: int = _env(
+        "EMAIL_WORKER_ACK_DEADLINE_S",
+        60,
+        doc="Ack deadline of every held message, renewed before it runs out; also how soon "
+        "the messages of a crashed worker are delivered again.",
     )
     max_bytes: int = _env(
         "EMAIL_WORKER_MAX_BYTES", 256 * 1024 * 1024, doc="Flow control: bytes held at once."
@@ -219,8 +251,25 @@ class Settings:
                 "EMAIL_WORKER_SEND_MAX_BACKOFF_S must be at least "
                 "EMAIL_WORKER_SEND_INITIAL_BACKOFF_S"
             )
-        if not 10 <= self.lease_extension_s <= 600:
-            problems.append("EMAIL_WORKER_LEASE_EXTENSION_S must be 10-600, as in Pub/Sub")
+        if not MIN_ACK_DEADLINE_S <= self.ack_deadline_s <= 600:
+            problems.append(
+                f"EMAIL_WORKER_ACK_DEADLINE_S must be {MIN_ACK_DEADLINE_S}-600: Pub/Sub allows "
+                "at most 600, and shorter deadlines run out on a busy machine"
+            )
+        if not _LEDGER_URL.fullmatch(self.ledger):
+            problems.append(
+                "EMAIL_WORKER_LEDGER must be none, firestore, firestore://DATABASE, "
+                "sqlite:///relative.db or sqlite:////absolute.db"
+            )
+        if self.ledger_takeover not in ("resend", "fail"):
+            problems.append("EMAIL_WORKER_LEDGER_TAKEOVER must be resend or fail")
+        if self.ledger_claim_s < self.send_deadline_s + 60:
+            # The last send attempt may start at the deadline and take up to a minute.
+            problems.append(
+                "EMAIL_WORKER_LEDGER_CLAIM_S must be at least EMAIL_WORKER_SEND_DEADLINE_S + 60"
+            )
+        if self.ledger_retention_s < 24 * 3600:
+            problems.append("EMAIL_WORKER_LEDGER_RETENTION_S must be at least a day (86400)")
         for name in ("send_max_attempts", "max_messages", "max_bytes", "concurrency"):
             if getattr(self, name) < 1:
                 problems.append(f"{_env_name(name)} must be at least 1")

@@ -125,6 +125,8 @@ def make_stack(
         "EMAIL_WORKER_ALLOWED_SERVICES": "billing",
         "EMAIL_WORKER_SERVICE_CONFIG_URL": f"file://{config_dir}/{{environment}}/{{service_id}}.json",
         "EMAIL_WORKER_SEND_MAX_ATTEMPTS": "3",
+        # Each stack its own ledger: request ids repeat from test to test.
+        "EMAIL_WORKER_LEDGER": f"sqlite:///{config_dir.resolve()}/ledger.db",
     }
     stack = Stack(emulator, queue, results_topic, results_subscription, config_dir, env)
     stack.write_service(
