@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.ports import free_port
 from tests.support.worker_stack import Stack, make_stack, request
+from worker.ledger import LedgerKey, SqliteLedger, StoredResult, content_hash
 from worker.pipeline import Delivery
 from worker.runtime import build_runtime
 
@@ -100,3 +101,25 @@ def test_a_firestore_outage_is_nacked_and_nothing_is_sent(
     assert outcome.error_code == "ledger_unavailable"
     assert moto.sent_messages() == []
     assert stack.nothing_more(stack.results_subscription, wait_s=1)
+
+
+def test_a_delivery_whose_request_another_is_sending_waits_leased_without_a_redelivery(
+    pubsub_env: Any, fault_proxy: Any, tmp_path: Path, moto: Any
+) -> None:
+    stack = make_stack(pubsub_env, tmp_path, fault_proxy.endpoint)
+    data = json.dumps(request(**DUPLICATE)).encode()
+    key = LedgerKey("billing", DUPLICATE["request_id"])
+    path = stack.env["EMAIL_WORKER_LEDGER"].removeprefix("sqlite:///")
+    with SqliteLedger(path, claim_lease_s=90) as other_worker:
+        # Another worker has claimed the request and is sending it.
+        other_worker.claim(key, owner="other-worker", content_hash=content_hash(data))
+        with stack.running():
+            stack.emulator.publish(stack.queue.topic, data)
+            assert stack.nothing_more(stack.results_subscription, wait_s=5)
+            stored = StoredResult(status="sent", message_ids=("ses-by-the-other-worker",))
+            assert other_worker.complete(key, owner="other-worker", result=stored)
+            [result] = stack.results(1)
+    assert result["message_ids"] == ["ses-by-the-other-worker"]
+    # Kept leased and looked at again, not nacked: Pub/Sub never delivered it a second time.
+    assert result["attempt"] == 1
+    assert moto.sent_messages() == []

@@ -17,7 +17,7 @@ from tests.support.worker_stack import Stack, make_stack, request
 from worker.handling import Handler
 from worker.metrics import Metrics
 from worker.outputs import Outputs
-from worker.pipeline import Delivery, Deps, Outcome, Status
+from worker.pipeline import Delivery, Deps, LedgerEvent, Outcome, Status
 from worker.sessions import SessionCache
 from worker.settings import Settings
 
@@ -169,3 +169,13 @@ def test_the_metrics_endpoint_shows_what_the_push_endpoint_did(
         "email_worker_in_flight 0.0",
     ):
         assert line in text, line
+
+
+def test_what_the_ledger_said_is_counted_by_event() -> None:
+    metrics = Metrics()
+    replayed = Outcome(Status.SENT, request_id="r", ledger=LedgerEvent.REPLAYED)
+    metrics.observe(replayed, acked=True, duration_s=0.01)
+    metrics.observe(replayed, acked=True, duration_s=0.01)
+    metrics.observe(Outcome(Status.SENT, request_id="s"), acked=True, duration_s=0.01)
+    assert value(metrics, "email_worker_ledger_events_total", event="replayed") == 2
+    assert value(metrics, "email_worker_ledger_events_total", event="claimed") == 0
