@@ -23,7 +23,7 @@ from tests.test_pipeline import FakeSession, delivery_of, deps_for, sent
 from worker import errors
 from worker.decisions import decide
 from worker.ledger import FirestoreLedger, LedgerKey, SqliteLedger, content_hash
-from worker.pipeline import Delivery, Deps, LedgerEvent, Status, process
+from worker.pipeline import REPLAY_COUNT_ATTRIBUTE, Delivery, Deps, LedgerEvent, Status, process
 
 CLAIM_S = 90.0
 
@@ -216,3 +216,34 @@ def test_the_request_body_is_hashed_not_stored(ledger: SqliteLedger) -> None:
     record = ledger.get(LedgerKey("billing", "invoice-42"))
     assert record is not None
     assert "secret body" not in json.dumps(record.__dict__, default=str)
+
+
+def replay_of(delivery: Delivery) -> Delivery:
+    """As ``email-worker dlq replay`` publishes it again: a new message, a replay count."""
+    return replace(delivery, message_id="replayed", attributes={REPLAY_COUNT_ATTRIBUTE: "1"})
+
+
+def test_an_operators_replay_of_a_request_that_failed_unsent_sends_it(
+    ledger: SqliteLedger,
+) -> None:
+    def unverified_then_sent(n: int) -> list[str]:
+        if n == 1:
+            raise errors.IdentityNotVerifiedError("not verified")
+        return ["ses-2"]
+
+    session = FakeSession(unverified_then_sent)
+    first = process(delivery_of(REQUEST), deps(session, ledger))
+    replayed = process(replay_of(delivery_of(REQUEST)), deps(session, ledger))
+    assert first.error_code == "identity_not_verified"
+    assert (replayed.status, replayed.message_ids) == (Status.SENT, ("ses-2",))
+    assert replayed.ledger is LedgerEvent.CLAIMED
+
+
+def test_an_operators_replay_of_a_sent_request_does_not_send_it_again(
+    ledger: SqliteLedger,
+) -> None:
+    session = FakeSession(sent)
+    process(delivery_of(REQUEST), deps(session, ledger))
+    replayed = process(replay_of(delivery_of(REQUEST)), deps(session, ledger))
+    assert session.calls == 1
+    assert replayed.ledger is LedgerEvent.REPLAYED

@@ -183,3 +183,16 @@ def test_an_ack_deadline_too_short_to_renew_on_a_busy_machine_is_a_settings_erro
 ) -> None:
     with pytest.raises(SettingsError, match="EMAIL_WORKER_ACK_DEADLINE_S"):
         Settings.from_env({"EMAIL_WORKER_ACK_DEADLINE_S": bad})
+
+
+@pytest.mark.parametrize(
+    "url", ["none", "firestore", "firestore://email-ledger", "sqlite:///l.db", "sqlite:////t/l.db"]
+)
+def test_every_documented_ledger_form_is_accepted(url: str) -> None:
+    assert Settings.from_env({"EMAIL_WORKER_LEDGER": url}).ledger == url
+
+
+@pytest.mark.parametrize("url", ["firestore//x", "redis://x", "sqlite:/x.db", "Firestore"])
+def test_an_undocumented_ledger_form_is_a_settings_error(url: str) -> None:
+    with pytest.raises(SettingsError, match="EMAIL_WORKER_LEDGER"):
+        Settings.from_env({"EMAIL_WORKER_LEDGER": url})

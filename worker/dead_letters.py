@@ -32,6 +32,9 @@ from typing import Any
 
 from worker.json_depth import nested_too_deep
 from worker.outputs import DEAD_LETTER_ATTRIBUTES, Publish
+
+# Incremented on every replay of the same request; the pipeline retries what sent nothing.
+from worker.pipeline import REPLAY_COUNT_ATTRIBUTE
 from worker.pubsub_rpc import bounded, describe_error, pull_once
 
 __all__ = [
@@ -45,8 +48,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Attribute a replay adds (incremented on every replay of the same request).
-REPLAY_COUNT_ATTRIBUTE = "email_worker_replay_count"
 #: Prefix of the attributes Pub/Sub's dead-letter policy adds.
 PUBSUB_DEAD_LETTER_PREFIX = "CloudPubSubDeadLetter"
 _SOURCE_DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"

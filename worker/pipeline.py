@@ -38,7 +38,18 @@ from worker.session import BaseSession
 from worker.sessions import SessionCache
 from worker.settings import Settings
 
-__all__ = ["Delivery", "Deps", "LedgerEvent", "Outcome", "Status", "process"]
+__all__ = [
+    "REPLAY_COUNT_ATTRIBUTE",
+    "Delivery",
+    "Deps",
+    "LedgerEvent",
+    "Outcome",
+    "Status",
+    "process",
+]
+
+#: Set by ``email-worker dlq replay`` on the messages it publishes again: how often replayed.
+REPLAY_COUNT_ATTRIBUTE = "email_worker_replay_count"
 
 log = get_logger()
 
@@ -191,13 +202,16 @@ def _claimed(request: EmailRequest, delivery: Delivery, deps: Deps, ledger: Ledg
     # Unique per delivery, even for two deliveries of one message that overlap.
     owner = f"{delivery.message_id}/{delivery.delivery_attempt or 0}/{uuid.uuid4().hex[:12]}"
     digest = content_hash(delivery.data)
+    # An operator's replay from the dead-letter topic: a request that failed without sending
+    # anything is tried again (the cause may be fixed); one that was sent never is.
+    retry_unsent = REPLAY_COUNT_ATTRIBUTE in delivery.attributes
     try:
-        claim = ledger.claim(key, owner=owner, content_hash=digest)
+        claim = ledger.claim(key, owner=owner, content_hash=digest, retry_unsent=retry_unsent)
         for wait_s in _BUSY_WAITS_S:
             if claim.state is not ClaimState.BUSY or deps.stopping.is_set():
                 break
             deps.pause(wait_s)
-            claim = ledger.claim(key, owner=owner, content_hash=digest)
+            claim = ledger.claim(key, owner=owner, content_hash=digest, retry_unsent=retry_unsent)
     except LedgerUnavailable as error:
         log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
         return replace(

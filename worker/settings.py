@@ -24,7 +24,7 @@ _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # The client library renews a lease after at most 90% of the deadline: 30 s leaves 3 s for a
 # renewal to reach Pub/Sub from a starved process, and 10 s (Pub/Sub's own floor) only 1 s.
 MIN_ACK_DEADLINE_S = 30
-_LEDGER_URL = re.compile(r"none|firestore(?://[a-z(][a-z0-9()-]+)?|sqlite://(?:/\S+)?")
+_LEDGER_URL = re.compile(r"none|firestore(?:://[a-z(][a-z0-9()-]+)?|sqlite://(?:/\S+)?")
 # Pub/Sub's subscription name rule, optionally inside a full resource path.
 _SUBSCRIPTION_RE = re.compile(r"(?:projects/[^/\s]+/subscriptions/)?[A-Za-z][\w.~+%-]{2,254}")
 

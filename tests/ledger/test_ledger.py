@@ -292,3 +292,37 @@ def test_a_record_repr_leaves_out_the_error_text(ledger: Ledger) -> None:
     ledger.complete(KEY, owner="w1", result=failed)
 
     assert "ops@example.org" not in repr(ledger.get(KEY))
+
+
+FAILED_UNSENT = StoredResult("failed", error_code="identity_not_verified", recipient_count=1)
+PARTIAL = StoredResult("failed", message_ids=("ses-1",), error_code="partially_sent")
+
+
+def test_a_retry_of_a_request_that_sent_nothing_claims_it_afresh(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    ledger.complete(KEY, owner="w1", result=FAILED_UNSENT)
+    claim = ledger.claim(KEY, owner="w2", content_hash=HASH, retry_unsent=True)
+    assert claim == Claim(ClaimState.CLAIMED)
+    record = ledger.get(KEY)
+    assert record is not None
+    assert (record.state, record.owner, record.result) == ("claimed", "w2", None)
+
+
+def test_without_retry_a_request_that_sent_nothing_stays_done(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    ledger.complete(KEY, owner="w1", result=FAILED_UNSENT)
+    assert ledger.claim(KEY, owner="w2", content_hash=HASH) == Claim(ClaimState.DONE, FAILED_UNSENT)
+
+
+def test_a_retry_never_reopens_a_sent_request(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    ledger.complete(KEY, owner="w1", result=SENT)
+    claim = ledger.claim(KEY, owner="w2", content_hash=HASH, retry_unsent=True)
+    assert claim == Claim(ClaimState.DONE, SENT)
+
+
+def test_a_retry_never_reopens_a_partly_sent_request(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    ledger.complete(KEY, owner="w1", result=PARTIAL)
+    claim = ledger.claim(KEY, owner="w2", content_hash=HASH, retry_unsent=True)
+    assert claim == Claim(ClaimState.DONE, PARTIAL)

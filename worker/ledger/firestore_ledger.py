@@ -38,7 +38,15 @@ from worker.ledger.model import (
     LedgerUnavailable,
     StoredResult,
 )
-from worker.ledger.shared import Found, Verdict, judge, result_fields, result_from_fields, utc
+from worker.ledger.shared import (
+    Found,
+    Verdict,
+    judge,
+    result_fields,
+    result_from_fields,
+    sent_nothing,
+    utc,
+)
 
 __all__ = ["DEFAULT_COLLECTION", "FirestoreLedger", "document_id"]
 
@@ -106,7 +114,9 @@ class FirestoreLedger(Ledger):
 
     # -- Ledger ----------------------------------------------------------------------------
 
-    def claim(self, key: LedgerKey, *, owner: str, content_hash: str) -> Claim:
+    def claim(
+        self, key: LedgerKey, *, owner: str, content_hash: str, retry_unsent: bool = False
+    ) -> Claim:
         ref = self._collection.document(document_id(key))
         # What our last conditional write would have made of the claim. Its answer can be lost
         # and the retry then fails its precondition; the next read shows whether it landed.
@@ -125,10 +135,16 @@ class FirestoreLedger(Ledger):
                 if data is None:
                     continue  # deleted since the create failed: create again
                 now = self._clock()
-                verdict = judge(_found(data), owner=owner, content_hash=content_hash, now=now)
+                verdict = judge(
+                    _found(data),
+                    owner=owner,
+                    content_hash=content_hash,
+                    now=now,
+                    retry_unsent=retry_unsent,
+                )
                 if verdict is Verdict.MINE:
                     return Claim(attempted or ClaimState.CLAIMED)
-                if verdict is Verdict.RECLAIM:
+                if verdict in (Verdict.RECLAIM, Verdict.RETRY):
                     change, attempted = fresh, ClaimState.CLAIMED
                 elif verdict is Verdict.TAKEOVER:
                     change = {
@@ -270,6 +286,7 @@ def _found(data: Mapping[str, Any]) -> Found:
         owner=data.get("owner"),
         lease_until=_optional_epoch(data.get("lease_until")),
         expire_at=_epoch(data["expire_at"]),
+        unsent=data["state"] == "done" and sent_nothing(_result(data)),
     )
 
 

@@ -103,10 +103,15 @@ class Ledger(abc.ABC):
     """
 
     @abc.abstractmethod
-    def claim(self, key: LedgerKey, *, owner: str, content_hash: str) -> Claim:
+    def claim(
+        self, key: LedgerKey, *, owner: str, content_hash: str, retry_unsent: bool = False
+    ) -> Claim:
         """Claim ``key`` for ``owner``, or say why not (see :class:`ClaimState`).
 
         Asking again as the owner that holds the claim answers CLAIMED and changes nothing.
+        With ``retry_unsent``, a finished request whose result sent nothing (not ``sent``, no
+        message ids) is claimed afresh instead of answered DONE: an operator's replay after
+        fixing what made it fail.
         """
 
     @abc.abstractmethod

@@ -11,13 +11,22 @@ from typing import Any
 
 from worker.ledger.model import StoredResult
 
-__all__ = ["Found", "Verdict", "judge", "result_fields", "result_from_fields", "utc"]
+__all__ = [
+    "Found",
+    "Verdict",
+    "judge",
+    "result_fields",
+    "result_from_fields",
+    "sent_nothing",
+    "utc",
+]
 
 
 class Verdict(enum.Enum):
     """The next step of a claim that collided with an existing record."""
 
     RECLAIM = "reclaim"  # the record outlived its retention: overwrite it as a fresh claim
+    RETRY = "retry"  # finished without sending anything, and asked to retry: claim it afresh
     CONFLICT = "conflict"
     DONE = "done"
     MINE = "mine"  # this owner already holds the claim
@@ -34,9 +43,13 @@ class Found:
     owner: str | None
     lease_until: float | None
     expire_at: float
+    #: Finished, and nothing was sent: the result is not "sent" and has no message ids.
+    unsent: bool = False
 
 
-def judge(found: Found, *, owner: str, content_hash: str, now: float) -> Verdict:
+def judge(
+    found: Found, *, owner: str, content_hash: str, now: float, retry_unsent: bool = False
+) -> Verdict:
     """Decide a claim against ``found``, in the order the ledger's contract gives."""
     # Expiry first: a store may keep an expired record for a while (Firestore's TTL deletes
     # lazily), and it must then behave as if the record were gone.
@@ -45,7 +58,7 @@ def judge(found: Found, *, owner: str, content_hash: str, now: float) -> Verdict
     if found.content_hash != content_hash:
         return Verdict.CONFLICT
     if found.state == "done":
-        return Verdict.DONE
+        return Verdict.RETRY if retry_unsent and found.unsent else Verdict.DONE
     if found.owner == owner:
         return Verdict.MINE
     if found.lease_until is not None and found.lease_until > now:
@@ -73,6 +86,11 @@ def result_from_fields(fields: Mapping[str, Any]) -> StoredResult:
         error_message=fields.get("error_message"),
         recipient_count=int(fields.get("recipient_count") or 0),
     )
+
+
+def sent_nothing(result: StoredResult | None) -> bool:
+    """Whether ``result`` is final and no email went out for it."""
+    return result is not None and result.status != "sent" and not result.message_ids
 
 
 def utc(epoch_s: float) -> datetime:

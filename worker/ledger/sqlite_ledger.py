@@ -27,7 +27,15 @@ from worker.ledger.model import (
     LedgerUnavailable,
     StoredResult,
 )
-from worker.ledger.shared import Found, Verdict, judge, result_fields, result_from_fields, utc
+from worker.ledger.shared import (
+    Found,
+    Verdict,
+    judge,
+    result_fields,
+    result_from_fields,
+    sent_nothing,
+    utc,
+)
 
 __all__ = ["SWEEP_INTERVAL_S", "SqliteLedger"]
 
@@ -74,6 +82,14 @@ SET state = 'claimed', content_hash = :content_hash, owner = :owner, lease_until
     takeovers = 0, result = NULL, created_at = :now, updated_at = :now, expire_at = :expire_at
 WHERE service_id = :service_id AND request_id = :request_id
   AND updated_at = :seen_updated_at AND expire_at < :now
+"""
+
+_RETRY = """
+UPDATE requests
+SET state = 'claimed', owner = :owner, lease_until = :lease_until, result = NULL,
+    updated_at = :now, expire_at = :expire_at
+WHERE service_id = :service_id AND request_id = :request_id
+  AND state = 'done' AND updated_at = :seen_updated_at
 """
 
 _TAKEOVER = """
@@ -146,11 +162,13 @@ class SqliteLedger(Ledger):
 
     # -- Ledger ----------------------------------------------------------------------------
 
-    def claim(self, key: LedgerKey, *, owner: str, content_hash: str) -> Claim:
+    def claim(
+        self, key: LedgerKey, *, owner: str, content_hash: str, retry_unsent: bool = False
+    ) -> Claim:
         with self._lock, self._unavailable("claim", key):
             self._sweep_if_due(self._clock())
             for _ in range(_CLAIM_ROUNDS):
-                claim = self._claim_round(key, owner, content_hash)
+                claim = self._claim_round(key, owner, content_hash, retry_unsent)
                 if claim is not None:
                     return claim
             return Claim(ClaimState.BUSY)
@@ -206,7 +224,9 @@ class SqliteLedger(Ledger):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _claim_round(self, key: LedgerKey, owner: str, content_hash: str) -> Claim | None:
+    def _claim_round(
+        self, key: LedgerKey, owner: str, content_hash: str, retry_unsent: bool
+    ) -> Claim | None:
         """One try at claiming; None when the record changed under us and it must be redone."""
         now = self._clock()
         fresh = {
@@ -226,10 +246,17 @@ class SqliteLedger(Ledger):
             row = self._conn.execute(_SELECT, fresh).fetchone()
             if row is None:
                 return None  # deleted since the INSERT failed: insert again
-            verdict = judge(_found(row), owner=owner, content_hash=content_hash, now=now)
-            if verdict is Verdict.RECLAIM:
+            verdict = judge(
+                _found(row),
+                owner=owner,
+                content_hash=content_hash,
+                now=now,
+                retry_unsent=retry_unsent,
+            )
+            if verdict in (Verdict.RECLAIM, Verdict.RETRY):
+                statement = _RECLAIM if verdict is Verdict.RECLAIM else _RETRY
                 cursor = self._conn.execute(
-                    _RECLAIM, {**fresh, "seen_updated_at": row["updated_at"]}
+                    statement, {**fresh, "seen_updated_at": row["updated_at"]}
                 )
                 return Claim(ClaimState.CLAIMED) if cursor.rowcount == 1 else None
             if verdict is Verdict.TAKEOVER:
@@ -274,6 +301,7 @@ def _found(row: sqlite3.Row) -> Found:
         owner=row["owner"],
         lease_until=row["lease_until"],
         expire_at=row["expire_at"],
+        unsent=row["state"] == "done" and sent_nothing(_result(row)),
     )
 
 
