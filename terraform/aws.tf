@@ -116,8 +116,8 @@ data "aws_iam_policy_document" "send" {
   for_each = var.services
 
   statement {
-    sid       = "SendFromAllowedAddresses"
-    effect    = "Allow"
+    sid     = "SendFromAllowedAddresses"
+    effect  = "Allow"
     actions = ["ses:SendEmail", "ses:SendRawEmail"]
     # A send is authorised against the identity and the configuration set it uses.
     resources = [

@@ -1,8 +1,10 @@
 # Google identities and what each may do. Every grant is on a single resource; nothing is
-# granted at project level.
+# granted project-wide. The one project binding, the worker's on the ledger database, carries
+# an IAM condition that admits that database alone (see ledger_user_worker).
 
 # The worker runs as this account. AWS trusts its unique id (aws.tf); it may publish results
-# and dead letters, pull its own subscription (pull mode), and read the configuration bucket.
+# and dead letters, pull its own subscription (pull mode), read the configuration bucket, and
+# read and write documents in the ledger database.
 resource "google_service_account" "worker" {
   account_id   = var.worker_service_account_id
   display_name = "email-worker"
@@ -39,6 +41,23 @@ resource "google_storage_bucket_iam_member" "config_viewer_worker" {
   bucket = google_storage_bucket.config.name
   role   = "roles/storage.objectViewer"
   member = google_service_account.worker.member
+}
+
+# Firestore databases have no IAM policy of their own: access to one database is a project
+# binding with an IAM condition on the database's resource name, which is how Firestore scopes
+# access per database. Firestore checks document reads and writes against the database
+# (projects/P/databases/D), so the condition admits them there and nowhere else; the role's
+# project-level permissions (such as listing databases) never match it.
+resource "google_project_iam_member" "ledger_user_worker" {
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = google_service_account.worker.member
+
+  condition {
+    title       = "email-worker ledger database only"
+    description = "Documents of the Firestore database ${google_firestore_database.ledger.name} only."
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${google_firestore_database.ledger.name}\""
+  }
 }
 
 # Pub/Sub signs push requests as this account (push mode). It may only invoke the service.

@@ -6,6 +6,7 @@ data "google_project" "this" {
 
 resource "google_project_service" "enabled" {
   for_each = var.enable_apis ? toset([
+    "firestore.googleapis.com",
     "iam.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
@@ -74,11 +75,17 @@ locals {
     # Same variable as the subscription's dead-letter policy: the worker need not read the
     # subscription (and so needs no permission to) to know its last delivery attempt.
     EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
-    EMAIL_WORKER_PUSH_AUDIENCE            = local.push_mode ? local.push_audience : null
-    EMAIL_WORKER_PUSH_SERVICE_ACCOUNT     = one(google_service_account.push[*].email)
-    EMAIL_WORKER_PUSH_SUBSCRIPTION        = local.push_mode ? google_pubsub_subscription.worker.name : null
+    EMAIL_WORKER_PUSH_AUDIENCE         = local.push_mode ? local.push_audience : null
+    EMAIL_WORKER_PUSH_SERVICE_ACCOUNT  = one(google_service_account.push[*].email)
+    EMAIL_WORKER_PUSH_SUBSCRIPTION     = local.push_mode ? google_pubsub_subscription.worker.name : null
     # Every instance may run at once: each gets its share of the account's rate.
     EMAIL_WORKER_SEND_RATE_PER_S = var.ses_max_send_rate_per_s == null ? null : tostring(var.ses_max_send_rate_per_s / var.max_instances)
+    # The ledger's own database (ledger.tf), named explicitly: the worker's default is a local
+    # SQLite file, and plain "firestore" would mean the project's (default) database, to which
+    # the worker has no access. Records live as long as the TTL policy there lets them.
+    EMAIL_WORKER_LEDGER             = "firestore://${google_firestore_database.ledger.name}"
+    EMAIL_WORKER_LEDGER_RETENTION_S = tostring(var.ledger_retention_seconds)
+    EMAIL_WORKER_LEDGER_TAKEOVER    = var.ledger_takeover
   }
   worker_env = merge(var.extra_env, { for name, value in local.managed_env : name => value if value != null })
 }

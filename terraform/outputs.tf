@@ -60,6 +60,11 @@ output "service_config_url" {
   value       = local.service_config_url
 }
 
+output "ledger_database" {
+  description = "Id of the Firestore database holding the request ledger (EMAIL_WORKER_LEDGER is firestore://<id>)."
+  value       = google_firestore_database.ledger.name
+}
+
 output "service_role_arns" {
   description = "AWS role ARN of each service, by service id."
   value       = { for id, role in aws_iam_role.service : id => role.arn }

@@ -81,15 +81,24 @@ resource "google_cloud_run_v2_service" "worker" {
       condition     = var.default_service_id == null || contains(keys(var.services), coalesce(var.default_service_id, "-"))
       error_message = "default_service_id must be one of the keys of services."
     }
+    precondition {
+      # A request may be redelivered as long as the subscription keeps it: its record must
+      # still be there, or the redelivery sends it again.
+      condition     = var.ledger_retention_seconds >= var.request_retention_seconds
+      error_message = "ledger_retention_seconds must be at least request_retention_seconds."
+    }
   }
 
-  # The first revision starts only when its subscription, configuration and permissions exist.
+  # The first revision starts only when its subscription, configuration, ledger database (its
+  # name is in the environment) and permissions exist.
   depends_on = [
     google_pubsub_topic_iam_member.results_publisher_worker,
     google_pubsub_topic_iam_member.dead_letter_publisher_worker,
     google_pubsub_subscription_iam_member.worker_subscriber_worker,
     google_storage_bucket_iam_member.config_viewer_worker,
     google_storage_bucket_object.service_config,
+    google_firestore_database.ledger,
+    google_project_iam_member.ledger_user_worker,
   ]
 }
 

@@ -25,7 +25,7 @@ variable "environment" {
 }
 
 variable "enable_apis" {
-  description = "Enable the Google APIs this configuration uses (Cloud Run, Pub/Sub, Cloud Storage, IAM). Set to false when the project's APIs are managed elsewhere. They are never disabled on destroy."
+  description = "Enable the Google APIs this configuration uses (Cloud Run, Pub/Sub, Cloud Storage, Firestore, IAM). Set to false when the project's APIs are managed elsewhere. They are never disabled on destroy."
   type        = bool
   default     = true
 }
@@ -37,7 +37,7 @@ variable "labels" {
 }
 
 variable "kms_key_name" {
-  description = "Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts the Pub/Sub topics and the configuration bucket. null: Google-managed encryption. The Pub/Sub and Cloud Storage service agents need roles/cloudkms.cryptoKeyEncrypterDecrypter on the key."
+  description = "Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts the Pub/Sub topics, the configuration bucket and the ledger database. null: Google-managed encryption. The key must be in the location of the bucket and of the database; the Pub/Sub, Cloud Storage and Firestore service agents need roles/cloudkms.cryptoKeyEncrypterDecrypter on it."
   type        = string
   default     = null
 }
@@ -304,6 +304,9 @@ variable "extra_env" {
       "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
       "EMAIL_WORKER_PUSH_SUBSCRIPTION",
       "EMAIL_WORKER_SEND_RATE_PER_S",
+      "EMAIL_WORKER_LEDGER",
+      "EMAIL_WORKER_LEDGER_RETENTION_S",
+      "EMAIL_WORKER_LEDGER_TAKEOVER",
     ], name)])
     error_message = "extra_env must not set PORT or a variable this configuration manages (set the matching terraform variable instead)."
   }
@@ -315,7 +318,7 @@ variable "extra_env" {
 }
 
 variable "deletion_protection" {
-  description = "Refuse to destroy the Cloud Run service (terraform destroy fails until this is false and applied)."
+  description = "Refuse to destroy the Cloud Run service and the ledger database (terraform destroy fails until this is false and applied)."
   type        = bool
   default     = true
 }
@@ -351,6 +354,56 @@ variable "config_access_log_bucket" {
   description = "Bucket that receives the configuration bucket's usage logs. null: no usage logs (Cloud Audit Logs still record IAM and admin activity)."
   type        = string
   default     = null
+}
+
+# ---------------------------------------------------------------------------------------------
+# Request ledger (Firestore)
+# ---------------------------------------------------------------------------------------------
+
+variable "ledger_database_id" {
+  description = "Id of the Firestore database created for the request ledger (EMAIL_WORKER_LEDGER=firestore://<id>). The worker is granted access to this database only. Not (default): the ledger has a database of its own."
+  type        = string
+  default     = "email-worker-ledger"
+
+  validation {
+    # Firestore's rule for database ids, less (default) and the UUID-like ids it refuses.
+    condition     = can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.ledger_database_id)) && !can(regex("^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$", var.ledger_database_id))
+    error_message = "ledger_database_id must be 4-63 lower-case letters, digits and hyphens, starting with a letter and ending with a letter or digit."
+  }
+}
+
+variable "ledger_location" {
+  description = "Firestore location of the ledger database: a region (for example europe-west2) or a multi-region (eur3, nam5). null: the region variable. It cannot be changed once the database exists."
+  type        = string
+  default     = null
+}
+
+variable "ledger_point_in_time_recovery" {
+  description = "Keep 7 days of the ledger database's past versions (Firestore point-in-time recovery) instead of 1 hour. Off by default: the ledger holds only short-lived claims and results whose loss makes redeliveries send again, not lost data, and the extra versions are billed as storage."
+  type        = bool
+  default     = false
+}
+
+variable "ledger_retention_seconds" {
+  description = "How long the ledger keeps a request's record after its last write (EMAIL_WORKER_LEDGER_RETENTION_S); Firestore's TTL policy then deletes it, usually within a day. Must cover request_retention_seconds, so that every redelivery finds its request's record."
+  type        = number
+  default     = 691200
+
+  validation {
+    condition     = var.ledger_retention_seconds >= 86400 && floor(var.ledger_retention_seconds) == var.ledger_retention_seconds
+    error_message = "ledger_retention_seconds must be a whole number of seconds, at least 86400 (a day)."
+  }
+}
+
+variable "ledger_takeover" {
+  description = "What a delivery does when it takes over a claim that expired during its SES call, so the email may or may not have been sent (EMAIL_WORKER_LEDGER_TAKEOVER): \"resend\" (at least once) or \"fail\" with outcome_unknown (at most once)."
+  type        = string
+  default     = "resend"
+
+  validation {
+    condition     = contains(["resend", "fail"], var.ledger_takeover)
+    error_message = "ledger_takeover must be \"resend\" or \"fail\"."
+  }
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -400,7 +453,7 @@ variable "services" {
 
   validation {
     condition = alltrue(flatten([for s in var.services : [
-      for d in (s.allowed_from_domains == null ? [s.sending_domain] : s.allowed_from_domains) : d == s.sending_domain || endswith(d, ".${s.sending_domain}")
+      for d in(s.allowed_from_domains == null ? [s.sending_domain] : s.allowed_from_domains) : d == s.sending_domain || endswith(d, ".${s.sending_domain}")
     ]]))
     error_message = "Each of a service's allowed_from_domains must be its sending_domain or a subdomain of it."
   }

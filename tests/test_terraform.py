@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.dockerfile import Dockerfile
 from worker.identity import TOKEN_AUDIENCE
+from worker.ledger import DEFAULT_COLLECTION, DEFAULT_RETENTION_S
 from worker.service_config import _KNOWN_KEYS, config_location, parse_service_config
 from worker.settings import Settings
 
@@ -90,6 +91,13 @@ def _ref(expression: str) -> str:
     match = re.fullmatch(r"\$\{(.*)\}", expression, re.DOTALL)
     assert match, f"{expression!r} is not an expression"
     return match.group(1)
+
+
+# The resource name Firestore checks document reads and writes against: the ledger database.
+LEDGER_CONDITION = (
+    'resource.name == "projects/${var.project_id}/databases/'
+    '${google_firestore_database.ledger.name}"'
+)
 
 
 def _iam_members() -> list[tuple[str, str, dict[str, Any]]]:
@@ -309,8 +317,14 @@ def test_the_pubsub_service_agent_may_forward_dead_letters_and_sign_pushes() -> 
 # -- Google identities: least privilege ------------------------------------------------------
 
 
-def test_nothing_is_granted_at_project_level_and_no_basic_role_is_used() -> None:
-    for type_, name in TF.resources:
+def test_nothing_is_granted_project_wide_and_no_basic_role_is_used() -> None:
+    # A Firestore database has no IAM policy of its own, so the worker's access to the ledger
+    # database is the one project binding allowed: a member binding whose IAM condition admits
+    # that database alone. Anything else at project or organisation level fails here.
+    for (type_, name), body in TF.resources.items():
+        if (type_, name) == ("google_project_iam_member", "ledger_user_worker"):
+            assert _block(body, "condition")["expression"] == LEDGER_CONDITION
+            continue
         assert not type_.startswith(("google_project_iam", "google_organization_iam")), name
     for type_, name, body in _iam_members():
         assert body["role"] not in {"roles/owner", "roles/editor", "roles/viewer"}, (type_, name)
@@ -320,7 +334,13 @@ def test_nothing_is_granted_at_project_level_and_no_basic_role_is_used() -> None
 def test_the_worker_service_account_holds_only_the_grants_it_needs() -> None:
     worker = "${google_service_account.worker.member}"
     grants = {
-        (body["role"], body.get("topic") or body.get("subscription") or body.get("bucket"))
+        (
+            body["role"],
+            body.get("topic")
+            or body.get("subscription")
+            or body.get("bucket")
+            or _block(body, "condition")["expression"],
+        )
         for _type, _name, body in _iam_members()
         if body["member"] == worker
     }
@@ -329,6 +349,7 @@ def test_the_worker_service_account_holds_only_the_grants_it_needs() -> None:
         ("roles/pubsub.publisher", "${google_pubsub_topic.dead_letter.name}"),
         ("roles/pubsub.subscriber", "${google_pubsub_subscription.worker.name}"),
         ("roles/storage.objectViewer", "${google_storage_bucket.config.name}"),
+        ("roles/datastore.user", LEDGER_CONDITION),
     }
     pull_only = TF.resource("google_pubsub_subscription_iam_member", "worker_subscriber_worker")
     assert pull_only["count"] == "${local.push_mode ? 0 : 1}"
@@ -418,6 +439,126 @@ def test_each_instance_gets_its_share_of_the_ses_send_rate_and_none_is_the_defau
         "tostring(var.ses_max_send_rate_per_s / var.max_instances)}"
     )
     assert TF.variables["ses_max_send_rate_per_s"]["default"] is None
+
+
+# -- request ledger --------------------------------------------------------------------------
+
+
+def _ledger_timestamps() -> set[str]:
+    """The fields the Firestore ledger writes as timestamps (``"name": utc(...)``)."""
+    source = (ROOT / "worker" / "ledger" / "firestore_ledger.py").read_text()
+    return set(re.findall(r'"(\w+)": utc\(', source))
+
+
+def test_the_ledger_is_a_native_mode_database_of_its_own_protected_from_deletion() -> None:
+    database = TF.resource("google_firestore_database", "ledger")
+    assert database["type"] == "FIRESTORE_NATIVE"
+    assert database["database_edition"] == "STANDARD"
+    assert database["name"] == "${var.ledger_database_id}"
+    assert TF.variables["ledger_database_id"]["default"] == "email-worker-ledger"
+    assert database["location_id"] == "${coalesce(var.ledger_location, var.region)}"
+    assert database["delete_protection_state"] == (
+        '${var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"}'
+    )
+    assert TF.variables["deletion_protection"]["default"] is True
+    # Destroy deletes it (once unprotected) rather than leaving it behind out of state.
+    assert database["deletion_policy"] == "DELETE"
+    assert TF.variables["ledger_point_in_time_recovery"]["default"] is False
+
+
+def test_the_ttl_policy_is_on_expire_at_in_the_collection_the_worker_uses() -> None:
+    field = TF.resource("google_firestore_field", "ledger_expire_at")
+    assert field["database"] == "${google_firestore_database.ledger.name}"
+    assert field["collection"] == "${local.ledger_collection}"
+    assert TF.locals["ledger_collection"] == DEFAULT_COLLECTION
+    assert field["field"] == "expire_at"
+    assert "expire_at" in _ledger_timestamps(), "the worker writes no expire_at timestamp"
+    assert field["ttl_config"] == [{}]
+
+
+def test_every_timestamp_the_worker_writes_is_exempt_from_single_field_indexes() -> None:
+    expire_at = TF.resource("google_firestore_field", "ledger_expire_at")
+    assert expire_at["index_config"] == [{}]
+    others = TF.resource("google_firestore_field", "ledger_unindexed")
+    assert others["for_each"] == "${local.ledger_unindexed_fields}"
+    assert others["field"] == "${each.key}"
+    assert others["collection"] == "${local.ledger_collection}"
+    assert others["database"] == "${google_firestore_database.ledger.name}"
+    assert others["index_config"] == [{}]
+    assert "ttl_config" not in others
+    unindexed = set(re.findall(r'"(\w+)"', TF.locals["ledger_unindexed_fields"]))
+    assert unindexed | {"expire_at"} == _ledger_timestamps()
+
+
+def test_the_worker_may_use_the_ledger_database_and_no_other() -> None:
+    grant = TF.resource("google_project_iam_member", "ledger_user_worker")
+    assert grant["project"] == "${var.project_id}"
+    assert grant["member"] == "${google_service_account.worker.member}"
+    assert grant["role"] == "roles/datastore.user"
+    condition = _block(grant, "condition")
+    assert condition["expression"] == LEDGER_CONDITION
+    assert condition["title"].strip()
+
+
+def test_the_service_uses_the_ledger_database_with_the_worker_s_default_retention() -> None:
+    env = TF.locals["managed_env"]
+    assert env["EMAIL_WORKER_LEDGER"] == "firestore://${google_firestore_database.ledger.name}"
+    assert env["EMAIL_WORKER_LEDGER_RETENTION_S"] == "${tostring(var.ledger_retention_seconds)}"
+    assert env["EMAIL_WORKER_LEDGER_TAKEOVER"] == "${var.ledger_takeover}"
+    worker = Settings.from_env({})
+    retention = TF.variables["ledger_retention_seconds"]["default"]
+    assert retention == worker.ledger_retention_s == DEFAULT_RETENTION_S
+    assert TF.variables["ledger_takeover"]["default"] == worker.ledger_takeover == "resend"
+    assert '["resend", "fail"]' in TF.variables["ledger_takeover"]["validation"][0]["condition"]
+
+
+def test_the_worker_accepts_the_ledger_settings_terraform_gives_it() -> None:
+    settings = Settings.from_env(
+        {
+            "EMAIL_WORKER_LEDGER": "firestore://" + TF.variables["ledger_database_id"]["default"],
+            "EMAIL_WORKER_LEDGER_RETENTION_S": str(
+                TF.variables["ledger_retention_seconds"]["default"]
+            ),
+            "EMAIL_WORKER_LEDGER_TAKEOVER": "fail",
+        }
+    )
+    assert settings.ledger == "firestore://email-worker-ledger"
+
+
+def test_the_ledger_keeps_records_at_least_as_long_as_pubsub_keeps_requests() -> None:
+    service = TF.resource("google_cloud_run_v2_service", "worker")
+    conditions = [p["condition"] for p in service["lifecycle"][0]["precondition"]]
+    assert "${var.ledger_retention_seconds >= var.request_retention_seconds}" in conditions
+    assert (
+        TF.variables["ledger_retention_seconds"]["default"]
+        >= TF.variables["request_retention_seconds"]["default"]
+    )
+
+
+def test_extra_env_cannot_override_the_ledger_settings() -> None:
+    forbidden = TF.variables["extra_env"]["validation"][0]["condition"]
+    for name in (
+        "EMAIL_WORKER_LEDGER",
+        "EMAIL_WORKER_LEDGER_RETENTION_S",
+        "EMAIL_WORKER_LEDGER_TAKEOVER",
+    ):
+        assert f'"{name}"' in forbidden, name
+    # And were one let through, the managed value would still win.
+    assert TF.locals["worker_env"].startswith("${merge(var.extra_env, ")
+
+
+def test_the_service_starts_after_the_ledger_database_and_the_grant_to_use_it() -> None:
+    service = TF.resource("google_cloud_run_v2_service", "worker")
+    assert "${google_firestore_database.ledger}" in service["depends_on"]
+    assert "${google_project_iam_member.ledger_user_worker}" in service["depends_on"]
+    database = TF.resource("google_firestore_database", "ledger")
+    assert database["depends_on"] == ["${google_project_service.enabled}"]
+
+
+def test_the_firestore_api_is_enabled() -> None:
+    apis = TF.resource("google_project_service", "enabled")["for_each"]
+    assert '"firestore.googleapis.com"' in apis
+    assert "Firestore" in TF.variables["enable_apis"]["description"]
 
 
 # -- configuration documents -----------------------------------------------------------------

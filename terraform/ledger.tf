@@ -1,0 +1,68 @@
+# The request ledger (worker/ledger): one Firestore document per request, claimed before the
+# request is sent and holding its result afterwards, so that each request is sent once however
+# often Pub/Sub or its publisher delivers it. The ledger has a database of its own, the only one
+# the worker may use:
+#
+#   <ledger_database_id> / email-worker-requests / <service_id>:<sha256(request_id)>
+
+locals {
+  # DEFAULT_COLLECTION in worker/ledger/firestore_ledger.py: the worker has no setting for it.
+  ledger_collection = "email-worker-requests"
+
+  # The timestamps the worker writes in every record besides expire_at. The worker reads
+  # records only by id and never queries them, so their single-field indexes serve nothing;
+  # and indexed values that only grow, like these, cap the collection's writes at about 500 a
+  # second. They are exempt from indexing, as is expire_at.
+  ledger_unindexed_fields = toset(["created_at", "lease_until", "updated_at"])
+}
+
+resource "google_firestore_database" "ledger" {
+  name        = var.ledger_database_id
+  location_id = coalesce(var.ledger_location, var.region)
+  type        = "FIRESTORE_NATIVE"
+  # The edition whose prices terraform/README.md works out, and that lets fields be exempted.
+  database_edition = "STANDARD"
+
+  # Off by default (see the variable): a lost record costs a possible second send of one
+  # request, not data, and 1 hour of versions is kept regardless.
+  point_in_time_recovery_enablement = var.ledger_point_in_time_recovery ? "POINT_IN_TIME_RECOVERY_ENABLED" : "POINT_IN_TIME_RECOVERY_DISABLED"
+
+  # terraform destroy deletes the database (ABANDON would leave it behind, and a later apply
+  # would fail to create it again), but only once deletion_protection is false and applied:
+  # while the protection is on, Firestore refuses, as Cloud Run does for the service.
+  delete_protection_state = var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  deletion_policy         = "DELETE"
+
+  dynamic "cmek_config" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      kms_key_name = cmek_config.value
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Firestore deletes a record once its expire_at has passed: the worker sets it to its last
+# write plus EMAIL_WORKER_LEDGER_RETENTION_S (ledger_retention_seconds). Deletion is lazy,
+# usually within a day, and the worker treats a record past expire_at as gone meanwhile.
+resource "google_firestore_field" "ledger_expire_at" {
+  database   = google_firestore_database.ledger.name
+  collection = local.ledger_collection
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # No single-field indexes: nothing queries the field (see ledger_unindexed_fields).
+  index_config {}
+}
+
+resource "google_firestore_field" "ledger_unindexed" {
+  for_each = local.ledger_unindexed_fields
+
+  database   = google_firestore_database.ledger.name
+  collection = local.ledger_collection
+  field      = each.key
+
+  index_config {}
+}
