@@ -15,6 +15,7 @@ from types import FrameType
 import click
 
 from worker.commands.dlq import dlq
+from worker.commands.ledger import ledger
 from worker.commands.send import send
 from worker.commands.setup import setup
 from worker.logs import configure_logging, get_logger
@@ -42,6 +43,7 @@ def main() -> None:
 
 main.add_command(send)
 main.add_command(dlq)
+main.add_command(ledger)
 main.add_command(setup)
 
 
