@@ -448,7 +448,9 @@ def test_a_push_without_a_subscription_is_refused_when_one_is_configured(stack: 
 
 def test_a_push_from_the_configured_subscription_is_processed(stack: Stack, moto: Any) -> None:
     full = "projects/test-project/subscriptions/email-requests-push"
-    for configured in ("email-requests-push", full):
+    for n, configured in enumerate(("email-requests-push", full)):
         with push_app_on(stack, EMAIL_WORKER_PUSH_SUBSCRIPTION=configured) as app:
-            assert app.post(envelope(request(), subscription=full)).status_code == 204
+            # Two messages: one message pushed twice is sent once (the request ledger).
+            pushed = envelope(request(), message_id=f"100{n}", subscription=full)
+            assert app.post(pushed).status_code == 204
     assert len(moto.sent_messages()) == 2
