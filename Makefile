@@ -22,9 +22,11 @@ demo: venv
 test: venv
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
+# ruff, then the layers of docs/architecture.md (import-linter's contracts in pyproject.toml).
 lint: venv
 	.venv/bin/ruff check worker tests demo bench
 	.venv/bin/ruff format --check worker tests demo bench
+	.venv/bin/lint-imports --no-cache --no-logo
 
 # The Dockerfile and terraform/: hadolint, then checkov (findings fail; skips only inline, with
 # a reason). checkov pins an older boto3 than the worker's, so it cannot share uv.lock: uv runs

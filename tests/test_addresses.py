@@ -7,10 +7,15 @@ from typing import Any
 
 import pytest
 
-from worker.addresses import Mailbox, parse_address_header, parse_mailbox, parse_mailbox_list
-from worker.error_codes import ErrorCode
-from worker.message import load_raw_message
-from worker.request import RequestRejected
+from worker.formats.addresses import (
+    Mailbox,
+    parse_address_header,
+    parse_mailbox,
+    parse_mailbox_list,
+)
+from worker.formats.error_codes import ErrorCode
+from worker.formats.message import load_raw_message
+from worker.formats.request import RequestRejected
 
 RAW_HEADERS = (
     "From: not an address\r\n"

@@ -22,7 +22,7 @@ from tests.support.cli_runner import (
 )
 from tests.support.ports import free_port
 from tests.support.worker_stack import Stack, b64, make_stack, request
-from worker.commands import dlq as dlq_command
+from worker.ops.commands import dlq as dlq_command
 
 
 @pytest.fixture

@@ -240,7 +240,7 @@ def test_help_does_not_import_the_ledger_backends() -> None:
     # Importing the Firestore client takes most of a second; --help must not pay for it.
     script = (
         "import sys\n"
-        "from worker.cli import main\n"
+        "from worker.app.cli import main\n"
         "try:\n"
         "    main(['ledger', 'show', '--help'])\n"
         "except SystemExit:\n"

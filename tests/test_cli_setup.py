@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tests.support.ports import free_port
 from tests.support.pubsub_emulator import PubSubEmulator, unique_name
-from worker.cli import main
+from worker.app.cli import main
 
 
 @pytest.fixture

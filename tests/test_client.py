@@ -21,7 +21,7 @@ from worker.client import (
     ResultTimeout,
     prepare_request,
 )
-from worker.result import EmailResult
+from worker.formats.result import EmailResult
 
 # -- local: specs and checks --------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from google.api_core.exceptions import ServiceUnavailable
 
 from tests.support.cli_runner import dead_letter, worker_reason
 from tests.support.worker_stack import Stack, make_stack, request
-from worker.dead_letters import DeadLetter, DeadLetterQueue
+from worker.ops.dead_letters import DeadLetter, DeadLetterQueue
 
 # -- DeadLetter ---------------------------------------------------------------------------
 
@@ -73,7 +73,7 @@ def test_a_dead_letter_nested_too_deep_has_no_request_and_is_not_parsed(
         raise AssertionError("data nested this deep must not reach json.loads")
 
     dead = letter(b"[" * 100_000 + b"]" * 100_000)
-    monkeypatch.setattr("worker.dead_letters.json.loads", must_not_parse)
+    monkeypatch.setattr("worker.ops.dead_letters.json.loads", must_not_parse)
     assert dead.request is None
     assert dead.request_id is None
 

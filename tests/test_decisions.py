@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.decisions import Decision, decide, is_last_attempt
-from worker.pipeline import Outcome, Status
+from worker.processing.decisions import Decision, decide, is_last_attempt
+from worker.processing.pipeline import Outcome, Status
 
 
 def outcome(status: Status) -> Outcome:

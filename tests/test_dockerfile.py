@@ -129,7 +129,7 @@ def test_the_entrypoint_is_the_console_script_in_exec_form_with_serve_by_default
 
 
 def test_the_image_exposes_the_port_the_worker_listens_on_by_default() -> None:
-    from worker.serving import DEFAULT_PORT
+    from worker.app.serving import DEFAULT_PORT
 
     exposed = [i.arguments for i in FINAL.all("EXPOSE")]
     assert exposed == [str(DEFAULT_PORT)]
@@ -153,7 +153,7 @@ def test_no_healthcheck_is_declared_because_cloud_run_ignores_it() -> None:
         ".git/HEAD",
         ".venv/bin/python",
         ".pytest_cache/v/cache/lastfailed",
-        ".mypy_cache/3.11/worker/cli.data.json",
+        ".mypy_cache/3.11/worker/app/cli.data.json",
         ".ruff_cache/CACHEDIR.TAG",
         ".hypothesis/examples/x",
         "tests/test_dockerfile.py",
@@ -161,7 +161,7 @@ def test_no_healthcheck_is_declared_because_cloud_run_ignores_it() -> None:
         "terraform/terraform.tfstate.backup",
         "terraform/.terraform/providers/x",
         "terraform/terraform.tfvars",
-        "worker/__pycache__/cli.cpython-311.pyc",
+        "worker/app/__pycache__/cli.cpython-311.pyc",
         ".env",
         "docs/formats.md",
     ],
@@ -178,7 +178,7 @@ def test_the_build_context_holds_every_file_the_dockerfile_copies() -> None:
             assert not DOCKERIGNORE.excludes(source), f"{source} is copied but ignored"
             if (ROOT / source).is_dir():
                 kept = DOCKERIGNORE.context(ROOT, source)
-                assert Path(source, "cli.py") in kept
+                assert Path(source, "app", "cli.py") in kept
 
 
 # -- lint ------------------------------------------------------------------------------------
@@ -307,7 +307,8 @@ def test_the_installed_worker_imports_without_the_development_dependencies(
     image_venv: Path,
 ) -> None:
     modules = sorted(
-        f"worker.{p.stem}" for p in (ROOT / "worker").glob("*.py") if p.stem != "__init__"
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in (ROOT / "worker").rglob("*.py")
     )
     result = subprocess.run(
         [str(image_venv / "bin" / "python"), "-c", f"import {', '.join(modules)}"],

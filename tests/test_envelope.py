@@ -8,13 +8,14 @@ from email.message import EmailMessage
 
 import pytest
 
-from worker.envelope import (
+from worker.formats.message import MAX_MESSAGE_BYTES
+from worker.sending.envelope import (
     MAX_RAW_MESSAGE_BYTES,
     ascii_address,
     batched,
     prepare_message,
 )
-from worker.errors import InvalidMessageError, MessageTooLargeError
+from worker.sending.errors import InvalidMessageError, MessageTooLargeError
 
 
 def make_message(**headers: str) -> EmailMessage:
@@ -125,3 +126,9 @@ def test_batches_hold_at_most_the_given_size_in_order() -> None:
     chunks = list(batched(items, 50))
     assert [len(c) for c in chunks] == [50, 50, 20]
     assert [x for chunk in chunks for x in chunk] == items
+
+
+def test_the_formats_build_messages_up_to_the_limit_the_sending_library_checks() -> None:
+    # build_message leaves the size check of a structured message to the session, which
+    # serialises it anyway; that is only right while both use SES's one limit.
+    assert MAX_MESSAGE_BYTES == MAX_RAW_MESSAGE_BYTES

@@ -13,9 +13,9 @@ import pytest
 
 from tests.support.ports import free_port
 from tests.support.worker_stack import Stack, make_stack, request
+from worker.app.runtime import build_runtime
 from worker.ledger import LedgerKey, SqliteLedger, StoredResult, content_hash
-from worker.pipeline import Delivery
-from worker.runtime import build_runtime
+from worker.processing.pipeline import Delivery
 
 DUPLICATE = {"request_id": "invoice-2026-0042"}
 LEDGER_FIELDS = ("request_id", "service_id", "status", "message_ids", "error", "version")

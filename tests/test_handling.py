@@ -9,13 +9,13 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from worker.handling import Handler
-from worker.outputs import Outputs
-from worker.pipeline import Delivery, Deps, Status
-from worker.service_config import ServiceConfig
-from worker.session import BaseSession
-from worker.sessions import SessionCache
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.processing.handling import Handler
+from worker.processing.outputs import Outputs
+from worker.processing.pipeline import Delivery, Deps, Status
+from worker.sending.service_config import ServiceConfig
+from worker.sending.session import BaseSession
+from worker.sending.session_cache import SessionCache
 
 SECRET_BODY = "the secret body text"
 
@@ -120,3 +120,10 @@ def test_a_failed_publish_means_nack_not_ack() -> None:
         delivery(), ack=lambda: calls.append("ack"), nack=lambda: calls.append("nack")
     )
     assert calls == ["nack"]
+
+
+def test_the_handler_tells_transports_when_the_worker_is_stopping() -> None:
+    handler = make_handler([])
+    assert not handler.stopping.is_set()
+    handler.stopping.set()  # what a transport does on SIGTERM
+    assert handler.deps.stopping.is_set()  # the pipeline stops retrying

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from worker.json_depth import MAX_JSON_DEPTH, nested_too_deep
+from worker.formats.json_depth import MAX_JSON_DEPTH, nested_too_deep
 
 
 def arrays(levels: int) -> str:

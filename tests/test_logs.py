@@ -8,7 +8,7 @@ import json
 import structlog
 
 from tests.support.clock import ManualClock
-from worker.logs import OncePerInterval, configure_logging, get_logger
+from worker.config.logs import OncePerInterval, configure_logging, get_logger
 
 
 def test_a_log_line_is_json_with_severity_message_and_time() -> None:

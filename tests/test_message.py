@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.envelope import prepare_message
-from worker.error_codes import ErrorCode
-from worker.message import TAGS_HEADER, VerbatimHeader, build_message, message_size
-from worker.request import EmailRequest, RequestRejected, parse_request
-from worker.schemas import load_schema
+from worker.formats.error_codes import ErrorCode
+from worker.formats.message import TAGS_HEADER, VerbatimHeader, build_message, message_size
+from worker.formats.request import EmailRequest, RequestRejected, parse_request
+from worker.formats.schemas import load_schema
+from worker.sending.envelope import prepare_message
 
 WHEN = datetime(2026, 11, 26, 5, 0, 0, tzinfo=UTC)
 
@@ -512,7 +512,7 @@ def test_the_header_class_cache_changes_no_byte_of_the_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cached = wire(build(rich_request()))
-    monkeypatch.setattr("worker.message._POLICY", email.policy.default)
+    monkeypatch.setattr("worker.formats.message._POLICY", email.policy.default)
     stock = wire(build(rich_request()))
     # Only the MIME boundaries are random; align them before comparing.
     boundaries = re.findall(rb'boundary="([^"]+)"', stock)

@@ -14,12 +14,12 @@ from prometheus_client import CollectorRegistry
 from tests.support.metadata_server import MetadataServer
 from tests.support.push import AUDIENCE, PUSHER, auth_env, envelope, push_app_on
 from tests.support.worker_stack import Stack, make_stack, request
-from worker.handling import Handler
-from worker.metrics import Metrics
-from worker.outputs import Outputs
-from worker.pipeline import Delivery, Deps, LedgerEvent, Outcome, Status
-from worker.sessions import SessionCache
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.processing.handling import Handler
+from worker.processing.metrics import Metrics
+from worker.processing.outputs import Outputs
+from worker.processing.pipeline import Delivery, Deps, LedgerEvent, Outcome, Status
+from worker.sending.session_cache import SessionCache
 
 RESULTS = "projects/p/topics/results"
 DEAD = "projects/p/topics/dead"

@@ -13,13 +13,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.support.clock import ManualClock
-from worker import errors
-from worker.pipeline import Delivery, Deps, Outcome, Status, process
-from worker.send_rate import SendRateLimiter
-from worker.service_config import ServiceConfig
-from worker.session import BaseSession
-from worker.sessions import SessionCache
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.processing.pipeline import Delivery, Deps, Outcome, Status, process
+from worker.processing.send_rate import SendRateLimiter
+from worker.sending import errors
+from worker.sending.service_config import ServiceConfig
+from worker.sending.session import BaseSession
+from worker.sending.session_cache import SessionCache
 
 CONFIG = ServiceConfig(
     service_id="billing",

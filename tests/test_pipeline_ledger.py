@@ -20,10 +20,11 @@ from structlog.testing import capture_logs
 from tests.support.clock import ManualClock
 from tests.support.ports import free_port
 from tests.test_pipeline import FakeSession, delivery_of, deps_for, sent
-from worker import errors
-from worker.decisions import decide
+from worker.formats.pubsub import REPLAY_COUNT_ATTRIBUTE
 from worker.ledger import FirestoreLedger, LedgerKey, SqliteLedger, content_hash
-from worker.pipeline import REPLAY_COUNT_ATTRIBUTE, Delivery, Deps, LedgerEvent, Status, process
+from worker.processing.decisions import decide
+from worker.processing.pipeline import Delivery, Deps, LedgerEvent, Status, process
+from worker.sending import errors
 
 CLAIM_S = 90.0
 

@@ -6,8 +6,8 @@ import botocore.exceptions
 import google.auth.exceptions
 import pytest
 
-from worker import errors
-from worker.provider_errors import (
+from worker.sending import errors
+from worker.sending.provider_errors import (
     AWS_ERROR_CODES,
     classify_aws_error,
     classify_exception,

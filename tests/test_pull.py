@@ -18,10 +18,10 @@ from structlog.testing import capture_logs
 
 from tests.support import fault_proxy as faults
 from tests.support.worker_stack import Stack, b64, make_stack, request
-from worker.handling import Handler
-from worker.pipeline import Delivery
-from worker.pull import PullWorker
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.processing.handling import Handler
+from worker.processing.pipeline import Delivery
+from worker.transports.pull import PullWorker
 
 
 @pytest.fixture
@@ -273,6 +273,6 @@ def test_the_reconnect_wait_starts_again_after_a_stream_that_stayed_open(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Each stream here stays open for at least one half-second poll of the run loop.
-    monkeypatch.setattr("worker.pull._HEALTHY_STREAM_S", 0.4)
+    monkeypatch.setattr("worker.transports.pull._HEALTHY_STREAM_S", 0.4)
     waits, _, _ = run_through([0, 0, 0])
     assert waits == [1.0, 1.0, 1.0]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from worker.pull import flow_control
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.transports.pull import flow_control
 
 
 def test_every_lease_extension_asks_for_the_configured_ack_deadline() -> None:

@@ -90,6 +90,20 @@ def test_pull_without_allowed_services_refuses_to_start(tmp_path: Path) -> None:
     assert b"EMAIL_WORKER_ALLOWED_SERVICES" in completed.stderr
 
 
+def test_pull_reports_every_invalid_or_missing_setting_in_one_message() -> None:
+    unset = ("EMAIL_WORKER_ALLOWED_SERVICES", "GOOGLE_CLOUD_PROJECT")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["EMAIL_WORKER_CONCURRENCY"] = "many"
+    completed = subprocess.run([EMAIL_WORKER, "pull"], env=env, capture_output=True, timeout=60)
+    assert completed.returncode == 2
+    stderr = completed.stderr.decode()
+    assert stderr.count("invalid settings") == 1
+    assert "EMAIL_WORKER_CONCURRENCY='many': not a whole number" in stderr
+    assert "GOOGLE_CLOUD_PROJECT must name the Google Cloud project" in stderr
+    assert "EMAIL_WORKER_ALLOWED_SERVICES must list at least one service" in stderr
+    assert "Traceback" not in stderr
+
+
 def test_pull_from_a_missing_subscription_exits_1_without_a_traceback(
     stack: Stack, tmp_path: Path
 ) -> None:

@@ -27,9 +27,9 @@ from tests.support.push import (
     push_app_on,
 )
 from tests.support.worker_stack import Stack, make_stack, request
-from worker.push import MAX_BODY_BYTES, push_app
-from worker.runtime import build_runtime
-from worker.serving import BackgroundServer
+from worker.app.runtime import build_runtime
+from worker.app.serving import BackgroundServer
+from worker.transports.push import MAX_BODY_BYTES, push_app
 
 
 @pytest.fixture
@@ -50,7 +50,10 @@ def served(stack: Stack) -> Iterator[tuple[str, Any]]:
     runtime = build_runtime(settings, subscription_readable=False)
     runtime.handler.deps.sleep = stack.sleeps.append
     server = BackgroundServer(
-        push_app(runtime, None), host=LOOPBACK, port=free_port(), shutdown_timeout_s=5
+        push_app(runtime.handler, None, settings=runtime.settings),
+        host=LOOPBACK,
+        port=free_port(),
+        shutdown_timeout_s=5,
     ).start()
     try:
         yield f"http://{LOOPBACK}:{server.port}", runtime
@@ -87,7 +90,10 @@ def test_the_emulator_names_the_configured_push_subscription_so_its_pushes_are_s
     settings = stack.settings(EMAIL_WORKER_PUSH_AUTH="off", EMAIL_WORKER_PUSH_SUBSCRIPTION=name)
     runtime = build_runtime(settings, subscription_readable=False)
     server = BackgroundServer(
-        push_app(runtime, None), host=LOOPBACK, port=free_port(), shutdown_timeout_s=5
+        push_app(runtime.handler, None, settings=runtime.settings),
+        host=LOOPBACK,
+        port=free_port(),
+        shutdown_timeout_s=5,
     ).start()
     try:
         subscription = create_push_subscription(
@@ -282,7 +288,7 @@ def test_a_deeply_nested_envelope_is_refused_before_it_is_parsed(
     def must_not_parse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a body nested this deep must not reach json.loads")
 
-    monkeypatch.setattr("worker.push.json.loads", must_not_parse)
+    monkeypatch.setattr("worker.transports.push.json.loads", must_not_parse)
     response = push.client.post(
         "/pubsub/push",
         content=b"[" * 100_000 + b"]" * 100_000,
@@ -356,7 +362,7 @@ def test_an_oversize_declared_length_is_refused_before_the_body_is_read(push: Pu
 def test_a_push_while_shutting_down_is_answered_503_and_not_processed(
     push: PushApp, moto: Any
 ) -> None:
-    push.runtime.handler.deps.stopping.set()
+    push.runtime.handler.stopping.set()
     response = push.post(envelope(request()))
     assert response.status_code == 503
     assert push.requests_processed() == 0
@@ -378,7 +384,7 @@ def test_healthz_answers_200(push: PushApp) -> None:
 
 def test_readyz_answers_200_once_built_and_503_when_stopping(push: PushApp) -> None:
     assert push.client.get("/readyz").status_code == 200
-    push.runtime.handler.deps.stopping.set()
+    push.runtime.handler.stopping.set()
     response = push.client.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "not ready"}

@@ -23,7 +23,7 @@ from tests.support.clock import ManualClock
 from tests.support.metadata_server import ISSUER, MetadataServer
 from tests.support.push import AUDIENCE, PUSHER, PushApp, auth_env, envelope, push_app_on
 from tests.support.worker_stack import Stack, make_stack, request
-from worker.push_auth import AuthFailure, CertsCache, CertsUnavailable, PushAuthenticator
+from worker.transports.push_auth import AuthFailure, CertsCache, CertsUnavailable, PushAuthenticator
 
 
 @pytest.fixture

@@ -22,14 +22,15 @@ from starlette.testclient import TestClient
 from tests.support.metadata_server import MetadataServer
 from tests.support.push import auth_env
 from tests.support.worker_stack import request
-from worker.handling import Handler
-from worker.metrics import Metrics
-from worker.outputs import Outputs
-from worker.pipeline import Deps
-from worker.push import PushEndpoint, authenticator_for, create_app
-from worker.session import BaseSession
-from worker.sessions import SessionCache
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.processing.handling import Handler
+from worker.processing.metrics import Metrics
+from worker.processing.outputs import Outputs
+from worker.processing.pipeline import Deps
+from worker.sending.session import BaseSession
+from worker.sending.session_cache import SessionCache
+from worker.transports.http_app import create_app
+from worker.transports.push import PushEndpoint, authenticator_for
 
 PROCESSED = {204, 429, 503}
 REFUSED_ENVELOPE = {400}
@@ -58,7 +59,7 @@ def client(**environ: str) -> Iterator[TestClient]:
     outputs = Outputs(publish, results_topic="results", dead_letter_topic="dead", timeout_s=5)
     handler = Handler(deps, outputs, max_delivery_attempts=5, metrics=Metrics())
     endpoint = PushEndpoint(handler, authenticator_for(settings), concurrency=4)
-    app = create_app(metrics=handler.metrics, ready=lambda: True, push=endpoint)
+    app = create_app(metrics=handler.metrics, ready=lambda: True, routes=[endpoint.route()])
     with TestClient(app, raise_server_exceptions=True) as test_client:
         yield test_client
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

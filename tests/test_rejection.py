@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.error_codes import ErrorCode
-from worker.rejection import RequestRejected, check_header_text
+from worker.formats.error_codes import ErrorCode
+from worker.formats.rejection import RequestRejected, check_header_text
 
 
 @pytest.mark.parametrize("brk", ["\r", "\n", "\x00", "\x0b", "\x0c", "\x85", "\u2028", "\u2029"])

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.error_codes import ErrorCode
-from worker.request import (
+from worker.formats.error_codes import ErrorCode
+from worker.formats.request import (
     MAX_JSON_DEPTH,
     MAX_RAW_ADDRESS_FIELD_LENGTH,
     MAX_RECIPIENTS,
@@ -29,7 +29,7 @@ from worker.request import (
     parse_request,
     request_summary_for_logs,
 )
-from worker.schemas import load_schema
+from worker.formats.schemas import load_schema
 
 PUBSUB_ID = "pubsub-1234"
 REQUEST_SCHEMA = load_schema("request-v1")
@@ -109,7 +109,7 @@ def test_deeply_nested_json_is_rejected_as_invalid_json_before_it_is_parsed(
     def must_not_parse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a document nested this deep must not reach json.loads")
 
-    monkeypatch.setattr("worker.request.json.loads", must_not_parse)
+    monkeypatch.setattr("worker.formats.request.json.loads", must_not_parse)
     data = b'{"version": 1, "headers": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     refused = rejection(data)
     assert refused.code == ErrorCode.INVALID_JSON

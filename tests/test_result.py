@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker import errors
-from worker.error_codes import ErrorCode, ResultStatus
-from worker.result import EmailResult, ResultError, format_timestamp
-from worker.schemas import SCHEMA_NAMES, load_schema
+from worker.formats.error_codes import ErrorCode, ResultStatus
+from worker.formats.result import EmailResult, ResultError, format_timestamp
+from worker.formats.schemas import SCHEMA_NAMES, load_schema
+from worker.sending import errors
 
 RESULT_SCHEMA = load_schema("result-v1")
 RESULT_VALIDATOR = jsonschema.Draft202012Validator(
@@ -112,7 +112,7 @@ def test_pubsub_attributes_omit_service_id_when_unknown_and_error_code_when_sent
 
 
 def test_plain_strings_for_status_and_code_are_accepted() -> None:
-    # worker.outputs passes the strings carried by Outcome and EmailError.
+    # worker.processing.outputs passes the strings carried by Outcome and EmailError.
     result = EmailResult(
         request_id="r",
         service_id="s",

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.clock import ManualClock
-from worker.send_rate import SendRateLimiter
+from worker.processing.send_rate import SendRateLimiter
 
 
 def limiter(rate_per_s: float) -> tuple[SendRateLimiter, ManualClock]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.errors import ConfigurationError
-from worker.service_config import config_location, load_service_config, parse_service_config
+from worker.sending.errors import ConfigurationError
+from worker.sending.service_config import config_location, load_service_config, parse_service_config
 
 ROLE = "arn:aws:iam::123456789012:role/email-billing"
 

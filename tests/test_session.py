@@ -20,10 +20,10 @@ import google.auth.jwt
 import pytest
 
 from tests.support import fault_proxy as faults
-from worker import errors
-from worker import session as session_module
-from worker.identity import TOKEN_AUDIENCE
-from worker.session import DEFAULT_AWS_REGION, LATER_BATCH_ATTEMPTS, BaseSession, Session
+from worker.sending import errors
+from worker.sending import session as session_module
+from worker.sending.identity import TOKEN_AUDIENCE
+from worker.sending.session import DEFAULT_AWS_REGION, LATER_BATCH_ATTEMPTS, BaseSession, Session
 
 ROLE = "arn:aws:iam::123456789012:role/email-sender"
 
@@ -450,3 +450,13 @@ def test_for_service_reads_a_gs_configuration_as_the_impersonated_identity(
     assert metadata_server.count(f"{IMPERSONATED}:generateAccessToken") >= 1
     assert metadata_server.count(f"{IMPERSONATED}:generateIdToken") == 1
     assert len(moto.sent_messages()) == 1
+
+
+def test_worker_session_is_the_documented_entry_point_to_the_same_objects() -> None:
+    # Services import worker.session (the session API reference); the code is in
+    # worker.sending.session.
+    import worker.session
+
+    assert worker.session.__all__ == session_module.__all__
+    for name in worker.session.__all__:
+        assert getattr(worker.session, name) is getattr(session_module, name)

@@ -7,9 +7,9 @@ from email.message import EmailMessage
 import pytest
 
 from tests.support.clock import ManualClock
-from worker.errors import ConfigurationError
-from worker.session import BaseSession
-from worker.sessions import SessionCache
+from worker.sending.errors import ConfigurationError
+from worker.sending.session import BaseSession
+from worker.sending.session_cache import SessionCache
 
 
 class FakeSession(BaseSession):

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from worker.settings import Settings, SettingsError
+from worker.config.settings import Settings, SettingsError
 
 
 def test_defaults_match_the_documented_names() -> None:
@@ -61,6 +61,37 @@ def test_settings_are_frozen() -> None:
 def test_a_missing_project_is_a_clear_error_when_needed() -> None:
     with pytest.raises(SettingsError, match="GOOGLE_CLOUD_PROJECT"):
         Settings.from_env({}).require_project()
+
+
+def test_what_pull_and_serve_need_is_reported_with_the_invalid_values_at_once() -> None:
+    environ = {"EMAIL_WORKER_CONCURRENCY": "many"}
+    with pytest.raises(SettingsError) as pull:
+        Settings.from_env(environ, required_for="pull")
+    assert pull.value.problems == [
+        "EMAIL_WORKER_CONCURRENCY='many': not a whole number",
+        "GOOGLE_CLOUD_PROJECT must name the Google Cloud project",
+        "EMAIL_WORKER_ALLOWED_SERVICES must list at least one service",
+    ]
+    with pytest.raises(SettingsError) as serve:
+        Settings.from_env(environ, required_for="serve")
+    assert serve.value.problems[:3] == pull.value.problems
+    assert len(serve.value.problems) == 4
+    assert (
+        "EMAIL_WORKER_PUSH_AUDIENCE and EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be set"
+        in (serve.value.problems[3])
+    )
+
+
+def test_complete_settings_lack_nothing_for_pull_or_serve() -> None:
+    environ = {
+        "GOOGLE_CLOUD_PROJECT": "p",
+        "EMAIL_WORKER_ALLOWED_SERVICES": "billing",
+        "EMAIL_WORKER_PUSH_AUTH": "off",
+    }
+    for command in ("pull", "serve"):
+        settings = Settings.from_env(environ, required_for=command)
+        assert settings.missing_for(command) == []
+    assert Settings.from_env({}).missing_for("pull") != []
 
 
 def test_every_setting_is_documented() -> None:

@@ -18,10 +18,10 @@ import hcl2
 import pytest
 
 from tests.support.dockerfile import Dockerfile
-from worker.identity import TOKEN_AUDIENCE
+from worker.config.settings import Settings
 from worker.ledger import DEFAULT_COLLECTION, DEFAULT_RETENTION_S
-from worker.service_config import _KNOWN_KEYS, config_location, parse_service_config
-from worker.settings import Settings
+from worker.sending.identity import TOKEN_AUDIENCE
+from worker.sending.service_config import _KNOWN_KEYS, config_location, parse_service_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM = ROOT / "terraform"
@@ -269,7 +269,7 @@ def test_push_delivery_carries_an_oidc_token_of_the_push_account_for_the_push_au
     assert token["audience"] == "${local.push_audience}"
     # The endpoint is the worker's push route, and the worker checks this audience and account.
     assert TF.locals["push_endpoint"] == "${local.service_url}/pubsub/push"
-    assert '"/pubsub/push"' in (ROOT / "worker" / "push.py").read_text()
+    assert '"/pubsub/push"' in (ROOT / "worker" / "transports" / "push.py").read_text()
     env = TF.locals["managed_env"]
     assert env["EMAIL_WORKER_PUSH_AUDIENCE"] == "${local.push_mode ? local.push_audience : null}"
     assert (
@@ -395,9 +395,7 @@ def test_cloud_run_probes_the_worker_health_endpoints() -> None:
     (container,) = _block(service, "template")["containers"]
     startup = _block(_block(container, "startup_probe"), "http_get")["path"]
     liveness = _block(_block(container, "liveness_probe"), "http_get")["path"]
-    served = (ROOT / "worker" / "push.py").read_text() + (
-        ROOT / "worker" / "serving.py"
-    ).read_text()
+    served = (ROOT / "worker" / "transports" / "http_app.py").read_text()
     for path in (startup, liveness):
         assert f'"{path}"' in served, f"the worker does not serve {path}"
 

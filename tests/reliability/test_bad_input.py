@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 
 from tests.support.worker_process import ResultCollector, WorkerProcess
 from tests.support.worker_stack import Stack, make_stack, request
-from worker.addresses import MAX_ADDRESS_LENGTH
-from worker.error_codes import ErrorCode
-from worker.request import (
+from worker.formats.addresses import MAX_ADDRESS_LENGTH
+from worker.formats.error_codes import ErrorCode
+from worker.formats.request import (
     MAX_ATTACHMENTS,
     MAX_FILENAME_LENGTH,
     MAX_HEADER_NAME_LENGTH,

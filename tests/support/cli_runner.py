@@ -9,7 +9,7 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from tests.support.worker_stack import Stack
-from worker.cli import main
+from worker.app.cli import main
 
 
 def cli_env(stack: Stack, **overrides: str) -> dict[str, str]:

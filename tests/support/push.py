@@ -15,9 +15,9 @@ from starlette.testclient import TestClient
 
 from tests.support.pubsub_emulator import unique_name
 from tests.support.worker_stack import Stack
-from worker.metrics import Metrics
-from worker.push import authenticator_for, push_app
-from worker.runtime import Runtime, build_runtime
+from worker.app.runtime import Runtime, build_runtime
+from worker.processing.metrics import Metrics
+from worker.transports.push import authenticator_for, push_app
 
 AUDIENCE = "https://email-worker.test/pubsub/push"
 PUSHER = "pubsub-pusher@test-project.iam.gserviceaccount.com"
@@ -103,7 +103,7 @@ def push_app_on(stack: Stack, **overrides: str) -> Iterator[PushApp]:
     settings = stack.settings(**{"EMAIL_WORKER_PUSH_AUTH": "off", **overrides})
     runtime = build_runtime(settings, subscription_readable=False)
     runtime.handler.deps.sleep = stack.sleeps.append  # retries do not wait in tests
-    app = push_app(runtime, authenticator_for(settings))
+    app = push_app(runtime.handler, authenticator_for(settings), settings=settings)
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
             yield PushApp(app, runtime, client)

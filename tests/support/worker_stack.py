@@ -23,9 +23,9 @@ from tests.support.pubsub_emulator import (
     unique_name,
 )
 from tests.support.tcp_relay import TcpRelay
-from worker.pull import PullWorker
-from worker.runtime import Runtime, build_runtime
-from worker.settings import Settings
+from worker.app.runtime import Runtime, build_runtime
+from worker.config.settings import Settings
+from worker.transports.pull import PullWorker
 
 ROLE = "arn:aws:iam::123456789012:role/email-sender"
 

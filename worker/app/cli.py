@@ -1,0 +1,117 @@
+"""The ``email-worker`` command line.
+
+Exit codes: 0 success; 1 failure at run time (for example the subscription is missing);
+2 invalid settings or usage; for ``send --wait`` also 3 (the request was not sent) and 4 (no
+result in time). The operators' commands live in :mod:`worker.ops.commands`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Literal
+
+import click
+
+from worker.config.logs import configure_logging, get_logger
+from worker.config.settings import Settings, SettingsError
+from worker.ops.commands.dlq import dlq
+from worker.ops.commands.ledger import ledger
+from worker.ops.commands.send import send
+from worker.ops.commands.setup import setup
+
+__all__ = ["main"]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def load_settings(command: Literal["pull", "serve"]) -> Settings:
+    """Settings for ``command`` from the environment, or one message naming every problem
+    and exit code 2."""
+    try:
+        return Settings.from_env(os.environ, required_for=command)
+    except SettingsError as error:
+        click.echo(f"email-worker: {error}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Send email requests from Pub/Sub through Amazon SES."""
+
+
+main.add_command(send)
+main.add_command(dlq)
+main.add_command(ledger)
+main.add_command(setup)
+
+
+@main.command()
+def pull() -> None:
+    """Pull requests from the subscription and send them until SIGTERM or SIGINT.
+
+    Configured by environment variables (see the README's configuration table);
+    GOOGLE_CLOUD_PROJECT and EMAIL_WORKER_ALLOWED_SERVICES are required.
+    """
+    settings = load_settings("pull")
+    configure_logging(settings.log_level)
+    log = get_logger()
+
+    # Imported here so that `--help` and settings errors stay fast.
+    from worker.app.runtime import build_runtime
+    from worker.transports.pull import PullWorker
+
+    try:
+        runtime = build_runtime(settings)
+    except Exception as error:
+        log.error("cannot start", error=type(error).__name__, detail=str(error)[:500])
+        sys.exit(EXIT_FAILURE)
+    worker = PullWorker(settings, runtime.handler, runtime.subscriber)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received", signal=signal.Signals(signum).name)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    from worker.app.serving import BackgroundServer
+
+    try:
+        http = BackgroundServer.for_pull(runtime)  # /healthz, /readyz, /metrics when PORT is set
+    except RuntimeError as error:
+        log.error("cannot start", error=type(error).__name__, detail=str(error))
+        runtime.close()
+        sys.exit(EXIT_FAILURE)
+    code = worker.run()
+    if http is not None:
+        http.stop()
+    runtime.close()
+    log.info("stopped", exit_code=code)
+    if worker.abandoned:
+        # Their threads may be blocked in SES calls for a while yet, and Python waits for
+        # worker threads at exit: leave now, within the shutdown timeout. The messages were
+        # handed back (or return when their short lease runs out).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+@main.command()
+def serve() -> None:
+    """Serve the Pub/Sub push endpoint (POST /pubsub/push) on $PORT (default 8080).
+
+    Also serves /healthz, /readyz and /metrics. Every push must carry an OIDC token for
+    EMAIL_WORKER_PUSH_AUDIENCE signed for EMAIL_WORKER_PUSH_SERVICE_ACCOUNT;
+    EMAIL_WORKER_PUSH_AUTH=off disables that, for the emulator and local development only.
+    Stops gracefully on SIGTERM or SIGINT.
+    """
+    settings = load_settings("serve")
+    configure_logging(settings.log_level)
+
+    from worker.app.serving import run_serve  # imported here so that `--help` stays fast
+
+    sys.exit(run_serve(settings))

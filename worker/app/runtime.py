@@ -1,0 +1,126 @@
+"""Wiring: build the handler and its clients from settings, once, at the entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import pubsub_v1
+
+from worker.config.logs import get_logger
+from worker.config.settings import Settings
+from worker.ledger import Ledger, open_ledger
+from worker.ops.topology import read_max_delivery_attempts
+from worker.processing.handling import Handler
+from worker.processing.metrics import Metrics
+from worker.processing.outputs import Outputs
+from worker.processing.pipeline import Deps
+from worker.processing.send_rate import SendRateLimiter
+from worker.sending.session import BaseSession, Session
+from worker.sending.session_cache import SessionCache
+
+__all__ = ["Runtime", "build_runtime"]
+
+log = get_logger()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    handler: Handler
+    publisher: Any
+    subscriber: Any
+    metrics: Metrics
+    ledger: Ledger | None = None
+
+    def close(self) -> None:
+        """Flush pending publishes and close the clients and the ledger."""
+        self.publisher.stop()
+        self.subscriber.close()
+        if self.ledger is not None:
+            self.ledger.close()
+
+
+def build_runtime(
+    settings: Settings, *, metrics: Metrics | None = None, subscription_readable: bool = True
+) -> Runtime:
+    """Create the Pub/Sub clients, the session cache and the handler for ``settings``.
+
+    Without EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS the last delivery attempt is read from the
+    subscription's dead-letter policy. A push endpoint may lack the permission to read its
+    subscription: with ``subscription_readable=False`` a failure to read it is a warning.
+    """
+    metrics = metrics if metrics is not None else Metrics()
+    project = settings.require_project()
+    if settings.service_config_url:
+        # The library reads its configuration location from the environment; make sure it
+        # sees the value these settings were validated with.
+        os.environ["EMAIL_WORKER_SERVICE_CONFIG_URL"] = settings.service_config_url
+    publisher = pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.005, max_messages=100)
+    )
+    subscriber = pubsub_v1.SubscriberClient()
+
+    def publish(topic: str, data: bytes, attributes: Mapping[str, str]) -> Future[Any]:
+        future: Future[Any] = publisher.publish(topic, data, **attributes)
+        return future
+
+    def new_session(service_id: str) -> BaseSession:
+        return Session.for_service(service_id, environment=settings.environment)
+
+    ledger = open_ledger(
+        settings.ledger,
+        project=project,
+        claim_lease_s=settings.ledger_claim_s,
+        retention_s=settings.ledger_retention_s,
+    )
+    deps = Deps(
+        settings=settings,
+        sessions=SessionCache(new_session, ttl_s=settings.session_ttl_s),
+        send_rate=(SendRateLimiter(settings.send_rate_per_s) if settings.send_rate_per_s else None),
+        ledger=ledger,
+    )
+    results_topic = publisher.topic_path(project, settings.results_topic)
+    dead_letter_topic = publisher.topic_path(project, settings.dead_letter_topic)
+    outputs = Outputs(
+        metrics.counting(publish, results_topic=results_topic, dead_letter_topic=dead_letter_topic),
+        results_topic=results_topic,
+        dead_letter_topic=dead_letter_topic,
+        timeout_s=settings.publish_timeout_s,
+    )
+    max_attempts = settings.max_delivery_attempts
+    if max_attempts is None:
+        path = subscriber.subscription_path(project, settings.subscription)
+        try:
+            max_attempts = read_max_delivery_attempts(subscriber, path)
+            readable = True
+        except Exception as error:
+            if subscription_readable:
+                raise
+            readable = False
+            log.warning(
+                "cannot read the subscription's dead-letter policy: set "
+                "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS to its max delivery attempts, or the "
+                "requester gets no result for a request that fails transiently on its last "
+                "delivery attempt",
+                subscription=path,
+                error=type(error).__name__,
+            )
+        if max_attempts is None and readable:
+            log.warning(
+                "the subscription has no dead-letter policy: messages that keep failing "
+                "transiently are retried forever",
+                subscription=path,
+            )
+    handler = Handler(deps, outputs, max_delivery_attempts=max_attempts, metrics=metrics)
+    return Runtime(
+        settings=settings,
+        handler=handler,
+        publisher=publisher,
+        subscriber=subscriber,
+        metrics=metrics,
+        ledger=ledger,
+    )

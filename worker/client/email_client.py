@@ -1,0 +1,356 @@
+"""A small typed client for services: publish email requests and, optionally, await results.
+
+    from worker.client import AttachmentSpec, EmailClient, EmailRequestSpec
+
+    with EmailClient("my-project", default_service_id="billing") as client:
+        spec = EmailRequestSpec(to=["alice@example.org"], subject="Invoice", text="Hello")
+        request_id = client.publish(spec)               # fire and forget
+        result = client.publish_and_wait(spec, timeout_s=60)   # or: publish, then await
+        print(result.status, result.message_ids)
+
+Requests are checked locally with the worker's own parser (`worker.formats.request.parse_request`)
+before publishing, so a malformed request raises `RequestRejected` at once instead of coming
+back as a ``rejected`` result.
+
+Awaiting a result uses a temporary subscription on the results topic, filtered on
+``attributes.request_id``. It is created *before* the request is published (a subscription
+only receives messages published after it exists) and deleted afterwards, also on timeout or
+interruption; should deletion fail, the subscription expires by itself after a day of
+inactivity. Creating it needs ``pubsub.subscriptions.create`` in the project and
+``pubsub.topics.attachSubscription`` on the results topic.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import mimetypes
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.formats.error_codes import ErrorCode
+from worker.formats.request import RequestRejected, parse_request
+from worker.formats.result import EmailResult
+
+__all__ = [
+    "MAX_REQUEST_BYTES",
+    "AttachmentSpec",
+    "EmailClient",
+    "EmailRequestSpec",
+    "PendingResult",
+    "RequestRejected",
+    "ResultTimeout",
+    "prepare_request",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Pub/Sub's limit on one message's data.
+MAX_REQUEST_BYTES = 10_000_000
+# Placeholder service for local checks when neither the request nor the client names one:
+# the worker may still have a default (EMAIL_WORKER_SERVICE_ID), so this is not an error here.
+_PLACEHOLDER_SERVICE = "local-check"
+# Request ids that can be written into a filter's string literal as they are.
+_FILTERABLE_ID = re.compile(r"[ !#-\[\]-~]{1,128}")
+
+
+class ResultTimeout(TimeoutError):
+    """No result arrived in time. The request may still be processed later."""
+
+    def __init__(self, request_id: str, timeout_s: float) -> None:
+        super().__init__(f"no result for request {request_id} within {timeout_s:g} s")
+        self.request_id = request_id
+        self.timeout_s = timeout_s
+
+
+@dataclass(frozen=True, repr=False)
+class AttachmentSpec:
+    """A file to attach: its name, bytes and MIME type (``type/subtype``, no parameters)."""
+
+    filename: str
+    content: bytes
+    content_type: str = "application/octet-stream"
+
+    @classmethod
+    def from_path(cls, path: str | Path, content_type: str | None = None) -> AttachmentSpec:
+        """Read ``path``; the type is guessed from its name unless given."""
+        path = Path(path)
+        if content_type is None:
+            guessed, encoding = mimetypes.guess_type(path.name)
+            # A compressed file (.tar.gz) is sent as opaque bytes, not as its inner type.
+            content_type = guessed if guessed and not encoding else "application/octet-stream"
+        return cls(filename=path.name, content=path.read_bytes(), content_type=content_type)
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "content_base64": base64.b64encode(self.content).decode("ascii"),
+        }
+
+    def __repr__(self) -> str:
+        return f"AttachmentSpec(content_type={self.content_type!r}, size={len(self.content)})"
+
+
+@dataclass(frozen=True, repr=False)
+class EmailRequestSpec:
+    """A v1 request (see docs/formats.md). Empty and ``None`` fields are left out.
+
+    ``sender`` is the request's ``from``. Give ``raw`` (a complete RFC 5322 message) instead
+    of ``subject``/``text``/``html`` for raw mode.
+    """
+
+    to: Sequence[str] = ()
+    cc: Sequence[str] = ()
+    bcc: Sequence[str] = ()
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    sender: str | None = None
+    reply_to: Sequence[str] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    attachments: Sequence[AttachmentSpec] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    service_id: str | None = None
+    request_id: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        """The request as the JSON object the worker reads."""
+        document: dict[str, Any] = {"version": 1}
+        for name, value in (
+            ("request_id", self.request_id),
+            ("service_id", self.service_id),
+            ("from", self.sender),
+            ("to", list(self.to)),
+            ("cc", list(self.cc)),
+            ("bcc", list(self.bcc)),
+            ("reply_to", list(self.reply_to)),
+            ("subject", self.subject),
+            ("text", self.text),
+            ("html", self.html),
+            ("headers", dict(self.headers)),
+            ("attachments", [a.to_dict() for a in self.attachments]),
+            ("tags", dict(self.tags)),
+        ):
+            if value is not None and value != [] and value != {}:
+                document[name] = value
+        if self.raw is not None:
+            document["raw"] = base64.b64encode(self.raw).decode("ascii")
+        return document
+
+    def __repr__(self) -> str:
+        return f"EmailRequestSpec(request_id={self.request_id!r}, service_id={self.service_id!r})"
+
+
+def prepare_request(
+    request: Mapping[str, Any] | EmailRequestSpec, *, default_service_id: str | None = None
+) -> tuple[str, bytes]:
+    """``(request_id, data)`` for publishing ``request``, checked like the worker would.
+
+    A ``request_id`` is generated (a UUID) when the request has none, and ``service_id`` is
+    filled in from ``default_service_id`` when given. Raises `RequestRejected`.
+    """
+    document = dict(request.to_document() if isinstance(request, EmailRequestSpec) else request)
+    if document.get("request_id") is None:
+        document["request_id"] = str(uuid.uuid4())
+    if document.get("service_id") is None and default_service_id is not None:
+        document["service_id"] = default_service_id
+    try:
+        data = json.dumps(document, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as error:
+        raise RequestRejected(
+            ErrorCode.INVALID_JSON, f"the request cannot be written as JSON: {error}"
+        ) from None
+    parsed = parse_request(
+        data,
+        pubsub_message_id="local-check",
+        default_service_id=default_service_id or _PLACEHOLDER_SERVICE,
+    )
+    if len(data) > MAX_REQUEST_BYTES:
+        raise RequestRejected(
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"the request is {len(data)} bytes; Pub/Sub messages are limited to "
+            f"{MAX_REQUEST_BYTES} bytes",
+        )
+    return parsed.request_id, data
+
+
+def _topic_path(project_id: str, topic: str) -> str:
+    return topic if topic.startswith("projects/") else f"projects/{project_id}/topics/{topic}"
+
+
+class PendingResult:
+    """A result being awaited; see `EmailClient.expect_result`."""
+
+    def __init__(
+        self, subscriber: Any, subscription: str, request_id: str, rpc_timeout_s: float
+    ) -> None:
+        self.subscription = subscription
+        self.request_id = request_id
+        self._subscriber = subscriber
+        self._rpc_timeout_s = rpc_timeout_s
+
+    def wait(self, timeout_s: float) -> EmailResult:
+        """The request's result; `ResultTimeout` if none arrives within ``timeout_s``."""
+        from worker.client.pubsub_rpc import bounded, pull_once
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ResultTimeout(self.request_id, timeout_s)
+            received = pull_once(
+                self._subscriber,
+                self.subscription,
+                max_messages=10,
+                timeout_s=max(0.5, min(remaining, self._rpc_timeout_s)),
+            )
+            if not received:
+                continue
+            # The subscription is private; acknowledge everything, including results for
+            # other requests that a filter-less emulator delivers anyway.
+            self._subscriber.acknowledge(
+                request={
+                    "subscription": self.subscription,
+                    "ack_ids": [m.ack_id for m in received],
+                },
+                **bounded(self._rpc_timeout_s),
+            )
+            for message in received:
+                if message.message.attributes.get("request_id") != self.request_id:
+                    continue
+                try:
+                    return EmailResult.from_json_bytes(bytes(message.message.data))
+                except (ValueError, TypeError, KeyError):
+                    logger.warning("ignoring a malformed result for request %s", self.request_id)
+
+
+class EmailClient:
+    """Publishes requests to the requests topic and awaits results on the results topic.
+
+    Topics are names in ``project_id`` or full ``projects/.../topics/...`` paths. The Pub/Sub
+    clients are created on first use (honouring ``PUBSUB_EMULATOR_HOST``) unless given.
+    ``timeout_s`` bounds each publish; ``rpc_timeout_s`` (default: the shorter of ``timeout_s``
+    and 10 s) each other Pub/Sub call.
+    """
+
+    def __init__(
+        self,
+        project_id: str,
+        *,
+        requests_topic: str = "email-requests",
+        results_topic: str = "email-results",
+        default_service_id: str | None = None,
+        timeout_s: float = 30.0,
+        rpc_timeout_s: float | None = None,
+        publisher: Any = None,
+        subscriber: Any = None,
+    ) -> None:
+        self.project_id = project_id
+        self.requests_topic = _topic_path(project_id, requests_topic)
+        self.results_topic = _topic_path(project_id, results_topic)
+        self.default_service_id = default_service_id
+        self.timeout_s = timeout_s
+        self.rpc_timeout_s = rpc_timeout_s or min(timeout_s, 10.0)
+        self._publisher = publisher
+        self._subscriber = subscriber
+        self._owns_publisher = publisher is None
+        self._owns_subscriber = subscriber is None
+
+    @property
+    def publisher(self) -> Any:
+        if self._publisher is None:
+            from worker.client.pubsub_rpc import new_publisher
+
+            self._publisher = new_publisher(self.timeout_s)
+        return self._publisher
+
+    @property
+    def subscriber(self) -> Any:
+        if self._subscriber is None:
+            from worker.client.pubsub_rpc import new_subscriber
+
+            self._subscriber = new_subscriber()
+        return self._subscriber
+
+    def publish(self, request: Mapping[str, Any] | EmailRequestSpec) -> str:
+        """Check and publish ``request``; return its ``request_id`` once Pub/Sub confirms.
+
+        Raises `RequestRejected` for a request the worker would reject (nothing is published),
+        or the Pub/Sub error if publishing fails.
+        """
+        request_id, data = prepare_request(request, default_service_id=self.default_service_id)
+        self.publisher.publish(self.requests_topic, data).result(timeout=self.timeout_s)
+        return request_id
+
+    def publish_and_wait(
+        self, request: Mapping[str, Any] | EmailRequestSpec, timeout_s: float = 60.0
+    ) -> EmailResult:
+        """Publish ``request`` and return its result (any status).
+
+        Raises `RequestRejected` before publishing, or `ResultTimeout` when no result arrives
+        within ``timeout_s`` (the request may still be sent later).
+        """
+        request_id, data = prepare_request(request, default_service_id=self.default_service_id)
+        with self.expect_result(request_id) as pending:
+            self.publisher.publish(self.requests_topic, data).result(timeout=self.timeout_s)
+            return pending.wait(timeout_s)
+
+    @contextmanager
+    def expect_result(self, request_id: str) -> Iterator[PendingResult]:
+        """Subscribe to the result of ``request_id``; publish inside the block, then ``wait``.
+
+        The temporary subscription is deleted when the block exits, however it exits.
+        """
+        from worker.client.pubsub_rpc import bounded
+
+        name = f"email-worker-wait-{uuid.uuid4().hex[:16]}"
+        subscription = f"projects/{self.project_id}/subscriptions/{name}"
+        spec: dict[str, Any] = {
+            "name": subscription,
+            "topic": self.results_topic,
+            "ack_deadline_seconds": 30,
+            # Pub/Sub's minimums: a leaked subscription disappears after a quiet day.
+            "message_retention_duration": {"seconds": 600},
+            "expiration_policy": {"ttl": {"seconds": 86400}},
+        }
+        if _FILTERABLE_ID.fullmatch(request_id):
+            spec["filter"] = f'attributes.request_id = "{request_id}"'
+        # Otherwise (quotes, backslashes, non-ASCII) every result comes in and is checked here.
+        self.subscriber.create_subscription(request=spec, **bounded(self.rpc_timeout_s))
+        try:
+            yield PendingResult(self.subscriber, subscription, request_id, self.rpc_timeout_s)
+        finally:
+            try:
+                self.subscriber.delete_subscription(
+                    request={"subscription": subscription}, **bounded(self.rpc_timeout_s)
+                )
+            except Exception as error:  # never hide the block's own outcome
+                logger.warning(
+                    "could not delete temporary subscription %s (it expires after a day "
+                    "unused): %s",
+                    subscription,
+                    error,
+                )
+
+    def close(self) -> None:
+        """Stop the clients this client created."""
+        if self._owns_publisher and self._publisher is not None:
+            self._publisher.stop()
+        if self._owns_subscriber and self._subscriber is not None:
+            self._subscriber.close()
+        self._publisher = self._subscriber = None
+
+    def __enter__(self) -> EmailClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

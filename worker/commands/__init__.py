@@ -1,5 +1,0 @@
-"""Operators' commands of ``email-worker``: ``send``, ``dlq ...`` and ``setup``.
-
-Each module defines one click command (or group); ``worker.cli`` registers them on ``main``.
-They import the Pub/Sub libraries only when they run, so ``--help`` stays fast.
-"""

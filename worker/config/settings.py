@@ -1,0 +1,411 @@
+"""The worker's settings: read once from the environment at the entry point, then passed down.
+
+Every variable has the ``EMAIL_WORKER_`` prefix except the platform's own
+(``GOOGLE_CLOUD_PROJECT``, ``PORT``). Invalid values are collected and reported together.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar
+
+__all__ = ["Settings", "SettingsError"]
+
+T = TypeVar("T")
+
+_SERVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: Google's public certificates for the ID tokens Pub/Sub push attaches (PEM by key id).
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The client library renews a lease after at most 90% of the deadline: 30 s leaves 3 s for a
+# renewal to reach Pub/Sub from a starved process, and 10 s (Pub/Sub's own floor) only 1 s.
+MIN_ACK_DEADLINE_S = 30
+_LEDGER_URL = re.compile(r"none|firestore(?:://[a-z(][a-z0-9()-]+)?|sqlite://(?:/\S+)?")
+# Pub/Sub's subscription name rule, optionally inside a full resource path.
+_SUBSCRIPTION_RE = re.compile(r"(?:projects/[^/\s]+/subscriptions/)?[A-Za-z][\w.~+%-]{2,254}")
+_NO_PROJECT = "GOOGLE_CLOUD_PROJECT must name the Google Cloud project"
+
+
+class SettingsError(Exception):
+    """One or more settings are missing or invalid; the message lists them all."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+def _env(name: str, default: Any = None, *, doc: str) -> Any:
+    return field(default=default, metadata={"env": name, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the worker reads from its environment, typed and validated."""
+
+    project_id: str | None = _env(
+        "GOOGLE_CLOUD_PROJECT", doc="Google Cloud project of the Pub/Sub topics."
+    )
+    subscription: str = _env(
+        "EMAIL_WORKER_SUBSCRIPTION", "email-requests-worker", doc="Subscription pulled from."
+    )
+    requests_topic: str = _env(
+        "EMAIL_WORKER_REQUESTS_TOPIC", "email-requests", doc="Topic requests are published to."
+    )
+    results_topic: str = _env(
+        "EMAIL_WORKER_RESULTS_TOPIC", "email-results", doc="Topic results are published to."
+    )
+    dead_letter_topic: str = _env(
+        "EMAIL_WORKER_DEAD_LETTER_TOPIC",
+        "email-requests-dead-letter",
+        doc="Topic that requests which cannot succeed are forwarded to.",
+    )
+    dead_letter_subscription: str = _env(
+        "EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION",
+        "email-requests-dead-letter-ops",
+        doc="Operators' subscription on the dead-letter topic (used by the CLI).",
+    )
+    default_service_id: str | None = _env(
+        "EMAIL_WORKER_SERVICE_ID", doc="Service of requests that name none."
+    )
+    allowed_services: frozenset[str] = _env(
+        "EMAIL_WORKER_ALLOWED_SERVICES",
+        frozenset(),
+        doc="Comma-separated services this worker sends for; others are rejected.",
+    )
+    environment: str = _env(
+        "EMAIL_WORKER_ENVIRONMENT",
+        "production",
+        doc="Environment placeholder of the service configuration URL.",
+    )
+    service_config_url: str | None = _env(
+        "EMAIL_WORKER_SERVICE_CONFIG_URL",
+        doc="file:// or gs:// template of service configuration documents.",
+    )
+    session_ttl_s: float = _env(
+        "EMAIL_WORKER_SESSION_TTL_S",
+        300.0,
+        doc="How long a service's session and configuration are reused before re-reading.",
+    )
+    send_max_attempts: int = _env(
+        "EMAIL_WORKER_SEND_MAX_ATTEMPTS",
+        4,
+        doc="Send attempts per delivery for transient SES/STS failures.",
+    )
+    send_initial_backoff_s: float = _env(
+        "EMAIL_WORKER_SEND_INITIAL_BACKOFF_S", 0.5, doc="First retry backoff."
+    )
+    send_max_backoff_s: float = _env(
+        "EMAIL_WORKER_SEND_MAX_BACKOFF_S", 8.0, doc="Longest retry backoff."
+    )
+    send_deadline_s: float = _env(
+        "EMAIL_WORKER_SEND_DEADLINE_S",
+        30.0,
+        doc="No retry starts after this long; keeps one attempt well inside the ack deadline.",
+    )
+    send_rate_per_s: float | None = _env(
+        "EMAIL_WORKER_SEND_RATE_PER_S",
+        doc="Most recipients per second this instance sends to SES (SES counts each "
+        "recipient); sends wait their turn. Unset: no limit. Set it to the account's SES "
+        "maximum send rate divided by the number of instances.",
+    )
+    ledger: str = _env(
+        "EMAIL_WORKER_LEDGER",
+        "sqlite:///email-worker-ledger.db",
+        doc="Request ledger that makes each request send once: firestore (or "
+        "firestore://DATABASE) for several instances, sqlite:///relative.db or "
+        "sqlite:////absolute.db for one, none to turn it off.",
+    )
+    ledger_claim_s: float = _env(
+        "EMAIL_WORKER_LEDGER_CLAIM_S",
+        90.0,
+        doc="How long a delivery's claim on a request lasts; a claim left by a crashed "
+        "worker is taken over after this.",
+    )
+    ledger_retention_s: float = _env(
+        "EMAIL_WORKER_LEDGER_RETENTION_S",
+        691200.0,
+        doc="How long the ledger keeps a request's record (default 8 days: Pub/Sub's 7-day "
+        "retention plus a day for replays).",
+    )
+    ledger_takeover: str = _env(
+        "EMAIL_WORKER_LEDGER_TAKEOVER",
+        "resend",
+        doc="When a claim expired during its SES call, so the send may or may not have "
+        "happened: resend (at least once) or fail with outcome_unknown (at most once).",
+    )
+    max_delivery_attempts: int | None = _env(
+        "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
+        doc="Last delivery attempt; default: read from the subscription's dead-letter policy.",
+    )
+    max_messages: int = _env(
+        "EMAIL_WORKER_MAX_MESSAGES",
+        1000,
+        doc="Flow control: messages held (leased) at once, waiting or being processed. Keep "
+        "it well above EMAIL_WORKER_CONCURRENCY, so the stream is read promptly.",
+    )
+    ack_deadline_s: int = _env(
+        "EMAIL_WORKER_ACK_DEADLINE_S",
+        60,
+        doc="Ack deadline of every held message, renewed before it runs out; also how soon "
+        "the messages of a crashed worker are delivered again.",
+    )
+    max_bytes: int = _env(
+        "EMAIL_WORKER_MAX_BYTES", 256 * 1024 * 1024, doc="Flow control: bytes held at once."
+    )
+    concurrency: int = _env(
+        "EMAIL_WORKER_CONCURRENCY", 32, doc="Threads processing messages (SES calls block)."
+    )
+    publish_timeout_s: float = _env(
+        "EMAIL_WORKER_PUBLISH_TIMEOUT_S",
+        30.0,
+        doc="How long to wait for a result or dead letter to be confirmed.",
+    )
+    shutdown_timeout_s: float = _env(
+        "EMAIL_WORKER_SHUTDOWN_TIMEOUT_S",
+        8.0,
+        doc="Time to finish in-flight work on SIGTERM (Cloud Run allows 10 s).",
+    )
+    log_level: str = _env("EMAIL_WORKER_LOG_LEVEL", "INFO", doc="DEBUG, INFO, WARNING, ERROR.")
+    port: int | None = _env("PORT", doc="HTTP port (push endpoint, health and metrics).")
+    http_host: str = _env(
+        "EMAIL_WORKER_HTTP_HOST",
+        "0.0.0.0",  # noqa: S104 - Cloud Run routes to the container's interfaces
+        doc="Address the HTTP server listens on (serve, and pull when PORT is set).",
+    )
+    push_auth: bool = _env(
+        "EMAIL_WORKER_PUSH_AUTH",
+        True,
+        doc="on: every push must carry a Google-signed OIDC token. off: no check, for the "
+        "emulator and local development only.",
+    )
+    push_audience: str | None = _env(
+        "EMAIL_WORKER_PUSH_AUDIENCE",
+        doc="Audience ('aud') the push subscription's OIDC token must have.",
+    )
+    push_service_account: str | None = _env(
+        "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
+        doc="Service account ('email') the push subscription's OIDC token must name.",
+    )
+    push_subscription: str | None = _env(
+        "EMAIL_WORKER_PUSH_SUBSCRIPTION",
+        doc="When set, pushes whose envelope names another subscription are refused (403): "
+        "a name in GOOGLE_CLOUD_PROJECT, or projects/P/subscriptions/S.",
+    )
+    push_certs_url: str = _env(
+        "EMAIL_WORKER_PUSH_CERTS_URL",
+        GOOGLE_CERTS_URL,
+        doc="PEM certificates by key id that push tokens are verified against (https, or "
+        "http on loopback for tests).",
+    )
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], *, required_for: Literal["pull", "serve"] | None = None
+    ) -> Settings:
+        """Build settings from ``environ``; raise :class:`SettingsError` listing all problems.
+
+        With ``required_for``, what that command needs on top of valid values (see
+        :meth:`missing_for`) is among the problems too: one message names everything to fix.
+        """
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            name = spec.metadata["env"]
+            raw = environ.get(name, "").strip()
+            if not raw:
+                continue
+            parse = _PARSERS.get(spec.name, _PARSERS_BY_TYPE.get(str(spec.type), str))
+            try:
+                values[spec.name] = parse(raw)
+            except ValueError as error:
+                problems.append(f"{name}={raw!r}: {error}")
+        settings = cls(**values)
+        problems.extend(settings._check())
+        if required_for is not None:
+            problems.extend(settings.missing_for(required_for))
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    @classmethod
+    def documentation(cls) -> list[tuple[str, str, str]]:
+        """``(variable, default, meaning)`` for every setting, for docs and ``--help``."""
+        rows = []
+        for spec in fields(cls):
+            default = spec.default
+            if isinstance(default, frozenset):
+                default = ",".join(sorted(default))
+            elif isinstance(default, bool):
+                default = "on" if default else "off"
+            rows.append(
+                (
+                    spec.metadata["env"],
+                    "" if default is None else str(default),
+                    spec.metadata["doc"],
+                )
+            )
+        return rows
+
+    def _check(self) -> list[str]:
+        problems = []
+        for name in ("session_ttl_s", "send_deadline_s", "publish_timeout_s", "shutdown_timeout_s"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{_env_name(name)} must be positive")
+        if self.send_initial_backoff_s < 0 or self.send_max_backoff_s < self.send_initial_backoff_s:
+            problems.append(
+                "EMAIL_WORKER_SEND_MAX_BACKOFF_S must be at least "
+                "EMAIL_WORKER_SEND_INITIAL_BACKOFF_S"
+            )
+        if not MIN_ACK_DEADLINE_S <= self.ack_deadline_s <= 600:
+            problems.append(
+                f"EMAIL_WORKER_ACK_DEADLINE_S must be {MIN_ACK_DEADLINE_S}-600: Pub/Sub allows "
+                "at most 600, and shorter deadlines run out on a busy machine"
+            )
+        if not _LEDGER_URL.fullmatch(self.ledger):
+            problems.append(
+                "EMAIL_WORKER_LEDGER must be none, firestore, firestore://DATABASE, "
+                "sqlite:///relative.db or sqlite:////absolute.db"
+            )
+        if self.ledger_takeover not in ("resend", "fail"):
+            problems.append("EMAIL_WORKER_LEDGER_TAKEOVER must be resend or fail")
+        if self.ledger_claim_s < self.send_deadline_s + 60:
+            # The last send attempt may start at the deadline and take up to a minute.
+            problems.append(
+                "EMAIL_WORKER_LEDGER_CLAIM_S must be at least EMAIL_WORKER_SEND_DEADLINE_S + 60"
+            )
+        if self.ledger_retention_s < 24 * 3600:
+            problems.append("EMAIL_WORKER_LEDGER_RETENTION_S must be at least a day (86400)")
+        for name in ("send_max_attempts", "max_messages", "max_bytes", "concurrency"):
+            if getattr(self, name) < 1:
+                problems.append(f"{_env_name(name)} must be at least 1")
+        if self.send_rate_per_s is not None and not self.send_rate_per_s > 0:
+            problems.append("EMAIL_WORKER_SEND_RATE_PER_S must be positive")
+        if self.max_delivery_attempts is not None and not 5 <= self.max_delivery_attempts <= 100:
+            problems.append("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS must be 5-100, as in Pub/Sub")
+        for service in sorted(self.allowed_services):
+            if not _SERVICE_ID.fullmatch(service):
+                problems.append(f"EMAIL_WORKER_ALLOWED_SERVICES: {service!r} is not a service id")
+        if self.default_service_id is not None and not _SERVICE_ID.fullmatch(
+            self.default_service_id
+        ):
+            problems.append("EMAIL_WORKER_SERVICE_ID is not a service id")
+        if self.log_level not in _LOG_LEVELS:
+            problems.append(f"EMAIL_WORKER_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+        if self.port is not None and not 0 < self.port < 65536:
+            problems.append("PORT must be 1-65535")
+        certs = urllib.parse.urlsplit(self.push_certs_url)
+        if not certs.hostname or not (
+            certs.scheme == "https"
+            or (certs.scheme == "http" and certs.hostname in _LOOPBACK_HOSTS)
+        ):
+            problems.append(
+                "EMAIL_WORKER_PUSH_CERTS_URL must be an https URL (http only on loopback)"
+            )
+        if self.push_service_account is not None and "@" not in self.push_service_account:
+            problems.append("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be a service account email")
+        if self.push_subscription is not None and not _SUBSCRIPTION_RE.fullmatch(
+            self.push_subscription
+        ):
+            problems.append(
+                "EMAIL_WORKER_PUSH_SUBSCRIPTION must be a subscription name or "
+                "projects/PROJECT/subscriptions/NAME"
+            )
+        return problems
+
+    def push_subscription_path(self) -> str | None:
+        """The full path pushes must come from, or None when any subscription may push."""
+        if self.push_subscription is None or "/" in self.push_subscription:
+            return self.push_subscription
+        return f"projects/{self.require_project()}/subscriptions/{self.push_subscription}"
+
+    def missing_for(self, command: Literal["pull", "serve"]) -> list[str]:
+        """What ``email-worker pull`` or ``serve`` needs that these settings lack, as problems:
+        a project, at least one allowed service and, for ``serve``, push authentication."""
+        problems = []
+        if not self.project_id:
+            problems.append(_NO_PROJECT)
+        if not self.allowed_services:
+            problems.append("EMAIL_WORKER_ALLOWED_SERVICES must list at least one service")
+        if command == "serve":
+            problems.extend(self._push_auth_problems())
+        return problems
+
+    def require_push_auth(self) -> None:
+        """For ``serve``: token verification is configured, or explicitly switched off."""
+        problems = self._push_auth_problems()
+        if problems:
+            raise SettingsError(problems)
+
+    def _push_auth_problems(self) -> list[str]:
+        if not self.push_auth:
+            return []
+        missing = [
+            name
+            for name, value in (
+                ("EMAIL_WORKER_PUSH_AUDIENCE", self.push_audience),
+                ("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT", self.push_service_account),
+            )
+            if not value
+        ]
+        if not missing:
+            return []
+        return [
+            f"{' and '.join(missing)} must be set: the push endpoint accepts only "
+            "requests signed for this audience by this service account "
+            "(EMAIL_WORKER_PUSH_AUTH=off disables the check, for the emulator and "
+            "local development only)"
+        ]
+
+    def require_project(self) -> str:
+        """The project id, for commands that talk to Pub/Sub."""
+        if not self.project_id:
+            raise SettingsError([_NO_PROJECT])
+        return self.project_id
+
+
+def _env_name(attribute: str) -> str:
+    return str(next(f for f in fields(Settings) if f.name == attribute).metadata["env"])
+
+
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("not a whole number") from None
+
+
+def _parse_float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("not a number") from None
+
+
+def _parse_switch(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ValueError("must be on or off")
+
+
+def _parse_names(raw: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "allowed_services": _parse_names,
+    "push_auth": _parse_switch,
+    "log_level": str.upper,
+}
+_PARSERS_BY_TYPE: dict[str, Callable[[str], Any]] = {
+    "int": _parse_int,
+    "int | None": _parse_int,
+    "float": _parse_float,
+    "float | None": _parse_float,
+}

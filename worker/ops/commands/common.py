@@ -1,0 +1,121 @@
+"""What the operators' commands share: exit codes, settings, Pub/Sub error reporting, output."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import click
+from rich.console import Console
+
+from worker.config.settings import Settings, SettingsError
+
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_FAILURE",
+    "EXIT_NOT_SENT",
+    "EXIT_NO_RESULT",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "exit_codes_epilog",
+    "fail",
+    "load_settings",
+    "pubsub_errors",
+    "rpc_timeout_s",
+    "stderr_console",
+    "stdout_console",
+]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_SENT = 3
+EXIT_NO_RESULT = 4
+
+#: Every exit code of the operators' commands, for --help and docs/operations.md.
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_FAILURE: "failure at run time: Pub/Sub unreachable, a topic or subscription missing, "
+    "a dead letter not found, a replay or purge not completed",
+    EXIT_USAGE: "invalid settings, options or request",
+    EXIT_NOT_SENT: "send --wait: the result's status is rejected or failed",
+    EXIT_NO_RESULT: "send --wait: no result within --timeout (the request may still be sent)",
+}
+
+
+def exit_codes_epilog(*codes: int) -> str:
+    """An epilog listing ``codes`` (all by default), laid out as written."""
+    lines = [
+        textwrap.fill(
+            EXIT_CODES[code], width=76, initial_indent=f"  {code}  ", subsequent_indent="     "
+        )
+        for code in (codes or tuple(EXIT_CODES))
+    ]
+    return "\b\nExit codes:\n" + "\n".join(lines)
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print ``email-worker: message`` on stderr and exit with ``code``."""
+    click.echo(f"email-worker: {message}", err=True)
+    sys.exit(code)
+
+
+def load_settings() -> tuple[Settings, str]:
+    """Settings and project id from the environment, or a clear message and exit code 2."""
+    try:
+        settings = Settings.from_env(os.environ)
+        return settings, settings.require_project()
+    except SettingsError as error:
+        fail(str(error), EXIT_USAGE)
+
+
+def rpc_timeout_s(settings: Settings) -> float:
+    """How long one Pub/Sub call may take before Pub/Sub counts as unreachable."""
+    return min(10.0, settings.publish_timeout_s)
+
+
+def _pubsub_location() -> str:
+    emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+    return f"the Pub/Sub emulator at {emulator}" if emulator else "Pub/Sub"
+
+
+@contextmanager
+def pubsub_errors(doing: str, *, not_found: str | None = None) -> Iterator[None]:
+    """Turn Pub/Sub errors raised inside into one line on stderr and exit code 1.
+
+    ``doing`` completes "... while <doing>"; ``not_found`` replaces the message for NotFound.
+    """
+    from google.api_core import exceptions as gexc
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from worker.client.pubsub_rpc import describe_error, is_unreachable
+
+    try:
+        yield
+    except gexc.NotFound as error:
+        fail(not_found or f"not found while {doing}: {describe_error(error)}")
+    except (gexc.PermissionDenied, gexc.Unauthenticated) as error:
+        fail(f"permission denied while {doing}: {describe_error(error)}")
+    except DefaultCredentialsError:
+        fail(
+            "no Google credentials: set PUBSUB_EMULATOR_HOST to use the emulator, or run "
+            "`gcloud auth application-default login`"
+        )
+    except Exception as error:
+        if is_unreachable(error):
+            fail(f"cannot reach {_pubsub_location()} while {doing}: {describe_error(error)}")
+        if isinstance(error, gexc.GoogleAPICallError):
+            fail(f"Pub/Sub refused {doing}: {describe_error(error)}")
+        raise
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)

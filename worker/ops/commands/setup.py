@@ -1,0 +1,119 @@
+"""``email-worker setup``: create the topics and subscriptions, idempotently."""
+
+from __future__ import annotations
+
+import click
+
+from worker.ops.commands.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    exit_codes_epilog,
+    fail,
+    load_settings,
+    pubsub_errors,
+    rpc_timeout_s,
+)
+
+__all__ = ["setup"]
+
+
+@click.command(epilog=exit_codes_epilog(EXIT_OK, EXIT_FAILURE, EXIT_USAGE))
+@click.option(
+    "--max-delivery-attempts",
+    type=click.IntRange(5, 100),
+    help="Deliveries before Pub/Sub dead-letters a request "
+    "[default: EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS, else 5].",
+)
+@click.option(
+    "--ack-deadline",
+    type=click.IntRange(10, 600),
+    default=60,
+    show_default=True,
+    help="Seconds the worker has to settle a delivery.",
+)
+@click.option(
+    "--min-backoff",
+    type=click.IntRange(0, 600),
+    default=10,
+    show_default=True,
+    help="Seconds before redelivering a nacked request, at first.",
+)
+@click.option(
+    "--max-backoff",
+    type=click.IntRange(0, 600),
+    default=600,
+    show_default=True,
+    help="Longest wait before a redelivery.",
+)
+def setup(
+    max_delivery_attempts: int | None,
+    ack_deadline: int,
+    min_backoff: int,
+    max_backoff: int,
+) -> None:
+    """Create the worker's topics and subscriptions where they are missing.
+
+    \b
+    Topics:
+      EMAIL_WORKER_REQUESTS_TOPIC, EMAIL_WORKER_RESULTS_TOPIC,
+      EMAIL_WORKER_DEAD_LETTER_TOPIC
+    Subscriptions:
+      EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION (read by `email-worker dlq`)
+      EMAIL_WORKER_SUBSCRIPTION (the worker's: dead-letter policy, retry
+      policy, ack deadline)
+
+    Meant for the emulator and development; production creates the same names with terraform.
+    Existing resources are left as they are; differences from what setup would create are
+    reported as warnings. No subscription is made on the results topic: services create
+    their own.
+    """
+    settings, project = load_settings()
+    if min_backoff > max_backoff:
+        fail("--min-backoff must not be larger than --max-backoff", EXIT_USAGE)
+
+    from worker.client.pubsub_rpc import new_publisher, new_subscriber
+    from worker.ops.topology import Resource, SubscriptionPolicy, ensure_topology
+
+    policy = SubscriptionPolicy(
+        max_delivery_attempts=max_delivery_attempts or settings.max_delivery_attempts or 5,
+        ack_deadline_s=ack_deadline,
+        min_backoff_s=min_backoff,
+        max_backoff_s=max_backoff,
+    )
+    warnings = 0
+
+    def show(resource: Resource) -> None:
+        nonlocal warnings
+        state = "created" if resource.created else "exists "
+        click.echo(f"{state}  {resource.kind:<12}  {resource.path}")
+        for difference in resource.differences:
+            warnings += 1
+            click.echo(f"email-worker: warning: {resource.path}: {difference}", err=True)
+
+    with pubsub_errors(f"setting up project {project}"):
+        publisher = new_publisher(rpc_timeout_s(settings))
+        subscriber = new_subscriber()
+        try:
+            ensure_topology(
+                publisher,
+                subscriber,
+                project_id=project,
+                requests_topic=settings.requests_topic,
+                results_topic=settings.results_topic,
+                dead_letter_topic=settings.dead_letter_topic,
+                subscription=settings.subscription,
+                dead_letter_subscription=settings.dead_letter_subscription,
+                policy=policy,
+                timeout_s=rpc_timeout_s(settings),
+                on_resource=show,
+            )
+        finally:
+            publisher.stop()
+            subscriber.close()
+    if warnings:
+        click.echo(
+            "email-worker: setup does not change existing resources; adjust them by hand "
+            "(or delete and re-run setup) if the differences matter",
+            err=True,
+        )

@@ -1,0 +1,198 @@
+"""The Pub/Sub topics and subscriptions the worker needs, created idempotently.
+
+For the emulator and development; production creates the same names with terraform. Existing
+resources are never changed: they are reported, with any differences from what would have been
+created, so that a hand-made subscription without a dead-letter policy does not go unnoticed.
+
+Created (names from the settings):
+
+* topics: requests (``email-requests``), results (``email-results``), dead letters
+  (``email-requests-dead-letter``);
+* the operators' dead-letter subscription (``email-requests-dead-letter-ops``), created before
+  the worker's so that nothing is dead-lettered into a topic nobody keeps;
+* the worker's subscription on the requests topic (``email-requests-worker``) with a
+  dead-letter policy, a retry policy and an ack deadline.
+
+No subscription is created on the results topic: each service creates its own, filtered on
+``attributes.service_id``, and ``send --wait`` uses a temporary one. A subscription nobody
+reads would only pile up results.
+
+Neither subscription expires when unused. Pub/Sub's service account also needs publish rights
+on the dead-letter topic and subscribe rights on the worker's subscription for the dead-letter
+policy to work; that is IAM, which terraform grants and the emulator does not check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.api_core import exceptions as gexc
+
+from worker.client.pubsub_rpc import bounded
+
+__all__ = ["Resource", "SubscriptionPolicy", "ensure_topology", "read_max_delivery_attempts"]
+
+DEAD_LETTER_RETENTION_S = 7 * 24 * 3600  # Pub/Sub's maximum: a week to look at dead letters
+REQUEST_RETENTION_S = 7 * 24 * 3600  # requests wait a week for a worker that is down
+# Pub/Sub's documented max delivery attempts when a dead-letter policy leaves it unset.
+_PUBSUB_DEFAULT_MAX_DELIVERY_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class SubscriptionPolicy:
+    """How the worker's subscription delivers: Pub/Sub allows attempts 5-100, ack deadlines
+    10-600 s and backoffs 0-600 s."""
+
+    max_delivery_attempts: int = 5
+    ack_deadline_s: int = 60
+    min_backoff_s: int = 10
+    max_backoff_s: int = 600
+
+
+@dataclass
+class Resource:
+    kind: str  # "topic" or "subscription"
+    path: str
+    created: bool
+    differences: list[str] = field(default_factory=list)
+
+
+def ensure_topology(
+    publisher: Any,
+    subscriber: Any,
+    *,
+    project_id: str,
+    requests_topic: str,
+    results_topic: str,
+    dead_letter_topic: str,
+    subscription: str,
+    dead_letter_subscription: str,
+    policy: SubscriptionPolicy,
+    timeout_s: float = 10.0,
+    on_resource: Callable[[Resource], None] | None = None,
+) -> list[Resource]:
+    """Create whatever is missing; return every resource, created or found, in order."""
+    done: list[Resource] = []
+
+    def report(resource: Resource) -> None:
+        done.append(resource)
+        if on_resource is not None:
+            on_resource(resource)
+
+    topics = {
+        name: f"projects/{project_id}/topics/{name}"
+        for name in (requests_topic, results_topic, dead_letter_topic)
+    }
+    for path in topics.values():
+        report(_ensure_topic(publisher, path, timeout_s))
+
+    ops = {
+        "name": f"projects/{project_id}/subscriptions/{dead_letter_subscription}",
+        "topic": topics[dead_letter_topic],
+        "ack_deadline_seconds": 60,
+        "message_retention_duration": {"seconds": DEAD_LETTER_RETENTION_S},
+        "expiration_policy": {},  # set, but without a ttl: never expires
+    }
+    report(_ensure_subscription(subscriber, ops, timeout_s))
+
+    worker = {
+        "name": f"projects/{project_id}/subscriptions/{subscription}",
+        "topic": topics[requests_topic],
+        "ack_deadline_seconds": policy.ack_deadline_s,
+        "message_retention_duration": {"seconds": REQUEST_RETENTION_S},
+        "dead_letter_policy": {
+            "dead_letter_topic": topics[dead_letter_topic],
+            "max_delivery_attempts": policy.max_delivery_attempts,
+        },
+        "retry_policy": {
+            "minimum_backoff": {"seconds": policy.min_backoff_s},
+            "maximum_backoff": {"seconds": policy.max_backoff_s},
+        },
+        "expiration_policy": {},
+    }
+    report(_ensure_subscription(subscriber, worker, timeout_s))
+    return done
+
+
+def read_max_delivery_attempts(subscriber: Any, subscription_path: str) -> int | None:
+    """The subscription's dead-letter policy's max delivery attempts, or None without one.
+
+    The worker's runtime reads it at start when EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS is unset.
+    """
+    subscription = subscriber.get_subscription(request={"subscription": subscription_path})
+    policy = subscription.dead_letter_policy
+    if not policy or not policy.dead_letter_topic:
+        return None
+    return int(policy.max_delivery_attempts or _PUBSUB_DEFAULT_MAX_DELIVERY_ATTEMPTS)
+
+
+def _ensure_topic(publisher: Any, path: str, timeout_s: float) -> Resource:
+    try:
+        publisher.create_topic(request={"name": path}, **bounded(timeout_s))
+    except gexc.AlreadyExists:
+        return Resource("topic", path, created=False)
+    return Resource("topic", path, created=True)
+
+
+def _ensure_subscription(subscriber: Any, spec: dict[str, Any], timeout_s: float) -> Resource:
+    path = spec["name"]
+    try:
+        subscriber.create_subscription(request=spec, **bounded(timeout_s))
+    except gexc.AlreadyExists:
+        existing = subscriber.get_subscription(request={"subscription": path}, **bounded(timeout_s))
+        return Resource(
+            "subscription", path, created=False, differences=_differences(spec, existing)
+        )
+    return Resource("subscription", path, created=True)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return float(getattr(value, "seconds", 0) or 0)
+
+
+def _differences(spec: dict[str, Any], existing: Any) -> list[str]:
+    found: list[str] = []
+
+    def compare(what: str, have: Any, want: Any) -> None:
+        if have != want:
+            found.append(f"{what} is {have!r}, expected {want!r}")
+
+    compare("topic", existing.topic, spec["topic"])
+    compare("ack deadline", existing.ack_deadline_seconds, spec["ack_deadline_seconds"])
+    wanted_policy = spec.get("dead_letter_policy")
+    policy = existing.dead_letter_policy
+    if wanted_policy is not None:
+        if not policy or not policy.dead_letter_topic:
+            found.append("it has no dead-letter policy")
+        else:
+            compare(
+                "dead-letter topic", policy.dead_letter_topic, wanted_policy["dead_letter_topic"]
+            )
+            compare(
+                "max delivery attempts",
+                policy.max_delivery_attempts or _PUBSUB_DEFAULT_MAX_DELIVERY_ATTEMPTS,
+                wanted_policy["max_delivery_attempts"],
+            )
+    wanted_retry = spec.get("retry_policy")
+    if wanted_retry is not None:
+        retry = existing.retry_policy
+        if not retry:
+            found.append("it has no retry policy (redelivery is immediate)")
+        else:
+            # Unset backoffs mean Pub/Sub's defaults, 10 s and 600 s.
+            compare(
+                "minimum backoff (s)",
+                _seconds(retry.minimum_backoff) or 10.0,
+                float(wanted_retry["minimum_backoff"]["seconds"]),
+            )
+            compare(
+                "maximum backoff (s)",
+                _seconds(retry.maximum_backoff) or 600.0,
+                float(wanted_retry["maximum_backoff"]["seconds"]),
+            )
+    return found

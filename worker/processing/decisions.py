@@ -1,0 +1,63 @@
+"""What to do with a Pub/Sub message once its outcome is known.
+
+Kept apart from the pipeline and the transports so the rules are in one small place:
+
+====================  ==============  ===========  =========
+outcome               publish result  dead-letter  then
+====================  ==============  ===========  =========
+sent                  yes (sent)      no           ack
+rejected / failed     yes             yes          ack
+retry, not last       no              no           nack
+retry, last attempt   yes (failed)    no           nack [#]_
+in progress           no              no           nack [#]_
+replayed from ledger  yes (as stored) no           ack
+====================  ==============  ===========  =========
+
+.. [#] On the last delivery attempt Pub/Sub's own dead-letter policy moves the message once it
+   is nacked, so the requester is told first.
+.. [#] Another delivery of the same request is sending it and publishes its result; this one
+   comes back later and finds that result in the ledger (a replay).
+
+Acking always waits until the publishes it depends on are confirmed; a failed publish turns
+the ack into a nack (see :mod:`worker.processing.outputs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.processing.pipeline import LedgerEvent, Outcome, Status
+
+__all__ = ["Decision", "decide", "is_last_attempt"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    publish_result: bool
+    dead_letter: bool
+    ack: bool
+
+
+def is_last_attempt(delivery_attempt: int | None, max_delivery_attempts: int | None) -> bool:
+    """Whether Pub/Sub will dead-letter the message if this delivery is nacked.
+
+    Without a dead-letter policy Pub/Sub reports no attempt count, and there is no last one.
+    """
+    if delivery_attempt is None or max_delivery_attempts is None:
+        return False
+    return delivery_attempt >= max_delivery_attempts
+
+
+def decide(
+    outcome: Outcome, *, delivery_attempt: int | None, max_delivery_attempts: int | None
+) -> Decision:
+    """The decision for ``outcome`` on the given delivery attempt."""
+    if outcome.status is Status.IN_PROGRESS:
+        return Decision(publish_result=False, dead_letter=False, ack=False)
+    if outcome.status is Status.SENT or outcome.ledger is LedgerEvent.REPLAYED:
+        # A replay was dead-lettered, if at all, by the delivery that stored it.
+        return Decision(publish_result=True, dead_letter=False, ack=True)
+    if outcome.status in (Status.REJECTED, Status.FAILED):
+        return Decision(publish_result=True, dead_letter=True, ack=True)
+    last = is_last_attempt(delivery_attempt, max_delivery_attempts)
+    return Decision(publish_result=last, dead_letter=False, ack=False)

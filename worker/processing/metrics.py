@@ -1,0 +1,157 @@
+"""Prometheus metrics of one worker process, kept in a registry the caller owns.
+
+Nothing is registered globally: each :class:`Metrics` has its own
+:class:`~prometheus_client.CollectorRegistry`, so every app (and every test) sees only its own
+counts. The names are documented in ``docs/push.md``. Label values come from small closed sets
+(outcome statuses, error codes, reasons, HTTP status codes), never from request content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from worker.formats.pubsub import ERROR_CODE_ATTRIBUTE, Publish
+from worker.processing.pipeline import Outcome
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+#: Seconds; SES answers in tens of milliseconds, retries with backoff take seconds.
+SEND_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+_NONE = "none"
+
+
+class Metrics:
+    """The worker's counters, gauges and histograms in one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "email_worker_requests",
+            "Deliveries processed, by outcome (sent, rejected, failed, retry) and error code.",
+            ["outcome", "error_code"],
+            registry=r,
+        )
+        self.send_duration = Histogram(
+            "email_worker_send_duration_seconds",
+            "Time to validate and send one request, SES retries included, by outcome.",
+            ["outcome"],
+            buckets=SEND_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "email_worker_send_retries",
+            "SES/STS attempts repeated after a transient failure.",
+            registry=r,
+        )
+        self.send_rate_wait = Counter(
+            "email_worker_send_rate_wait_seconds",
+            "Time sends spent waiting for the worker's own send rate limit "
+            "(EMAIL_WORKER_SEND_RATE_PER_S).",
+            registry=r,
+        )
+        self.ledger_events = Counter(
+            "email_worker_ledger_events",
+            "What the request ledger said per delivery: claimed, replayed (stored result "
+            "published again, nothing sent), takeover, conflict, busy, unavailable.",
+            ["event"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "email_worker_in_flight",
+            "Deliveries being processed right now.",
+            registry=r,
+        )
+        self.settled = Counter(
+            "email_worker_deliveries_settled",
+            "Deliveries acknowledged (ack) or handed back to Pub/Sub for redelivery (nack).",
+            ["action"],
+            registry=r,
+        )
+        self.results_published = Counter(
+            "email_worker_results_published",
+            "Results confirmed published to the results topic, by result status.",
+            ["status"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "email_worker_dead_letters_forwarded",
+            "Requests confirmed forwarded to the dead-letter topic, by error code.",
+            ["error_code"],
+            registry=r,
+        )
+        self.publish_failures = Counter(
+            "email_worker_publish_failures",
+            "Result or dead-letter publishes that failed (the delivery is nacked).",
+            ["topic"],
+            registry=r,
+        )
+        self.push_responses = Counter(
+            "email_worker_push_responses",
+            "Answers of POST /pubsub/push, by HTTP status code.",
+            ["code"],
+            registry=r,
+        )
+        self.push_auth_failures = Counter(
+            "email_worker_push_auth_failures",
+            "Push requests refused by token verification, by reason.",
+            ["reason"],
+            registry=r,
+        )
+
+    def observe(self, outcome: Outcome, *, acked: bool, duration_s: float) -> None:
+        """Record one processed delivery."""
+        status = outcome.status.value
+        self.requests.labels(status, outcome.error_code or _NONE).inc()
+        self.send_duration.labels(status).observe(duration_s)
+        if outcome.retries:
+            self.retries.inc(outcome.retries)
+        if outcome.send_rate_wait_s:
+            self.send_rate_wait.inc(outcome.send_rate_wait_s)
+        self.settled.labels("ack" if acked else "nack").inc()
+        if outcome.ledger is not None:
+            self.ledger_events.labels(outcome.ledger.value).inc()
+
+    def counting(self, publish: Publish, *, results_topic: str, dead_letter_topic: str) -> Publish:
+        """``publish``, counting results and dead letters once Pub/Sub confirms them."""
+
+        def counted(topic: str, data: bytes, attributes: Mapping[str, str]) -> Future[Any]:
+            future = publish(topic, data, attributes)
+            kind = (
+                "results"
+                if topic == results_topic
+                else "dead_letter"
+                if topic == dead_letter_topic
+                else None
+            )
+            if kind is None:
+                return future
+
+            def done(finished: Future[Any]) -> None:
+                if finished.cancelled() or finished.exception() is not None:
+                    self.publish_failures.labels(kind).inc()
+                elif kind == "results":
+                    self.results_published.labels(attributes.get("status", _NONE)).inc()
+                else:
+                    code = attributes.get(ERROR_CODE_ATTRIBUTE) or _NONE
+                    self.dead_letters.labels(code).inc()
+
+            future.add_done_callback(done)
+            return future
+
+        return counted
+
+    def exposition(self) -> bytes:
+        """Everything in the registry, in Prometheus' text format."""
+        return generate_latest(self.registry)

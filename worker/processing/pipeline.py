@@ -1,0 +1,447 @@
+"""The one processing pipeline behind every transport: request bytes in, an :class:`Outcome` out.
+
+``process`` decodes and validates the request, resolves the service, checks the sender, builds
+the message and sends it, retrying transient SES/STS failures within a bounded budget. It never
+acknowledges anything and never raises: what to do with the Pub/Sub message is decided
+afterwards, from the outcome alone (see :mod:`worker.processing.decisions`).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from email.message import EmailMessage
+
+import tenacity
+
+from worker.config.logs import get_logger
+from worker.config.settings import Settings
+from worker.formats.addresses import Mailbox, parse_mailbox
+from worker.formats.message import build_message, resolve_sender
+from worker.formats.pubsub import REPLAY_COUNT_ATTRIBUTE
+from worker.formats.request import EmailRequest, RequestRejected, parse_request
+from worker.formats.result import ErrorCode
+from worker.ledger import (
+    ClaimState,
+    Ledger,
+    LedgerKey,
+    LedgerUnavailable,
+    StoredResult,
+    content_hash,
+)
+from worker.processing.send_rate import SendRateLimiter
+from worker.sending.errors import EmailError, ThrottledError
+from worker.sending.service_config import ServiceConfig
+from worker.sending.session import BaseSession
+from worker.sending.session_cache import SessionCache
+
+__all__ = [
+    "Delivery",
+    "Deps",
+    "LedgerEvent",
+    "Outcome",
+    "Status",
+    "process",
+]
+
+log = get_logger()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One Pub/Sub message as a transport received it. The repr leaves out the data."""
+
+    data: bytes = field(repr=False)
+    attributes: Mapping[str, str] = field(repr=False)
+    message_id: str
+    delivery_attempt: int | None = None
+
+
+class Status(enum.StrEnum):
+    SENT = "sent"
+    REJECTED = "rejected"  # the request is bad; the requester must change it
+    FAILED = "failed"  # the provider refused it, or sending is impossible for now
+    RETRY = "retry"  # transient trouble outlasted this delivery's retries; try a later one
+    # Another delivery of the same request holds the ledger's claim and is sending it; this
+    # one reports nothing and comes back later, to find the result.
+    IN_PROGRESS = "in_progress"
+
+
+class LedgerEvent(enum.StrEnum):
+    """What the request ledger said about a delivery (the ``ledger`` log field)."""
+
+    CLAIMED = "claimed"  # first delivery to claim the request: processed
+    REPLAYED = "replayed"  # already finished: the stored result is published again, no send
+    TAKEOVER = "takeover"  # an earlier claim expired mid-send: processed again (or failed)
+    CONFLICT = "conflict"  # the request_id was used for different content
+    BUSY = "busy"  # another delivery holds a live claim
+    UNAVAILABLE = "unavailable"  # the ledger could not be reached: nothing sent
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one delivery."""
+
+    status: Status
+    request_id: str
+    service_id: str | None = None
+    message_ids: tuple[str, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = None
+    recipient_count: int = 0
+    retries: int = 0
+    #: Time spent waiting for EMAIL_WORKER_SEND_RATE_PER_S.
+    send_rate_wait_s: float = 0.0
+    #: What the request ledger said; None without a ledger or before the request was known.
+    ledger: LedgerEvent | None = None
+
+
+@dataclass
+class Deps:
+    """What the pipeline needs from the outside world, injected for tests."""
+
+    settings: Settings
+    sessions: SessionCache
+    #: How retry backoffs and send-rate waits pass; None: waiting on ``stopping``, so that
+    #: a shutdown cuts them short.
+    sleep: Callable[[float], object] | None = None
+    #: EMAIL_WORKER_SEND_RATE_PER_S, shared by every thread; None: no limit of our own.
+    send_rate: SendRateLimiter | None = None
+    #: Set on shutdown: retries stop at once, and the delivery is handed back.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    #: EMAIL_WORKER_LEDGER; None: no deduplication of redeliveries or repeated publishes.
+    ledger: Ledger | None = None
+
+    def pause(self, seconds: float) -> None:
+        if self.sleep is None:
+            self.stopping.wait(seconds)
+        else:
+            self.sleep(seconds)
+
+
+def process(delivery: Delivery, deps: Deps) -> Outcome:
+    """Turn one delivery into an outcome. Never raises."""
+    try:
+        return _process(delivery, deps)
+    except Exception as error:  # a bug must not take the worker down or loop the message
+        # The exception's text may quote the request, so only its type and place are logged.
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        log.error(
+            "unexpected failure while processing",
+            error=type(error).__name__,
+            where=f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}",
+        )
+        return Outcome(
+            Status.FAILED,
+            request_id=delivery.message_id,
+            error_code=ErrorCode.INTERNAL_ERROR,
+            error_message="the worker failed unexpectedly; the request was not sent",
+        )
+
+
+def _status_of(code: str) -> Status:
+    """The documented status of an error code: the request's fault, or not."""
+    return Status(ErrorCode(code).status.value)
+
+
+def _process(delivery: Delivery, deps: Deps) -> Outcome:
+    settings = deps.settings
+    try:
+        request = parse_request(
+            delivery.data,
+            pubsub_message_id=delivery.message_id,
+            default_service_id=settings.default_service_id,
+        )
+    except RequestRejected as error:
+        return Outcome(
+            _status_of(error.code),
+            request_id=error.request_id or delivery.message_id,
+            service_id=error.service_id,
+            error_code=error.code,
+            error_message=error.message,
+        )
+
+    if request.service_id not in settings.allowed_services:
+        return _refusal(
+            request,
+            ErrorCode.UNKNOWN_SERVICE,
+            f"service {request.service_id!r} is not allowed to send through this worker",
+        )
+    if deps.ledger is None:
+        return _admitted(request, deps)
+    return _claimed(request, delivery, deps, deps.ledger)
+
+
+def _refusal(request: EmailRequest, code: str, message: str) -> Outcome:
+    return Outcome(
+        _status_of(code),
+        request_id=request.request_id,
+        service_id=request.service_id,
+        error_code=code,
+        error_message=message,
+        recipient_count=request.recipient_count,
+    )
+
+
+# A delivery that finds another one sending the same request waits briefly, in growing steps,
+# for its result (a send takes well under a second) before it is handed back as in progress.
+_BUSY_WAITS_S = (0.1, 0.2, 0.4)
+
+
+def _claimed(request: EmailRequest, delivery: Delivery, deps: Deps, ledger: Ledger) -> Outcome:
+    """Process ``request`` under the ledger's claim: at most one delivery sends it at a time,
+    and one that finds it finished republishes the stored result instead of sending."""
+    key = LedgerKey(request.service_id, request.request_id)
+    # Unique per delivery, even for two deliveries of one message that overlap.
+    owner = f"{delivery.message_id}/{delivery.delivery_attempt or 0}/{uuid.uuid4().hex[:12]}"
+    digest = content_hash(delivery.data)
+    # An operator's replay from the dead-letter topic: a request that failed without sending
+    # anything is tried again (the cause may be fixed); one that was sent never is.
+    retry_unsent = REPLAY_COUNT_ATTRIBUTE in delivery.attributes
+    try:
+        claim = ledger.claim(key, owner=owner, content_hash=digest, retry_unsent=retry_unsent)
+        for wait_s in _BUSY_WAITS_S:
+            if claim.state is not ClaimState.BUSY or deps.stopping.is_set():
+                break
+            deps.pause(wait_s)
+            claim = ledger.claim(key, owner=owner, content_hash=digest, retry_unsent=retry_unsent)
+    except LedgerUnavailable as error:
+        log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
+        return replace(
+            _refusal(
+                request,
+                ErrorCode.LEDGER_UNAVAILABLE,
+                "the request ledger could not be reached; the request was not sent",
+            ),
+            status=Status.RETRY,
+            ledger=LedgerEvent.UNAVAILABLE,
+        )
+    if claim.state is ClaimState.DONE:
+        assert claim.result is not None
+        return _replayed(request, claim.result)
+    if claim.state is ClaimState.BUSY:
+        return Outcome(
+            Status.IN_PROGRESS,
+            request_id=request.request_id,
+            service_id=request.service_id,
+            recipient_count=request.recipient_count,
+            ledger=LedgerEvent.BUSY,
+        )
+    if claim.state is ClaimState.CONFLICT:
+        return replace(
+            _refusal(
+                request,
+                ErrorCode.REQUEST_ID_CONFLICT,
+                f"request_id {request.request_id!r} was already used for a different request "
+                f"of service {request.service_id!r}; this one was not sent",
+            ),
+            ledger=LedgerEvent.CONFLICT,
+        )
+    takeover = claim.state is ClaimState.TAKEOVER
+    if takeover:
+        log.warning("took over an expired claim: an earlier delivery may have sent this request")
+    if takeover and deps.settings.ledger_takeover == "fail":
+        outcome = _refusal(
+            request,
+            ErrorCode.OUTCOME_UNKNOWN,
+            "an earlier delivery of this request stopped during its call to SES, so it may or "
+            "may not have been sent; it is not sent again (at most once)",
+        )
+    else:
+        try:
+            outcome = _admitted(request, deps)
+        except Exception:
+            _release(ledger, key, owner)  # a bug, not an answer: let a later delivery try
+            raise
+    outcome = replace(outcome, ledger=LedgerEvent.TAKEOVER if takeover else LedgerEvent.CLAIMED)
+    _record(ledger, key, owner, outcome)
+    return outcome
+
+
+def _replayed(request: EmailRequest, stored: StoredResult) -> Outcome:
+    return Outcome(
+        Status(stored.status),
+        request_id=request.request_id,
+        service_id=request.service_id,
+        message_ids=stored.message_ids,
+        error_code=stored.error_code,
+        error_message=stored.error_message,
+        recipient_count=stored.recipient_count,
+        ledger=LedgerEvent.REPLAYED,
+    )
+
+
+def _record(ledger: Ledger, key: LedgerKey, owner: str, outcome: Outcome) -> None:
+    """Store a final outcome under our claim; give the claim up after a transient failure."""
+    if outcome.status is Status.RETRY:
+        _release(ledger, key, owner)
+        return
+    stored = StoredResult(
+        status=outcome.status.value,
+        message_ids=outcome.message_ids,
+        error_code=outcome.error_code,
+        error_message=outcome.error_message,
+        recipient_count=outcome.recipient_count,
+    )
+    try:
+        if not ledger.complete(key, owner=owner, result=stored):
+            # Our claim expired and another delivery took it over: it may send again.
+            log.warning("the claim expired before the result was stored")
+    except LedgerUnavailable as error:
+        # What happened is still published and acked; a later duplicate publish of this
+        # request finds the claim, and after it expires, sends again.
+        log.warning("could not store the result in the request ledger", error=str(error)[:300])
+
+
+def _release(ledger: Ledger, key: LedgerKey, owner: str) -> None:
+    try:
+        ledger.release(key, owner=owner)
+    except LedgerUnavailable as error:
+        # The claim expires by itself; until then redeliveries wait.
+        log.warning("could not release the claim", error=str(error)[:300])
+
+
+def _admitted(request: EmailRequest, deps: Deps) -> Outcome:
+    """Resolve the service's session, check the sender, build the message and send it."""
+    try:
+        session = deps.sessions.get(request.service_id)
+    except EmailError as error:
+        return _failure(request, error, retries=0)
+
+    config = getattr(session, "service_config", None)
+    default_from = config.default_from_address if config is not None else None
+    try:
+        sender = resolve_sender(request, default_from)
+        if config is not None and not _sender_allowed(sender, config):
+            return _refusal(
+                request,
+                ErrorCode.SENDER_NOT_ALLOWED,
+                f"service {request.service_id!r} may not send from the domain {sender.domain!r}",
+            )
+        message = build_message(request, default_from=default_from)
+    except RequestRejected as error:
+        return _refusal(request, error.code, error.message)
+    return _send(request, session, message, deps)
+
+
+def _sender_allowed(sender: Mailbox, config: ServiceConfig) -> bool:
+    """From must be the service's default address or in one of its allowed domains."""
+    if config.default_from_address:
+        default = parse_mailbox(config.default_from_address, field_name="default From")
+        if sender.address.lower() == default.address.lower():
+            return True
+    return sender.domain in config.allowed_from_domains
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    # A partial send is not repeated: the batches already accepted would be sent twice.
+    return isinstance(error, EmailError) and error.retryable and not error.sent_message_ids
+
+
+def _send(
+    request: EmailRequest, session: BaseSession, message: EmailMessage, deps: Deps
+) -> Outcome:
+    settings = deps.settings
+    attempts = 0
+    waited_s = 0.0
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.info(
+            "send failed, retrying",
+            error_code=getattr(error, "code", None),
+            attempt=state.attempt_number,
+            backoff_s=round(state.upcoming_sleep, 3),
+        )
+
+    retrying = tenacity.Retrying(
+        stop=(
+            tenacity.stop_after_attempt(settings.send_max_attempts)
+            | tenacity.stop_before_delay(settings.send_deadline_s)
+            | tenacity.stop_when_event_set(deps.stopping)
+        ),
+        wait=tenacity.wait_exponential_jitter(
+            multiplier=settings.send_initial_backoff_s, max=settings.send_max_backoff_s
+        ),
+        retry=tenacity.retry_if_exception(_worth_retrying),
+        sleep=deps.pause,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        for attempt in retrying:
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                waited_s += _wait_for_send_rate(request, deps)
+                message_ids = session.send_email(message)
+    except EmailError as error:
+        return _failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
+    return Outcome(
+        Status.SENT,
+        request_id=request.request_id,
+        service_id=request.service_id,
+        message_ids=tuple(message_ids),
+        recipient_count=request.recipient_count,
+        retries=attempts - 1,
+        send_rate_wait_s=waited_s,
+    )
+
+
+def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
+    """Pace sends to the configured rate; refuse, like SES throttling, when the wait is long.
+
+    Returns the seconds waited.
+    """
+    if deps.send_rate is None:
+        return 0.0
+    wait_s = deps.send_rate.reserve(
+        request.recipient_count, max_wait_s=deps.settings.send_deadline_s
+    )
+    if wait_s is None:
+        # Retried with backoff like SES's own throttling, then handed back to Pub/Sub.
+        raise ThrottledError(
+            f"the worker's send rate limit ({deps.send_rate.rate_per_s:g} recipients per "
+            "second, EMAIL_WORKER_SEND_RATE_PER_S) is saturated"
+        )
+    if wait_s > 0:
+        deps.pause(wait_s)
+        if deps.stopping.is_set():
+            # The shutdown cut the wait short: hand the delivery back rather than send early.
+            raise ThrottledError(
+                "the worker stopped while this send waited for its send rate limit"
+            )
+    return wait_s
+
+
+def _failure(
+    request: EmailRequest, error: EmailError, *, retries: int, send_rate_wait_s: float = 0.0
+) -> Outcome:
+    status: Status
+    code: str = error.code
+    text = error.message
+    if error.sent_message_ids:
+        status, code = Status.FAILED, ErrorCode.PARTIALLY_SENT
+        text = (
+            f"{len(error.sent_message_ids)} recipient batch(es) were sent before SES failed "
+            f"({error.code}); the rest were not sent, and nothing is retried to avoid duplicates"
+        )
+    elif error.retryable:
+        status = Status.RETRY
+    else:
+        # The error code's documented status: the request's fault (rejected) or not (failed).
+        status = Status(ErrorCode(code).status.value)
+    return Outcome(
+        status,
+        request_id=request.request_id,
+        service_id=request.service_id,
+        message_ids=error.sent_message_ids,
+        error_code=code,
+        error_message=text,
+        recipient_count=request.recipient_count,
+        retries=retries,
+        send_rate_wait_s=send_rate_wait_s,
+    )

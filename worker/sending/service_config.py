@@ -1,0 +1,217 @@
+"""Per-service configuration documents: which AWS role a service sends as, and from where.
+
+A document is JSON::
+
+    {
+      "service_id": "billing",
+      "service_role_arn": "arn:aws:iam::123456789012:role/email-billing",
+      "aws_region": "eu-west-2",                    (optional)
+      "default_from_address": "billing@example.org", (optional)
+      "allowed_from_domains": ["example.org"]        (optional)
+    }
+
+It is found through a URL template with ``{environment}`` and ``{service_id}`` placeholders,
+``file://`` or ``gs://``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from worker.sending.errors import ConfigurationError, TransientError
+
+__all__ = [
+    "DEFAULT_ENVIRONMENT",
+    "DEFAULT_SERVICE_CONFIG_URL",
+    "SERVICE_CONFIG_URL_ENV",
+    "ServiceConfig",
+    "config_location",
+    "load_service_config",
+    "parse_service_config",
+]
+
+#: Where production configuration lives unless ``EMAIL_WORKER_SERVICE_CONFIG_URL`` says
+#: otherwise. terraform creates this bucket layout and sets the variable explicitly.
+DEFAULT_SERVICE_CONFIG_URL = "gs://email-worker-config/{environment}/{service_id}.json"
+SERVICE_CONFIG_URL_ENV = "EMAIL_WORKER_SERVICE_CONFIG_URL"
+DEFAULT_ENVIRONMENT = "production"
+
+_MAX_DOCUMENT_BYTES = 64 * 1024
+_KNOWN_KEYS = frozenset(
+    {
+        "service_id",
+        "service_role_arn",
+        "aws_region",
+        "default_from_address",
+        "allowed_from_domains",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """One service's sending configuration, as read from its document."""
+
+    service_id: str
+    service_role_arn: str
+    aws_region: str | None = None
+    default_from_address: str | None = None
+    allowed_from_domains: tuple[str, ...] = ()
+    location: str = ""
+
+
+def config_location(service_id: str, environment: str, template: str | None = None) -> str:
+    """The URL of ``service_id``'s document in ``environment``."""
+    if template is None:
+        template = os.environ.get(SERVICE_CONFIG_URL_ENV) or DEFAULT_SERVICE_CONFIG_URL
+    try:
+        return template.format(environment=environment, service_id=service_id)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ConfigurationError(
+            f"{SERVICE_CONFIG_URL_ENV} template {template!r} is invalid: only {{environment}} "
+            f"and {{service_id}} may appear ({type(error).__name__})"
+        ) from None
+
+
+def load_service_config(
+    service_id: str,
+    *,
+    environment: str = DEFAULT_ENVIRONMENT,
+    credentials: Any = None,
+    template: str | None = None,
+) -> ServiceConfig:
+    """Fetch and validate ``service_id``'s configuration document.
+
+    ``credentials`` are Google credentials for ``gs://`` (default: the ambient identity).
+    Raises :class:`ConfigurationError` naming the service and the location when the document
+    is missing, unreadable or invalid, and :class:`TransientError` when storage could not be
+    reached.
+    """
+    location = config_location(service_id, environment, template)
+    raw = _fetch(location, service_id, credentials)
+    return parse_service_config(raw, service_id=service_id, location=location)
+
+
+def parse_service_config(raw: bytes, *, service_id: str, location: str) -> ServiceConfig:
+    """Validate a configuration document's bytes."""
+
+    def fail(reason: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"configuration for service {service_id!r} at {location} is invalid: {reason}"
+        )
+
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise fail("not valid JSON") from None
+    if not isinstance(document, Mapping):
+        raise fail("expected a JSON object")
+    unknown = sorted(set(document) - _KNOWN_KEYS)
+    if unknown:
+        raise fail(f"unknown keys {unknown}")
+    if document.get("service_id", service_id) != service_id:
+        raise fail(f"it names service {document.get('service_id')!r}")
+    role_arn = document.get("service_role_arn")
+    if not isinstance(role_arn, str) or not role_arn.startswith("arn:"):
+        raise fail("service_role_arn is missing or not an ARN")
+    region = document.get("aws_region")
+    if region is not None and (not isinstance(region, str) or not region):
+        raise fail("aws_region must be a non-empty string")
+    default_from = document.get("default_from_address")
+    if default_from is not None and (not isinstance(default_from, str) or "@" not in default_from):
+        raise fail("default_from_address must be an email address")
+    domains = document.get("allowed_from_domains", [])
+    if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+        raise fail("allowed_from_domains must be a list of domain names")
+    return ServiceConfig(
+        service_id=service_id,
+        service_role_arn=role_arn,
+        aws_region=region,
+        default_from_address=default_from,
+        allowed_from_domains=tuple(_ascii_domain(d) for d in domains),
+        location=location,
+    )
+
+
+def _ascii_domain(domain: str) -> str:
+    # Requests carry internationalised domains in their IDNA form; compare like with like.
+    domain = domain.strip().rstrip(".").lower()
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def _fetch(location: str, service_id: str, credentials: Any) -> bytes:
+    url = urllib.parse.urlsplit(location)
+    if url.scheme == "file":
+        return _fetch_file(urllib.parse.unquote(url.path), location, service_id)
+    if url.scheme == "gs":
+        return _fetch_gcs(url.netloc, url.path.lstrip("/"), location, service_id, credentials)
+    raise ConfigurationError(
+        f"configuration for service {service_id!r} at {location}: unsupported scheme "
+        f"{url.scheme!r} (use file:// or gs://)"
+    )
+
+
+def _fetch_file(path: str, location: str, service_id: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(_MAX_DOCUMENT_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"no configuration for service {service_id!r}: {location} does not exist"
+        ) from None
+    except OSError as error:
+        raise ConfigurationError(
+            f"configuration for service {service_id!r} at {location} is unreadable "
+            f"({type(error).__name__})"
+        ) from None
+    return _bounded(data, location, service_id)
+
+
+def _fetch_gcs(bucket: str, name: str, location: str, service_id: str, credentials: Any) -> bytes:
+    # Imported here: only gs:// configurations pay for loading the storage client.
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+    from google.cloud import storage
+
+    try:
+        client = storage.Client(credentials=credentials) if credentials else storage.Client()
+        data = client.bucket(bucket).blob(name).download_as_bytes(timeout=10)
+    except gexc.NotFound:
+        raise ConfigurationError(
+            f"no configuration for service {service_id!r}: {location} does not exist"
+        ) from None
+    except (gexc.Forbidden, gexc.Unauthorized):
+        raise ConfigurationError(
+            f"configuration for service {service_id!r} at {location} is unreadable: "
+            "access denied to this identity"
+        ) from None
+    except (gexc.ServerError, gexc.TooManyRequests, auth_exc.TransportError, OSError) as error:
+        raise TransientError(
+            f"could not fetch configuration for service {service_id!r} from {location} "
+            f"({type(error).__name__})"
+        ) from None
+    except (gexc.GoogleAPICallError, auth_exc.GoogleAuthError) as error:
+        raise ConfigurationError(
+            f"configuration for service {service_id!r} at {location} is unreadable "
+            f"({type(error).__name__})"
+        ) from None
+    return _bounded(data, location, service_id)
+
+
+def _bounded(data: bytes, location: str, service_id: str) -> bytes:
+    if len(data) > _MAX_DOCUMENT_BYTES:
+        raise ConfigurationError(
+            f"configuration for service {service_id!r} at {location} is larger than "
+            f"{_MAX_DOCUMENT_BYTES} bytes"
+        )
+    return data

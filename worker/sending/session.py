@@ -1,0 +1,238 @@
+"""Sending sessions: send an ``EmailMessage`` through Amazon SES as a service's AWS role.
+
+A :class:`Session` holds no AWS keys. When it first needs to call SES it asks Google for an ID
+token (the runtime's workload identity, or an impersonated service account), exchanges it with
+AWS STS ``AssumeRoleWithWebIdentity`` for short-lived credentials of the service's role, and
+refreshes them before they expire. Failures surface as :mod:`worker.sending.errors` exceptions.
+
+Example::
+
+    from email.message import EmailMessage
+    from worker.session import Session
+
+    session = Session.for_service("billing")
+    message = EmailMessage()
+    message["From"] = "billing@example.org"
+    message["To"] = "someone@example.com"
+    message["Subject"] = "Your invoice"
+    message.set_content("Hello")
+    message_ids = session.send_email(message)
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Sequence
+from email.message import EmailMessage
+from typing import Any
+
+import tenacity
+
+from worker.sending.aws import (
+    ROLE_SESSION_NAME_PATTERN,
+    SES_CLIENT_CONFIG,
+    make_web_identity_session,
+    sanitise_role_session_name,
+)
+from worker.sending.envelope import (
+    MAX_RECIPIENTS_PER_CALL,
+    PreparedMessage,
+    batched,
+    prepare_message,
+)
+from worker.sending.errors import ConfigurationError, EmailError
+from worker.sending.identity import TOKEN_AUDIENCE, GoogleIdTokenSource, storage_credentials
+from worker.sending.provider_errors import classify_exception
+from worker.sending.service_config import DEFAULT_ENVIRONMENT, ServiceConfig, load_service_config
+
+__all__ = ["DEFAULT_AWS_REGION", "DEFAULT_ROLE_SESSION_NAME", "BaseSession", "Session"]
+
+#: The region used when neither the caller nor the service configuration names one.
+DEFAULT_AWS_REGION = "eu-west-2"
+#: The STS role session name used when none is given (it shows in CloudTrail).
+DEFAULT_ROLE_SESSION_NAME = "email-worker"
+#: Attempts at each recipient batch after the first, for transient failures (each attempt is
+#: one SES call plus botocore's own quick retries).
+LATER_BATCH_ATTEMPTS = 4
+#: No new attempt at a later batch starts after this long, so that one delivery stays well
+#: inside a push request's timeout (the subscription's ack deadline).
+LATER_BATCH_DEADLINE_S = 15.0
+_LATER_BATCH_WAIT = tenacity.wait_exponential_jitter(multiplier=0.5, max=4.0)
+
+
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, EmailError) and error.retryable
+
+
+class BaseSession(abc.ABC):
+    """Something that can send email messages."""
+
+    @abc.abstractmethod
+    def send_email(self, message: EmailMessage) -> list[str]:
+        """Send ``message``; return one id per email sent, to match SES's event logs."""
+
+
+class Session(BaseSession):
+    """Sends email through Amazon SES as one service's AWS role.
+
+    On Cloud Run (or anywhere with a Google workload identity) only ``service_role_arn`` is
+    needed; the other arguments serve local development and special cases.
+
+    Args:
+        service_role_arn: ARN of the AWS IAM role that may send this service's email. Its
+            trust policy must accept the Google identity in use.
+        impersonate_service_account: Email of a Google service account to act as, instead of
+            the runtime's own identity. Useful when running locally under a person's
+            account, which must hold the Token Creator role on that service account.
+        role_session_name: A label for the assumed-role session, visible in AWS CloudTrail;
+            use it to tell different kinds of email apart. 2-64 characters of letters,
+            digits and ``_+=,.@-``. Defaults to ``email-worker``.
+        aws_region: The SES region to send from. Defaults to ``eu-west-2``.
+        default_from_address: The sender used for messages that have no From header.
+
+    Raises:
+        ConfigurationError: an argument is invalid.
+    """
+
+    def __init__(
+        self,
+        service_role_arn: str,
+        *,
+        impersonate_service_account: str | None = None,
+        role_session_name: str | None = None,
+        aws_region: str | None = None,
+        default_from_address: str | None = None,
+    ) -> None:
+        if not isinstance(service_role_arn, str) or not service_role_arn.startswith("arn:"):
+            raise ConfigurationError("service_role_arn must be an AWS role ARN")
+        if role_session_name is None:
+            role_session_name = DEFAULT_ROLE_SESSION_NAME
+        elif not ROLE_SESSION_NAME_PATTERN.fullmatch(role_session_name):
+            raise ConfigurationError(
+                "role_session_name must be 2-64 characters of letters, digits and _+=,.@-"
+            )
+        self.service_role_arn = service_role_arn
+        self.impersonate_service_account = impersonate_service_account
+        self.role_session_name = role_session_name
+        self.aws_region = aws_region or DEFAULT_AWS_REGION
+        self.default_from_address = default_from_address
+        #: The configuration document this session was built from, when built by
+        #: :meth:`for_service`.
+        self.service_config: ServiceConfig | None = None
+        #: How waits between attempts at a later recipient batch pass (tests replace it).
+        self._sleep: Callable[[float], None] = time.sleep
+
+        token_source = GoogleIdTokenSource(
+            TOKEN_AUDIENCE, impersonate_service_account=impersonate_service_account
+        )
+        aws_session = make_web_identity_session(
+            role_arn=service_role_arn,
+            role_session_name=role_session_name,
+            region=self.aws_region,
+            token_loader=token_source,
+        )
+        self._ses: Any = aws_session.create_client("sesv2", config=SES_CLIENT_CONFIG)
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(service_role_arn={self.service_role_arn!r}, "
+            f"aws_region={self.aws_region!r}, role_session_name={self.role_session_name!r})"
+        )
+
+    @staticmethod
+    def for_service(
+        service_id: str,
+        *,
+        impersonate_service_account: str | None = None,
+        role_session_name: str | None = None,
+        environment: str | None = None,
+    ) -> Session:
+        """Build a session from the service's configuration document.
+
+        The document is read from ``EMAIL_WORKER_SERVICE_CONFIG_URL`` (a ``file://`` or
+        ``gs://`` URL template with ``{environment}`` and ``{service_id}``), using the same
+        Google identity the session will send with, which therefore needs read access to it.
+
+        Args:
+            service_id: The service's identifier, as registered with the email service.
+            impersonate_service_account: Email of a Google service account to act as
+                instead of the ambient workload identity.
+            role_session_name: CloudTrail label for the AWS session; defaults to
+                ``email-worker-<service_id>``, made valid for STS.
+            environment: Which deployment of the email service to read the configuration
+                of; leave it unset (``production``) unless you develop the email service.
+
+        Raises:
+            ConfigurationError: the document is missing, unreadable or invalid.
+            TransientError: the configuration store could not be reached.
+        """
+        config = load_service_config(
+            service_id,
+            environment=environment or DEFAULT_ENVIRONMENT,
+            credentials=storage_credentials(impersonate_service_account),
+        )
+        session = Session(
+            config.service_role_arn,
+            impersonate_service_account=impersonate_service_account,
+            role_session_name=role_session_name
+            or sanitise_role_session_name(f"{DEFAULT_ROLE_SESSION_NAME}-{service_id}"),
+            aws_region=config.aws_region,
+            default_from_address=config.default_from_address,
+        )
+        session.service_config = config
+        return session
+
+    def send_email(self, message: EmailMessage) -> list[str]:
+        """Send ``message`` through SES; return one SES message id per SES call.
+
+        Recipients are the To, Cc and Bcc addresses, each once; Bcc is not in the headers that
+        are sent. More than 50 recipients are sent in consecutive batches of 50, one SES call
+        and one id each. Once a batch has been accepted, transient failures of the later ones
+        are retried here, with backoff, up to ``LATER_BATCH_ATTEMPTS`` times and for at most
+        ``LATER_BATCH_DEADLINE_S`` seconds each: retrying the whole message would send the
+        accepted batches twice. The sender is the message's From, else
+        ``default_from_address``.
+
+        Raises:
+            InvalidMessageError: no sender, no recipients, or an address SES cannot take.
+            MessageTooLargeError: over SES's 40 MB; nothing was sent.
+            TransientError: worth retrying later (throttling, provider trouble, network).
+            PermanentError: refused for a reason retrying will not change. On any error,
+                ``sent_message_ids`` lists the batches that had already been accepted.
+        """
+        prepared = prepare_message(message, default_from=self.default_from_address)
+        batches = batched(prepared.recipients, MAX_RECIPIENTS_PER_CALL)
+        # Nothing is sent until the first batch is accepted: its failures are the caller's to
+        # retry.
+        message_ids = [self._send_batch(prepared, next(batches))]
+        # After that, a caller's retry would send the accepted batches again, so transient
+        # failures are retried here, batch by batch.
+        retrying = tenacity.Retrying(
+            stop=(
+                tenacity.stop_after_attempt(LATER_BATCH_ATTEMPTS)
+                | tenacity.stop_before_delay(LATER_BATCH_DEADLINE_S)
+            ),
+            wait=_LATER_BATCH_WAIT,
+            retry=tenacity.retry_if_exception(_transient),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for batch in batches:
+            try:
+                message_ids.append(retrying(self._send_batch, prepared, batch))
+            except EmailError as failure:
+                failure.sent_message_ids = tuple(message_ids)
+                raise
+        return message_ids
+
+    def _send_batch(self, prepared: PreparedMessage, batch: Sequence[str]) -> str:
+        try:
+            response = self._ses.send_email(
+                FromEmailAddress=prepared.from_address,
+                Destination={"ToAddresses": list(batch)},
+                Content={"Raw": {"Data": prepared.raw}},
+            )
+        except Exception as error:
+            raise classify_exception(error) from error
+        return str(response["MessageId"])

@@ -1,0 +1,203 @@
+"""Streaming-pull transport: Pub/Sub messages in, through the shared handler, acked or nacked.
+
+The transport only turns a Pub/Sub message into a :class:`~worker.processing.pipeline.Delivery`
+and hands it to the :class:`~worker.processing.handling.Handler`; it owns flow control,
+supervision of the stream and graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
+
+from worker.config.logs import get_logger
+from worker.config.settings import Settings
+from worker.processing.handling import Handler
+from worker.processing.pipeline import Delivery, Status
+
+__all__ = ["PullWorker", "flow_control"]
+
+log = get_logger()
+
+# Errors after which pulling again cannot help: the subscription is gone or forbidden.
+_FATAL = (gexc.NotFound, gexc.PermissionDenied, gexc.Unauthenticated, gexc.InvalidArgument)
+
+# Waits between reopening streams that end on their own: doubling from the first to the cap.
+_FIRST_BACKOFF_S = 1.0
+_MAX_BACKOFF_S = 30.0
+# A stream that stayed open this long was working, even if no message came.
+_HEALTHY_STREAM_S = 30.0
+# How often a message whose request another delivery is sending is looked at again. It stays
+# leased meanwhile: a nack would have it redelivered at once, and each redelivery counts
+# against the subscription's delivery attempts before the claim is finished or expires.
+_RECHECK_IN_PROGRESS_S = 2.0
+
+
+def flow_control(settings: Settings) -> pubsub_v1.types.FlowControl:
+    """The subscriber's flow control and leases: see docs/scaling.md, "Leases".
+
+    Every held message gets the same fixed ack deadline, renewed by the client library before
+    90% of it has passed. The same value is the stream's ack deadline, which covers messages
+    Pub/Sub has sent but the client has not read yet (held back by flow control). A fixed
+    deadline, rather than the library's adaptive one, bounds how long a crashed worker's
+    messages stay away; ``max_messages`` well above the thread count keeps the stream read.
+    """
+    return pubsub_v1.types.FlowControl(
+        max_messages=settings.max_messages,
+        max_bytes=settings.max_bytes,
+        min_duration_per_lease_extension=settings.ack_deadline_s,
+        max_duration_per_lease_extension=settings.ack_deadline_s,
+    )
+
+
+class PullWorker:
+    """Pulls from one subscription until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        handler: Handler,
+        subscriber: Any,
+        *,
+        wait: Callable[[float], object] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._subscriber = subscriber
+        self._path = subscriber.subscription_path(settings.require_project(), settings.subscription)
+        self._stop = threading.Event()
+        # How to wait between streams; returns early on stop. Tests record instead.
+        self._wait = wait or self._stop.wait
+        self._received = 0
+        self._in_flight: dict[str, Any] = {}
+        self._in_flight_lock = threading.Lock()
+        # Messages waiting for another delivery of their request to finish, by ack id.
+        self._deferred: dict[str, tuple[Any, threading.Timer]] = {}
+        #: Messages still being processed when the shutdown timeout ran out (handed back).
+        self.abandoned = 0
+
+    def stop(self) -> None:
+        """Ask the worker to stop pulling and wind down (safe from a signal handler)."""
+        self._stop.set()
+
+    def _callback(self, message: Any) -> None:
+        with self._in_flight_lock:
+            self._in_flight[message.ack_id] = message
+            self._received += 1
+        try:
+            delivery = Delivery(
+                data=bytes(message.data),
+                attributes=dict(message.attributes),
+                message_id=message.message_id,
+                delivery_attempt=message.delivery_attempt,
+            )
+            handed_back: list[bool] = []
+            outcome = self._handler(
+                delivery, ack=message.ack, nack=lambda: handed_back.append(True)
+            )
+            if handed_back:
+                if outcome.status is Status.IN_PROGRESS and not self._stop.is_set():
+                    self._defer(message)
+                else:
+                    message.nack()
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.pop(message.ack_id, None)
+
+    def _defer(self, message: Any) -> None:
+        """Look at ``message`` again shortly, keeping it leased until then."""
+        timer = threading.Timer(_RECHECK_IN_PROGRESS_S, self._recheck, args=(message,))
+        timer.daemon = True
+        with self._in_flight_lock:
+            self._deferred[message.ack_id] = (message, timer)
+        timer.start()
+
+    def _recheck(self, message: Any) -> None:
+        with self._in_flight_lock:
+            if self._deferred.pop(message.ack_id, None) is None:
+                return  # the shutdown handed it back already
+        if self._stop.is_set():
+            message.nack()
+            return
+        self._callback(message)
+
+    def _hand_back_deferred(self) -> None:
+        with self._in_flight_lock:
+            deferred = list(self._deferred.values())
+            self._deferred.clear()
+        for message, timer in deferred:
+            timer.cancel()
+            message.nack()
+
+    def run(self) -> int:
+        """Pull until stopped; return the process exit code."""
+        backoff_s = _FIRST_BACKOFF_S
+        while not self._stop.is_set():
+            opened_at, received_before = time.monotonic(), self._received
+            executor = ThreadPoolExecutor(
+                max_workers=self._settings.concurrency, thread_name_prefix="email-worker"
+            )
+            future = self._subscriber.subscribe(
+                self._path,
+                callback=self._callback,
+                flow_control=flow_control(self._settings),
+                scheduler=ThreadScheduler(executor),
+                await_callbacks_on_shutdown=True,
+            )
+            log.info("pulling", subscription=self._path)
+            while not self._stop.wait(0.5):
+                if future.done():
+                    break
+            if self._stop.is_set():
+                self._shutdown(future)
+                return 0
+            error = future.exception()
+            if isinstance(error, _FATAL):
+                log.error(
+                    "cannot pull from subscription",
+                    error=type(error).__name__,
+                    detail=str(error)[:300],
+                )
+                return 1
+            # A stream that worked (delivered messages, or lasted) ended one run of failures:
+            # the next failure starts the backoff again, instead of waiting the cap for good.
+            if (
+                self._received > received_before
+                or time.monotonic() - opened_at >= _HEALTHY_STREAM_S
+            ):
+                backoff_s = _FIRST_BACKOFF_S
+            log.warning(
+                "stream ended; pulling again", error=type(error).__name__, backoff_s=backoff_s
+            )
+            self._wait(backoff_s)
+            backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+        return 0
+
+    def _shutdown(self, future: Any) -> None:
+        log.info(
+            "stopping: no new messages; finishing in-flight work",
+            timeout_s=self._settings.shutdown_timeout_s,
+        )
+        self._handler.stopping.set()
+        # Before the stream closes: a nack sent after it may be lost.
+        self._hand_back_deferred()
+        future.cancel()
+        try:
+            future.result(timeout=self._settings.shutdown_timeout_s)
+        except FutureTimeout:
+            with self._in_flight_lock:
+                unfinished = list(self._in_flight.values())
+            for message in unfinished:
+                message.nack()
+            self.abandoned = len(unfinished)
+            log.warning("shutdown timeout: handed back unfinished messages", count=len(unfinished))
+        except Exception as error:  # the stream may already have failed; nothing to wind down
+            log.warning("stream ended with an error during shutdown", error=type(error).__name__)

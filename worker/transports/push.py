@@ -1,0 +1,315 @@
+"""Pub/Sub push transport: an ASGI app whose ``POST /pubsub/push`` runs the shared handler.
+
+Pub/Sub sends each message as a JSON envelope::
+
+    {"message": {"data": "<base64>", "attributes": {...}, "messageId": "..."},
+     "subscription": "projects/P/subscriptions/S", "deliveryAttempt": 3}
+
+and treats 2xx answers as acks and anything else as nacks (redelivered with backoff). So the
+handler's ack becomes ``204 No Content`` and its nack ``503`` (``429`` when SES throttled),
+exactly the decisions the pull transport carries out (see :mod:`worker.processing.decisions`).
+
+Requests are refused before anything is processed: a bad or missing token gets 401/403, a
+content type other than JSON 415, a body larger than Pub/Sub can send 413 and an envelope
+Pub/Sub would not send 400. The blocking work (token verification, which may fetch
+certificates, and the handler, which calls SES) runs in worker threads, never on the event
+loop; at most ``concurrency`` deliveries are processed at once.
+
+The app around the endpoint also serves ``/healthz``, ``/readyz`` and ``/metrics`` (see
+:mod:`worker.transports.http_app`, which the pull transport's health server shares).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from worker.config.logs import OncePerInterval, get_logger
+from worker.config.settings import Settings
+from worker.formats.error_codes import ErrorCode
+from worker.formats.json_depth import nested_too_deep
+from worker.processing.handling import Handler
+from worker.processing.pipeline import Delivery, Status
+from worker.transports.http_app import create_app
+from worker.transports.push_auth import (
+    AuthFailure,
+    CertsCache,
+    CertsUnavailable,
+    PushAuthenticator,
+)
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "PUSH_PATH",
+    "EnvelopeError",
+    "PushEndpoint",
+    "PushEnvelope",
+    "authenticator_for",
+    "parse_envelope",
+    "push_app",
+]
+
+log = get_logger()
+
+PUSH_PATH = "/pubsub/push"
+#: Pub/Sub messages carry at most 10 MB of data: 13.4 MiB in base64, plus up to 100
+#: attributes (256-byte keys, 1024-byte values, JSON-escaped) and the envelope's fields.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_MAX_MESSAGE_ID_LENGTH = 256
+# Refused pushes are logged at most this often per status and reason (see docs/push.md).
+_REFUSAL_LOG_INTERVAL_S = 60.0
+
+
+class EnvelopeError(ValueError):
+    """The body is not a push envelope Pub/Sub would send. The message is safe to show."""
+
+
+@dataclass(frozen=True)
+class PushEnvelope:
+    delivery: Delivery
+    subscription: str | None
+
+
+def parse_envelope(body: bytes) -> PushEnvelope:
+    """The delivery in a wrapped push envelope; :class:`EnvelopeError` when malformed."""
+    if nested_too_deep(body):
+        raise EnvelopeError("the body nests arrays and objects too deep")
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise EnvelopeError("the body is not JSON") from None
+    if not isinstance(document, dict):
+        raise EnvelopeError("the body is not a JSON object")
+    message = document.get("message")
+    if not isinstance(message, dict):
+        raise EnvelopeError("'message' must be an object")
+    data = message.get("data")
+    if data is None:
+        data = ""  # Pub/Sub leaves out empty data (a message with attributes only)
+    if not isinstance(data, str):
+        raise EnvelopeError("'message.data' must be a base64 string")
+    try:
+        decoded = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise EnvelopeError("'message.data' is not valid base64") from None
+    attributes = message.get("attributes")
+    if attributes is None:
+        attributes = {}
+    if not isinstance(attributes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise EnvelopeError("'message.attributes' must map strings to strings")
+    message_id = message.get("messageId", message.get("message_id"))
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= _MAX_MESSAGE_ID_LENGTH:
+        raise EnvelopeError("'message.messageId' must be a non-empty string")
+    attempt = document.get("deliveryAttempt")
+    if attempt is not None and (
+        isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1
+    ):
+        raise EnvelopeError("'deliveryAttempt' must be a positive whole number")
+    subscription = document.get("subscription")
+    if subscription is not None and not isinstance(subscription, str):
+        raise EnvelopeError("'subscription' must be a string")
+    return PushEnvelope(
+        Delivery(
+            data=decoded,
+            attributes=attributes,
+            message_id=message_id,
+            delivery_attempt=attempt,
+        ),
+        subscription=subscription,
+    )
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+class PushEndpoint:
+    """``POST /pubsub/push``: authenticate, check, parse, handle, answer."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        authenticator: PushAuthenticator | None,
+        *,
+        concurrency: int,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        subscription: str | None = None,
+    ) -> None:
+        self._handler = handler
+        self._subscription = subscription
+        self._metrics = handler.metrics
+        self._authenticator = authenticator
+        self._concurrency = concurrency
+        self._max_body_bytes = max_body_bytes
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self._refusals = OncePerInterval(_REFUSAL_LOG_INTERVAL_S)
+
+    def route(self) -> Route:
+        """``POST /pubsub/push``, for :func:`~worker.transports.http_app.create_app`."""
+        return Route(PUSH_PATH, self.handle, methods=["POST"])
+
+    def busy(self) -> int:
+        """Deliveries whose processing has not finished (abandoned ones included)."""
+        with self._busy_lock:
+            return self._busy
+
+    async def handle(self, request: Request) -> Response:
+        response = await self._respond(request)
+        self._metrics.push_responses.labels(str(response.status_code)).inc()
+        return response
+
+    async def _respond(self, request: Request) -> Response:
+        if self._authenticator is not None:
+            refused = await self._authenticate(request.headers.get("authorization"))
+            if refused is not None:
+                return refused
+        if not _is_json(request.headers.get("content-type", "")):
+            return _error(415, "the body must be a Pub/Sub push envelope (application/json)")
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return _error(400, "invalid Content-Length")
+            if int(declared) > self._max_body_bytes:
+                return _error(413, "the body is larger than a Pub/Sub push request can be")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self._max_body_bytes:
+                    return _error(413, "the body is larger than a Pub/Sub push request can be")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            return _error(400, "the client went away before sending the whole body")
+        if self._handler.stopping.is_set():
+            return _error(503, "shutting down; Pub/Sub will deliver this message again")
+        if self._limiter is None:  # created here: it belongs to the running event loop
+            self._limiter = anyio.CapacityLimiter(self._concurrency)
+        # Cancelled (shutdown timeout): the answer is dropped and the thread left to finish;
+        # without a 2xx Pub/Sub delivers the message again.
+        return await anyio.to_thread.run_sync(
+            self._process, b"".join(chunks), limiter=self._limiter, abandon_on_cancel=True
+        )
+
+    async def _authenticate(self, authorization: str | None) -> Response | None:
+        assert self._authenticator is not None
+        try:
+            await anyio.to_thread.run_sync(
+                self._authenticator.verify, authorization, abandon_on_cancel=True
+            )
+        except AuthFailure as failure:
+            self._metrics.push_auth_failures.labels(failure.reason).inc()
+            held_back = self._refusals.admit((failure.status, failure.reason))
+            if held_back is not None:
+                log.warning(
+                    "push request refused",
+                    status=failure.status,
+                    reason=failure.reason,
+                    not_logged_since=held_back,
+                )
+            if failure.status == 401:
+                return _error(
+                    401,
+                    "a valid Pub/Sub OIDC token is required",
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+            return _error(403, "the token was not issued to the expected service account")
+        except CertsUnavailable:
+            return _error(503, "cannot verify tokens right now; Pub/Sub will retry")
+        return None
+
+    def _process(self, body: bytes) -> Response:
+        """Runs in a worker thread: parse the envelope and hand the delivery to the handler."""
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            return self._process_envelope(body)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def _process_envelope(self, body: bytes) -> Response:
+        try:
+            envelope = parse_envelope(body)
+        except EnvelopeError as error:
+            log.warning("malformed push envelope", detail=str(error))
+            return _error(400, str(error))
+        if self._subscription is not None and envelope.subscription != self._subscription:
+            # Defence in depth behind the token check: another push subscription signed by
+            # the same service account must not feed this worker. Not 2xx, so nothing is lost:
+            # that subscription retries and dead-letters the message itself.
+            if self._refusals.admit((403, "wrong_subscription")) is not None:
+                log.warning("push from another subscription refused")
+            return _error(403, "the push came from a subscription this worker does not serve")
+        answers: list[bool] = []
+        try:
+            outcome = self._handler(
+                envelope.delivery,
+                ack=lambda: answers.append(True),
+                nack=lambda: answers.append(False),
+            )
+        except Exception:  # a bug: hand the message back rather than answer 500
+            log.exception("push delivery failed unexpectedly")
+            return _error(503, "the worker failed unexpectedly; Pub/Sub will retry")
+        if answers == [True]:
+            return Response(status_code=204)
+        throttled = outcome.status is Status.RETRY and outcome.error_code == ErrorCode.THROTTLED
+        return JSONResponse(
+            {"outcome": outcome.status.value, "error_code": outcome.error_code},
+            status_code=429 if throttled else 503,
+        )
+
+
+def authenticator_for(settings: Settings) -> PushAuthenticator | None:
+    """The token check ``settings`` ask for; None only with EMAIL_WORKER_PUSH_AUTH=off."""
+    if not settings.push_auth:
+        return None
+    settings.require_push_auth()
+    assert settings.push_audience is not None
+    assert settings.push_service_account is not None
+    return PushAuthenticator(
+        audience=settings.push_audience,
+        service_account=settings.push_service_account,
+        certs=CertsCache(settings.push_certs_url),
+    )
+
+
+def push_app(
+    handler: Handler, authenticator: PushAuthenticator | None, *, settings: Settings
+) -> Starlette:
+    """The push endpoint with health and metrics around ``handler``.
+
+    The endpoint is kept as ``app.state.push_endpoint`` (for its :meth:`~PushEndpoint.busy`).
+    """
+    endpoint = PushEndpoint(
+        handler,
+        authenticator,
+        concurrency=settings.concurrency,
+        subscription=settings.push_subscription_path(),
+    )
+    app = create_app(
+        metrics=handler.metrics,
+        ready=lambda: not handler.stopping.is_set(),
+        routes=[endpoint.route()],
+    )
+    app.state.push_endpoint = endpoint
+    return app
