@@ -39,7 +39,7 @@ resource "google_storage_bucket" "config" {
   depends_on = [google_project_service.enabled]
 }
 
-# One document per service, in the format worker/service_config.py reads.
+# One document per service, in the format worker/sending/service_config.py reads.
 resource "google_storage_bucket_object" "service_config" {
   for_each = var.services
 

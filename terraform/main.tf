@@ -22,7 +22,7 @@ locals {
   push_mode = var.delivery_mode == "push"
 
   # The audience of the Google ID tokens the worker presents to AWS STS. It is a constant of
-  # the worker (TOKEN_AUDIENCE in worker/identity.py), not a setting, so it is not a variable
+  # the worker (TOKEN_AUDIENCE in worker/sending/identity.py), not a setting, so it is not a variable
   # here either: the AWS trust policies must pin exactly the value the worker asks for.
   sts_token_audience = "sts.amazonaws.com"
 
@@ -59,7 +59,7 @@ locals {
 
   sending_domains = toset([for s in var.services : s.sending_domain])
 
-  # The worker's environment (see worker/settings.py). Null values are left out.
+  # The worker's environment (see worker/config/settings.py). Null values are left out.
   managed_env = {
     GOOGLE_CLOUD_PROJECT                  = var.project_id
     EMAIL_WORKER_ENVIRONMENT              = var.environment
