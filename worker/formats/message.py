@@ -1,9 +1,11 @@
 """Build the `EmailMessage` that is handed to SES from a validated `EmailRequest`.
 
 Structured requests become a normal MIME tree (text, html or an alternative
-of both, inside multipart/mixed when there are attachments). Raw requests
-are re-parsed and changed only where the request says so: From, the
-recipient headers and the SES tags header.
+of both, inside multipart/mixed when there are attachments), 7-bit clean: non-ASCII
+text is quoted-printable or base64, never 8bit. Raw requests are re-parsed to be
+checked and changed only where the request says so: From, the recipient headers and
+the SES tags header are spliced into the original header block, and every other byte
+is written out as given (see `worker.formats.mime.RawMessage`).
 
 Headers we write are stored as `VerbatimHeader` objects (see `worker.formats.mime`),
 which write themselves out unchanged under any policy the caller serialises with. The
@@ -21,12 +23,13 @@ from email.utils import format_datetime, formataddr
 from worker.formats.addresses import Mailbox, parse_mailbox
 from worker.formats.error_codes import ErrorCode
 from worker.formats.mime import MESSAGE_POLICY as _POLICY
-from worker.formats.mime import VerbatimHeader, load_raw_message, message_size
+from worker.formats.mime import RawMessage, VerbatimHeader, load_raw_message, message_size
 from worker.formats.request import EmailRequest, RequestRejected
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "TAGS_HEADER",
+    "RawMessage",
     "VerbatimHeader",
     "build_message",
     "load_raw_message",
@@ -42,6 +45,7 @@ TAGS_HEADER = "X-SES-MESSAGE-TAGS"
 
 # 45 bytes become 60 base64 characters: with "=?utf-8?b?" and "?=", 72 in all.
 _ENCODED_WORD_BYTES = 45
+_ASCII_BYTES = bytes(range(0x80))
 
 
 def resolve_sender(request: EmailRequest, default_from: str | None) -> Mailbox:
@@ -86,6 +90,7 @@ def build_message(
     sender = resolve_sender(request, default_from)
     # Cheap lower bound first, so an oversized request is not MIME-encoded for nothing.
     _check_size(_content_size(request), max_bytes)
+    message: EmailMessage
     if request.raw is not None:
         message = _build_raw(request, request.raw, sender)
     else:
@@ -124,11 +129,12 @@ def _build_structured(request: EmailRequest, sender: Mailbox, date: datetime) ->
         message[name] = _unstructured(name, value)
 
     if request.text is not None:
-        message.set_content(request.text)
+        message.set_content(request.text, cte=_text_cte(request.text))
         if request.html is not None:
-            message.add_alternative(request.html, subtype="html")
+            message.add_alternative(request.html, subtype="html", cte=_text_cte(request.html))
     else:
-        message.set_content(request.html or "", subtype="html")
+        html = request.html or ""
+        message.set_content(html, subtype="html", cte=_text_cte(html))
     for attachment in request.attachments:
         message.add_attachment(
             attachment.content,
@@ -139,7 +145,24 @@ def _build_structured(request: EmailRequest, sender: Mailbox, date: datetime) ->
     return message
 
 
-def _build_raw(request: EmailRequest, raw: bytes, sender: Mailbox) -> EmailMessage:
+def _text_cte(body: str) -> str | None:
+    """The Content-Transfer-Encoding for a text body, so that no body goes out as 8bit.
+
+    ASCII is left to the email package (7bit, or quoted-printable/base64 for long lines).
+    Quoted-printable writes each non-ASCII byte as three characters and base64 every four
+    bytes as three, so quoted-printable is shorter while under a sixth of the bytes are
+    non-ASCII (mostly-Latin text), base64 otherwise (such as most CJK text).
+    """
+    if body.isascii():
+        return None
+    data = body.encode("utf-8")
+    non_ascii = len(data.translate(None, _ASCII_BYTES))
+    return "quoted-printable" if non_ascii * 6 < len(data) else "base64"
+
+
+def _build_raw(request: EmailRequest, raw: bytes, sender: Mailbox) -> RawMessage:
+    # The headers set here are appended to the original header block; everything else in
+    # the message is written out as given (RawMessage.as_bytes).
     message = load_raw_message(raw)
     if request.replace_raw_sender:
         del message["From"]

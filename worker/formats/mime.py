@@ -4,6 +4,13 @@ A leaf of the formats: :mod:`worker.formats.request` parses raw messages with it
 checking a request, and :mod:`worker.formats.message` builds messages with it, so neither
 needs the other to do its job.
 
+A raw message is parsed to be checked, never to be written out again: `load_raw_message`
+returns a `RawMessage`, whose `RawMessage.as_bytes` writes each header field it was parsed
+with exactly as it came, the header fields set since then as the policy folds them, and after
+them the rest of the input (blank line and body) byte for byte. The email package's
+generator would otherwise rebuild the body from the parsed tree, dropping empty MIME parts,
+adding blank lines and breaking DKIM signatures over the body.
+
 Headers are stored as `VerbatimHeader` objects, which write themselves out unchanged under
 any policy the caller serialises with. The email package would otherwise re-fold them on
 output, turning long words into RFC 2047 encoded-words (corrupting ``X-SES-MESSAGE-TAGS`` and
@@ -13,13 +20,21 @@ output, turning long words into RFC 2047 encoded-words (corrupting ``X-SES-MESSA
 from __future__ import annotations
 
 import email
+import email.errors
 import re
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy, Policy
 from typing import Self, cast
 
-__all__ = ["MESSAGE_POLICY", "VerbatimHeader", "load_raw_message", "message_size"]
+__all__ = [
+    "MESSAGE_POLICY",
+    "MalformedHeaderLineDefect",
+    "RawMessage",
+    "VerbatimHeader",
+    "load_raw_message",
+    "message_size",
+]
 
 _PHYSICAL_LINE_RE = re.compile(r"\r\n|\r|\n")
 _FOLD_POINT_RE = re.compile(r"(?<=\S)(?=[ \t]+\S)")
@@ -103,6 +118,24 @@ _HEADER_CLASSES = _HeaderClasses()
 MESSAGE_POLICY = EmailPolicy(header_factory=_HEADER_CLASSES)
 
 
+class _SourceHeader(VerbatimHeader):
+    """A header of a raw message, with the exact text of its field as it came.
+
+    `source` is the whole field, name, continuation lines and line endings included, in the
+    parser's ASCII-with-surrogateescape decoding of the bytes.
+    """
+
+    source: str
+
+    def __new__(cls, name: str, value: str, refold: bool = False, source: str = "") -> Self:
+        header = super().__new__(cls, name, value, refold)
+        header.source = source
+        return header
+
+    def __getnewargs__(self) -> tuple[str, str, bool, str]:  # type: ignore[override]
+        return (self.name, str(self), self.refold, self.source)
+
+
 class _RawPolicy(EmailPolicy):
     """Parse raw messages keeping every header exactly as it came.
 
@@ -115,21 +148,95 @@ class _RawPolicy(EmailPolicy):
 
     def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
         name, value = super().header_source_parse(sourcelines)
-        return name, VerbatimHeader(name, value, refold=False)
+        return name, _SourceHeader(name, value, refold=False, source="".join(sourcelines))
 
 
 _RAW_POLICY = _RawPolicy(header_factory=_HEADER_CLASSES)
 
 
-def load_raw_message(raw: bytes) -> EmailMessage:
-    """Parse raw RFC 5322 bytes into an `EmailMessage` whose headers are all verbatim.
+class MalformedHeaderLineDefect(email.errors.MessageDefect):
+    """A raw message's header block has a line the parser skipped (such as one with no name)."""
 
-    Header values are `VerbatimHeader` strings (with their original folding),
-    not parsed header objects; use ``email.policy.default.header_factory`` to
-    parse one. Callers must bound header sizes first (see `worker.formats.request`).
+
+class RawMessage(EmailMessage):
+    """A parsed raw message that writes itself out as it came, changed headers aside.
+
+    `as_bytes` writes the header fields in their current order: those the message was parsed
+    with exactly as they came, those set since as the policy folds them. Then it writes
+    `tail`, the original input after the header fields (the blank line and the body, or
+    nothing for a message without a body), byte for byte. Lines end in CRLF; an LF policy
+    (the default one of raw messages) turns them into LF. A leading mbox ``From `` line is
+    not written. The MIME tree is for reading only: changing a part's payload does not
+    change what is written.
     """
+
+    tail: bytes = b""
+
+    def as_bytes(self, unixfrom: bool = False, policy: Policy | None = None) -> bytes:
+        policy = policy or self.policy
+        wire_policy = policy.clone(linesep="\r\n")
+        fields: list[bytes] = []
+        for name, value in self._headers:  # type: ignore[attr-defined]
+            if isinstance(value, _SourceHeader):
+                field = value.source.encode("ascii", "surrogateescape")
+            else:
+                field = wire_policy.fold_binary(name, value)
+            if fields and not fields[-1].endswith(b"\r\n"):
+                # The input's last line had no line ending and a header now follows it.
+                fields[-1] += b"\r\n"
+            fields.append(field)
+        if self.tail and fields and not fields[-1].endswith(b"\r\n"):
+            fields[-1] += b"\r\n"
+        data = b"".join(fields) + self.tail
+        if policy.linesep != "\r\n":
+            data = data.replace(b"\r\n", policy.linesep.encode("ascii"))
+        return data
+
+    def __bytes__(self) -> bytes:
+        return self.as_bytes()
+
+
+def normalise_line_endings(raw: bytes) -> bytes:
+    """`raw` with every line ending (CRLF, bare LF, bare CR) as CRLF, as SMTP needs."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+def load_raw_message(raw: bytes) -> RawMessage:
+    """Parse raw RFC 5322 bytes into a `RawMessage` whose headers are all verbatim.
+
+    Line endings are made CRLF first. Header values are `VerbatimHeader` strings (with their
+    original folding), not parsed header objects; use ``email.policy.default.header_factory``
+    to parse one. Callers must bound header sizes first (see `worker.formats.request`) and
+    check the parser's defects: the bytes after the parsed header fields are kept as the
+    message's `RawMessage.tail` whatever they are. When the parser skipped a malformed header
+    line, so that its header fields are not the input's header lines, the message gets a
+    `MalformedHeaderLineDefect` (and is not fit to be sent).
+    """
+    data = normalise_line_endings(raw)
     # The policy's message factory is EmailMessage; typeshed cannot see that.
-    return cast(EmailMessage, email.message_from_bytes(raw, policy=_RAW_POLICY))
+    parsed = cast(EmailMessage, email.message_from_bytes(data, policy=_RAW_POLICY))
+    message = RawMessage(policy=_RAW_POLICY)
+    message.__dict__.update(parsed.__dict__)
+    start = 0
+    if message.get_unixfrom() is not None:
+        # An mbox separator line, not part of the message: dropped.
+        end = data.find(b"\r\n")
+        start = len(data) if end < 0 else end + 2
+    head = "".join(
+        value.source if isinstance(value, _SourceHeader) else "\0"
+        for _, value in message._headers  # type: ignore[attr-defined]
+    ).encode("ascii", "surrogateescape")
+    if data[start : start + len(head)] != head:
+        message.defects.append(MalformedHeaderLineDefect())
+    message.tail = data[start + len(head) :]
+    if message.tail[:2] not in (b"", b"\r\n") and not any(
+        isinstance(defect, email.errors.MissingHeaderBodySeparatorDefect)
+        for defect in message.defects
+    ):
+        # The parser takes an mbox-like "From " line ending the header block for the
+        # first line of the body, with no blank line before it; other such lines it flags.
+        message.defects.append(email.errors.MissingHeaderBodySeparatorDefect())
+    return message
 
 
 def message_size(message: EmailMessage) -> int:

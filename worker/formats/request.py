@@ -29,7 +29,7 @@ from worker.formats.addresses import (
 )
 from worker.formats.error_codes import ErrorCode
 from worker.formats.json_depth import MAX_JSON_DEPTH, nested_too_deep
-from worker.formats.mime import load_raw_message
+from worker.formats.mime import MalformedHeaderLineDefect, load_raw_message
 from worker.formats.rejection import LINE_BREAK_RE, RequestRejected, check_header_text, reject
 
 __all__ = [
@@ -149,6 +149,7 @@ _FATAL_RAW_DEFECTS: tuple[type[email.errors.MessageDefect], ...] = (
     email.errors.MisplacedEnvelopeHeaderDefect,
     email.errors.MissingHeaderBodySeparatorDefect,
     email.errors.InvalidMultipartContentTransferEncodingDefect,
+    MalformedHeaderLineDefect,
 )
 
 
