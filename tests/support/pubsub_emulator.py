@@ -1,8 +1,6 @@
 """gcloud's Pub/Sub emulator (Java) as a subprocess group on a free loopback port.
 
-``gcloud beta emulators pubsub start`` runs a Python wrapper that starts Java. The wrapper
-calls ``setpgid(0, 0)`` unless it already leads a session, so we start it in a new session
-(see ``ManagedProcess``) to keep Java in a group we can kill whole.
+Started and stopped as ``tests.support.gcloud_emulator`` describes.
 
 google-cloud-pubsub clients use the emulator when ``PUBSUB_EMULATOR_HOST`` is set at
 construction time (insecure gRPC channel, anonymous credentials). The helpers below build
@@ -11,11 +9,9 @@ their own insecure channel, so they work whether or not that variable is set.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +22,7 @@ from google.cloud import pubsub_v1
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-from tests.support.ports import LOOPBACK, free_port, port_is_open
-from tests.support.process import ManagedProcess
+from tests.support.gcloud_emulator import GcloudEmulator
 
 PROJECT_ID = "test-project"
 
@@ -61,36 +56,17 @@ class QueueNames:
     dead_letter_subscription: str
 
 
-class PubSubEmulator:
+class PubSubEmulator(GcloudEmulator):
+    name = "pubsub-emulator"
+
     def __init__(self, port: int | None = None, project_id: str = PROJECT_ID) -> None:
-        self.port = port or free_port()
-        self.project_id = project_id
+        super().__init__(port, project_id)
         self._data_dir = tempfile.mkdtemp(prefix="pubsub-emulator-")
-        self._config_dir = tempfile.mkdtemp(prefix="gcloud-config-")
-        self._process: ManagedProcess | None = None
         self._publisher: pubsub_v1.PublisherClient | None = None
         self._subscriber: pubsub_v1.SubscriberClient | None = None
 
-    @property
-    def host(self) -> str:
-        """``127.0.0.1:PORT``, the value for ``PUBSUB_EMULATOR_HOST``."""
-        return f"{LOOPBACK}:{self.port}"
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    def start(self, timeout_s: float = 60.0) -> PubSubEmulator:
-        """Start (or restart after ``stop()``) on the same port; emulator state is fresh."""
-        env = dict(os.environ)
-        env.update(
-            # A private gcloud config: no prompts, no update checks, no usage reports, and
-            # no probing of a metadata server for credentials it does not need.
-            CLOUDSDK_CONFIG=self._config_dir,
-            CLOUDSDK_CORE_DISABLE_PROMPTS="1",
-            CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="1",
-            CLOUDSDK_CORE_DISABLE_USAGE_REPORTING="true",
-            CLOUDSDK_CORE_CHECK_GCE_METADATA="false",
-        )
-        argv = [
+    def argv(self) -> list[str]:
+        return [
             "gcloud",
             "beta",
             "emulators",
@@ -100,48 +76,16 @@ class PubSubEmulator:
             f"--project={self.project_id}",
             f"--data-dir={self._data_dir}",
         ]
-        self._process = ManagedProcess("pubsub-emulator", argv, env=env)
-        self._process.start(self._answers, timeout_s)
-        return self
 
     def stop(self) -> None:
         """Kill the emulator (wrapper and Java); clients built earlier start failing."""
         self._close_clients()
-        if self._process is not None:
-            self._process.stop()
+        super().stop()
 
     def close(self) -> None:
         """Stop and remove the temp directories (session teardown)."""
-        self.stop()
+        super().close()
         shutil.rmtree(self._data_dir, ignore_errors=True)
-        shutil.rmtree(self._config_dir, ignore_errors=True)
-
-    def __enter__(self) -> PubSubEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    @property
-    def pid_group(self) -> int | None:
-        """Process group id of the running emulator (for leak checks)."""
-        return self._process.pgid if self._process is not None else None
-
-    def _answers(self) -> bool:
-        if not port_is_open(LOOPBACK, self.port):
-            return False
-        try:
-            with urllib.request.urlopen(f"http://{self.host}/", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def log_tail(self) -> str:
-        return self._process.log_tail() if self._process is not None else ""
 
     # -- clients ---------------------------------------------------------------------
 
