@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import Future
-from email.message import EmailMessage
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -14,21 +13,21 @@ from worker.processing.handling import Handler
 from worker.processing.outputs import Outputs
 from worker.processing.pipeline import Delivery, Deps, Status
 from worker.sending.service_config import ServiceConfig
-from worker.sending.session import BaseSession
 from worker.sending.session_cache import SessionCache
+from worker.sending.testing import RecordingSession
 
 SECRET_BODY = "the secret body text"
 
 
-class RecordingSession(BaseSession):
-    service_config = ServiceConfig(
-        service_id="billing",
-        service_role_arn="arn:aws:iam::123456789012:role/x",
-        allowed_from_domains=("example.com",),
-    )
+CONFIG = ServiceConfig(
+    service_id="billing",
+    service_role_arn="arn:aws:iam::123456789012:role/x",
+    allowed_from_domains=("example.com",),
+)
 
-    def send_email(self, message: EmailMessage) -> list[str]:
-        return ["ses-1", "ses-2"]
+
+def session() -> RecordingSession:
+    return RecordingSession(lambda _: ["ses-1", "ses-2"], service_config=CONFIG)
 
 
 def done(value: Any = "id") -> Future[Any]:
@@ -39,7 +38,7 @@ def done(value: Any = "id") -> Future[Any]:
 
 def make_handler(published: list[tuple[str, bytes, dict[str, str]]]) -> Handler:
     settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
-    deps = Deps(settings, SessionCache(lambda _: RecordingSession(), ttl_s=60))
+    deps = Deps(settings, SessionCache(lambda _: session(), ttl_s=60))
 
     def publish(topic: str, data: bytes, attributes: Any) -> Future[Any]:
         published.append((topic, data, dict(attributes)))
@@ -107,7 +106,7 @@ def test_a_rejected_request_is_published_dead_lettered_with_bytes_intact_and_ack
 
 def test_a_failed_publish_means_nack_not_ack() -> None:
     settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
-    deps = Deps(settings, SessionCache(lambda _: RecordingSession(), ttl_s=60))
+    deps = Deps(settings, SessionCache(lambda _: session(), ttl_s=60))
 
     def failing(topic: str, data: bytes, attributes: Any) -> Future[Any]:
         future: Future[Any] = Future()

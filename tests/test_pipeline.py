@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from worker.sending import errors
 from worker.sending.service_config import ServiceConfig
 from worker.sending.session import BaseSession
 from worker.sending.session_cache import SessionCache
+from worker.sending.testing import RecordingSession
 
 CONFIG = ServiceConfig(
     service_id="billing",
@@ -29,20 +29,9 @@ CONFIG = ServiceConfig(
 )
 
 
-class FakeSession(BaseSession):
-    def __init__(self, behaviour: Callable[[int], list[str]]) -> None:
-        self.behaviour = behaviour
-        self.calls = 0
-        self.service_config = CONFIG
-        self.last_message: EmailMessage | None = None
-
-    def send_email(self, message: EmailMessage) -> list[str]:
-        self.calls += 1
-        self.last_message = message
-        return self.behaviour(self.calls)
-
-
-def deps_for(session: FakeSession, env: Mapping[str, str] | None = None, **fields: Any) -> Deps:
+def deps_for(
+    session: RecordingSession, env: Mapping[str, str] | None = None, **fields: Any
+) -> Deps:
     """Deps as production builds them (waits pass on ``stopping``), unless ``fields`` say."""
     settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing", **(env or {})})
     return Deps(settings, SessionCache(lambda _: session, ttl_s=60), **fields)
@@ -66,8 +55,8 @@ def run(
     *,
     send_rate: SendRateLimiter | None = None,
     **env: str,
-) -> tuple[Outcome, FakeSession, list[float]]:
-    session = FakeSession(behaviour)
+) -> tuple[Outcome, RecordingSession, list[float]]:
+    session = RecordingSession(behaviour, service_config=CONFIG)
     sleeps: list[float] = []
     deps = deps_for(session, env, sleep=sleeps.append, send_rate=send_rate)
     return process(delivery_of(document), deps), session, sleeps
@@ -172,7 +161,9 @@ def test_an_unexpected_bug_fails_the_request_and_logs_no_request_content() -> No
 
 
 def test_shutdown_stops_retrying_at_once() -> None:
-    session = FakeSession(lambda _: (_ for _ in ()).throw(errors.ThrottledError("slow")))
+    session = RecordingSession(
+        lambda _: (_ for _ in ()).throw(errors.ThrottledError("slow")), service_config=CONFIG
+    )
     deps = deps_for(session, sleep=lambda _: None)
     deps.stopping.set()
     outcome = process(delivery_of(), deps)
@@ -220,7 +211,7 @@ def test_a_send_rate_limit_saturated_past_the_deadline_hands_the_delivery_back_u
 
 
 def test_shutdown_cuts_a_send_rate_wait_short_and_hands_the_delivery_back_unsent() -> None:
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     send_rate = SendRateLimiter(1)
     send_rate.reserve(21, max_wait_s=60)  # the next send waits 20 s
     deps = deps_for(session, send_rate=send_rate)
@@ -233,7 +224,7 @@ def test_shutdown_cuts_a_send_rate_wait_short_and_hands_the_delivery_back_unsent
 
 
 def test_while_stopping_a_send_the_rate_limit_does_not_delay_still_goes_out() -> None:
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     deps = deps_for(session, send_rate=SendRateLimiter(10))
     deps.stopping.set()  # in-flight work is still finished during a shutdown
     outcome = process(delivery_of(), deps)

@@ -1,7 +1,7 @@
 """The pipeline under the request ledger: one send per request, whatever comes twice.
 
-A real SQLite ledger (the embedded backend) on a clock the test moves; the session is the
-recording fake of ``test_pipeline``. The same behaviour on Firestore, Pub/Sub and moto is in
+A real SQLite ledger (the embedded backend) on a clock the test moves; the session is
+``worker.sending.testing.RecordingSession``. The same behaviour on Firestore, Pub/Sub and moto is in
 ``test_exactly_once``.
 """
 
@@ -19,12 +19,13 @@ from structlog.testing import capture_logs
 
 from tests.support.clock import ManualClock
 from tests.support.ports import free_port
-from tests.test_pipeline import FakeSession, delivery_of, deps_for, sent
+from tests.test_pipeline import CONFIG, delivery_of, deps_for, sent
 from worker.formats.pubsub import REPLAY_COUNT_ATTRIBUTE
 from worker.ledger import FirestoreLedger, LedgerKey, SqliteLedger, content_hash
 from worker.processing.decisions import decide
 from worker.processing.pipeline import Delivery, Deps, LedgerEvent, Status, process
 from worker.sending import errors
+from worker.sending.testing import RecordingSession
 
 CLAIM_S = 90.0
 
@@ -40,7 +41,7 @@ def ledger(tmp_path: Path, clock: ManualClock) -> Iterator[SqliteLedger]:
         yield opened
 
 
-def deps(session: FakeSession, ledger: Any, **env: str) -> Deps:
+def deps(session: RecordingSession, ledger: Any, **env: str) -> Deps:
     return deps_for(session, env, sleep=lambda _: None, ledger=ledger)
 
 
@@ -54,7 +55,7 @@ REQUEST = {"request_id": "invoice-42"}
 def test_a_redelivered_request_is_not_sent_again_and_its_stored_result_is_replayed(
     ledger: SqliteLedger,
 ) -> None:
-    session = FakeSession(lambda n: [f"ses-{n}"])
+    session = RecordingSession(lambda n: [f"ses-{n}"], service_config=CONFIG)
     first = process(delivery_of(REQUEST), deps(session, ledger))
     second = process(again(delivery_of(REQUEST), "m1", 2), deps(session, ledger))
     assert session.calls == 1
@@ -65,7 +66,7 @@ def test_a_redelivered_request_is_not_sent_again_and_its_stored_result_is_replay
 
 
 def test_the_same_request_published_again_is_not_sent_again(ledger: SqliteLedger) -> None:
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     process(delivery_of(REQUEST), deps(session, ledger))
     replayed = process(again(delivery_of(REQUEST), "another-message"), deps(session, ledger))
     assert session.calls == 1
@@ -76,7 +77,7 @@ def test_the_same_request_published_again_is_not_sent_again(ledger: SqliteLedger
 def test_a_request_id_reused_for_other_content_is_rejected_and_not_sent(
     ledger: SqliteLedger,
 ) -> None:
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     process(delivery_of(REQUEST), deps(session, ledger))
     other = delivery_of({**REQUEST, "subject": "Another invoice"})
     outcome = process(again(other), deps(session, ledger))
@@ -90,7 +91,7 @@ def test_a_request_id_reused_for_other_content_is_rejected_and_not_sent(
 
 
 def test_without_a_request_id_two_publishes_are_two_requests(ledger: SqliteLedger) -> None:
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     process(delivery_of(), deps(session, ledger))
     process(again(delivery_of()), deps(session, ledger))
     assert session.calls == 2
@@ -104,7 +105,7 @@ def test_a_transient_failure_releases_the_claim_so_the_redelivery_sends(
             raise errors.ThrottledError("slow down")
         return ["ses-5"]
 
-    session = FakeSession(throttled_then_sent)
+    session = RecordingSession(throttled_then_sent, service_config=CONFIG)
     first = process(delivery_of(REQUEST), deps(session, ledger, EMAIL_WORKER_SEND_MAX_ATTEMPTS="4"))
     assert first.status is Status.RETRY
     second = process(again(delivery_of(REQUEST), "m1", 2), deps(session, ledger))
@@ -118,7 +119,7 @@ def test_a_permanent_failure_is_stored_and_a_redelivery_replays_it_without_sendi
     def rejected(_: int) -> list[str]:
         raise errors.MessageRejectedError("content rule")
 
-    session = FakeSession(rejected)
+    session = RecordingSession(rejected, service_config=CONFIG)
     first = process(delivery_of(REQUEST), deps(session, ledger))
     second = process(again(delivery_of(REQUEST), "m1", 2), deps(session, ledger))
     assert session.calls == 1
@@ -133,7 +134,7 @@ def test_a_delivery_that_finds_a_live_claim_is_in_progress_and_sends_nothing(
     key = LedgerKey("billing", "invoice-42")
     data = delivery_of(REQUEST).data
     ledger.claim(key, owner="another-delivery", content_hash=content_hash(data))
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     outcome = process(delivery_of(REQUEST), deps(session, ledger))
     assert session.calls == 0
     assert (outcome.status, outcome.ledger) == (Status.IN_PROGRESS, LedgerEvent.BUSY)
@@ -149,7 +150,7 @@ def test_an_expired_claim_is_taken_over_and_sent_by_default(
         LedgerKey("billing", "invoice-42"), owner="crashed", content_hash=content_hash(data)
     )
     clock.now += CLAIM_S + 1
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     with capture_logs() as logs:
         outcome = process(delivery_of(REQUEST), deps(session, ledger))
     assert session.calls == 1
@@ -168,7 +169,7 @@ def test_with_takeover_set_to_fail_an_expired_claim_fails_as_outcome_unknown(
         LedgerKey("billing", "invoice-42"), owner="crashed", content_hash=content_hash(data)
     )
     clock.now += CLAIM_S + 1
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     outcome = process(
         delivery_of(REQUEST), deps(session, ledger, EMAIL_WORKER_LEDGER_TAKEOVER="fail")
     )
@@ -190,7 +191,7 @@ def test_an_unreachable_ledger_sends_nothing_and_hands_the_delivery_back() -> No
             del os.environ["FIRESTORE_EMULATOR_HOST"]
         else:
             os.environ["FIRESTORE_EMULATOR_HOST"] = previous
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     outcome = process(delivery_of(REQUEST), deps(session, unreachable))
     unreachable.close()
     assert session.calls == 0
@@ -204,7 +205,7 @@ def test_a_replayed_result_is_published_and_acked_but_not_dead_lettered_again(
     def rejected(_: int) -> list[str]:
         raise errors.MessageRejectedError("content rule")
 
-    session = FakeSession(rejected)
+    session = RecordingSession(rejected, service_config=CONFIG)
     process(delivery_of(REQUEST), deps(session, ledger))
     replayed = process(again(delivery_of(REQUEST)), deps(session, ledger))
     decision = decide(replayed, delivery_attempt=1, max_delivery_attempts=5)
@@ -212,7 +213,7 @@ def test_a_replayed_result_is_published_and_acked_but_not_dead_lettered_again(
 
 
 def test_the_request_body_is_hashed_not_stored(ledger: SqliteLedger) -> None:
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     process(delivery_of({**REQUEST, "text": "secret body"}), deps(session, ledger))
     record = ledger.get(LedgerKey("billing", "invoice-42"))
     assert record is not None
@@ -232,7 +233,7 @@ def test_an_operators_replay_of_a_request_that_failed_unsent_sends_it(
             raise errors.IdentityNotVerifiedError("not verified")
         return ["ses-2"]
 
-    session = FakeSession(unverified_then_sent)
+    session = RecordingSession(unverified_then_sent, service_config=CONFIG)
     first = process(delivery_of(REQUEST), deps(session, ledger))
     replayed = process(replay_of(delivery_of(REQUEST)), deps(session, ledger))
     assert first.error_code == "identity_not_verified"
@@ -243,7 +244,7 @@ def test_an_operators_replay_of_a_request_that_failed_unsent_sends_it(
 def test_an_operators_replay_of_a_sent_request_does_not_send_it_again(
     ledger: SqliteLedger,
 ) -> None:
-    session = FakeSession(sent)
+    session = RecordingSession(sent, service_config=CONFIG)
     process(delivery_of(REQUEST), deps(session, ledger))
     replayed = process(replay_of(delivery_of(REQUEST)), deps(session, ledger))
     assert session.calls == 1

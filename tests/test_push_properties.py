@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
-from email.message import EmailMessage
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -27,21 +26,14 @@ from worker.processing.handling import Handler
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
 from worker.processing.pipeline import Deps
-from worker.sending.session import BaseSession
 from worker.sending.session_cache import SessionCache
+from worker.sending.testing import RecordingSession
 from worker.transports.http_app import create_app
 from worker.transports.push import PushEndpoint, authenticator_for
 
 PROCESSED = {204, 429, 503}
 REFUSED_ENVELOPE = {400}
 PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-class AcceptingSession(BaseSession):
-    service_config = None
-
-    def send_email(self, message: EmailMessage) -> list[str]:
-        return ["ses-message-id"]
 
 
 def publish(topic: str, data: bytes, attributes: Mapping[str, str]) -> Future[Any]:
@@ -55,7 +47,10 @@ def client(**environ: str) -> Iterator[TestClient]:
     settings = Settings.from_env(
         {"EMAIL_WORKER_ALLOWED_SERVICES": "billing", "EMAIL_WORKER_PUSH_AUTH": "off", **environ}
     )
-    deps = Deps(settings=settings, sessions=SessionCache(lambda _: AcceptingSession(), ttl_s=60))
+    deps = Deps(
+        settings=settings,
+        sessions=SessionCache(lambda _: RecordingSession(lambda _: ["ses-message-id"]), ttl_s=60),
+    )
     outputs = Outputs(publish, results_topic="results", dead_letter_topic="dead", timeout_s=5)
     handler = Handler(deps, outputs, max_delivery_attempts=5, metrics=Metrics())
     endpoint = PushEndpoint(handler, authenticator_for(settings), concurrency=4)

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-
 import pytest
 
 from tests.support.clock import ManualClock
 from worker.sending.errors import ConfigurationError
 from worker.sending.session import BaseSession
 from worker.sending.session_cache import SessionCache
-
-
-class FakeSession(BaseSession):
-    def __init__(self, service_id: str) -> None:
-        self.service_id = service_id
-
-    def send_email(self, message: EmailMessage) -> list[str]:
-        return []
+from worker.sending.testing import RecordingSession
 
 
 def test_a_session_is_reused_within_its_ttl() -> None:
     made: list[str] = []
 
-    def make(service_id: str) -> FakeSession:
+    def make(service_id: str) -> RecordingSession:
         made.append(service_id)
-        return FakeSession(service_id)
+        return RecordingSession()
 
     clock = ManualClock()
     cache = SessionCache(make, ttl_s=60, clock=clock)
@@ -37,14 +28,14 @@ def test_a_session_is_reused_within_its_ttl() -> None:
 
 def test_a_session_is_rebuilt_from_configuration_after_its_ttl() -> None:
     clock = ManualClock()
-    cache = SessionCache(FakeSession, ttl_s=60, clock=clock)
+    cache = SessionCache(lambda _: RecordingSession(), ttl_s=60, clock=clock)
     first = cache.get("billing")
     clock.now = 61
     assert cache.get("billing") is not first
 
 
 def test_each_service_has_its_own_session() -> None:
-    cache = SessionCache(FakeSession, ttl_s=60)
+    cache = SessionCache(lambda _: RecordingSession(), ttl_s=60)
     assert cache.get("a") is not cache.get("b")
 
 
@@ -55,9 +46,9 @@ def test_a_failed_creation_is_not_cached() -> None:
         calls.append(service_id)
         if len(calls) == 1:
             raise ConfigurationError("missing")
-        return FakeSession(service_id)
+        return RecordingSession()
 
     cache = SessionCache(factory, ttl_s=60)
     with pytest.raises(ConfigurationError):
         cache.get("billing")
-    assert isinstance(cache.get("billing"), FakeSession)
+    assert isinstance(cache.get("billing"), RecordingSession)

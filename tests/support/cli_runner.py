@@ -10,6 +10,15 @@ from click.testing import CliRunner, Result
 
 from tests.support.worker_stack import Stack
 from worker.app.cli import main
+from worker.formats.pubsub import (
+    DELIVERY_ATTEMPT_ATTRIBUTE,
+    ERROR_CODE_ATTRIBUTE,
+    ERROR_MESSAGE_ATTRIBUTE,
+    FAILED_AT_ATTRIBUTE,
+    ORIGINAL_MESSAGE_ID_ATTRIBUTE,
+    REQUEST_ID_ATTRIBUTE,
+    SERVICE_ID_ATTRIBUTE,
+)
 
 
 def cli_env(stack: Stack, **overrides: str) -> dict[str, str]:
@@ -54,13 +63,13 @@ def worker_reason(
 ) -> dict[str, str]:
     """The reason attributes the worker adds when it forwards a dead letter."""
     return {
-        "email_worker_error_code": code,
-        "email_worker_error_message": message,
-        "email_worker_service_id": service_id,
-        "email_worker_request_id": request_id,
-        "email_worker_failed_at": "2026-11-26T05:00:00.000Z",
-        "email_worker_original_message_id": "1234",
-        "email_worker_delivery_attempt": "1",
+        ERROR_CODE_ATTRIBUTE: code,
+        ERROR_MESSAGE_ATTRIBUTE: message,
+        SERVICE_ID_ATTRIBUTE: service_id,
+        REQUEST_ID_ATTRIBUTE: request_id,
+        FAILED_AT_ATTRIBUTE: "2026-11-26T05:00:00.000Z",
+        ORIGINAL_MESSAGE_ID_ATTRIBUTE: "1234",
+        DELIVERY_ATTEMPT_ATTRIBUTE: "1",
     }
 
 

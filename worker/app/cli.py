@@ -11,31 +11,17 @@ import os
 import signal
 import sys
 from types import FrameType
-from typing import Literal
 
 import click
 
 from worker.config.logs import configure_logging, get_logger
-from worker.config.settings import Settings, SettingsError
+from worker.ops.commands.common import EXIT_FAILURE, settings_from_env
 from worker.ops.commands.dlq import dlq
 from worker.ops.commands.ledger import ledger
 from worker.ops.commands.send import send
 from worker.ops.commands.setup import setup
 
 __all__ = ["main"]
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-def load_settings(command: Literal["pull", "serve"]) -> Settings:
-    """Settings for ``command`` from the environment, or one message naming every problem
-    and exit code 2."""
-    try:
-        return Settings.from_env(os.environ, required_for=command)
-    except SettingsError as error:
-        click.echo(f"email-worker: {error}", err=True)
-        sys.exit(EXIT_USAGE)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,7 +42,7 @@ def pull() -> None:
     Configured by environment variables (see the README's configuration table);
     GOOGLE_CLOUD_PROJECT and EMAIL_WORKER_ALLOWED_SERVICES are required.
     """
-    settings = load_settings("pull")
+    settings = settings_from_env("pull")
     configure_logging(settings.log_level)
     log = get_logger()
 
@@ -109,7 +95,7 @@ def serve() -> None:
     EMAIL_WORKER_PUSH_AUTH=off disables that, for the emulator and local development only.
     Stops gracefully on SIGTERM or SIGINT.
     """
-    settings = load_settings("serve")
+    settings = settings_from_env("serve")
     configure_logging(settings.log_level)
 
     from worker.app.serving import run_serve  # imported here so that `--help` stays fast

@@ -51,7 +51,7 @@ _RESULT_FIELDS = frozenset(
 def format_timestamp(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds, e.g. ``2026-11-26T05:00:00.123Z``."""
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("completed_at needs a timezone-aware datetime")
+        raise ValueError("a timestamp needs a timezone-aware datetime")
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -45,6 +45,7 @@ from worker.formats.pubsub import (
     SERVICE_ID_ATTRIBUTE,
     Publish,
 )
+from worker.formats.result import format_timestamp
 
 __all__ = [
     "PUBSUB_DEAD_LETTER_PREFIX",
@@ -200,9 +201,7 @@ class DeadLetter:
 
 
 def _rfc3339(moment: dt.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if moment is None else format_timestamp(moment)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from worker.config.logs import get_logger
 from worker.formats import pubsub
 from worker.formats.pubsub import Publish
-from worker.formats.result import EmailResult, ResultError
+from worker.formats.result import EmailResult, ResultError, format_timestamp
 from worker.processing.decisions import Decision
 from worker.processing.pipeline import Delivery, Outcome, Status
 
@@ -21,10 +21,6 @@ __all__ = ["Outputs", "dead_letter_attributes", "result_for"]
 log = get_logger()
 
 _MAX_ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on one attribute value
-
-
-def _rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def result_for(outcome: Outcome, delivery: Delivery, now: dt.datetime) -> EmailResult:
@@ -42,7 +38,7 @@ def result_for(outcome: Outcome, delivery: Delivery, now: dt.datetime) -> EmailR
         error=error,
         attempt=delivery.delivery_attempt,
         pubsub_message_id=delivery.message_id,
-        completed_at=_rfc3339(now),
+        completed_at=format_timestamp(now),
     )
 
 
@@ -62,7 +58,7 @@ def dead_letter_attributes(
         pubsub.ERROR_MESSAGE_ATTRIBUTE: _truncate(outcome.error_message or ""),
         pubsub.SERVICE_ID_ATTRIBUTE: outcome.service_id or "",
         pubsub.REQUEST_ID_ATTRIBUTE: outcome.request_id,
-        pubsub.FAILED_AT_ATTRIBUTE: _rfc3339(now),
+        pubsub.FAILED_AT_ATTRIBUTE: format_timestamp(now),
         pubsub.ORIGINAL_MESSAGE_ID_ATTRIBUTE: delivery.message_id,
         pubsub.DELIVERY_ATTEMPT_ATTRIBUTE: str(delivery.delivery_attempt or ""),
     }

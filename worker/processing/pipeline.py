@@ -312,7 +312,7 @@ def _admitted(request: EmailRequest, deps: Deps) -> Outcome:
     except EmailError as error:
         return _failure(request, error, retries=0)
 
-    config = getattr(session, "service_config", None)
+    config = session.service_config
     default_from = config.default_from_address if config is not None else None
     try:
         sender = resolve_sender(request, default_from)

@@ -68,6 +68,11 @@ def _transient(error: BaseException) -> bool:
 class BaseSession(abc.ABC):
     """Something that can send email messages."""
 
+    #: The service's configuration document, when the session was built from one (as
+    #: :meth:`Session.for_service` does); ``None`` otherwise. The worker's pipeline reads it for
+    #: the default sender and the sender-domain rule, which it skips when this is ``None``.
+    service_config: ServiceConfig | None = None
+
     @abc.abstractmethod
     def send_email(self, message: EmailMessage) -> list[str]:
         """Send ``message``; return one id per email sent, to match SES's event logs."""
@@ -117,9 +122,7 @@ class Session(BaseSession):
         self.role_session_name = role_session_name
         self.aws_region = aws_region or DEFAULT_AWS_REGION
         self.default_from_address = default_from_address
-        #: The configuration document this session was built from, when built by
-        #: :meth:`for_service`.
-        self.service_config: ServiceConfig | None = None
+        self.service_config = None
         #: How waits between attempts at a later recipient batch pass (tests replace it).
         self._sleep: Callable[[float], None] = time.sleep
 

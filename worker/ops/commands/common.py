@@ -7,7 +7,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import click
 from rich.console import Console
@@ -26,6 +26,7 @@ __all__ = [
     "load_settings",
     "pubsub_errors",
     "rpc_timeout_s",
+    "settings_from_env",
     "stderr_console",
     "stdout_console",
 ]
@@ -64,10 +65,19 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
+def settings_from_env(required_for: Literal["pull", "serve"] | None = None) -> Settings:
+    """Settings from the environment (with what ``required_for`` needs), or one message
+    naming every problem and exit code 2."""
+    try:
+        return Settings.from_env(os.environ, required_for=required_for)
+    except SettingsError as error:
+        fail(str(error), EXIT_USAGE)
+
+
 def load_settings() -> tuple[Settings, str]:
     """Settings and project id from the environment, or a clear message and exit code 2."""
+    settings = settings_from_env()
     try:
-        settings = Settings.from_env(os.environ)
         return settings, settings.require_project()
     except SettingsError as error:
         fail(str(error), EXIT_USAGE)

@@ -52,9 +52,9 @@ def ledger() -> None:
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    from worker.formats.result import format_timestamp
+
+    return None if moment is None else format_timestamp(moment)
 
 
 def record_json(record: LedgerRecord) -> dict[str, Any]:
