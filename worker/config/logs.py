@@ -1,7 +1,7 @@
 """Structured logs in Google Cloud Logging's JSON format, configured once at the entry point.
 
 One JSON object per line with ``severity``, ``message`` and ``time``; everything else bound to
-the logger (or to the per-message context with :func:`bind_delivery`) becomes a field. Callers
+the logger (or to structlog's per-message context variables) becomes a field. Callers
 log counts and identifiers only: never bodies, attachments, addresses, tokens or credentials.
 """
 

@@ -10,13 +10,12 @@ import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["SERVICE_ID_RE", "Settings", "SettingsError"]
 
-T = TypeVar("T")
-
-_SERVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+#: A service id, in settings and in requests (`worker.formats.request` uses it too).
+SERVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: Google's public certificates for the ID tokens Pub/Sub push attaches (PEM by key id).
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
@@ -287,9 +286,9 @@ class Settings:
         if self.max_delivery_attempts is not None and not 5 <= self.max_delivery_attempts <= 100:
             problems.append("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS must be 5-100, as in Pub/Sub")
         for service in sorted(self.allowed_services):
-            if not _SERVICE_ID.fullmatch(service):
+            if not SERVICE_ID_RE.fullmatch(service):
                 problems.append(f"EMAIL_WORKER_ALLOWED_SERVICES: {service!r} is not a service id")
-        if self.default_service_id is not None and not _SERVICE_ID.fullmatch(
+        if self.default_service_id is not None and not SERVICE_ID_RE.fullmatch(
             self.default_service_id
         ):
             problems.append("EMAIL_WORKER_SERVICE_ID is not a service id")

@@ -48,10 +48,6 @@ class Mailbox:
         """The ASCII (punycode) domain, lower case."""
         return self.address.rpartition("@")[2]
 
-    def to_header_address(self) -> Address:
-        """The `email.headerregistry.Address` used in From/To/Cc/Bcc/Reply-To."""
-        return Address(display_name=self.display_name, addr_spec=self.address)
-
     def __repr__(self) -> str:
         return "Mailbox(<redacted>)"
 

@@ -75,10 +75,13 @@ def build_message(
     default_from: str | None = None,
     max_bytes: int = MAX_MESSAGE_BYTES,
     date: datetime | None = None,
+    sender: Mailbox | None = None,
 ) -> EmailMessage:
     """Create the message for `request`.
 
     `default_from` is the service's From, used when the request has none.
+    `sender` is the From already resolved by `resolve_sender` for this request and
+    `default_from`, if the caller has it; by default it is resolved here.
     `date` (default: now) fills the Date header of structured messages; raw
     messages keep their own. Raises `RequestRejected` (``message_too_large``
     when the serialised message exceeds `max_bytes`, see `resolve_sender` for
@@ -87,7 +90,8 @@ def build_message(
     is not serialised here: `worker.sending.envelope.prepare_message` checks that
     limit (``message_too_large`` too) when it serialises the message to send.
     """
-    sender = resolve_sender(request, default_from)
+    if sender is None:
+        sender = resolve_sender(request, default_from)
     # Cheap lower bound first, so an oversized request is not MIME-encoded for nothing.
     _check_size(_content_size(request), max_bytes)
     message: EmailMessage

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, NoReturn
 
+from worker.config.settings import SERVICE_ID_RE
 from worker.formats.addresses import (
     Mailbox,
     parse_address_header,
@@ -128,7 +129,6 @@ _TOP_LEVEL_FIELDS = frozenset(
 )
 _ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content_base64"})
 
-_SERVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 # RFC 5322 field name: printable US-ASCII except colon (and so no space).
 _HEADER_NAME_RE = re.compile(r"[!-9;-~]+")
 _TAG_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TAG_LENGTH}}}")
@@ -436,7 +436,7 @@ def _peek_ids(
     service_id = document.get("service_id")
     if service_id is None:
         service_id = default_service_id
-    if not (isinstance(service_id, str) and _SERVICE_ID_RE.fullmatch(service_id)):
+    if not (isinstance(service_id, str) and SERVICE_ID_RE.fullmatch(service_id)):
         service_id = None
     return request_id, service_id
 
@@ -466,12 +466,12 @@ def _parse_service_id(value: Any, default_service_id: str | None) -> str:
                 ErrorCode.INVALID_REQUEST,
                 "service_id is required (this worker has no default service)",
             )
-        if not _SERVICE_ID_RE.fullmatch(default_service_id):
+        if not SERVICE_ID_RE.fullmatch(default_service_id):
             reject(ErrorCode.CONFIGURATION_ERROR, f"the default service_id is invalid ({rule})")
         return default_service_id
     if not isinstance(value, str):
         reject(ErrorCode.INVALID_REQUEST, "service_id must be a string")
-    if not _SERVICE_ID_RE.fullmatch(value):
+    if not SERVICE_ID_RE.fullmatch(value):
         reject(ErrorCode.INVALID_REQUEST, f"service_id must be {rule}")
     return value
 

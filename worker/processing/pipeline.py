@@ -322,7 +322,7 @@ def _admitted(request: EmailRequest, deps: Deps) -> Outcome:
                 ErrorCode.SENDER_NOT_ALLOWED,
                 f"service {request.service_id!r} may not send from the domain {sender.domain!r}",
             )
-        message = build_message(request, default_from=default_from)
+        message = build_message(request, default_from=default_from, sender=sender)
     except RequestRejected as error:
         return _refusal(request, error.code, error.message)
     return _send(request, session, message, deps)
@@ -433,7 +433,7 @@ def _failure(
         status = Status.RETRY
     else:
         # The error code's documented status: the request's fault (rejected) or not (failed).
-        status = Status(ErrorCode(code).status.value)
+        status = _status_of(code)
     return Outcome(
         status,
         request_id=request.request_id,

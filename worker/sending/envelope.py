@@ -16,6 +16,7 @@ __all__ = [
     "PreparedMessage",
     "ascii_address",
     "batched",
+    "idna_domain",
     "prepare_message",
 ]
 
@@ -33,9 +34,10 @@ class PreparedMessage:
     recipients: tuple[str, ...] = field(repr=False)
     raw: bytes = field(repr=False)
 
-    @property
-    def size_bytes(self) -> int:
-        return len(self.raw)
+
+def idna_domain(domain: str) -> str:
+    """An internationalised domain in its ASCII (IDNA) form; raises `UnicodeError` if invalid."""
+    return domain.encode("idna").decode("ascii")
 
 
 def ascii_address(address: str) -> str:
@@ -50,7 +52,7 @@ def ascii_address(address: str) -> str:
         raise InvalidMessageError("an address has a non-ASCII local part, which SES cannot send")
     if not domain.isascii():
         try:
-            domain = domain.encode("idna").decode("ascii")
+            domain = idna_domain(domain)
         except UnicodeError:
             raise InvalidMessageError(
                 "an address has an invalid internationalised domain"

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from worker.sending.envelope import idna_domain
 from worker.sending.errors import ConfigurationError, TransientError
 
 __all__ = [
@@ -144,7 +145,7 @@ def _ascii_domain(domain: str) -> str:
     if domain.isascii():
         return domain
     try:
-        return domain.encode("idna").decode("ascii")
+        return idna_domain(domain)
     except UnicodeError:
         return domain
 
