@@ -8,8 +8,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from google.cloud import pubsub_v1
-
+from worker.client.pubsub_rpc import new_publisher, new_subscriber
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.ledger import Ledger, open_ledger
@@ -59,10 +58,9 @@ def build_runtime(
         # The library reads its configuration location from the environment; make sure it
         # sees the value these settings were validated with.
         os.environ["EMAIL_WORKER_SERVICE_CONFIG_URL"] = settings.service_config_url
-    publisher = pubsub_v1.PublisherClient(
-        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.005, max_messages=100)
-    )
-    subscriber = pubsub_v1.SubscriberClient()
+    # The operators' commands publish with the same batching, retry and timeout.
+    publisher = new_publisher(settings.publish_timeout_s)
+    subscriber = new_subscriber()
 
     def publish(topic: str, data: bytes, attributes: Mapping[str, str]) -> Future[Any]:
         future: Future[Any] = publisher.publish(topic, data, **attributes)
