@@ -285,8 +285,47 @@ class Bench:
         )
         return env
 
+    def worker_tenancy(self) -> str:
+        """EMAIL_WORKER_TENANCY the worker runs with (per-service unless --worker-env says)."""
+        for setting in self.args.worker_env:
+            name, _, value = setting.partition("=")
+            if name == "EMAIL_WORKER_TENANCY":
+                return str(value)
+        return "per-service"
+
+    def inbound(self, kind: str, queue: Any) -> tuple[str, str, dict[str, str]]:
+        """The topic a round publishes to, the subscription read, and the worker's tenancy
+        settings. With per-service tenancy the worker reads the service's own topic and the
+        replay topic, as in production; the baselines read one shared topic."""
+        if kind != "worker" or self.worker_tenancy() != "per-service":
+            return queue.topic, queue.subscription, {}
+        emulator = self.emulator
+        prefix = unique_name("bench")
+        names: dict[str, str] = {}
+        for topic_name, subscription_name in (
+            (f"{prefix}-{SERVICE}", f"{prefix}-{SERVICE}-worker"),
+            (f"{prefix}-replays", f"{prefix}-replays-worker"),
+        ):
+            topic = emulator.create_topic(topic_name)
+            names[topic_name] = topic
+            emulator.create_subscription(
+                topic, subscription_name, dead_letter_topic=queue.dead_letter_topic
+            )
+        settings = {
+            "EMAIL_WORKER_SERVICE_TOPIC": f"{prefix}-{{service}}",
+            "EMAIL_WORKER_SERVICE_SUBSCRIPTION": f"{prefix}-{{service}}-worker",
+            "EMAIL_WORKER_REPLAY_TOPIC": f"{prefix}-replays",
+            "EMAIL_WORKER_REPLAY_SUBSCRIPTION": f"{prefix}-replays-worker",
+        }
+        return names[f"{prefix}-{SERVICE}"], f"{prefix}-{SERVICE}-worker", settings
+
     def start(
-        self, kind: str, subscription: str, results_topic: str, dead_letter: str
+        self,
+        kind: str,
+        subscription: str,
+        results_topic: str,
+        dead_letter: str,
+        tenancy: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         env = self.base_env()
 
@@ -305,6 +344,7 @@ class Bench:
                 ),
                 # The embedded ledger: every send claimed and recorded, as in production.
                 EMAIL_WORKER_LEDGER=f"sqlite:///{self.workdir.resolve()}/ledger.db",
+                **(tenancy or {}),
             )
             for setting in self.args.worker_env:
                 name, _, value = setting.partition("=")
@@ -330,7 +370,8 @@ class Bench:
         results_subscription = emulator.create_subscription(results_topic)
         collector = Collector(self.subscriber, results_subscription)
         round_ = Round(kind, number)
-        process = self.start(kind, queue.subscription, results_topic, queue.dead_letter_topic)
+        topic, subscription, tenancy = self.inbound(kind, queue)
+        process = self.start(kind, subscription, results_topic, queue.dead_letter_topic, tenancy)
         ps = psutil.Process(process.pid)
         unattributed_before = self.ses.unattributed
         prefix = f"{kind}-{number}"
@@ -339,7 +380,7 @@ class Bench:
         paced = [f"{prefix}-paced-{n}" for n in range(int(args.rate * args.latency_seconds))]
         try:
             for request_id in warmup:
-                self.bulk_publisher.publish(queue.topic, request_document(request_id))
+                self.bulk_publisher.publish(topic, request_document(request_id))
             collector.wait_for(warmup, timeout_s=120)
 
             # Throughput: N at once, clock from the first publish to the N-th result.
@@ -348,7 +389,7 @@ class Bench:
             cpu_before = tree_cpu_s(ps)
             started = time.monotonic()
             for payload in payloads:
-                self.bulk_publisher.publish(queue.topic, payload)
+                self.bulk_publisher.publish(topic, payload)
             finished = collector.wait_for(ids, timeout_s=600)
             cpu_after = tree_cpu_s(ps)
             if profiler is not None:
@@ -365,7 +406,7 @@ class Bench:
                 if delay > 0:
                     time.sleep(delay)
                 published[request_id] = time.monotonic()
-                self.paced_publisher.publish(queue.topic, payload)
+                self.paced_publisher.publish(topic, payload)
             collector.wait_for(paced, timeout_s=120)
             latencies = sorted((collector.arrivals[r] - published[r]) * 1000 for r in paced)
             round_.p50_ms = statistics.median(latencies)

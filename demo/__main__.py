@@ -111,6 +111,8 @@ def requests_to_send() -> list[tuple[str, bytes]]:
             "unverified sender",
             request(request_id="demo-unverified", **{"from": "news@unverified.example"}),
         ),
+        # Published to the demo service's own topic, but naming another service.
+        ("as another service", request(request_id="demo-impostor", service_id="billing")),
     ]
 
 
@@ -175,8 +177,9 @@ def run(stack: ExitStack, workdir: Path) -> int:
         process([str(BIN / "email-worker"), "pull"], env, workdir / "worker.log")
     )
 
-    heading("publishing four requests to email-requests")
-    topic = emulator.publisher.topic_path(PROJECT, "email-requests")
+    # Each service publishes to its own topic (per-service tenancy, docs/security.md).
+    heading(f"publishing five requests to email-requests-{SERVICE}")
+    topic = emulator.publisher.topic_path(PROJECT, f"email-requests-{SERVICE}")
     labels = {}
     for label, data in requests_to_send():
         emulator.publish(topic, data)
@@ -213,6 +216,7 @@ def run(stack: ExitStack, workdir: Path) -> int:
         "demo-120": "sent",
         "demo-invalid": "rejected",
         "demo-unverified": "failed",
+        "demo-impostor": "rejected",
     }
     actual = {request_id: result["status"] for request_id, result in seen.items()}
     if actual != expected:

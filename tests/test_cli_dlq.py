@@ -199,7 +199,12 @@ def test_replay_republishes_the_original_data_and_attributes_with_a_replay_count
     assert result.exit_code == 0, result.output
     [message] = republished(stack, 1)
     assert json.loads(message.data) == document
-    assert dict(message.attributes) == {"origin": "tests", "email_worker_replay_count": "1"}
+    assert dict(message.attributes) == {
+        "origin": "tests",
+        "email_worker_replay_count": "1",
+        "email_worker_service_id": "billing",
+        "email_worker_request_id": "r1",
+    }
     assert listed(env) == []
 
 

@@ -23,6 +23,7 @@ def names() -> dict[str, str]:
         "EMAIL_WORKER_DEAD_LETTER_TOPIC": f"dead-letter-{suffix}",
         "EMAIL_WORKER_SUBSCRIPTION": f"worker-{suffix}",
         "EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION": f"ops-{suffix}",
+        "EMAIL_WORKER_TENANCY": "shared",
     }
 
 
@@ -156,3 +157,30 @@ def test_unreachable_pubsub_exits_1_quickly_without_a_traceback(names: dict[str,
     assert result.exit_code == 1
     assert f"cannot reach the Pub/Sub emulator at {closed}" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_per_service_setup_creates_a_topic_and_subscription_per_service_and_for_replays(
+    pubsub_env: PubSubEmulator, names: dict[str, str]
+) -> None:
+    suffix = unique_name("t")
+    env = {
+        **names,
+        "EMAIL_WORKER_TENANCY": "per-service",
+        "EMAIL_WORKER_ALLOWED_SERVICES": "billing,shop",
+        "EMAIL_WORKER_SERVICE_TOPIC": f"in-{suffix}-{{service}}",
+        "EMAIL_WORKER_SERVICE_SUBSCRIPTION": f"in-{suffix}-{{service}}-worker",
+        "EMAIL_WORKER_REPLAY_TOPIC": f"replays-{suffix}",
+        "EMAIL_WORKER_REPLAY_SUBSCRIPTION": f"replays-{suffix}-worker",
+    }
+    result = run(pubsub_env, env)
+    assert result.exit_code == 0, result.output
+    for service in ("billing", "shop"):
+        worker = subscription(pubsub_env, f"in-{suffix}-{service}-worker")
+        assert worker.topic == topic_path(pubsub_env, f"in-{suffix}-{service}")
+        assert worker.dead_letter_policy.dead_letter_topic == topic_path(
+            pubsub_env, names["EMAIL_WORKER_DEAD_LETTER_TOPIC"]
+        )
+    replays = subscription(pubsub_env, f"replays-{suffix}-worker")
+    assert replays.topic == topic_path(pubsub_env, f"replays-{suffix}")
+    # The shared topic belongs to shared tenancy only.
+    assert names["EMAIL_WORKER_REQUESTS_TOPIC"] not in result.stdout

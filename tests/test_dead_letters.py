@@ -41,6 +41,9 @@ def test_replay_attributes_keep_the_originals_and_drop_every_reason() -> None:
         "origin": "tests",
         "trace": "abc",
         "email_worker_replay_count": "1",
+        # Which request it was, for the worker's ledger check of a per-service replay.
+        "email_worker_service_id": "billing",
+        "email_worker_request_id": "r1",
     }
 
 

@@ -30,10 +30,12 @@ def assert_the_demo_results(completed: subprocess.CompletedProcess[str]) -> None
     assert "3 SES message id(s)" in output
     assert "rejected  header_injection" in output
     assert "failed    identity_not_verified" in output
+    assert "rejected  publisher_not_allowed" in output
     assert "SES (moto) accepted 4 message(s)" in output
     dead_letters = output.split("== email-worker dlq list", 1)[1]
     assert "demo-invalid" in dead_letters
     assert "demo-unverified" in dead_letters
+    assert "demo-impostor" in dead_letters
     assert "demo-good" not in dead_letters
 
 

@@ -37,7 +37,9 @@ def done(value: Any = "id") -> Future[Any]:
 
 
 def make_handler(published: list[tuple[str, bytes, dict[str, str]]]) -> Handler:
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    settings = Settings.from_env(
+        {"EMAIL_WORKER_ALLOWED_SERVICES": "billing", "EMAIL_WORKER_TENANCY": "shared"}
+    )
     deps = Deps(settings, SessionCache(lambda _: session(), ttl_s=60))
 
     def publish(topic: str, data: bytes, attributes: Any) -> Future[Any]:
@@ -105,7 +107,9 @@ def test_a_rejected_request_is_published_dead_lettered_with_bytes_intact_and_ack
 
 
 def test_a_failed_publish_means_nack_not_ack() -> None:
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    settings = Settings.from_env(
+        {"EMAIL_WORKER_ALLOWED_SERVICES": "billing", "EMAIL_WORKER_TENANCY": "shared"}
+    )
     deps = Deps(settings, SessionCache(lambda _: session(), ttl_s=60))
 
     def failing(topic: str, data: bytes, attributes: Any) -> Future[Any]:

@@ -112,7 +112,10 @@ def test_the_handler_counts_a_delivery_as_in_flight_while_it_runs() -> None:
         seen.append(value(metrics, "email_worker_in_flight"))
         return done_future()
 
-    deps = Deps(settings=Settings.from_env({}), sessions=SessionCache(no_session, ttl_s=60))
+    deps = Deps(
+        settings=Settings.from_env({"EMAIL_WORKER_TENANCY": "shared"}),
+        sessions=SessionCache(no_session, ttl_s=60),
+    )
     outputs = Outputs(publish, results_topic=RESULTS, dead_letter_topic=DEAD, timeout_s=1)
     handler = Handler(deps, outputs, max_delivery_attempts=None, metrics=metrics)
     handler(Delivery(b"not json", {}, "m-1"), ack=release.set, nack=lambda: None)

@@ -33,7 +33,13 @@ def deps_for(
     session: RecordingSession, env: Mapping[str, str] | None = None, **fields: Any
 ) -> Deps:
     """Deps as production builds them (waits pass on ``stopping``), unless ``fields`` say."""
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing", **(env or {})})
+    settings = Settings.from_env(
+        {
+            "EMAIL_WORKER_ALLOWED_SERVICES": "billing",
+            "EMAIL_WORKER_TENANCY": "shared",
+            **(env or {}),
+        }
+    )
     return Deps(settings, SessionCache(lambda _: session, ttl_s=60), **fields)
 
 
@@ -136,7 +142,9 @@ def test_a_rejected_message_from_ses_is_the_requests_fault() -> None:
 
 
 def test_a_service_whose_configuration_is_broken_fails_with_configuration_error() -> None:
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    settings = Settings.from_env(
+        {"EMAIL_WORKER_ALLOWED_SERVICES": "billing", "EMAIL_WORKER_TENANCY": "shared"}
+    )
 
     def broken(_: str) -> BaseSession:
         raise errors.ConfigurationError("no configuration for service 'billing'")

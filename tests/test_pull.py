@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import threading
 from collections import Counter
 from concurrent.futures import Future
 from pathlib import Path
@@ -236,7 +237,9 @@ class EndingStreams:
 def run_through(streams: list[int]) -> tuple[list[float], list[Delivery], list[Any]]:
     """Run a pull worker over ``streams`` (messages each delivers before it ends); return the
     waits between them, the deliveries handled and the log events."""
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing"})
+    settings = Settings.from_env(
+        {"EMAIL_WORKER_ALLOWED_SERVICES": "billing", "EMAIL_WORKER_TENANCY": "shared"}
+    )
     settings = dataclasses.replace(settings, project_id="test-project")
     waits: list[float] = []
 
@@ -251,6 +254,7 @@ def run_through(streams: list[int]) -> tuple[list[float], list[Delivery], list[A
         handled.append(delivery)
         ack()
 
+    handle.stopping = threading.Event()  # type: ignore[attr-defined]
     worker = PullWorker(settings, cast(Handler, handle), EndingStreams(streams), wait=record)
     with capture_logs() as logs:
         assert worker.run() == 0

@@ -45,7 +45,12 @@ def publish(topic: str, data: bytes, attributes: Mapping[str, str]) -> Future[An
 @contextmanager
 def client(**environ: str) -> Iterator[TestClient]:
     settings = Settings.from_env(
-        {"EMAIL_WORKER_ALLOWED_SERVICES": "billing", "EMAIL_WORKER_PUSH_AUTH": "off", **environ}
+        {
+            "EMAIL_WORKER_ALLOWED_SERVICES": "billing",
+            "EMAIL_WORKER_PUSH_AUTH": "off",
+            "EMAIL_WORKER_TENANCY": "shared",
+            **environ,
+        }
     )
     deps = Deps(
         settings=settings,

@@ -169,8 +169,27 @@ def test_release_lets_the_next_delivery_claim(ledger: Ledger) -> None:
     ledger.claim(KEY, owner="w1", content_hash=HASH)
     ledger.release(KEY, owner="w1")
 
-    assert ledger.get(KEY) is None
     assert ledger.claim(KEY, owner="w2", content_hash=HASH) == Claim(ClaimState.CLAIMED)
+    record = ledger.get(KEY)
+    assert record is not None
+    assert (record.owner, record.takeovers) == ("w2", 0)
+
+
+def test_a_released_claim_keeps_the_record_and_its_content_hash(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    ledger.release(KEY, owner="w1")
+
+    record = ledger.get(KEY)
+    assert record is not None
+    assert (record.state, record.owner, record.lease_until) == ("claimed", None, None)
+    assert record.content_hash == HASH
+
+
+def test_a_released_claim_still_refuses_other_content(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    ledger.release(KEY, owner="w1")
+
+    assert ledger.claim(KEY, owner="w2", content_hash=OTHER_HASH).state is ClaimState.CONFLICT
 
 
 def test_release_by_another_owner_leaves_the_claim(ledger: Ledger) -> None:

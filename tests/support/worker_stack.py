@@ -43,6 +43,10 @@ class Stack:
     config_dir: Path
     env: dict[str, str]
     sleeps: list[float] = field(default_factory=list)
+    #: Per-service tenancy (make_tenant_stack): each service's request topic, and the replay
+    #: topic, as full paths.
+    service_topics: dict[str, str] = field(default_factory=dict)
+    replay_topic: str | None = None
 
     def settings(self, **overrides: str) -> Settings:
         return Settings.from_env({**self.env, **overrides})
@@ -55,6 +59,13 @@ class Stack:
     def publish(self, request: dict[str, Any] | bytes, **attributes: str) -> str:
         data = request if isinstance(request, bytes) else json.dumps(request).encode()
         return self.emulator.publish(self.queue.topic, data, **attributes)
+
+    def publish_as(
+        self, service_id: str, request: dict[str, Any] | bytes, **attributes: str
+    ) -> str:
+        """Publish to ``service_id``'s own topic (per-service tenancy)."""
+        data = request if isinstance(request, bytes) else json.dumps(request).encode()
+        return self.emulator.publish(self.service_topics[service_id], data, **attributes)
 
     def results(self, count: int, timeout_s: float = 60.0) -> list[dict[str, Any]]:
         """Collect ``count`` results (or fail after ``timeout_s``), with their attributes."""
@@ -123,6 +134,8 @@ def make_stack(
         "EMAIL_WORKER_DEAD_LETTER_TOPIC": short(queue.dead_letter_topic),
         "EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION": short(queue.dead_letter_subscription),
         "EMAIL_WORKER_ALLOWED_SERVICES": "billing",
+        # One topic for every service; tests/support/tenant_stack.py has per-service topics.
+        "EMAIL_WORKER_TENANCY": "shared",
         "EMAIL_WORKER_SERVICE_CONFIG_URL": f"file://{config_dir}/{{environment}}/{{service_id}}.json",
         "EMAIL_WORKER_SEND_MAX_ATTEMPTS": "3",
         # Each stack its own ledger: request ids repeat from test to test.
@@ -134,6 +147,51 @@ def make_stack(
         service_role_arn=ROLE,
         default_from_address="billing@example.com",
         allowed_from_domains=["example.com", "unverified.example"],
+    )
+    return stack
+
+
+def make_tenant_stack(
+    emulator: PubSubEmulator, config_dir: Path, aws_endpoint: str, *, max_delivery_attempts: int = 5
+) -> Stack:
+    """A stack with per-service tenancy: services ``billing`` and ``shop``, each with its own
+    topic and worker subscription, and the replay topic, all dead-lettering to the stack's
+    dead-letter topic. ``publish_as`` publishes as a service."""
+    stack = make_stack(
+        emulator, config_dir, aws_endpoint, max_delivery_attempts=max_delivery_attempts
+    )
+    prefix = unique_name("tenant")
+    templates = {
+        "EMAIL_WORKER_SERVICE_TOPIC": f"{prefix}-{{service}}",
+        "EMAIL_WORKER_SERVICE_SUBSCRIPTION": f"{prefix}-{{service}}-worker",
+        "EMAIL_WORKER_REPLAY_TOPIC": f"{prefix}-replays",
+        "EMAIL_WORKER_REPLAY_SUBSCRIPTION": f"{prefix}-replays-worker",
+    }
+    stack.env.update(
+        templates, EMAIL_WORKER_TENANCY="per-service", EMAIL_WORKER_ALLOWED_SERVICES="billing,shop"
+    )
+    settings = stack.settings()
+
+    def inbound(topic_name: str, subscription_name: str) -> str:
+        topic = emulator.create_topic(topic_name)
+        emulator.create_subscription(
+            topic,
+            subscription_name,
+            dead_letter_topic=stack.queue.dead_letter_topic,
+            max_delivery_attempts=max_delivery_attempts,
+        )
+        return topic
+
+    for service in ("billing", "shop"):
+        stack.service_topics[service] = inbound(
+            settings.service_topic_for(service), settings.service_subscription_for(service)
+        )
+    stack.replay_topic = inbound(settings.replay_topic, settings.replay_subscription)
+    stack.write_service(
+        "shop",
+        service_role_arn=ROLE,
+        default_from_address="shop@example.com",
+        allowed_from_domains=["example.com"],
     )
     return stack
 

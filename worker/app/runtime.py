@@ -18,6 +18,7 @@ from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
 from worker.processing.pipeline import Deps
 from worker.processing.send_rate import SendRateLimiter
+from worker.processing.tenancy import Source, SourceKind, subscription_sources
 from worker.sending.session import BaseSession, Session
 from worker.sending.session_cache import SessionCache
 
@@ -89,9 +90,12 @@ def build_runtime(
         dead_letter_topic=dead_letter_topic,
         timeout_s=settings.publish_timeout_s,
     )
+    sources = subscription_sources(settings)
+    _log_tenancy(settings, sources)
     max_attempts = settings.max_delivery_attempts
     if max_attempts is None:
-        path = subscriber.subscription_path(project, settings.subscription)
+        # Every subscription the worker reads has the same dead-letter policy (terraform/).
+        path = next(iter(sources))
         try:
             max_attempts = read_max_delivery_attempts(subscriber, path)
             readable = True
@@ -122,3 +126,21 @@ def build_runtime(
         metrics=metrics,
         ledger=ledger,
     )
+
+
+def _log_tenancy(settings: Settings, sources: Mapping[str, Source]) -> None:
+    """Say at start who the worker takes a request's service to be."""
+    if settings.per_service:
+        log.info(
+            "per-service tenancy: each request's service is the topic it was published to",
+            services=sorted(s.service_id for s in sources.values() if s.service_id),
+            replay_subscription=next(
+                path for path, s in sources.items() if s.kind is SourceKind.REPLAY
+            ),
+        )
+    else:
+        log.warning(
+            "shared tenancy (EMAIL_WORKER_TENANCY=shared): the service_id in each request is "
+            "trusted, so any principal that may publish to the requests topic can send as any "
+            "allowed service"
+        )

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.formats.error_codes import ErrorCode
-from worker.formats.request import RequestRejected, parse_request
+from worker.formats.request import EmailRequest, RequestRejected, parse_request
 from worker.formats.result import EmailResult
 
 __all__ = [
@@ -158,6 +158,15 @@ def prepare_request(
     A ``request_id`` is generated (a UUID) when the request has none, and ``service_id`` is
     filled in from ``default_service_id`` when given. Raises `RequestRejected`.
     """
+    parsed, data, _ = _prepare(request, default_service_id=default_service_id)
+    return parsed.request_id, data
+
+
+def _prepare(
+    request: Mapping[str, Any] | EmailRequestSpec, *, default_service_id: str | None
+) -> tuple[EmailRequest, bytes, str | None]:
+    """What :func:`prepare_request` does, also returning the parsed request and the service
+    it names (None when it names none)."""
     document = dict(request.to_document() if isinstance(request, EmailRequestSpec) else request)
     if document.get("request_id") is None:
         document["request_id"] = str(uuid.uuid4())
@@ -180,7 +189,8 @@ def prepare_request(
             f"the request is {len(data)} bytes; Pub/Sub messages are limited to "
             f"{MAX_REQUEST_BYTES} bytes",
         )
-    return parsed.request_id, data
+    service_id = document.get("service_id")
+    return parsed, data, service_id if isinstance(service_id, str) else None
 
 
 def _topic_path(project_id: str, topic: str) -> str:
@@ -236,6 +246,11 @@ class PendingResult:
 class EmailClient:
     """Publishes requests to the requests topic and awaits results on the results topic.
 
+    Each request goes to its own service's topic (``service_topic``, ``{service}`` replaced
+    by the request's ``service_id``): with per-service tenancy the worker takes the topic as
+    proof of who published, and refuses a request that names another service. Set
+    ``requests_topic`` instead for a worker with shared tenancy (one topic for every service).
+
     Topics are names in ``project_id`` or full ``projects/.../topics/...`` paths. The Pub/Sub
     clients are created on first use (honouring ``PUBSUB_EMULATOR_HOST``) unless given.
     ``timeout_s`` bounds each publish; ``rpc_timeout_s`` (default: the shorter of ``timeout_s``
@@ -246,7 +261,8 @@ class EmailClient:
         self,
         project_id: str,
         *,
-        requests_topic: str = "email-requests",
+        requests_topic: str | None = None,
+        service_topic: str = "email-requests-{service}",
         results_topic: str = "email-results",
         default_service_id: str | None = None,
         timeout_s: float = 30.0,
@@ -255,7 +271,10 @@ class EmailClient:
         subscriber: Any = None,
     ) -> None:
         self.project_id = project_id
-        self.requests_topic = _topic_path(project_id, requests_topic)
+        self.requests_topic = (
+            None if requests_topic is None else _topic_path(project_id, requests_topic)
+        )
+        self.service_topic = service_topic
         self.results_topic = _topic_path(project_id, results_topic)
         self.default_service_id = default_service_id
         self.timeout_s = timeout_s
@@ -287,9 +306,27 @@ class EmailClient:
         Raises `RequestRejected` for a request the worker would reject (nothing is published),
         or the Pub/Sub error if publishing fails.
         """
-        request_id, data = prepare_request(request, default_service_id=self.default_service_id)
-        self.publisher.publish(self.requests_topic, data).result(timeout=self.timeout_s)
-        return request_id
+        parsed, data, service_id = _prepare(request, default_service_id=self.default_service_id)
+        topic = self._topic_for(service_id)
+        self.publisher.publish(topic, data).result(timeout=self.timeout_s)
+        return parsed.request_id
+
+    def topic_for(self, service_id: str) -> str:
+        """The topic a request of ``service_id`` is published to."""
+        if self.requests_topic is not None:
+            return self.requests_topic
+        return _topic_path(self.project_id, self.service_topic.replace("{service}", service_id))
+
+    def _topic_for(self, service_id: str | None) -> str:
+        if service_id is None:
+            if self.requests_topic is not None:
+                return self.requests_topic
+            raise RequestRejected(
+                ErrorCode.INVALID_REQUEST,
+                "the request names no service_id (nor does the client's default_service_id), "
+                "so there is no service topic to publish it to",
+            )
+        return self.topic_for(service_id)
 
     def publish_and_wait(
         self, request: Mapping[str, Any] | EmailRequestSpec, timeout_s: float = 60.0
@@ -299,9 +336,10 @@ class EmailClient:
         Raises `RequestRejected` before publishing, or `ResultTimeout` when no result arrives
         within ``timeout_s`` (the request may still be sent later).
         """
-        request_id, data = prepare_request(request, default_service_id=self.default_service_id)
-        with self.expect_result(request_id) as pending:
-            self.publisher.publish(self.requests_topic, data).result(timeout=self.timeout_s)
+        parsed, data, service_id = _prepare(request, default_service_id=self.default_service_id)
+        topic = self._topic_for(service_id)
+        with self.expect_result(parsed.request_id) as pending:
+            self.publisher.publish(topic, data).result(timeout=self.timeout_s)
             return pending.wait(timeout_s)
 
     @contextmanager

@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["SERVICE_ID_RE", "Settings", "SettingsError"]
+__all__ = ["SERVICE_ID_RE", "TENANCIES", "Settings", "SettingsError"]
 
 #: A service id, in settings and in requests (`worker.formats.request` uses it too).
 SERVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: EMAIL_WORKER_TENANCY's values (docs/security.md).
+TENANCIES = ("per-service", "shared")
 #: Google's public certificates for the ID tokens Pub/Sub push attaches (PEM by key id).
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -67,8 +69,36 @@ class Settings:
         "email-requests-dead-letter-ops",
         doc="Operators' subscription on the dead-letter topic (used by the CLI).",
     )
+    tenancy: str = _env(
+        "EMAIL_WORKER_TENANCY",
+        "per-service",
+        doc="Who a request's service is: per-service (the topic it was published to, which "
+        "only that service may publish to; see docs/security.md) or shared (the service_id "
+        "in the request, trusted: any publisher to the one topic can send as any service).",
+    )
+    service_topic: str = _env(
+        "EMAIL_WORKER_SERVICE_TOPIC",
+        "email-requests-{service}",
+        doc="per-service: each service's request topic ({service} is the service id).",
+    )
+    service_subscription: str = _env(
+        "EMAIL_WORKER_SERVICE_SUBSCRIPTION",
+        "email-requests-{service}-worker",
+        doc="per-service: the worker's subscription on each service's topic.",
+    )
+    replay_topic: str = _env(
+        "EMAIL_WORKER_REPLAY_TOPIC",
+        "email-replays",
+        doc="per-service: topic dlq replay publishes to; the worker sends a replay only if its "
+        "request ledger holds the same request from the same service.",
+    )
+    replay_subscription: str = _env(
+        "EMAIL_WORKER_REPLAY_SUBSCRIPTION",
+        "email-replays-worker",
+        doc="per-service: the worker's subscription on the replay topic.",
+    )
     default_service_id: str | None = _env(
-        "EMAIL_WORKER_SERVICE_ID", doc="Service of requests that name none."
+        "EMAIL_WORKER_SERVICE_ID", doc="Service of requests that name none (shared tenancy)."
     )
     allowed_services: frozenset[str] = _env(
         "EMAIL_WORKER_ALLOWED_SERVICES",
@@ -306,6 +336,16 @@ class Settings:
             )
         if self.push_service_account is not None and "@" not in self.push_service_account:
             problems.append("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be a service account email")
+        if self.tenancy not in TENANCIES:
+            problems.append("EMAIL_WORKER_TENANCY must be per-service or shared")
+        for name in ("service_topic", "service_subscription"):
+            template = getattr(self, name)
+            if template.count("{service}") != 1 or not _SUBSCRIPTION_RE.fullmatch(
+                template.replace("{service}", "svc")
+            ):
+                problems.append(
+                    f"{_env_name(name)} must be a Pub/Sub name with {{service}} in it once"
+                )
         if self.push_subscription is not None and not _SUBSCRIPTION_RE.fullmatch(
             self.push_subscription
         ):
@@ -314,6 +354,23 @@ class Settings:
                 "projects/PROJECT/subscriptions/NAME"
             )
         return problems
+
+    @property
+    def per_service(self) -> bool:
+        """Whether a request's service comes from where it was published (not its body)."""
+        return self.tenancy == "per-service"
+
+    def service_topic_for(self, service_id: str) -> str:
+        """The topic ``service_id`` publishes its requests to (per-service tenancy)."""
+        return self.service_topic.replace("{service}", service_id)
+
+    def service_subscription_for(self, service_id: str) -> str:
+        """The worker's subscription on ``service_id``'s topic (per-service tenancy)."""
+        return self.service_subscription.replace("{service}", service_id)
+
+    def request_topic_for(self, service_id: str) -> str:
+        """Where a request of ``service_id`` is published, whatever the tenancy."""
+        return self.service_topic_for(service_id) if self.per_service else self.requests_topic
 
     def push_subscription_path(self) -> str | None:
         """The full path pushes must come from, or None when any subscription may push."""

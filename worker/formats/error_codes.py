@@ -38,6 +38,7 @@ class ErrorCode(StrEnum):
     MESSAGE_TOO_LARGE = "message_too_large"
     # Policy decisions by the worker (status "rejected").
     UNKNOWN_SERVICE = "unknown_service"
+    PUBLISHER_NOT_ALLOWED = "publisher_not_allowed"
     SENDER_NOT_ALLOWED = "sender_not_allowed"
     REQUEST_ID_CONFLICT = "request_id_conflict"
     # Refusals by SES that depend on the request (status "rejected").
@@ -80,6 +81,7 @@ _STATUS: dict[ErrorCode, ResultStatus] = {
     ErrorCode.TOO_MANY_RECIPIENTS: _R,
     ErrorCode.MESSAGE_TOO_LARGE: _R,
     ErrorCode.UNKNOWN_SERVICE: _R,
+    ErrorCode.PUBLISHER_NOT_ALLOWED: _R,
     ErrorCode.SENDER_NOT_ALLOWED: _R,
     ErrorCode.REQUEST_ID_CONFLICT: _R,
     ErrorCode.SES_REJECTED: _R,
@@ -107,6 +109,8 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.TOO_MANY_RECIPIENTS: "More recipients than one message may have.",
     ErrorCode.MESSAGE_TOO_LARGE: "The built message is larger than the size limit.",
     ErrorCode.UNKNOWN_SERVICE: "The service_id is not configured on this worker.",
+    ErrorCode.PUBLISHER_NOT_ALLOWED: "Whoever published the request may not send as the "
+    "service it names (or a replay matches no request the service published).",
     ErrorCode.SENDER_NOT_ALLOWED: "The From address is not in a domain the service may send from.",
     ErrorCode.REQUEST_ID_CONFLICT: "The request_id was already used for a different request.",
     ErrorCode.SES_REJECTED: "SES refused the message (for example content or virus checks).",

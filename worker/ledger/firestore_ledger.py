@@ -146,6 +146,13 @@ class FirestoreLedger(Ledger):
                     return Claim(attempted or ClaimState.CLAIMED)
                 if verdict in (Verdict.RECLAIM, Verdict.RETRY):
                     change, attempted = fresh, ClaimState.CLAIMED
+                elif verdict is Verdict.FREE:
+                    change = {
+                        "owner": owner,
+                        "lease_until": utc(now + self._claim_lease_s),
+                        "updated_at": utc(now),
+                    }
+                    attempted = ClaimState.CLAIMED
                 elif verdict is Verdict.TAKEOVER:
                     change = {
                         "owner": owner,
@@ -195,10 +202,13 @@ class FirestoreLedger(Ledger):
             data = snapshot.to_dict()
             if data is None or data.get("state") != "claimed" or data.get("owner") != owner:
                 return
-            option = self._client.write_option(last_update_time=snapshot.update_time)
-            # A changed document is no longer ours to delete.
-            with contextlib.suppress(FailedPrecondition, NotFound):
-                ref.delete(option=option, **self._call)
+            # Kept, not deleted: an operator's replay of the request is checked against its
+            # content hash. A changed document is no longer ours to release.
+            self._update_unchanged(
+                ref,
+                snapshot,
+                {"owner": None, "lease_until": None, "updated_at": utc(self._clock())},
+            )
 
     def get(self, key: LedgerKey) -> LedgerRecord | None:
         ref = self._collection.document(document_id(key))

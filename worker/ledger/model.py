@@ -83,7 +83,7 @@ class LedgerRecord:
     """Everything the ledger keeps about one request (for operators; times are UTC)."""
 
     key: LedgerKey
-    state: str  # "claimed" | "done"
+    state: str  # "claimed" | "done"; a claim nobody holds (owner None) was released
     content_hash: str
     owner: str | None
     lease_until: datetime | None
@@ -120,7 +120,11 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     def release(self, key: LedgerKey, *, owner: str) -> None:
-        """Drop ``owner``'s claim, if it still holds one, so the next delivery can claim."""
+        """Give up ``owner``'s claim, if it still holds one, so the next delivery can claim.
+
+        The record itself stays, with nobody holding it: an operator's replay of the request
+        is recognised by it (see :func:`content_hash`).
+        """
 
     @abc.abstractmethod
     def get(self, key: LedgerKey) -> LedgerRecord | None:

@@ -30,6 +30,7 @@ class Verdict(enum.Enum):
     CONFLICT = "conflict"
     DONE = "done"
     MINE = "mine"  # this owner already holds the claim
+    FREE = "free"  # released after a transient failure: nobody holds it, nothing was sent
     BUSY = "busy"
     TAKEOVER = "takeover"
 
@@ -61,6 +62,8 @@ def judge(
         return Verdict.RETRY if retry_unsent and found.unsent else Verdict.DONE
     if found.owner == owner:
         return Verdict.MINE
+    if found.owner is None:
+        return Verdict.FREE
     if found.lease_until is not None and found.lease_until > now:
         return Verdict.BUSY
     return Verdict.TAKEOVER

@@ -107,10 +107,20 @@ WHERE service_id = :service_id AND request_id = :request_id
   AND state = 'claimed' AND owner = :owner
 """
 
+# Released, not deleted: the record (and its content hash) stays, so that an operator's replay
+# of the request from the dead-letter topic can still be recognised as genuine.
 _RELEASE = """
-DELETE FROM requests
+UPDATE requests
+SET owner = NULL, lease_until = NULL, updated_at = :now
 WHERE service_id = :service_id AND request_id = :request_id
   AND state = 'claimed' AND owner = :owner
+"""
+
+_FREE = """
+UPDATE requests
+SET owner = :owner, lease_until = :lease_until, updated_at = :now
+WHERE service_id = :service_id AND request_id = :request_id
+  AND state = 'claimed' AND owner IS NULL
 """
 
 _SWEEP = "DELETE FROM requests WHERE expire_at < :now"
@@ -190,7 +200,7 @@ class SqliteLedger(Ledger):
 
     def release(self, key: LedgerKey, *, owner: str) -> None:
         with self._lock, self._unavailable("release", key):
-            self._conn.execute(_RELEASE, {**_key_params(key), "owner": owner})
+            self._conn.execute(_RELEASE, {**_key_params(key), "owner": owner, "now": self._clock()})
 
     def get(self, key: LedgerKey) -> LedgerRecord | None:
         with self._lock, self._unavailable("read", key):
@@ -258,6 +268,9 @@ class SqliteLedger(Ledger):
                 cursor = self._conn.execute(
                     statement, {**fresh, "seen_updated_at": row["updated_at"]}
                 )
+                return Claim(ClaimState.CLAIMED) if cursor.rowcount == 1 else None
+            if verdict is Verdict.FREE:
+                cursor = self._conn.execute(_FREE, fresh)
                 return Claim(ClaimState.CLAIMED) if cursor.rowcount == 1 else None
             if verdict is Verdict.TAKEOVER:
                 cursor = self._conn.execute(

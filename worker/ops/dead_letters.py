@@ -153,13 +153,20 @@ class DeadLetter:
         return max(0.0, (now - self.publish_time).total_seconds())
 
     def replay_attributes(self) -> dict[str, str]:
-        """The original attributes, without reasons, with the replay count incremented."""
+        """The original attributes, without reasons, with the replay count incremented and
+        the request's service and id."""
         kept = {
             name: value
             for name, value in self.attributes.items()
             if name not in _REASON_ATTRIBUTES and not name.startswith(PUBSUB_DEAD_LETTER_PREFIX)
         }
         kept[REPLAY_COUNT_ATTRIBUTE] = str(self.replay_count + 1)
+        # Which request it was, as the worker saw it: a replay through the replay topic is
+        # checked against the request ledger under this service and request id.
+        if self.service_id:
+            kept[SERVICE_ID_ATTRIBUTE] = self.service_id
+        if self.request_id:
+            kept[REQUEST_ID_ATTRIBUTE] = self.request_id
         return kept
 
     def summary(self, now: dt.datetime) -> dict[str, Any]:

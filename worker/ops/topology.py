@@ -6,12 +6,15 @@ created, so that a hand-made subscription without a dead-letter policy does not 
 
 Created (names from the settings):
 
-* topics: requests (``email-requests``), results (``email-results``), dead letters
+* topics: the ones requests arrive on (with per-service tenancy one per service,
+  ``email-requests-SERVICE``, and the replay topic ``email-replays``; with shared tenancy
+  ``email-requests``), results (``email-results``), dead letters
   (``email-requests-dead-letter``);
 * the operators' dead-letter subscription (``email-requests-dead-letter-ops``), created before
   the worker's so that nothing is dead-lettered into a topic nobody keeps;
-* the worker's subscription on the requests topic (``email-requests-worker``) with a
-  dead-letter policy, a retry policy and an ack deadline.
+* the worker's subscription on each topic requests arrive on (``email-requests-SERVICE-worker``
+  and ``email-replays-worker``, or ``email-requests-worker``) with a dead-letter policy, a
+  retry policy and an ack deadline.
 
 No subscription is created on the results topic: each service creates its own, filtered on
 ``attributes.service_id``, and ``send --wait`` uses a temporary one. A subscription nobody
@@ -25,7 +28,7 @@ policy to work; that is IAM, which terraform grants and the emulator does not ch
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,16 +68,19 @@ def ensure_topology(
     subscriber: Any,
     *,
     project_id: str,
-    requests_topic: str,
+    inputs: Sequence[tuple[str, str]],
     results_topic: str,
     dead_letter_topic: str,
-    subscription: str,
     dead_letter_subscription: str,
     policy: SubscriptionPolicy,
     timeout_s: float = 10.0,
     on_resource: Callable[[Resource], None] | None = None,
 ) -> list[Resource]:
-    """Create whatever is missing; return every resource, created or found, in order."""
+    """Create whatever is missing; return every resource, created or found, in order.
+
+    ``inputs``: the topics the worker reads, each with the worker's subscription on it, as
+    ``(topic, subscription)`` names (one per service and the replay topic, or the shared one).
+    """
     done: list[Resource] = []
 
     def report(resource: Resource) -> None:
@@ -82,38 +88,39 @@ def ensure_topology(
         if on_resource is not None:
             on_resource(resource)
 
-    topics = {
-        name: f"projects/{project_id}/topics/{name}"
-        for name in (requests_topic, results_topic, dead_letter_topic)
-    }
-    for path in topics.values():
-        report(_ensure_topic(publisher, path, timeout_s))
+    def topic_path(name: str) -> str:
+        return f"projects/{project_id}/topics/{name}"
+
+    names = [topic for topic, _ in inputs] + [results_topic, dead_letter_topic]
+    for name in dict.fromkeys(names):
+        report(_ensure_topic(publisher, topic_path(name), timeout_s))
 
     ops = {
         "name": f"projects/{project_id}/subscriptions/{dead_letter_subscription}",
-        "topic": topics[dead_letter_topic],
+        "topic": topic_path(dead_letter_topic),
         "ack_deadline_seconds": 60,
         "message_retention_duration": {"seconds": DEAD_LETTER_RETENTION_S},
         "expiration_policy": {},  # set, but without a ttl: never expires
     }
     report(_ensure_subscription(subscriber, ops, timeout_s))
 
-    worker = {
-        "name": f"projects/{project_id}/subscriptions/{subscription}",
-        "topic": topics[requests_topic],
-        "ack_deadline_seconds": policy.ack_deadline_s,
-        "message_retention_duration": {"seconds": REQUEST_RETENTION_S},
-        "dead_letter_policy": {
-            "dead_letter_topic": topics[dead_letter_topic],
-            "max_delivery_attempts": policy.max_delivery_attempts,
-        },
-        "retry_policy": {
-            "minimum_backoff": {"seconds": policy.min_backoff_s},
-            "maximum_backoff": {"seconds": policy.max_backoff_s},
-        },
-        "expiration_policy": {},
-    }
-    report(_ensure_subscription(subscriber, worker, timeout_s))
+    for topic, subscription in inputs:
+        worker = {
+            "name": f"projects/{project_id}/subscriptions/{subscription}",
+            "topic": topic_path(topic),
+            "ack_deadline_seconds": policy.ack_deadline_s,
+            "message_retention_duration": {"seconds": REQUEST_RETENTION_S},
+            "dead_letter_policy": {
+                "dead_letter_topic": topic_path(dead_letter_topic),
+                "max_delivery_attempts": policy.max_delivery_attempts,
+            },
+            "retry_policy": {
+                "minimum_backoff": {"seconds": policy.min_backoff_s},
+                "maximum_backoff": {"seconds": policy.max_backoff_s},
+            },
+            "expiration_policy": {},
+        }
+        report(_ensure_subscription(subscriber, worker, timeout_s))
     return done
 
 

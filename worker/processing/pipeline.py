@@ -22,7 +22,11 @@ from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.formats.addresses import Mailbox, parse_mailbox
 from worker.formats.message import build_message, resolve_sender
-from worker.formats.pubsub import REPLAY_COUNT_ATTRIBUTE
+from worker.formats.pubsub import (
+    REPLAY_COUNT_ATTRIBUTE,
+    REQUEST_ID_ATTRIBUTE,
+    SERVICE_ID_ATTRIBUTE,
+)
 from worker.formats.request import EmailRequest, RequestRejected, parse_request
 from worker.formats.result import ErrorCode
 from worker.ledger import (
@@ -34,6 +38,7 @@ from worker.ledger import (
     content_hash,
 )
 from worker.processing.send_rate import SendRateLimiter
+from worker.processing.tenancy import Source, SourceKind
 from worker.sending.errors import EmailError, ThrottledError
 from worker.sending.service_config import ServiceConfig
 from worker.sending.session import BaseSession
@@ -59,6 +64,9 @@ class Delivery:
     attributes: Mapping[str, str] = field(repr=False)
     message_id: str
     delivery_attempt: int | None = None
+    #: The subscription's word on who published it (:mod:`worker.processing.tenancy`); None:
+    #: unknown, which only shared tenancy accepts.
+    source: Source | None = None
 
 
 class Status(enum.StrEnum):
@@ -150,30 +158,111 @@ def _status_of(code: str) -> Status:
 
 def _process(delivery: Delivery, deps: Deps) -> Outcome:
     settings = deps.settings
+    source = delivery.source
+    if settings.per_service and (source is None or source.kind is SourceKind.SHARED):
+        # A transport that cannot say where a delivery came from must not get a body trusted.
+        return Outcome(
+            Status.REJECTED,
+            request_id=delivery.message_id,
+            error_code=ErrorCode.PUBLISHER_NOT_ALLOWED,
+            error_message="the request did not come through a service's own topic",
+        )
+    default_service_id = settings.default_service_id
+    fallback_request_id = delivery.message_id
+    # The service whose own topic the request came through, if it did.
+    publisher = source.service_id if source is not None else None
+    if publisher is not None:
+        default_service_id = publisher
+    elif source is not None and source.kind is SourceKind.REPLAY:
+        # A replayed dead letter: what the worker made of the original, which the ledger
+        # check below confirms or refutes.
+        default_service_id = delivery.attributes.get(SERVICE_ID_ATTRIBUTE) or None
+        fallback_request_id = delivery.attributes.get(REQUEST_ID_ATTRIBUTE) or fallback_request_id
     try:
         request = parse_request(
             delivery.data,
-            pubsub_message_id=delivery.message_id,
-            default_service_id=settings.default_service_id,
+            pubsub_message_id=fallback_request_id,
+            default_service_id=default_service_id,
         )
     except RequestRejected as error:
         return Outcome(
             _status_of(error.code),
             request_id=error.request_id or delivery.message_id,
-            service_id=error.service_id,
+            # The result is its publisher's, whatever service the request claims.
+            service_id=publisher or error.service_id,
             error_code=error.code,
             error_message=error.message,
         )
 
+    if publisher is not None and request.service_id != publisher:
+        return replace(
+            _refusal(
+                request,
+                ErrorCode.PUBLISHER_NOT_ALLOWED,
+                f"the request names service {request.service_id!r} but was published to the "
+                f"topic of service {publisher!r}; a service sends only as itself",
+            ),
+            service_id=publisher,
+        )
     if request.service_id not in settings.allowed_services:
         return _refusal(
             request,
             ErrorCode.UNKNOWN_SERVICE,
             f"service {request.service_id!r} is not allowed to send through this worker",
         )
+    replay = source is not None and source.kind is SourceKind.REPLAY
+    if replay:
+        refused = _unrecognised_replay(request, delivery, deps.ledger)
+        if refused is not None:
+            return refused
     if deps.ledger is None:
         return _admitted(request, deps)
-    return _claimed(request, delivery, deps, deps.ledger)
+    # An operator's replay from the dead-letter topic: a request that failed without sending
+    # anything is tried again (the cause may be fixed); one that was sent never is. With
+    # shared tenancy, dlq replay marks the message; with per-service, the replay topic does.
+    retry_unsent = replay or (
+        not settings.per_service and REPLAY_COUNT_ATTRIBUTE in delivery.attributes
+    )
+    return _claimed(request, delivery, deps, deps.ledger, retry_unsent=retry_unsent)
+
+
+def _unrecognised_replay(
+    request: EmailRequest, delivery: Delivery, ledger: Ledger | None
+) -> Outcome | None:
+    """Refuse a replay unless the ledger holds this very request from this service.
+
+    Anyone may publish to the replay topic; only the services may publish to their own. A
+    record with the same content hash could only have been written for a delivery through the
+    service's own topic, so its presence proves the service published these bytes.
+    """
+    unrecognised = _refusal(
+        request,
+        ErrorCode.PUBLISHER_NOT_ALLOWED,
+        f"a replay is sent only if it is a request the worker received from service "
+        f"{request.service_id!r}; the request ledger holds no such request",
+    )
+    if ledger is None:
+        return unrecognised
+    try:
+        record = ledger.get(LedgerKey(request.service_id, request.request_id))
+    except LedgerUnavailable as error:
+        log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
+        return _ledger_unavailable(request)
+    if record is None or record.content_hash != content_hash(delivery.data):
+        return unrecognised
+    return None
+
+
+def _ledger_unavailable(request: EmailRequest) -> Outcome:
+    return replace(
+        _refusal(
+            request,
+            ErrorCode.LEDGER_UNAVAILABLE,
+            "the request ledger could not be reached; the request was not sent",
+        ),
+        status=Status.RETRY,
+        ledger=LedgerEvent.UNAVAILABLE,
+    )
 
 
 def _refusal(request: EmailRequest, code: str, message: str) -> Outcome:
@@ -192,16 +281,18 @@ def _refusal(request: EmailRequest, code: str, message: str) -> Outcome:
 _BUSY_WAITS_S = (0.1, 0.2, 0.4)
 
 
-def _claimed(request: EmailRequest, delivery: Delivery, deps: Deps, ledger: Ledger) -> Outcome:
+def _claimed(
+    request: EmailRequest, delivery: Delivery, deps: Deps, ledger: Ledger, *, retry_unsent: bool
+) -> Outcome:
     """Process ``request`` under the ledger's claim: at most one delivery sends it at a time,
-    and one that finds it finished republishes the stored result instead of sending."""
+    and one that finds it finished republishes the stored result instead of sending.
+
+    ``retry_unsent``: a finished request that sent nothing is claimed afresh (a replay).
+    """
     key = LedgerKey(request.service_id, request.request_id)
     # Unique per delivery, even for two deliveries of one message that overlap.
     owner = f"{delivery.message_id}/{delivery.delivery_attempt or 0}/{uuid.uuid4().hex[:12]}"
     digest = content_hash(delivery.data)
-    # An operator's replay from the dead-letter topic: a request that failed without sending
-    # anything is tried again (the cause may be fixed); one that was sent never is.
-    retry_unsent = REPLAY_COUNT_ATTRIBUTE in delivery.attributes
     try:
         claim = ledger.claim(key, owner=owner, content_hash=digest, retry_unsent=retry_unsent)
         for wait_s in _BUSY_WAITS_S:
@@ -211,15 +302,7 @@ def _claimed(request: EmailRequest, delivery: Delivery, deps: Deps, ledger: Ledg
             claim = ledger.claim(key, owner=owner, content_hash=digest, retry_unsent=retry_unsent)
     except LedgerUnavailable as error:
         log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
-        return replace(
-            _refusal(
-                request,
-                ErrorCode.LEDGER_UNAVAILABLE,
-                "the request ledger could not be reached; the request was not sent",
-            ),
-            status=Status.RETRY,
-            ledger=LedgerEvent.UNAVAILABLE,
-        )
+        return _ledger_unavailable(request)
     if claim.state is ClaimState.DONE:
         assert claim.result is not None
         return _replayed(request, claim.result)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -22,6 +22,7 @@ from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.processing.handling import Handler
 from worker.processing.pipeline import Delivery, Status
+from worker.processing.tenancy import Source, subscription_sources
 
 __all__ = ["PullWorker", "flow_control"]
 
@@ -59,7 +60,14 @@ def flow_control(settings: Settings) -> pubsub_v1.types.FlowControl:
 
 
 class PullWorker:
-    """Pulls from one subscription until :meth:`stop` is called."""
+    """Pulls from every subscription the settings name (see
+    :func:`~worker.processing.tenancy.subscription_sources`) until :meth:`stop` is called.
+
+    Each subscription has its own stream, supervised in its own thread and with its own pool
+    of ``concurrency`` threads (the client library's scheduler must not be shared between
+    streams); a semaphore keeps the deliveries processed at once, over all streams, to
+    ``concurrency``.
+    """
 
     def __init__(
         self,
@@ -68,19 +76,24 @@ class PullWorker:
         subscriber: Any,
         *,
         wait: Callable[[float], object] | None = None,
+        sources: Mapping[str, Source] | None = None,
     ) -> None:
         self._settings = settings
         self._handler = handler
         self._subscriber = subscriber
-        self._path = subscriber.subscription_path(settings.require_project(), settings.subscription)
+        self._sources = dict(sources if sources is not None else subscription_sources(settings))
         self._stop = threading.Event()
+        # Set once deferred messages are handed back: only then may the streams close.
+        self._streams_may_close = threading.Event()
         # How to wait between streams; returns early on stop. Tests record instead.
         self._wait = wait or self._stop.wait
+        self._slots = threading.BoundedSemaphore(settings.concurrency)
         self._received = 0
         self._in_flight: dict[str, Any] = {}
         self._in_flight_lock = threading.Lock()
         # Messages waiting for another delivery of their request to finish, by ack id.
-        self._deferred: dict[str, tuple[Any, threading.Timer]] = {}
+        self._deferred: dict[str, tuple[Any, Source, threading.Timer]] = {}
+        self._exit_code = 0
         #: Messages still being processed when the shutdown timeout ran out (handed back).
         self.abandoned = 0
 
@@ -88,7 +101,10 @@ class PullWorker:
         """Ask the worker to stop pulling and wind down (safe from a signal handler)."""
         self._stop.set()
 
-    def _callback(self, message: Any) -> None:
+    def _callback_for(self, source: Source) -> Callable[[Any], None]:
+        return lambda message: self._callback(message, source)
+
+    def _callback(self, message: Any, source: Source) -> None:
         with self._in_flight_lock:
             self._in_flight[message.ack_id] = message
             self._received += 1
@@ -98,47 +114,75 @@ class PullWorker:
                 attributes=dict(message.attributes),
                 message_id=message.message_id,
                 delivery_attempt=message.delivery_attempt,
+                source=source,
             )
             handed_back: list[bool] = []
-            outcome = self._handler(
-                delivery, ack=message.ack, nack=lambda: handed_back.append(True)
-            )
+            with self._slots:
+                outcome = self._handler(
+                    delivery, ack=message.ack, nack=lambda: handed_back.append(True)
+                )
             if handed_back:
                 if outcome.status is Status.IN_PROGRESS and not self._stop.is_set():
-                    self._defer(message)
+                    self._defer(message, source)
                 else:
                     message.nack()
         finally:
             with self._in_flight_lock:
                 self._in_flight.pop(message.ack_id, None)
 
-    def _defer(self, message: Any) -> None:
+    def _defer(self, message: Any, source: Source) -> None:
         """Look at ``message`` again shortly, keeping it leased until then."""
         timer = threading.Timer(_RECHECK_IN_PROGRESS_S, self._recheck, args=(message,))
         timer.daemon = True
         with self._in_flight_lock:
-            self._deferred[message.ack_id] = (message, timer)
+            self._deferred[message.ack_id] = (message, source, timer)
         timer.start()
 
     def _recheck(self, message: Any) -> None:
         with self._in_flight_lock:
-            if self._deferred.pop(message.ack_id, None) is None:
-                return  # the shutdown handed it back already
+            deferred = self._deferred.pop(message.ack_id, None)
+        if deferred is None:
+            return  # the shutdown handed it back already
         if self._stop.is_set():
             message.nack()
             return
-        self._callback(message)
+        self._callback(message, deferred[1])
 
     def _hand_back_deferred(self) -> None:
         with self._in_flight_lock:
             deferred = list(self._deferred.values())
             self._deferred.clear()
-        for message, timer in deferred:
+        for message, _source, timer in deferred:
             timer.cancel()
             message.nack()
 
     def run(self) -> int:
-        """Pull until stopped; return the process exit code."""
+        """Pull until stopped; return the process exit code (1 when a subscription cannot be
+        pulled from at all)."""
+        threads = [
+            threading.Thread(
+                target=self._pull, args=(path, source), name=f"pull-{source.kind}", daemon=True
+            )
+            for path, source in self._sources.items()
+        ]
+        for thread in threads:
+            thread.start()
+        while not self._stop.wait(0.5):  # a timeout, so that signal handlers get to run
+            pass
+        log.info(
+            "stopping: no new messages; finishing in-flight work",
+            timeout_s=self._settings.shutdown_timeout_s,
+        )
+        self._handler.stopping.set()
+        # Before the streams close: a nack sent after them may be lost.
+        self._hand_back_deferred()
+        self._streams_may_close.set()
+        for thread in threads:
+            thread.join()
+        return self._exit_code
+
+    def _pull(self, path: str, source: Source) -> None:
+        """Keep one subscription's stream open until stopped (the run loop of one stream)."""
         backoff_s = _FIRST_BACKOFF_S
         while not self._stop.is_set():
             opened_at, received_before = time.monotonic(), self._received
@@ -146,27 +190,31 @@ class PullWorker:
                 max_workers=self._settings.concurrency, thread_name_prefix="email-worker"
             )
             future = self._subscriber.subscribe(
-                self._path,
-                callback=self._callback,
+                path,
+                callback=self._callback_for(source),
                 flow_control=flow_control(self._settings),
                 scheduler=ThreadScheduler(executor),
                 await_callbacks_on_shutdown=True,
             )
-            log.info("pulling", subscription=self._path)
+            log.info("pulling", subscription=path, source=source.kind.value)
             while not self._stop.wait(0.5):
                 if future.done():
                     break
             if self._stop.is_set():
+                self._streams_may_close.wait()
                 self._shutdown(future)
-                return 0
+                return
             error = future.exception()
             if isinstance(error, _FATAL):
                 log.error(
                     "cannot pull from subscription",
+                    subscription=path,
                     error=type(error).__name__,
                     detail=str(error)[:300],
                 )
-                return 1
+                self._exit_code = 1
+                self.stop()
+                return
             # A stream that worked (delivered messages, or lasted) ended one run of failures:
             # the next failure starts the backoff again, instead of waiting the cap for good.
             if (
@@ -175,29 +223,25 @@ class PullWorker:
             ):
                 backoff_s = _FIRST_BACKOFF_S
             log.warning(
-                "stream ended; pulling again", error=type(error).__name__, backoff_s=backoff_s
+                "stream ended; pulling again",
+                subscription=path,
+                error=type(error).__name__,
+                backoff_s=backoff_s,
             )
             self._wait(backoff_s)
             backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
-        return 0
 
     def _shutdown(self, future: Any) -> None:
-        log.info(
-            "stopping: no new messages; finishing in-flight work",
-            timeout_s=self._settings.shutdown_timeout_s,
-        )
-        self._handler.stopping.set()
-        # Before the stream closes: a nack sent after it may be lost.
-        self._hand_back_deferred()
         future.cancel()
         try:
             future.result(timeout=self._settings.shutdown_timeout_s)
         except FutureTimeout:
             with self._in_flight_lock:
                 unfinished = list(self._in_flight.values())
+                self._in_flight.clear()
             for message in unfinished:
                 message.nack()
-            self.abandoned = len(unfinished)
+            self.abandoned += len(unfinished)
             log.warning("shutdown timeout: handed back unfinished messages", count=len(unfinished))
         except Exception as error:  # the stream may already have failed; nothing to wind down
             log.warning("stream ended with an error during shutdown", error=type(error).__name__)

@@ -26,7 +26,7 @@ import binascii
 import json
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 import anyio.to_thread
@@ -41,6 +41,7 @@ from worker.formats.error_codes import ErrorCode
 from worker.formats.json_depth import nested_too_deep
 from worker.processing.handling import Handler
 from worker.processing.pipeline import Delivery, Status
+from worker.processing.tenancy import SHARED, Source, subscription_sources
 from worker.transports.http_app import create_app
 from worker.transports.push_auth import (
     AuthFailure,
@@ -151,9 +152,13 @@ class PushEndpoint:
         concurrency: int,
         max_body_bytes: int = MAX_BODY_BYTES,
         subscription: str | None = None,
+        sources: Mapping[str, Source] | None = None,
     ) -> None:
         self._handler = handler
         self._subscription = subscription
+        # Per-service tenancy: the subscriptions pushes may come from, and whom each
+        # authenticates. None: shared tenancy, where ``subscription`` (if set) is the one.
+        self._sources = sources
         self._metrics = handler.metrics
         self._authenticator = authenticator
         self._concurrency = concurrency
@@ -253,17 +258,19 @@ class PushEndpoint:
         except EnvelopeError as error:
             log.warning("malformed push envelope", detail=str(error))
             return _error(400, str(error))
-        if self._subscription is not None and envelope.subscription != self._subscription:
-            # Defence in depth behind the token check: another push subscription signed by
-            # the same service account must not feed this worker. Not 2xx, so nothing is lost:
-            # that subscription retries and dead-letters the message itself.
+        source = self._source_of(envelope.subscription)
+        if source is None:
+            # Another push subscription signed by the same service account must not feed this
+            # worker (with per-service tenancy the subscription is what names the publishing
+            # service). Not 2xx, so nothing is lost: that subscription retries and
+            # dead-letters the message itself.
             if self._refusals.admit((403, "wrong_subscription")) is not None:
                 log.warning("push from another subscription refused")
             return _error(403, "the push came from a subscription this worker does not serve")
         answers: list[bool] = []
         try:
             outcome = self._handler(
-                envelope.delivery,
+                replace(envelope.delivery, source=source),
                 ack=lambda: answers.append(True),
                 nack=lambda: answers.append(False),
             )
@@ -277,6 +284,14 @@ class PushEndpoint:
             {"outcome": outcome.status.value, "error_code": outcome.error_code},
             status_code=429 if throttled else 503,
         )
+
+    def _source_of(self, subscription: str | None) -> Source | None:
+        """Whom a push from ``subscription`` comes from; None when it is not ours."""
+        if self._sources is not None:
+            return self._sources.get(subscription or "")
+        if self._subscription is not None and subscription != self._subscription:
+            return None
+        return SHARED
 
 
 def authenticator_for(settings: Settings) -> PushAuthenticator | None:
@@ -305,6 +320,7 @@ def push_app(
         authenticator,
         concurrency=settings.concurrency,
         subscription=settings.push_subscription_path(),
+        sources=subscription_sources(settings) if settings.per_service else None,
     )
     app = create_app(
         metrics=handler.metrics,

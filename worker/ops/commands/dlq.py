@@ -75,7 +75,10 @@ def _open_queue(*, for_replay: bool = False) -> Iterator[DeadLetterQueue]:
                 subscriber,
                 subscription,
                 publish=make_publish(publisher) if publisher is not None else None,
-                requests_topic=f"projects/{project}/topics/{settings.requests_topic}",
+                # Per-service tenancy: operators may publish only to the replay topic, and
+                # the worker sends a replay only if it is a request a service published.
+                requests_topic=f"projects/{project}/topics/"
+                f"{settings.replay_topic if settings.per_service else settings.requests_topic}",
                 rpc_timeout_s=timeout_s,
                 publish_timeout_s=settings.publish_timeout_s,
             )
@@ -256,6 +259,10 @@ def _listed(ids: list[str], limit: int = 20) -> str:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def replay(message_ids: tuple[str, ...], all_: bool, dry_run: bool, yes: bool) -> None:
     """Republish dead letters to the requests topic, then remove them.
+
+    With per-service tenancy they go to the replay topic (EMAIL_WORKER_REPLAY_TOPIC) instead,
+    and the worker sends one only if its request ledger holds that very request from that
+    service: a replay cannot send anything a service did not publish.
 
     The original data and attributes are republished (without the dead-letter reasons),
     with email_worker_replay_count incremented. A dead letter is removed only after Pub/Sub

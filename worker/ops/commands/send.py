@@ -123,18 +123,28 @@ def send(
             EXIT_USAGE,
         )
     document["request_id"] = request_id
+    service = document.get("service_id") or default_service
+    if settings.per_service and not service:
+        fail(
+            "name the service (--service, a service_id in the file, or "
+            "EMAIL_WORKER_SERVICE_ID): each service publishes to its own topic",
+            EXIT_USAGE,
+        )
+    # Per-service tenancy: the service's own topic, the only one its requests count on.
+    topic = settings.request_topic_for(service) if service else settings.requests_topic
     client = EmailClient(
         project,
-        requests_topic=settings.requests_topic,
+        requests_topic=topic,
         results_topic=settings.results_topic,
         default_service_id=default_service,
         timeout_s=settings.publish_timeout_s,
     )
+    topic_path = client.topic_for(service or "")  # the requests topic, as a full path
     try:
         if not wait:
             with pubsub_errors(
-                f"publishing to {client.requests_topic}",
-                not_found=_missing_topic(client.requests_topic),
+                f"publishing to {topic_path}",
+                not_found=_missing_topic(topic_path),
             ):
                 client.publish(document)
             click.echo(json.dumps({"request_id": request_id}) if as_json else request_id)
@@ -147,8 +157,8 @@ def send(
             client.expect_result(request_id) as pending,
         ):
             with pubsub_errors(
-                f"publishing to {client.requests_topic}",
-                not_found=_missing_topic(client.requests_topic),
+                f"publishing to {topic_path}",
+                not_found=_missing_topic(topic_path),
             ):
                 client.publish(document)
             click.echo(

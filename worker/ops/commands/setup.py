@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from worker.config.settings import Settings
 from worker.ops.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -56,12 +57,16 @@ def setup(
 
     \b
     Topics:
-      EMAIL_WORKER_REQUESTS_TOPIC, EMAIL_WORKER_RESULTS_TOPIC,
-      EMAIL_WORKER_DEAD_LETTER_TOPIC
+      per-service tenancy: EMAIL_WORKER_SERVICE_TOPIC for each of
+      EMAIL_WORKER_ALLOWED_SERVICES, and EMAIL_WORKER_REPLAY_TOPIC;
+      shared tenancy: EMAIL_WORKER_REQUESTS_TOPIC;
+      EMAIL_WORKER_RESULTS_TOPIC, EMAIL_WORKER_DEAD_LETTER_TOPIC
     Subscriptions:
       EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION (read by `email-worker dlq`)
-      EMAIL_WORKER_SUBSCRIPTION (the worker's: dead-letter policy, retry
-      policy, ack deadline)
+      the worker's on each topic requests arrive on (per-service:
+      EMAIL_WORKER_SERVICE_SUBSCRIPTION and EMAIL_WORKER_REPLAY_SUBSCRIPTION;
+      shared: EMAIL_WORKER_SUBSCRIPTION), with a dead-letter policy, a retry
+      policy and an ack deadline
 
     Meant for the emulator and development; production creates the same names with terraform.
     Existing resources are left as they are; differences from what setup would create are
@@ -99,10 +104,9 @@ def setup(
                 publisher,
                 subscriber,
                 project_id=project,
-                requests_topic=settings.requests_topic,
+                inputs=_inputs(settings),
                 results_topic=settings.results_topic,
                 dead_letter_topic=settings.dead_letter_topic,
-                subscription=settings.subscription,
                 dead_letter_subscription=settings.dead_letter_subscription,
                 policy=policy,
                 timeout_s=rpc_timeout_s(settings),
@@ -117,3 +121,16 @@ def setup(
             "(or delete and re-run setup) if the differences matter",
             err=True,
         )
+
+
+def _inputs(settings: Settings) -> list[tuple[str, str]]:
+    """The topics the worker reads, each with its subscription: one per allowed service and
+    the replay topic (per-service tenancy), or the one shared topic."""
+    if not settings.per_service:
+        return [(settings.requests_topic, settings.subscription)]
+    inputs = [
+        (settings.service_topic_for(service), settings.service_subscription_for(service))
+        for service in sorted(settings.allowed_services)
+    ]
+    inputs.append((settings.replay_topic, settings.replay_subscription))
+    return inputs
