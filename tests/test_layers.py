@@ -99,6 +99,22 @@ def test_the_package_keeps_every_contract() -> None:
             "The delivery path does not load the operators' tools or the client",
         ),
         ("worker.transports.pull", "from worker.transports import push  # noqa", "pull and push"),
+        # The events reader sits above the formats and below the app, apart from the rest.
+        (
+            "worker.formats.event",
+            "from worker.events import records  # noqa",
+            "The SES events reader",
+        ),
+        (
+            "worker.events.reader",
+            "from worker.processing.metrics import Metrics  # noqa",
+            "The events reader loads neither",
+        ),
+        (
+            "worker.ops.topology",
+            "from worker.events import EventsReader  # noqa",
+            "Neither the delivery path nor the operators' tools load the events reader",
+        ),
         # The cycle that message and request once had, broken by worker.formats.mime.
         ("worker.formats.mime", "from worker.formats import message  # noqa", "cycles"),
     ],

@@ -27,6 +27,8 @@ from worker.formats.schemas import load_schema
 from worker.sending.envelope import prepare_message
 
 WHEN = datetime(2026, 11, 26, 5, 0, 0, tzinfo=UTC)
+# The worker's own tags on every message built by request_from (service svc, request p-1).
+WORKER_TAGS = "email_worker_service_id=svc, email_worker_request_id=p-1"
 
 
 def request_from(document: dict[str, Any]) -> EmailRequest:
@@ -69,6 +71,12 @@ def unfolded_header(data: bytes, name: str) -> str:
     match = re.search(rf"^{re.escape(name)}: (.*?)\r\n(?![ \t])", head, re.M | re.S | re.I)
     assert match, name
     return re.sub(r"\r\n(?=[ \t])", "", match.group(1))
+
+
+def with_tags_header(raw: bytes, value: str = WORKER_TAGS) -> bytes:
+    """`raw` (CRLF, with a blank line) with the tags header added at the end of its head."""
+    head, body = raw.split(b"\r\n\r\n", 1)
+    return head + f"\r\nX-SES-MESSAGE-TAGS: {value}\r\n\r\n".encode() + body
 
 
 def b64(data: bytes) -> str:
@@ -263,20 +271,26 @@ def test_long_custom_header_with_spaces_is_folded_and_unfolds_exactly() -> None:
     assert all(len(line) <= 78 for line in data.split(b"\r\n\r\n")[0].split(b"\r\n"))
 
 
-def test_tags_become_the_x_ses_message_tags_header() -> None:
+def test_tags_become_the_x_ses_message_tags_header_before_the_worker_tags() -> None:
     message = build(structured(tags={"campaign": "spring", "tier": "gold"}))
-    assert unfolded_header(wire(message), TAGS_HEADER) == "campaign=spring, tier=gold"
+    value = unfolded_header(wire(message), TAGS_HEADER)
+    assert value == f"campaign=spring, tier=gold, {WORKER_TAGS}"
 
 
 def test_long_tags_header_is_folded_without_encoded_words() -> None:
     tags = {f"t{i}": "v" * 256 for i in range(50)}
     value = unfolded_header(wire(build(structured(tags=tags))), TAGS_HEADER)
-    assert value == ", ".join(f"{k}={v}" for k, v in tags.items())
+    assert value == ", ".join(f"{k}={v}" for k, v in tags.items()) + f", {WORKER_TAGS}"
     assert "=?" not in value
 
 
-def test_no_tags_header_without_tags() -> None:
-    assert TAGS_HEADER not in build(structured())
+def test_a_request_without_tags_is_tagged_with_its_service_and_request_id() -> None:
+    assert unfolded_header(wire(build(structured())), TAGS_HEADER) == WORKER_TAGS
+
+
+def test_a_request_id_outside_the_tag_alphabet_is_tagged_in_its_encoded_form() -> None:
+    value = unfolded_header(wire(build(structured(request_id="order 1/ü"))), TAGS_HEADER)
+    assert value == "email_worker_service_id=svc, email_worker_request_id=b64_b3JkZXIgMS_DvA"
 
 
 def test_verbatim_headers_survive_deepcopy_and_pickle() -> None:
@@ -284,7 +298,7 @@ def test_verbatim_headers_survive_deepcopy_and_pickle() -> None:
     for clone in (copy.deepcopy(message), pickle.loads(pickle.dumps(message))):
         header = clone[TAGS_HEADER]
         assert isinstance(header, VerbatimHeader)
-        assert (header.name, str(header)) == (TAGS_HEADER, "a=b")
+        assert (header.name, str(header)) == (TAGS_HEADER, f"a=b, {WORKER_TAGS}")
         assert wire(clone) == wire(message)
 
 
@@ -301,14 +315,15 @@ def raw_request(raw: bytes = RAW, /, **changes: Any) -> EmailRequest:
     return request_from({"version": 1, "raw": b64(raw), **changes})
 
 
-def test_raw_message_is_written_back_unchanged() -> None:
-    assert wire(build(raw_request())) == RAW
+def test_raw_message_is_written_back_unchanged_but_for_the_worker_tags() -> None:
+    assert wire(build(raw_request())) == with_tags_header(RAW)
 
 
 def test_raw_message_gets_the_tags_header_and_nothing_else_changes() -> None:
     data = wire(build(raw_request(tags={"kind": "raw"})))
-    head, body = RAW.split(b"\r\n\r\n", 1)
-    assert data == head + b"\r\nX-SES-MESSAGE-TAGS: kind=raw\r\n\r\n" + body
+    # Folded at a space, as every header the worker writes, to stay within 78 characters.
+    tags = "kind=raw, email_worker_service_id=svc,\r\n email_worker_request_id=p-1"
+    assert data == with_tags_header(RAW, tags)
 
 
 def test_raw_recipients_from_the_request_replace_to_cc_and_bcc_headers() -> None:
@@ -325,7 +340,7 @@ def test_raw_from_from_the_request_replaces_the_from_header() -> None:
 
 def test_raw_message_with_lf_line_endings_is_sent_with_crlf() -> None:
     raw = b"From: a@example.com\nTo: b@example.com\nSubject: s\n\nline one\nline two\n"
-    assert wire(build(raw_request(raw))) == raw.replace(b"\n", b"\r\n")
+    assert wire(build(raw_request(raw))) == with_tags_header(raw.replace(b"\n", b"\r\n"))
 
 
 # --------------------------------------------------------------------------- size
@@ -356,7 +371,7 @@ def test_oversized_raw_message_is_rejected_as_message_too_large() -> None:
 
 def test_message_size_counts_crlf_line_endings() -> None:
     message = build(raw_request())
-    assert message_size(message) == len(RAW)
+    assert message_size(message) == len(with_tags_header(RAW))
 
 
 # --------------------------------------------------------------------------- property tests

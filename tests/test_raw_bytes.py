@@ -80,6 +80,21 @@ ODD_MULTIPART = (
 )
 
 
+# The worker's own tags on every message built by request_from (service svc, request p-1).
+WORKER_TAGS = b"email_worker_service_id=svc, email_worker_request_id=p-1"
+# The same after a requester's tag: the line is folded at a space to stay within 78 characters.
+KIND_RAW_AND_WORKER_TAGS = b"kind=raw, email_worker_service_id=svc,\r\n email_worker_request_id=p-1"
+
+
+def with_tags(raw: bytes, value: bytes = WORKER_TAGS) -> bytes:
+    """`raw` (CRLF line endings) with the tags header added at the end of its header block."""
+    line = b"X-SES-MESSAGE-TAGS: " + value + b"\r\n"
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if sep:
+        return head + b"\r\n" + line + b"\r\n" + body
+    return raw.removesuffix(b"\r\n") + b"\r\n" + line
+
+
 def request_from(raw: bytes, **changes: Any) -> EmailRequest:
     document = {"version": 1, "raw": base64.b64encode(raw).decode(), **changes}
     return parse_request(
@@ -104,10 +119,10 @@ def without_fields(raw: bytes, *names: str) -> bytes:
     return re.sub(pattern, b"", head + b"\r\n").removesuffix(b"\r\n") + sep + body
 
 
-def test_odd_multipart_is_sent_exactly_as_given() -> None:
+def test_odd_multipart_is_sent_exactly_as_given_but_for_the_tags_header() -> None:
     message = build_message(request_from(ODD_MULTIPART))
-    assert wire(message) == ODD_MULTIPART
-    assert sent_bytes(message) == ODD_MULTIPART
+    assert wire(message) == with_tags(ODD_MULTIPART)
+    assert sent_bytes(message) == with_tags(ODD_MULTIPART)
 
 
 def test_the_stdlib_generator_would_have_changed_the_odd_multipart() -> None:
@@ -127,7 +142,7 @@ def test_replaced_headers_are_spliced_and_every_other_byte_is_kept() -> None:
     message = build_message(request)
     head, body = without_fields(ODD_MULTIPART, "From", "To", "Cc").split(b"\r\n\r\n", 1)
     added = b"From: orders@example.com\r\nTo: new@example.com\r\n"
-    tags = b"X-SES-MESSAGE-TAGS: kind=raw\r\n"
+    tags = b"X-SES-MESSAGE-TAGS: " + KIND_RAW_AND_WORKER_TAGS + b"\r\n"
     assert wire(message) == head + b"\r\n" + added + b"Bcc: hidden@example.com\r\n" + tags + (
         b"\r\n" + body
     )
@@ -171,9 +186,9 @@ def test_session_sends_the_spliced_bytes_as_raw_data() -> None:
     session._ses = FakeSes()
     message = build_message(request_from(ODD_MULTIPART, tags={"kind": "raw"}))
     assert session.send_email(message) == ["m-1"]
-    head, body = ODD_MULTIPART.split(b"\r\n\r\n", 1)
-    expected = head + b"\r\nX-SES-MESSAGE-TAGS: kind=raw\r\n\r\n" + body
+    expected = with_tags(ODD_MULTIPART, KIND_RAW_AND_WORKER_TAGS)
     assert calls[0]["Content"] == {"Raw": {"Data": expected}}
+    assert "EmailTags" not in calls[0]  # one SES call: SES reads the tags from the header
 
 
 @pytest.mark.parametrize(
@@ -187,13 +202,13 @@ def test_session_sends_the_spliced_bytes_as_raw_data() -> None:
 )
 def test_message_of_headers_only_is_accepted_and_kept(raw: bytes) -> None:
     message = build_message(request_from(raw))
-    assert sent_bytes(message) == raw
+    assert sent_bytes(message) == with_tags(raw)
 
 
 def test_message_of_headers_only_gets_the_tags_header_on_its_own_line() -> None:
     raw = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: no final line ending"
     message = build_message(request_from(raw, tags={"kind": "raw"}))
-    assert sent_bytes(message) == raw + b"\r\nX-SES-MESSAGE-TAGS: kind=raw\r\n"
+    assert sent_bytes(message) == with_tags(raw, KIND_RAW_AND_WORKER_TAGS)
 
 
 def test_line_endings_become_crlf_without_doubling_existing_ones() -> None:
@@ -205,13 +220,13 @@ def test_line_endings_become_crlf_without_doubling_existing_ones() -> None:
         b"From: a@example.com\r\nTo: b@example.com\r\nSubject: s\r\nX-A: 1\r\n\r\n"
         b"line one\r\nline two\r\nthree\r\n"
     )
-    assert sent_bytes(build_message(request_from(raw))) == expected
+    assert sent_bytes(build_message(request_from(raw))) == with_tags(expected)
 
 
 def test_mbox_from_line_at_the_top_is_dropped() -> None:
     raw = b"From sender@example.com Thu Nov 26 05:00:00 2026\r\n" + ODD_MULTIPART
     message = build_message(request_from(raw))
-    assert sent_bytes(message) == ODD_MULTIPART
+    assert sent_bytes(message) == with_tags(ODD_MULTIPART)
 
 
 @pytest.mark.parametrize("after", [b"To: b@example.com\r\n\r\nx\r\n", b"\r\nx\r\n"])
@@ -239,9 +254,10 @@ def test_raw_message_keeps_its_bytes_through_deepcopy_and_pickle() -> None:
 
 def test_raw_size_limit_counts_the_bytes_sent() -> None:
     request = request_from(ODD_MULTIPART)
-    assert build_message(request, max_bytes=len(ODD_MULTIPART))
+    size = len(with_tags(ODD_MULTIPART))
+    assert build_message(request, max_bytes=size)
     with pytest.raises(RequestRejected) as info:
-        build_message(request, max_bytes=len(ODD_MULTIPART) - 1)
+        build_message(request, max_bytes=size - 1)
     assert info.value.code == ErrorCode.MESSAGE_TOO_LARGE
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.formats.error_codes import ErrorCode
+from worker.formats.error_codes import ErrorCode, ResultStatus
 from worker.formats.request import (
     MAX_JSON_DEPTH,
     MAX_RAW_ADDRESS_FIELD_LENGTH,
@@ -525,6 +525,23 @@ def test_invalid_tag_name_or_value_is_rejected_as_invalid_request(tags: dict[str
     assert rejection(doc(tags=tags)).code == ErrorCode.INVALID_REQUEST
 
 
+@pytest.mark.parametrize(
+    "name", ["email_worker_request_id", "email_worker_mine", "Email-Worker-Batch", "EMAIL_WORKER_"]
+)
+def test_a_tag_named_with_the_worker_s_prefix_is_rejected_as_reserved_tag(name: str) -> None:
+    error = rejection(doc(tags={"campaign": "spring", name: "v"}))
+    assert error.code == ErrorCode.RESERVED_TAG
+    assert ErrorCode(error.code).status is ResultStatus.REJECTED
+
+
+def test_a_raw_request_tag_named_with_the_worker_s_prefix_is_rejected_as_reserved_tag() -> None:
+    assert rejection(raw_doc(RAW, tags={"email_worker_x": "v"})).code == ErrorCode.RESERVED_TAG
+
+
+def test_a_tag_that_only_contains_the_worker_s_prefix_is_kept() -> None:
+    assert parse(doc(tags={"my_email_worker_tag": "v"})).tags == (("my_email_worker_tag", "v"),)
+
+
 def test_more_than_fifty_tags_are_rejected_as_invalid_request() -> None:
     tags = {f"t{i}": "v" for i in range(MAX_TAGS + 1)}
     assert rejection(doc(tags=tags)).code == ErrorCode.INVALID_REQUEST
@@ -763,6 +780,7 @@ def test_requests_the_worker_accepts_validate_against_the_schema(sample: dict[st
         doc(headers={"X-SES-TAGS": "x"}),
         doc(headers={"X Bad": "x"}),
         doc(tags={"a b": "c"}),
+        doc(tags={"Email-Worker-x": "c"}),
         doc(attachments=[attachment(content_base64="abc")]),
         doc(attachments=[attachment(content_type="multipart/mixed")]),
         doc(attachments=[attachment(extra=1)]),

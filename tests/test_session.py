@@ -20,6 +20,9 @@ import google.auth.jwt
 import pytest
 
 from tests.support import fault_proxy as faults
+from worker.formats.message import build_message
+from worker.formats.request import parse_request
+from worker.formats.tags import WorkerTags, read_worker_tags
 from worker.sending import errors
 from worker.sending import session as session_module
 from worker.sending.identity import TOKEN_AUDIENCE
@@ -460,3 +463,81 @@ def test_worker_session_is_the_documented_entry_point_to_the_same_objects() -> N
     assert worker.session.__all__ == session_module.__all__
     for name in worker.session.__all__:
         assert getattr(worker.session, name) is getattr(session_module, name)
+
+
+# --------------------------------------------------------------------------- SES message tags
+
+TAGS_HEADER = "X-SES-MESSAGE-TAGS"
+
+
+def tagged_message(to: str, tags: str) -> EmailMessage:
+    message = make_message(to=to)
+    message[TAGS_HEADER] = tags
+    return message
+
+
+def test_a_message_sent_in_one_call_is_tagged_by_its_header(aws_env: Any, moto: Any) -> None:
+    Session(ROLE).send_email(tagged_message("alice@example.org", "kind=invoice, tier=gold"))
+    assert moto.sent_messages()[0].tags == {"kind": "invoice", "tier": "gold"}
+
+
+def test_each_batch_of_a_large_message_is_tagged_with_its_position_and_the_message_tags(
+    aws_env: Any, moto: Any
+) -> None:
+    ids = Session(ROLE).send_email(tagged_message(", ".join(addresses(120)), "kind=invoice"))
+    sent = moto.sent_messages()
+    assert [m.message_id for m in sent] == ids
+    assert [m.tags for m in sent] == [
+        {"kind": "invoice", "email_worker_batch": str(index)} for index in range(3)
+    ]
+
+
+def test_a_batch_tag_in_the_message_itself_gives_way_to_each_batch_s_own(
+    aws_env: Any, moto: Any
+) -> None:
+    message = tagged_message(", ".join(addresses(60)), "email_worker_batch=7, kind=invoice")
+    Session(ROLE).send_email(message)
+    assert [m.tags for m in moto.sent_messages()] == [
+        {"kind": "invoice", "email_worker_batch": "0"},
+        {"kind": "invoice", "email_worker_batch": "1"},
+    ]
+
+
+def test_a_large_message_with_an_unreadable_tags_header_is_refused_before_any_call(
+    aws_env: Any, moto: Any
+) -> None:
+    with pytest.raises(errors.InvalidMessageError, match=TAGS_HEADER):
+        Session(ROLE).send_email(tagged_message(", ".join(addresses(60)), "kind: invoice"))
+    assert moto.sent_messages() == []
+
+
+def test_a_request_built_by_the_worker_reaches_ses_tagged_with_its_service_request_and_batch(
+    aws_env: Any, moto: Any
+) -> None:
+    document = {
+        "version": 1,
+        "request_id": "order 1842/ü",  # outside the tag alphabet: carried encoded
+        "service_id": "billing",
+        "from": "noreply@example.com",
+        "to": addresses(60),
+        "subject": "Your invoice",
+        "text": "Hello",
+        "tags": {"kind": "invoice"},
+    }
+    request = parse_request(
+        json.dumps(document).encode(), pubsub_message_id="p-1", default_service_id=None
+    )
+    Session(ROLE).send_email(build_message(request))
+    sent = moto.sent_messages()
+    assert [m.tags for m in sent] == [
+        {
+            "kind": "invoice",
+            "email_worker_service_id": "billing",
+            "email_worker_request_id": "b64_b3JkZXIgMTg0Mi_DvA",
+            "email_worker_batch": str(index),
+        }
+        for index in range(2)
+    ]
+    assert [read_worker_tags(m.tags or {}) for m in sent] == [
+        WorkerTags("billing", "order 1842/ü", index) for index in range(2)
+    ]

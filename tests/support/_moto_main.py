@@ -6,6 +6,10 @@ without their account or region. ``GET /_support/ses/sent-messages`` reads the s
 backend lists (``ses_backends[account][region].sent_messages``, which SES v2 sends also
 land in) and labels each message with both.
 
+Each described message also has ``tags``: the SES message tags SES would apply to it, by
+SES's rule for raw sends (the call's ``EmailTags`` if it passed any, which moto itself drops,
+else the message's ``X-SES-MESSAGE-TAGS`` header).
+
 Started by ``tests/support/moto_server.py`` as ``python _moto_main.py HOST PORT``.
 """
 
@@ -16,6 +20,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from email.parser import HeaderParser
 from typing import Any
 
 from moto.moto_server.werkzeug_app import (
@@ -25,6 +30,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from moto.ses.exceptions import MessageRejectedError
 from moto.ses.models import RawMessage, SESBackend, ses_backends
+from moto.sesv2.responses import SESV2Response
 from werkzeug.serving import run_simple
 
 SENT_MESSAGES_PATH = "/_support/ses/sent-messages"
@@ -65,6 +71,32 @@ def _send_raw_email(
 SESBackend.send_raw_email = _send_raw_email  # type: ignore[method-assign]
 
 
+_moto_v2_send_email = SESV2Response.send_email
+
+
+def _v2_send_email(self: SESV2Response) -> str:
+    """moto's SES v2 SendEmail, keeping the call's EmailTags on the message it records."""
+    answer = _moto_v2_send_email(self)
+    email_tags = json.loads(self.body).get("EmailTags")
+    if email_tags:
+        message_id = json.loads(answer)["MessageId"]
+        backend = ses_backends[self.current_account][self.region]
+        for message in reversed(list(backend.sent_messages)):  # the newest is ours
+            if getattr(message, "id", None) == message_id:
+                message.email_tags = {t["Name"]: t["Value"] for t in email_tags}
+                break
+    return answer
+
+
+SESV2Response.send_email = _v2_send_email  # type: ignore[method-assign]
+
+
+def _header_tags(raw_data: str) -> dict[str, str]:
+    values = HeaderParser().parsestr(raw_data).get_all("X-SES-MESSAGE-TAGS", [])
+    pairs = (item.strip().partition("=") for value in values for item in str(value).split(","))
+    return {name.strip(): value.strip() for name, _, value in pairs if name.strip()}
+
+
 def _describe(account_id: str, region: str, message: Any) -> dict[str, Any]:
     described: dict[str, Any] = {
         "account_id": account_id,
@@ -77,6 +109,9 @@ def _describe(account_id: str, region: str, message: Any) -> dict[str, Any]:
         # With the envelope rule above, moto's list is the envelope either way: the given
         # destinations, or the header recipients when none were given.
         described.update(destinations=message.destinations, raw_data=message.raw_data)
+        # SES uses the call's EmailTags alone when there are any, else the header's.
+        tags = getattr(message, "email_tags", None)
+        described.update(tags=tags if tags is not None else _header_tags(message.raw_data))
     else:
         destinations = message.destinations
         if isinstance(destinations, dict):  # SendEmail's {"ToAddresses": [...], ...}

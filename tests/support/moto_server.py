@@ -46,6 +46,9 @@ class SentMessage:
     message_id: str | None
     subject: str | None = None  # only for "Simple" content sends
     body: str | None = None
+    #: The SES message tags of a raw send, as SES applies them (the call's EmailTags, else the
+    #: X-SES-MESSAGE-TAGS header); None for other sends.
+    tags: dict[str, str] | None = None
 
 
 class MotoServer(SubprocessServer):
@@ -119,6 +122,7 @@ class MotoServer(SubprocessServer):
                 message_id=m["id"],
                 subject=m.get("subject"),
                 body=m.get("body"),
+                tags=m.get("tags"),
             )
             for m in self._get("/_support/ses/sent-messages")
             if region in (None, m["region"]) and account_id in (None, m["account_id"])

@@ -101,3 +101,21 @@ def serve() -> None:
     from worker.app.serving import run_serve  # imported here so that `--help` stays fast
 
     sys.exit(run_serve(settings))
+
+
+@main.command()
+def events() -> None:
+    """Publish SES's events about sent email (send, delivery, bounce, complaint, delivery
+    delay, reject) to the events topic until SIGTERM or SIGINT.
+
+    Long-polls EMAIL_WORKER_SES_EVENTS_QUEUE_URL as EMAIL_WORKER_SES_EVENTS_ROLE_ARN (assumed
+    with the Google identity, no AWS keys) and publishes one event v1 message per event to
+    EMAIL_WORKER_EVENTS_TOPIC; an SQS message is deleted only once its publish is confirmed.
+    GOOGLE_CLOUD_PROJECT and both EMAIL_WORKER_SES_EVENTS_* settings are required.
+    """
+    settings = settings_from_env()
+    configure_logging(settings.log_level)
+
+    from worker.app.events_reader import run_events  # imported here so that `--help` stays fast
+
+    sys.exit(run_events(settings))

@@ -230,6 +230,21 @@ class Settings:
         doc="PEM certificates by key id that push tokens are verified against (https, or "
         "http on loopback for tests).",
     )
+    ses_events_queue_url: str | None = _env(
+        "EMAIL_WORKER_SES_EVENTS_QUEUE_URL",
+        doc="SQS queue EventBridge delivers SES's events to; email-worker events reads it "
+        "(required for events).",
+    )
+    ses_events_role_arn: str | None = _env(
+        "EMAIL_WORKER_SES_EVENTS_ROLE_ARN",
+        doc="AWS role email-worker events assumes with the Google identity (no keys) to read "
+        "and delete from that queue (required for events).",
+    )
+    events_topic: str = _env(
+        "EMAIL_WORKER_EVENTS_TOPIC",
+        "email-events",
+        doc="Topic email-worker events publishes event v1 messages to.",
+    )
 
     @classmethod
     def from_env(

@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"
     HEADER_INJECTION = "header_injection"
     RESERVED_HEADER = "reserved_header"
+    RESERVED_TAG = "reserved_tag"
     INVALID_ADDRESS = "invalid_address"
     INVALID_BASE64 = "invalid_base64"
     TOO_MANY_RECIPIENTS = "too_many_recipients"
@@ -76,6 +77,7 @@ _STATUS: dict[ErrorCode, ResultStatus] = {
     ErrorCode.UNSUPPORTED_VERSION: _R,
     ErrorCode.HEADER_INJECTION: _R,
     ErrorCode.RESERVED_HEADER: _R,
+    ErrorCode.RESERVED_TAG: _R,
     ErrorCode.INVALID_ADDRESS: _R,
     ErrorCode.INVALID_BASE64: _R,
     ErrorCode.TOO_MANY_RECIPIENTS: _R,
@@ -104,6 +106,7 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.UNSUPPORTED_VERSION: "The request's version is not one this worker understands.",
     ErrorCode.HEADER_INJECTION: "A header value contains a line break or NUL character.",
     ErrorCode.RESERVED_HEADER: "A custom header name is one the worker or SES controls.",
+    ErrorCode.RESERVED_TAG: "A tag name uses the prefix the worker reserves for its own tags.",
     ErrorCode.INVALID_ADDRESS: "An email address is not syntactically valid.",
     ErrorCode.INVALID_BASE64: "An attachment or raw message is not strict base64.",
     ErrorCode.TOO_MANY_RECIPIENTS: "More recipients than one message may have.",

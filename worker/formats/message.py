@@ -25,6 +25,7 @@ from worker.formats.error_codes import ErrorCode
 from worker.formats.mime import MESSAGE_POLICY as _POLICY
 from worker.formats.mime import RawMessage, VerbatimHeader, load_raw_message, message_size
 from worker.formats.request import EmailRequest, RequestRejected
+from worker.formats.tags import worker_tags
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -99,9 +100,15 @@ def build_message(
         message = _build_raw(request, request.raw, sender)
     else:
         message = _build_structured(request, sender, date or datetime.now(UTC))
-    if request.tags:
-        tags = ", ".join(f"{name}={value}" for name, value in request.tags)
-        message[TAGS_HEADER] = VerbatimHeader(TAGS_HEADER, tags)
+    # The requester's tags, then the worker's: SES copies them into every event about the
+    # message, which is how the events reader finds the request (worker.formats.tags).
+    tags = (
+        *request.tags,
+        *worker_tags(service_id=request.service_id, request_id=request.request_id),
+    )
+    message[TAGS_HEADER] = VerbatimHeader(
+        TAGS_HEADER, ", ".join(f"{name}={value}" for name, value in tags)
+    )
     if request.raw is None and max_bytes >= MAX_MESSAGE_BYTES:
         # Serialising is a large share of the cost of a message. A structured message always
         # serialises, and the session checks SES's limit, with the same code, when it

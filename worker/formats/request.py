@@ -32,6 +32,7 @@ from worker.formats.error_codes import ErrorCode
 from worker.formats.json_depth import MAX_JSON_DEPTH, nested_too_deep
 from worker.formats.mime import MalformedHeaderLineDefect, load_raw_message
 from worker.formats.rejection import LINE_BREAK_RE, RequestRejected, check_header_text, reject
+from worker.formats.tags import TAG_PREFIX, is_reserved_tag_name
 
 __all__ = [
     "MAX_ATTACHMENTS",
@@ -608,6 +609,12 @@ def _parse_tags(value: Any) -> tuple[tuple[str, str], ...]:
     for name, tag_value in tags.items():
         if not _TAG_RE.fullmatch(name):
             reject(ErrorCode.INVALID_REQUEST, f"tag names must be {rule}")
+        if is_reserved_tag_name(name):
+            # The events reader trusts these names to be the worker's own.
+            reject(
+                ErrorCode.RESERVED_TAG,
+                f"tag {_quote_name(name)}: names starting with {TAG_PREFIX!r} are the worker's",
+            )
         if not isinstance(tag_value, str) or not _TAG_RE.fullmatch(tag_value):
             reject(ErrorCode.INVALID_REQUEST, f"tags[{_quote_name(name)}] must be {rule}")
     return tuple(tags.items())

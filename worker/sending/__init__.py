@@ -1,12 +1,12 @@
 """The sending library: an ``EmailMessage`` in, Amazon SES message ids out, as a service's role.
 
 The layer owns the :class:`Session` (Google ID token, STS web identity, SES v2 raw sends in
-batches of 50 recipients) and its abstract :class:`BaseSession`, the services' configuration
-documents (:func:`load_service_config`), the cache of sessions by service
-(:class:`SessionCache`), the SES envelope (sender, recipients, raw bytes) and the
-:class:`EmailError` hierarchy every provider failure is classified into. Services use it
-directly through ``worker.session``; the worker's pipeline sends through it. It knows nothing
-of requests, results, Pub/Sub or the worker's settings.
+batches of 50 recipients, each batch of several tagged with its position) and its abstract
+:class:`BaseSession`, the services' configuration documents (:func:`load_service_config`),
+the cache of sessions by service (:class:`SessionCache`), the SES envelope (sender,
+recipients, raw bytes) and the :class:`EmailError` hierarchy every provider failure is
+classified into. Services use it directly through ``worker.session``; the worker's pipeline
+sends through it. It knows nothing of requests, results, Pub/Sub or the worker's settings.
 """
 
 from __future__ import annotations

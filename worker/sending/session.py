@@ -45,6 +45,7 @@ from worker.sending.errors import ConfigurationError, EmailError
 from worker.sending.identity import TOKEN_AUDIENCE, GoogleIdTokenSource, storage_credentials
 from worker.sending.provider_errors import classify_exception
 from worker.sending.service_config import DEFAULT_ENVIRONMENT, ServiceConfig, load_service_config
+from worker.sending.tags import batch_tags, header_tags
 
 __all__ = ["DEFAULT_AWS_REGION", "DEFAULT_ROLE_SESSION_NAME", "BaseSession", "Session"]
 
@@ -191,11 +192,13 @@ class Session(BaseSession):
 
         Recipients are the To, Cc and Bcc addresses, each once; Bcc is not in the headers that
         are sent. More than 50 recipients are sent in consecutive batches of 50, one SES call
-        and one id each. Once a batch has been accepted, transient failures of the later ones
-        are retried here, with backoff, up to ``LATER_BATCH_ATTEMPTS`` times and for at most
-        ``LATER_BATCH_DEADLINE_S`` seconds each: retrying the whole message would send the
-        accepted batches twice. The sender is the message's From, else
-        ``default_from_address``.
+        and one id each; each of those calls carries the message's SES tags (its
+        ``X-SES-MESSAGE-TAGS`` header) plus ``email_worker_batch``, the batch's position in the
+        returned list, so that SES's events tell the batches apart. Once a batch has been
+        accepted, transient failures of the later ones are retried here, with backoff, up to
+        ``LATER_BATCH_ATTEMPTS`` times and for at most ``LATER_BATCH_DEADLINE_S`` seconds each:
+        retrying the whole message would send the accepted batches twice. The sender is the
+        message's From, else ``default_from_address``.
 
         Raises:
             InvalidMessageError: no sender, no recipients, or an address SES cannot take.
@@ -205,10 +208,13 @@ class Session(BaseSession):
                 ``sent_message_ids`` lists the batches that had already been accepted.
         """
         prepared = prepare_message(message, default_from=self.default_from_address)
-        batches = batched(prepared.recipients, MAX_RECIPIENTS_PER_CALL)
+        batches = enumerate(batched(prepared.recipients, MAX_RECIPIENTS_PER_CALL))
+        # One SES call keeps its tags in the header. With several, each call passes its batch
+        # tag as EmailTags, and SES then ignores the header: the header's tags go along too.
+        tags = header_tags(message) if len(prepared.recipients) > MAX_RECIPIENTS_PER_CALL else None
         # Nothing is sent until the first batch is accepted: its failures are the caller's to
         # retry.
-        message_ids = [self._send_batch(prepared, next(batches))]
+        message_ids = [self._send_batch(prepared, *next(batches), tags)]
         # After that, a caller's retry would send the accepted batches again, so transient
         # failures are retried here, batch by batch.
         retrying = tenacity.Retrying(
@@ -221,20 +227,30 @@ class Session(BaseSession):
             sleep=self._sleep,
             reraise=True,
         )
-        for batch in batches:
+        for index, batch in batches:
             try:
-                message_ids.append(retrying(self._send_batch, prepared, batch))
+                message_ids.append(retrying(self._send_batch, prepared, index, batch, tags))
             except EmailError as failure:
                 failure.sent_message_ids = tuple(message_ids)
                 raise
         return message_ids
 
-    def _send_batch(self, prepared: PreparedMessage, batch: Sequence[str]) -> str:
+    def _send_batch(
+        self,
+        prepared: PreparedMessage,
+        index: int,
+        batch: Sequence[str],
+        tags: tuple[tuple[str, str], ...] | None,
+    ) -> str:
+        extra: dict[str, Any] = {}
+        if tags is not None:
+            extra["EmailTags"] = batch_tags(tags, index)
         try:
             response = self._ses.send_email(
                 FromEmailAddress=prepared.from_address,
                 Destination={"ToAddresses": list(batch)},
                 Content={"Raw": {"Data": prepared.raw}},
+                **extra,
             )
         except Exception as error:
             raise classify_exception(error) from error

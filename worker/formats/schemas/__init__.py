@@ -1,4 +1,4 @@
-"""JSON Schemas (draft 2020-12) of the v1 request and result formats.
+"""JSON Schemas (draft 2020-12) of the v1 request, result and event formats.
 
 They ship inside the package so that services can validate their requests
 before publishing (``load_schema("request-v1")``). The schemas are checked
@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["SCHEMA_NAMES", "load_schema"]
 
-SCHEMA_NAMES: tuple[str, ...] = ("request-v1", "result-v1")
+SCHEMA_NAMES: tuple[str, ...] = ("request-v1", "result-v1", "event-v1")
 
 
 def load_schema(name: str) -> dict[str, Any]:

@@ -1,0 +1,269 @@
+"""The events reader's loop: long-poll SQS, publish each SES event, delete what is done.
+
+For every SQS message, in each batch of up to ten:
+
+* an SES event of a request the worker sent is published as event v1 to the events topic,
+  and the message is deleted once Pub/Sub has confirmed the publish; a publish that fails or
+  times out leaves the message, which SQS delivers again after its visibility timeout;
+* a well-formed event that is not one of the worker's sends (no worker tags, or worker tags
+  that name no request) or of a type the format does not carry is counted and deleted;
+* anything else (not JSON, not an SES event record) is counted and left alone: after the
+  queue's receive limit its redrive policy moves it to the dead-letter queue.
+
+SQS delivers at least once, so an event may be published more than once; event consumers
+treat a repeated event as harmless. Nothing a message contains stops the loop, and failing
+SQS or STS calls are retried with backoff until :meth:`EventsReader.stop`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.config.logs import get_logger
+from worker.events.metrics import EventsMetrics
+from worker.events.records import Dropped, MalformedEvent, read_event
+from worker.formats.event import EmailEvent
+from worker.formats.pubsub import Publish
+
+__all__ = ["EventsReader"]
+
+log = get_logger()
+
+#: SQS's most messages per receive.
+MAX_MESSAGES_PER_RECEIVE = 10
+#: SQS's longest long poll.
+MAX_WAIT_TIME_S = 20
+# Waits after a failed SQS call: doubling from the first to the cap.
+_FIRST_BACKOFF_S = 1.0
+_MAX_BACKOFF_S = 30.0
+
+
+@dataclass(frozen=True)
+class _Received:
+    """One SQS message. The repr leaves out the body and the receipt handle."""
+
+    sqs_message_id: str
+    receipt_handle: str = field(repr=False)
+    body: str = field(repr=False)
+    receive_count: int | None = None
+
+    @classmethod
+    def of(cls, message: dict[str, Any]) -> _Received:
+        count = message.get("Attributes", {}).get("ApproximateReceiveCount")
+        return cls(
+            sqs_message_id=str(message.get("MessageId", "")),
+            receipt_handle=str(message["ReceiptHandle"]),
+            body=message.get("Body") or "",
+            receive_count=int(count) if count and str(count).isdigit() else None,
+        )
+
+
+class EventsReader:
+    """Reads SES events from an SQS queue and publishes them until :meth:`stop` is called.
+
+    Args:
+        sqs: A boto3/botocore SQS client (see :func:`worker.events.sqs.sqs_client`).
+        queue_url: The queue EventBridge delivers SES events to.
+        topic: Full path of the events topic.
+        publish: Publishes one message; its future resolves once Pub/Sub has it.
+        publish_timeout_s: How long a batch's publishes may take before the messages whose
+            publish is unconfirmed are left for SQS to deliver again.
+        wait_time_s: The long poll's wait (at most 20 s).
+        sleep: How backoff waits pass (tests replace it); by default they end at :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        sqs: Any,
+        *,
+        queue_url: str,
+        topic: str,
+        publish: Publish,
+        metrics: EventsMetrics | None = None,
+        publish_timeout_s: float = 30.0,
+        wait_time_s: int = MAX_WAIT_TIME_S,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        if not 0 <= wait_time_s <= MAX_WAIT_TIME_S:
+            raise ValueError(f"wait_time_s must be 0-{MAX_WAIT_TIME_S}")
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._topic = topic
+        self._publish = publish
+        self.metrics = metrics if metrics is not None else EventsMetrics()
+        self._publish_timeout_s = publish_timeout_s
+        self._wait_time_s = wait_time_s
+        self._stopping = threading.Event()
+        self._sleep = sleep if sleep is not None else self._stopping.wait
+
+    def __repr__(self) -> str:
+        return f"EventsReader(topic={self._topic!r})"
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Finish the batch in hand and return from :meth:`run` (a long poll in progress
+        is not cut short; what it brings is handled first)."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        """Poll until :meth:`stop`; never raises for what a message holds or SQS says."""
+        backoff_s = 0.0
+        while not self._stopping.is_set():
+            try:
+                self.poll_once()
+            except Exception as error:
+                if not isinstance(error, _SqsFailure):  # a bug: logged, and the loop goes on
+                    log.error("unexpected failure in the events reader", error=type(error).__name__)
+                backoff_s = min(_MAX_BACKOFF_S, max(_FIRST_BACKOFF_S, backoff_s * 2))
+                self._sleep(backoff_s)
+            else:
+                backoff_s = 0.0
+
+    def poll_once(self) -> int:
+        """Receive one batch (waiting up to ``wait_time_s``) and handle it; return its size.
+
+        Raises ``_SqsFailure`` (logged and counted) when the receive itself failed.
+        """
+        messages = self._receive()
+        done: list[_Received] = []
+        pending: list[tuple[_Received, EmailEvent, Future[Any]]] = []
+        for message in messages:
+            handled = self._read(message)
+            if isinstance(handled, Dropped):
+                done.append(message)
+            elif handled is not None:
+                future = self._start_publish(message, handled)
+                if future is not None:
+                    pending.append((message, handled, future))
+        done.extend(self._confirmed(pending))
+        self._delete(done)
+        return len(messages)
+
+    def _receive(self) -> list[_Received]:
+        try:
+            response = self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=MAX_MESSAGES_PER_RECEIVE,
+                WaitTimeSeconds=self._wait_time_s,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        except Exception as error:
+            self.metrics.sqs_failures.labels("receive").inc()
+            log.warning(
+                "cannot receive SES events from SQS",
+                error=type(error).__name__,
+                detail=str(error)[:300],
+            )
+            raise _SqsFailure from error
+        return [_Received.of(message) for message in response.get("Messages", [])]
+
+    def _read(self, message: _Received) -> EmailEvent | Dropped | None:
+        """The message's event, or why it is dropped; None (logged, counted) if malformed."""
+        try:
+            read = read_event(message.body)
+        except MalformedEvent as error:
+            reason = error.reason
+        except Exception as error:  # a bug must not stop the reader; the DLQ keeps the message
+            reason = "unreadable"
+            log.error("failed to read an SQS message", error=type(error).__name__)
+        else:
+            if isinstance(read, Dropped):
+                self.metrics.dropped.labels(read.reason).inc()
+                log.info(
+                    "SES event dropped",
+                    outcome="dropped",
+                    reason=read.reason,
+                    ses_event_type=read.ses_event_type,
+                    ses_message_id=read.message_id,
+                    sqs_message_id=message.sqs_message_id,
+                )
+            return read
+        self.metrics.malformed.labels(reason).inc()
+        # The body is not logged: it may hold addresses. The dead-letter queue keeps it.
+        log.warning(
+            "malformed SQS message left for the dead-letter queue",
+            outcome="malformed",
+            reason=reason,
+            sqs_message_id=message.sqs_message_id,
+            receive_count=message.receive_count,
+        )
+        return None
+
+    def _start_publish(self, message: _Received, event: EmailEvent) -> Future[Any] | None:
+        try:
+            return self._publish(self._topic, event.to_json_bytes(), event.pubsub_attributes())
+        except Exception as error:
+            self._publish_failed(message, event, error)
+            return None
+
+    def _confirmed(
+        self, pending: Sequence[tuple[_Received, EmailEvent, Future[Any]]]
+    ) -> list[_Received]:
+        """The messages whose publish Pub/Sub confirmed within the publish timeout."""
+        deadline = time.monotonic() + self._publish_timeout_s
+        confirmed: list[_Received] = []
+        for message, event, future in pending:
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as error:
+                self._publish_failed(message, event, error)
+                continue
+            confirmed.append(message)
+            self.metrics.published.labels(event.event_type.value).inc()
+            log.info(
+                "SES event published",
+                outcome="published",
+                event_type=event.event_type.value,
+                request_id=event.request_id,
+                service_id=event.service_id,
+                ses_message_id=event.message_id,
+                batch=event.batch,
+                recipient_count=len(event.recipients),
+                sqs_message_id=message.sqs_message_id,
+            )
+        return confirmed
+
+    def _publish_failed(self, message: _Received, event: EmailEvent, error: BaseException) -> None:
+        self.metrics.publish_failures.inc()
+        log.warning(
+            "could not publish an SES event; SQS delivers it again",
+            outcome="publish_failed",
+            error=type(error).__name__,
+            event_type=event.event_type.value,
+            request_id=event.request_id,
+            service_id=event.service_id,
+            sqs_message_id=message.sqs_message_id,
+        )
+
+    def _delete(self, messages: Sequence[_Received]) -> None:
+        if not messages:
+            return
+        entries = [
+            {"Id": str(index), "ReceiptHandle": message.receipt_handle}
+            for index, message in enumerate(messages)
+        ]
+        try:
+            response = self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
+        except Exception as error:
+            failed = len(entries)
+            detail = f"{type(error).__name__}: {str(error)[:300]}"
+        else:
+            failed = len(response.get("Failed", []))
+            detail = ", ".join(sorted({str(f.get("Code")) for f in response.get("Failed", [])}))
+        if failed:
+            # Those messages come back after their visibility timeout and are published again.
+            self.metrics.sqs_failures.labels("delete").inc(failed)
+            log.warning("could not delete SQS messages", count=failed, detail=detail)
+
+
+class _SqsFailure(Exception):
+    """A receive from SQS failed (already logged and counted). Retried by :meth:`run` after a
+    backoff: SQS, STS or the network may be back by then."""
