@@ -5,10 +5,14 @@
 # environment variables (see the README); the image holds no credentials.
 #
 # Both stages use the same base image, so the virtual environment built in the first finds
-# its interpreter at the same path in the second.
+# its interpreter at the same path in the second. It is pinned by digest: the tag moves with
+# every rebuild of the official image, the digest names these exact bytes. To update, take the
+# new index digest of the tag (`docker buildx imagetools inspect python:3.11-slim-bookworm`, or
+# docker-library/repo-info's repos/python/remote/3.11-slim-bookworm.md) and rebuild.
+ARG PYTHON_DIGEST=sha256:fe556eaffd0d96abd8685b83bb8a69addd0dc730fa193669a7df0d49ddcfac02
 
 # ---- builder: resolve nothing, install exactly what uv.lock says into /opt/venv ----------
-FROM python:3.11-slim-bookworm AS builder
+FROM python:3.11-slim-bookworm@${PYTHON_DIGEST} AS builder
 
 ARG UV_VERSION=0.13.9
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
@@ -31,7 +35,22 @@ COPY worker ./worker
 RUN uv sync --frozen --no-dev --no-editable
 
 # ---- runtime: the interpreter, the virtual environment and an unprivileged user ----------
-FROM python:3.11-slim-bookworm
+FROM python:3.11-slim-bookworm@${PYTHON_DIGEST}
+
+# OCI annotations: what the image is, which commit it was built from, and its base. The CI
+# that builds the image passes VERSION, REVISION (the commit) and CREATED (RFC 3339).
+ARG PYTHON_DIGEST
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="email-worker" \
+    org.opencontainers.image.description="Pub/Sub-driven email sender for Google Cloud that sends through Amazon SES" \
+    org.opencontainers.image.licenses="MIT" \
+    org.opencontainers.image.version="${VERSION}" \
+    org.opencontainers.image.revision="${REVISION}" \
+    org.opencontainers.image.created="${CREATED}" \
+    org.opencontainers.image.base.name="docker.io/library/python:3.11-slim-bookworm" \
+    org.opencontainers.image.base.digest="${PYTHON_DIGEST}"
 
 ARG APP_UID=10001
 RUN groupadd --system --gid "${APP_UID}" worker \

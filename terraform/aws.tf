@@ -3,7 +3,7 @@
 # service's addresses.
 
 # --- SES domain identities (one per distinct sending domain), signed with Easy DKIM. Publish
-# --- the CNAME records of output ses_dkim_records in each domain's DNS to verify it.
+# --- the records of output ses_dns_records in each domain's DNS to verify it.
 
 resource "aws_sesv2_email_identity" "domain" {
   for_each = local.sending_domains
@@ -14,6 +14,36 @@ resource "aws_sesv2_email_identity" "domain" {
 
   dkim_signing_attributes {
     next_signing_key_length = var.ses_dkim_key_length
+  }
+}
+
+# --- Custom MAIL FROM (envelope sender) <ses_mail_from_subdomain>.<domain>: bounces come back
+# --- there, and SPF passes for a subdomain of the From domain, so DMARC counts SPF as aligned
+# --- (without it, the envelope sender is amazonses.com and DMARC rests on DKIM alone).
+
+locals {
+  # Suggested for every sending domain (output ses_dns_records): report only, to begin with.
+  dmarc_record = join("; ", compact([
+    "v=DMARC1",
+    "p=none",
+    var.dmarc_report_address == null ? "" : "rua=mailto:${var.dmarc_report_address}",
+  ]))
+}
+
+resource "aws_sesv2_email_identity_mail_from_attributes" "domain" {
+  for_each = aws_sesv2_email_identity.domain
+
+  email_identity   = each.value.email_identity
+  mail_from_domain = "${var.ses_mail_from_subdomain}.${each.key}"
+  # Until its MX record resolves SES sends with its own MAIL FROM, rather than not at all.
+  behavior_on_mx_failure = "USE_DEFAULT_VALUE"
+
+  lifecycle {
+    precondition {
+      # The MAIL FROM domain receives bounces through SES and nothing else.
+      condition     = !contains(flatten(values(local.allowed_from_domains)), "${var.ses_mail_from_subdomain}.${each.key}")
+      error_message = "${var.ses_mail_from_subdomain}.${each.key} is a From domain of a service: choose another ses_mail_from_subdomain."
+    }
   }
 }
 
@@ -35,6 +65,12 @@ resource "aws_sesv2_configuration_set" "events" {
 
   sending_options {
     sending_enabled = true
+  }
+
+  # Addresses that bounced or complained are not sent to again (SES's suppression list): a
+  # second bounce from the same address only harms the account's reputation.
+  suppression_options {
+    suppressed_reasons = ["BOUNCE", "COMPLAINT"]
   }
 }
 

@@ -3,7 +3,7 @@
 # an IAM condition that admits that database alone (see ledger_user_worker).
 
 # The worker runs as this account. AWS trusts its unique id (aws.tf); it may publish results
-# and dead letters, pull its own subscription (pull mode), read the configuration bucket, and
+# and dead letters, pull its own subscriptions (pull mode), read the configuration bucket, and
 # read and write documents in the ledger database.
 resource "google_service_account" "worker" {
   account_id   = var.worker_service_account_id
@@ -28,13 +28,19 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher_worker" {
   member  = google_service_account.worker.member
 }
 
+# Pull mode: the worker pulls every worker subscription (its services', and the replays).
 resource "google_pubsub_subscription_iam_member" "worker_subscriber_worker" {
-  count = local.push_mode ? 0 : 1
+  for_each = { for key, subscription in google_pubsub_subscription.worker : key => subscription if !local.push_mode }
 
-  project      = google_pubsub_subscription.worker.project
-  subscription = google_pubsub_subscription.worker.name
+  project      = each.value.project
+  subscription = each.value.name
   role         = "roles/pubsub.subscriber"
   member       = google_service_account.worker.member
+}
+
+moved {
+  from = google_pubsub_subscription_iam_member.worker_subscriber_worker[0]
+  to   = google_pubsub_subscription_iam_member.worker_subscriber_worker["shared"]
 }
 
 resource "google_storage_bucket_iam_member" "config_viewer_worker" {
@@ -74,9 +80,9 @@ resource "google_service_account" "push" {
 resource "google_cloud_run_v2_service_iam_member" "invoker_push" {
   count = local.push_mode ? 1 : 0
 
-  project  = google_cloud_run_v2_service.worker.project
-  location = google_cloud_run_v2_service.worker.location
-  name     = google_cloud_run_v2_service.worker.name
+  project  = google_cloud_run_v2_service.worker[0].project
+  location = google_cloud_run_v2_service.worker[0].location
+  name     = google_cloud_run_v2_service.worker[0].name
   role     = "roles/run.invoker"
   member   = google_service_account.push[0].member
 }

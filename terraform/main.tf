@@ -6,8 +6,12 @@ data "google_project" "this" {
 
 resource "google_project_service" "enabled" {
   for_each = var.enable_apis ? toset([
+    "artifactregistry.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "storage.googleapis.com",
@@ -18,16 +22,26 @@ resource "google_project_service" "enabled" {
   disable_on_destroy = false
 }
 
-locals {
-  push_mode = var.delivery_mode == "push"
+# Pub/Sub's service agent forwards dead letters and signs push requests. Google creates it
+# lazily, so on a new project it may not exist yet when the grants to it are made: this asks
+# for it first (the API is beta-only, hence google-beta).
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
 
+  project = var.project_id
+  service = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.enabled]
+}
+
+locals {
   # The audience of the Google ID tokens the worker presents to AWS STS. It is a constant of
   # the worker (TOKEN_AUDIENCE in worker/sending/identity.py), not a setting, so it is not a variable
   # here either: the AWS trust policies must pin exactly the value the worker asks for.
   sts_token_audience = "sts.amazonaws.com"
 
-  # Pub/Sub's service agent: forwards dead letters and signs push requests.
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # Pub/Sub's service agent, service-<project number>@gcp-sa-pubsub.iam.gserviceaccount.com.
+  pubsub_service_agent = google_project_service_identity.pubsub.member
 
   # The port the image listens on (the Dockerfile's EXPOSE); Cloud Run passes it as $PORT.
   container_port = 8080
@@ -59,27 +73,48 @@ locals {
 
   sending_domains = toset([for s in var.services : s.sending_domain])
 
+  # Instances that may send at once: each gets its share of the account's SES rate (a stopped
+  # pool, pull_instances = 0, has no share to compute).
+  instance_count = local.push_mode ? var.max_instances : max(var.pull_instances, 1)
+
   # The worker's environment (see worker/config/settings.py). Null values are left out.
   managed_env = {
-    GOOGLE_CLOUD_PROJECT                  = var.project_id
-    EMAIL_WORKER_ENVIRONMENT              = var.environment
-    EMAIL_WORKER_SERVICE_CONFIG_URL       = local.service_config_url
-    EMAIL_WORKER_ALLOWED_SERVICES         = join(",", sort(keys(var.services)))
-    EMAIL_WORKER_SERVICE_ID               = var.default_service_id
-    EMAIL_WORKER_SUBSCRIPTION             = google_pubsub_subscription.worker.name
-    EMAIL_WORKER_REQUESTS_TOPIC           = google_pubsub_topic.requests.name
+    GOOGLE_CLOUD_PROJECT            = var.project_id
+    EMAIL_WORKER_ENVIRONMENT        = var.environment
+    EMAIL_WORKER_SERVICE_CONFIG_URL = local.service_config_url
+    EMAIL_WORKER_ALLOWED_SERVICES   = join(",", sort(keys(var.services)))
+    EMAIL_WORKER_SERVICE_ID         = var.default_service_id
+    # Where requests come from (tenancy.tf): the worker derives the service from the topic.
+    EMAIL_WORKER_TENANCY              = var.tenancy
+    EMAIL_WORKER_SERVICE_TOPIC        = var.pubsub_names.service_topic
+    EMAIL_WORKER_SERVICE_SUBSCRIPTION = var.pubsub_names.service_subscription
+    EMAIL_WORKER_REPLAY_TOPIC         = google_pubsub_topic.replays.name
+    EMAIL_WORKER_REPLAY_SUBSCRIPTION  = google_pubsub_subscription.worker["replay"].name
+    EMAIL_WORKER_SUBSCRIPTION         = local.shared_subscription
+    EMAIL_WORKER_REQUESTS_TOPIC       = one(google_pubsub_topic.requests[*].name)
+    # Results and dead letters.
     EMAIL_WORKER_RESULTS_TOPIC            = google_pubsub_topic.results.name
     EMAIL_WORKER_DEAD_LETTER_TOPIC        = google_pubsub_topic.dead_letter.name
     EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION = google_pubsub_subscription.dead_letter_ops.name
     EMAIL_WORKER_LOG_LEVEL                = var.log_level
-    # Same variable as the subscription's dead-letter policy: the worker need not read the
+    # Same variable as the subscriptions' dead-letter policy: the worker need not read a
     # subscription (and so needs no permission to) to know its last delivery attempt.
     EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
     EMAIL_WORKER_PUSH_AUDIENCE         = local.push_mode ? local.push_audience : null
     EMAIL_WORKER_PUSH_SERVICE_ACCOUNT  = one(google_service_account.push[*].email)
-    EMAIL_WORKER_PUSH_SUBSCRIPTION     = local.push_mode ? google_pubsub_subscription.worker.name : null
+    # One subscription to accept pushes from only in shared tenancy; per-service, the worker
+    # knows its subscriptions from the templates above.
+    EMAIL_WORKER_PUSH_SUBSCRIPTION = local.push_mode ? local.shared_subscription : null
+    # The budget (budget.tf): the worker's own timing settings, the ack deadline it checks them
+    # against at start, and a ledger claim that outlasts a delivery.
+    EMAIL_WORKER_SEND_DEADLINE_S     = tostring(var.send_deadline_seconds)
+    EMAIL_WORKER_PUBLISH_TIMEOUT_S   = tostring(var.publish_timeout_seconds)
+    EMAIL_WORKER_PUSH_ACK_DEADLINE_S = local.push_mode ? tostring(local.ack_deadline_s) : null
+    EMAIL_WORKER_LEDGER_CLAIM_S      = tostring(local.ledger_claim_s)
+    # As many threads as Cloud Run hands the instance requests: no push waits for a thread.
+    EMAIL_WORKER_CONCURRENCY = tostring(var.request_concurrency)
     # Every instance may run at once: each gets its share of the account's rate.
-    EMAIL_WORKER_SEND_RATE_PER_S = var.ses_max_send_rate_per_s == null ? null : tostring(var.ses_max_send_rate_per_s / var.max_instances)
+    EMAIL_WORKER_SEND_RATE_PER_S = var.ses_max_send_rate_per_s == null ? null : tostring(var.ses_max_send_rate_per_s / local.instance_count)
     # The ledger's own database (ledger.tf), named explicitly: the worker's default is a local
     # SQLite file, and plain "firestore" would mean the project's (default) database, to which
     # the worker has no access. Records live as long as the TTL policy there lets them.
@@ -88,4 +123,7 @@ locals {
     EMAIL_WORKER_LEDGER_TAKEOVER    = var.ledger_takeover
   }
   worker_env = merge(var.extra_env, { for name, value in local.managed_env : name => value if value != null })
+
+  # The shared subscription's name (shared tenancy), or null.
+  shared_subscription = one([for key, subscription in google_pubsub_subscription.worker : subscription.name if key == "shared"])
 }

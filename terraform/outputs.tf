@@ -1,11 +1,11 @@
 output "cloud_run_service" {
-  description = "Name of the Cloud Run service running the worker."
-  value       = google_cloud_run_v2_service.worker.name
+  description = "Name of the Cloud Run service (push mode) or worker pool (pull mode) running the worker."
+  value       = one(concat(google_cloud_run_v2_service.worker[*].name, google_cloud_run_v2_worker_pool.worker[*].name))
 }
 
 output "cloud_run_uri" {
-  description = "Main URL of the Cloud Run service (reachable only from inside the project with the default ingress)."
-  value       = google_cloud_run_v2_service.worker.uri
+  description = "Main URL of the Cloud Run service (push mode; reachable only from inside the project with the default ingress); null in pull mode (a worker pool has none)."
+  value       = one(google_cloud_run_v2_service.worker[*].uri)
 }
 
 output "push_endpoint" {
@@ -34,19 +34,30 @@ output "push_service_account" {
 }
 
 output "topics" {
-  description = "Pub/Sub topic ids, by role."
+  description = "Pub/Sub topic ids, by role: each service's (per-service tenancy), the shared one (shared tenancy, else null), replays, results and dead letters."
   value = {
-    requests    = google_pubsub_topic.requests.id
+    services    = { for id, topic in google_pubsub_topic.service : id => topic.id }
+    requests    = one(google_pubsub_topic.requests[*].id)
+    replays     = google_pubsub_topic.replays.id
     results     = google_pubsub_topic.results.id
     dead_letter = google_pubsub_topic.dead_letter.id
   }
 }
 
 output "subscriptions" {
-  description = "Pub/Sub subscription ids: the worker's and the operators' dead-letter subscription."
+  description = "Pub/Sub subscription ids: the worker's (by \"service:<id>\", \"shared\" or \"replay\") and the operators' dead-letter subscription."
   value = {
-    worker      = google_pubsub_subscription.worker.id
+    worker      = { for key, subscription in google_pubsub_subscription.worker : key => subscription.id }
     dead_letter = google_pubsub_subscription.dead_letter_ops.id
+  }
+}
+
+output "push_budget" {
+  description = "How long one delivery may take (budget.tf), the ack deadline of the worker subscriptions (in push mode also Cloud Run's request timeout), and the ledger claim the worker is given, in seconds."
+  value = {
+    delivery_s     = local.push_budget_s
+    ack_deadline_s = local.ack_deadline_s
+    ledger_claim_s = local.ledger_claim_s
   }
 }
 
@@ -76,7 +87,7 @@ output "ses_identity_arns" {
 }
 
 output "ses_dkim_records" {
-  description = "DNS records to publish for Easy DKIM, by domain: SES verifies the domain once they resolve."
+  description = "DNS records to publish for Easy DKIM, by domain: SES verifies the domain once they resolve (also in ses_dns_records)."
   value = {
     for domain, identity in aws_sesv2_email_identity.domain : domain => [
       for token in identity.dkim_signing_attributes[0].tokens : {
@@ -85,6 +96,40 @@ output "ses_dkim_records" {
         value = "${token}.dkim.amazonses.com"
       }
     ]
+  }
+}
+
+output "ses_dns_records" {
+  description = "Every DNS record to publish, by sending domain: Easy DKIM's three CNAMEs, the MAIL FROM domain's MX and SPF records, and a suggested DMARC record (start with p=none, read the reports, then tighten)."
+  value = {
+    for domain, identity in aws_sesv2_email_identity.domain : domain => concat(
+      [for token in identity.dkim_signing_attributes[0].tokens : {
+        name    = "${token}._domainkey.${domain}"
+        type    = "CNAME"
+        value   = "${token}.dkim.amazonses.com"
+        purpose = "DKIM signature key (SES verifies the domain once the three resolve)"
+      }],
+      [
+        {
+          name    = aws_sesv2_email_identity_mail_from_attributes.domain[domain].mail_from_domain
+          type    = "MX"
+          value   = "10 feedback-smtp.${var.aws_region}.amazonses.com"
+          purpose = "MAIL FROM: bounces reach SES"
+        },
+        {
+          name    = aws_sesv2_email_identity_mail_from_attributes.domain[domain].mail_from_domain
+          type    = "TXT"
+          value   = "v=spf1 include:amazonses.com ~all"
+          purpose = "SPF for the MAIL FROM domain"
+        },
+        {
+          name    = "_dmarc.${domain}"
+          type    = "TXT"
+          value   = local.dmarc_record
+          purpose = "DMARC, suggested: keep an existing policy of the domain's own"
+        },
+      ],
+    )
   }
 }
 

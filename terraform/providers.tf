@@ -4,6 +4,12 @@ provider "google" {
   default_labels = var.labels
 }
 
+provider "google-beta" {
+  project        = var.project_id
+  region         = var.region
+  default_labels = var.labels
+}
+
 provider "aws" {
   region = var.aws_region
 

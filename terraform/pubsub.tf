@@ -1,12 +1,34 @@
-# Pub/Sub topology: requests in, results out, dead letters aside.
+# Pub/Sub topology: requests in, results out, dead letters aside (tenancy.tf says who may publish).
 #
-#   email-requests ──► email-requests-worker ──► worker ──► email-results
-#                            │ (max_delivery_attempts)  └──► email-requests-dead-letter
-#                            └──────────────────────────────► email-requests-dead-letter
-#                                                                └─► email-requests-dead-letter-ops
+#   email-requests-<service> ──► email-requests-<service>-worker ─┐  (one pair per service)
+#   email-replays ─────────────► email-replays-worker ────────────┼─► worker ──► email-results
+#  (email-requests ────────────► email-requests-worker, shared) ──┘       └────► email-requests-dead-letter
+#   every worker subscription, after max_delivery_attempts ────────────────────► email-requests-dead-letter
+#                                                        email-requests-dead-letter ─► …-dead-letter-ops
 
+# Per-service tenancy: one topic per service, which only that service's publishers may use.
+resource "google_pubsub_topic" "service" {
+  for_each = local.service_topic_names
+
+  name         = each.value
+  kms_key_name = var.kms_key_name
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Shared tenancy only: one topic for every service, which trusts the service_id in each request.
 resource "google_pubsub_topic" "requests" {
+  count = local.per_service ? 0 : 1
+
   name         = var.pubsub_names.requests_topic
+  kms_key_name = var.kms_key_name
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Operators' replays of dead letters; the worker sends one only if its ledger holds the request.
+resource "google_pubsub_topic" "replays" {
+  name         = var.pubsub_names.replay_topic
   kms_key_name = var.kms_key_name
 
   depends_on = [google_project_service.enabled]
@@ -19,19 +41,35 @@ resource "google_pubsub_topic" "results" {
   depends_on = [google_project_service.enabled]
 }
 
+# Kept up to dead_letter_retention_seconds (31 days by default) whether or not anyone reads them.
 resource "google_pubsub_topic" "dead_letter" {
-  name         = var.pubsub_names.dead_letter_topic
-  kms_key_name = var.kms_key_name
+  name                       = var.pubsub_names.dead_letter_topic
+  kms_key_name               = var.kms_key_name
+  message_retention_duration = "${var.dead_letter_retention_seconds}s"
 
   depends_on = [google_project_service.enabled]
 }
 
-# The worker's subscription: pushed to the Cloud Run service, or pulled by it.
-resource "google_pubsub_subscription" "worker" {
-  name  = var.pubsub_names.worker_subscription
-  topic = google_pubsub_topic.requests.id
+locals {
+  # Every subscription the worker receives requests from, by a key that says what it is:
+  # "service:<id>" (per-service), "shared" (shared tenancy) or "replay".
+  worker_subscription_topics = merge(
+    { for id, topic in google_pubsub_topic.service : "service:${id}" => { name = local.service_subscription_names[id], topic = topic.id } },
+    { for topic in google_pubsub_topic.requests : "shared" => { name = var.pubsub_names.worker_subscription, topic = topic.id } },
+    { replay = { name = var.pubsub_names.replay_subscription, topic = google_pubsub_topic.replays.id } },
+  )
+}
 
-  ack_deadline_seconds       = var.ack_deadline_seconds
+# The worker's subscriptions, all alike: pushed to the Cloud Run service, or pulled by the
+# worker pool.
+resource "google_pubsub_subscription" "worker" {
+  for_each = local.worker_subscription_topics
+
+  name  = each.value.name
+  topic = each.value.topic
+
+  # Push: the request timeout, derived from the worker's budget (budget.tf).
+  ack_deadline_seconds       = local.ack_deadline_s
   message_retention_duration = "${var.request_retention_seconds}s"
 
   dead_letter_policy {
@@ -50,7 +88,8 @@ resource "google_pubsub_subscription" "worker" {
   }
 
   # Without push_config the subscription is a pull subscription. Switching mode updates the
-  # subscription in place and keeps its backlog.
+  # subscription in place and keeps its backlog. Every push carries the same audience: the
+  # worker tells the subscriptions apart by the name in the push envelope.
   dynamic "push_config" {
     for_each = local.push_mode ? [local.push_endpoint] : []
     content {
@@ -70,8 +109,13 @@ resource "google_pubsub_subscription" "worker" {
     }
   }
 
-  # Dead-lettering works from the first delivery only once the service agent may publish.
-  depends_on = [google_pubsub_topic_iam_member.dead_letter_publisher_pubsub_agent]
+  # Dead-lettering works from the first delivery only once the service agent may publish, and
+  # a dead letter reaches only the subscriptions that exist when it is published: the
+  # operators' subscription comes first (docs/operations.md).
+  depends_on = [
+    google_pubsub_topic_iam_member.dead_letter_publisher_pubsub_agent,
+    google_pubsub_subscription.dead_letter_ops,
+  ]
 }
 
 # The operators' view of the dead letters (read by `email-worker` dead-letter commands).
@@ -87,6 +131,23 @@ resource "google_pubsub_subscription" "dead_letter_ops" {
   }
 }
 
+# Addresses from before per-service tenancy: a shared deployment keeps its topic, subscription
+# and grants in place.
+moved {
+  from = google_pubsub_topic.requests
+  to   = google_pubsub_topic.requests[0]
+}
+
+moved {
+  from = google_pubsub_subscription.worker
+  to   = google_pubsub_subscription.worker["shared"]
+}
+
+moved {
+  from = google_pubsub_subscription_iam_member.worker_subscriber_pubsub_agent
+  to   = google_pubsub_subscription_iam_member.worker_subscriber_pubsub_agent["shared"]
+}
+
 # --- What dead-letter forwarding needs: the Pub/Sub service agent publishes the dead letter
 # --- and acknowledges it on the source subscription.
 
@@ -98,22 +159,45 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher_pubsub_agent" {
 }
 
 resource "google_pubsub_subscription_iam_member" "worker_subscriber_pubsub_agent" {
-  project      = google_pubsub_subscription.worker.project
-  subscription = google_pubsub_subscription.worker.name
+  for_each = google_pubsub_subscription.worker
+
+  project      = each.value.project
+  subscription = each.value.name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
 }
 
-# --- Who else may use the topology.
+# --- Who else may publish (tenancy.tf): a service on its own topic, operators on the replay
+# --- topic, and in shared tenancy request_publishers on the shared topic.
+
+resource "google_pubsub_topic_iam_member" "service_publisher" {
+  for_each = local.service_publishers
+
+  project = google_pubsub_topic.service[each.value.service].project
+  topic   = google_pubsub_topic.service[each.value.service].name
+  role    = "roles/pubsub.publisher"
+  member  = each.value.member
+}
 
 resource "google_pubsub_topic_iam_member" "requests_publisher" {
-  for_each = toset(var.request_publishers)
+  for_each = toset(local.shared_publishers)
 
-  project = google_pubsub_topic.requests.project
-  topic   = google_pubsub_topic.requests.name
+  project = google_pubsub_topic.requests[0].project
+  topic   = google_pubsub_topic.requests[0].name
   role    = "roles/pubsub.publisher"
   member  = each.key
 }
+
+resource "google_pubsub_topic_iam_member" "replay_publisher" {
+  for_each = toset(local.replay_publishers)
+
+  project = google_pubsub_topic.replays.project
+  topic   = google_pubsub_topic.replays.name
+  role    = "roles/pubsub.publisher"
+  member  = each.key
+}
+
+# --- Who may read the dead letters.
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_reader" {
   for_each = toset(var.dead_letter_readers)

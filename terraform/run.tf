@@ -1,7 +1,13 @@
-# The worker on Cloud Run: `email-worker serve` (push) or `email-worker pull`, as the worker
-# service account, reachable only from inside the project (Pub/Sub push counts as inside).
+# The worker on Cloud Run, as the worker service account:
+#   push: a service running `email-worker serve`, scaled by Cloud Run on the pushes it gets,
+#         reachable only from inside the project (Pub/Sub push counts as inside);
+#   pull: a worker pool running `email-worker pull` on a fixed number of instances. Pull
+#         workers keep their CPU busy only as fast as the send rate allows, so nothing that
+#         scales on CPU or requests would add instances: the count is set, not guessed.
 
 resource "google_cloud_run_v2_service" "worker" {
+  count = local.push_mode ? 1 : 0
+
   name                = var.service_name
   location            = var.region
   ingress             = var.ingress
@@ -9,11 +15,12 @@ resource "google_cloud_run_v2_service" "worker" {
 
   # Push requests carry an OIDC token for this audience; Cloud Run admits it (besides the
   # service URL) and the worker checks it again.
-  custom_audiences = local.push_mode ? [local.push_audience] : null
+  custom_audiences = [local.push_audience]
 
   template {
-    service_account                  = google_service_account.worker.email
-    timeout                          = "${var.ack_deadline_seconds}s"
+    service_account = google_service_account.worker.email
+    # Pub/Sub waits for the answer for the ack deadline; so may Cloud Run (budget.tf).
+    timeout                          = "${local.ack_deadline_s}s"
     max_instance_request_concurrency = var.request_concurrency
 
     scaling {
@@ -23,8 +30,8 @@ resource "google_cloud_run_v2_service" "worker" {
 
     containers {
       image = var.image
-      # The image's ENTRYPOINT is `email-worker`; its CMD (serve) is replaced by the mode.
-      args = [local.push_mode ? "serve" : "pull"]
+      # The image's ENTRYPOINT is `email-worker` and its CMD `serve`; said here too.
+      args = ["serve"]
 
       ports {
         container_port = local.container_port
@@ -35,8 +42,8 @@ resource "google_cloud_run_v2_service" "worker" {
           cpu    = var.cpu
           memory = var.memory
         }
-        # A pull worker works between requests, so its CPU must stay allocated.
-        cpu_idle          = local.push_mode
+        # CPU only while requests are in flight: a push worker has no work between them.
+        cpu_idle          = true
         startup_cpu_boost = true
       }
 
@@ -68,29 +75,73 @@ resource "google_cloud_run_v2_service" "worker" {
     }
   }
 
-  lifecycle {
-    precondition {
-      condition     = local.push_mode || var.min_instances >= 1
-      error_message = "Pull mode needs min_instances >= 1: nothing wakes an idle pull worker."
-    }
-    precondition {
-      condition     = var.min_instances <= var.max_instances
-      error_message = "min_instances must not exceed max_instances."
-    }
-    precondition {
-      condition     = var.default_service_id == null || contains(keys(var.services), coalesce(var.default_service_id, "-"))
-      error_message = "default_service_id must be one of the keys of services."
-    }
-    precondition {
-      # A request may be redelivered as long as the subscription keeps it: its record must
-      # still be there, or the redelivery sends it again.
-      condition     = var.ledger_retention_seconds >= var.request_retention_seconds
-      error_message = "ledger_retention_seconds must be at least request_retention_seconds."
+  # The first revision starts only when its subscriptions, configuration, ledger database (its
+  # name is in the environment) and permissions exist.
+  depends_on = [
+    google_pubsub_topic_iam_member.results_publisher_worker,
+    google_pubsub_topic_iam_member.dead_letter_publisher_worker,
+    google_storage_bucket_iam_member.config_viewer_worker,
+    google_storage_bucket_object.service_config,
+    google_firestore_database.ledger,
+    google_project_iam_member.ledger_user_worker,
+    terraform_data.settings_check,
+  ]
+}
+
+# The address from before pull mode moved to a worker pool.
+moved {
+  from = google_cloud_run_v2_service.worker
+  to   = google_cloud_run_v2_service.worker[0]
+}
+
+check "push_endpoint_is_served" {
+  assert {
+    condition     = alltrue([for service in google_cloud_run_v2_service.worker : contains(service.urls, local.service_url)])
+    error_message = "Cloud Run does not serve ${local.service_url}, where Pub/Sub pushes requests: set the subscriptions' push endpoint to one of the service's urls."
+  }
+}
+
+# Pull mode: pool instances stream from every worker subscription. There is no ingress: the
+# worker serves no requests, and Cloud Run restarts an instance whose process exits.
+resource "google_cloud_run_v2_worker_pool" "worker" {
+  count = local.push_mode ? 0 : 1
+
+  name                = var.service_name
+  location            = var.region
+  deletion_protection = var.deletion_protection
+
+  # A fixed count, changed only by changing pull_instances (which also changes each
+  # instance's share of the send rate, so the new revision rolls out with both).
+  scaling {
+    scaling_mode          = "MANUAL"
+    manual_instance_count = var.pull_instances
+  }
+
+  template {
+    service_account = google_service_account.worker.email
+
+    containers {
+      image = var.image
+      args  = ["pull"]
+
+      resources {
+        limits = {
+          cpu    = var.cpu
+          memory = var.memory
+        }
+      }
+
+      dynamic "env" {
+        for_each = local.worker_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
     }
   }
 
-  # The first revision starts only when its subscription, configuration, ledger database (its
-  # name is in the environment) and permissions exist.
+  # The first revision starts only when its subscriptions and every permission exist.
   depends_on = [
     google_pubsub_topic_iam_member.results_publisher_worker,
     google_pubsub_topic_iam_member.dead_letter_publisher_worker,
@@ -99,12 +150,6 @@ resource "google_cloud_run_v2_service" "worker" {
     google_storage_bucket_object.service_config,
     google_firestore_database.ledger,
     google_project_iam_member.ledger_user_worker,
+    terraform_data.settings_check,
   ]
-}
-
-check "push_endpoint_is_served" {
-  assert {
-    condition     = !local.push_mode || contains(google_cloud_run_v2_service.worker.urls, local.service_url)
-    error_message = "Cloud Run does not serve ${local.service_url}, where Pub/Sub pushes requests: set the subscription's push endpoint to one of ${jsonencode(google_cloud_run_v2_service.worker.urls)}."
-  }
 }

@@ -25,7 +25,7 @@ variable "environment" {
 }
 
 variable "enable_apis" {
-  description = "Enable the Google APIs this configuration uses (Cloud Run, Pub/Sub, Cloud Storage, Firestore, IAM). Set to false when the project's APIs are managed elsewhere. They are never disabled on destroy."
+  description = "Enable the Google APIs this configuration uses (Cloud Run, Pub/Sub, Cloud Storage, Firestore, IAM, Cloud Resource Manager, Artifact Registry, Cloud Monitoring, Cloud Logging). Set to false when the project's APIs are managed elsewhere. They are never disabled on destroy."
   type        = bool
   default     = true
 }
@@ -47,19 +47,41 @@ variable "kms_key_name" {
 # ---------------------------------------------------------------------------------------------
 
 variable "pubsub_names" {
-  description = "Names of the Pub/Sub topics and subscriptions. The worker is given the same names through its environment."
+  description = "Names of the Pub/Sub topics and subscriptions. The worker is given the same names through its environment. service_topic and service_subscription are templates: {service} stands for the service id."
   type = object({
     requests_topic           = optional(string, "email-requests")
     results_topic            = optional(string, "email-results")
     dead_letter_topic        = optional(string, "email-requests-dead-letter")
     worker_subscription      = optional(string, "email-requests-worker")
     dead_letter_subscription = optional(string, "email-requests-dead-letter-ops")
+    service_topic            = optional(string, "email-requests-{service}")
+    service_subscription     = optional(string, "email-requests-{service}-worker")
+    replay_topic             = optional(string, "email-replays")
+    replay_subscription      = optional(string, "email-replays-worker")
   })
   default = {}
+
+  validation {
+    condition = alltrue([for template in [var.pubsub_names.service_topic, var.pubsub_names.service_subscription] :
+      length(split("{service}", template)) == 2 && can(regex("^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$", replace(template, "{service}", "svc")))
+    ])
+    error_message = "pubsub_names.service_topic and service_subscription must be Pub/Sub names with {service} in them once."
+  }
+}
+
+variable "tenancy" {
+  description = "Who a request's service is. \"per-service\": each service publishes to a topic of its own (pubsub_names.service_topic) that only its publishers may publish to, and the worker takes the service from the subscription a request arrives on, never from the request. \"shared\": one topic (pubsub_names.requests_topic) for every request_publishers member, and the worker trusts the service_id in the request: for a single-tenant deployment only (docs/security.md)."
+  type        = string
+  default     = "per-service"
+
+  validation {
+    condition     = contains(["per-service", "shared"], var.tenancy)
+    error_message = "tenancy must be \"per-service\" or \"shared\"."
+  }
 }
 
 variable "delivery_mode" {
-  description = "How the worker receives requests: \"push\" (Pub/Sub pushes to the Cloud Run service's /pubsub/push with an OIDC token; scales with traffic) or \"pull\" (the service streams from the subscription; needs always-on instances)."
+  description = "How the worker receives requests: \"push\" (Pub/Sub pushes to a Cloud Run service's /pubsub/push with an OIDC token; Cloud Run scales it with the pushes) or \"pull\" (a Cloud Run worker pool of pull_instances instances streams from the subscriptions)."
   type        = string
   default     = "push"
 
@@ -81,13 +103,35 @@ variable "max_delivery_attempts" {
 }
 
 variable "ack_deadline_seconds" {
-  description = "Ack deadline of the worker subscription; in push mode also the Cloud Run request timeout. Keep it above the worker's EMAIL_WORKER_SEND_DEADLINE_S (30 s) plus one send."
+  description = "Ack deadline of the worker subscriptions; in push mode also the Cloud Run request timeout, and then it must cover the slowest delivery the worker allows itself (see push_budget in budget.tf; plan fails when it does not). null: push mode derives it from that budget (242 s with the defaults), pull mode uses 60 (the pull worker renews its leases itself)."
   type        = number
-  default     = 60
+  default     = null
 
   validation {
-    condition     = var.ack_deadline_seconds >= 10 && var.ack_deadline_seconds <= 600
-    error_message = "ack_deadline_seconds must be from 10 to 600."
+    condition     = var.ack_deadline_seconds == null ? true : var.ack_deadline_seconds >= 10 && var.ack_deadline_seconds <= 600
+    error_message = "ack_deadline_seconds must be from 10 to 600, or null to derive it."
+  }
+}
+
+variable "send_deadline_seconds" {
+  description = "The worker's EMAIL_WORKER_SEND_DEADLINE_S: no new send attempt starts after this long within one delivery. It is part of the push budget, and of the ledger claim terraform gives the worker."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.send_deadline_seconds >= 1 && var.send_deadline_seconds <= 300
+    error_message = "send_deadline_seconds must be from 1 to 300."
+  }
+}
+
+variable "publish_timeout_seconds" {
+  description = "The worker's EMAIL_WORKER_PUBLISH_TIMEOUT_S: how long it waits for Pub/Sub to confirm a result or a dead letter before handing the delivery back. Two of them are part of the push budget."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.publish_timeout_seconds >= 1 && var.publish_timeout_seconds <= 300
+    error_message = "publish_timeout_seconds must be from 1 to 300."
   }
 }
 
@@ -125,13 +169,13 @@ variable "request_retention_seconds" {
 }
 
 variable "dead_letter_retention_seconds" {
-  description = "How long the operators' dead-letter subscription keeps dead letters that nobody has acknowledged."
+  description = "How long dead letters are kept: the dead-letter topic's retention and that of the operators' subscription (Pub/Sub allows up to 31 days). The alerts warn long before (alerts.dead_letter_age_hours)."
   type        = number
-  default     = 604800
+  default     = 2678400
 
   validation {
-    condition     = var.dead_letter_retention_seconds >= 600 && var.dead_letter_retention_seconds <= 604800
-    error_message = "dead_letter_retention_seconds must be from 600 (10 minutes) to 604800 (7 days)."
+    condition     = var.dead_letter_retention_seconds >= 600 && var.dead_letter_retention_seconds <= 2678400
+    error_message = "dead_letter_retention_seconds must be from 600 (10 minutes) to 2678400 (31 days)."
   }
 }
 
@@ -147,15 +191,21 @@ variable "dead_letter_ack_deadline_seconds" {
 }
 
 variable "request_publishers" {
-  description = "IAM members (for example serviceAccount:billing@my-project.iam.gserviceaccount.com) allowed to publish requests to the requests topic. Each gets roles/pubsub.publisher on that topic only."
+  description = "tenancy = \"shared\" only: IAM members (for example serviceAccount:billing@my-project.iam.gserviceaccount.com) allowed to publish requests to the shared requests topic, as any service. Each gets roles/pubsub.publisher on that topic only. With per-service tenancy, give each service its own publishers instead (services)."
   type        = list(string)
   default     = []
 }
 
 variable "dead_letter_readers" {
-  description = "IAM members (operators, their groups or tools) allowed to read and acknowledge dead letters. Each gets roles/pubsub.subscriber and roles/pubsub.viewer on the operators' dead-letter subscription only. To replay dead letters they must also be request_publishers."
+  description = "IAM members (operators, their groups or tools) allowed to read and acknowledge dead letters. Each gets roles/pubsub.subscriber and roles/pubsub.viewer on the operators' dead-letter subscription only."
   type        = list(string)
   default     = []
+}
+
+variable "replay_publishers" {
+  description = "IAM members allowed to replay dead letters: each gets roles/pubsub.publisher on the replay topic only, never on a service's topic. The worker sends a replay only when its request ledger holds that request from that service, so publishing there cannot send new email. null: dead_letter_readers."
+  type        = list(string)
+  default     = null
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -163,17 +213,17 @@ variable "dead_letter_readers" {
 # ---------------------------------------------------------------------------------------------
 
 variable "image" {
-  description = "Container image of the worker, built from this repository's Dockerfile (for example europe-west2-docker.pkg.dev/my-project/email/email-worker@sha256:...). Prefer a digest to a tag."
+  description = "Container image of the worker, built from this repository's Dockerfile, by digest (for example europe-west2-docker.pkg.dev/my-project/email/email-worker@sha256:...). A tag can be moved to other contents; a digest cannot."
   type        = string
 
   validation {
-    condition     = length(var.image) > 0 && !endswith(var.image, ":latest")
-    error_message = "image must name a specific image (a digest or a version tag), not :latest."
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}$", var.image))
+    error_message = "image must name the image by digest: REGISTRY/PATH@sha256:<64 hex digits> (docker buildx imagetools inspect, or the digest docker push prints)."
   }
 }
 
 variable "service_name" {
-  description = "Name of the Cloud Run service."
+  description = "Name of the Cloud Run service (push mode) or worker pool (pull mode)."
   type        = string
   default     = "email-worker"
 }
@@ -208,7 +258,7 @@ variable "ingress" {
 }
 
 variable "min_instances" {
-  description = "Fewest Cloud Run instances kept running. Push mode may scale to 0; pull mode needs at least 1 (an idle pull instance receives nothing otherwise)."
+  description = "Push mode: fewest Cloud Run instances kept running (0 lets the service scale to zero)."
   type        = number
   default     = 0
 
@@ -219,7 +269,7 @@ variable "min_instances" {
 }
 
 variable "max_instances" {
-  description = "Most Cloud Run instances. Bounds the SES send rate and the cost; in pull mode Cloud Run does not scale on backlog, so set it near min_instances."
+  description = "Push mode: most Cloud Run instances. Bounds the SES send rate and the cost; each instance is limited to ses_max_send_rate_per_s divided by this."
   type        = number
   default     = 10
 
@@ -229,8 +279,19 @@ variable "max_instances" {
   }
 }
 
+variable "pull_instances" {
+  description = "Pull mode: the fixed number of instances of the Cloud Run worker pool (manual scaling: nothing scales it on CPU or backlog). Each instance is limited to ses_max_send_rate_per_s divided by this. Resize by changing it and applying; 0 stops sending, and requests wait in their subscriptions (see the README)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.pull_instances >= 0 && floor(var.pull_instances) == var.pull_instances
+    error_message = "pull_instances must be a whole number, 0 or more."
+  }
+}
+
 variable "ses_max_send_rate_per_s" {
-  description = "The SES account's maximum send rate in aws_region, in recipients per second (the SES console's account dashboard, or aws sesv2 get-account). Each instance is limited to this divided by max_instances (EMAIL_WORKER_SEND_RATE_PER_S), so that together they stay under it. null: no limit of the worker's own; SES throttling is retried."
+  description = "The SES account's maximum send rate in aws_region, in recipients per second (the SES console's account dashboard, or aws sesv2 get-account). Each instance is limited to this divided by the instance count (max_instances in push mode, pull_instances in pull mode: EMAIL_WORKER_SEND_RATE_PER_S), so that together they stay under it. null: no limit of the worker's own; SES throttling is retried."
   type        = number
   default     = null
 
@@ -241,7 +302,7 @@ variable "ses_max_send_rate_per_s" {
 }
 
 variable "request_concurrency" {
-  description = "Push requests one instance handles at once (Cloud Run's max_instance_request_concurrency). Sends block on SES, so this is the number of requests in flight per instance."
+  description = "Deliveries one instance processes at once: the worker's threads (EMAIL_WORKER_CONCURRENCY) and, in push mode, Cloud Run's max_instance_request_concurrency, so that no push waits for a thread while its ack deadline runs."
   type        = number
   default     = 32
 
@@ -275,7 +336,7 @@ variable "log_level" {
 }
 
 variable "default_service_id" {
-  description = "Service whose configuration is used for requests that name none (EMAIL_WORKER_SERVICE_ID). null: such requests are rejected. Must be a key of services."
+  description = "tenancy = \"shared\": service whose configuration is used for requests that name none (EMAIL_WORKER_SERVICE_ID). null: such requests are rejected. Must be a key of services."
   type        = string
   default     = null
 }
@@ -293,6 +354,11 @@ variable "extra_env" {
       "EMAIL_WORKER_SERVICE_CONFIG_URL",
       "EMAIL_WORKER_ALLOWED_SERVICES",
       "EMAIL_WORKER_SERVICE_ID",
+      "EMAIL_WORKER_TENANCY",
+      "EMAIL_WORKER_SERVICE_TOPIC",
+      "EMAIL_WORKER_SERVICE_SUBSCRIPTION",
+      "EMAIL_WORKER_REPLAY_TOPIC",
+      "EMAIL_WORKER_REPLAY_SUBSCRIPTION",
       "EMAIL_WORKER_SUBSCRIPTION",
       "EMAIL_WORKER_REQUESTS_TOPIC",
       "EMAIL_WORKER_RESULTS_TOPIC",
@@ -303,6 +369,11 @@ variable "extra_env" {
       "EMAIL_WORKER_PUSH_AUDIENCE",
       "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
       "EMAIL_WORKER_PUSH_SUBSCRIPTION",
+      "EMAIL_WORKER_SEND_DEADLINE_S",
+      "EMAIL_WORKER_PUBLISH_TIMEOUT_S",
+      "EMAIL_WORKER_PUSH_ACK_DEADLINE_S",
+      "EMAIL_WORKER_LEDGER_CLAIM_S",
+      "EMAIL_WORKER_CONCURRENCY",
       "EMAIL_WORKER_SEND_RATE_PER_S",
       "EMAIL_WORKER_LEDGER",
       "EMAIL_WORKER_LEDGER_RETENTION_S",
@@ -321,6 +392,53 @@ variable "deletion_protection" {
   description = "Refuse to destroy the Cloud Run service and the ledger database (terraform destroy fails until this is false and applied)."
   type        = bool
   default     = true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Alerts (Cloud Monitoring on Google Cloud, CloudWatch on AWS)
+# ---------------------------------------------------------------------------------------------
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/PROJECT/notificationChannels/ID: e-mail, PagerDuty, Slack, ...) every alert policy notifies. []: the policies still open incidents in the console, but nobody is told."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "Each notification channel must be projects/PROJECT/notificationChannels/ID."
+  }
+}
+
+variable "alerts" {
+  description = <<-EOT
+    When the Cloud Monitoring alert policies fire (terraform/README.md, Alerts):
+      dead_letter_age_hours:     a dead letter has waited this long unhandled.
+      request_age_minutes:       a request has waited this long in a worker subscription.
+      push_5xx_per_minute:       the worker answered Pub/Sub's pushes with 5xx this often, over
+                                 10 minutes (push mode; any push answered after its ack deadline
+                                 alerts at once).
+      failed_requests_per_hour:  more requests than this ended failed (SES refused or kept
+                                 failing), or found the request ledger unavailable, in an hour.
+  EOT
+  type = object({
+    dead_letter_age_hours    = optional(number, 24)
+    request_age_minutes      = optional(number, 15)
+    push_5xx_per_minute      = optional(number, 5)
+    failed_requests_per_hour = optional(number, 0)
+  })
+  default = {}
+
+  validation {
+    condition = (var.alerts.dead_letter_age_hours > 0 && var.alerts.request_age_minutes > 0 &&
+    var.alerts.push_5xx_per_minute >= 0 && var.alerts.failed_requests_per_hour >= 0)
+    error_message = "alerts: the ages must be positive, the rates must not be negative."
+  }
+}
+
+variable "aws_alarm_actions" {
+  description = "ARNs (SNS topics, usually) the CloudWatch alarms on the SES account's bounce and complaint rates notify when they fire and when they recover. []: the alarms show in the CloudWatch console only."
+  type        = list(string)
+  default     = []
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -419,12 +537,17 @@ variable "services" {
       default_from_address: From used when a request has none; also allowed as a From address.
       allowed_from_domains: domains any address of which may be the From (exact domains, each
                             the sending domain or a subdomain of it). Default: the sending domain.
+      publishers:           tenancy "per-service": IAM members (for example
+                            serviceAccount:billing@my-project.iam.gserviceaccount.com) that may
+                            publish this service's requests; each gets roles/pubsub.publisher on
+                            the service's topic only. Default: none.
     Use lower case: AWS compares From addresses case-sensitively.
   EOT
   type = map(object({
     sending_domain       = string
     default_from_address = optional(string)
     allowed_from_domains = optional(list(string))
+    publishers           = optional(list(string), [])
   }))
 
   validation {
@@ -461,6 +584,11 @@ variable "services" {
   validation {
     condition     = alltrue([for s in var.services : s.default_from_address != null || length(s.allowed_from_domains == null ? [s.sending_domain] : s.allowed_from_domains) > 0])
     error_message = "Each service must allow at least one From: a default_from_address or a non-empty allowed_from_domains."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for s in var.services : [for m in s.publishers : can(regex("^(serviceAccount|user|group|principal|principalSet):.+", m))]]))
+    error_message = "Each of a service's publishers must be an IAM member such as serviceAccount:NAME@PROJECT.iam.gserviceaccount.com or group:NAME@DOMAIN."
   }
 }
 
@@ -536,6 +664,28 @@ variable "ses_tls_policy" {
   validation {
     condition     = contains(["REQUIRE", "OPTIONAL"], var.ses_tls_policy)
     error_message = "ses_tls_policy must be REQUIRE or OPTIONAL."
+  }
+}
+
+variable "ses_mail_from_subdomain" {
+  description = "Custom MAIL FROM (envelope sender) of every SES domain identity: this label under the sending domain (bounce.example.org for example.org). Bounces go there, and SPF then passes for a subdomain of the From domain, which DMARC counts as aligned. It must not be used for anything else: not as a From domain, and with no mail of its own (it gets an MX record pointing at SES)."
+  type        = string
+  default     = "bounce"
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.ses_mail_from_subdomain))
+    error_message = "ses_mail_from_subdomain must be one lower-case DNS label."
+  }
+}
+
+variable "dmarc_report_address" {
+  description = "Mailbox for aggregate DMARC reports (rua) in the suggested DMARC records (output ses_dns_records). null: the suggestion asks for no reports."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.dmarc_report_address == null ? true : can(regex("^[^@\\s;,]+@[a-z0-9.-]+\\.[a-z]{2,63}$", var.dmarc_report_address))
+    error_message = "dmarc_report_address must be a lower-case e-mail address, or null."
   }
 }
 

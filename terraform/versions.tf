@@ -8,6 +8,11 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 6.50"
     }
+    # For google_project_service_identity only, which the google provider lacks.
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = "~> 6.50"
+    }
     aws = {
       source  = "hashicorp/aws"
       version = "~> 5.99"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.dockerfile import Dockerfile, DockerIgnore, Stage
+from tests.support.dockerfile import Dockerfile, DockerIgnore, Stage, substitute
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = Dockerfile(ROOT / "Dockerfile")
@@ -56,9 +56,45 @@ def test_the_image_is_built_in_two_stages_on_the_same_slim_python_311_base() -> 
     assert len(DOCKERFILE.stages) >= 2
     assert BUILDER.name, "the builder stage must be named, for COPY --from"
     for stage in (BUILDER, FINAL):
-        assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?(@sha256:[0-9a-f]{64})?", stage.base)
+        assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?@sha256:[0-9a-f]{64}", stage.base)
     # The venv's interpreter link points into the base image: both stages must share it.
     assert BUILDER.base == FINAL.base
+
+
+def test_the_base_image_is_pinned_by_one_digest_in_one_place() -> None:
+    # A tag is rebuilt under the same name; a digest names the bytes. Both stages read it from
+    # one global ARG, so an update cannot leave them apart.
+    digest = DOCKERFILE.global_args["PYTHON_DIGEST"]
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+    froms = [i.arguments for i in DOCKERFILE.instructions if i.keyword == "FROM"]
+    assert all("@${PYTHON_DIGEST}" in arguments for arguments in froms), froms
+    assert "docker buildx imagetools inspect" in DOCKERFILE.path.read_text()
+
+
+def _labels(stage: Stage) -> dict[str, str]:
+    args = stage.args(DOCKERFILE.global_args)
+    labels = {}
+    for instruction in stage.all("LABEL"):
+        for word in shlex.split(instruction.arguments):
+            name, _, value = word.partition("=")
+            labels[name] = substitute(value, args)
+    return labels
+
+
+def test_the_image_carries_the_oci_annotations() -> None:
+    with open(ROOT / "pyproject.toml", "rb") as handle:
+        project = tomllib.load(handle)["project"]
+    labels = _labels(FINAL)
+    prefix = "org.opencontainers.image."
+    assert labels[prefix + "title"] == project["name"]
+    assert labels[prefix + "description"]
+    assert labels[prefix + "licenses"] == project["license"]["text"]
+    assert labels[prefix + "version"] == project["version"]
+    # What the build passes (--build-arg REVISION=... CREATED=...), unknown otherwise.
+    assert labels[prefix + "revision"] == labels[prefix + "created"] == "unknown"
+    name, _, digest = FINAL.base.partition("@")
+    assert labels[prefix + "base.name"] == f"docker.io/library/{name}"
+    assert labels[prefix + "base.digest"] == digest
 
 
 def test_the_builder_installs_from_the_lock_file_with_a_pinned_uv() -> None:

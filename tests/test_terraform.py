@@ -1,16 +1,23 @@
 """terraform/: it parses, and the properties a reviewer looks for hold.
 
-No terraform binary can be installed here (none is packaged for PyPI, Debian or npm in a usable
-version), so the configuration is parsed with python-hcl2 and its key properties asserted: the
-dead-letter policy, OIDC push, least-privilege grants, the AWS trust conditions, SES permissions
-without wildcards, pinned providers, documented variables, and that the values terraform hands
-the worker are the ones the worker reads.
+The configuration is parsed with python-hcl2 and its key properties asserted: the dead-letter
+policy, OIDC push, per-service topics and who may publish to each, least-privilege grants, the
+fixed pull pool, the alerts, the deliverability records, the AWS trust conditions, SES
+permissions without wildcards, pinned providers, documented variables, and that the values
+terraform hands the worker are the ones the worker reads.
+
+The Google providers cannot be installed everywhere, but budget.tf, tenancy.tf and checks.tf
+need none: where a terraform binary exists, those files are evaluated (`terraform console`) and
+planned with real terraform, so their locals and preconditions are tested as terraform runs
+them, not only as text.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +33,13 @@ from worker.sending.service_config import _KNOWN_KEYS, config_location, parse_se
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM = ROOT / "terraform"
 TF_FILES = sorted(TERRAFORM.glob("*.tf"))
+EXAMPLE_TFVARS = TERRAFORM / "terraform.tfvars.example"
 OPTIONS = hcl2.SerializationOptions(
     with_comments=False, explicit_blocks=False, strip_string_quotes=True, preserve_heredocs=False
 )
+#: The files terraform can evaluate and plan without any provider: locals and checks computed
+#: from variables only (test_the_provider_free_files_read_only_variables_and_each_other).
+PROVIDER_FREE = ("variables.tf", "budget.tf", "tenancy.tf", "checks.tf")
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -45,6 +56,8 @@ class Config:
         self.variables: dict[str, dict[str, Any]] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
         self.locals: dict[str, Any] = {}
+        self.locals_by_file: dict[str, set[str]] = {}
+        self.moved: list[dict[str, str]] = []
         self.terraform: list[dict[str, Any]] = []
         for path in TF_FILES:
             parsed = _load(path)
@@ -59,7 +72,11 @@ class Config:
             for block in parsed.get("output", []):
                 self.outputs.update(block)
             for block in parsed.get("locals", []):
+                for name in block:
+                    assert name not in self.locals, f"local.{name} twice"
                 self.locals.update(block)
+                self.locals_by_file.setdefault(path.name, set()).update(block)
+            self.moved.extend(parsed.get("moved", []))
             self.terraform.extend(parsed.get("terraform", []))
 
     def resource(self, type_: str, name: str) -> dict[str, Any]:
@@ -93,6 +110,10 @@ def _ref(expression: str) -> str:
     return match.group(1)
 
 
+def _preconditions(body: dict[str, Any]) -> list[str]:
+    return [p["condition"] for block in body.get("lifecycle", []) for p in block["precondition"]]
+
+
 # The resource name Firestore checks document reads and writes against: the ledger database.
 LEDGER_CONDITION = (
     'resource.name == "projects/${var.project_id}/databases/'
@@ -108,6 +129,75 @@ def _iam_members() -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+def _settings_default(variable: str) -> str:
+    """The worker's default for the environment variable ``variable``."""
+    return next(default for name, default, _doc in Settings.documentation() if name == variable)
+
+
+# -- real terraform, on the files that need no provider -------------------------------------
+
+
+class TerraformAlone:
+    """Evaluates and plans PROVIDER_FREE with real terraform, variables from the example.
+
+    ``overrides`` are further variables (any JSON value); None is passed as null.
+    """
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        for name in PROVIDER_FREE:
+            shutil.copy(TERRAFORM / name, directory / name)
+        self._calls = 0
+
+    def run(
+        self, command: list[str], overrides: dict[str, Any], stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        self._calls += 1
+        variables = self.directory.parent / f"overrides-{self._calls}.tfvars.json"
+        variables.write_text(json.dumps(overrides))
+        return subprocess.run(
+            [
+                self.binary,
+                f"-chdir={self.directory}",
+                *command,
+                f"-var-file={EXAMPLE_TFVARS}",
+                f"-var-file={variables}",
+            ],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def value(self, expression: str, **overrides: Any) -> Any:
+        """``expression`` as terraform computes it, decoded from JSON."""
+        result = self.run(["console"], overrides, stdin=f"jsonencode({expression})\n")
+        assert result.returncode == 0, result.stderr
+        return json.loads(json.loads(result.stdout.strip().splitlines()[-1]))
+
+    def plan(self, **overrides: Any) -> subprocess.CompletedProcess[str]:
+        """`terraform plan` of the checks (init first: it installs nothing, there is nothing)."""
+        init = self.run(["init", "-backend=false", "-input=false", "-no-color"], {})
+        assert init.returncode == 0, init.stderr
+        return self.run(["plan", "-input=false", "-lock=false", "-no-color"], overrides)
+
+
+def terraform_alone(factory: pytest.TempPathFactory) -> TerraformAlone:
+    binary = shutil.which("terraform")
+    if binary is None:
+        pytest.skip("no terraform binary: the files are checked as parsed HCL only")
+    directory = factory.mktemp("terraform-alone") / "config"
+    directory.mkdir()
+    return TerraformAlone(binary, directory)
+
+
+@pytest.fixture(scope="module")
+def tf(tmp_path_factory: pytest.TempPathFactory) -> TerraformAlone:
+    return terraform_alone(tmp_path_factory)
+
+
 # -- it parses, and it is written to be read ------------------------------------------------
 
 
@@ -120,20 +210,63 @@ def test_the_configuration_is_in_the_standard_layout() -> None:
     names = {p.name for p in TF_FILES}
     assert {"versions.tf", "variables.tf", "outputs.tf", "main.tf"} <= names
     assert (TERRAFORM / "README.md").is_file()
-    assert (TERRAFORM / "terraform.tfvars.example").is_file()
+    assert EXAMPLE_TFVARS.is_file()
     # Resources are split by concern, not piled into main.tf.
     assert len(names - {"versions.tf", "variables.tf", "outputs.tf", "providers.tf"}) >= 4
+
+
+def test_terraform_fmt_finds_nothing_to_change() -> None:
+    binary = shutil.which("terraform")
+    if binary is None:
+        pytest.skip("no terraform binary")
+    result = subprocess.run(
+        [binary, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_make_lint_deploy_checks_formatting_and_validates_where_it_can() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    target = makefile[makefile.index("\nlint-deploy:") :].split("\n\n", 1)[0]
+    assert "fmt -check -recursive" in target
+    assert "terraform/scripts/validate.sh" in target
+    script = (TERRAFORM / "scripts" / "validate.sh").read_text()
+    # On a copy, so that init leaves nothing in the tree; unreachable providers skip, loudly.
+    assert 'cp "$source_dir"/*.tf "$work"/' in script
+    assert "validate: skipped" in script
+    assert '"$terraform" -chdir="$work" validate' in script
+
+
+def test_the_provider_free_files_read_only_variables_and_each_other() -> None:
+    free_locals = set().union(*(TF.locals_by_file.get(name, set()) for name in PROVIDER_FREE))
+    for name in PROVIDER_FREE[1:]:
+        parsed = _load(TERRAFORM / name)
+        assert set(parsed) <= {"locals", "resource"}, name
+        for type_ in (t for block in parsed.get("resource", []) for t in block):
+            assert type_ == "terraform_data", f"{name}: {type_} needs a provider"
+        text = (TERRAFORM / name).read_text()
+        for ref in re.findall(r"\b(local|var|data|google_\w+|aws_\w+)\.(\w+)", text):
+            kind, target = ref
+            assert kind in ("local", "var"), f"{name} reads {kind}.{target}"
+            if kind == "local":
+                assert target in free_locals, f"{name} reads local.{target} from elsewhere"
 
 
 def test_provider_versions_are_pinned() -> None:
     (block,) = TF.terraform
     assert re.fullmatch(r">= ?1\.\d+(\.\d+)?", block["required_version"])
     (providers,) = block["required_providers"]
-    assert set(providers) == {"google", "aws"}
+    assert set(providers) == {"google", "google-beta", "aws"}
     for name, spec in providers.items():
         assert spec["source"] == f"hashicorp/{name}"
         # Pessimistic to a minor version: bug fixes and features, never a new major.
         assert re.fullmatch(r"~> ?\d+\.\d+", spec["version"]), spec["version"]
+    # The beta provider moves with the GA one.
+    assert providers["google-beta"]["version"] == providers["google"]["version"]
 
 
 def test_every_variable_has_a_description_and_a_type() -> None:
@@ -158,11 +291,27 @@ def test_every_variable_is_used_and_every_reference_is_declared() -> None:
     assert set(TF.variables) - used == set(), "variables nothing reads"
 
 
+def test_every_local_is_defined_once_and_every_one_read_exists() -> None:
+    # Config() refuses a local defined twice; here every local.NAME read must be defined.
+    read = {name for p in TF_FILES for name in re.findall(r"\blocal\.(\w+)", p.read_text())}
+    assert read - set(TF.locals) == set()
+
+
 def test_the_readme_documents_every_input_and_output() -> None:
     readme = (TERRAFORM / "README.md").read_text()
     for name in [*TF.variables, *TF.outputs]:
         assert f"| `{name}` |" in readme, f"{name} is not in terraform/README.md"
-    assert (TERRAFORM / "terraform.tfvars.example").read_text() in readme
+    assert EXAMPLE_TFVARS.read_text() in readme
+
+
+def test_the_readme_walks_through_a_first_deploy_in_order() -> None:
+    readme = (TERRAFORM / "README.md").read_text()
+    section = readme[readme.index("## First deploy") :].split("\n## ", 1)[0]
+    steps = ["APIs", "image", "DNS", "production access", "email-worker send"]
+    positions = [section.find(step) for step in steps]
+    assert -1 not in positions, dict(zip(steps, positions, strict=True))
+    assert positions == sorted(positions)
+    assert "--wait" in section
 
 
 def test_every_output_has_a_description() -> None:
@@ -171,12 +320,34 @@ def test_every_output_has_a_description() -> None:
 
 
 def test_the_example_tfvars_sets_every_required_variable_and_no_undeclared_one() -> None:
-    example = _load(TERRAFORM / "terraform.tfvars.example")
+    example = _load(EXAMPLE_TFVARS)
     required = {name for name, spec in TF.variables.items() if "default" not in spec}
     assert required <= set(example), f"missing: {required - set(example)}"
     assert set(example) <= set(TF.variables), f"undeclared: {set(example) - set(TF.variables)}"
     for name in example:
         assert not re.search(r"secret|password|key$|token", name, re.IGNORECASE), name
+
+
+def test_the_example_tfvars_passes_every_check(tf: TerraformAlone) -> None:
+    result = tf.plan()
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_example_pairs_the_ses_quota_with_the_instances_docs_scaling_suggests() -> None:
+    example = _load(EXAMPLE_TFVARS)
+    quota = example["ses_max_send_rate_per_s"]
+    instances = (
+        example.get("max_instances", TF.variables["max_instances"]["default"])
+        if example.get("delivery_mode", "push") == "push"
+        else example.get("pull_instances", TF.variables["pull_instances"]["default"])
+    )
+    # docs/scaling.md's table: | SES sending rate | 1-vCPU instances | note |
+    table = (ROOT / "docs" / "scaling.md").read_text()
+    rows = dict(re.findall(r"^\| ([\d,]+)/s[^|]*\| (\d+) \|", table, re.MULTILINE))
+    assert int(rows[f"{quota:,}"]) == instances
+    # The comment states the share each instance gets, as terraform computes it.
+    share = quota / instances
+    assert f"{quota} / {instances} = {share:g}" in EXAMPLE_TFVARS.read_text()
 
 
 def test_checkov_skips_carry_a_reason() -> None:
@@ -203,8 +374,30 @@ def test_nothing_deployment_specific_is_hard_coded() -> None:
         assert not re.search(r"\b(?:eu|us|ap|ca|sa|me|af)-[a-z]+-\d\b", text), (
             f"{path.name}: an AWS region"
         )
-        for account in re.findall(r"[\w.${}-]+@[\w.-]+\.iam\.gserviceaccount\.com", text):
-            assert account.startswith("service-${data.google_project.this.number}@gcp-sa-pubsub")
+        assert not re.findall(r"[\w.${}-]+@[\w.-]+\.iam\.gserviceaccount\.com", text), path.name
+
+
+def test_the_apis_the_configuration_needs_are_enabled() -> None:
+    apis = set(
+        re.findall(
+            r'"([a-z]+\.googleapis\.com)"',
+            TF.resource("google_project_service", "enabled")["for_each"],
+        )
+    )
+    assert apis == {
+        "artifactregistry.googleapis.com",  # the image's registry
+        "cloudresourcemanager.googleapis.com",  # the project number, the ledger's IAM binding
+        "firestore.googleapis.com",
+        "iam.googleapis.com",
+        "logging.googleapis.com",  # the worker's failure metric
+        "monitoring.googleapis.com",  # the alert policies
+        "pubsub.googleapis.com",
+        "run.googleapis.com",
+        "storage.googleapis.com",
+    }
+    description = TF.variables["enable_apis"]["description"]
+    for name in ("Cloud Resource Manager", "Artifact Registry", "Cloud Monitoring", "Firestore"):
+        assert name in description
 
 
 # -- Pub/Sub ---------------------------------------------------------------------------------
@@ -212,23 +405,32 @@ def test_nothing_deployment_specific_is_hard_coded() -> None:
 
 def test_the_topics_and_subscriptions_have_the_names_the_worker_expects_by_default() -> None:
     names = TF.variables["pubsub_names"]
-    defaults = dict(re.findall(r"(\w+)\s*=\s*optional\(string,\s*\"?([\w-]+)\"?\)", names["type"]))
-    settings = Settings.from_env({})
+    defaults = dict(
+        re.findall(r"(\w+)\s*=\s*optional\(string,\s*\"?([\w{}-]+)\"?\)", names["type"])
+    )
     assert defaults == {
-        "requests_topic": settings.requests_topic,
-        "results_topic": settings.results_topic,
-        "dead_letter_topic": settings.dead_letter_topic,
-        "worker_subscription": settings.subscription,
-        "dead_letter_subscription": settings.dead_letter_subscription,
+        "requests_topic": _settings_default("EMAIL_WORKER_REQUESTS_TOPIC"),
+        "results_topic": _settings_default("EMAIL_WORKER_RESULTS_TOPIC"),
+        "dead_letter_topic": _settings_default("EMAIL_WORKER_DEAD_LETTER_TOPIC"),
+        "worker_subscription": _settings_default("EMAIL_WORKER_SUBSCRIPTION"),
+        "dead_letter_subscription": _settings_default("EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION"),
+        "service_topic": _settings_default("EMAIL_WORKER_SERVICE_TOPIC"),
+        "service_subscription": _settings_default("EMAIL_WORKER_SERVICE_SUBSCRIPTION"),
+        "replay_topic": _settings_default("EMAIL_WORKER_REPLAY_TOPIC"),
+        "replay_subscription": _settings_default("EMAIL_WORKER_REPLAY_SUBSCRIPTION"),
     }
     for topic in ("requests", "results", "dead_letter"):
         body = TF.resource("google_pubsub_topic", topic)
         assert body["name"] == f"${{var.pubsub_names.{topic}_topic}}"
+    assert TF.resource("google_pubsub_topic", "replays")["name"] == (
+        "${var.pubsub_names.replay_topic}"
+    )
 
 
-def test_the_worker_subscription_dead_letters_after_max_delivery_attempts() -> None:
+def test_every_worker_subscription_dead_letters_after_max_delivery_attempts() -> None:
     subscription = TF.resource("google_pubsub_subscription", "worker")
-    assert subscription["topic"] == "${google_pubsub_topic.requests.id}"
+    assert subscription["for_each"] == "${local.worker_subscription_topics}"
+    assert subscription["topic"] == "${each.value.topic}"
     policy = _block(subscription, "dead_letter_policy")
     assert policy["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
     assert policy["max_delivery_attempts"] == "${var.max_delivery_attempts}"
@@ -243,19 +445,36 @@ def test_the_worker_subscription_dead_letters_after_max_delivery_attempts() -> N
     )
 
 
-def test_the_worker_subscription_has_a_retry_policy_an_ack_deadline_and_never_expires() -> None:
+def test_every_worker_subscription_has_a_retry_policy_an_ack_deadline_and_never_expires() -> None:
     subscription = TF.resource("google_pubsub_subscription", "worker")
     retry = _block(subscription, "retry_policy")
     assert retry["minimum_backoff"] == "${var.retry_minimum_backoff_seconds}s"
     assert retry["maximum_backoff"] == "${var.retry_maximum_backoff_seconds}s"
-    assert subscription["ack_deadline_seconds"] == "${var.ack_deadline_seconds}"
-    # One attempt (sends retried up to the worker's send deadline) fits in the ack deadline.
-    assert TF.variables["ack_deadline_seconds"]["default"] > Settings.from_env({}).send_deadline_s
+    assert subscription["ack_deadline_seconds"] == "${local.ack_deadline_s}"
     assert _block(subscription, "expiration_policy")["ttl"] == ""
     ops = TF.resource("google_pubsub_subscription", "dead_letter_ops")
     assert ops["topic"] == "${google_pubsub_topic.dead_letter.id}"
     assert ops["name"] == "${var.pubsub_names.dead_letter_subscription}"
     assert _block(ops, "expiration_policy")["ttl"] == ""
+
+
+def test_the_worker_subscriptions_come_after_the_operators_dead_letter_subscription() -> None:
+    # A dead letter reaches only the subscriptions that exist when it is published.
+    subscription = TF.resource("google_pubsub_subscription", "worker")
+    assert set(subscription["depends_on"]) == {
+        "${google_pubsub_subscription.dead_letter_ops}",
+        "${google_pubsub_topic_iam_member.dead_letter_publisher_pubsub_agent}",
+    }
+
+
+def test_dead_letters_are_kept_31_days_on_the_topic_and_the_operators_subscription() -> None:
+    variable = TF.variables["dead_letter_retention_seconds"]
+    assert variable["default"] == 31 * 86400
+    assert "var.dead_letter_retention_seconds <= 2678400" in variable["validation"][0]["condition"]
+    topic = TF.resource("google_pubsub_topic", "dead_letter")
+    ops = TF.resource("google_pubsub_subscription", "dead_letter_ops")
+    for body in (topic, ops):
+        assert body["message_retention_duration"] == "${var.dead_letter_retention_seconds}s"
 
 
 def test_push_delivery_carries_an_oidc_token_of_the_push_account_for_the_push_audience() -> None:
@@ -277,14 +496,18 @@ def test_push_delivery_carries_an_oidc_token_of_the_push_account_for_the_push_au
     )
     # Cloud Run admits the custom audience too.
     service = TF.resource("google_cloud_run_v2_service", "worker")
-    assert service["custom_audiences"] == "${local.push_mode ? [local.push_audience] : null}"
+    assert service["custom_audiences"] == ["${local.push_audience}"]
 
 
-def test_the_pubsub_service_agent_may_forward_dead_letters_and_sign_pushes() -> None:
-    assert TF.locals["pubsub_service_agent"] == (
-        "serviceAccount:service-${data.google_project.this.number}"
-        "@gcp-sa-pubsub.iam.gserviceaccount.com"
-    )
+def test_the_pubsub_service_agent_is_created_then_may_forward_dead_letters_and_sign_pushes() -> (
+    None
+):
+    identity = TF.resource("google_project_service_identity", "pubsub")
+    assert identity["service"] == "pubsub.googleapis.com"
+    assert identity["provider"] == "google-beta"
+    assert identity["depends_on"] == ["${google_project_service.enabled}"]
+    # Every grant to the agent names the created identity, so it comes after it.
+    assert TF.locals["pubsub_service_agent"] == "${google_project_service_identity.pubsub.member}"
     agent = "${local.pubsub_service_agent}"
     grants = {
         (
@@ -301,17 +524,178 @@ def test_the_pubsub_service_agent_may_forward_dead_letters_and_sign_pushes() -> 
             "roles/pubsub.publisher",
             "${google_pubsub_topic.dead_letter.name}",
         ),
-        (
-            "google_pubsub_subscription_iam_member",
-            "roles/pubsub.subscriber",
-            "${google_pubsub_subscription.worker.name}",
-        ),
+        ("google_pubsub_subscription_iam_member", "roles/pubsub.subscriber", "${each.value.name}"),
         (
             "google_service_account_iam_member",
             "roles/iam.serviceAccountTokenCreator",
             "${google_service_account.push[0].name}",
         ),
     }
+    # ... subscriber on every worker subscription: per service, shared and replays alike.
+    agent_subscriber = TF.resource(
+        "google_pubsub_subscription_iam_member", "worker_subscriber_pubsub_agent"
+    )
+    assert agent_subscriber["for_each"] == "${google_pubsub_subscription.worker}"
+
+
+# -- who may publish: per-service topics -----------------------------------------------------
+
+
+def test_per_service_is_the_default_tenancy_and_the_worker_is_told_which() -> None:
+    tenancy = TF.variables["tenancy"]
+    assert tenancy["default"] == _settings_default("EMAIL_WORKER_TENANCY") == "per-service"
+    assert '["per-service", "shared"]' in tenancy["validation"][0]["condition"]
+    env = TF.locals["managed_env"]
+    assert env["EMAIL_WORKER_TENANCY"] == "${var.tenancy}"
+    assert env["EMAIL_WORKER_SERVICE_TOPIC"] == "${var.pubsub_names.service_topic}"
+    assert env["EMAIL_WORKER_SERVICE_SUBSCRIPTION"] == "${var.pubsub_names.service_subscription}"
+    assert env["EMAIL_WORKER_REPLAY_TOPIC"] == "${google_pubsub_topic.replays.name}"
+    assert env["EMAIL_WORKER_REPLAY_SUBSCRIPTION"] == (
+        '${google_pubsub_subscription.worker["replay"].name}'
+    )
+    assert env["EMAIL_WORKER_ALLOWED_SERVICES"] == '${join(",", sort(keys(var.services)))}'
+    # The shared names only when there is a shared topic.
+    assert env["EMAIL_WORKER_REQUESTS_TOPIC"] == "${one(google_pubsub_topic.requests[*].name)}"
+    assert env["EMAIL_WORKER_SUBSCRIPTION"] == "${local.shared_subscription}"
+    assert 'if key == "shared"' in TF.locals["shared_subscription"]
+
+
+def test_each_service_gets_one_topic_and_one_worker_subscription(tf: TerraformAlone) -> None:
+    topic = TF.resource("google_pubsub_topic", "service")
+    assert topic["for_each"] == "${local.service_topic_names}"
+    assert topic["name"] == "${each.value}"
+    topics = TF.locals["worker_subscription_topics"]
+    assert (
+        '{for id, topic in google_pubsub_topic.service : "service:${id}" => '
+        "{name = local.service_subscription_names[id], topic = topic.id}}"
+    ) in topics
+    services = {
+        "billing": {"sending_domain": "example.org"},
+        "alerts": {"sending_domain": "example.net"},
+    }
+    assert tf.value("local.service_topic_names", services=services) == {
+        "billing": "email-requests-billing",
+        "alerts": "email-requests-alerts",
+    }
+    assert tf.value("local.service_subscription_names", services=services) == {
+        "billing": "email-requests-billing-worker",
+        "alerts": "email-requests-alerts-worker",
+    }
+    # The worker's own templates name the same topics and subscriptions.
+    settings = Settings.from_env({})
+    assert settings.service_topic_for("billing") == "email-requests-billing"
+    assert settings.service_subscription_for("billing") == "email-requests-billing-worker"
+
+
+def test_each_service_topic_admits_exactly_that_service_s_publishers(tf: TerraformAlone) -> None:
+    grant = TF.resource("google_pubsub_topic_iam_member", "service_publisher")
+    assert grant["for_each"] == "${local.service_publishers}"
+    assert grant["topic"] == "${google_pubsub_topic.service[each.value.service].name}"
+    assert grant["member"] == "${each.value.member}"
+    assert grant["role"] == "roles/pubsub.publisher"
+    services = {
+        "billing": {
+            "sending_domain": "example.org",
+            "publishers": ["serviceAccount:billing@p.iam.gserviceaccount.com"],
+        },
+        "alerts": {
+            "sending_domain": "example.net",
+            "publishers": [
+                "serviceAccount:alerting@p.iam.gserviceaccount.com",
+                "group:oncall@example.net",
+            ],
+        },
+    }
+    grants = tf.value("local.service_publishers", services=services)
+    by_service: dict[str, set[str]] = {}
+    for entry in grants.values():
+        by_service.setdefault(entry["service"], set()).add(entry["member"])
+    assert by_service == {
+        "billing": {"serviceAccount:billing@p.iam.gserviceaccount.com"},
+        "alerts": {"serviceAccount:alerting@p.iam.gserviceaccount.com", "group:oncall@example.net"},
+    }
+    # Nothing else grants anything on a service's topic.
+    on_service_topics = [
+        name
+        for type_, name, body in _iam_members()
+        if "google_pubsub_topic.service[" in str(body.get("topic", ""))
+    ]
+    assert on_service_topics == ["service_publisher"]
+
+
+def test_operators_may_publish_to_the_replay_topic_and_nowhere_else(tf: TerraformAlone) -> None:
+    grant = TF.resource("google_pubsub_topic_iam_member", "replay_publisher")
+    assert grant["for_each"] == "${toset(local.replay_publishers)}"
+    assert grant["topic"] == "${google_pubsub_topic.replays.name}"
+    assert grant["role"] == "roles/pubsub.publisher"
+    # By default the dead-letter readers replay; replay_publishers may name others.
+    operators = ["group:email-operators@example.org"]
+    assert tf.value("local.replay_publishers", dead_letter_readers=operators) == operators
+    assert tf.value("local.replay_publishers", replay_publishers=["user:a@example.org"]) == [
+        "user:a@example.org"
+    ]
+    # The operators' members reach only the replay topic and their dead-letter subscription.
+    operator_sources = ("local.replay_publishers", "var.dead_letter_readers")
+    for type_, name, body in _iam_members():
+        if any(source in body.get("for_each", "") for source in operator_sources):
+            target = body.get("topic") or body.get("subscription")
+            assert target in (
+                "${google_pubsub_topic.replays.name}",
+                "${google_pubsub_subscription.dead_letter_ops.name}",
+            ), (type_, name)
+    for text in (
+        TF.variables["replay_publishers"]["description"],
+        TERRAFORM.joinpath("README.md").read_text(),
+    ):
+        assert "ledger" in text
+
+
+def test_the_shared_topic_exists_only_in_shared_tenancy(tf: TerraformAlone) -> None:
+    assert TF.resource("google_pubsub_topic", "requests")["count"] == (
+        "${local.per_service ? 0 : 1}"
+    )
+    assert TF.resource("google_pubsub_topic", "service")["for_each"] == (
+        "${local.service_topic_names}"
+    )
+    publishers = TF.resource("google_pubsub_topic_iam_member", "requests_publisher")
+    assert publishers["for_each"] == "${toset(local.shared_publishers)}"
+    assert publishers["topic"] == "${google_pubsub_topic.requests[0].name}"
+    topics = TF.locals["worker_subscription_topics"]
+    assert '{for topic in google_pubsub_topic.requests : "shared" =>' in topics
+    shared = {
+        "tenancy": "shared",
+        "request_publishers": ["serviceAccount:x@p.iam.gserviceaccount.com"],
+    }
+    assert tf.value("local.per_service") is True
+    assert tf.value("local.service_topic_names", **shared) == {}
+    assert tf.value("local.shared_publishers", **shared) == shared["request_publishers"]
+    assert tf.value("local.shared_publishers", request_publishers=["user:a@example.org"]) == []
+
+
+def test_publishers_given_for_the_other_tenancy_fail_the_plan(tf: TerraformAlone) -> None:
+    per_service = tf.plan(request_publishers=["serviceAccount:x@p.iam.gserviceaccount.com"])
+    assert per_service.returncode != 0
+    assert "not request_publishers" in " ".join(per_service.stderr.split())
+    shared = tf.plan(tenancy="shared")  # the example's services name publishers
+    assert shared.returncode != 0
+    assert "services' publishers do not apply" in " ".join(shared.stderr.split())
+
+
+def test_a_shared_deployment_keeps_its_topic_subscription_and_grants_on_upgrade() -> None:
+    moved = {(m["from"], m["to"]) for m in TF.moved}
+    assert {
+        ("${google_pubsub_topic.requests}", "${google_pubsub_topic.requests[0]}"),
+        ("${google_pubsub_subscription.worker}", '${google_pubsub_subscription.worker["shared"]}'),
+        (
+            "${google_pubsub_subscription_iam_member.worker_subscriber_pubsub_agent}",
+            '${google_pubsub_subscription_iam_member.worker_subscriber_pubsub_agent["shared"]}',
+        ),
+        (
+            "${google_pubsub_subscription_iam_member.worker_subscriber_worker[0]}",
+            '${google_pubsub_subscription_iam_member.worker_subscriber_worker["shared"]}',
+        ),
+        ("${google_cloud_run_v2_service.worker}", "${google_cloud_run_v2_service.worker[0]}"),
+    } <= moved
 
 
 # -- Google identities: least privilege ------------------------------------------------------
@@ -347,12 +731,21 @@ def test_the_worker_service_account_holds_only_the_grants_it_needs() -> None:
     assert grants == {
         ("roles/pubsub.publisher", "${google_pubsub_topic.results.name}"),
         ("roles/pubsub.publisher", "${google_pubsub_topic.dead_letter.name}"),
-        ("roles/pubsub.subscriber", "${google_pubsub_subscription.worker.name}"),
+        ("roles/pubsub.subscriber", "${each.value.name}"),
         ("roles/storage.objectViewer", "${google_storage_bucket.config.name}"),
         ("roles/datastore.user", LEDGER_CONDITION),
     }
+    # Subscriber on every worker subscription (its services' and the replays), in pull mode.
     pull_only = TF.resource("google_pubsub_subscription_iam_member", "worker_subscriber_worker")
-    assert pull_only["count"] == "${local.push_mode ? 0 : 1}"
+    assert pull_only["for_each"] == (
+        "${{for key, subscription in google_pubsub_subscription.worker : "
+        "key => subscription if !local.push_mode}}"
+    )
+    # Never a publisher on a request topic: the worker cannot make requests up.
+    for _type, _name, body in _iam_members():
+        if body["member"] == worker:
+            assert "google_pubsub_topic.service" not in str(body.get("topic"))
+            assert "google_pubsub_topic.replays" not in str(body.get("topic"))
 
 
 def test_the_push_service_account_may_only_invoke_the_worker_service() -> None:
@@ -362,15 +755,16 @@ def test_the_push_service_account_may_only_invoke_the_worker_service() -> None:
     type_, body = grants[0]
     assert type_ == "google_cloud_run_v2_service_iam_member"
     assert body["role"] == "roles/run.invoker"
-    assert body["name"] == "${google_cloud_run_v2_service.worker.name}"
+    assert body["name"] == "${google_cloud_run_v2_service.worker[0].name}"
 
 
-# -- Cloud Run -------------------------------------------------------------------------------
+# -- Cloud Run: a request-driven service for push, a fixed pool for pull ---------------------
 
 
-def test_cloud_run_runs_the_image_entrypoint_in_the_chosen_mode_as_the_worker_account() -> None:
+def test_push_mode_runs_a_service_of_the_image_entrypoint_as_the_worker_account() -> None:
     dockerfile = Dockerfile(ROOT / "Dockerfile")
     service = TF.resource("google_cloud_run_v2_service", "worker")
+    assert service["count"] == "${local.push_mode ? 1 : 0}"
     template = _block(service, "template")
     assert template["service_account"] == "${google_service_account.worker.email}"
     (container,) = template["containers"]
@@ -378,16 +772,52 @@ def test_cloud_run_runs_the_image_entrypoint_in_the_chosen_mode_as_the_worker_ac
     assert "command" not in container, "the image's ENTRYPOINT must be kept"
     cmd = dockerfile.final.last("CMD")
     assert cmd is not None
-    assert container["args"] == ['${local.push_mode ? "serve" : "pull"}']
-    assert cmd.exec_form() == ["serve"]
+    assert container["args"] == cmd.exec_form() == ["serve"]
     assert [i.arguments for i in dockerfile.final.all("EXPOSE")] == [
         str(TF.locals["container_port"])
     ]
     assert _block(container, "ports")["container_port"] == "${local.container_port}"
-    # A pull worker needs its CPU between requests.
-    assert _block(container, "resources")["cpu_idle"] == "${local.push_mode}"
     env = _dynamic(container, "env")
     assert env["for_each"] == "${local.worker_env}"
+
+
+def test_pull_mode_runs_a_worker_pool_of_a_fixed_instance_count() -> None:
+    pool = TF.resource("google_cloud_run_v2_worker_pool", "worker")
+    assert pool["count"] == "${local.push_mode ? 0 : 1}"
+    assert _block(pool, "scaling") == {
+        "scaling_mode": "MANUAL",
+        "manual_instance_count": "${var.pull_instances}",
+    }
+    template = _block(pool, "template")
+    assert template["service_account"] == "${google_service_account.worker.email}"
+    (container,) = template["containers"]
+    assert container["image"] == "${var.image}"
+    assert container["args"] == ["pull"]
+    assert _dynamic(container, "env")["for_each"] == "${local.worker_env}"
+    assert _block(container, "resources")["limits"] == {
+        "cpu": "${var.cpu}",
+        "memory": "${var.memory}",
+    }
+    variable = TF.variables["pull_instances"]
+    assert variable["default"] == 1
+    assert "var.pull_instances >= 0" in variable["validation"][0]["condition"]
+    # It starts only when it may pull its subscriptions.
+    assert "${google_pubsub_subscription_iam_member.worker_subscriber_worker}" in pool["depends_on"]
+    readme = (TERRAFORM / "README.md").read_text()
+    assert "pull_instances" in readme[readme.index("### Resizing the pull pool") :]
+
+
+def test_each_instance_gets_its_share_of_the_ses_send_rate_and_none_is_the_default() -> None:
+    rate = TF.locals["managed_env"]["EMAIL_WORKER_SEND_RATE_PER_S"]
+    assert rate == (
+        "${var.ses_max_send_rate_per_s == null ? null : "
+        "tostring(var.ses_max_send_rate_per_s / local.instance_count)}"
+    )
+    # The instances that may run at once: the push ceiling, or the pull pool's fixed count.
+    assert TF.locals["instance_count"] == (
+        "${local.push_mode ? var.max_instances : max(var.pull_instances, 1)}"
+    )
+    assert TF.variables["ses_max_send_rate_per_s"]["default"] is None
 
 
 def test_cloud_run_probes_the_worker_health_endpoints() -> None:
@@ -400,14 +830,13 @@ def test_cloud_run_probes_the_worker_health_endpoints() -> None:
         assert f'"{path}"' in served, f"the worker does not serve {path}"
 
 
-def test_cloud_run_scaling_concurrency_ingress_and_resources_are_variables() -> None:
+def test_push_scaling_ingress_and_resources_are_variables() -> None:
     service = TF.resource("google_cloud_run_v2_service", "worker")
     template = _block(service, "template")
     assert _block(template, "scaling") == {
         "min_instance_count": "${var.min_instances}",
         "max_instance_count": "${var.max_instances}",
     }
-    assert template["max_instance_request_concurrency"] == "${var.request_concurrency}"
     assert service["ingress"] == "${var.ingress}"
     assert TF.variables["ingress"]["default"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
     (container,) = template["containers"]
@@ -415,6 +844,23 @@ def test_cloud_run_scaling_concurrency_ingress_and_resources_are_variables() -> 
         "cpu": "${var.cpu}",
         "memory": "${var.memory}",
     }
+
+
+def test_request_concurrency_is_also_the_worker_s_thread_count() -> None:
+    # A push that waited for a thread would spend its ack deadline waiting.
+    service = TF.resource("google_cloud_run_v2_service", "worker")
+    assert _block(service, "template")["max_instance_request_concurrency"] == (
+        "${var.request_concurrency}"
+    )
+    assert TF.locals["managed_env"]["EMAIL_WORKER_CONCURRENCY"] == (
+        "${tostring(var.request_concurrency)}"
+    )
+    # Flow control holds well more than the threads, as docs/scaling.md asks.
+    assert (
+        "var.request_concurrency <= 1000"
+        in TF.variables["request_concurrency"]["validation"][0]["condition"]
+    )
+    assert int(_settings_default("EMAIL_WORKER_MAX_MESSAGES")) >= 1000
 
 
 def test_the_worker_environment_sets_only_settings_the_worker_reads() -> None:
@@ -430,13 +876,25 @@ def test_the_worker_environment_sets_only_settings_the_worker_reads() -> None:
     assert "EMAIL_WORKER_PUSH_AUTH" in TF.variables["extra_env"]["validation"][1]["condition"]
 
 
-def test_each_instance_gets_its_share_of_the_ses_send_rate_and_none_is_the_default() -> None:
-    rate = TF.locals["managed_env"]["EMAIL_WORKER_SEND_RATE_PER_S"]
-    assert rate == (
-        "${var.ses_max_send_rate_per_s == null ? null : "
-        "tostring(var.ses_max_send_rate_per_s / var.max_instances)}"
+def test_the_worker_accepts_the_environment_terraform_gives_it(tf: TerraformAlone) -> None:
+    # The budget's values and the tenancy names, as terraform computes them, as settings.
+    budget = tf.value(
+        "{ack = local.ack_deadline_s, claim = local.ledger_claim_s}", ses_max_send_rate_per_s=None
     )
-    assert TF.variables["ses_max_send_rate_per_s"]["default"] is None
+    settings = Settings.from_env(
+        {
+            "EMAIL_WORKER_TENANCY": TF.variables["tenancy"]["default"],
+            "EMAIL_WORKER_SEND_DEADLINE_S": str(TF.variables["send_deadline_seconds"]["default"]),
+            "EMAIL_WORKER_PUBLISH_TIMEOUT_S": str(
+                TF.variables["publish_timeout_seconds"]["default"]
+            ),
+            "EMAIL_WORKER_PUSH_ACK_DEADLINE_S": str(budget["ack"]),
+            "EMAIL_WORKER_LEDGER_CLAIM_S": str(budget["claim"]),
+            "EMAIL_WORKER_CONCURRENCY": str(TF.variables["request_concurrency"]["default"]),
+        }
+    )
+    assert settings.push_ack_deadline_s == budget["ack"]
+    assert settings.ledger_claim_s == budget["claim"]
 
 
 # -- request ledger --------------------------------------------------------------------------
@@ -524,8 +982,7 @@ def test_the_worker_accepts_the_ledger_settings_terraform_gives_it() -> None:
 
 
 def test_the_ledger_keeps_records_at_least_as_long_as_pubsub_keeps_requests() -> None:
-    service = TF.resource("google_cloud_run_v2_service", "worker")
-    conditions = [p["condition"] for p in service["lifecycle"][0]["precondition"]]
+    conditions = _preconditions(TF.resource("terraform_data", "settings_check"))
     assert "${var.ledger_retention_seconds >= var.request_retention_seconds}" in conditions
     assert (
         TF.variables["ledger_retention_seconds"]["default"]
@@ -545,18 +1002,15 @@ def test_extra_env_cannot_override_the_ledger_settings() -> None:
     assert TF.locals["worker_env"].startswith("${merge(var.extra_env, ")
 
 
-def test_the_service_starts_after_the_ledger_database_and_the_grant_to_use_it() -> None:
-    service = TF.resource("google_cloud_run_v2_service", "worker")
-    assert "${google_firestore_database.ledger}" in service["depends_on"]
-    assert "${google_project_iam_member.ledger_user_worker}" in service["depends_on"]
+def test_the_worker_starts_after_the_ledger_database_and_the_grant_to_use_it() -> None:
+    for runner in (
+        TF.resource("google_cloud_run_v2_service", "worker"),
+        TF.resource("google_cloud_run_v2_worker_pool", "worker"),
+    ):
+        assert "${google_firestore_database.ledger}" in runner["depends_on"]
+        assert "${google_project_iam_member.ledger_user_worker}" in runner["depends_on"]
     database = TF.resource("google_firestore_database", "ledger")
     assert database["depends_on"] == ["${google_project_service.enabled}"]
-
-
-def test_the_firestore_api_is_enabled() -> None:
-    apis = TF.resource("google_project_service", "enabled")["for_each"]
-    assert '"firestore.googleapis.com"' in apis
-    assert "Firestore" in TF.variables["enable_apis"]["description"]
 
 
 # -- configuration documents -----------------------------------------------------------------
@@ -706,3 +1160,173 @@ def test_the_configuration_set_requires_tls_by_default_and_keeps_reputation_metr
     assert _block(configuration_set, "delivery_options")["tls_policy"] == "${var.ses_tls_policy}"
     assert TF.variables["ses_tls_policy"]["default"] == "REQUIRE"
     assert _block(configuration_set, "reputation_options")["reputation_metrics_enabled"] is True
+
+
+# -- alerts ----------------------------------------------------------------------------------
+
+
+def _condition_filters(policy: dict[str, Any]) -> list[str]:
+    return [_block(c, "condition_threshold")["filter"] for c in policy["conditions"]]
+
+
+def test_every_alert_policy_notifies_the_channels_given_and_says_what_to_do() -> None:
+    policies = TF.of_type("google_monitoring_alert_policy")
+    assert set(policies) == {
+        "dead_letters_waiting",
+        "requests_waiting",
+        "push_failures",
+        "worker_failures",
+    }
+    for name, policy in policies.items():
+        assert policy["notification_channels"] == "${var.notification_channels}", name
+        documentation = _block(policy, "documentation")
+        assert documentation["mime_type"] == "text/markdown"
+        assert "${local.runbook}" in documentation["content"], name
+    assert "docs/operations.md" in TF.locals["runbook"]
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    alerts = operations[operations.index("## Alerts") :]
+    for policy in policies.values():
+        assert policy["display_name"] in alerts, policy["display_name"]
+    for alarm in ("bounce rate", "complaint rate"):
+        assert alarm in alerts
+
+
+def test_dead_letters_alert_once_one_has_waited_the_hours_given() -> None:
+    policy = TF.resource("google_monitoring_alert_policy", "dead_letters_waiting")
+    (condition,) = policy["conditions"]
+    threshold = _block(condition, "condition_threshold")
+    assert "pubsub.googleapis.com/subscription/oldest_unacked_message_age" in threshold["filter"]
+    assert "${google_pubsub_subscription.dead_letter_ops.name}" in threshold["filter"]
+    assert threshold["threshold_value"] == "${var.alerts.dead_letter_age_hours * 3600}"
+    assert "dead_letter_age_hours = optional(number, 24)" in TF.variables["alerts"]["type"]
+
+
+def test_requests_alert_when_the_oldest_in_any_worker_subscription_is_too_old() -> None:
+    policy = TF.resource("google_monitoring_alert_policy", "requests_waiting")
+    (filter_,) = _condition_filters(policy)
+    assert filter_.startswith("${local.worker_subscriptions_filter}")
+    assert "subscription/oldest_unacked_message_age" in filter_
+    # One filter for every worker subscription: per service, shared and replays.
+    assert "for s in google_pubsub_subscription.worker" in TF.locals["worker_subscriptions_filter"]
+    threshold = _block(policy["conditions"][0], "condition_threshold")
+    assert threshold["threshold_value"] == "${var.alerts.request_age_minutes * 60}"
+
+
+def test_push_5xx_and_late_answers_alert_in_push_mode() -> None:
+    policy = TF.resource("google_monitoring_alert_policy", "push_failures")
+    assert policy["count"] == "${local.push_mode ? 1 : 0}"
+    five_xx, late = _condition_filters(policy)
+    for filter_ in (five_xx, late):
+        assert "pubsub.googleapis.com/subscription/push_request_count" in filter_
+        assert filter_.startswith("${local.worker_subscriptions_filter}")
+    assert 'response_class = \\"remote_server_5xx\\"' in five_xx or (
+        'response_class = "remote_server_5xx"' in five_xx
+    )
+    assert "deadline_exceeded" in late
+    late_threshold = _block(policy["conditions"][1], "condition_threshold")
+    assert late_threshold["threshold_value"] == 0
+
+
+def test_the_worker_s_failures_are_counted_from_its_logs_and_alert() -> None:
+    metric = TF.resource("google_logging_metric", "worker_failures")
+    # The fields of the worker's `request processed` line (worker/processing/handling.py).
+    handling = (ROOT / "worker" / "processing" / "handling.py").read_text()
+    assert '"request processed"' in handling
+    for field in ("outcome=", "error_code=", "ledger="):
+        assert field in handling
+    assert 'jsonPayload.message = \\"request processed\\"' in metric["filter"] or (
+        'jsonPayload.message = "request processed"' in metric["filter"]
+    )
+    assert "failed" in metric["filter"]
+    assert "unavailable" in metric["filter"]
+    assert metric["label_extractors"] == {"error_code": "EXTRACT(jsonPayload.error_code)"}
+    policy = TF.resource("google_monitoring_alert_policy", "worker_failures")
+    (filter_,) = _condition_filters(policy)
+    assert "logging.googleapis.com/user/${google_logging_metric.worker_failures.name}" in filter_
+
+
+def test_ses_bounce_and_complaint_rates_alarm_at_aws_s_review_levels() -> None:
+    alarm = TF.resource("aws_cloudwatch_metric_alarm", "ses_reputation")
+    assert alarm["for_each"] == "${local.ses_reputation_alarms}"
+    assert alarm["namespace"] == "AWS/SES"
+    assert alarm["metric_name"] == "${each.value.metric}"
+    assert alarm["threshold"] == "${each.value.threshold}"
+    assert alarm["comparison_operator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["alarm_actions"] == alarm["ok_actions"] == "${var.aws_alarm_actions}"
+    levels = {a["metric"]: a["threshold"] for a in TF.locals["ses_reputation_alarms"].values()}
+    # AWS reviews an account at a 5% bounce rate or a 0.1% complaint rate (the rates are
+    # fractions).
+    assert levels == {"Reputation.BounceRate": 0.05, "Reputation.ComplaintRate": 0.001}
+    # The configuration set keeps the reputation metrics these read.
+    configuration_set = TF.resource("aws_sesv2_configuration_set", "events")
+    assert _block(configuration_set, "reputation_options")["reputation_metrics_enabled"] is True
+
+
+# -- deliverability --------------------------------------------------------------------------
+
+
+def test_every_identity_has_a_custom_mail_from_subdomain_that_is_no_from_domain() -> None:
+    mail_from = TF.resource("aws_sesv2_email_identity_mail_from_attributes", "domain")
+    assert mail_from["for_each"] == "${aws_sesv2_email_identity.domain}"
+    assert mail_from["email_identity"] == "${each.value.email_identity}"
+    assert mail_from["mail_from_domain"] == "${var.ses_mail_from_subdomain}.${each.key}"
+    assert TF.variables["ses_mail_from_subdomain"]["default"] == "bounce"
+    (condition,) = _preconditions(mail_from)
+    assert "local.allowed_from_domains" in condition
+
+
+def test_the_dns_output_lists_dkim_mail_from_and_a_dmarc_suggestion() -> None:
+    records = TF.outputs["ses_dns_records"]["value"]
+    for expected in (
+        "dkim_signing_attributes[0].tokens",
+        '"${token}._domainkey.${domain}"',
+        '"CNAME"',
+        '"${token}.dkim.amazonses.com"',
+        "aws_sesv2_email_identity_mail_from_attributes.domain[domain].mail_from_domain",
+        '"MX"',
+        '"10 feedback-smtp.${var.aws_region}.amazonses.com"',
+        '"v=spf1 include:amazonses.com ~all"',
+        '"_dmarc.${domain}"',
+        "local.dmarc_record",
+    ):
+        assert expected in records, expected
+    dmarc = TF.locals["dmarc_record"]
+    assert '"v=DMARC1"' in dmarc
+    assert '"p=none"' in dmarc
+    assert "rua=mailto:${var.dmarc_report_address}" in dmarc
+
+
+def test_the_configuration_set_suppresses_addresses_that_bounced_or_complained() -> None:
+    configuration_set = TF.resource("aws_sesv2_configuration_set", "events")
+    suppression = _block(configuration_set, "suppression_options")
+    assert suppression["suppressed_reasons"] == ["BOUNCE", "COMPLAINT"]
+
+
+# -- the image -------------------------------------------------------------------------------
+
+
+def test_the_image_is_accepted_by_digest_only(tf: TerraformAlone) -> None:
+    digest = "sha256:" + "ab" * 32
+    good = f"europe-west2-docker.pkg.dev/p/email/email-worker@{digest}"
+    assert tf.value("var.image", image=good) == good
+    for bad in (
+        "europe-west2-docker.pkg.dev/p/email/email-worker:1.2.3",
+        "europe-west2-docker.pkg.dev/p/email/email-worker:latest",
+        "europe-west2-docker.pkg.dev/p/email/email-worker@sha256:abc",
+    ):
+        refused = tf.plan(image=bad)
+        assert refused.returncode != 0, bad
+        assert "image must name the image by digest" in " ".join(refused.stderr.split()), bad
+
+
+def test_the_image_validation_accepts_a_digest_and_refuses_tags() -> None:
+    # The same rule as above without terraform: the validation's regular expression.
+    condition = TF.variables["image"]["validation"][0]["condition"]
+    pattern = re.fullmatch(r'\$\{can\(regex\("(.*)", var\.image\)\)\}', condition)
+    assert pattern, condition
+    rule = re.compile(pattern.group(1).replace("\\\\", "\\"))
+    assert rule.fullmatch("europe-west2-docker.pkg.dev/p/email/email-worker@sha256:" + "0" * 64)
+    assert not rule.fullmatch("europe-west2-docker.pkg.dev/p/email/email-worker:1.2.3")
+    assert not rule.fullmatch("email-worker@sha256:" + "0" * 64)
+    example = _load(EXAMPLE_TFVARS)
+    assert rule.fullmatch(example["image"])

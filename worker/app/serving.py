@@ -70,6 +70,31 @@ def run_serve(settings: Settings) -> int:
 
     The caller has checked the settings (project, allowed services, push authentication).
     """
+    # A push answered after the ack deadline is delivered again while it may still be
+    # sending: refuse to start when one delivery may outlast it (worker/config/budget.py).
+    from worker.config.budget import push_budget_problem, push_budget_s
+
+    if settings.push_ack_deadline_s is None:
+        log.warning(
+            "EMAIL_WORKER_PUSH_ACK_DEADLINE_S is not set: cannot check that the push "
+            "subscription's ack deadline covers one delivery",
+            needed_s=push_budget_s(
+                send_deadline_s=settings.send_deadline_s,
+                publish_timeout_s=settings.publish_timeout_s,
+                send_rate_limited=settings.send_rate_per_s is not None,
+            ),
+        )
+    else:
+        problem = push_budget_problem(
+            ack_deadline_s=settings.push_ack_deadline_s,
+            send_deadline_s=settings.send_deadline_s,
+            publish_timeout_s=settings.publish_timeout_s,
+            send_rate_limited=settings.send_rate_per_s is not None,
+        )
+        if problem is not None:
+            log.error("cannot start", detail=problem)
+            print(f"email-worker: invalid settings:\n  {problem}", file=sys.stderr)
+            return 2  # as for any other invalid setting
     authenticator = authenticator_for(settings)
     if authenticator is None:
         log.warning(

@@ -2,7 +2,8 @@
 
 The layer owns :class:`Settings` (every ``EMAIL_WORKER_*`` variable, parsed and checked
 together, invalid ones reported at once in one :class:`SettingsError`) and the JSON log
-format of Google Cloud Logging (:func:`configure_logging`, :func:`get_logger`). Both are read
+format of Google Cloud Logging (:func:`configure_logging`, :func:`get_logger`), and the push
+budget (:mod:`worker.config.budget`: how long one delivery may take). Both are read
 once at the entry point and passed down, so every layer of the worker may use them; they
 import nothing else of the worker.
 """

@@ -224,6 +224,12 @@ class Settings:
         doc="When set, pushes whose envelope names another subscription are refused (403): "
         "a name in GOOGLE_CLOUD_PROJECT, or projects/P/subscriptions/S.",
     )
+    push_ack_deadline_s: int | None = _env(
+        "EMAIL_WORKER_PUSH_ACK_DEADLINE_S",
+        doc="The push subscription's ack deadline (Pub/Sub's wait for each answer). serve "
+        "refuses to start when one delivery may outlast it (worker/config/budget.py). "
+        "Unset: not checked.",
+    )
     push_certs_url: str = _env(
         "EMAIL_WORKER_PUSH_CERTS_URL",
         GOOGLE_CERTS_URL,

@@ -1,0 +1,181 @@
+# Alerts on Google Cloud (Cloud Monitoring): what each means and what to do is in
+# docs/operations.md (Alerts) and in each policy's documentation, which the notification carries.
+# The SES reputation alarms are in aws_alarms.tf.
+
+locals {
+  # The worker's subscriptions, as a Monitoring filter on pubsub_subscription resources.
+  worker_subscriptions_filter = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = one_of(${join(", ", [for s in google_pubsub_subscription.worker : jsonencode(s.name)])})"
+  runbook                     = "See docs/operations.md, section Alerts, in the email-worker repository."
+}
+
+# Dead letters nobody has looked at: they are kept dead_letter_retention_seconds, then lost.
+resource "google_monitoring_alert_policy" "dead_letters_waiting" {
+  display_name          = "email-worker: dead letters waiting"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "A dead letter has waited more than ${var.alerts.dead_letter_age_hours} h"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.dead_letter_ops.name}\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alerts.dead_letter_age_hours * 3600
+      duration        = "300s"
+
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    subject   = "email-worker: dead letters waiting"
+    mime_type = "text/markdown"
+    content   = "A request that cannot succeed has waited more than ${var.alerts.dead_letter_age_hours} hours on ${google_pubsub_subscription.dead_letter_ops.name}. Run `email-worker dlq list` to see why, fix the cause, then `email-worker dlq replay` or `dlq purge`. Dead letters are deleted after ${var.dead_letter_retention_seconds / 86400} days. ${local.runbook}"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Requests waiting: the worker is down, too slow, or throttled for longer than usual.
+resource "google_monitoring_alert_policy" "requests_waiting" {
+  display_name          = "email-worker: requests waiting"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "A request has waited more than ${var.alerts.request_age_minutes} min"
+    condition_threshold {
+      filter          = "${local.worker_subscriptions_filter} AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alerts.request_age_minutes * 60
+      duration        = "300s"
+
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    subject   = "email-worker: requests waiting"
+    mime_type = "text/markdown"
+    content   = "The oldest request on a worker subscription is more than ${var.alerts.request_age_minutes} minutes old: the worker is not keeping up (down, failing to start, or held back by the send rate or SES throttling). ${local.runbook}"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Push mode: answers that make Pub/Sub deliver again. 5xx are expected now and then (a
+# transient failure is handed back with 503); a push answered after its ack deadline means
+# the budget did not hold, and the request may be sent twice.
+resource "google_monitoring_alert_policy" "push_failures" {
+  count = local.push_mode ? 1 : 0
+
+  display_name          = "email-worker: push deliveries failing"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "More than ${var.alerts.push_5xx_per_minute} push answers a minute are 5xx"
+    condition_threshold {
+      filter          = "${local.worker_subscriptions_filter} AND metric.type = \"pubsub.googleapis.com/subscription/push_request_count\" AND metric.labels.response_class = \"remote_server_5xx\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alerts.push_5xx_per_minute / 60
+      duration        = "600s"
+
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_RATE"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  conditions {
+    display_name = "A push was answered after its ack deadline"
+    condition_threshold {
+      filter          = "${local.worker_subscriptions_filter} AND metric.type = \"pubsub.googleapis.com/subscription/push_request_count\" AND metric.labels.response_class = \"deadline_exceeded\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    subject   = "email-worker: push deliveries failing"
+    mime_type = "text/markdown"
+    content   = "The worker answers Pub/Sub's pushes with errors, or too late. 5xx: read the worker's logs (`request processed` lines with outcome retry, `cannot start`). Answered after the ack deadline (${local.ack_deadline_s} s): a delivery outlasted the budget in terraform/budget.tf and may have been sent twice; check the SES and Pub/Sub latencies. ${local.runbook}"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# The worker's own failures, from its `request processed` log lines (its Prometheus metrics
+# stay inside each instance): requests that ended failed, and deliveries that found the
+# request ledger unavailable (nothing can be sent then).
+resource "google_logging_metric" "worker_failures" {
+  name        = "email-worker/failures"
+  description = "email-worker requests that ended failed, or found the request ledger unavailable, by error code."
+  filter      = "jsonPayload.message = \"request processed\" AND (jsonPayload.outcome = \"failed\" OR jsonPayload.ledger = \"unavailable\")"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "error_code"
+      value_type  = "STRING"
+      description = "The request's error code (formats.md), or none."
+    }
+  }
+
+  label_extractors = {
+    error_code = "EXTRACT(jsonPayload.error_code)"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_monitoring_alert_policy" "worker_failures" {
+  display_name          = "email-worker: requests failing"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "More than ${var.alerts.failed_requests_per_hour} failed requests in an hour"
+    condition_threshold {
+      filter          = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.worker_failures.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alerts.failed_requests_per_hour
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "3600s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    subject   = "email-worker: requests failing"
+    mime_type = "text/markdown"
+    content   = "Requests end failed (SES refused them or kept failing), or the request ledger is unavailable. The metric's error_code label says which; the dead letters carry the details (`email-worker dlq list`). ${local.runbook}"
+  }
+
+  depends_on = [google_project_service.enabled]
+}

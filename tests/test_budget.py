@@ -1,0 +1,324 @@
+"""The push budget: one delivery must end within the push ack deadline, and within its claim.
+
+worker/config/budget.py states the bound; these tests show that its constants are the SES
+client's and the ledger's own, that terraform/budget.tf computes the same numbers (evaluated
+with terraform where it is installed), that `terraform plan` fails on a deadline that cannot
+hold, and that `email-worker serve` refuses to start on one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+import structlog
+from botocore.retries import standard
+
+from tests.test_terraform import TF, TerraformAlone, _block, _preconditions, terraform_alone
+from worker.app import serving
+from worker.config import budget
+from worker.config.logs import configure_logging, get_logger
+from worker.config.settings import Settings
+from worker.ledger.firestore_ledger import FirestoreLedger
+from worker.sending.aws import SES_CLIENT_CONFIG
+
+EMAIL_WORKER = str(Path(sys.executable).parent / "email-worker")
+DEFAULTS = Settings.from_env({})
+
+
+@pytest.fixture(scope="module")
+def tf(tmp_path_factory: pytest.TempPathFactory) -> TerraformAlone:
+    return terraform_alone(tmp_path_factory)
+
+
+def _push_budget(settings: Settings = DEFAULTS, *, rate_limited: bool = False) -> float:
+    return budget.push_budget_s(
+        send_deadline_s=settings.send_deadline_s,
+        publish_timeout_s=settings.publish_timeout_s,
+        send_rate_limited=rate_limited,
+    )
+
+
+# -- the constants are the worker's own ------------------------------------------------------
+
+
+def test_the_ses_timeouts_and_retries_are_the_ses_client_s() -> None:
+    config: Any = SES_CLIENT_CONFIG  # botocore's stubs do not list Config's options
+    assert config.connect_timeout == budget.SES_CONNECT_TIMEOUT_S
+    assert config.read_timeout == budget.SES_READ_TIMEOUT_S
+    assert config.retries == {"mode": "standard", "max_attempts": budget.SES_RETRIES}
+
+
+def test_botocore_makes_one_call_more_than_its_max_attempts() -> None:
+    # botocore's max_attempts counts retries: 3 means four calls (tests/test_pull.py relies on
+    # it too).
+    client = botocore.session.get_session().create_client(
+        "sesv2", region_name="eu-west-2", config=SES_CLIENT_CONFIG
+    )
+    config: Any = client.meta.config
+    assert config.retries["total_max_attempts"] == budget.SES_RETRIES + 1
+
+
+def test_botocore_s_backoff_is_no_longer_than_the_budget_allows() -> None:
+    backoff: Any = standard.ExponentialBackoff
+    assert backoff._MAX_BACKOFF <= budget.BOTOCORE_BACKOFF_CAP_S
+    extra = getattr(backoff, "_RETRY_AFTER_MAX_ADDITIONAL", 0)
+    assert extra <= budget.BOTOCORE_RETRY_AFTER_S
+
+
+def test_a_ledger_call_is_bounded_by_the_firestore_ledger_s_timeout() -> None:
+    timeout = inspect.signature(FirestoreLedger.__init__).parameters["timeout_s"].default
+    assert timeout == budget.LEDGER_CALL_S
+
+
+# -- the bound ---------------------------------------------------------------------------------
+
+
+def test_one_ses_attempt_is_four_calls_of_25_s_and_their_backoff() -> None:
+    backoff = (1 + 5) + (2 + 5) + (4 + 5)
+    assert budget.ses_attempt_s() == 4 * (5 + 20) + backoff == 122
+
+
+def test_with_the_default_settings_a_push_needs_242_s_and_a_claim_172_s() -> None:
+    # 20 s of ledger calls + 30 s deadline + 122 s attempt + 2 x 30 s publishes + 10 s margin.
+    assert _push_budget() == 242
+    claim = budget.ledger_claim_s(send_deadline_s=DEFAULTS.send_deadline_s, send_rate_limited=False)
+    assert claim == 30 + 122 + 10 + 10 == 172
+
+
+def test_a_send_rate_limit_adds_the_send_deadline_again() -> None:
+    assert _push_budget(rate_limited=True) == _push_budget() + DEFAULTS.send_deadline_s
+
+
+def test_the_worker_s_default_ack_deadline_of_60_s_cannot_hold_a_push() -> None:
+    # Why the issue was filed: terraform used to give push subscriptions 60 s.
+    assert _push_budget() > 60
+
+
+def test_a_deadline_of_the_budget_or_more_has_no_problem() -> None:
+    for ack in (242, 243, 600):
+        assert (
+            budget.push_budget_problem(
+                ack_deadline_s=ack,
+                send_deadline_s=30,
+                publish_timeout_s=30,
+                send_rate_limited=False,
+            )
+            is None
+        )
+
+
+def test_a_short_deadline_is_a_problem_that_names_the_deadline_needed() -> None:
+    problem = budget.push_budget_problem(
+        ack_deadline_s=60, send_deadline_s=30, publish_timeout_s=30, send_rate_limited=False
+    )
+    assert problem is not None
+    assert problem.startswith("EMAIL_WORKER_PUSH_ACK_DEADLINE_S=60 is too short")
+    assert "at least 242 s" in problem
+    assert "one more SES attempt of up to 122 s" in problem
+
+
+def test_a_budget_over_600_s_is_a_problem_no_deadline_can_fix() -> None:
+    problem = budget.push_budget_problem(
+        ack_deadline_s=600, send_deadline_s=200, publish_timeout_s=60, send_rate_limited=True
+    )
+    assert problem is not None
+    assert "exceeds Pub/Sub's 600 s maximum" in problem
+    assert "lower EMAIL_WORKER_SEND_DEADLINE_S" in problem
+
+
+def test_the_claim_always_meets_the_worker_s_own_minimum() -> None:
+    # Settings refuse a claim shorter than the send deadline plus 60 s.
+    for deadline in (1.0, 30.0, 120.0, 300.0):
+        for limited in (False, True):
+            claim = budget.ledger_claim_s(send_deadline_s=deadline, send_rate_limited=limited)
+            assert claim >= deadline + 60
+
+
+# -- terraform computes the same ---------------------------------------------------------------
+
+
+def test_terraform_uses_the_same_constants() -> None:
+    assert TF.locals["budget"] == {
+        "ses_connect_timeout_s": budget.SES_CONNECT_TIMEOUT_S,
+        "ses_read_timeout_s": budget.SES_READ_TIMEOUT_S,
+        "ses_retries": budget.SES_RETRIES,
+        "botocore_backoff_cap_s": budget.BOTOCORE_BACKOFF_CAP_S,
+        "botocore_retry_after_s": budget.BOTOCORE_RETRY_AFTER_S,
+        "ledger_call_s": budget.LEDGER_CALL_S,
+        "margin_s": budget.MARGIN_S,
+    }
+
+
+@pytest.mark.parametrize(
+    ("send_deadline", "publish_timeout", "rate"),
+    [(30, 30, None), (30, 30, 14), (10, 5, None), (90, 20, 100)],
+)
+def test_terraform_computes_the_same_budget_and_claim(
+    tf: TerraformAlone, send_deadline: int, publish_timeout: int, rate: int | None
+) -> None:
+    computed = tf.value(
+        "{attempt = local.ses_attempt_s, push = local.push_budget_s, claim = local.ledger_claim_s}",
+        send_deadline_seconds=send_deadline,
+        publish_timeout_seconds=publish_timeout,
+        ses_max_send_rate_per_s=rate,
+    )
+    limited = rate is not None
+    assert computed == {
+        "attempt": budget.ses_attempt_s(),
+        "push": budget.push_budget_s(
+            send_deadline_s=send_deadline,
+            publish_timeout_s=publish_timeout,
+            send_rate_limited=limited,
+        ),
+        "claim": math.ceil(
+            budget.ledger_claim_s(send_deadline_s=send_deadline, send_rate_limited=limited)
+        ),
+    }
+
+
+def test_push_subscriptions_get_the_budget_as_ack_deadline_unless_one_is_given(
+    tf: TerraformAlone,
+) -> None:
+    assert tf.value("local.ack_deadline_s", ses_max_send_rate_per_s=None) == math.ceil(
+        _push_budget()
+    )
+    assert tf.value("local.ack_deadline_s", ack_deadline_seconds=300) == 300
+    # Pull: the worker renews its own leases; the subscriptions keep Pub/Sub's usual 60 s.
+    assert tf.value("local.ack_deadline_s", delivery_mode="pull") == 60
+
+
+def test_the_subscriptions_and_cloud_run_wait_the_same_ack_deadline() -> None:
+    subscription = TF.resource("google_pubsub_subscription", "worker")
+    assert subscription["ack_deadline_seconds"] == "${local.ack_deadline_s}"
+    service = TF.resource("google_cloud_run_v2_service", "worker")
+    assert _block(service, "template")["timeout"] == "${local.ack_deadline_s}s"
+
+
+def test_the_worker_is_given_the_settings_the_budget_was_computed_from() -> None:
+    env = TF.locals["managed_env"]
+    assert env["EMAIL_WORKER_SEND_DEADLINE_S"] == "${tostring(var.send_deadline_seconds)}"
+    assert env["EMAIL_WORKER_PUBLISH_TIMEOUT_S"] == "${tostring(var.publish_timeout_seconds)}"
+    assert env["EMAIL_WORKER_PUSH_ACK_DEADLINE_S"] == (
+        "${local.push_mode ? tostring(local.ack_deadline_s) : null}"
+    )
+    assert env["EMAIL_WORKER_LEDGER_CLAIM_S"] == "${tostring(local.ledger_claim_s)}"
+    # The budget reads the same variables.
+    assert "var.send_deadline_seconds" in TF.locals["sending_s"]
+    assert "var.publish_timeout_seconds" in TF.locals["push_budget_s"]
+    assert TF.locals["send_rate_limited"] == "${var.ses_max_send_rate_per_s != null}"
+    # And the variables default to the worker's own defaults.
+    assert TF.variables["send_deadline_seconds"]["default"] == DEFAULTS.send_deadline_s
+    assert TF.variables["publish_timeout_seconds"]["default"] == DEFAULTS.publish_timeout_s
+
+
+def test_the_plan_checks_the_budget() -> None:
+    checks = _preconditions(TF.resource("terraform_data", "settings_check"))
+    assert "${local.push_budget_fits}" in checks
+    assert TF.locals["push_budget_fits"] == (
+        "${!local.push_mode || (local.ack_deadline_s >= local.push_budget_s "
+        "&& local.ack_deadline_s <= 600)}"
+    )
+    # Everything else waits for the checks.
+    for type_ in ("google_cloud_run_v2_service", "google_cloud_run_v2_worker_pool"):
+        assert "${terraform_data.settings_check}" in TF.resource(type_, "worker")["depends_on"]
+
+
+def test_plan_fails_on_an_ack_deadline_shorter_than_one_delivery(tf: TerraformAlone) -> None:
+    result = tf.plan(ack_deadline_seconds=200)
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert "The push budget does not fit" in message
+    assert "up to 272 s" in message  # the example limits the send rate
+    assert "the ack deadline is 200 s" in message
+
+
+def test_plan_fails_on_a_budget_no_ack_deadline_can_hold(tf: TerraformAlone) -> None:
+    result = tf.plan(send_deadline_seconds=200, publish_timeout_seconds=60)
+    assert result.returncode != 0
+    assert "The push budget does not fit" in " ".join(result.stderr.split())
+
+
+def test_plan_passes_a_short_deadline_in_pull_mode(tf: TerraformAlone) -> None:
+    result = tf.plan(delivery_mode="pull", ack_deadline_seconds=60)
+    assert result.returncode == 0, result.stderr
+
+
+# -- serve checks it at start ------------------------------------------------------------------
+
+
+def _serve_env(**extra: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GOOGLE_CLOUD_PROJECT": "budget-test",
+        "EMAIL_WORKER_ALLOWED_SERVICES": "billing",
+        "EMAIL_WORKER_PUSH_AUTH": "off",
+        **extra,
+    }
+
+
+def test_serve_refuses_to_start_when_one_delivery_may_outlast_the_ack_deadline() -> None:
+    completed = subprocess.run(
+        [EMAIL_WORKER, "serve"],
+        env=_serve_env(EMAIL_WORKER_PUSH_ACK_DEADLINE_S="60"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "email-worker: invalid settings:" in completed.stderr
+    assert "EMAIL_WORKER_PUSH_ACK_DEADLINE_S=60 is too short" in completed.stderr
+    assert "at least 242 s" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    # The same, as a log line for Cloud Logging.
+    [record] = [
+        json.loads(line) for line in completed.stdout.splitlines() if '"cannot start"' in line
+    ]
+    assert record["severity"] == "ERROR"
+
+
+def _serve_until_runtime(monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[int, list[Any]]:
+    """Run serve's start-up until it builds its runtime (stopped there); its code and logs."""
+
+    def stop_here(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("stopped by the test before building the runtime")
+
+    monkeypatch.setattr(serving, "build_runtime", stop_here)
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    # A fresh logger: serving's own caches the configuration it first logged with.
+    monkeypatch.setattr(serving, "log", get_logger())
+    try:
+        code = serving.run_serve(Settings.from_env(_serve_env(**env), required_for="serve"))
+    finally:
+        structlog.reset_defaults()
+    return code, [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_serve_goes_on_when_the_ack_deadline_covers_one_delivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, records = _serve_until_runtime(monkeypatch, EMAIL_WORKER_PUSH_ACK_DEADLINE_S="242")
+    assert code == 1  # past the check, stopped at the runtime
+    assert "stopped by the test" in records[-1]["detail"]
+    assert not any("ACK_DEADLINE" in r["message"] for r in records)
+
+
+def test_serve_without_an_ack_deadline_warns_what_it_would_need(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, records = _serve_until_runtime(monkeypatch)
+    assert code == 1
+    [warning] = [r for r in records if "EMAIL_WORKER_PUSH_ACK_DEADLINE_S" in r["message"]]
+    assert warning["severity"] == "WARNING"
+    assert warning["needed_s"] == 242
