@@ -16,6 +16,7 @@ from tests.events.conftest import (
 )
 from tests.events.ses_records import eventbridge_body, ses_record, ses_tags
 from tests.support.fault_proxy import FaultProxy
+from worker.ledger import LedgerKey, SqliteLedger
 
 
 def counter(reader: Any, name: str, **labels: str) -> float:
@@ -201,3 +202,33 @@ def test_the_reader_keeps_polling_after_sqs_fails(
     assert len(events_topic.published(timeout_s=15)) == 1
     assert attempts[:2] == [1.0, 2.0]  # backing off, doubling
     assert counter(reader, "sqs_failures", call="receive") == 2
+
+
+def test_each_events_recipients_statuses_are_recorded_in_the_ledger(
+    ses_events: SesEventsQueue, events_topic: EventsTopic, make_reader: MakeReader, tmp_path: Any
+) -> None:
+    with SqliteLedger(tmp_path / "ledger.db", claim_lease_s=90) as ledger:
+        ses_events.put_event(ses_record("Delivery"))
+        ses_events.put_event(ses_record("Bounce"))
+        reader = make_reader(ledger=ledger)
+        while reader.poll_once():
+            pass
+        statuses = ledger.statuses(LedgerKey("billing", "order-1842"))
+    by_type = {s.event_type: s for s in statuses}
+    assert set(by_type) == {"delivery", "bounce"}
+    assert by_type["bounce"].recipient == "bob@example.org"
+    assert by_type["bounce"].detail is not None
+    assert by_type["bounce"].detail.startswith("Permanent/")
+    assert ses_events.counts() == (0, 0)
+
+
+def test_an_event_the_ledger_cannot_record_is_left_to_be_received_again(
+    ses_events: SesEventsQueue, events_topic: EventsTopic, make_reader: MakeReader, tmp_path: Any
+) -> None:
+    broken = SqliteLedger(tmp_path / "ledger.db", claim_lease_s=90)
+    broken.close()  # every call now fails as LedgerUnavailable
+    ses_events.put_event(ses_record("Delivery"))
+    reader = make_reader(ledger=broken)
+    reader.poll_once()
+    assert counter(reader, "ledger_failures") == 1
+    assert sum(ses_events.counts()) == 1

@@ -20,6 +20,7 @@ from worker.ops.commands.dlq import dlq
 from worker.ops.commands.ledger import ledger
 from worker.ops.commands.send import send
 from worker.ops.commands.setup import setup
+from worker.ops.commands.status import status
 
 __all__ = ["main"]
 
@@ -33,6 +34,7 @@ main.add_command(send)
 main.add_command(dlq)
 main.add_command(ledger)
 main.add_command(setup)
+main.add_command(status)
 
 
 @main.command()

@@ -24,6 +24,7 @@ from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.events import EventsMetrics, EventsReader, sqs_client
 from worker.events.reader import MAX_WAIT_TIME_S
+from worker.ledger import open_ledger
 from worker.processing.metrics import Metrics
 
 __all__ = ["events_settings_problems", "run_events"]
@@ -75,6 +76,13 @@ def run_events(settings: Settings) -> int:
         future: Future[Any] = publisher.publish(topic, data, **attributes)
         return future
 
+    # The worker's own ledger: the recipients' statuses go next to each request's record.
+    ledger = open_ledger(
+        settings.ledger,
+        project=project,
+        claim_lease_s=settings.ledger_claim_s,
+        retention_s=settings.ledger_retention_s,
+    )
     # One registry for /metrics: the HTTP app's own counters and the reader's.
     metrics = Metrics()
     reader = EventsReader(
@@ -83,6 +91,7 @@ def run_events(settings: Settings) -> int:
         topic=topic,
         publish=publish,
         metrics=EventsMetrics(metrics.registry),
+        ledger=ledger,
         publish_timeout_s=settings.publish_timeout_s,
         wait_time_s=long_poll_s(settings),
     )
@@ -112,6 +121,8 @@ def run_events(settings: Settings) -> int:
         except RuntimeError as error:
             log.error("cannot start", error=type(error).__name__, detail=str(error))
             publisher.stop()
+            if ledger is not None:
+                ledger.close()
             return 1
 
     thread = threading.Thread(target=reader.run, name="events-reader", daemon=True)
@@ -135,6 +146,8 @@ def run_events(settings: Settings) -> int:
             "return after their visibility timeout"
         )
     publisher.stop()
+    if ledger is not None and not left_behind:
+        ledger.close()
     if http is not None:
         http.stop()
     log.info("stopped", exit_code=code)

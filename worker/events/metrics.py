@@ -50,3 +50,9 @@ class EventsMetrics:
             ["call"],
             registry=r,
         )
+        self.ledger_failures = Counter(
+            "email_worker_events_ledger_failures",
+            "Events whose recipients' statuses could not be recorded in the request ledger; "
+            "the SQS message is left to be received again.",
+            registry=r,
+        )

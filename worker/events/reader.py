@@ -11,8 +11,10 @@ For every SQS message, in each batch of up to ten:
   queue's receive limit its redrive policy moves it to the dead-letter queue.
 
 SQS delivers at least once, so an event may be published more than once; event consumers
-treat a repeated event as harmless. Nothing a message contains stops the loop, and failing
-SQS or STS calls are retried with backoff until :meth:`EventsReader.stop`.
+treat a repeated event as harmless. With a request ledger, each event's recipients' statuses
+are recorded there too (before the delete; a ledger failure leaves the message for SQS to
+deliver again), where they only ever move forward. Nothing a message contains stops the loop,
+and failing SQS or STS calls are retried with backoff until :meth:`EventsReader.stop`.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from worker.events.metrics import EventsMetrics
 from worker.events.records import Dropped, MalformedEvent, read_event
 from worker.formats.event import EmailEvent
 from worker.formats.pubsub import Publish
+from worker.ledger import Ledger, LedgerKey, LedgerUnavailable, RecipientStatus
 
-__all__ = ["EventsReader"]
+__all__ = ["EventsReader", "statuses_of"]
 
 log = get_logger()
 
@@ -85,6 +88,7 @@ class EventsReader:
         topic: str,
         publish: Publish,
         metrics: EventsMetrics | None = None,
+        ledger: Ledger | None = None,
         publish_timeout_s: float = 30.0,
         wait_time_s: int = MAX_WAIT_TIME_S,
         sleep: Callable[[float], object] | None = None,
@@ -96,6 +100,7 @@ class EventsReader:
         self._topic = topic
         self._publish = publish
         self.metrics = metrics if metrics is not None else EventsMetrics()
+        self._ledger = ledger
         self._publish_timeout_s = publish_timeout_s
         self._wait_time_s = wait_time_s
         self._stopping = threading.Event()
@@ -216,6 +221,8 @@ class EventsReader:
             except Exception as error:
                 self._publish_failed(message, event, error)
                 continue
+            if not self._recorded(message, event):
+                continue
             confirmed.append(message)
             self.metrics.published.labels(event.event_type.value).inc()
             log.info(
@@ -230,6 +237,28 @@ class EventsReader:
                 sqs_message_id=message.sqs_message_id,
             )
         return confirmed
+
+    def _recorded(self, message: _Received, event: EmailEvent) -> bool:
+        """Keep the recipients' statuses in the request ledger (``email-worker status`` reads
+        them); False when the ledger failed, so that SQS delivers the event again."""
+        if self._ledger is None:
+            return True
+        try:
+            self._ledger.record_statuses(
+                LedgerKey(event.service_id, event.request_id), statuses_of(event)
+            )
+        except LedgerUnavailable as error:
+            self.metrics.ledger_failures.inc()
+            log.warning(
+                "could not record an SES event in the request ledger; SQS delivers it again",
+                outcome="ledger_failed",
+                error=str(error)[:300],
+                request_id=event.request_id,
+                service_id=event.service_id,
+                sqs_message_id=message.sqs_message_id,
+            )
+            return False
+        return True
 
     def _publish_failed(self, message: _Received, event: EmailEvent, error: BaseException) -> None:
         self.metrics.publish_failures.inc()
@@ -267,3 +296,32 @@ class EventsReader:
 class _SqsFailure(Exception):
     """A receive from SQS failed (already logged and counted). Retried by :meth:`run` after a
     backoff: SQS, STS or the network may be back by then."""
+
+
+def statuses_of(event: EmailEvent) -> list[RecipientStatus]:
+    """What ``event`` says about each of its recipients, for the request ledger."""
+    detail = _detail(event)
+    return [
+        RecipientStatus(
+            message_id=event.message_id,
+            recipient=recipient,
+            event_type=event.event_type.value,
+            occurred_at=event.occurred_at,
+            batch=event.batch,
+            detail=detail,
+        )
+        for recipient in event.recipients
+    ]
+
+
+def _detail(event: EmailEvent) -> str | None:
+    pairs = (
+        (event.bounce_type, event.bounce_subtype),
+        (event.complaint_type, event.complaint_subtype),
+        (event.delay_type, None),
+        (event.reject_reason, None),
+    )
+    for kind, subtype in pairs:
+        if kind is not None:
+            return f"{kind}/{subtype}" if subtype else kind
+    return None

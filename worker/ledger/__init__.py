@@ -2,9 +2,11 @@
 
 The layer owns one record per (service_id, request_id): who holds the claim to send it and
 until when, the hash of the content it was claimed for, and, once finished, the result the
-requester saw. A delivery claims before it sends and stores the result after; a redelivery
-then finds the result and republishes it instead of sending again, a concurrent delivery is
-told to come back later, and a reused request_id with different content is recognised. Two
+requester saw, and afterwards what SES reported about each recipient (the events reader
+writes it: sent, delivered, bounced, ...). A delivery claims before it sends and stores the
+result after; a redelivery then finds the result and republishes it instead of sending
+again, a concurrent delivery is told to come back later, and a reused request_id with
+different content is recognised. Two
 backends hold the records, SQLite for one host and Firestore for many, chosen by
 :func:`open_ledger`; records expire after a retention period. The layer stands alone: it
 knows nothing of messages, SES or Pub/Sub, and any failure of its store surfaces as
@@ -26,6 +28,7 @@ from worker.ledger.model import (
     content_hash,
 )
 from worker.ledger.sqlite_ledger import SqliteLedger
+from worker.ledger.statuses import RecipientStatus
 from worker.ledger.url import ACCEPTED_FORMS, open_ledger
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "LedgerKey",
     "LedgerRecord",
     "LedgerUnavailable",
+    "RecipientStatus",
     "SqliteLedger",
     "StoredResult",
     "content_hash",

@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,16 +47,31 @@ from worker.ledger.shared import (
     sent_nothing,
     utc,
 )
+from worker.ledger.statuses import RecipientStatus, advances
 
-__all__ = ["DEFAULT_COLLECTION", "FirestoreLedger", "document_id"]
+__all__ = [
+    "DEFAULT_COLLECTION",
+    "STATUSES_COLLECTION",
+    "FirestoreLedger",
+    "document_id",
+    "status_document_id",
+]
 
 DEFAULT_COLLECTION = "email-worker-requests"
+#: Subcollection of a request's document holding its recipients' statuses (one document each;
+#: the deployment's TTL policy on ``expire_at`` covers this collection group too).
+STATUSES_COLLECTION = "statuses"
 # Firestore's name for the database a project gets first (what the client uses given None).
 _DEFAULT_DATABASE = "(default)"
 
 # A claim re-evaluates when the document changes or vanishes under it; more rounds than this
 # mean heavy contention on one request, and the delivery is told to come back later.
 _CLAIM_ROUNDS = 3
+
+
+def status_document_id(status: RecipientStatus) -> str:
+    """The id of a recipient's status document: a hash, as addresses may hold '/'."""
+    return hashlib.sha256(f"{status.message_id}\n{status.recipient}".encode()).hexdigest()
 
 
 def document_id(key: LedgerKey) -> str:
@@ -209,6 +224,65 @@ class FirestoreLedger(Ledger):
                 snapshot,
                 {"owner": None, "lease_until": None, "updated_at": utc(self._clock())},
             )
+
+    def record_statuses(self, key: LedgerKey, statuses: Sequence[RecipientStatus]) -> None:
+        # Each recipient's status is a document of its own under the request's (which need not
+        # exist), so the events reader never contends with the deliveries' claim writes.
+        parent = self._collection.document(document_id(key)).collection(STATUSES_COLLECTION)
+        with self._unavailable("record statuses of", key):
+            for status in statuses:
+                self._advance(parent.document(status_document_id(status)), status)
+
+    def _advance(self, ref: DocumentReference, status: RecipientStatus) -> None:
+        fields = {
+            "message_id": status.message_id,
+            "recipient": status.recipient,
+            "event_type": status.event_type,
+            "occurred_at": status.occurred_at,
+            "batch": status.batch,
+            "detail": status.detail,
+            "expire_at": utc(self._clock() + self._retention_s),
+        }
+        for _ in range(_CLAIM_ROUNDS):
+            try:
+                ref.create(fields, **self._call)
+                return
+            except Conflict:
+                pass
+            snapshot = ref.get(**self._call)
+            stored = snapshot.to_dict()
+            if stored is None:
+                continue  # expired and deleted in between: create again
+            if not advances(
+                status.event_type,
+                status.occurred_at,
+                str(stored["event_type"]),
+                _plain_utc(stored["occurred_at"]),
+            ):
+                return
+            if self._update_unchanged(ref, snapshot, fields):
+                return
+        # Contention on one recipient's status: the event comes back from SQS and is retried.
+        raise LedgerUnavailable("a recipient's status kept changing while it was written")
+
+    def statuses(self, key: LedgerKey) -> list[RecipientStatus]:
+        parent = self._collection.document(document_id(key)).collection(STATUSES_COLLECTION)
+        now = self._clock()
+        with self._unavailable("read statuses of", key):
+            documents = [snapshot.to_dict() for snapshot in parent.stream(**self._call)]
+        found = [
+            RecipientStatus(
+                message_id=str(data["message_id"]),
+                recipient=str(data["recipient"]),
+                event_type=str(data["event_type"]),
+                occurred_at=_plain_utc(data["occurred_at"]),
+                batch=data.get("batch"),
+                detail=data.get("detail"),
+            )
+            for data in documents
+            if data is not None and _epoch(data["expire_at"]) >= now
+        ]
+        return sorted(found, key=lambda s: (s.occurred_at, s.message_id, s.recipient))
 
     def get(self, key: LedgerKey) -> LedgerRecord | None:
         ref = self._collection.document(document_id(key))

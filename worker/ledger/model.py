@@ -5,9 +5,12 @@ from __future__ import annotations
 import abc
 import enum
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Self
+
+from worker.ledger.statuses import RecipientStatus
 
 __all__ = [
     "DEFAULT_RETENTION_S",
@@ -125,6 +128,16 @@ class Ledger(abc.ABC):
         The record itself stays, with nobody holding it: an operator's replay of the request
         is recognised by it (see :func:`content_hash`).
         """
+
+    @abc.abstractmethod
+    def record_statuses(self, key: LedgerKey, statuses: Sequence[RecipientStatus]) -> None:
+        """Keep each of ``statuses`` unless the ledger holds a more advanced one for the same
+        message and recipient (:func:`~worker.ledger.statuses.advances`). Repeated and
+        out-of-order calls are harmless: the outcome does not depend on their order."""
+
+    @abc.abstractmethod
+    def statuses(self, key: LedgerKey) -> list[RecipientStatus]:
+        """The latest status of every recipient of ``key``'s SES messages, oldest first."""
 
     @abc.abstractmethod
     def get(self, key: LedgerKey) -> LedgerRecord | None:

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from worker.ledger.model import (
@@ -36,6 +36,7 @@ from worker.ledger.shared import (
     sent_nothing,
     utc,
 )
+from worker.ledger.statuses import RANK, RecipientStatus
 
 __all__ = ["SWEEP_INTERVAL_S", "SqliteLedger"]
 
@@ -63,6 +64,40 @@ CREATE TABLE IF NOT EXISTS requests (
     PRIMARY KEY (service_id, request_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS requests_by_expire_at ON requests (expire_at);
+CREATE TABLE IF NOT EXISTS statuses (
+    service_id  TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    recipient   TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    rank        INTEGER NOT NULL,
+    occurred_at REAL NOT NULL,
+    batch       INTEGER,
+    detail      TEXT,
+    expire_at   REAL NOT NULL,
+    PRIMARY KEY (service_id, request_id, message_id, recipient)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS statuses_by_expire_at ON statuses (expire_at);
+"""
+
+# One statement decides and writes, so concurrent writers of the same recipient cannot
+# interleave a read and a write: the row moves only forward (worker.ledger.statuses.advances).
+_UPSERT_STATUS = """
+INSERT INTO statuses (service_id, request_id, message_id, recipient, event_type, rank,
+                      occurred_at, batch, detail, expire_at)
+VALUES (:service_id, :request_id, :message_id, :recipient, :event_type, :rank,
+        :occurred_at, :batch, :detail, :expire_at)
+ON CONFLICT (service_id, request_id, message_id, recipient) DO UPDATE SET
+    event_type = excluded.event_type, rank = excluded.rank, occurred_at = excluded.occurred_at,
+    batch = excluded.batch, detail = excluded.detail, expire_at = excluded.expire_at
+WHERE excluded.rank > statuses.rank
+   OR (excluded.rank = statuses.rank AND excluded.occurred_at > statuses.occurred_at)
+"""
+
+_SELECT_STATUSES = """
+SELECT * FROM statuses
+WHERE service_id = :service_id AND request_id = :request_id AND expire_at >= :now
+ORDER BY occurred_at, message_id, recipient
 """
 
 _INSERT = """
@@ -124,6 +159,7 @@ WHERE service_id = :service_id AND request_id = :request_id
 """
 
 _SWEEP = "DELETE FROM requests WHERE expire_at < :now"
+_SWEEP_STATUSES = "DELETE FROM statuses WHERE expire_at < :now"
 
 
 class SqliteLedger(Ledger):
@@ -202,6 +238,45 @@ class SqliteLedger(Ledger):
         with self._lock, self._unavailable("release", key):
             self._conn.execute(_RELEASE, {**_key_params(key), "owner": owner, "now": self._clock()})
 
+    def record_statuses(self, key: LedgerKey, statuses: Sequence[RecipientStatus]) -> None:
+        if not statuses:
+            return
+        with self._lock, self._unavailable("record statuses of", key):
+            now = self._clock()
+            rows = [
+                {
+                    **_key_params(key),
+                    "message_id": status.message_id,
+                    "recipient": status.recipient,
+                    "event_type": status.event_type,
+                    "rank": RANK[status.event_type],
+                    "occurred_at": status.occurred_at.timestamp(),
+                    "batch": status.batch,
+                    "detail": status.detail,
+                    "expire_at": now + self._retention_s,
+                }
+                for status in statuses
+            ]
+            with self._write_transaction():
+                self._conn.executemany(_UPSERT_STATUS, rows)
+
+    def statuses(self, key: LedgerKey) -> list[RecipientStatus]:
+        with self._lock, self._unavailable("read statuses of", key):
+            rows = self._conn.execute(
+                _SELECT_STATUSES, {**_key_params(key), "now": self._clock()}
+            ).fetchall()
+        return [
+            RecipientStatus(
+                message_id=row["message_id"],
+                recipient=row["recipient"],
+                event_type=row["event_type"],
+                occurred_at=utc(row["occurred_at"]),
+                batch=row["batch"],
+                detail=row["detail"],
+            )
+            for row in rows
+        ]
+
     def get(self, key: LedgerKey) -> LedgerRecord | None:
         with self._lock, self._unavailable("read", key):
             row = self._conn.execute(_SELECT, _key_params(key)).fetchone()
@@ -229,6 +304,7 @@ class SqliteLedger(Ledger):
 
     def _sweep(self, now: float) -> int:
         deleted = self._conn.execute(_SWEEP, {"now": now}).rowcount
+        self._conn.execute(_SWEEP_STATUSES, {"now": now})
         self._next_sweep = now + SWEEP_INTERVAL_S
         return deleted
 

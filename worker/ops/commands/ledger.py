@@ -17,24 +17,23 @@ from worker.ops.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail, 
 if TYPE_CHECKING:
     from worker.ledger import Ledger, LedgerRecord
 
-__all__ = ["EXIT_NOT_FOUND", "ledger"]
+__all__ = ["EXIT_NOT_FOUND", "LEDGER_EXIT_CODES", "ledger", "open_for_lookup", "record_json"]
 
 #: ``ledger show``: the ledger holds no record for the request.
 EXIT_NOT_FOUND = 5
 
-_EXIT_CODES = {
+LEDGER_EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_FAILURE: "the ledger could not be opened or read (a missing SQLite file, Firestore "
     "unreachable or refusing access)",
     EXIT_USAGE: "invalid settings or options, or no ledger to look in (EMAIL_WORKER_LEDGER is "
     "none or in-memory)",
-    EXIT_NOT_FOUND: "no record of that request: never claimed, released after a transient "
-    "failure, or past its retention",
+    EXIT_NOT_FOUND: "no record of that request: never claimed, or past its retention",
 }
 # Laid out like the other commands' epilogs (worker.ops.commands.common.exit_codes_epilog).
 _EPILOG = "\b\nExit codes:\n" + "\n".join(
     textwrap.fill(text, width=76, initial_indent=f"  {code}  ", subsequent_indent="     ")
-    for code, text in _EXIT_CODES.items()
+    for code, text in LEDGER_EXIT_CODES.items()
 )
 
 _SQLITE_PREFIX = "sqlite:///"
@@ -97,6 +96,8 @@ def _ago(seconds: float) -> str:
 
 
 def _lease(record: LedgerRecord, now: dt.datetime) -> str:
+    if record.state == "claimed" and record.owner is None:
+        return "- (released after a transient failure; the next delivery claims it)"
     if record.lease_until is None:
         return "-"
     left = (record.lease_until - now).total_seconds()
@@ -138,7 +139,7 @@ def _print_record(record: LedgerRecord) -> None:
     stdout_console().print(grid)
 
 
-def _open(settings: Settings) -> Ledger:
+def open_for_lookup(settings: Settings) -> Ledger:
     """The configured ledger, or a clear message and the matching exit code."""
     url = settings.ledger
     if url == "none":
@@ -203,7 +204,7 @@ def show(service_id: str, request_id: str, as_json: bool) -> None:
         settings = Settings.from_env(os.environ)
     except SettingsError as error:
         fail(str(error), EXIT_USAGE)
-    store = _open(settings)
+    store = open_for_lookup(settings)
 
     from google.auth.exceptions import GoogleAuthError
 
@@ -219,8 +220,7 @@ def show(service_id: str, request_id: str, as_json: bool) -> None:
     if record is None:
         fail(
             f"no record of request {request_id!r} of service {service_id!r} in the ledger "
-            f"{settings.ledger}: it was never claimed there, was released after a transient "
-            "failure, or is past its retention",
+            f"{settings.ledger}: it was never claimed there, or is past its retention",
             EXIT_NOT_FOUND,
         )
     if as_json:
