@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,13 @@ from tests.support.clock import ManualClock
 from tests.support.ports import free_port
 from tests.test_pipeline import CONFIG, delivery_of, deps_for, sent
 from worker.formats.pubsub import REPLAY_COUNT_ATTRIBUTE
-from worker.ledger import FirestoreLedger, LedgerKey, SqliteLedger, content_hash
+from worker.ledger import (
+    FirestoreLedger,
+    LedgerKey,
+    RecipientStatus,
+    SqliteLedger,
+    content_hash,
+)
 from worker.processing.decisions import decide
 from worker.processing.pipeline import Delivery, Deps, LedgerEvent, Status, process
 from worker.sending import errors
@@ -249,3 +256,89 @@ def test_an_operators_replay_of_a_sent_request_does_not_send_it_again(
     replayed = process(replay_of(delivery_of(REQUEST)), deps(session, ledger))
     assert session.calls == 1
     assert replayed.ledger is LedgerEvent.REPLAYED
+
+
+def crashed_during_its_send(ledger: SqliteLedger, clock: ManualClock, **document: Any) -> None:
+    """A delivery claimed the request and died; its claim has since expired."""
+    data = delivery_of({**REQUEST, **document}).data
+    ledger.claim(
+        LedgerKey("billing", "invoice-42"), owner="crashed", content_hash=content_hash(data)
+    )
+    clock.now += CLAIM_S + 1
+
+
+def ses_reported(ledger: SqliteLedger, *sends: tuple[str, int | None]) -> None:
+    """The events reader recorded SES's Send events for these (message id, batch)."""
+    ledger.record_statuses(
+        LedgerKey("billing", "invoice-42"),
+        [
+            RecipientStatus(message_id, f"r{batch}@example.net", "send", datetime.now(UTC), batch)
+            for message_id, batch in sends
+        ],
+    )
+
+
+def test_a_takeover_whose_send_ses_reported_settles_as_sent_without_sending(
+    ledger: SqliteLedger, clock: ManualClock
+) -> None:
+    crashed_during_its_send(ledger, clock)
+    ses_reported(ledger, ("ses-from-the-dead", None))
+    session = RecordingSession(sent, service_config=CONFIG)
+    outcome = process(delivery_of(REQUEST), deps(session, ledger))
+    assert session.calls == 0
+    assert (outcome.status, outcome.message_ids) == (Status.SENT, ("ses-from-the-dead",))
+    assert outcome.ledger is LedgerEvent.TAKEOVER
+    replayed = process(again(delivery_of(REQUEST)), deps(session, ledger))
+    assert (replayed.ledger, replayed.message_ids) == (LedgerEvent.REPLAYED, ("ses-from-the-dead",))
+
+
+def test_a_settled_takeover_is_sent_even_with_takeover_set_to_fail(
+    ledger: SqliteLedger, clock: ManualClock
+) -> None:
+    crashed_during_its_send(ledger, clock)
+    ses_reported(ledger, ("ses-from-the-dead", None))
+    session = RecordingSession(sent, service_config=CONFIG)
+    outcome = process(
+        delivery_of(REQUEST), deps(session, ledger, EMAIL_WORKER_LEDGER_TAKEOVER="fail")
+    )
+    assert (outcome.status, session.calls) == (Status.SENT, 0)
+
+
+def test_a_takeover_of_a_multi_batch_send_settles_only_with_every_batch_reported(
+    ledger: SqliteLedger, clock: ManualClock
+) -> None:
+    many = {"to": [f"r{n}@example.net" for n in range(120)]}  # three SES calls
+    crashed_during_its_send(ledger, clock, **many)
+    ses_reported(ledger, ("ses-b0", 0), ("ses-b1", 1))
+    session = RecordingSession(sent, service_config=CONFIG)
+    outcome = process(delivery_of({**REQUEST, **many}), deps(session, ledger))
+    assert session.calls == 0
+    assert (outcome.status, outcome.error_code) == (Status.FAILED, "partially_sent")
+    assert outcome.message_ids == ("ses-b0", "ses-b1")
+
+
+def test_a_takeover_of_a_multi_batch_send_with_every_batch_reported_is_sent(
+    ledger: SqliteLedger, clock: ManualClock
+) -> None:
+    many = {"to": [f"r{n}@example.net" for n in range(120)]}
+    crashed_during_its_send(ledger, clock, **many)
+    ses_reported(ledger, ("ses-b2", 2), ("ses-b0", 0), ("ses-b1", 1))
+    session = RecordingSession(sent, service_config=CONFIG)
+    outcome = process(delivery_of({**REQUEST, **many}), deps(session, ledger))
+    assert (outcome.status, session.calls) == (Status.SENT, 0)
+    assert outcome.message_ids == ("ses-b0", "ses-b1", "ses-b2")
+
+
+def test_an_expired_claim_waits_for_send_events_before_it_is_taken_over(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    with SqliteLedger(
+        tmp_path / "waiting.db", claim_lease_s=CLAIM_S, takeover_wait_s=60.0, clock=clock
+    ) as waiting:
+        crashed_during_its_send(waiting, clock)  # the lease ran out a second ago
+        session = RecordingSession(sent, service_config=CONFIG)
+        early = process(delivery_of(REQUEST), deps(session, waiting))
+        clock.now += 60
+        late = process(again(delivery_of(REQUEST)), deps(session, waiting))
+    assert (early.status, early.ledger) == (Status.IN_PROGRESS, LedgerEvent.BUSY)
+    assert (late.status, late.ledger, session.calls) == (Status.SENT, LedgerEvent.TAKEOVER, 1)

@@ -8,7 +8,6 @@ moto's STS, for ``EVENTS_ROLE``.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,93 +17,18 @@ from typing import Any
 
 import pytest
 
-from tests.events.ses_records import DETAIL_TYPES
 from tests.support.moto_server import MotoServer
 from tests.support.pubsub_emulator import PubSubEmulator
+from tests.support.ses_events import SesEventsQueue, create_ses_events_queue
 from worker.events import EventsReader, sqs_client
 
 EVENTS_ROLE = "arn:aws:iam::123456789012:role/email-worker-events"
-#: Short, so that a message left alone comes back (and reaches the DLQ) within seconds.
-VISIBILITY_TIMEOUT_S = 2
-MAX_RECEIVES = 2
-
-
-@dataclass
-class SesEventsQueue:
-    """The queue EventBridge fills with SES events, its dead-letter queue, admin clients."""
-
-    url: str
-    dead_letter_url: str
-    sqs: Any
-    bus: Any
-
-    def put_event(self, record: dict[str, Any]) -> None:
-        """Put an SES event record on the default bus, as SES does (source ``aws.ses``)."""
-        answer = self.bus.put_events(
-            Entries=[
-                {
-                    "Source": "aws.ses",
-                    "DetailType": DETAIL_TYPES[record["eventType"]],
-                    "Detail": json.dumps(record),
-                    "EventBusName": "default",
-                }
-            ]
-        )
-        assert answer["FailedEntryCount"] == 0, answer
-
-    def send_body(self, body: str) -> None:
-        """Put a message on the queue directly, bypassing EventBridge."""
-        self.sqs.send_message(QueueUrl=self.url, MessageBody=body)
-
-    def counts(self, url: str | None = None) -> tuple[int, int]:
-        """(visible, in flight) messages of the queue (or of ``url``)."""
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url or self.url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return (
-            int(attributes["ApproximateNumberOfMessages"]),
-            int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-        )
-
-    def dead_letters(self) -> list[str]:
-        """The bodies waiting in the dead-letter queue (received without deleting)."""
-        answer = self.sqs.receive_message(
-            QueueUrl=self.dead_letter_url, MaxNumberOfMessages=10, VisibilityTimeout=0
-        )
-        return [message["Body"] for message in answer.get("Messages", [])]
 
 
 @pytest.fixture
 def ses_events(aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch) -> SesEventsQueue:
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", aws_env.endpoint)
-    sqs = aws_env.admin_client("sqs")
-    bus = aws_env.admin_client("events")
-    dead_letter_url = sqs.create_queue(QueueName="ses-events-dead-letter")["QueueUrl"]
-    dead_letter_arn = sqs.get_queue_attributes(
-        QueueUrl=dead_letter_url, AttributeNames=["QueueArn"]
-    )["Attributes"]["QueueArn"]
-    url = sqs.create_queue(
-        QueueName="ses-events",
-        Attributes={
-            "VisibilityTimeout": str(VISIBILITY_TIMEOUT_S),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(MAX_RECEIVES)}
-            ),
-        },
-    )["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    bus.put_rule(
-        Name="ses-events",
-        EventBusName="default",
-        EventPattern=json.dumps(
-            {"source": ["aws.ses"], "detail-type": sorted(set(DETAIL_TYPES.values()))}
-        ),
-    )
-    bus.put_targets(Rule="ses-events", EventBusName="default", Targets=[{"Id": "q", "Arn": arn}])
-    return SesEventsQueue(url=url, dead_letter_url=dead_letter_url, sqs=sqs, bus=bus)
+    return create_ses_events_queue(aws_env)
 
 
 @dataclass(frozen=True)

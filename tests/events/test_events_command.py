@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.events.conftest import EVENTS_ROLE, EventsTopic, SesEventsQueue
+from tests.events.conftest import EVENTS_ROLE, EventsTopic
 from tests.events.ses_records import ses_record
+from tests.support.ses_events import SesEventsQueue
 from tests.support.worker_process import EMAIL_WORKER
 from worker.app.cli import main
 from worker.app.events_reader import long_poll_s

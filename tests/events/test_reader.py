@@ -11,11 +11,11 @@ from tests.events.conftest import (
     EVENTS_ROLE,
     EventsTopic,
     MakeReader,
-    SesEventsQueue,
     wait_until,
 )
 from tests.events.ses_records import eventbridge_body, ses_record, ses_tags
 from tests.support.fault_proxy import FaultProxy
+from tests.support.ses_events import SesEventsQueue
 from worker.ledger import LedgerKey, SqliteLedger
 
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.events.conftest import EventsTopic, MakeReader, SesEventsQueue
+from tests.events.conftest import EventsTopic, MakeReader
 from tests.events.ses_records import ses_record, ses_tags
 from tests.support.cli_runner import cli_env, invoke
+from tests.support.ses_events import SesEventsQueue
 from tests.support.worker_stack import Stack, make_stack, request
 from worker.ledger import open_ledger
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ledger.common import LEASE_S, RETENTION_S, START
+from tests.ledger.common import LEASE_S, RETENTION_S, START, TAKEOVER_WAIT_S
 from tests.support.clock import ManualClock
 from worker.ledger import FirestoreLedger, Ledger, SqliteLedger
 
@@ -17,16 +17,39 @@ def clock() -> ManualClock:
     return ManualClock(START)
 
 
+def _built(
+    request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path, takeover_wait_s: float = 0
+) -> Ledger:
+    if request.param == "sqlite":
+        return SqliteLedger(
+            tmp_path / "ledger.db",
+            claim_lease_s=LEASE_S,
+            retention_s=RETENTION_S,
+            clock=clock,
+            takeover_wait_s=takeover_wait_s,
+        )
+    request.getfixturevalue("firestore_env")
+    return FirestoreLedger(
+        claim_lease_s=LEASE_S,
+        retention_s=RETENTION_S,
+        clock=clock,
+        takeover_wait_s=takeover_wait_s,
+    )
+
+
 @pytest.fixture(params=["sqlite", "firestore"])
 def ledger(request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path) -> Iterator[Ledger]:
     """An empty ledger of each backend: a SQLite file, or the Firestore emulator."""
-    built: Ledger
-    if request.param == "sqlite":
-        built = SqliteLedger(
-            tmp_path / "ledger.db", claim_lease_s=LEASE_S, retention_s=RETENTION_S, clock=clock
-        )
-    else:
-        request.getfixturevalue("firestore_env")
-        built = FirestoreLedger(claim_lease_s=LEASE_S, retention_s=RETENTION_S, clock=clock)
+    built = _built(request, clock, tmp_path)
+    yield built
+    built.close()
+
+
+@pytest.fixture(params=["sqlite", "firestore"])
+def waiting_ledger(
+    request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path
+) -> Iterator[Ledger]:
+    """Like ``ledger``, with a takeover wait of ``TAKEOVER_WAIT_S``."""
+    built = _built(request, clock, tmp_path, takeover_wait_s=TAKEOVER_WAIT_S)
     yield built
     built.close()

@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from tests.ledger.common import LEASE_S, RETENTION_S, START
+from tests.ledger.common import LEASE_S, RETENTION_S, START, TAKEOVER_WAIT_S
 from tests.support.clock import ManualClock
 from worker.ledger import (
     Claim,
@@ -345,3 +345,21 @@ def test_a_retry_never_reopens_a_partly_sent_request(ledger: Ledger) -> None:
     ledger.complete(KEY, owner="w1", result=PARTIAL)
     claim = ledger.claim(KEY, owner="w2", content_hash=HASH, retry_unsent=True)
     assert claim == Claim(ClaimState.DONE, PARTIAL)
+
+
+def test_an_expired_claim_is_taken_over_only_after_the_takeover_wait(
+    waiting_ledger: Ledger, clock: ManualClock
+) -> None:
+    waiting_ledger.claim(KEY, owner="w1", content_hash=HASH)
+    clock.now += LEASE_S + TAKEOVER_WAIT_S - 1
+    assert waiting_ledger.claim(KEY, owner="w2", content_hash=HASH).state is ClaimState.BUSY
+    clock.now += 2
+    assert waiting_ledger.claim(KEY, owner="w2", content_hash=HASH).state is ClaimState.TAKEOVER
+
+
+def test_a_released_claim_is_claimed_at_once_whatever_the_takeover_wait(
+    waiting_ledger: Ledger,
+) -> None:
+    waiting_ledger.claim(KEY, owner="w1", content_hash=HASH)
+    waiting_ledger.release(KEY, owner="w1")
+    assert waiting_ledger.claim(KEY, owner="w2", content_hash=HASH).state is ClaimState.CLAIMED

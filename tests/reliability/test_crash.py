@@ -1,4 +1,4 @@
-"""The worker SIGKILLed twice mid-run under throttling: nothing lost, nothing falsely sent.
+"""The worker SIGKILLed twice mid-run under throttling: nothing lost, nothing sent twice.
 
 2,000 requests, every 10th SES send answered with a throttling error by the fault proxy, and
 ``email-worker pull`` killed with SIGKILL (no shutdown code runs) twice and restarted. Pub/Sub
@@ -6,19 +6,20 @@ delivers again what a killed worker held unsettled once its lease runs out. The 
 the emulator through ``TcpRelay(end_streams=True)``, which ends a dead worker's streams as the
 real service does (the emulator alone keeps feeding them; see the relay).
 
-The request ledger (SQLite, shared by the killed worker and its successor) decides what a
-redelivery does: a request whose result was stored is not sent again, and one whose claim
-the killed worker left is taken over once the claim expires and sent again. So a request can
-be sent twice only if the kill caught it between its claim and its stored result: its SES call
-was in flight. The test sorts every duplicate send into "SES call in flight at the kill"
-(the first send by the killed worker, the second by a takeover of its claim) and "other",
-which must be none.
+The request ledger (SQLite, shared by the killed worker, its successor and the events reader)
+decides what a redelivery does: a request whose result was stored is not sent again, and one
+whose claim the killed worker left is taken over once the claim has expired and
+EMAIL_WORKER_SEND_EVENT_WAIT_S has passed. A kill can catch a request between its claim and
+its stored result, with its SES call in flight. SES's Send event settles that: the fault
+proxy plays SES's part and puts a Send event, tagged as the send was, on moto's EventBridge
+bus for every send moto accepted; the rule routes it to SQS, the events reader records it in
+the ledger, and the takeover finds it and reports the request sent instead of sending it again.
+So no request may reach SES twice.
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import re
 import threading
@@ -29,10 +30,13 @@ from typing import Any
 
 import pytest
 
+from tests.events.conftest import EVENTS_ROLE
 from tests.support import fault_proxy as faults
+from tests.support.ses_events import create_ses_events_queue, send_events_on
 from tests.support.tcp_relay import TcpRelay
 from tests.support.worker_process import ResultCollector, WorkerProcess
 from tests.support.worker_stack import Stack, make_stack, request
+from worker.events import EventsReader, sqs_client
 from worker.ledger import LedgerKey, SqliteLedger
 
 TOTAL = 2000
@@ -40,6 +44,7 @@ MAX_MESSAGES = 64  # flow control: at most this many requests are held by one wo
 CONCURRENCY = 32  # the worker's threads: at most this many SES calls are in flight at a kill
 KILL_AFTER = (TOTAL // 3, 2 * TOTAL // 3)  # results seen before each SIGKILL
 RESTART_AFTER_S = 2.0
+SEND_EVENT_WAIT_S = 5.0  # SES's events take a second or two to reach the ledger here
 WINDOW = 200  # requests published but without a result, at most
 _SUBJECT = re.compile(rb"^Subject: crash (\S+)\r?$", re.MULTILINE)
 
@@ -114,36 +119,62 @@ def wait_until_quiet(collector: ResultCollector, quiet_s: float, timeout_s: floa
             return
 
 
-def test_two_sigkills_under_throttling_lose_nothing_and_duplicate_only_in_flight_requests(
-    stack: Stack, moto: Any, fault_proxy: Any, tmp_path: Path
+def test_two_sigkills_under_throttling_lose_nothing_and_send_nothing_twice(
+    stack: Stack,
+    moto: Any,
+    fault_proxy: Any,
+    tmp_path: Path,
+    clean_metadata: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fault_proxy.add_rule(faults.fail_every(10, faults.ses_error("TooManyRequestsException", 429)))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto.endpoint)
+    ses_events = create_ses_events_queue(moto)
+    fault_proxy.add_rewriter(send_events_on(ses_events))
+    ledger_path = Path(stack.env["EMAIL_WORKER_LEDGER"].removeprefix("sqlite:///"))
+    events_topic = stack.emulator.create_topic()
     request_ids = [f"crash-{n}" for n in range(TOTAL)]
     relay = TcpRelay(stack.emulator.port, end_streams=True)
     env = {
         **stack.env,
         "EMAIL_WORKER_MAX_MESSAGES": str(MAX_MESSAGES),
         "EMAIL_WORKER_CONCURRENCY": str(CONCURRENCY),
+        "EMAIL_WORKER_SEND_EVENT_WAIT_S": str(SEND_EVENT_WAIT_S),
         "PUBSUB_EMULATOR_HOST": relay.host,
     }
     started = time.monotonic()
-    marks: list[int] = []  # proxy log length when each killed worker was surely gone
-    with relay, ResultCollector(stack.emulator, stack.results_subscription) as collector:
+    with (
+        SqliteLedger(ledger_path, claim_lease_s=90) as events_ledger,
+        relay,
+        ResultCollector(stack.emulator, stack.results_subscription) as collector,
+    ):
+        reader = EventsReader(
+            sqs_client(role_arn=EVENTS_ROLE, queue_url=ses_events.url),
+            queue_url=ses_events.url,
+            topic=events_topic,
+            publish=lambda topic, data, attributes: stack.emulator.publisher.publish(
+                topic, data, **attributes
+            ),
+            ledger=events_ledger,
+            wait_time_s=1,
+        )
+        reading = threading.Thread(target=reader.run, name="events-reader", daemon=True)
+        reading.start()
         feeder = Feeder(stack, collector, request_ids, window=WINDOW)
         worker = WorkerProcess(env, tmp_path / "worker-1.log")
         for n, results_before_kill in enumerate(KILL_AFTER, start=2):
             collector.wait_for_count(results_before_kill, timeout_s=180)
             assert worker.running, worker.log()[-3000:]
             worker.kill()
-            # Let the proxy finish recording what the dead worker had sent.
             time.sleep(RESTART_AFTER_S)
-            marks.append(len(fault_proxy.requests))
             worker = WorkerProcess(env, tmp_path / f"worker-{n}.log")
         feeder.join(timeout_s=360)
         # A killed worker's unfinished claims are taken over only once they expire (90 s).
         collector.wait_for_requests(set(request_ids), timeout_s=360)
         wait_until_quiet(collector, quiet_s=3.0, timeout_s=60)
         assert worker.terminate() == 0, worker.log()[-3000:]
+        reader.stop()
+        reading.join(timeout=30)
         results = collector.snapshot()
     elapsed = time.monotonic() - started
 
@@ -152,7 +183,6 @@ def test_two_sigkills_under_throttling_lose_nothing_and_duplicate_only_in_flight
     for result in results:
         by_request[result["request_id"]].append(result)
     assert set(by_request) == set(request_ids)
-    assert all(any(r["status"] == "sent" for r in rs) for rs in by_request.values())
     assert {r["status"] for r in results} == {"sent"}
 
     # Nothing reported sent that SES did not receive.
@@ -160,44 +190,37 @@ def test_two_sigkills_under_throttling_lose_nothing_and_duplicate_only_in_flight
     reported = {mid for r in results for mid in r["message_ids"]}
     assert reported <= reached_ses
 
-    # Sends per request, in the order the proxy forwarded them to SES (moto). A send cut off
-    # by a kill mid-request reaches moto incomplete, is refused there, and has no request id.
-    sends: dict[str, list[int]] = defaultdict(list)
-    for index, logged in enumerate(fault_proxy.requests):
+    # Sends per request, as the proxy forwarded them to SES (moto). A send cut off by a kill
+    # mid-request reaches moto incomplete, is refused there, and has no request id.
+    sends: Counter[str] = Counter()
+    for logged in fault_proxy.requests:
         if logged.kind == "ses_send" and logged.outcome == "forwarded":
             request_id = request_id_of_send(logged.request.body)
             if request_id is not None:
-                sends[request_id].append(index)
-    assert sum(len(s) for s in sends.values()) == len(reached_ses)
+                sends[request_id] += 1
+    assert sum(sends.values()) == len(reached_ses)
     assert set(sends) == set(request_ids)
-    duplicates = {r: s for r, s in sends.items() if len(s) > 1}
-    # A repeat is "in flight at a kill" when the killed worker made the earlier send and the
-    # later one came from a takeover of the claim it left: the ledger counted the takeover.
-    ledger_path = Path(stack.env["EMAIL_WORKER_LEDGER"].removeprefix("sqlite:///"))
-    in_flight_at_kill: Counter[int] = Counter()
-    other: list[str] = []
-    with SqliteLedger(ledger_path, claim_lease_s=90) as ledger:
-        for request_id, indexes in duplicates.items():
-            record = ledger.get(LedgerKey("billing", request_id))
-            takeovers = record.takeovers if record is not None else 0
-            for before, after in itertools.pairwise(indexes):
-                kill = next((k for k, mark in enumerate(marks) if before < mark <= after), None)
-                if kill is None or takeovers < 1:
-                    other.append(request_id)
-                else:
-                    in_flight_at_kill[kill] += 1
-    assert other == [], f"sent twice without a kill during their SES call: {other[:10]}"
-    # Only calls in progress can be caught: at most one per worker thread per kill.
-    assert all(count <= CONCURRENCY for count in in_flight_at_kill.values())
-    duplicate_results = sum(len(rs) - 1 for rs in by_request.values())
+    duplicates = {r: n for r, n in sends.items() if n > 1}
+    assert duplicates == {}, f"sent more than once: {sorted(duplicates)[:10]}"
 
+    with SqliteLedger(ledger_path, claim_lease_s=90) as ledger:
+        taken_over = [
+            r
+            for r in request_ids
+            if (record := ledger.get(LedgerKey("billing", r))) is not None and record.takeovers
+        ]
+    # The takeovers that found SES's Send event (the kill caught their SES call) and so
+    # reported the request sent without sending it again.
+    settled = sum(
+        log.read_text().count("settled from SES's events") for log in tmp_path.glob("worker-*.log")
+    )
+    duplicate_results = sum(len(rs) - 1 for rs in by_request.values())
     throttled = fault_proxy.count("ses_send", "injected")
     print(
         f"\ncrash test: {TOTAL} requests in {elapsed:.0f}s, 2 SIGKILLs; "
         f"{throttled} SES sends throttled; {len(reached_ses)} emails reached SES; "
-        f"requests sent more than once: {len(duplicates)}, of which SES call in flight at "
-        f"the kill: {sum(in_flight_at_kill.values())} (by kill: "
-        f"{dict(sorted(in_flight_at_kill.items()))}), other: {len(other)}; "
+        f"claims taken over after the kills: {len(taken_over)} (of which settled from SES's "
+        f"Send events, not sent again: {settled}); sent twice: 0; "
         f"duplicate results: {duplicate_results}; lost: 0"
     )
     assert throttled >= TOTAL // 10

@@ -82,6 +82,7 @@ def run_events(settings: Settings) -> int:
         project=project,
         claim_lease_s=settings.ledger_claim_s,
         retention_s=settings.ledger_retention_s,
+        takeover_wait_s=settings.send_event_wait_s,
     )
     # One registry for /metrics: the HTTP app's own counters and the reader's.
     metrics = Metrics()

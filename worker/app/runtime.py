@@ -75,6 +75,7 @@ def build_runtime(
         project=project,
         claim_lease_s=settings.ledger_claim_s,
         retention_s=settings.ledger_retention_s,
+        takeover_wait_s=settings.send_event_wait_s,
     )
     deps = Deps(
         settings=settings,

@@ -166,6 +166,14 @@ class Settings:
         doc="When a claim expired during its SES call, so the send may or may not have "
         "happened: resend (at least once) or fail with outcome_unknown (at most once).",
     )
+    send_event_wait_s: float = _env(
+        "EMAIL_WORKER_SEND_EVENT_WAIT_S",
+        120.0,
+        doc="How long after a dead delivery's claim expired the request waits for SES's Send "
+        "event before it is sent again (the events reader records it; SES, EventBridge and "
+        "the reader's long poll take seconds). 0: no wait, for deployments without "
+        "email-worker events.",
+    )
     max_delivery_attempts: int | None = _env(
         "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
         doc="Last delivery attempt; default: read from the subscription's dead-letter policy.",
@@ -357,6 +365,8 @@ class Settings:
             )
         if self.push_service_account is not None and "@" not in self.push_service_account:
             problems.append("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be a service account email")
+        if self.send_event_wait_s < 0:
+            problems.append("EMAIL_WORKER_SEND_EVENT_WAIT_S must not be negative")
         if self.tenancy not in TENANCIES:
             problems.append("EMAIL_WORKER_TENANCY must be per-service or shared")
         for name in ("service_topic", "service_subscription"):

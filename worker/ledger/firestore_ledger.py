@@ -90,7 +90,9 @@ class FirestoreLedger(Ledger):
     ``project`` and ``database`` default to the environment's project and the (default)
     database; ``FIRESTORE_EMULATOR_HOST``, when set, points the client at an emulator.
     ``claim_lease_s``: how long a claim keeps other deliveries out. ``retention_s``: how long
-    a record lives after its last write. ``clock``: epoch seconds, replaced in tests.
+    a record lives after its last write. ``takeover_wait_s``: how much longer an expired claim
+    keeps them out, for SES's Send event of its holder's send to arrive. ``clock``: epoch
+    seconds, replaced in tests.
     ``timeout_s``: the most one operation may take, retries of transient errors included,
     before the ledger counts as unavailable.
     """
@@ -103,6 +105,7 @@ class FirestoreLedger(Ledger):
         collection: str = DEFAULT_COLLECTION,
         claim_lease_s: float,
         retention_s: float = DEFAULT_RETENTION_S,
+        takeover_wait_s: float = 0.0,
         clock: Callable[[], float] = time.time,
         timeout_s: float = 10.0,
     ) -> None:
@@ -112,6 +115,7 @@ class FirestoreLedger(Ledger):
         self._collection = self._client.collection(collection)
         self._claim_lease_s = claim_lease_s
         self._retention_s = retention_s
+        self._takeover_wait_s = takeover_wait_s
         self._clock = clock
         # The library's default retries run for up to a minute; a delivery should rather be
         # nacked and come back than hold its lease waiting out an outage.
@@ -156,6 +160,7 @@ class FirestoreLedger(Ledger):
                     content_hash=content_hash,
                     now=now,
                     retry_unsent=retry_unsent,
+                    takeover_wait_s=self._takeover_wait_s,
                 )
                 if verdict is Verdict.MINE:
                     return Claim(attempted or ClaimState.CLAIMED)

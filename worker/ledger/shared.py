@@ -49,9 +49,19 @@ class Found:
 
 
 def judge(
-    found: Found, *, owner: str, content_hash: str, now: float, retry_unsent: bool = False
+    found: Found,
+    *,
+    owner: str,
+    content_hash: str,
+    now: float,
+    retry_unsent: bool = False,
+    takeover_wait_s: float = 0.0,
 ) -> Verdict:
-    """Decide a claim against ``found``, in the order the ledger's contract gives."""
+    """Decide a claim against ``found``, in the order the ledger's contract gives.
+
+    An expired claim is taken over only ``takeover_wait_s`` after its lease ran out: time for
+    SES's Send event of a send its holder may have made to reach the ledger.
+    """
     # Expiry first: a store may keep an expired record for a while (Firestore's TTL deletes
     # lazily), and it must then behave as if the record were gone.
     if found.expire_at < now:
@@ -64,7 +74,7 @@ def judge(
         return Verdict.MINE
     if found.owner is None:
         return Verdict.FREE
-    if found.lease_until is not None and found.lease_until > now:
+    if found.lease_until is not None and found.lease_until + takeover_wait_s > now:
         return Verdict.BUSY
     return Verdict.TAKEOVER
 

@@ -166,7 +166,9 @@ class SqliteLedger(Ledger):
     """A :class:`Ledger` in the SQLite database at ``path`` (``":memory:"`` for a private one).
 
     ``claim_lease_s``: how long a claim keeps other deliveries out. ``retention_s``: how long a
-    record lives after its last write. ``clock``: epoch seconds, replaced in tests.
+    record lives after its last write. ``takeover_wait_s``: how much longer an expired claim
+    keeps them out, for SES's Send event of its holder's send to arrive. ``clock``: epoch
+    seconds, replaced in tests.
     ``busy_timeout_s``: how long a write waits for another process's before the ledger counts
     as unavailable.
     """
@@ -177,12 +179,14 @@ class SqliteLedger(Ledger):
         *,
         claim_lease_s: float,
         retention_s: float = DEFAULT_RETENTION_S,
+        takeover_wait_s: float = 0.0,
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = 5.0,
     ) -> None:
         self.path = os.fspath(path)
         self._claim_lease_s = claim_lease_s
         self._retention_s = retention_s
+        self._takeover_wait_s = takeover_wait_s
         self._clock = clock
         self._lock = threading.Lock()
         try:
@@ -338,6 +342,7 @@ class SqliteLedger(Ledger):
                 content_hash=content_hash,
                 now=now,
                 retry_unsent=retry_unsent,
+                takeover_wait_s=self._takeover_wait_s,
             )
             if verdict in (Verdict.RECLAIM, Verdict.RETRY):
                 statement = _RECLAIM if verdict is Verdict.RECLAIM else _RETRY

@@ -43,20 +43,32 @@ def open_ledger(
     project: str | None,
     claim_lease_s: float,
     retention_s: float,
+    takeover_wait_s: float = 0.0,
     collection: str = DEFAULT_COLLECTION,
 ) -> Ledger | None:
     """Open the ledger ``url`` names (see the module docstring), or None for ``none``.
 
+    ``takeover_wait_s``: how long after a claim's lease ran out it may be taken over.
     ``project`` is the Google Cloud project for Firestore (None: the environment's);
     SQLite ignores it, and ``collection``. Raises ValueError for any other form.
     """
     if url == "none":
         return None
     if url in ("sqlite://", "sqlite:///:memory:"):
-        return SqliteLedger(":memory:", claim_lease_s=claim_lease_s, retention_s=retention_s)
+        return SqliteLedger(
+            ":memory:",
+            claim_lease_s=claim_lease_s,
+            retention_s=retention_s,
+            takeover_wait_s=takeover_wait_s,
+        )
     if url.startswith(_SQLITE_PREFIX) and len(url) > len(_SQLITE_PREFIX):
         path = url[len(_SQLITE_PREFIX) :]
-        return SqliteLedger(path, claim_lease_s=claim_lease_s, retention_s=retention_s)
+        return SqliteLedger(
+            path,
+            claim_lease_s=claim_lease_s,
+            retention_s=retention_s,
+            takeover_wait_s=takeover_wait_s,
+        )
     database: str | None = None
     if url.startswith(_FIRESTORE_PREFIX):
         database = url[len(_FIRESTORE_PREFIX) :]
@@ -73,4 +85,5 @@ def open_ledger(
         collection=collection,
         claim_lease_s=claim_lease_s,
         retention_s=retention_s,
+        takeover_wait_s=takeover_wait_s,
     )

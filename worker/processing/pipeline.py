@@ -39,6 +39,7 @@ from worker.ledger import (
 )
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind
+from worker.sending.envelope import MAX_RECIPIENTS_PER_CALL
 from worker.sending.errors import EmailError, ThrottledError
 from worker.sending.service_config import ServiceConfig
 from worker.sending.session import BaseSession
@@ -325,9 +326,18 @@ def _claimed(
             ledger=LedgerEvent.CONFLICT,
         )
     takeover = claim.state is ClaimState.TAKEOVER
-    if takeover:
+    try:
+        settled = _settled_from_events(request, ledger, key) if takeover else None
+    except LedgerUnavailable as error:
+        # The claim stays ours until it expires, not released: a delivery that claimed a
+        # released record would send without asking SES's events first.
+        log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
+        return replace(_ledger_unavailable(request), ledger=LedgerEvent.TAKEOVER)
+    if takeover and settled is None:
         log.warning("took over an expired claim: an earlier delivery may have sent this request")
-    if takeover and deps.settings.ledger_takeover == "fail":
+    if settled is not None:
+        outcome = settled
+    elif takeover and deps.settings.ledger_takeover == "fail":
         outcome = _refusal(
             request,
             ErrorCode.OUTCOME_UNKNOWN,
@@ -343,6 +353,52 @@ def _claimed(
     outcome = replace(outcome, ledger=LedgerEvent.TAKEOVER if takeover else LedgerEvent.CLAIMED)
     _record(ledger, key, owner, outcome)
     return outcome
+
+
+def _settled_from_events(request: EmailRequest, ledger: Ledger, key: LedgerKey) -> Outcome | None:
+    """What SES's events say the dead delivery whose claim was taken over achieved.
+
+    A delivery that died during its SES call leaves no result, but SES reports every message
+    it accepted (a Send event, then delivery or bounce, tagged with the request), and the
+    events reader records those in the ledger. Any status of a message means SES accepted it.
+    None: no event, so (the ledger having waited EMAIL_WORKER_SEND_EVENT_WAIT_S before the
+    takeover) nothing was accepted, and the request is sent again.
+    """
+    statuses = ledger.statuses(key)
+    if not statuses:
+        return None
+    by_batch: dict[int, str] = {}
+    for status in statuses:
+        by_batch.setdefault(status.batch if status.batch is not None else 0, status.message_id)
+    # One SES call per MAX_RECIPIENTS_PER_CALL distinct recipients, as the session sends them.
+    recipients = len(dict.fromkeys(request.envelope_recipients))
+    expected = max(1, -(-recipients // MAX_RECIPIENTS_PER_CALL))
+    message_ids = tuple(by_batch[index] for index in sorted(by_batch))
+    log.info(
+        "settled from SES's events: the earlier delivery's send was accepted",
+        batches_accepted=len(by_batch),
+        batches=expected,
+    )
+    if len(by_batch) >= expected:
+        return Outcome(
+            Status.SENT,
+            request_id=request.request_id,
+            service_id=request.service_id,
+            message_ids=message_ids,
+            recipient_count=request.recipient_count,
+        )
+    return Outcome(
+        Status.FAILED,
+        request_id=request.request_id,
+        service_id=request.service_id,
+        message_ids=message_ids,
+        error_code=ErrorCode.PARTIALLY_SENT,
+        error_message=(
+            f"{len(by_batch)} of {expected} recipient batches were accepted by SES before the "
+            "delivery sending them stopped; the rest are not sent, to avoid duplicates"
+        ),
+        recipient_count=request.recipient_count,
+    )
 
 
 def _replayed(request: EmailRequest, stored: StoredResult) -> Outcome:
