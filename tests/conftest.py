@@ -55,6 +55,7 @@ _isolate_environment()
 
 # Only now may google.auth be imported (the support modules import it).
 import pytest  # noqa: E402
+import structlog  # noqa: E402
 
 from tests.support.fault_proxy import FaultProxy  # noqa: E402
 from tests.support.firestore_emulator import FirestoreEmulator  # noqa: E402
@@ -72,6 +73,15 @@ if "google.auth.compute_engine._metadata" in sys.modules:
     _metadata_module._GCE_METADATA_HOST = _METADATA_HOST
 
 DEFAULT_SENDER_DOMAIN = "example.com"
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """Undo a command's configure_logging after each test. It turns on caching of loggers on
+    first use, and a module's logger first used inside another test's ``capture_logs`` would
+    then keep that capture's processors, and log past every later test's capture."""
+    yield
+    structlog.reset_defaults()
 
 
 # -- Google metadata server ----------------------------------------------------------
