@@ -1,7 +1,8 @@
 # Checks across variables, made when planning whatever the delivery mode: plan fails on any.
 #
-# Like budget.tf and tenancy.tf, this file reads variables and those files' locals only, so
-# that the tests can plan it with terraform alone (terraform_data needs no provider download).
+# Like budget.tf, tenancy.tf and events_routing.tf, this file reads variables and those files'
+# locals only, so that the tests can plan it with terraform alone (terraform_data needs no
+# provider download).
 
 resource "terraform_data" "settings_check" {
   lifecycle {
@@ -26,6 +27,19 @@ resource "terraform_data" "settings_check" {
       # still be there, or the redelivery sends it again.
       condition     = var.ledger_retention_seconds >= var.request_retention_seconds
       error_message = "ledger_retention_seconds must be at least request_retention_seconds."
+    }
+    precondition {
+      # The events path (events.tf, events_routing.tf).
+      condition     = !var.events_enabled || length(local.ses_events_routed) > 0
+      error_message = "events_enabled needs ses_event_types to include at least one of ${join(", ", keys(local.ses_event_detail_types))}: the events reader carries no other."
+    }
+    precondition {
+      condition     = !var.events_enabled || !contains(keys(var.services), "events")
+      error_message = "The service id \"events\" would have the AWS role name of the events reader (${local.events_reader_role_name}): rename the service, or set events_enabled = false."
+    }
+    precondition {
+      condition     = !var.events_enabled || (length(local.events_reader_role_name) <= 64 && length(local.ses_events_rule_name) <= 64)
+      error_message = "The events reader's role name (${local.events_reader_role_name}) and the EventBridge rule's (${local.ses_events_rule_name}) must be at most 64 characters: shorten aws_role_name_prefix or ses_configuration_set_name."
     }
   }
 }

@@ -4,10 +4,17 @@
 # the worker may use:
 #
 #   <ledger_database_id> / email-worker-requests / <service_id>:<sha256(request_id)>
+#                          └─ statuses / <one document per message id and recipient>
+#
+# The statuses are written by `email-worker events` (events.tf) from SES's events.
 
 locals {
   # DEFAULT_COLLECTION in worker/ledger/firestore_ledger.py: the worker has no setting for it.
   ledger_collection = "email-worker-requests"
+  # STATUSES_COLLECTION there: the subcollection of each request's document that holds its
+  # recipients' latest statuses. A field policy names a collection group, so this one covers
+  # the statuses of every request.
+  ledger_statuses_collection = "statuses"
 
   # The timestamps the worker writes in every record besides expire_at. The worker reads
   # records only by id and never queries them, so their single-field indexes serve nothing;
@@ -54,6 +61,20 @@ resource "google_firestore_field" "ledger_expire_at" {
   ttl_config {}
 
   # No single-field indexes: nothing queries the field (see ledger_unindexed_fields).
+  index_config {}
+}
+
+# The recipients' statuses expire the same way: the events reader sets their expire_at to its
+# last write plus the same retention. Without this policy they would be kept for ever (the
+# worker ignores expired ones, but Firestore would still store and bill them).
+resource "google_firestore_field" "ledger_statuses_expire_at" {
+  database   = google_firestore_database.ledger.name
+  collection = local.ledger_statuses_collection
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # Statuses are read by listing their request's subcollection, never queried by this field.
   index_config {}
 }
 

@@ -121,6 +121,9 @@ locals {
     EMAIL_WORKER_LEDGER             = "firestore://${google_firestore_database.ledger.name}"
     EMAIL_WORKER_LEDGER_RETENTION_S = tostring(var.ledger_retention_seconds)
     EMAIL_WORKER_LEDGER_TAKEOVER    = var.ledger_takeover
+    # A dead delivery's claim waits this long for SES's Send event (recorded by the events
+    # reader) before it is taken over; without the reader there is nothing to wait for.
+    EMAIL_WORKER_SEND_EVENT_WAIT_S = var.events_enabled ? "120" : "0"
   }
   worker_env = merge(var.extra_env, { for name, value in local.managed_env : name => value if value != null })
 

@@ -142,3 +142,23 @@ output "worker_environment" {
   description = "The environment the worker runs with; export it to run `email-worker` commands against this deployment."
   value       = local.worker_env
 }
+
+output "events_topic" {
+  description = "Id of the Pub/Sub topic `email-worker events` publishes SES's events to (event v1, docs/formats.md); null when events_enabled is false."
+  value       = one(google_pubsub_topic.events[*].id)
+}
+
+output "ses_events_queue_url" {
+  description = "URL of the SQS queue the EventBridge rule fills with SES's events, which `email-worker events` reads (EMAIL_WORKER_SES_EVENTS_QUEUE_URL); null when events_enabled is false."
+  value       = one(aws_sqs_queue.ses_events[*].url)
+}
+
+output "ses_events_dead_letter_queue_url" {
+  description = "URL of the SQS dead-letter queue of the events queue: messages received ses_events_max_receive_count times without being deleted (docs/operations.md, Events dead-letter queue); null when events_enabled is false."
+  value       = one(aws_sqs_queue.ses_events_dead_letter[*].url)
+}
+
+output "ses_events_role_arn" {
+  description = "ARN of the AWS role the events reader assumes with the worker's Google identity (EMAIL_WORKER_SES_EVENTS_ROLE_ARN); null when events_enabled is false."
+  value       = one(aws_iam_role.events_reader[*].arn)
+}

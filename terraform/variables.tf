@@ -58,6 +58,7 @@ variable "pubsub_names" {
     service_subscription     = optional(string, "email-requests-{service}-worker")
     replay_topic             = optional(string, "email-replays")
     replay_subscription      = optional(string, "email-replays-worker")
+    events_topic             = optional(string, "email-events")
   })
   default = {}
 
@@ -223,7 +224,7 @@ variable "image" {
 }
 
 variable "service_name" {
-  description = "Name of the Cloud Run service (push mode) or worker pool (pull mode)."
+  description = "Name of the Cloud Run service (push mode) or worker pool (pull mode). The SES events reader's worker pool is <service_name>-events."
   type        = string
   default     = "email-worker"
 }
@@ -342,7 +343,7 @@ variable "default_service_id" {
 }
 
 variable "extra_env" {
-  description = "Further environment variables for the worker, such as EMAIL_WORKER_SEND_MAX_ATTEMPTS or EMAIL_WORKER_SESSION_TTL_S (see the README's configuration table). Must not set the ones this configuration manages, nor PORT. Not for secrets: the worker needs none."
+  description = "Further environment variables for the worker (and the SES events reader), such as EMAIL_WORKER_SEND_MAX_ATTEMPTS or EMAIL_WORKER_SESSION_TTL_S (see the README's configuration table). Must not set the ones this configuration manages, nor PORT. Not for secrets: the worker needs none."
   type        = map(string)
   default     = {}
 
@@ -378,6 +379,10 @@ variable "extra_env" {
       "EMAIL_WORKER_LEDGER",
       "EMAIL_WORKER_LEDGER_RETENTION_S",
       "EMAIL_WORKER_LEDGER_TAKEOVER",
+      "EMAIL_WORKER_SEND_EVENT_WAIT_S",
+      "EMAIL_WORKER_SES_EVENTS_QUEUE_URL",
+      "EMAIL_WORKER_SES_EVENTS_ROLE_ARN",
+      "EMAIL_WORKER_EVENTS_TOPIC",
     ], name)])
     error_message = "extra_env must not set PORT or a variable this configuration manages (set the matching terraform variable instead)."
   }
@@ -389,7 +394,7 @@ variable "extra_env" {
 }
 
 variable "deletion_protection" {
-  description = "Refuse to destroy the Cloud Run service and the ledger database (terraform destroy fails until this is false and applied)."
+  description = "Refuse to destroy the Cloud Run service, the worker pools and the ledger database (terraform destroy fails until this is false and applied)."
   type        = bool
   default     = true
 }
@@ -693,4 +698,36 @@ variable "aws_tags" {
   description = "Tags added to every AWS resource."
   type        = map(string)
   default     = { app = "email-worker" }
+}
+
+# ---------------------------------------------------------------------------------------------
+# SES events back to Google Cloud (events.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "events_enabled" {
+  description = "Bring SES's events about each sent email (send, delivery, bounce, complaint, delivery delay, reject) to Google Cloud: an EventBridge rule routes them from the default bus to an SQS queue (with a dead-letter queue), and a Cloud Run worker pool running `email-worker events` publishes them to the events topic (pubsub_names.events_topic) and records each recipient's status in the request ledger. false: none of that is created; the configuration set still publishes the events to the default bus."
+  type        = bool
+  default     = true
+}
+
+variable "events_reader_instances" {
+  description = "Instances of the worker pool that runs `email-worker events` (manual scaling). One reads up to ten SQS messages per receive; add instances if the SES events queue's oldest message keeps getting older. 0 stops reading: events wait in the queue for up to 4 days."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.events_reader_instances >= 0 && floor(var.events_reader_instances) == var.events_reader_instances
+    error_message = "events_reader_instances must be a whole number, 0 or more."
+  }
+}
+
+variable "ses_events_max_receive_count" {
+  description = "Receives of one SQS message before the SES events queue's redrive policy moves it to the dead-letter queue: a malformed message, or an event whose publish or ledger write kept failing (each receive is one visibility timeout apart, 90 s by default). See docs/operations.md, Events dead-letter queue."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.ses_events_max_receive_count >= 1 && var.ses_events_max_receive_count <= 1000 && floor(var.ses_events_max_receive_count) == var.ses_events_max_receive_count
+    error_message = "ses_events_max_receive_count must be a whole number from 1 to 1000, as SQS requires."
+  }
 }

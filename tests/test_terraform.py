@@ -6,10 +6,10 @@ fixed pull pool, the alerts, the deliverability records, the AWS trust condition
 permissions without wildcards, pinned providers, documented variables, and that the values
 terraform hands the worker are the ones the worker reads.
 
-The Google providers cannot be installed everywhere, but budget.tf, tenancy.tf and checks.tf
-need none: where a terraform binary exists, those files are evaluated (`terraform console`) and
-planned with real terraform, so their locals and preconditions are tested as terraform runs
-them, not only as text.
+The Google providers cannot be installed everywhere, but budget.tf, tenancy.tf,
+events_routing.tf and checks.tf need none: where a terraform binary exists, those files are
+evaluated (`terraform console`) and planned with real terraform, so their locals and
+preconditions are tested as terraform runs them, not only as text.
 """
 
 from __future__ import annotations
@@ -25,8 +25,13 @@ import hcl2
 import pytest
 
 from tests.support.dockerfile import Dockerfile
+from worker.app.events_reader import events_settings_problems
 from worker.config.settings import Settings
+from worker.events.reader import MAX_WAIT_TIME_S
+from worker.events.sqs import queue_region
+from worker.formats.event import EventType
 from worker.ledger import DEFAULT_COLLECTION, DEFAULT_RETENTION_S
+from worker.ledger.firestore_ledger import STATUSES_COLLECTION
 from worker.sending.identity import TOKEN_AUDIENCE
 from worker.sending.service_config import _KNOWN_KEYS, config_location, parse_service_config
 
@@ -39,7 +44,7 @@ OPTIONS = hcl2.SerializationOptions(
 )
 #: The files terraform can evaluate and plan without any provider: locals and checks computed
 #: from variables only (test_the_provider_free_files_read_only_variables_and_each_other).
-PROVIDER_FREE = ("variables.tf", "budget.tf", "tenancy.tf", "checks.tf")
+PROVIDER_FREE = ("variables.tf", "budget.tf", "tenancy.tf", "events_routing.tf", "checks.tf")
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -132,6 +137,13 @@ def _iam_members() -> list[tuple[str, str, dict[str, Any]]]:
 def _settings_default(variable: str) -> str:
     """The worker's default for the environment variable ``variable``."""
     return next(default for name, default, _doc in Settings.documentation() if name == variable)
+
+
+def _events_reader_own_env() -> dict[str, str]:
+    """The settings only the events reader gets, and the expression terraform gives each."""
+    managed = TF.locals["events_reader_managed_env"]
+    own = managed[managed.index("}, {") + len("}, {") :]
+    return dict(re.findall(r"(EMAIL_WORKER_\w+) = ([^,}]+)", own))
 
 
 # -- real terraform, on the files that need no provider -------------------------------------
@@ -418,6 +430,7 @@ def test_the_topics_and_subscriptions_have_the_names_the_worker_expects_by_defau
         "service_subscription": _settings_default("EMAIL_WORKER_SERVICE_SUBSCRIPTION"),
         "replay_topic": _settings_default("EMAIL_WORKER_REPLAY_TOPIC"),
         "replay_subscription": _settings_default("EMAIL_WORKER_REPLAY_SUBSCRIPTION"),
+        "events_topic": _settings_default("EMAIL_WORKER_EVENTS_TOPIC"),
     }
     for topic in ("requests", "results", "dead_letter"):
         body = TF.resource("google_pubsub_topic", topic)
@@ -731,6 +744,7 @@ def test_the_worker_service_account_holds_only_the_grants_it_needs() -> None:
     assert grants == {
         ("roles/pubsub.publisher", "${google_pubsub_topic.results.name}"),
         ("roles/pubsub.publisher", "${google_pubsub_topic.dead_letter.name}"),
+        ("roles/pubsub.publisher", "${google_pubsub_topic.events[0].name}"),
         ("roles/pubsub.subscriber", "${each.value.name}"),
         ("roles/storage.objectViewer", "${google_storage_bucket.config.name}"),
         ("roles/datastore.user", LEDGER_CONDITION),
@@ -872,7 +886,7 @@ def test_the_worker_environment_sets_only_settings_the_worker_reads() -> None:
     forbidden = set(
         re.findall(r'"([A-Z_]+)"', TF.variables["extra_env"]["validation"][0]["condition"])
     )
-    assert forbidden == managed | {"PORT"}
+    assert forbidden == managed | set(_events_reader_own_env()) | {"PORT"}
     assert "EMAIL_WORKER_PUSH_AUTH" in TF.variables["extra_env"]["validation"][1]["condition"]
 
 
@@ -930,6 +944,24 @@ def test_the_ttl_policy_is_on_expire_at_in_the_collection_the_worker_uses() -> N
     assert field["field"] == "expire_at"
     assert "expire_at" in _ledger_timestamps(), "the worker writes no expire_at timestamp"
     assert field["ttl_config"] == [{}]
+
+
+def test_recipients_statuses_expire_by_the_same_ttl_policy_in_their_collection_group() -> None:
+    field = TF.resource("google_firestore_field", "ledger_statuses_expire_at")
+    assert field["database"] == "${google_firestore_database.ledger.name}"
+    # A field policy names a collection group: every request's statuses subcollection.
+    assert field["collection"] == "${local.ledger_statuses_collection}"
+    assert TF.locals["ledger_statuses_collection"] == STATUSES_COLLECTION
+    assert field["field"] == "expire_at"
+    assert field["ttl_config"] == [{}]
+    assert field["index_config"] == [{}]
+    # The ledger writes an expire_at into each status document (its _advance fields).
+    source = (ROOT / "worker" / "ledger" / "firestore_ledger.py").read_text()
+    advance = source[source.index("def _advance") :].split("\n    def ", 1)[0]
+    assert '"expire_at": utc(' in advance
+    # Not only when the events path is on: statuses written earlier still expire.
+    assert "count" not in field
+    assert "for_each" not in field
 
 
 def test_every_timestamp_the_worker_writes_is_exempt_from_single_field_indexes() -> None:
@@ -1162,6 +1194,319 @@ def test_the_configuration_set_requires_tls_by_default_and_keeps_reputation_metr
     assert _block(configuration_set, "reputation_options")["reputation_metrics_enabled"] is True
 
 
+# -- SES events back in Google Cloud ---------------------------------------------------------
+
+#: Every resource of the events path, created only with events_enabled.
+EVENTS_RESOURCES = {
+    ("aws_cloudwatch_event_rule", "ses_events"),
+    ("aws_cloudwatch_event_target", "ses_events"),
+    ("aws_sqs_queue", "ses_events"),
+    ("aws_sqs_queue", "ses_events_dead_letter"),
+    ("aws_sqs_queue_redrive_allow_policy", "ses_events_dead_letter"),
+    ("aws_sqs_queue_policy", "ses_events"),
+    ("aws_iam_role", "events_reader"),
+    ("aws_iam_role_policy", "events_reader"),
+    ("google_pubsub_topic", "events"),
+    ("google_pubsub_topic_iam_member", "events_publisher_worker"),
+    ("google_cloud_run_v2_worker_pool", "events_reader"),
+}
+
+#: The IAM action each SQS call of the reader is authorised as.
+SQS_CALL_ACTIONS = {
+    "receive_message": "sqs:ReceiveMessage",
+    "delete_message": "sqs:DeleteMessage",
+    "delete_message_batch": "sqs:DeleteMessage",
+    "change_message_visibility": "sqs:ChangeMessageVisibility",
+    "change_message_visibility_batch": "sqs:ChangeMessageVisibility",
+}
+
+
+def test_the_events_path_is_on_by_default_and_switches_off_as_a_whole() -> None:
+    assert TF.variables["events_enabled"]["default"] is True
+    for type_, name in EVENTS_RESOURCES:
+        assert TF.resource(type_, name)["count"] == "${var.events_enabled ? 1 : 0}", name
+    for name in ("ses_events_queue", "events_reader"):
+        assert TF.data[("aws_iam_policy_document", name)]["count"] == (
+            "${var.events_enabled ? 1 : 0}"
+        )
+    # Nothing reads an attribute of one but through [0] (or [*] and one(), as the outputs and
+    # the reader's environment do): each exists only when the path is on.
+    for type_, name in EVENTS_RESOURCES:
+        for path in TF_FILES:
+            unguarded = re.findall(rf"\b{type_}\.{name}\.\w+", path.read_text())
+            assert unguarded == [], f"{path.name}: {unguarded}"
+
+
+def test_the_rule_maps_each_ses_event_type_the_reader_carries_to_its_detail_type() -> None:
+    mapping = TF.locals["ses_event_detail_types"]
+    assert mapping == {
+        "SEND": "Email Sent",
+        "DELIVERY": "Email Delivered",
+        "BOUNCE": "Email Bounced",
+        "COMPLAINT": "Email Complaint Received",
+        "DELIVERY_DELAY": "Email Delivery Delayed",
+        "REJECT": "Email Rejected",
+    }
+    # Exactly the event types of event v1, under SES's names.
+    assert {name.lower() for name in mapping} == {t.value for t in EventType}
+    allowed = TF.variables["ses_event_types"]["validation"][0]["condition"]
+    for name in mapping:
+        assert f'"{name}"' in allowed, name
+
+
+def test_the_rule_matches_ses_events_of_the_configured_types_on_the_default_bus(
+    tf: TerraformAlone,
+) -> None:
+    rule = TF.resource("aws_cloudwatch_event_rule", "ses_events")
+    assert rule["event_bus_name"] == "${data.aws_cloudwatch_event_bus.default.name}"
+    assert rule["event_pattern"] == (
+        '${jsonencode({source = ["aws.ses"], "detail-type" = local.ses_events_routed})}'
+    )
+    # The configured types the reader carries, in order, each once; others stay on the bus.
+    assert tf.value("local.ses_events_routed") == [
+        "Email Sent",
+        "Email Rejected",
+        "Email Bounced",
+        "Email Complaint Received",
+        "Email Delivered",
+        "Email Delivery Delayed",
+    ]
+    assert tf.value(
+        "local.ses_events_routed", ses_event_types=["OPEN", "DELIVERY", "CLICK", "DELIVERY"]
+    ) == ["Email Delivered"]
+    # The rule sends to the queue; the queue's policy comes first.
+    target = TF.resource("aws_cloudwatch_event_target", "ses_events")
+    assert target["rule"] == "${aws_cloudwatch_event_rule.ses_events[0].name}"
+    assert target["event_bus_name"] == "${aws_cloudwatch_event_rule.ses_events[0].event_bus_name}"
+    assert target["arn"] == "${aws_sqs_queue.ses_events[0].arn}"
+    assert target["depends_on"] == ["${aws_sqs_queue_policy.ses_events}"]
+
+
+def test_plan_fails_when_the_events_path_would_route_nothing_or_clash(tf: TerraformAlone) -> None:
+    nothing = tf.plan(ses_event_types=["OPEN", "CLICK"])
+    assert nothing.returncode != 0
+    assert "the events reader carries no other" in " ".join(nothing.stderr.split())
+    services = {"events": {"sending_domain": "example.org"}}
+    clash = tf.plan(services=services)
+    assert clash.returncode != 0
+    assert "would have the AWS role name of the events reader" in " ".join(clash.stderr.split())
+    long_name = tf.plan(ses_configuration_set_name="c" * 60)
+    assert long_name.returncode != 0
+    assert "must be at most 64 characters" in " ".join(long_name.stderr.split())
+    # Without the events path none of that matters.
+    off = tf.plan(events_enabled=False, services=services, ses_event_types=["OPEN"])
+    assert off.returncode == 0, off.stderr
+
+
+def test_the_queue_is_encrypted_and_redrives_to_its_dead_letter_queue(tf: TerraformAlone) -> None:
+    queue = TF.resource("aws_sqs_queue", "ses_events")
+    dead_letter = TF.resource("aws_sqs_queue", "ses_events_dead_letter")
+    for body in (queue, dead_letter):
+        # SQS-managed keys: neither EventBridge nor the reader needs a KMS grant.
+        assert body["sqs_managed_sse_enabled"] is True
+        assert "kms_master_key_id" not in body
+    assert queue["redrive_policy"] == (
+        "${jsonencode({deadLetterTargetArn = aws_sqs_queue.ses_events_dead_letter[0].arn, "
+        "maxReceiveCount = var.ses_events_max_receive_count})}"
+    )
+    assert TF.variables["ses_events_max_receive_count"]["default"] == 5
+    assert "redrive_policy" not in dead_letter
+    # Only the events queue may send its failures there.
+    allow = TF.resource("aws_sqs_queue_redrive_allow_policy", "ses_events_dead_letter")
+    assert allow["queue_url"] == "${aws_sqs_queue.ses_events_dead_letter[0].id}"
+    assert allow["redrive_allow_policy"] == (
+        '${jsonencode({redrivePermission = "byQueue", '
+        "sourceQueueArns = [aws_sqs_queue.ses_events[0].arn]})}"
+    )
+    # A standard queue's message keeps its first enqueue time in the dead-letter queue, which
+    # must therefore keep messages longer than the queue does.
+    times = tf.value(
+        "{visibility = local.ses_events_visibility_timeout_s, long_poll = local.sqs_long_poll_s,"
+        " retention = local.ses_events_retention_s,"
+        " dead_letter = local.ses_events_dead_letter_retention_s}"
+    )
+    assert times["retention"] == 4 * 86400
+    assert times["dead_letter"] == 14 * 86400 > times["retention"]
+    assert queue["message_retention_seconds"] == "${local.ses_events_retention_s}"
+    assert dead_letter["message_retention_seconds"] == (
+        "${local.ses_events_dead_letter_retention_s}"
+    )
+    # Hidden long enough for a long poll, the batch's publishes and a margin: 90 s by default.
+    assert queue["visibility_timeout_seconds"] == "${local.ses_events_visibility_timeout_s}"
+    assert times["long_poll"] == MAX_WAIT_TIME_S
+    publish_timeout = TF.variables["publish_timeout_seconds"]["default"]
+    assert times["visibility"] == 90 >= MAX_WAIT_TIME_S + publish_timeout + 30
+    assert tf.value("local.ses_events_visibility_timeout_s", publish_timeout_seconds=300) == 360
+    assert queue["receive_wait_time_seconds"] == "${local.sqs_long_poll_s}"
+
+
+def test_only_the_rule_may_send_to_the_queue() -> None:
+    policy = TF.resource("aws_sqs_queue_policy", "ses_events")
+    assert policy["queue_url"] == "${aws_sqs_queue.ses_events[0].id}"
+    assert policy["policy"] == "${data.aws_iam_policy_document.ses_events_queue[0].json}"
+    (statement,) = TF.data[("aws_iam_policy_document", "ses_events_queue")]["statement"]
+    assert statement["effect"] == "Allow"
+    assert statement["actions"] == ["sqs:SendMessage"]
+    assert statement["resources"] == ["${aws_sqs_queue.ses_events[0].arn}"]
+    assert statement["principals"] == [{"type": "Service", "identifiers": ["events.amazonaws.com"]}]
+    (condition,) = statement["condition"]
+    assert condition == {
+        "test": "ArnEquals",
+        "variable": "aws:SourceArn",
+        "values": ["${aws_cloudwatch_event_rule.ses_events[0].arn}"],
+    }
+    # The dead-letter queue has no policy: nothing outside the account sends to it.
+    policies = TF.of_type("aws_sqs_queue_policy")
+    assert set(policies) == {"ses_events"}
+
+
+def test_the_reader_role_is_trusted_as_the_senders_and_may_only_take_from_the_queue() -> None:
+    role = TF.resource("aws_iam_role", "events_reader")
+    senders = TF.resource("aws_iam_role", "service")
+    for attribute in ("assume_role_policy", "max_session_duration", "permissions_boundary"):
+        assert role[attribute] == senders[attribute], attribute
+    assert role["assume_role_policy"] == "${data.aws_iam_policy_document.trust_worker.json}"
+    assert role["name"] == "${local.events_reader_role_name}"
+    assert TF.locals["events_reader_role_name"] == "${var.aws_role_name_prefix}events"
+    attached = TF.resource("aws_iam_role_policy", "events_reader")
+    assert attached["role"] == "${aws_iam_role.events_reader[0].id}"
+    assert attached["policy"] == "${data.aws_iam_policy_document.events_reader[0].json}"
+    (statement,) = TF.data[("aws_iam_policy_document", "events_reader")]["statement"]
+    assert statement["effect"] == "Allow"
+    assert sorted(statement["actions"]) == [
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "sqs:ReceiveMessage",
+    ]
+    assert statement["resources"] == ["${aws_sqs_queue.ses_events[0].arn}"]
+    assert "condition" not in statement
+    # Every SQS call the reader makes is one of those actions.
+    reader = (ROOT / "worker" / "events" / "reader.py").read_text()
+    calls = set(re.findall(r"self\._sqs\.(\w+)\(", reader))
+    assert {"receive_message"} <= calls
+    for call in calls:
+        assert SQS_CALL_ACTIONS[call] in statement["actions"], call
+    # Only the services' roles and this one exist, and each has just its inline policy.
+    assert set(TF.of_type("aws_iam_role")) == {"service", "events_reader"}
+    assert set(TF.of_type("aws_iam_role_policy")) == {"send", "events_reader"}
+
+
+def test_the_events_topic_has_the_worker_as_its_only_publisher() -> None:
+    topic = TF.resource("google_pubsub_topic", "events")
+    assert topic["name"] == "${var.pubsub_names.events_topic}"
+    assert topic["kms_key_name"] == "${var.kms_key_name}"
+    grants = [
+        (name, body)
+        for type_, name, body in _iam_members()
+        if "google_pubsub_topic.events" in str(body.get("topic", ""))
+    ]
+    assert [name for name, _body in grants] == ["events_publisher_worker"]
+    ((_name, grant),) = grants
+    assert grant["topic"] == "${google_pubsub_topic.events[0].name}"
+    assert grant["role"] == "roles/pubsub.publisher"
+    assert grant["member"] == "${google_service_account.worker.member}"
+
+
+def test_the_reader_runs_as_a_worker_pool_of_its_own_in_either_mode() -> None:
+    pool = TF.resource("google_cloud_run_v2_worker_pool", "events_reader")
+    # Not tied to the delivery mode: the same pool in push and pull.
+    assert "push_mode" not in pool["count"]
+    assert pool["name"] == "${local.events_reader_pool_name}"
+    assert TF.locals["events_reader_pool_name"] == "${var.service_name}-events"
+    assert pool["location"] == "${var.region}"
+    assert _block(pool, "scaling") == {
+        "scaling_mode": "MANUAL",
+        "manual_instance_count": "${var.events_reader_instances}",
+    }
+    assert TF.variables["events_reader_instances"]["default"] == 1
+    template = _block(pool, "template")
+    assert template["service_account"] == "${google_service_account.worker.email}"
+    (container,) = template["containers"]
+    assert container["image"] == "${var.image}"
+    assert container["args"] == ["events"]
+    assert "command" not in container, "the image's ENTRYPOINT must be kept"
+    assert _dynamic(container, "env")["for_each"] == "${local.events_reader_env}"
+    # It starts once it may read the queue, publish the events and write the ledger.
+    assert {
+        "${aws_iam_role_policy.events_reader}",
+        "${google_pubsub_topic_iam_member.events_publisher_worker}",
+        "${google_firestore_database.ledger}",
+        "${google_project_iam_member.ledger_user_worker}",
+        "${terraform_data.settings_check}",
+    } <= set(pool["depends_on"])
+    readme = (TERRAFORM / "README.md").read_text()
+    assert "email-worker events" in readme[readme.index("### Where the events reader runs") :]
+
+
+def test_the_reader_gets_the_events_settings_and_the_senders_ledger_settings() -> None:
+    shared = TF.locals["events_reader_shared_env"]
+    # The same values as the senders', taken from their environment.
+    assert "local.managed_env[name]" in TF.locals["events_reader_managed_env"]
+    assert set(shared) <= set(TF.locals["managed_env"])
+    assert {
+        "GOOGLE_CLOUD_PROJECT",
+        "EMAIL_WORKER_PUBLISH_TIMEOUT_S",
+        "EMAIL_WORKER_LEDGER",
+        "EMAIL_WORKER_LEDGER_CLAIM_S",
+        "EMAIL_WORKER_LEDGER_RETENTION_S",
+        "EMAIL_WORKER_LEDGER_TAKEOVER",
+    } <= set(shared)
+    assert _events_reader_own_env() == {
+        "EMAIL_WORKER_SES_EVENTS_QUEUE_URL": "one(aws_sqs_queue.ses_events[*].url)",
+        "EMAIL_WORKER_SES_EVENTS_ROLE_ARN": "one(aws_iam_role.events_reader[*].arn)",
+        "EMAIL_WORKER_EVENTS_TOPIC": "one(google_pubsub_topic.events[*].name)",
+    }
+    known = {name for name, _default, _doc in Settings.documentation()}
+    assert set(shared) | set(_events_reader_own_env()) <= known
+    # Unset values are left out, and extra_env cannot override the managed ones.
+    assert TF.locals["events_reader_env"] == (
+        "${merge(var.extra_env, {for name, value in local.events_reader_managed_env : "
+        "name => value if value != null})}"
+    )
+
+
+def test_the_reader_accepts_the_queue_and_role_terraform_names(tf: TerraformAlone) -> None:
+    names = tf.value("{queue = local.ses_events_queue_name, role = local.events_reader_role_name}")
+    region = _load(EXAMPLE_TFVARS).get("aws_region", TF.variables["aws_region"]["default"])
+    # The shapes of aws_sqs_queue.url and aws_iam_role.arn, with a made-up account.
+    queue_url = f"https://sqs.{region}.amazonaws.com/123456789012/{names['queue']}"
+    role_arn = f"arn:aws:iam::123456789012:role/{names['role']}"
+    settings = Settings.from_env(
+        {
+            "GOOGLE_CLOUD_PROJECT": "my-project",
+            "EMAIL_WORKER_SES_EVENTS_QUEUE_URL": queue_url,
+            "EMAIL_WORKER_SES_EVENTS_ROLE_ARN": role_arn,
+        }
+    )
+    assert events_settings_problems(settings) == []
+    # The reader's SQS client goes to the queue's region, where the rule and SES are.
+    assert queue_region(queue_url) == region
+
+
+def test_the_events_outputs_name_the_queues_the_role_and_the_topic() -> None:
+    assert TF.outputs["ses_events_queue_url"]["value"] == "${one(aws_sqs_queue.ses_events[*].url)}"
+    assert TF.outputs["ses_events_dead_letter_queue_url"]["value"] == (
+        "${one(aws_sqs_queue.ses_events_dead_letter[*].url)}"
+    )
+    assert TF.outputs["ses_events_role_arn"]["value"] == "${one(aws_iam_role.events_reader[*].arn)}"
+    assert TF.outputs["events_topic"]["value"] == "${one(google_pubsub_topic.events[*].id)}"
+
+
+def test_operations_covers_the_events_dead_letter_queue_and_the_status_command() -> None:
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    dead_letters = operations[operations.index("## Events dead-letter queue") :].split("\n## ")[0]
+    for needed in (
+        "ses_events_dead_letter_queue_url",
+        "aws sqs receive-message",
+        "aws sqs start-message-move-task",
+        "aws sqs purge-queue",
+    ):
+        assert needed in dead_letters, needed
+    status = operations[operations.index("## email-worker status") :].split("\n## ")[0]
+    for needed in ("email-worker status SERVICE REQUEST_ID", "--json", "5"):
+        assert needed in status, needed
+
+
 # -- alerts ----------------------------------------------------------------------------------
 
 
@@ -1330,3 +1675,9 @@ def test_the_image_validation_accepts_a_digest_and_refuses_tags() -> None:
     assert not rule.fullmatch("email-worker@sha256:" + "0" * 64)
     example = _load(EXAMPLE_TFVARS)
     assert rule.fullmatch(example["image"])
+
+
+def test_senders_wait_for_send_events_only_where_the_events_reader_runs() -> None:
+    wait = TF.locals["managed_env"]["EMAIL_WORKER_SEND_EVENT_WAIT_S"]
+    worker_default = Settings.from_env({}).send_event_wait_s
+    assert wait == f'${{var.events_enabled ? "{worker_default:g}" : "0"}}'
