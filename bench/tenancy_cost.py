@@ -56,9 +56,11 @@ def main() -> int:
             names = list(SETTINGS)
             for number in range(1, args.rounds + 1):
                 shift = (number - 1) % len(names)
-                for name in names[shift:] + names[:shift]:
+                for position, name in enumerate(names[shift:] + names[:shift]):
                     args.worker_env = SETTINGS[name]
-                    result = bench.run_round("worker", number)
+                    # Request ids come from the round number; both settings share the stack's
+                    # ledger, so each round needs its own (a repeated id would be replayed).
+                    result = bench.run_round("worker", (number - 1) * len(names) + position + 1)
                     rounds[name].append(result)
                     print(
                         f"round {number} {name:11}: {result.emails_per_s:6.0f} emails/s, "
