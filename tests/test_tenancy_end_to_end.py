@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.support.cli_runner import await_listed, cli_env, invoke
 from tests.support.push import push_app_on
-from tests.support.worker_stack import Stack, make_tenant_stack, request
+from tests.support.worker_stack import Stack, make_stack, make_tenant_stack, request
+from worker.app.runtime import build_runtime
+from worker.client import EmailClient, RequestRejected
 
 
 @pytest.fixture
@@ -139,8 +142,6 @@ def test_a_push_from_a_subscription_the_worker_does_not_read_is_refused(stack: S
 
 
 def test_the_client_publishes_each_request_to_its_services_own_topic(stack: Stack) -> None:
-    from worker.client import EmailClient
-
     client = EmailClient(
         stack.emulator.project_id,
         service_topic=stack.env["EMAIL_WORKER_SERVICE_TOPIC"],
@@ -153,8 +154,6 @@ def test_the_client_publishes_each_request_to_its_services_own_topic(stack: Stac
 
 
 def test_the_client_refuses_a_request_with_no_service_to_route_it_by() -> None:
-    from worker.client import EmailClient, RequestRejected
-
     client = EmailClient("p", publisher=object(), subscriber=object())
     with pytest.raises(RequestRejected, match="no service_id"):
         client.publish(request(service_id=None))
@@ -179,3 +178,22 @@ def test_send_publishes_to_the_named_services_own_topic(stack: Stack, moto: Any)
         )
     assert result.exit_code == 0, result.output
     assert senders(moto) == ["shop@example.com"]
+
+
+def test_a_worker_that_trusts_the_request_body_says_so_at_start(
+    pubsub_env: Any, tmp_path: Path
+) -> None:
+    shared = make_stack(pubsub_env, tmp_path, "")
+    with capture_logs() as logs:
+        build_runtime(shared.settings()).close()
+    [warning] = [e for e in logs if "shared tenancy" in e["event"]]
+    assert warning["log_level"] == "warning"
+    assert "any principal that may publish" in warning["event"]
+
+
+def test_a_per_service_worker_names_the_services_it_reads_for_at_start(stack: Stack) -> None:
+    with capture_logs() as logs:
+        build_runtime(stack.settings()).close()
+    [started] = [e for e in logs if e["event"].startswith("per-service tenancy")]
+    assert started["services"] == ["billing", "shop"]
+    assert not [e for e in logs if "shared tenancy" in e["event"]]
