@@ -342,3 +342,47 @@ def test_an_expired_claim_waits_for_send_events_before_it_is_taken_over(
         late = process(again(delivery_of(REQUEST)), deps(session, waiting))
     assert (early.status, early.ledger) == (Status.IN_PROGRESS, LedgerEvent.BUSY)
     assert (late.status, late.ledger, session.calls) == (Status.SENT, LedgerEvent.TAKEOVER, 1)
+
+
+def answer_lost(_: int) -> list[str]:
+    raise errors.MaybeSentError("SES's answer was lost")
+
+
+def test_a_send_whose_answer_was_lost_is_not_retried_and_keeps_its_claim(
+    ledger: SqliteLedger,
+) -> None:
+    session = RecordingSession(answer_lost, service_config=CONFIG)
+    outcome = process(delivery_of(REQUEST), deps(session, ledger))
+    assert session.calls == 1
+    assert (outcome.status, outcome.error_code) == (Status.RETRY, "outcome_unknown")
+    record = ledger.get(LedgerKey("billing", "invoice-42"))
+    assert record is not None
+    assert record.owner is not None  # kept, not released: a redelivery must wait
+    busy = process(again(delivery_of(REQUEST)), deps(session, ledger))
+    assert (busy.status, session.calls) == (Status.IN_PROGRESS, 1)
+
+
+def test_a_lost_answer_is_settled_from_ses_s_events_once_the_claim_expires(
+    ledger: SqliteLedger, clock: ManualClock
+) -> None:
+    process(
+        delivery_of(REQUEST), deps(RecordingSession(answer_lost, service_config=CONFIG), ledger)
+    )
+    ses_reported(ledger, ("ses-accepted-all-along", None))
+    clock.now += CLAIM_S + 1
+    session = RecordingSession(sent, service_config=CONFIG)
+    outcome = process(again(delivery_of(REQUEST)), deps(session, ledger))
+    assert session.calls == 0
+    assert (outcome.status, outcome.message_ids) == (Status.SENT, ("ses-accepted-all-along",))
+
+
+def test_a_lost_answer_with_no_event_is_sent_again_once_the_claim_expires(
+    ledger: SqliteLedger, clock: ManualClock
+) -> None:
+    process(
+        delivery_of(REQUEST), deps(RecordingSession(answer_lost, service_config=CONFIG), ledger)
+    )
+    clock.now += CLAIM_S + 1
+    session = RecordingSession(sent, service_config=CONFIG)
+    outcome = process(again(delivery_of(REQUEST)), deps(session, ledger))
+    assert (outcome.status, session.calls) == (Status.SENT, 1)

@@ -212,6 +212,40 @@ def test_a_dropped_connection_is_transient(fault_proxy: Any) -> None:
         Session(ROLE).send_email(make_message())
 
 
+def test_a_send_whose_answer_is_lost_is_not_repeated_and_may_have_been_sent(
+    fault_proxy: Any, moto: Any
+) -> None:
+    fault_proxy.add_rewriter(faults.lose_ses_answers(1))
+    with pytest.raises(errors.MaybeSentError) as caught:
+        Session(ROLE).send_email(make_message())
+    assert caught.value.retryable
+    assert caught.value.code == "outcome_unknown"
+    # botocore would have called again after the dropped connection: twice at SES.
+    assert fault_proxy.count("ses_send") == 1
+    assert len(moto.sent_messages()) == 1
+
+
+def test_a_later_batch_whose_answer_is_lost_is_not_sent_again(fault_proxy: Any, moto: Any) -> None:
+    lost = faults.lose_ses_answers(1)
+    sends = {"n": 0}
+
+    def second_answer_lost(
+        request: faults.ProxiedRequest, response: faults.UpstreamResponse
+    ) -> faults.UpstreamResponse:
+        if request.is_ses_send:
+            sends["n"] += 1
+            if sends["n"] == 2:
+                return lost(request, response)
+        return response
+
+    fault_proxy.add_rewriter(second_answer_lost)
+    to = ", ".join(f"reader{n}@example.org" for n in range(120))
+    with pytest.raises(errors.MaybeSentError) as caught:
+        Session(ROLE).send_email(make_message(to=to))
+    assert len(caught.value.sent_message_ids) == 1
+    assert fault_proxy.count("ses_send") == 2  # the lost one was neither retried nor repeated
+
+
 def test_a_failure_after_the_first_batch_reports_what_was_sent(fault_proxy: Any, moto: Any) -> None:
     accepted = {"n": 0}
 

@@ -102,6 +102,9 @@ class UpstreamResponse:
     status: int
     headers: dict[str, str]
     body: bytes
+    #: Set by a rewriter: the upstream got the request, but its answer is dropped this way
+    #: (as ``FakeResponse.drop``), as when a response is lost on the way back.
+    drop: str | None = None
 
 
 Rule = Callable[[ProxiedRequest], FakeResponse | None]
@@ -226,6 +229,24 @@ def _counted(rule: Rule, answer_when: Callable[[int], bool]) -> Rule:
 _EXPIRATION = re.compile(rb"<Expiration>[^<]*</Expiration>")
 
 
+def lose_ses_answers(count: int, how: str = "hangup") -> Rewriter:
+    """Forward the next ``count`` SES sends, then drop their answers (``how``: hangup or
+    reset): SES got each one, the client never hears so."""
+    lost = {"n": 0}
+    lock = threading.Lock()
+
+    def rewrite(request: ProxiedRequest, response: UpstreamResponse) -> UpstreamResponse:
+        if not request.is_ses_send:
+            return response
+        with lock:
+            if lost["n"] >= count:
+                return response
+            lost["n"] += 1
+        return replace(response, drop=how)
+
+    return rewrite
+
+
 def sts_expiration_in(seconds: float) -> Rewriter:
     """Make web-identity credentials expire ``seconds`` from now (negative: already)."""
 
@@ -340,6 +361,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._reply(502, {"Content-Type": "text/plain"}, f"upstream: {error}".encode())
             return
         owner._record(request, "forwarded")
+        if upstream.drop is not None:
+            self._drop(upstream.drop)
+            return
         self._reply(upstream.status, upstream.headers, upstream.body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _proxy

@@ -127,6 +127,7 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.PROVIDER_UNAVAILABLE: "SES or the network was unavailable and retries ran out.",
     ErrorCode.PARTIALLY_SENT: "Some recipient batches were sent before SES failed; no retry.",
     ErrorCode.LEDGER_UNAVAILABLE: "The request ledger was unavailable; nothing was sent.",
-    ErrorCode.OUTCOME_UNKNOWN: "An earlier delivery's SES call may or may not have sent it.",
+    ErrorCode.OUTCOME_UNKNOWN: "SES may or may not have accepted it (its answer was lost, or "
+    "an earlier delivery died during its call).",
     ErrorCode.INTERNAL_ERROR: "An unexpected error in the worker.",
 }

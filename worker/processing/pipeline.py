@@ -40,7 +40,7 @@ from worker.ledger import (
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind
 from worker.sending.envelope import MAX_RECIPIENTS_PER_CALL
-from worker.sending.errors import EmailError, ThrottledError
+from worker.sending.errors import EmailError, MaybeSentError, ThrottledError
 from worker.sending.service_config import ServiceConfig
 from worker.sending.session import BaseSession
 from worker.sending.session_cache import SessionCache
@@ -415,8 +415,14 @@ def _replayed(request: EmailRequest, stored: StoredResult) -> Outcome:
 
 
 def _record(ledger: Ledger, key: LedgerKey, owner: str, outcome: Outcome) -> None:
-    """Store a final outcome under our claim; give the claim up after a transient failure."""
+    """Store a final outcome under our claim; give the claim up after a transient failure,
+    unless SES may have accepted the send."""
     if outcome.status is Status.RETRY:
+        if outcome.error_code == ErrorCode.OUTCOME_UNKNOWN:
+            # SES's answer was lost. The claim is kept until it expires; the delivery that
+            # then takes it over settles the request from SES's events (sent, or send it).
+            log.warning("SES's answer was lost: the claim is kept until SES's events tell")
+            return
         _release(ledger, key, owner)
         return
     stored = StoredResult(
@@ -477,8 +483,14 @@ def _sender_allowed(sender: Mailbox, config: ServiceConfig) -> bool:
 
 
 def _worth_retrying(error: BaseException) -> bool:
-    # A partial send is not repeated: the batches already accepted would be sent twice.
-    return isinstance(error, EmailError) and error.retryable and not error.sent_message_ids
+    # A partial send is not repeated: the batches already accepted would be sent twice; nor
+    # is a send whose answer was lost, which SES may have accepted.
+    return (
+        isinstance(error, EmailError)
+        and error.retryable
+        and not error.sent_message_ids
+        and not isinstance(error, MaybeSentError)
+    )
 
 
 def _send(

@@ -16,9 +16,15 @@ from typing import Any
 
 import botocore.config
 import botocore.credentials
+import botocore.exceptions
 import botocore.session
 
-__all__ = ["ROLE_SESSION_NAME_PATTERN", "make_web_identity_session", "sanitise_role_session_name"]
+__all__ = [
+    "ROLE_SESSION_NAME_PATTERN",
+    "make_web_identity_session",
+    "refuse_blind_resends",
+    "sanitise_role_session_name",
+]
 
 ROLE_SESSION_NAME_PATTERN = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _INVALID_SESSION_NAME_CHARS = re.compile(r"[^\w+=,.@-]", re.ASCII)
@@ -82,3 +88,24 @@ SES_CLIENT_CONFIG = botocore.config.Config(
     read_timeout=20,
     max_pool_connections=32,
 )
+
+
+# Failures after which SES may have accepted the call: the request went out, no answer came.
+_MAYBE_SENT = (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)
+
+
+def refuse_blind_resends(ses_client: Any) -> None:
+    """Stop botocore from repeating a SendEmail whose answer was lost.
+
+    Its standard retry mode repeats a call after a read timeout or a dropped connection, but
+    SES may have accepted the first one, and SendEmail takes no idempotency key: the email
+    would go out twice. Raising the failure from the first ``needs-retry`` handler ends the
+    call there (other failures still get botocore's retries); the caller then settles whether
+    it was sent from SES's events instead (:class:`~worker.sending.errors.MaybeSentError`).
+    """
+
+    def no_retry_when_maybe_sent(caught_exception: BaseException | None = None, **_: Any) -> None:
+        if isinstance(caught_exception, _MAYBE_SENT):
+            raise caught_exception
+
+    ses_client.meta.events.register_first("needs-retry.sesv2.SendEmail", no_retry_when_maybe_sent)

@@ -22,6 +22,7 @@ __all__ = [
     "EmailError",
     "IdentityNotVerifiedError",
     "InvalidMessageError",
+    "MaybeSentError",
     "MessageRejectedError",
     "MessageTooLargeError",
     "PermanentError",
@@ -69,6 +70,19 @@ class TransientError(EmailError):
 
     retryable = True
     code = "provider_unavailable"
+
+
+class MaybeSentError(TransientError):
+    """SES may have accepted the message: the call reached it and no answer came back (a
+    read timeout, or the connection closed after the request went out).
+
+    Not retryable blindly: SES's SendEmail takes no idempotency key, so calling again could
+    deliver the email twice. It becomes retryable once SES's own events have said whether the
+    first call was accepted: the worker keeps the request's claim, and the delivery that takes
+    it over asks the ledger (docs/formats.md, "Exactly once").
+    """
+
+    code = "outcome_unknown"
 
 
 class ThrottledError(TransientError):

@@ -28,11 +28,13 @@ from email.message import EmailMessage
 from typing import Any
 
 import tenacity
+from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
 from worker.sending.aws import (
     ROLE_SESSION_NAME_PATTERN,
     SES_CLIENT_CONFIG,
     make_web_identity_session,
+    refuse_blind_resends,
     sanitise_role_session_name,
 )
 from worker.sending.envelope import (
@@ -41,7 +43,7 @@ from worker.sending.envelope import (
     batched,
     prepare_message,
 )
-from worker.sending.errors import ConfigurationError, EmailError
+from worker.sending.errors import ConfigurationError, EmailError, MaybeSentError
 from worker.sending.identity import TOKEN_AUDIENCE, GoogleIdTokenSource, storage_credentials
 from worker.sending.provider_errors import classify_exception
 from worker.sending.service_config import DEFAULT_ENVIRONMENT, ServiceConfig, load_service_config
@@ -63,7 +65,10 @@ _LATER_BATCH_WAIT = tenacity.wait_exponential_jitter(multiplier=0.5, max=4.0)
 
 
 def _transient(error: BaseException) -> bool:
-    return isinstance(error, EmailError) and error.retryable
+    # A batch SES may have accepted is not sent again on a guess.
+    return (
+        isinstance(error, EmailError) and error.retryable and not isinstance(error, MaybeSentError)
+    )
 
 
 class BaseSession(abc.ABC):
@@ -137,6 +142,7 @@ class Session(BaseSession):
             token_loader=token_source,
         )
         self._ses: Any = aws_session.create_client("sesv2", config=SES_CLIENT_CONFIG)
+        refuse_blind_resends(self._ses)
 
     def __repr__(self) -> str:
         return (
@@ -204,6 +210,9 @@ class Session(BaseSession):
             InvalidMessageError: no sender, no recipients, or an address SES cannot take.
             MessageTooLargeError: over SES's 40 MB; nothing was sent.
             TransientError: worth retrying later (throttling, provider trouble, network).
+                Its subclass MaybeSentError: SES's answer was lost, so SES may have accepted
+                the message; botocore does not repeat such a call, and neither should the
+                caller before SES's events have told whether it was accepted.
             PermanentError: refused for a reason retrying will not change. On any error,
                 ``sent_message_ids`` lists the batches that had already been accepted.
         """
@@ -252,6 +261,18 @@ class Session(BaseSession):
                 Content={"Raw": {"Data": prepared.raw}},
                 **extra,
             )
+        except (ReadTimeoutError, ConnectionClosedError) as error:
+            if _answer_lost(error, self._ses.meta.endpoint_url):
+                raise MaybeSentError(
+                    f"SES's answer was lost ({type(error).__name__}): it may have accepted the "
+                    "message"
+                ) from error
+            raise classify_exception(error) from error  # STS's, while fetching credentials
         except Exception as error:
             raise classify_exception(error) from error
         return str(response["MessageId"])
+
+
+def _answer_lost(error: ReadTimeoutError | ConnectionClosedError, ses_endpoint: str) -> bool:
+    """Whether ``error`` ended the SES call itself (not an STS call made to sign it)."""
+    return str(error.kwargs.get("endpoint_url") or "").startswith(ses_endpoint)
