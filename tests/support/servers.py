@@ -15,6 +15,13 @@ from tests.support.ports import LOOPBACK, free_port, port_is_open
 from tests.support.process import ManagedProcess
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    # Clients that pool connections (botocore keeps up to 32) open many at once. Past the
+    # default listen backlog of 5 the kernel drops the surplus, and those connections are
+    # reset a second later, mid-request (seen as lost SES answers in bench/run.py).
+    request_queue_size = 128
+
+
 class ThreadedServer:
     """A ``ThreadingHTTPServer`` on ``127.0.0.1:port``, served from a daemon thread.
 
@@ -40,7 +47,7 @@ class ThreadedServer:
         """Listen and serve; a no-op while already running."""
         if self._httpd is not None:
             return self
-        httpd = ThreadingHTTPServer((LOOPBACK, self.port), self._handler)
+        httpd = _HTTPServer((LOOPBACK, self.port), self._handler)
         httpd.daemon_threads = True
         httpd.owner = self  # type: ignore[attr-defined]
         self.port = httpd.server_port
