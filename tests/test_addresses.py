@@ -160,3 +160,27 @@ def test_raw_header_with_non_ascii_domain_is_rejected_as_invalid_address() -> No
     message = load_raw_message(RAW_HEADERS)
     error = rejection(parse_address_header, message, "Cc", "raw Cc header")
     assert error.code == ErrorCode.INVALID_ADDRESS
+
+
+def test_a_valid_address_is_validated_once_and_an_invalid_one_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import email_validator
+
+    from worker.formats import addresses
+
+    calls: list[str] = []
+
+    def counting(address: str, **options: Any) -> Any:
+        calls.append(address)
+        return email_validator.validate_email(address, **options)
+
+    monkeypatch.setattr("worker.formats.addresses.validate_email", counting)
+    addresses._valid_address.cache_clear()
+    for name in ("Billing", "Accounts", ""):
+        mailbox = parse_mailbox(f"{name} <billing@bücher.de>")
+        assert (mailbox.address, mailbox.display_name) == ("billing@xn--bcher-kva.de", name)
+    assert calls == ["billing@bücher.de"]
+    for _ in range(2):
+        assert rejection(parse_mailbox, "Bad <not an address>").code == ErrorCode.INVALID_ADDRESS
+    assert calls.count("not an address") == 2

@@ -1,8 +1,9 @@
 """Build the `EmailMessage` that is handed to SES from a validated `EmailRequest`.
 
-Structured requests become a normal MIME tree (text, html or an alternative
-of both, inside multipart/mixed when there are attachments), 7-bit clean: non-ASCII
-text is quoted-printable or base64, never 8bit. Raw requests are re-parsed to be
+Structured requests become a MIME message (text, html or an alternative of both, inside
+multipart/mixed when there are attachments), 7-bit clean: non-ASCII text is
+quoted-printable or base64, never 8bit. It is written here directly, as the email package
+would write it (a `worker.formats.mime.WrittenMessage`). Raw requests are re-parsed to be
 checked and changed only where the request says so: From, the recipient headers and
 the SES tags header are spliced into the original header block, and every other byte
 is written out as given (see `worker.formats.mime.RawMessage`).
@@ -16,15 +17,27 @@ text is encoded here instead (`_encoded_words`).
 from __future__ import annotations
 
 import base64
+import binascii
+import random
+import re
+import sys
 from datetime import UTC, datetime
+from email import quoprimime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
 from worker.formats.addresses import Mailbox, parse_mailbox
 from worker.formats.error_codes import ErrorCode
 from worker.formats.mime import MESSAGE_POLICY as _POLICY
-from worker.formats.mime import RawMessage, VerbatimHeader, load_raw_message, message_size
-from worker.formats.request import EmailRequest, RequestRejected
+from worker.formats.mime import (
+    RawMessage,
+    VerbatimHeader,
+    WrittenMessage,
+    load_raw_message,
+    message_size,
+    written_message,
+)
+from worker.formats.request import Attachment, EmailRequest, RequestRejected
 from worker.formats.tags import worker_tags
 
 __all__ = [
@@ -32,6 +45,7 @@ __all__ = [
     "TAGS_HEADER",
     "RawMessage",
     "VerbatimHeader",
+    "WrittenMessage",
     "build_message",
     "load_raw_message",
     "message_size",
@@ -47,6 +61,7 @@ TAGS_HEADER = "X-SES-MESSAGE-TAGS"
 # 45 bytes become 60 base64 characters: with "=?utf-8?b?" and "?=", 72 in all.
 _ENCODED_WORD_BYTES = 45
 _ASCII_BYTES = bytes(range(0x80))
+_WIRE_POLICY = _POLICY.clone(linesep="\r\n")
 
 
 def resolve_sender(request: EmailRequest, default_from: str | None) -> Mailbox:
@@ -88,32 +103,32 @@ def build_message(
     when the serialised message exceeds `max_bytes`, see `resolve_sender` for
     the From errors, ``invalid_request`` for a raw message that cannot be
     written back out). A structured message at the default limit, SES's own,
-    is not serialised here: `worker.sending.envelope.prepare_message` checks that
-    limit (``message_too_large`` too) when it serialises the message to send.
+    is not measured here: `worker.sending.envelope.prepare_message` checks that
+    limit (``message_too_large`` too) when it takes the message's bytes to send.
+
+    A structured message is a `WrittenMessage`: its bytes are written here, once, and it has
+    no MIME tree (parse ``as_bytes()`` to read its parts).
     """
     if sender is None:
         sender = resolve_sender(request, default_from)
     # Cheap lower bound first, so an oversized request is not MIME-encoded for nothing.
     _check_size(_content_size(request), max_bytes)
-    message: EmailMessage
-    if request.raw is not None:
-        message = _build_raw(request, request.raw, sender)
-    else:
-        message = _build_structured(request, sender, date or datetime.now(UTC))
     # The requester's tags, then the worker's: SES copies them into every event about the
     # message, which is how the events reader finds the request (worker.formats.tags).
     tags = (
         *request.tags,
         *worker_tags(service_id=request.service_id, request_id=request.request_id),
     )
-    message[TAGS_HEADER] = VerbatimHeader(
-        TAGS_HEADER, ", ".join(f"{name}={value}" for name, value in tags)
-    )
-    if request.raw is None and max_bytes >= MAX_MESSAGE_BYTES:
-        # Serialising is a large share of the cost of a message. A structured message always
-        # serialises, and the session checks SES's limit, with the same code, when it
-        # serialises the message for sending: one serialisation instead of two.
-        return message
+    tags_header = VerbatimHeader(TAGS_HEADER, ", ".join(f"{name}={value}" for name, value in tags))
+    message: EmailMessage
+    if request.raw is None:
+        message = _write_structured(request, sender, date or datetime.now(UTC), tags_header)
+        if max_bytes >= MAX_MESSAGE_BYTES:
+            # The session checks SES's limit when it takes the bytes to send.
+            return message
+    else:
+        message = _build_raw(request, request.raw, sender)
+        message[TAGS_HEADER] = tags_header
     try:
         size = message_size(message)
     except Exception:
@@ -126,42 +141,145 @@ def build_message(
     return message
 
 
-def _build_structured(request: EmailRequest, sender: Mailbox, date: datetime) -> EmailMessage:
-    message = EmailMessage(policy=_POLICY)
-    _set_addresses(message, "From", (sender,))
-    _set_addresses(message, "To", request.to)
-    _set_addresses(message, "Cc", request.cc)
+# -- structured messages ---------------------------------------------------------------
+#
+# The email package builds a message through its header registry (every header parsed, and
+# parsed again for each parameter set) and writes it with its generator (every header
+# re-folded); for the benchmark's message that was most of the CPU of handling a request
+# besides the SES call. The writer below writes the same bytes directly, bar the random
+# MIME boundaries: the same headers in the same order, folded the same way, and bodies
+# encoded by the same rules and functions (_encode_text). tests/test_mime_writer.py holds it
+# to the email package's output, byte for byte and parsed, over generated requests.
+# Attachments, rarer and dominated by their base64, are still written by the email package.
+
+
+def _write_structured(
+    request: EmailRequest, sender: Mailbox, date: datetime, tags_header: VerbatimHeader
+) -> WrittenMessage:
+    fields: list[VerbatimHeader] = []
+    _add_addresses(fields, "From", (sender,))
+    _add_addresses(fields, "To", request.to)
+    _add_addresses(fields, "Cc", request.cc)
     # Bcc stays in the message: the session reads recipients from it and strips it.
-    _set_addresses(message, "Bcc", request.bcc)
-    _set_addresses(message, "Reply-To", request.reply_to)
-    message["Subject"] = _unstructured("Subject", request.subject or "")
-    message["Date"] = format_datetime(date.astimezone(UTC))
-    for name, value in request.headers:
-        message[name] = _unstructured(name, value)
+    _add_addresses(fields, "Bcc", request.bcc)
+    _add_addresses(fields, "Reply-To", request.reply_to)
+    fields.append(_unstructured("Subject", request.subject or ""))
+    fields.append(VerbatimHeader("Date", format_datetime(date.astimezone(UTC))))
+    fields.extend(_unstructured(name, value) for name, value in request.headers)
 
     if request.text is not None:
-        message.set_content(request.text, cte=_text_cte(request.text))
-        if request.html is not None:
-            message.add_alternative(request.html, subtype="html", cte=_text_cte(request.html))
+        first = _text_part(request.text, "plain")
+        second = None if request.html is None else _text_part(request.html, "html")
     else:
-        html = request.html or ""
-        message.set_content(html, subtype="html", cte=_text_cte(html))
-    for attachment in request.attachments:
-        message.add_attachment(
-            attachment.content,
-            maintype=attachment.maintype,
-            subtype=attachment.subtype,
-            filename=attachment.filename,
-        )
-    return message
+        first, second = _text_part(request.html or "", "html"), None
+    # As the email package does it, and so as it is written here: when the message becomes
+    # multipart, the first body's headers move into its part, while every part added after
+    # it gets a MIME-Version of its own.
+    headers, body = first
+    if second is not None:
+        later_headers, later_body = second
+        later = _part([*later_headers, _MIME_VERSION], later_body)
+        headers, body = _multipart("alternative", [_part(headers, body), later])
+    if request.attachments:
+        parts = [_part(headers, body), *(_attachment(a) for a in request.attachments)]
+        headers, body = _multipart("mixed", parts)
+    if request.attachments or second is not None:
+        fields.append(_MIME_VERSION)
+        fields.extend(headers)
+    else:
+        fields.extend((*headers, _MIME_VERSION))
+    fields.append(tags_header)
+    return written_message(fields, ("\r\n" + body).encode("ascii", "surrogateescape"))
+
+
+_MIME_VERSION = VerbatimHeader("MIME-Version", "1.0")
+# policy.default's limit, which the email package folds headers and encodes bodies to.
+_MAX_LINE_LENGTH = 78
+_LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+
+
+def _text_part(text: str, subtype: str) -> tuple[list[VerbatimHeader], str]:
+    """The headers and the body (CRLF lines) of a text part, as ``set_content`` makes them."""
+    cte, payload = _encode_text(text, _text_cte(text))
+    headers = [
+        VerbatimHeader("Content-Type", f'text/{subtype}; charset="utf-8"'),
+        VerbatimHeader("Content-Transfer-Encoding", cte),
+    ]
+    # The generator writes every line break of a payload as CRLF.
+    if "\r" in payload:
+        return headers, _LINE_BREAK_RE.sub("\r\n", payload)
+    return headers, payload.replace("\n", "\r\n")
+
+
+def _encode_text(text: str, cte: str | None) -> tuple[str, str]:
+    """The transfer encoding and encoded body (``\\n`` lines) ``email.contentmanager`` gives
+    UTF-8 `text` under ``policy.default``.
+
+    `cte` is None only for ASCII text (see `_text_cte`): then 7bit when every line fits,
+    else the shorter of quoted-printable and base64 on the first ten lines.
+    """
+    lines = text.encode("utf-8").splitlines()
+    body = b"\n".join(lines) + b"\n"
+    if cte is None:
+        if max((len(line) for line in lines), default=0) <= _MAX_LINE_LENGTH and body.isascii():
+            return "7bit", body.decode("ascii")
+        sniff = b"\n".join(lines[:10]) + b"\n"
+        sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE_LENGTH)
+        if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+            cte = "base64"
+        else:
+            cte = "quoted-printable"
+            if len(lines) <= 10:
+                return cte, sniff_qp
+    if cte == "quoted-printable":
+        return cte, quoprimime.body_encode(body.decode("latin-1"), _MAX_LINE_LENGTH)
+    step = _MAX_LINE_LENGTH // 4 * 3  # bytes a base64 line holds: 57, as 76 characters
+    return cte, "".join(
+        binascii.b2a_base64(body[start : start + step]).decode("ascii")
+        for start in range(0, len(body), step)
+    )
+
+
+def _part(headers: list[VerbatimHeader], body: str) -> str:
+    """A body part as a multipart holds it: its header fields, a blank line, its body."""
+    return "".join(header.fold(policy=_WIRE_POLICY) for header in headers) + "\r\n" + body
+
+
+def _attachment(attachment: Attachment) -> str:
+    part = EmailMessage(policy=_POLICY)
+    part.set_content(
+        attachment.content,
+        maintype=attachment.maintype,
+        subtype=attachment.subtype,
+        filename=attachment.filename,
+    )
+    return part.as_bytes(policy=_WIRE_POLICY).decode("ascii", "surrogateescape")
+
+
+def _multipart(subtype: str, parts: list[str]) -> tuple[list[VerbatimHeader], str]:
+    """The Content-Type header and the body of a multipart of `parts`."""
+    boundary = _boundary(parts)
+    content_type = VerbatimHeader("Content-Type", f'multipart/{subtype}; boundary="{boundary}"')
+    delimiter = f"\r\n--{boundary}\r\n"
+    body = f"--{boundary}\r\n" + delimiter.join(parts) + f"\r\n--{boundary}--\r\n"
+    return [content_type], body
+
+
+def _boundary(parts: list[str]) -> str:
+    """A boundary of the email package's form that occurs in none of `parts`."""
+    while True:
+        # The email package's generator draws them the same way; a boundary is no secret.
+        boundary = f"==============={random.randrange(sys.maxsize):019d}=="  # noqa: S311
+        if not any(boundary in part for part in parts):
+            return boundary
 
 
 def _text_cte(body: str) -> str | None:
     """The Content-Transfer-Encoding for a text body, so that no body goes out as 8bit.
 
-    ASCII is left to the email package (7bit, or quoted-printable/base64 for long lines).
-    Quoted-printable writes each non-ASCII byte as three characters and base64 every four
-    bytes as three, so quoted-printable is shorter while under a sixth of the bytes are
+    ASCII is left to the email package's rules (7bit, or quoted-printable/base64 for long
+    lines). Quoted-printable writes each non-ASCII byte as three characters and base64 every
+    four bytes as three, so quoted-printable is shorter while under a sixth of the bytes are
     non-ASCII (mostly-Latin text), base64 otherwise (such as most CJK text).
     """
     if body.isascii():
@@ -189,8 +307,16 @@ def _build_raw(request: EmailRequest, raw: bytes, sender: Mailbox) -> RawMessage
 
 def _set_addresses(message: EmailMessage, name: str, mailboxes: tuple[Mailbox, ...]) -> None:
     if mailboxes:
-        value = ", ".join(_format_mailbox(m) for m in mailboxes)
-        message[name] = VerbatimHeader(name, value)
+        message[name] = _addresses(name, mailboxes)
+
+
+def _add_addresses(fields: list[VerbatimHeader], name: str, mailboxes: tuple[Mailbox, ...]) -> None:
+    if mailboxes:
+        fields.append(_addresses(name, mailboxes))
+
+
+def _addresses(name: str, mailboxes: tuple[Mailbox, ...]) -> VerbatimHeader:
+    return VerbatimHeader(name, ", ".join(_format_mailbox(m) for m in mailboxes))
 
 
 def _format_mailbox(mailbox: Mailbox) -> str:

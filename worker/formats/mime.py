@@ -9,7 +9,8 @@ returns a `RawMessage`, whose `RawMessage.as_bytes` writes each header field it 
 with exactly as it came, the header fields set since then as the policy folds them, and after
 them the rest of the input (blank line and body) byte for byte. The email package's
 generator would otherwise rebuild the body from the parsed tree, dropping empty MIME parts,
-adding blank lines and breaking DKIM signatures over the body.
+adding blank lines and breaking DKIM signatures over the body. A structured message is held
+the same way, as a `WrittenMessage`: header fields and the body the worker wrote for it.
 
 Headers are stored as `VerbatimHeader` objects, which write themselves out unchanged under
 any policy the caller serialises with. The email package would otherwise re-fold them on
@@ -32,8 +33,10 @@ __all__ = [
     "MalformedHeaderLineDefect",
     "RawMessage",
     "VerbatimHeader",
+    "WrittenMessage",
     "load_raw_message",
     "message_size",
+    "written_message",
 ]
 
 _PHYSICAL_LINE_RE = re.compile(r"\r\n|\r|\n")
@@ -116,6 +119,8 @@ class _HeaderClasses(HeaderRegistry):
 _HEADER_CLASSES = _HeaderClasses()
 # email.policy.default with the header registry above.
 MESSAGE_POLICY = EmailPolicy(header_factory=_HEADER_CLASSES)
+# The same for the wire: lines end in CRLF.
+_WIRE = MESSAGE_POLICY.clone(linesep="\r\n")
 
 
 class _SourceHeader(VerbatimHeader):
@@ -174,12 +179,14 @@ class RawMessage(EmailMessage):
 
     def as_bytes(self, unixfrom: bool = False, policy: Policy | None = None) -> bytes:
         policy = policy or self.policy
-        wire_policy = policy.clone(linesep="\r\n")
+        wire_policy: Policy | None = None  # made only for a header set since parsing
         fields: list[bytes] = []
         for name, value in self._headers:  # type: ignore[attr-defined]
             if isinstance(value, _SourceHeader):
                 field = value.source.encode("ascii", "surrogateescape")
             else:
+                if wire_policy is None:
+                    wire_policy = policy.clone(linesep="\r\n")
                 field = wire_policy.fold_binary(name, value)
             if fields and not fields[-1].endswith(b"\r\n"):
                 # The input's last line had no line ending and a header now follows it.
@@ -194,6 +201,41 @@ class RawMessage(EmailMessage):
 
     def __bytes__(self) -> bytes:
         return self.as_bytes()
+
+
+class WrittenMessage(RawMessage):
+    """A message the worker wrote itself (`worker.formats.message`), held as it will be sent.
+
+    Its header fields are `VerbatimHeader` values, each with the exact text it is written as,
+    so that the session reads and changes them as in any message (From, the recipients, the
+    removal of Bcc, the tags header); `tail` is the blank line and the MIME body, in CRLF
+    lines of at most 78 characters. `as_bytes` and `as_string` write exactly that (with the
+    policy's line endings). No MIME tree is built: parse the bytes to read the parts.
+    """
+
+    def as_string(
+        self, unixfrom: bool = False, maxheaderlen: int | None = None, policy: Policy | None = None
+    ) -> str:
+        # 7-bit by construction: non-ASCII text is encoded before it is written.
+        return self.as_bytes(policy=policy).decode("ascii")
+
+    def __str__(self) -> str:
+        return self.as_string()
+
+
+def written_message(fields: list[VerbatimHeader], tail: bytes) -> WrittenMessage:
+    """A `WrittenMessage` of the header `fields` (folded as `VerbatimHeader.fold` does for
+    SMTP), then `tail` (CRLF lines, starting with the blank line that ends the header)."""
+    message = WrittenMessage(policy=MESSAGE_POLICY)
+    message._headers = [  # type: ignore[attr-defined]
+        (
+            field.name,
+            _SourceHeader(field.name, str(field), refold=True, source=field.fold(policy=_WIRE)),
+        )
+        for field in fields
+    ]
+    message.tail = tail
+    return message
 
 
 def normalise_line_endings(raw: bytes) -> bytes:

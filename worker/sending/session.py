@@ -46,6 +46,7 @@ from worker.sending.envelope import (
 from worker.sending.errors import ConfigurationError, EmailError, MaybeSentError
 from worker.sending.identity import TOKEN_AUDIENCE, GoogleIdTokenSource, storage_credentials
 from worker.sending.provider_errors import classify_exception
+from worker.sending.send_call import SendEmailCall
 from worker.sending.service_config import DEFAULT_ENVIRONMENT, ServiceConfig, load_service_config
 from worker.sending.tags import batch_tags, header_tags
 
@@ -143,6 +144,13 @@ class Session(BaseSession):
         )
         self._ses: Any = aws_session.create_client("sesv2", config=SES_CLIENT_CONFIG)
         refuse_blind_resends(self._ses)
+        # The client's SendEmail without its per-call machinery (same request, signer,
+        # credentials, connections, retries and errors): see worker.sending.send_call.
+        self._send_call = SendEmailCall.for_client(
+            self._ses,
+            credentials=aws_session.get_credentials(),
+            user_agent=aws_session.user_agent(),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -254,8 +262,11 @@ class Session(BaseSession):
         extra: dict[str, Any] = {}
         if tags is not None:
             extra["EmailTags"] = batch_tags(tags, index)
+        send = self._ses.send_email
+        if self._send_call is not None and self._send_call.client is self._ses:
+            send = self._send_call
         try:
-            response = self._ses.send_email(
+            response = send(
                 FromEmailAddress=prepared.from_address,
                 Destination={"ToAddresses": list(batch)},
                 Content={"Raw": {"Data": prepared.raw}},
