@@ -171,6 +171,12 @@ def tree_cpu_s(process: psutil.Process) -> float:
     return total
 
 
+def machine_cpu_s() -> float:
+    """CPU seconds every core of the machine has spent busy since boot."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def tree_peak_rss_bytes(process: psutil.Process) -> int:
     total = 0
     for member in tree(process):
@@ -196,6 +202,10 @@ class Round:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     peak_rss_mib: float = 0.0
+    #: The rest of the machine during the throughput window: everything but the subscriber
+    #: (emulator, publisher and collector, stand-ins), and how busy both cores were.
+    stack_cpu_ms_per_email: float = 0.0
+    machine_busy: float = 0.0
     non_sent: int = 0
     duplicates: int = 0
     duplicate_sends: int = 0
@@ -398,15 +408,22 @@ class Bench:
             payloads = [request_document(r) for r in ids]
             profiler = self.start_profiler(kind, number, process.pid)
             cpu_before = tree_cpu_s(ps)
+            machine_before = machine_cpu_s()
             started = time.monotonic()
             for payload in payloads:
                 self.bulk_publisher.publish(topic, payload)
             finished = collector.wait_for(ids, timeout_s=600)
             cpu_after = tree_cpu_s(ps)
+            machine_after = machine_cpu_s()
             if profiler is not None:
                 self.stop_profiler(profiler)
             round_.emails_per_s = args.requests / (finished - started)
             round_.cpu_ms_per_email = (cpu_after - cpu_before) * 1000 / args.requests
+            machine_busy_s = machine_after - machine_before
+            round_.stack_cpu_ms_per_email = (
+                (machine_busy_s - (cpu_after - cpu_before)) * 1000 / args.requests
+            )
+            round_.machine_busy = machine_busy_s / ((finished - started) * psutil.cpu_count())
 
             # Latency at a fixed offered load.
             published: dict[str, float] = {}
@@ -690,7 +707,9 @@ def main() -> int:
                         f"{result.cpu_ms_per_email:5.2f} CPU ms/email, "
                         f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
                         f"peak RSS {result.peak_rss_mib:.0f} MiB, "
-                        f"{result.duplicates} dup results, {result.duplicate_sends} dup sends",
+                        f"{result.duplicates} dup results, {result.duplicate_sends} dup sends; "
+                        f"rest of the stack {result.stack_cpu_ms_per_email:.2f} CPU ms/email, "
+                        f"machine {result.machine_busy:.0%} busy",
                         flush=True,
                     )
         finally:
