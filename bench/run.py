@@ -423,7 +423,9 @@ class Bench:
             round_.stack_cpu_ms_per_email = (
                 (machine_busy_s - (cpu_after - cpu_before)) * 1000 / args.requests
             )
-            round_.machine_busy = machine_busy_s / ((finished - started) * psutil.cpu_count())
+            round_.machine_busy = machine_busy_s / (
+                (finished - started) * (psutil.cpu_count() or 1)
+            )
 
             # Latency at a fixed offered load.
             published: dict[str, float] = {}
