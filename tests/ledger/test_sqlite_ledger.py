@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from worker.ledger import (
     ClaimState,
     LedgerKey,
     LedgerUnavailable,
+    RecipientStatus,
     SqliteLedger,
     StoredResult,
     content_hash,
@@ -169,3 +173,96 @@ def test_the_file_is_in_wal_mode(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "ledger.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
+
+
+class _Queued:
+    """Writes from several threads, made to queue behind a transaction another connection
+    holds open, so that what the ledger commits together can be seen."""
+
+    def __init__(self, path: Path) -> None:
+        self.ledger = SqliteLedger(path, claim_lease_s=LEASE_S, busy_timeout_s=30)
+        self.statements: list[str] = []
+        self.ledger._conn.set_trace_callback(self.statements.append)
+        self.blocker = sqlite3.connect(path, isolation_level=None)
+        self.blocker.execute("BEGIN IMMEDIATE")
+        self.threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []
+
+    def start(self, write: Callable[[], object]) -> None:
+        def run() -> None:
+            try:
+                write()
+            except BaseException as error:
+                self.errors.append(error)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        self.threads.append(thread)
+
+    def wait_until(self, condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, "the writes never queued"
+            time.sleep(0.01)
+
+    def release(self) -> None:
+        self.blocker.execute("COMMIT")
+        self.blocker.close()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def commits(self) -> int:
+        return self.statements.count("COMMIT")
+
+
+def test_writes_queued_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
+    queued = _Queued(tmp_path / "ledger.db")
+    claims: dict[str, ClaimState] = {}
+
+    def claim(request_id: str) -> None:
+        key = LedgerKey("billing", request_id)
+        claims[request_id] = queued.ledger.claim(key, owner="w1", content_hash=HASH).state
+
+    # The first write's transaction waits for the blocker; nine more queue meanwhile.
+    queued.start(lambda: claim("r-0"))
+    queued.wait_until(lambda: "BEGIN IMMEDIATE" in queued.statements)
+    for n in range(1, 10):
+        queued.start(lambda n=n: claim(f"r-{n}"))  # type: ignore[misc]
+    queued.wait_until(lambda: len(queued.ledger._queue) == 9)
+    queued.release()
+
+    assert queued.errors == []
+    assert claims == {f"r-{n}": ClaimState.CLAIMED for n in range(10)}
+    assert queued.commits() == 2
+    assert rows(tmp_path / "ledger.db") == 10
+    queued.ledger.close()
+
+
+def test_a_write_that_fails_in_a_group_leaves_the_others_committed(tmp_path: Path) -> None:
+    queued = _Queued(tmp_path / "ledger.db")
+    ledger = queued.ledger
+    good = LedgerKey("billing", "r-good")
+    bad = RecipientStatus(
+        message_id="m-1",
+        recipient="a@example.com",
+        event_type="NotAnEvent",  # no rank: the write fails part-way
+        occurred_at=datetime.now(UTC),
+    )
+
+    queued.start(lambda: ledger.claim(LedgerKey("billing", "r-0"), owner="w1", content_hash=HASH))
+    queued.wait_until(lambda: "BEGIN IMMEDIATE" in queued.statements)
+    queued.start(lambda: ledger.claim(good, owner="w1", content_hash=HASH))
+    queued.wait_until(lambda: len(ledger._queue) == 1)
+    queued.start(lambda: ledger.record_statuses(good, [bad]))
+    queued.wait_until(lambda: len(ledger._queue) == 2)
+    queued.start(lambda: ledger.complete(good, owner="w1", result=StoredResult("sent")))
+    queued.wait_until(lambda: len(ledger._queue) == 3)
+    queued.release()
+
+    assert [type(error) for error in queued.errors] == [KeyError]
+    assert queued.commits() == 2
+    record = ledger.get(good)
+    assert record is not None
+    assert record.state == "done"
+    assert ledger.statuses(good) == []
+    ledger.close()
