@@ -238,3 +238,42 @@ def test_while_stopping_a_send_the_rate_limit_does_not_delay_still_goes_out() ->
     outcome = process(delivery_of(), deps)
     assert outcome.status is Status.SENT
     assert session.calls == 1
+
+
+def test_sends_in_several_threads_share_one_retry_policy_and_each_counts_its_own_retries() -> None:
+    steady_done = threading.Event()
+    failures: dict[str, int] = {}
+
+    def behaviour(_: int) -> list[str]:
+        name = threading.current_thread().name
+        if name == "flaky" and failures.get(name, 0) < 2:
+            failures[name] = failures.get(name, 0) + 1
+            raise errors.ThrottledError("slow down")
+        return [f"ses-{name}"]
+
+    session = RecordingSession(behaviour, service_config=CONFIG)
+    # The flaky send's first backoff lasts until the steady send, in another thread, is done
+    # with the same retry policy: its start must not reset the flaky send's attempts.
+    deps = deps_for(session, sleep=lambda _: steady_done.wait(10))
+    outcomes: dict[str, Outcome] = {}
+
+    def send(name: str) -> None:
+        outcomes[name] = process(delivery_of(), deps)
+        if name == "steady":
+            steady_done.set()
+
+    flaky = threading.Thread(target=send, args=("flaky",), name="flaky")
+    flaky.start()
+    deadline = time.monotonic() + 10
+    while not failures:
+        assert time.monotonic() < deadline, "the flaky send never failed"
+        time.sleep(0.01)
+    steady = threading.Thread(target=send, args=("steady",), name="steady")
+    steady.start()
+    for thread in (flaky, steady):
+        thread.join(timeout=30)
+
+    assert deps.send_retrying is deps.send_retrying
+    assert (outcomes["steady"].status, outcomes["steady"].retries) == (Status.SENT, 0)
+    assert (outcomes["flaky"].status, outcomes["flaky"].retries) == (Status.SENT, 2)
+    assert outcomes["flaky"].message_ids == ("ses-flaky",)
