@@ -234,6 +234,7 @@ def test_writes_queued_during_a_commit_share_the_next_one(tmp_path: Path) -> Non
     assert queued.errors == []
     assert claims == {f"r-{n}": ClaimState.CLAIMED for n in range(10)}
     assert queued.commits() == 2
+    assert not any(statement.startswith("SAVEPOINT") for statement in queued.statements)
     assert rows(tmp_path / "ledger.db") == 10
     queued.ledger.close()
 

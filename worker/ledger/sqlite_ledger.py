@@ -6,7 +6,7 @@ a writer waits up to ``busy_timeout_s`` for another, and every read-then-write r
 ``BEGIN IMMEDIATE`` so no other process can write between the read and the write.
 
 Writes are committed in groups: the writes that threads queue while one transaction is being
-committed share the next one, each in a savepoint of its own, and so one ``fsync`` (SQLite's
+committed share the next one, and so one ``fsync`` (SQLite's
 default ``synchronous = FULL``) instead of one each. A write returns only once its group is
 committed. Without it the threads waited in turn for each other's ``fsync``: under load a
 claim took 45 ms, and the ledger capped a worker at about 300 emails a second
@@ -360,20 +360,21 @@ class SqliteLedger(Ledger):
         return result
 
     def _commit_group(self, group: list[_Write]) -> None:
-        """One transaction for ``group``; each write in a savepoint, so that one that fails
-        leaves the others whole. Called with the lock held."""
+        """One transaction for ``group``. Called with the lock held.
+
+        The writes run one after the other; if one fails part-way, the group is undone and run
+        again with each write in a savepoint, so that the failed one leaves the others whole.
+        Savepoints only then: every statement releases and retakes the GIL, which the other
+        threads are waiting for.
+        """
         try:
             # IMMEDIATE takes the write lock up front, so what a write reads stays true until
             # it writes, whatever other processes do.
             self._conn.execute("BEGIN IMMEDIATE")
-            for write in group:
-                self._conn.execute("SAVEPOINT write")
-                try:
-                    write.result = write.action()
-                except Exception as error:
-                    write.error = error
-                    self._conn.execute("ROLLBACK TO write")
-                self._conn.execute("RELEASE write")
+            if not self._apply(group, isolated=False):
+                self._conn.execute("ROLLBACK")
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._apply(group, isolated=True)
             self._conn.execute("COMMIT")
         except BaseException as error:
             # Nothing of the group was committed: every write in it failed.
@@ -386,6 +387,24 @@ class SqliteLedger(Ledger):
         finally:
             for write in group:
                 write.done = True
+
+    def _apply(self, group: list[_Write], *, isolated: bool) -> bool:
+        """Run ``group``'s writes; False when one failed and ``isolated`` is off (stopped
+        there: the caller undoes it all)."""
+        for write in group:
+            write.result, write.error = None, None
+            if isolated:
+                self._conn.execute("SAVEPOINT write")
+            try:
+                write.result = write.action()
+            except Exception as error:
+                write.error = error
+                if not isolated:
+                    return False
+                self._conn.execute("ROLLBACK TO write")
+            if isolated:
+                self._conn.execute("RELEASE write")
+        return True
 
     # -- internals -------------------------------------------------------------------------
 
