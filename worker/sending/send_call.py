@@ -8,8 +8,9 @@ the largest single cost of handling a request (bench/run.py --profile; docs/scal
 
 * the request is the one the client makes (method, URL, JSON body), signed by botocore's
   SigV4 signer with the session's refreshable credentials, for the client's region and the
-  service's signing name, and sent through the client's own HTTP session (connection pool,
-  timeouts, proxies, TLS settings);
+  service's signing name, and sent through the client's own connection pool, with its
+  timeouts and TLS settings (`worker.sending.pool`; through the client's HTTP session when a
+  proxy is configured);
 * the answer is read by botocore's parser for the service's protocol;
 * after a failed attempt, the client's own ``needs-retry`` handlers decide whether and when to
   try again (its retry mode's rules, backoff and quota, and hooks such as
@@ -36,6 +37,8 @@ import botocore.parsers
 from botocore.endpoint import convert_to_response_dict
 from botocore.hooks import first_non_none_response
 
+from worker.sending.pool import PoolTransport
+
 __all__ = ["SendEmailCall"]
 
 _OPERATION = "SendEmail"
@@ -60,7 +63,8 @@ class SendEmailCall:
         self._region = client.meta.region_name
         self._credentials = credentials
         self._endpoint = client._endpoint
-        self._http = client._endpoint.http_session
+        http = client._endpoint.http_session
+        self._http: Any = PoolTransport.for_session(http, self._url) or http
         self._parsers = botocore.parsers.ResponseParserFactory()
         self._protocol = service.resolved_protocol
         event_suffix = f"{service.service_id.hyphenize()}.{operation.name}"
