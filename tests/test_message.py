@@ -6,7 +6,6 @@ import base64
 import copy
 import email
 import email.policy
-import json
 import pickle
 import re
 import time
@@ -20,21 +19,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.email_requests import request_from
 from worker.formats.error_codes import ErrorCode
 from worker.formats.message import TAGS_HEADER, VerbatimHeader, build_message, message_size
-from worker.formats.request import EmailRequest, RequestRejected, parse_request
+from worker.formats.request import EmailRequest, RequestRejected
 from worker.formats.schemas import load_schema
 from worker.sending.envelope import prepare_message
 
 WHEN = datetime(2026, 11, 26, 5, 0, 0, tzinfo=UTC)
 # The worker's own tags on every message built by request_from (service svc, request p-1).
 WORKER_TAGS = "email_worker_service_id=svc, email_worker_request_id=p-1"
-
-
-def request_from(document: dict[str, Any]) -> EmailRequest:
-    return parse_request(
-        json.dumps(document).encode(), pubsub_message_id="p-1", default_service_id="svc"
-    )
 
 
 def structured(**changes: Any) -> EmailRequest:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-import json
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message, MIMEPart
@@ -23,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support.email_requests import request_from
 from worker.formats.addresses import Mailbox
 from worker.formats.message import (
     TAGS_HEADER,
@@ -35,7 +35,7 @@ from worker.formats.message import (
     resolve_sender,
 )
 from worker.formats.mime import MESSAGE_POLICY, VerbatimHeader
-from worker.formats.request import EmailRequest, RequestRejected, parse_request
+from worker.formats.request import EmailRequest, RequestRejected
 from worker.formats.tags import worker_tags
 from worker.sending.envelope import prepare_message
 
@@ -126,12 +126,6 @@ def assert_equivalent(request: EmailRequest, *, default_from: str | None = None)
     assert aligned(ours, theirs) == theirs
     assert parsed(ours) == parsed(theirs)
     return ours
-
-
-def request_from(document: dict[str, Any]) -> EmailRequest:
-    return parse_request(
-        json.dumps(document).encode(), pubsub_message_id="p-1", default_service_id="svc"
-    )
 
 
 def structured(**fields: Any) -> EmailRequest:

@@ -11,7 +11,6 @@ import base64
 import copy
 import email
 import email.policy
-import json
 import pickle
 import re
 from email.message import EmailMessage
@@ -21,9 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.email_requests import request_from
 from worker.formats.error_codes import ErrorCode
 from worker.formats.message import build_message
-from worker.formats.request import EmailRequest, RequestRejected, parse_request
+from worker.formats.request import EmailRequest, RequestRejected
 from worker.sending.envelope import prepare_message
 from worker.sending.session import Session
 
@@ -80,7 +80,7 @@ ODD_MULTIPART = (
 )
 
 
-# The worker's own tags on every message built by request_from (service svc, request p-1).
+# The worker's own tags on every message built by raw_request (service svc, request p-1).
 WORKER_TAGS = b"email_worker_service_id=svc, email_worker_request_id=p-1"
 # The same after a requester's tag: the line is folded at a space to stay within 78 characters.
 KIND_RAW_AND_WORKER_TAGS = b"kind=raw, email_worker_service_id=svc,\r\n email_worker_request_id=p-1"
@@ -95,11 +95,8 @@ def with_tags(raw: bytes, value: bytes = WORKER_TAGS) -> bytes:
     return raw.removesuffix(b"\r\n") + b"\r\n" + line
 
 
-def request_from(raw: bytes, **changes: Any) -> EmailRequest:
-    document = {"version": 1, "raw": base64.b64encode(raw).decode(), **changes}
-    return parse_request(
-        json.dumps(document).encode(), pubsub_message_id="p-1", default_service_id="svc"
-    )
+def raw_request(raw: bytes, **changes: Any) -> EmailRequest:
+    return request_from({"version": 1, "raw": base64.b64encode(raw).decode(), **changes})
 
 
 def wire(message: EmailMessage) -> bytes:
@@ -120,7 +117,7 @@ def without_fields(raw: bytes, *names: str) -> bytes:
 
 
 def test_odd_multipart_is_sent_exactly_as_given_but_for_the_tags_header() -> None:
-    message = build_message(request_from(ODD_MULTIPART))
+    message = build_message(raw_request(ODD_MULTIPART))
     assert wire(message) == with_tags(ODD_MULTIPART)
     assert sent_bytes(message) == with_tags(ODD_MULTIPART)
 
@@ -132,7 +129,7 @@ def test_the_stdlib_generator_would_have_changed_the_odd_multipart() -> None:
 
 
 def test_replaced_headers_are_spliced_and_every_other_byte_is_kept() -> None:
-    request = request_from(
+    request = raw_request(
         ODD_MULTIPART,
         to=["new@example.com"],
         bcc=["hidden@example.com"],
@@ -155,7 +152,7 @@ def test_replaced_headers_are_spliced_and_every_other_byte_is_kept() -> None:
 
 
 def test_dkim_signature_and_folded_headers_survive_a_recipient_change() -> None:
-    message = build_message(request_from(ODD_MULTIPART, to=["new@example.com"]))
+    message = build_message(raw_request(ODD_MULTIPART, to=["new@example.com"]))
     data = sent_bytes(message)
     dkim = re.search(rb"DKIM-Signature:.*?\r\n(?=[^ \t])", ODD_MULTIPART, re.DOTALL)
     assert dkim is not None
@@ -168,7 +165,7 @@ def test_dkim_signature_and_folded_headers_survive_a_recipient_change() -> None:
 
 
 def test_eight_bit_body_bytes_reach_ses_unchanged() -> None:
-    message = build_message(request_from(ODD_MULTIPART, tags={"a": "b"}))
+    message = build_message(raw_request(ODD_MULTIPART, tags={"a": "b"}))
     data = sent_bytes(message)
     assert b"Gr\xfc\xdfe, caf\xe9 \xe0 la cr\xe8me\r\n" in data
     assert b"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e   \r\n" in data
@@ -184,7 +181,7 @@ def test_session_sends_the_spliced_bytes_as_raw_data() -> None:
 
     session = Session("arn:aws:iam::123456789012:role/email-sender")
     session._ses = FakeSes()
-    message = build_message(request_from(ODD_MULTIPART, tags={"kind": "raw"}))
+    message = build_message(raw_request(ODD_MULTIPART, tags={"kind": "raw"}))
     assert session.send_email(message) == ["m-1"]
     expected = with_tags(ODD_MULTIPART, KIND_RAW_AND_WORKER_TAGS)
     assert calls[0]["Content"] == {"Raw": {"Data": expected}}
@@ -201,13 +198,13 @@ def test_session_sends_the_spliced_bytes_as_raw_data() -> None:
     ids=["no-blank-line", "blank-line-then-nothing", "no-final-crlf"],
 )
 def test_message_of_headers_only_is_accepted_and_kept(raw: bytes) -> None:
-    message = build_message(request_from(raw))
+    message = build_message(raw_request(raw))
     assert sent_bytes(message) == with_tags(raw)
 
 
 def test_message_of_headers_only_gets_the_tags_header_on_its_own_line() -> None:
     raw = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: no final line ending"
-    message = build_message(request_from(raw, tags={"kind": "raw"}))
+    message = build_message(raw_request(raw, tags={"kind": "raw"}))
     assert sent_bytes(message) == with_tags(raw, KIND_RAW_AND_WORKER_TAGS)
 
 
@@ -220,12 +217,12 @@ def test_line_endings_become_crlf_without_doubling_existing_ones() -> None:
         b"From: a@example.com\r\nTo: b@example.com\r\nSubject: s\r\nX-A: 1\r\n\r\n"
         b"line one\r\nline two\r\nthree\r\n"
     )
-    assert sent_bytes(build_message(request_from(raw))) == with_tags(expected)
+    assert sent_bytes(build_message(raw_request(raw))) == with_tags(expected)
 
 
 def test_mbox_from_line_at_the_top_is_dropped() -> None:
     raw = b"From sender@example.com Thu Nov 26 05:00:00 2026\r\n" + ODD_MULTIPART
-    message = build_message(request_from(raw))
+    message = build_message(raw_request(raw))
     assert sent_bytes(message) == with_tags(ODD_MULTIPART)
 
 
@@ -234,26 +231,26 @@ def test_mbox_from_line_below_a_header_is_rejected_as_invalid_request(after: byt
     raw = b"To: b@example.com\r\nFrom: a@example.com\r\nFrom b@example.com Thu Nov 26 2026\r\n"
     raw += after.replace(b"To: b@example.com\r\n", b"Subject: s\r\n")
     with pytest.raises(RequestRejected) as info:
-        request_from(raw)
+        raw_request(raw)
     assert info.value.code == ErrorCode.INVALID_REQUEST
 
 
 def test_header_line_without_a_name_is_rejected_as_invalid_request() -> None:
     raw = b"From: a@example.com\r\n: no name\r\nTo: b@example.com\r\n\r\nx\r\n"
     with pytest.raises(RequestRejected) as info:
-        request_from(raw)
+        raw_request(raw)
     assert info.value.code == ErrorCode.INVALID_REQUEST
     assert "MalformedHeaderLineDefect" in info.value.message
 
 
 def test_raw_message_keeps_its_bytes_through_deepcopy_and_pickle() -> None:
-    message = build_message(request_from(ODD_MULTIPART, to=["new@example.com"]))
+    message = build_message(raw_request(ODD_MULTIPART, to=["new@example.com"]))
     for clone in (copy.deepcopy(message), pickle.loads(pickle.dumps(message))):
         assert wire(clone) == wire(message)
 
 
 def test_raw_size_limit_counts_the_bytes_sent() -> None:
-    request = request_from(ODD_MULTIPART)
+    request = raw_request(ODD_MULTIPART)
     size = len(with_tags(ODD_MULTIPART))
     assert build_message(request, max_bytes=size)
     with pytest.raises(RequestRejected) as info:
@@ -272,9 +269,7 @@ def structured(**fields: Any) -> EmailRequest:
         "subject": "s",
         **fields,
     }
-    return parse_request(
-        json.dumps(document).encode(), pubsub_message_id="p-1", default_service_id="svc"
-    )
+    return request_from(document)
 
 
 def assert_seven_bit_clean(data: bytes) -> None:

@@ -20,8 +20,8 @@ import google.auth.jwt
 import pytest
 
 from tests.support import fault_proxy as faults
+from tests.support.email_requests import request_from
 from worker.formats.message import build_message
-from worker.formats.request import parse_request
 from worker.formats.tags import WorkerTags, read_worker_tags
 from worker.sending import errors
 from worker.sending import session as session_module
@@ -558,9 +558,7 @@ def test_a_request_built_by_the_worker_reaches_ses_tagged_with_its_service_reque
         "text": "Hello",
         "tags": {"kind": "invoice"},
     }
-    request = parse_request(
-        json.dumps(document).encode(), pubsub_message_id="p-1", default_service_id=None
-    )
+    request = request_from(document, default_service_id=None)
     Session(ROLE).send_email(build_message(request))
     sent = moto.sent_messages()
     assert [m.tags for m in sent] == [
