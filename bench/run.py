@@ -25,7 +25,11 @@ The figures printed are medians over rounds, and the worker/baseline and worker/
 The command exits non-zero if one of issue 13's targets (at most the lean subscriber's CPU per
 email, at least 1.5 times its throughput) is missed, or if any round had a non-``sent``
 result, a duplicate result or send, an unattributed or missing send, or did not stop cleanly.
-``--contenders`` runs a subset. ``--profile DIR`` records the first round's throughput phases
+``--contenders`` runs a subset. ``--variant NAME:SETTING=VALUE[,SETTING=VALUE...]`` adds a
+contender: the worker with those settings (for example ``noledger:EMAIL_WORKER_LEDGER=none``),
+rotated with the others, so that what one setting costs is measured in the same run as the
+lean subscriber (its medians and its ratio to the lean subscriber are printed; the targets
+stay the worker's). ``--profile DIR`` records the first round's throughput phases
 with py-spy (that round's figures then include py-spy's overhead) and prints the hottest
 functions of each subscriber. ``--env`` (every subscriber) and ``--worker-env`` add
 environment, ``--timings FILE`` writes the latency phase's publish and result times: with
@@ -312,11 +316,15 @@ class Bench:
                 return str(value)
         return "per-service"
 
+    def is_worker(self, kind: str) -> bool:
+        """Whether ``kind`` runs ``email-worker pull``: the worker or one of its variants."""
+        return kind == "worker" or kind in self.args.variants
+
     def inbound(self, kind: str, queue: Any) -> tuple[str, str, dict[str, str]]:
         """The topic a round publishes to, the subscription read, and the worker's tenancy
         settings. With per-service tenancy the worker reads the service's own topic and the
         replay topic, as in production; the baselines read one shared topic."""
-        if kind != "worker" or self.worker_tenancy() != "per-service":
+        if not self.is_worker(kind) or self.worker_tenancy() != "per-service":
             return queue.topic, queue.subscription, {}
         emulator = self.emulator
         prefix = unique_name("bench")
@@ -353,7 +361,7 @@ class Bench:
             return path.rsplit("/", 1)[-1]
 
         log = (self.workdir / f"{kind}.log").open("ab")
-        if kind == "worker":
+        if self.is_worker(kind):
             env.update(
                 EMAIL_WORKER_SUBSCRIPTION=short(subscription),
                 EMAIL_WORKER_RESULTS_TOPIC=short(results_topic),
@@ -369,6 +377,7 @@ class Bench:
             for setting in self.args.worker_env:
                 name, _, value = setting.partition("=")
                 env[name] = value
+            env.update(self.args.variants.get(kind, {}))
             argv = [str(VENV_BIN / "email-worker"), "pull"]
         else:  # baseline or lean: the same environment, a different script
             env.update(
@@ -563,7 +572,7 @@ def report(rounds: list[Round], args: argparse.Namespace) -> int:
             + ("  " + "; ".join(r.notes) if r.notes else "")
         )
 
-    kinds = [kind for kind in CONTENDERS if any(r.kind == kind for r in rounds)]
+    kinds = [kind for kind in (*CONTENDERS, *args.variants) if any(r.kind == kind for r in rounds)]
 
     def median(kind: str, name: str) -> float:
         values: list[float] = [getattr(r, name) for r in rounds if r.kind == kind]
@@ -586,10 +595,15 @@ def report(rounds: list[Round], args: argparse.Namespace) -> int:
         f"CPU hog {'ON' if args.cpu_hog else 'off'} (machine: {machine()}):"
     )
     compared = [kind for kind in ("baseline", "lean") if kind in kinds and "worker" in kinds]
+    # Each variant against the lean subscriber: (column heading, variant).
+    variants = [
+        (f"{kind[:4]}/lean", kind) for kind in args.variants if kind in kinds and "lean" in kinds
+    ]
     print(
         f"  {'':34} "
-        + " ".join(f"{kind:>9}" for kind in kinds)
+        + " ".join(f"{kind[:9]:>9}" for kind in kinds)
         + "".join(f" {'w/' + kind[:4]:>7}" for kind in compared)
+        + "".join(f" {heading:>9}" for heading, _ in variants)
         + ("  target" if "lean" in compared else "")
     )
     verdicts = []
@@ -597,6 +611,7 @@ def report(rounds: list[Round], args: argparse.Namespace) -> int:
         values = {kind: median(kind, name) for kind in kinds}
         line = f"  {label:34} " + " ".join(f"{fmt % values[kind]:>9}" for kind in kinds)
         line += "".join(f" {ratio(values['worker'], values[kind]):6.2f}x" for kind in compared)
+        line += "".join(f" {ratio(values[kind], values['lean']):8.2f}x" for _, kind in variants)
         if target and "lean" in compared:
             vs_lean = ratio(values["worker"], values["lean"])
             met = vs_lean >= 1.5 if name == "emails_per_s" else vs_lean <= 1.0
@@ -681,10 +696,30 @@ def main() -> int:
         metavar="NAME=VALUE",
         help="extra environment for the worker (e.g. EMAIL_WORKER_CONCURRENCY=16)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:SETTING=VALUE[,SETTING=VALUE...]",
+        help="one more contender: the worker with these settings added (after --worker-env), "
+        "e.g. noledger:EMAIL_WORKER_LEDGER=none; repeatable",
+    )
     args = parser.parse_args()
     contenders = tuple(kind for kind in CONTENDERS if kind in args.contenders.split(","))
     if not contenders or set(args.contenders.split(",")) - set(CONTENDERS):
         parser.error(f"--contenders takes a comma-separated subset of {','.join(CONTENDERS)}")
+    args.variants = {}
+    for variant in args.variant:
+        name, _, settings = variant.partition(":")
+        pairs = [setting.partition("=") for setting in settings.split(",")]
+        if (
+            not name.isidentifier()
+            or name in (*CONTENDERS, *args.variants)
+            or not all(key and sep for key, sep, _ in pairs)
+        ):
+            parser.error(f"--variant takes NAME:SETTING=VALUE[,SETTING=VALUE...], not {variant!r}")
+        args.variants[name] = {key: value for key, _, value in pairs}
+    contenders += tuple(args.variants)
     print(f"machine: {machine()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     hog = CpuHog()
