@@ -308,13 +308,16 @@ class Bench:
             env[name] = value.replace("{kind}", self.current_kind)
         return env
 
-    def worker_tenancy(self) -> str:
-        """EMAIL_WORKER_TENANCY the worker runs with (per-service unless --worker-env says)."""
+    def worker_tenancy(self, kind: str) -> str:
+        """EMAIL_WORKER_TENANCY ``kind`` runs with (per-service unless --worker-env or its
+        --variant says otherwise; the variant's settings come last, so they win)."""
+        tenancy = "per-service"
         for setting in self.args.worker_env:
             name, _, value = setting.partition("=")
             if name == "EMAIL_WORKER_TENANCY":
-                return str(value)
-        return "per-service"
+                tenancy = str(value)
+        variant: dict[str, str] = self.args.variants.get(kind, {})
+        return variant.get("EMAIL_WORKER_TENANCY", tenancy)
 
     def is_worker(self, kind: str) -> bool:
         """Whether ``kind`` runs ``email-worker pull``: the worker or one of its variants."""
@@ -324,7 +327,7 @@ class Bench:
         """The topic a round publishes to, the subscription read, and the worker's tenancy
         settings. With per-service tenancy the worker reads the service's own topic and the
         replay topic, as in production; the baselines read one shared topic."""
-        if not self.is_worker(kind) or self.worker_tenancy() != "per-service":
+        if not self.is_worker(kind) or self.worker_tenancy(kind) != "per-service":
             return queue.topic, queue.subscription, {}
         emulator = self.emulator
         prefix = unique_name("bench")

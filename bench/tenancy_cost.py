@@ -42,8 +42,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--cpu-hog", action="store_true")
     args = parser.parse_args()
+    # What bench.run's own options would have set: nothing extra for any subscriber.
     args.profile = None
     args.worker_env = []
+    args.env = []
+    args.timings = None
+    args.variants = {}
     print(f"machine: {machine()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     hog = CpuHog()
