@@ -308,16 +308,17 @@ class Bench:
             env[name] = value.replace("{kind}", self.current_kind)
         return env
 
+    def worker_settings(self, kind: str) -> dict[str, str]:
+        """The settings ``kind`` (the worker or a variant) gets on top of the benchmark's:
+        --worker-env, then its --variant's, which win."""
+        pairs = (setting.partition("=") for setting in self.args.worker_env)
+        settings = {name: value for name, _, value in pairs}
+        settings.update(self.args.variants.get(kind, {}))
+        return settings
+
     def worker_tenancy(self, kind: str) -> str:
-        """EMAIL_WORKER_TENANCY ``kind`` runs with (per-service unless --worker-env or its
-        --variant says otherwise; the variant's settings come last, so they win)."""
-        tenancy = "per-service"
-        for setting in self.args.worker_env:
-            name, _, value = setting.partition("=")
-            if name == "EMAIL_WORKER_TENANCY":
-                tenancy = str(value)
-        variant: dict[str, str] = self.args.variants.get(kind, {})
-        return variant.get("EMAIL_WORKER_TENANCY", tenancy)
+        """EMAIL_WORKER_TENANCY ``kind`` runs with (per-service unless its settings say)."""
+        return self.worker_settings(kind).get("EMAIL_WORKER_TENANCY", "per-service")
 
     def is_worker(self, kind: str) -> bool:
         """Whether ``kind`` runs ``email-worker pull``: the worker or one of its variants."""
@@ -377,10 +378,7 @@ class Bench:
                 EMAIL_WORKER_LEDGER=f"sqlite:///{self.workdir.resolve()}/ledger.db",
                 **(tenancy or {}),
             )
-            for setting in self.args.worker_env:
-                name, _, value = setting.partition("=")
-                env[name] = value
-            env.update(self.args.variants.get(kind, {}))
+            env.update(self.worker_settings(kind))
             argv = [str(VENV_BIN / "email-worker"), "pull"]
         else:  # baseline or lean: the same environment, a different script
             env.update(
@@ -656,7 +654,11 @@ class CpuHog:
         return None if died is None else f"the CPU hog exited early (code {died})"
 
 
-def main() -> int:
+def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's options from ``argv`` (the command line's by default), checked:
+    ``contenders`` becomes the tuple of contenders to rotate, variants included, and
+    ``variants`` maps each variant's name to its settings. Other benchmarks built on
+    :class:`Bench` start from ``parse_options([])``, so they get every option's default."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Exit status: 0 all clean and targets met; 1 a target missed; 2 a round had "
@@ -707,7 +709,7 @@ def main() -> int:
         help="one more contender: the worker with these settings added (after --worker-env), "
         "e.g. noledger:EMAIL_WORKER_LEDGER=none; repeatable",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     contenders = tuple(kind for kind in CONTENDERS if kind in args.contenders.split(","))
     if not contenders or set(args.contenders.split(",")) - set(CONTENDERS):
         parser.error(f"--contenders takes a comma-separated subset of {','.join(CONTENDERS)}")
@@ -722,7 +724,13 @@ def main() -> int:
         ):
             parser.error(f"--variant takes NAME:SETTING=VALUE[,SETTING=VALUE...], not {variant!r}")
         args.variants[name] = {key: value for key, _, value in pairs}
-    contenders += tuple(args.variants)
+    args.contenders = contenders + tuple(args.variants)
+    return args
+
+
+def main() -> int:
+    args = parse_options()
+    contenders: tuple[str, ...] = args.contenders
     print(f"machine: {machine()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     hog = CpuHog()

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run import Bench, CpuHog, Round, machine  # noqa: E402
+from bench.run import Bench, CpuHog, Round, machine, parse_options  # noqa: E402
 
 SETTINGS = {"per-service": [], "shared": ["EMAIL_WORKER_TENANCY=shared"]}
 FIGURES = (
@@ -41,13 +41,10 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--cpu-hog", action="store_true")
-    args = parser.parse_args()
-    # What bench.run's own options would have set: nothing extra for any subscriber.
-    args.profile = None
-    args.worker_env = []
-    args.env = []
-    args.timings = None
-    args.variants = {}
+    # bench.run's defaults for every option this command does not take (no extra
+    # environment, no profile, no variants), then this command's own.
+    args = parse_options([])
+    parser.parse_args(namespace=args)
     print(f"machine: {machine()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     hog = CpuHog()
