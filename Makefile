@@ -1,7 +1,12 @@
 # Everything runs from the project's own virtual environment, built from uv.lock.
+# uv comes from PATH when it is there; otherwise it is installed, hash-pinned
+# (tools/uv-requirements.txt), into a private virtual environment in .tools/: never into the
+# system's interpreter, so a stock Debian or Ubuntu python3 (PEP 668) works as it is.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
-UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTHON ?= python3
+TOOLS := .tools
+UV ?= $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PYTEST_ARGS ?=
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV = $(UV) tool run --from checkov==$(CHECKOV_VERSION) checkov --quiet --compact --skip-download
@@ -10,8 +15,13 @@ CHECKOV = $(UV) tool run --from checkov==$(CHECKOV_VERSION) checkov --quiet --co
 
 venv: .venv/.synced
 
-.venv/.synced: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+$(TOOLS)/bin/uv: tools/uv-requirements.txt
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { echo "make: $(PYTHON) has no venv module; on Debian or Ubuntu: sudo apt-get install python3-venv" >&2; exit 2; }
+	rm -rf $(TOOLS) && $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r tools/uv-requirements.txt
+	@touch $@
+
+.venv/.synced: pyproject.toml uv.lock $(if $(filter $(TOOLS)/bin/uv,$(UV)),$(TOOLS)/bin/uv)
 	$(UV) sync --frozen
 	@touch $@
 
@@ -52,4 +62,4 @@ typecheck: venv
 check: lint lint-deploy typecheck test
 
 clean:
-	rm -rf .venv .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .venv $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
