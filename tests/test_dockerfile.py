@@ -244,8 +244,8 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     The environment is the stage's ENV, with the virtual environment placed in a temporary
     directory instead of /opt/venv and uv's cache allowed (the image build disables it).
     """
-    if shutil.which("uv") is None:
-        pytest.skip("uv is not on PATH")
+    uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")  # the Makefile's own uv
+    assert Path(uv).is_file(), "run `make venv` first: it installs uv when PATH has none"
     workdir = tmp_path_factory.mktemp("image-src")
     venv = workdir.parent / "image-venv"
     env = {
@@ -273,7 +273,7 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     shutil.copy2(ROOT / relative, target)
         elif instruction.keyword == "RUN" and instruction.arguments.startswith("uv "):
             result = subprocess.run(
-                shlex.split(instruction.arguments),
+                [uv, *shlex.split(instruction.arguments)[1:]],
                 cwd=workdir,
                 env=env,
                 capture_output=True,

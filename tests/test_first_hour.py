@@ -15,6 +15,8 @@ import pytest
 
 from tests.test_demo import assert_the_demo_results
 
+pytestmark = pytest.mark.integration  # runs the demo's own servers and processes
+
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_PATH = "/usr/bin:/bin"
 
