@@ -294,7 +294,12 @@ def test_validate_warns_loudly_naming_the_providers_it_could_not_install(
     assert result.returncode == 0, result.stderr
     banner = " ".join(result.stderr.split())
     assert "WARNING: terraform validate did NOT run: cannot install provider(s)" in banner
-    for provider in ("hashicorp/google", "hashicorp/google-beta", "hashicorp/aws", "hashicorp/time"):
+    for provider in (
+        "hashicorp/google",
+        "hashicorp/google-beta",
+        "hashicorp/aws",
+        "hashicorp/time",
+    ):
         assert provider in banner
     assert f"not in {mirror}" in banner
     # Nothing written in the tree.
@@ -348,9 +353,7 @@ def _minimum(spec: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def test_the_google_providers_are_7_18_or_later_where_worker_pools_have_no_permanent_diff() -> (
-    None
-):
+def test_the_google_providers_are_7_18_or_later_where_worker_pools_have_no_permanent_diff() -> None:
     (block,) = TF.terraform
     (providers,) = block["required_providers"]
     for name in ("google", "google-beta"):
@@ -822,13 +825,13 @@ def test_each_service_reads_its_own_results_on_a_subscription_filtered_on_its_id
         "alerts": "email-results-alerts",
     }
     # In shared tenancy too: the results topic is shared in both.
-    assert tf.value(
-        "local.results_subscription_names", services=services, tenancy="shared"
-    ) == {"billing": "email-results-billing", "alerts": "email-results-alerts"}
+    assert tf.value("local.results_subscription_names", services=services, tenancy="shared") == {
+        "billing": "email-results-billing",
+        "alerts": "email-results-alerts",
+    }
     output = TF.outputs["results_subscriptions"]["value"]
     assert output == (
-        "${{for id, subscription in google_pubsub_subscription.results : "
-        "id => subscription.name}}"
+        "${{for id, subscription in google_pubsub_subscription.results : id => subscription.name}}"
     )
 
 
@@ -1685,9 +1688,7 @@ def _trust_conditions(document: str) -> dict[str, tuple[str, list[str]]]:
     return {c["variable"]: (c["test"], c["values"]) for c in statement["condition"]}
 
 
-def test_the_reader_role_trusts_only_the_reader_s_own_account_and_may_only_take_from_the_queue() -> (
-    None
-):
+def test_the_reader_role_trusts_only_the_reader_s_own_account_and_only_reads_the_queue() -> None:
     role = TF.resource("aws_iam_role", "events_reader")
     senders = TF.resource("aws_iam_role", "service")
     for attribute in ("max_session_duration", "permissions_boundary"):
@@ -1755,9 +1756,7 @@ def test_the_events_topic_has_the_events_reader_as_its_only_publisher() -> None:
     assert grant["member"] == "${google_service_account.events_reader[0].member}"
 
 
-def test_the_events_reader_has_an_account_of_its_own_that_may_publish_events_and_use_the_ledger() -> (
-    None
-):
+def test_the_events_reader_has_its_own_account_that_may_publish_events_and_use_the_ledger() -> None:
     account = TF.resource("google_service_account", "events_reader")
     assert account["account_id"] == "${var.events_reader_service_account_id}"
     assert TF.variables["events_reader_service_account_id"]["default"] == "email-worker-events"
@@ -1784,9 +1783,7 @@ def test_the_events_reader_has_an_account_of_its_own_that_may_publish_events_and
     }
     # Nothing is granted on the account itself: nobody may act as it or mint its tokens.
     for _type, _name, body in _iam_members():
-        assert "google_service_account.events_reader" not in str(
-            body.get("service_account_id", "")
-        )
+        assert "google_service_account.events_reader" not in str(body.get("service_account_id", ""))
     # docs/security.md and the README say what it may do, and that IAM allows no narrower.
     readme = (TERRAFORM / "README.md").read_text()
     security = (ROOT / "docs" / "security.md").read_text()
@@ -1904,8 +1901,7 @@ def test_operations_covers_the_events_dead_letter_queue_and_the_status_command()
 def _condition_filters(policy: dict[str, Any]) -> list[str]:
     """Each condition's filter, its quotes unescaped."""
     return [
-        _block(c, "condition_threshold")["filter"].replace('\\"', '"')
-        for c in policy["conditions"]
+        _block(c, "condition_threshold")["filter"].replace('\\"', '"') for c in policy["conditions"]
     ]
 
 
@@ -1947,7 +1943,7 @@ def test_requests_alert_when_the_oldest_in_any_worker_subscription_is_too_old() 
     assert filter_.startswith("${local.worker_subscriptions_filter}")
     assert "subscription/oldest_unacked_message_age" in filter_
     # One filter for every worker subscription: per service, shared and replays.
-    assert "for s in google_pubsub_subscription.worker" in TF.locals["worker_subscriptions_filter"]
+    assert "local.worker_subscriptions_regex" in TF.locals["worker_subscriptions_filter"]
     threshold = _block(policy["conditions"][0], "condition_threshold")
     assert threshold["threshold_value"] == "${var.alerts.request_age_minutes * 60}"
 
@@ -1984,9 +1980,10 @@ def test_pushes_refused_with_4xx_alert_within_five_minutes() -> None:
         "cross_series_reducer": "REDUCE_SUM",
     }
     # By default any refused push alerts.
-    assert "push_4xx_per_minute      = optional(number, 0)" in TF.variables["alerts"]["type"]
-    assert "var.alerts.push_4xx_per_minute >= 0" in (
-        TF.variables["alerts"]["validation"][0]["condition"]
+    assert "push_4xx_per_minute = optional(number, 0)" in TF.variables["alerts"]["type"]
+    assert (
+        "var.alerts.push_4xx_per_minute >= 0"
+        in (TF.variables["alerts"]["validation"][0]["condition"])
     )
     content = _block(policy, "documentation")["content"]
     assert "roles/run.invoker" in content
