@@ -111,9 +111,9 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
   deletion_protection = var.deletion_protection
 
   # A fixed count, changed only by changing pull_instances (which also changes each
-  # instance's share of the send rate, so the new revision rolls out with both).
+  # instance's share of the send rate, so the new revision rolls out with both). Manual scaling
+  # is the worker pools' default mode, so scaling_mode is not set (google >= 7.18 shows no diff).
   scaling {
-    scaling_mode          = "MANUAL"
     manual_instance_count = var.pull_instances
   }
 
@@ -131,12 +131,35 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
         }
       }
 
+      # A worker pool gets no PORT from Cloud Run; with one, `email-worker pull` serves
+      # /healthz and /readyz on it for the probes below (nothing outside the instance reaches it).
       dynamic "env" {
-        for_each = local.worker_env
+        for_each = merge(local.worker_env, { PORT = tostring(local.container_port) })
         content {
           name  = env.key
           value = env.value
         }
+      }
+
+      startup_probe {
+        http_get {
+          path = "/readyz"
+          port = local.container_port
+        }
+        period_seconds    = 2
+        timeout_seconds   = 1
+        failure_threshold = 30
+      }
+
+      # Restarts an instance whose process lives on but no longer answers.
+      liveness_probe {
+        http_get {
+          path = "/healthz"
+          port = local.container_port
+        }
+        period_seconds    = 30
+        timeout_seconds   = 5
+        failure_threshold = 3
       }
     }
   }
