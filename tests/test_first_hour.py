@@ -54,11 +54,13 @@ def test_the_system_path_has_python3_with_venv_and_no_uv() -> None:
     assert venv.returncode == 0, "install Debian's python3-venv"
 
 
-def test_make_demo_runs_in_a_fresh_clone_with_only_the_system_path(fresh_clone: Path) -> None:
+def test_make_demo_runs_in_a_fresh_clone_with_only_the_system_path(
+    fresh_clone: Path, tmp_path: Path
+) -> None:
     completed = subprocess.run(
         ["make", "demo"],
         cwd=fresh_clone,
-        env=stock_environment(),
+        env={**stock_environment(), "TMPDIR": str(tmp_path)},  # the demo keeps its log there
         capture_output=True,
         text=True,
         timeout=420,

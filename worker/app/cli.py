@@ -15,9 +15,17 @@ from types import FrameType
 import click
 
 from worker.config.logs import configure_logging, get_logger
-from worker.ops.commands.common import EXIT_FAILURE, settings_from_env
+from worker.ops.commands.common import (
+    EXIT_FAILURE,
+    EXIT_NO_RESULT,
+    EXIT_NOT_SENT,
+    EXIT_OK,
+    EXIT_USAGE,
+    exit_codes_text,
+    settings_from_env,
+)
 from worker.ops.commands.dlq import dlq
-from worker.ops.commands.ledger import ledger
+from worker.ops.commands.ledger import EXIT_NOT_FOUND, ledger
 from worker.ops.commands.send import send
 from worker.ops.commands.setup import setup
 from worker.ops.commands.status import status
@@ -25,7 +33,30 @@ from worker.ops.commands.status import status
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_MAIN_EPILOG = exit_codes_text(
+    {
+        EXIT_OK: "success",
+        EXIT_FAILURE: "failure at run time (for example Pub/Sub unreachable, a subscription "
+        "missing)",
+        EXIT_USAGE: "invalid settings, options or request",
+        EXIT_NOT_SENT: "send --wait: the request was not sent",
+        EXIT_NO_RESULT: "send --wait: no result in time",
+        EXIT_NOT_FOUND: "ledger show, status: nothing known of that request",
+    }
+)
+_RUN_EXIT_CODES = {
+    EXIT_OK: "stopped by SIGTERM or SIGINT, in-flight work finished or handed back",
+    EXIT_USAGE: "invalid settings",
+}
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_MAIN_EPILOG + "\n\nEach command's --help lists its own.",
+)
+@click.version_option(
+    package_name="email-worker", prog_name="email-worker", message="%(prog)s %(version)s"
+)
 def main() -> None:
     """Send email requests from Pub/Sub through Amazon SES."""
 
@@ -37,9 +68,17 @@ main.add_command(setup)
 main.add_command(status)
 
 
-@main.command()
+@main.command(
+    epilog=exit_codes_text(
+        {
+            **_RUN_EXIT_CODES,
+            EXIT_FAILURE: "cannot start (Pub/Sub, the ledger or the HTTP port), or a "
+            "subscription cannot be pulled from",
+        }
+    )
+)
 def pull() -> None:
-    """Pull requests from the subscription and send them until SIGTERM or SIGINT.
+    """Pull requests from the worker's subscriptions and send them until SIGTERM or SIGINT.
 
     Configured by environment variables (see the README's configuration table);
     GOOGLE_CLOUD_PROJECT and EMAIL_WORKER_ALLOWED_SERVICES are required.
@@ -88,7 +127,14 @@ def pull() -> None:
     sys.exit(code)
 
 
-@main.command()
+@main.command(
+    epilog=exit_codes_text(
+        {
+            **_RUN_EXIT_CODES,
+            EXIT_FAILURE: "cannot start (Pub/Sub or the ledger) or cannot listen on $PORT",
+        }
+    )
+)
 def serve() -> None:
     """Serve the Pub/Sub push endpoint (POST /pubsub/push) on $PORT (default 8080).
 
@@ -105,7 +151,14 @@ def serve() -> None:
     sys.exit(run_serve(settings))
 
 
-@main.command()
+@main.command(
+    epilog=exit_codes_text(
+        {
+            **_RUN_EXIT_CODES,
+            EXIT_FAILURE: "cannot start (the HTTP port), or the reader stopped by itself",
+        }
+    )
+)
 def events() -> None:
     """Publish SES's events about sent email (send, delivery, bounce, complaint, delivery
     delay, reject) to the events topic until SIGTERM or SIGINT.

@@ -22,6 +22,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "exit_codes_epilog",
+    "exit_codes_text",
     "fail",
     "load_settings",
     "pubsub_errors",
@@ -50,11 +51,14 @@ EXIT_CODES: dict[int, str] = {
 
 def exit_codes_epilog(*codes: int) -> str:
     """An epilog listing ``codes`` (all by default), laid out as written."""
+    return exit_codes_text({code: EXIT_CODES[code] for code in (codes or tuple(EXIT_CODES))})
+
+
+def exit_codes_text(meanings: dict[int, str]) -> str:
+    """An epilog listing each exit code with its meaning, laid out as written."""
     lines = [
-        textwrap.fill(
-            EXIT_CODES[code], width=76, initial_indent=f"  {code}  ", subsequent_indent="     "
-        )
-        for code in (codes or tuple(EXIT_CODES))
+        textwrap.fill(text, width=76, initial_indent=f"  {code}  ", subsequent_indent="     ")
+        for code, text in sorted(meanings.items())
     ]
     return "\b\nExit codes:\n" + "\n".join(lines)
 

@@ -48,10 +48,11 @@ def make_publish(publisher: Any) -> Publish:
 def dlq() -> None:
     """Inspect, replay and purge dead letters.
 
-    Works on EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION (default email-requests-dead-letter-ops)
-    and replays to EMAIL_WORKER_REQUESTS_TOPIC. IDs are the dead letters' Pub/Sub message
-    ids, as `dlq list` shows them. Looking (list, show, export, replay --dry-run) consumes
-    nothing.
+    Works on EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION (default email-requests-dead-letter-ops).
+    Replays go to EMAIL_WORKER_REPLAY_TOPIC (default email-replays) with per-service
+    tenancy, the default; to EMAIL_WORKER_REQUESTS_TOPIC with EMAIL_WORKER_TENANCY=shared.
+    IDs are the dead letters' Pub/Sub message ids, as `dlq list` shows them. Looking (list,
+    show, export, replay --dry-run) consumes nothing.
     """
 
 
@@ -258,11 +259,12 @@ def _listed(ids: list[str], limit: int = 20) -> str:
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def replay(message_ids: tuple[str, ...], all_: bool, dry_run: bool, yes: bool) -> None:
-    """Republish dead letters to the requests topic, then remove them.
+    """Republish dead letters to the replay topic, then remove them.
 
-    With per-service tenancy they go to the replay topic (EMAIL_WORKER_REPLAY_TOPIC) instead,
-    and the worker sends one only if its request ledger holds that very request from that
-    service: a replay cannot send anything a service did not publish.
+    With per-service tenancy (the default) they go to the replay topic
+    (EMAIL_WORKER_REPLAY_TOPIC), and the worker sends one only if its request ledger holds
+    that very request from that service: a replay cannot send anything a service did not
+    publish. With EMAIL_WORKER_TENANCY=shared they go to EMAIL_WORKER_REQUESTS_TOPIC.
 
     The original data and attributes are republished (without the dead-letter reasons),
     with email_worker_replay_count incremented. A dead letter is removed only after Pub/Sub
