@@ -154,7 +154,8 @@ def send(
                 f"subscribing to {client.results_topic}",
                 not_found=_missing_topic(client.results_topic),
             ),
-            client.expect_result(request_id) as pending,
+            # Its own service's result only: another service may use the same request id.
+            client.expect_result(request_id, service_id=service or None) as pending,
         ):
             with pubsub_errors(
                 f"publishing to {topic_path}",
