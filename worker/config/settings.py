@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from worker.config.names import colliding_name
+
 __all__ = ["SERVICE_ID_RE", "TENANCIES", "Settings", "SettingsError"]
 
 #: A service id, in settings and in requests (`worker.formats.request` uses it too).
@@ -103,7 +105,9 @@ class Settings:
     allowed_services: frozenset[str] = _env(
         "EMAIL_WORKER_ALLOWED_SERVICES",
         frozenset(),
-        doc="Comma-separated services this worker sends for; others are rejected.",
+        doc="Comma-separated services this worker sends for; others are rejected. A service "
+        "whose topic or subscription would be one of the worker's own names (dead-letter, with "
+        "the default names) is a settings problem (worker/config/names.py).",
     )
     environment: str = _env(
         "EMAIL_WORKER_ENVIRONMENT",
@@ -344,13 +348,7 @@ class Settings:
             problems.append("EMAIL_WORKER_SEND_RATE_PER_S must be positive")
         if self.max_delivery_attempts is not None and not 5 <= self.max_delivery_attempts <= 100:
             problems.append("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS must be 5-100, as in Pub/Sub")
-        for service in sorted(self.allowed_services):
-            if not SERVICE_ID_RE.fullmatch(service):
-                problems.append(f"EMAIL_WORKER_ALLOWED_SERVICES: {service!r} is not a service id")
-        if self.default_service_id is not None and not SERVICE_ID_RE.fullmatch(
-            self.default_service_id
-        ):
-            problems.append("EMAIL_WORKER_SERVICE_ID is not a service id")
+        problems.extend(self._service_id_problems())
         if self.log_level not in _LOG_LEVELS:
             problems.append(f"EMAIL_WORKER_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
         if self.port is not None and not 0 < self.port < 65536:
@@ -384,6 +382,20 @@ class Settings:
                 "EMAIL_WORKER_PUSH_SUBSCRIPTION must be a subscription name or "
                 "projects/PROJECT/subscriptions/NAME"
             )
+        return problems
+
+    def _service_id_problems(self) -> list[str]:
+        """Allowed and default services that are no service id, or whose topic or
+        subscription would be one of the worker's own (:mod:`worker.config.names`)."""
+        problems = []
+        named = [("EMAIL_WORKER_ALLOWED_SERVICES", s) for s in sorted(self.allowed_services)]
+        if self.default_service_id is not None:
+            named.append(("EMAIL_WORKER_SERVICE_ID", self.default_service_id))
+        for variable, service in named:
+            if not SERVICE_ID_RE.fullmatch(service):
+                problems.append(f"{variable}: {service!r} is not a service id")
+            elif (collision := colliding_name(self, service)) is not None:
+                problems.append(f"{variable}: {collision}")
         return problems
 
     @property

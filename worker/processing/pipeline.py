@@ -20,6 +20,7 @@ from email.message import EmailMessage
 import tenacity
 
 from worker.config.logs import get_logger
+from worker.config.names import colliding_name
 from worker.config.settings import Settings
 from worker.formats.addresses import Mailbox, parse_mailbox
 from worker.formats.message import build_message, resolve_sender
@@ -212,7 +213,11 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
             ),
             service_id=publisher,
         )
-    if request.service_id not in settings.allowed_services:
+    if (
+        request.service_id not in settings.allowed_services
+        # Settings from the environment never allow such a service; this guards the rest.
+        or colliding_name(settings, request.service_id) is not None
+    ):
         return _refusal(
             request,
             ErrorCode.UNKNOWN_SERVICE,

@@ -8,6 +8,7 @@ from typing import IO, Any
 
 import click
 
+from worker.config.names import colliding_name
 from worker.ops.commands.common import (
     EXIT_FAILURE,
     EXIT_NO_RESULT,
@@ -130,6 +131,8 @@ def send(
             "EMAIL_WORKER_SERVICE_ID): each service publishes to its own topic",
             EXIT_USAGE,
         )
+    if service and (collision := colliding_name(settings, service)) is not None:
+        fail(f"{collision}; nothing was published", EXIT_USAGE)
     # Per-service tenancy: the service's own topic, the only one its requests count on.
     topic = settings.request_topic_for(service) if service else settings.requests_topic
     client = EmailClient(
