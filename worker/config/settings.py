@@ -225,7 +225,10 @@ class Settings:
     )
     push_audience: str | None = _env(
         "EMAIL_WORKER_PUSH_AUDIENCE",
-        doc="Audience ('aud') the push subscription's OIDC token must have.",
+        doc="Audience ('aud') the push subscription's OIDC token must have. With "
+        "{subscription} in it, each push subscription has its own (the placeholder is its "
+        "short name) and a token is accepted only with an envelope naming that subscription; "
+        "without, one audience for all, and the envelope's subscription is taken on trust.",
     )
     push_service_account: str | None = _env(
         "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
@@ -234,7 +237,9 @@ class Settings:
     push_subscription: str | None = _env(
         "EMAIL_WORKER_PUSH_SUBSCRIPTION",
         doc="When set, pushes whose envelope names another subscription are refused (403): "
-        "a name in GOOGLE_CLOUD_PROJECT, or projects/P/subscriptions/S.",
+        "a name in GOOGLE_CLOUD_PROJECT, or projects/P/subscriptions/S. Per-service tenancy: "
+        "one of the worker's own subscriptions (a service's or the replay one), and only its "
+        "pushes are processed.",
     )
     push_ack_deadline_s: int | None = _env(
         "EMAIL_WORKER_PUSH_ACK_DEADLINE_S",
@@ -361,6 +366,8 @@ class Settings:
             problems.append(
                 "EMAIL_WORKER_PUSH_CERTS_URL must be an https URL (http only on loopback)"
             )
+        if self.push_audience is not None and self.push_audience.count("{subscription}") > 1:
+            problems.append("EMAIL_WORKER_PUSH_AUDIENCE may contain {subscription} once at most")
         if self.push_service_account is not None and "@" not in self.push_service_account:
             problems.append("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be a service account email")
         if self.send_event_wait_s < 0:
@@ -382,7 +389,25 @@ class Settings:
                 "EMAIL_WORKER_PUSH_SUBSCRIPTION must be a subscription name or "
                 "projects/PROJECT/subscriptions/NAME"
             )
+        elif self.push_subscription is not None and self.per_service:
+            problems.extend(self._per_service_push_subscription_problems(self.push_subscription))
         return problems
+
+    def _per_service_push_subscription_problems(self, subscription: str) -> list[str]:
+        """Per-service tenancy honours EMAIL_WORKER_PUSH_SUBSCRIPTION (only pushes from it are
+        processed), so it must be one of the subscriptions the worker reads for a service."""
+        ours = [self.service_subscription_for(s) for s in sorted(self.allowed_services)]
+        ours.append(self.replay_subscription)
+        project, _, name = subscription.rpartition("/subscriptions/")
+        if name in ours and project in ("", f"projects/{self.project_id}"):
+            return []
+        return [
+            "EMAIL_WORKER_PUSH_SUBSCRIPTION: with per-service tenancy only pushes from this "
+            "subscription are processed, so it must be the worker's subscription for one of "
+            "EMAIL_WORKER_ALLOWED_SERVICES (EMAIL_WORKER_SERVICE_SUBSCRIPTION) or the replay "
+            f"subscription, in GOOGLE_CLOUD_PROJECT: one of {', '.join(ours)}; or leave it "
+            "unset to accept pushes from all of them"
+        ]
 
     def _service_id_problems(self) -> list[str]:
         """Allowed and default services that are no service id, or whose topic or
