@@ -9,6 +9,7 @@ subscription are processed. Tokens are signed by the metadata stand-in, as in te
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def test_one_audience_for_every_subscription_still_works_without_the_placeholder
 
 
 def test_an_audience_with_the_placeholder_twice_is_a_settings_problem() -> None:
-    with pytest.raises(SettingsError, match="{subscription} once at most"):
+    with pytest.raises(SettingsError, match=re.escape("{subscription} once at most")):
         Settings.from_env({"EMAIL_WORKER_PUSH_AUDIENCE": "a/{subscription}/{subscription}"})
 
 

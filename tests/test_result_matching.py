@@ -41,13 +41,16 @@ def billing_client(stack: Stack) -> EmailClient:
 def test_a_waiting_client_is_not_handed_another_services_refusal_for_its_request_id(
     stack: Stack,
 ) -> None:
-    with stack.running(), billing_client(stack) as client:
-        with client.expect_result("order-1842") as pending:
-            # Shop names billing and billing's request id, on shop's own topic: refused as shop.
-            stack.publish_as("shop", request(request_id="order-1842"))
-            [refusal] = stack.results(1)
-            client.publish(request(request_id="order-1842"))
-            result = pending.wait(60)
+    with (
+        stack.running(),
+        billing_client(stack) as client,
+        client.expect_result("order-1842") as pending,
+    ):
+        # Shop names billing and billing's request id, on shop's own topic: refused as shop.
+        stack.publish_as("shop", request(request_id="order-1842"))
+        [refusal] = stack.results(1)
+        client.publish(request(request_id="order-1842"))
+        result = pending.wait(60)
     assert (refusal["service_id"], refusal["status"]) == ("shop", "rejected")
     assert (result.service_id, result.status) == ("billing", "sent")
 

@@ -111,7 +111,9 @@ def test_setup_refuses_a_colliding_service_and_creates_nothing(pubsub_env: PubSu
     result = CliRunner().invoke(main, ["setup"], env=env)
     assert result.exit_code == 2
     assert f"its topic in-{suffix}-dead-letter is the worker's own" in result.stderr
-    topics = pubsub_env.publisher.list_topics(request={"project": f"projects/{pubsub_env.project_id}"})
+    topics = pubsub_env.publisher.list_topics(
+        request={"project": f"projects/{pubsub_env.project_id}"}
+    )
     assert not [t.name for t in topics if suffix in t.name]
 
 
