@@ -178,11 +178,6 @@ class PushAuthenticator:
                 re.escape(before) + _SUBSCRIPTION_NAME + re.escape(after), re.ASCII
             )
 
-    @property
-    def per_subscription(self) -> bool:
-        """Whether each push subscription's tokens carry an audience of their own."""
-        return self._audiences is not None
-
     def verify(self, authorization: str | None) -> Mapping[str, Any]:
         """The verified claims; raises :class:`AuthFailure` or :class:`CertsUnavailable`."""
         token = _bearer_token(authorization)
