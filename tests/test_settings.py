@@ -169,18 +169,24 @@ def test_switches_are_documented_as_on_or_off() -> None:
     assert rows["EMAIL_WORKER_PUSH_AUTH"] == "on"
 
 
+SHARED = {"EMAIL_WORKER_TENANCY": "shared"}
+
+
 def test_a_push_subscription_name_is_completed_with_the_project() -> None:
     settings = Settings.from_env(
-        {"GOOGLE_CLOUD_PROJECT": "acme", "EMAIL_WORKER_PUSH_SUBSCRIPTION": "email-requests-push"}
+        {
+            **SHARED,
+            "GOOGLE_CLOUD_PROJECT": "acme",
+            "EMAIL_WORKER_PUSH_SUBSCRIPTION": "email-requests-push",
+        }
     )
     assert settings.push_subscription_path() == "projects/acme/subscriptions/email-requests-push"
 
 
 def test_a_full_push_subscription_path_is_kept_and_none_means_any() -> None:
     full = "projects/other/subscriptions/email-requests-push"
-    assert Settings.from_env({"EMAIL_WORKER_PUSH_SUBSCRIPTION": full}).push_subscription_path() == (
-        full
-    )
+    settings = Settings.from_env({**SHARED, "EMAIL_WORKER_PUSH_SUBSCRIPTION": full})
+    assert settings.push_subscription_path() == full
     assert Settings.from_env({}).push_subscription_path() is None
 
 

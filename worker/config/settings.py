@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from worker.config.names import colliding_name
+
 __all__ = ["SERVICE_ID_RE", "TENANCIES", "Settings", "SettingsError"]
 
 #: A service id, in settings and in requests (`worker.formats.request` uses it too).
@@ -103,7 +105,9 @@ class Settings:
     allowed_services: frozenset[str] = _env(
         "EMAIL_WORKER_ALLOWED_SERVICES",
         frozenset(),
-        doc="Comma-separated services this worker sends for; others are rejected.",
+        doc="Comma-separated services this worker sends for; others are rejected. A service "
+        "whose topic or subscription would be one of the worker's own names (dead-letter, with "
+        "the default names) is a settings problem (worker/config/names.py).",
     )
     environment: str = _env(
         "EMAIL_WORKER_ENVIRONMENT",
@@ -221,7 +225,10 @@ class Settings:
     )
     push_audience: str | None = _env(
         "EMAIL_WORKER_PUSH_AUDIENCE",
-        doc="Audience ('aud') the push subscription's OIDC token must have.",
+        doc="Audience ('aud') the push subscription's OIDC token must have. With "
+        "{subscription} in it, each push subscription has its own (the placeholder is its "
+        "short name) and a token is accepted only with an envelope naming that subscription; "
+        "without, one audience for all, and the envelope's subscription is taken on trust.",
     )
     push_service_account: str | None = _env(
         "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
@@ -230,7 +237,9 @@ class Settings:
     push_subscription: str | None = _env(
         "EMAIL_WORKER_PUSH_SUBSCRIPTION",
         doc="When set, pushes whose envelope names another subscription are refused (403): "
-        "a name in GOOGLE_CLOUD_PROJECT, or projects/P/subscriptions/S.",
+        "a name in GOOGLE_CLOUD_PROJECT, or projects/P/subscriptions/S. Per-service tenancy: "
+        "one of the worker's own subscriptions (a service's or the replay one), and only its "
+        "pushes are processed.",
     )
     push_ack_deadline_s: int | None = _env(
         "EMAIL_WORKER_PUSH_ACK_DEADLINE_S",
@@ -344,13 +353,7 @@ class Settings:
             problems.append("EMAIL_WORKER_SEND_RATE_PER_S must be positive")
         if self.max_delivery_attempts is not None and not 5 <= self.max_delivery_attempts <= 100:
             problems.append("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS must be 5-100, as in Pub/Sub")
-        for service in sorted(self.allowed_services):
-            if not SERVICE_ID_RE.fullmatch(service):
-                problems.append(f"EMAIL_WORKER_ALLOWED_SERVICES: {service!r} is not a service id")
-        if self.default_service_id is not None and not SERVICE_ID_RE.fullmatch(
-            self.default_service_id
-        ):
-            problems.append("EMAIL_WORKER_SERVICE_ID is not a service id")
+        problems.extend(self._service_id_problems())
         if self.log_level not in _LOG_LEVELS:
             problems.append(f"EMAIL_WORKER_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
         if self.port is not None and not 0 < self.port < 65536:
@@ -363,6 +366,8 @@ class Settings:
             problems.append(
                 "EMAIL_WORKER_PUSH_CERTS_URL must be an https URL (http only on loopback)"
             )
+        if self.push_audience is not None and self.push_audience.count("{subscription}") > 1:
+            problems.append("EMAIL_WORKER_PUSH_AUDIENCE may contain {subscription} once at most")
         if self.push_service_account is not None and "@" not in self.push_service_account:
             problems.append("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be a service account email")
         if self.send_event_wait_s < 0:
@@ -384,6 +389,38 @@ class Settings:
                 "EMAIL_WORKER_PUSH_SUBSCRIPTION must be a subscription name or "
                 "projects/PROJECT/subscriptions/NAME"
             )
+        elif self.push_subscription is not None and self.per_service:
+            problems.extend(self._per_service_push_subscription_problems(self.push_subscription))
+        return problems
+
+    def _per_service_push_subscription_problems(self, subscription: str) -> list[str]:
+        """Per-service tenancy honours EMAIL_WORKER_PUSH_SUBSCRIPTION (only pushes from it are
+        processed), so it must be one of the subscriptions the worker reads for a service."""
+        ours = [self.service_subscription_for(s) for s in sorted(self.allowed_services)]
+        ours.append(self.replay_subscription)
+        project, _, name = subscription.rpartition("/subscriptions/")
+        if name in ours and project in ("", f"projects/{self.project_id}"):
+            return []
+        return [
+            "EMAIL_WORKER_PUSH_SUBSCRIPTION: with per-service tenancy only pushes from this "
+            "subscription are processed, so it must be the worker's subscription for one of "
+            "EMAIL_WORKER_ALLOWED_SERVICES (EMAIL_WORKER_SERVICE_SUBSCRIPTION) or the replay "
+            f"subscription, in GOOGLE_CLOUD_PROJECT: one of {', '.join(ours)}; or leave it "
+            "unset to accept pushes from all of them"
+        ]
+
+    def _service_id_problems(self) -> list[str]:
+        """Allowed and default services that are no service id, or whose topic or
+        subscription would be one of the worker's own (:mod:`worker.config.names`)."""
+        problems = []
+        named = [("EMAIL_WORKER_ALLOWED_SERVICES", s) for s in sorted(self.allowed_services)]
+        if self.default_service_id is not None:
+            named.append(("EMAIL_WORKER_SERVICE_ID", self.default_service_id))
+        for variable, service in named:
+            if not SERVICE_ID_RE.fullmatch(service):
+                problems.append(f"{variable}: {service!r} is not a service id")
+            elif (collision := colliding_name(self, service)) is not None:
+                problems.append(f"{variable}: {collision}")
         return problems
 
     @property
