@@ -13,9 +13,9 @@ output "push_endpoint" {
   value       = local.push_mode ? local.push_endpoint : null
 }
 
-output "push_audience" {
-  description = "Audience of the push requests' OIDC tokens (push mode); null in pull mode."
-  value       = local.push_mode ? local.push_audience : null
+output "push_audiences" {
+  description = "Audience of each push subscription's OIDC tokens, by subscription (push mode): the push_audience base, a colon, the subscription's name; null in pull mode."
+  value       = local.push_mode ? local.push_audiences : null
 }
 
 output "worker_service_account" {

@@ -89,8 +89,8 @@ resource "google_pubsub_subscription" "worker" {
   }
 
   # Without push_config the subscription is a pull subscription. Switching mode updates the
-  # subscription in place and keeps its backlog. Every push carries the same audience: the
-  # worker tells the subscriptions apart by the name in the push envelope.
+  # subscription in place and keeps its backlog. Each subscription's pushes carry its own
+  # audience (main.tf, push_audiences), which the worker matches with the envelope's name.
   dynamic "push_config" {
     for_each = local.push_mode ? [local.push_endpoint] : []
     content {
@@ -98,7 +98,7 @@ resource "google_pubsub_subscription" "worker" {
 
       oidc_token {
         service_account_email = one(google_service_account.push[*].email)
-        audience              = local.push_audience
+        audience              = local.push_audiences[each.key]
       }
     }
   }

@@ -13,9 +13,9 @@ resource "google_cloud_run_v2_service" "worker" {
   ingress             = var.ingress
   deletion_protection = var.deletion_protection
 
-  # Push requests carry an OIDC token for this audience; Cloud Run admits it (besides the
-  # service URL) and the worker checks it again.
-  custom_audiences = [local.push_audience]
+  # Push requests carry an OIDC token for their subscription's audience; Cloud Run admits
+  # those (besides the service URL) and the worker checks that each matches its envelope.
+  custom_audiences = sort(values(local.push_audiences))
 
   template {
     service_account = google_service_account.worker.email

@@ -254,7 +254,7 @@ variable "push_service_account_id" {
 }
 
 variable "push_audience" {
-  description = "Audience of the OIDC tokens Pub/Sub attaches to push requests; the worker and Cloud Run accept only this audience. null: a value derived from the project, region and service name."
+  description = "Base of the OIDC token audiences Pub/Sub attaches to push requests: each subscription's tokens carry this, a colon and the subscription's name, and the worker and Cloud Run accept only those. null: a value derived from the project, region and service name."
   type        = string
   default     = null
 }

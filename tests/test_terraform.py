@@ -586,18 +586,31 @@ def test_push_delivery_carries_an_oidc_token_of_the_push_account_for_the_push_au
     assert content["push_endpoint"] == "${push_config.value}"
     token = _block(content, "oidc_token")
     assert token["service_account_email"] == "${one(google_service_account.push[*].email)}"
-    assert token["audience"] == "${local.push_audience}"
+    assert token["audience"] == "${local.push_audiences[each.key]}"
     # The endpoint is the worker's push route, and the worker checks this audience and account.
     assert TF.locals["push_endpoint"] == "${local.service_url}/pubsub/push"
     assert '"/pubsub/push"' in (ROOT / "worker" / "transports" / "push.py").read_text()
     env = TF.locals["managed_env"]
-    assert env["EMAIL_WORKER_PUSH_AUDIENCE"] == "${local.push_mode ? local.push_audience : null}"
+    assert env["EMAIL_WORKER_PUSH_AUDIENCE"] == (
+        "${local.push_mode ? local.push_audience_template : null}"
+    )
     assert (
         env["EMAIL_WORKER_PUSH_SERVICE_ACCOUNT"] == "${one(google_service_account.push[*].email)}"
     )
-    # Cloud Run admits the custom audience too.
+    # Cloud Run admits every subscription's audience too.
     service = TF.resource("google_cloud_run_v2_service", "worker")
-    assert service["custom_audiences"] == ["${local.push_audience}"]
+    assert service["custom_audiences"] == "${sort(values(local.push_audiences))}"
+
+
+def test_each_push_subscription_has_its_own_audience_in_the_form_the_worker_checks() -> None:
+    from worker.transports.push_auth import SUBSCRIPTION_PLACEHOLDER
+
+    template = TF.locals["push_audience_template"]
+    assert template == "${local.push_audience}:" + SUBSCRIPTION_PLACEHOLDER
+    assert TF.locals["push_audiences"] == (
+        "${{for key, sub in local.worker_subscription_topics : key => "
+        'replace(local.push_audience_template, "{subscription}", sub.name)}}'
+    )
 
 
 def test_the_pubsub_service_agent_is_created_then_may_forward_dead_letters_and_sign_pushes() -> (
