@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal, NoReturn
 
@@ -48,11 +48,13 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
-def exit_codes_epilog(*codes: int) -> str:
-    """An epilog listing ``codes`` (all by default), laid out as written."""
+def exit_codes_epilog(*codes: int, texts: Mapping[int, str] | None = None) -> str:
+    """An epilog listing ``codes`` (all by default), laid out as written; ``texts`` says
+    what a code means for one command, instead of the general meaning."""
+    texts = {**EXIT_CODES, **(texts or {})}
     lines = [
         textwrap.fill(
-            EXIT_CODES[code], width=76, initial_indent=f"  {code}  ", subsequent_indent="     "
+            texts[code], width=76, initial_indent=f"  {code}  ", subsequent_indent="     "
         )
         for code in (codes or tuple(EXIT_CODES))
     ]
