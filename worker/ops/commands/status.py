@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import textwrap
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -48,15 +51,71 @@ def _iso(moment: Any) -> str:
     return str(format_timestamp(moment))
 
 
+_ADDRESS = re.compile(r"\S+@\S+")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` with whatever looks like an email address replaced: SES's error messages
+    quote the addresses they refused."""
+    return _ADDRESS.sub("<address>", text)
+
+
+@dataclass
+class DeadLetterLocation:
+    """Where a failed request lies among the operators' dead letters, and how to act on it."""
+
+    subscription: str
+    show_command: str
+    replay_command: str
+    message_ids: list[str] = field(default_factory=list)
+    searched: str = "no"  # "complete", "partial" (time ran out) or "no"
+    detail: str | None = None  # why not searched
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "subscription": self.subscription,
+            "message_ids": self.message_ids,
+            "searched": self.searched,
+            "detail": self.detail,
+            "show_command": self.show_command,
+            "replay_command": self.replay_command,
+        }
+
+    def lines(self) -> list[str]:
+        if self.message_ids:
+            where = [f"Dead letter: {', '.join(self.message_ids)} in {self.subscription}"]
+        elif self.searched == "complete":
+            return [
+                f"Dead letters: none of this request in {self.subscription} (replayed, "
+                "purged, expired, or never dead-lettered)"
+            ]
+        elif self.searched == "partial":
+            where = [
+                f"Dead letters: not found in the time given to {self.subscription}; "
+                f"look with: {self.show_command}"
+            ]
+        else:
+            where = [f"Dead letters: not searched ({self.detail}); look with: {self.show_command}"]
+        return [*where, f"Replay it with: {self.replay_command}"]
+
+
 def status_json(
-    record: LedgerRecord | None, statuses: list[RecipientStatus], service_id: str, request_id: str
+    record: LedgerRecord | None,
+    statuses: list[RecipientStatus],
+    service_id: str,
+    request_id: str,
+    dead_letters: DeadLetterLocation | None = None,
 ) -> dict[str, Any]:
-    """What ``status --json`` prints: the ledger's record (or null) and every recipient's
-    latest status."""
+    """What ``status --json`` prints: the ledger's record (or null), every recipient's
+    latest status, and for a request that was not sent, where its dead letter is."""
+    stored = None if record is None else record_json(record)
+    if stored is not None and stored["result"] and stored["result"]["error_message"]:
+        stored["result"]["error_message"] = without_addresses(stored["result"]["error_message"])
     return {
         "service_id": service_id,
         "request_id": request_id,
-        "record": None if record is None else record_json(record),
+        "record": stored,
+        "dead_letters": None if dead_letters is None else dead_letters.as_json(),
         "recipients": [
             {
                 "message_id": s.message_id,
@@ -88,7 +147,10 @@ def _timeline(
                 (_iso(record.updated_at), f"sent to {result.recipient_count} recipient(s): {ids}")
             )
         else:
-            lines.append((_iso(record.updated_at), f"{result.status}: {result.error_code}"))
+            failure = f"{result.status}: {result.error_code}"
+            if result.error_message:
+                failure += f": {without_addresses(result.error_message)}"
+            lines.append((_iso(record.updated_at), failure))
     for s in statuses:
         word = _STATUS_WORDS.get(s.event_type, s.event_type)
         detail = f" ({s.detail})" if s.detail else ""
@@ -96,11 +158,67 @@ def _timeline(
     return lines
 
 
+def _not_sent(record: LedgerRecord | None) -> bool:
+    return record is not None and record.result is not None and record.result.status != "sent"
+
+
+def locate_dead_letter(
+    settings: Settings, service_id: str, request_id: str, budget_s: float
+) -> DeadLetterLocation:
+    """Look for the request among the operators' dead letters for about ``budget_s``
+    seconds, consuming nothing; if that cannot be done, say why (never fails)."""
+    selected = f"--service {shlex.quote(service_id)} --request-id {shlex.quote(request_id)}"
+    location = DeadLetterLocation(
+        subscription=settings.dead_letter_subscription,
+        show_command=f"email-worker dlq show {selected}",
+        replay_command=f"email-worker dlq replay {selected}",
+    )
+    if budget_s <= 0:
+        location.detail = "--dead-letter-search-s 0"
+        return location
+    try:
+        project = settings.require_project()
+    except SettingsError:
+        location.detail = "GOOGLE_CLOUD_PROJECT is not set"
+        return location
+    location.subscription = f"projects/{project}/subscriptions/{settings.dead_letter_subscription}"
+
+    from worker.client.pubsub_rpc import describe_error, new_subscriber
+    from worker.ops.dead_letters import DeadLetterQueue
+    from worker.ops.selection import find_request
+
+    try:
+        subscriber = new_subscriber()
+        try:
+            rpc_s = min(5.0, budget_s)
+            queue = DeadLetterQueue(
+                subscriber, location.subscription, rpc_timeout_s=rpc_s, pull_wait_s=min(1.0, rpc_s)
+            )
+            queue.check()
+            search = find_request(queue, service_id, request_id, budget_s=budget_s)
+        finally:
+            subscriber.close()
+    except Exception as error:  # Pub/Sub down, no credentials, no subscription...
+        location.detail = f"cannot read {location.subscription}: {describe_error(error)}"
+        return location
+    location.message_ids = search.message_ids
+    location.searched = "complete" if search.complete else "partial"
+    return location
+
+
 @click.command(epilog=_EPILOG)
 @click.argument("service_id")
 @click.argument("request_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(service_id: str, request_id: str, as_json: bool) -> None:
+@click.option(
+    "--dead-letter-search-s",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="For a request that was not sent: how long to look for it among the dead letters "
+    "(0: do not look, print the command that does).",
+)
+def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s: float) -> None:
     """Show what became of request REQUEST_ID of service SERVICE_ID.
 
     From the request ledger (EMAIL_WORKER_LEDGER): when it was claimed, whether it was sent
@@ -108,6 +226,11 @@ def status(service_id: str, request_id: str, as_json: bool) -> None:
     reported it through `email-worker events`: sent, delayed, delivered, bounced,
     complained about or rejected, with SES's detail (bounce type and subtype, for example).
     Times are UTC. A status only moves forward: a late delay never hides a delivery.
+
+    For a request that was rejected or failed: its error code and message (addresses in it
+    replaced by <address>), its dead letter's message id, found by reading
+    EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION without consuming anything (or the `dlq show`
+    command that looks, when it cannot be read in time), and the `dlq replay` command.
     """
     try:
         settings = Settings.from_env(os.environ)
@@ -135,10 +258,12 @@ def status(service_id: str, request_id: str, as_json: bool) -> None:
             "retention",
             EXIT_NOT_FOUND,
         )
+    location = None
+    if _not_sent(record):
+        location = locate_dead_letter(settings, service_id, request_id, dead_letter_search_s)
     if as_json:
-        click.echo(
-            json.dumps(status_json(record, statuses, service_id, request_id), ensure_ascii=False)
-        )
+        document = status_json(record, statuses, service_id, request_id, location)
+        click.echo(json.dumps(document, ensure_ascii=False))
         return
     from rich.table import Table
     from rich.text import Text
@@ -149,5 +274,8 @@ def status(service_id: str, request_id: str, as_json: bool) -> None:
     for when, what in _timeline(record, statuses):
         # Text, not markup: addresses and SES's details may hold brackets.
         grid.add_row(when, Text(what))
-    stdout_console().print(f"Request {request_id} of service {service_id}", markup=False)
-    stdout_console().print(grid)
+    console = stdout_console()
+    console.print(f"Request {request_id} of service {service_id}", markup=False)
+    console.print(grid)
+    for line in location.lines() if location is not None else []:
+        console.print(line, markup=False)
