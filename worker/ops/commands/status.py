@@ -277,5 +277,6 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
     console = stdout_console()
     console.print(f"Request {request_id} of service {service_id}", markup=False)
     console.print(grid)
+    # Not through rich, which would wrap them: the commands must stay whole to be copied.
     for line in location.lines() if location is not None else []:
-        console.print(line, markup=False)
+        click.echo(line)
