@@ -101,7 +101,9 @@ def test_a_replay_whose_ledger_record_is_past_its_retention_is_refused(
     record_failure(stack, "old-1", data, age_s=9 * _DAY_S)  # retention: 8 days
     result = invoke(env, "dlq", "replay", "--service", "billing", "--request-id", "old-1", "-y")
     assert result.exit_code == 1
-    assert "(billing/old-1) cannot be replayed: the ledger has no record of it" in result.stderr
+    assert f"{message_id} (billing/old-1) cannot be replayed: the ledger has no record of it" in (
+        result.stderr
+    )
     assert "retention of 8 days" in result.stderr
     assert not replays_published(stack)
     assert len(listed(env)) == 1
@@ -138,4 +140,3 @@ def test_only_the_replays_the_ledger_vouches_for_are_published(
     [message] = [m.message for m in stack._collect(replay_subscription(stack), 1, 30)]
     assert message.data == vouched_data
     assert [e["message_id"] for e in listed(env)] == [unknown]
-

@@ -102,9 +102,7 @@ def test_show_by_code_shows_every_matching_dead_letter(stack: Stack, env: dict[s
     assert shown == {ids["billing-r1"], ids["shop-r1"]}
 
 
-def test_show_with_a_filter_that_matches_nothing_exits_1(
-    stack: Stack, env: dict[str, str]
-) -> None:
+def test_show_with_a_filter_that_matches_nothing_exits_1(stack: Stack, env: dict[str, str]) -> None:
     three_dead_letters(stack)
     result = invoke(env, "dlq", "show", "--service", "billing", "--request-id", "r9")
     assert result.exit_code == 1
