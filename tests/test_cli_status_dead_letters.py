@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.cli_runner import await_listed, cli_env, dead_letter, invoke, worker_reason
 from tests.support.ports import free_port
-from tests.support.worker_stack import Stack, make_stack, request
+from tests.support.worker_stack import Stack, make_stack, make_tenant_stack, request
 from worker.ledger import LedgerKey, SqliteLedger, StoredResult, content_hash
 
 _SHOW = "email-worker dlq show --service billing --request-id r1"
@@ -147,3 +147,57 @@ def test_status_of_a_request_the_worker_failed_leads_to_its_dead_letter(
     # The command status prints finds that very dead letter.
     listed = invoke(env, "dlq", "show", "--service", "billing", "--request-id", "r1", "--json")
     assert json.loads(listed.stdout)["message_id"] == entry["message_id"]
+
+
+# -- a request the ledger knows nothing of ------------------------------------------------
+
+
+def test_status_of_a_request_refused_before_the_ledger_recorded_it_shows_its_dead_letter(
+    stack: Stack, env: dict[str, str]
+) -> None:
+    with stack.running():
+        stack.publish(request(request_id="r1", to=["not an address"]))
+        [result] = stack.results(1)
+    assert (result["status"], result["error"]["code"]) == ("rejected", "invalid_address")
+    [entry] = await_listed(env, 1)
+    shown = invoke(env, "status", "billing", "r1")
+    assert shown.exit_code == 0, shown.output
+    assert "Not in the request ledger" in shown.stdout
+    assert f"Dead letter: {entry['message_id']} in projects/" in shown.stdout
+    assert ": invalid_address: " in shown.stdout
+    assert f"Replay it with: {_REPLAY}" in shown.stdout  # shared tenancy: the worker decides
+    as_json = json.loads(invoke(env, "status", "billing", "r1", "--json").stdout)
+    assert as_json["record"] is None
+    assert as_json["dead_letters"]["reasons"][0].startswith("invalid_address: ")
+
+
+def test_status_of_an_unknown_request_without_a_dead_letter_exits_5_and_says_both(
+    stack: Stack, env: dict[str, str]
+) -> None:
+    failed(stack, "known")
+    result = invoke(env, "status", "billing", "r1")
+    assert result.exit_code == 5
+    assert "nothing is known of request 'r1'" in result.stderr
+    assert "no dead letter of it either" in result.stderr
+
+
+@pytest.fixture
+def tenant_stack(pubsub_env: Any, fault_proxy: Any, tmp_path: Path) -> Stack:
+    return make_tenant_stack(pubsub_env, tmp_path, fault_proxy.endpoint)
+
+
+def test_status_says_a_per_service_request_the_ledger_does_not_know_cannot_be_replayed(
+    tenant_stack: Stack,
+) -> None:
+    env = cli_env(tenant_stack)
+    failed(tenant_stack, "known")  # the ledger exists, without r1
+    message_id = dead_letter(
+        tenant_stack, request(request_id="r1"), **worker_reason("r1", code="invalid_request")
+    )
+    result = invoke(env, "status", "billing", "r1")
+    assert result.exit_code == 0, result.output
+    assert f"Dead letter: {message_id} in projects/" in result.stdout
+    assert "It cannot be replayed: with per-service tenancy" in result.stdout
+    assert "Replay it with" not in result.stdout
+    as_json = json.loads(invoke(env, "status", "billing", "r1", "--json").stdout)
+    assert as_json["dead_letters"]["replay_command"] is None

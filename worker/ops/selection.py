@@ -117,6 +117,8 @@ class RequestSearch:
     """One request's dead letters, as far as a search got."""
 
     message_ids: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    """Each one's reason (`DeadLetter.reason`), in the order of ``message_ids``."""
     complete: bool = False
     """Whether every dead letter was looked at (else the time ran out first)."""
 
@@ -133,6 +135,7 @@ def find_request(
     def visit(dead_letter: DeadLetter) -> None:
         if selection.matches(dead_letter):
             search.message_ids.append(dead_letter.message_id)
+            search.reasons.append(dead_letter.reason)
         if time.monotonic() > deadline:
             raise _Enough
 

@@ -30,7 +30,8 @@ _EPILOG = "\b\nExit codes:\n" + "\n".join(
     textwrap.fill(text, width=76, initial_indent=f"  {code}  ", subsequent_indent="     ")
     for code, text in {
         **LEDGER_EXIT_CODES,
-        EXIT_NOT_FOUND: "the ledger knows nothing of that request: no record and no SES event",
+        EXIT_NOT_FOUND: "nothing is known of that request: no record and no SES event in the "
+        "ledger, and no dead letter found",
     }.items()
 )
 
@@ -68,21 +69,30 @@ class DeadLetterLocation:
     show_command: str
     replay_command: str
     message_ids: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # addresses replaced
     searched: str = "no"  # "complete", "partial" (time ran out) or "no"
+    # False when the worker would refuse the replay: per-service tenancy, no ledger record.
+    replayable: bool = True
     detail: str | None = None  # why not searched
 
     def as_json(self) -> dict[str, Any]:
         return {
             "subscription": self.subscription,
             "message_ids": self.message_ids,
+            "reasons": self.reasons,
             "searched": self.searched,
             "detail": self.detail,
             "show_command": self.show_command,
-            "replay_command": self.replay_command,
+            "replay_command": self.replay_command if self.replayable else None,
         }
 
-    def lines(self) -> list[str]:
-        if self.message_ids:
+    def lines(self, *, with_reasons: bool = False) -> list[str]:
+        if self.message_ids and with_reasons:
+            where = [
+                f"Dead letter: {message_id} in {self.subscription}: {reason}"
+                for message_id, reason in zip(self.message_ids, self.reasons, strict=True)
+            ]
+        elif self.message_ids:
             where = [f"Dead letter: {', '.join(self.message_ids)} in {self.subscription}"]
         elif self.searched == "complete":
             return [
@@ -96,6 +106,12 @@ class DeadLetterLocation:
             ]
         else:
             where = [f"Dead letters: not searched ({self.detail}); look with: {self.show_command}"]
+        if not self.replayable:
+            return [
+                *where,
+                "It cannot be replayed: with per-service tenancy a replay needs the request "
+                "ledger's record of it; the service must send it again",
+            ]
         return [*where, f"Replay it with: {self.replay_command}"]
 
 
@@ -202,8 +218,25 @@ def locate_dead_letter(
         location.detail = f"cannot read {location.subscription}: {describe_error(error)}"
         return location
     location.message_ids = search.message_ids
+    location.reasons = [without_addresses(reason) for reason in search.reasons]
     location.searched = "complete" if search.complete else "partial"
     return location
+
+
+def _fail_unknown(
+    settings: Settings, service_id: str, request_id: str, location: DeadLetterLocation | None
+) -> None:
+    searched = ""
+    if location is not None and location.searched == "complete":
+        searched = "; no dead letter of it either"
+    elif location is not None:
+        searched = f"; its dead letters were not searched, look with: {location.show_command}"
+    fail(
+        f"nothing is known of request {request_id!r} of service {service_id!r} in the "
+        f"ledger {settings.ledger}: never claimed there and no SES event, or past its "
+        f"retention{searched}",
+        EXIT_NOT_FOUND,
+    )
 
 
 @click.command(epilog=_EPILOG)
@@ -230,7 +263,9 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
     For a request that was rejected or failed: its error code and message (addresses in it
     replaced by <address>), its dead letter's message id, found by reading
     EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION without consuming anything (or the `dlq show`
-    command that looks, when it cannot be read in time), and the `dlq replay` command.
+    command that looks, when it cannot be read in time), and the `dlq replay` command. A
+    request the ledger knows nothing of (refused before it was recorded, or past retention)
+    is looked for among the dead letters too, and shown with its dead letter's reason.
     """
     try:
         settings = Settings.from_env(os.environ)
@@ -251,16 +286,14 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
         fail(str(error))
     except GoogleAuthError as error:
         fail(f"Google credentials were refused while reading the ledger: {type(error).__name__}")
-    if record is None and not statuses:
-        fail(
-            f"nothing is known of request {request_id!r} of service {service_id!r} in the "
-            f"ledger {settings.ledger}: never claimed there and no SES event, or past its "
-            "retention",
-            EXIT_NOT_FOUND,
-        )
+    unknown = record is None and not statuses
     location = None
-    if _not_sent(record):
+    if unknown or _not_sent(record):
         location = locate_dead_letter(settings, service_id, request_id, dead_letter_search_s)
+    if unknown and not (location and location.message_ids):
+        _fail_unknown(settings, service_id, request_id, location)
+    if location is not None and unknown and settings.per_service:
+        location.replayable = False
     if as_json:
         document = status_json(record, statuses, service_id, request_id, location)
         click.echo(json.dumps(document, ensure_ascii=False))
@@ -276,7 +309,11 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
         grid.add_row(when, Text(what))
     console = stdout_console()
     console.print(f"Request {request_id} of service {service_id}", markup=False)
-    console.print(grid)
+    if unknown:
+        # Refused before the worker recorded it (an invalid request, say), or past retention.
+        click.echo("Not in the request ledger: never claimed there, or past its retention")
+    else:
+        console.print(grid)
     # Not through rich, which would wrap them: the commands must stay whole to be copied.
-    for line in location.lines() if location is not None else []:
+    for line in location.lines(with_reasons=unknown) if location is not None else []:
         click.echo(line)
