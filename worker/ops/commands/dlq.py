@@ -3,6 +3,9 @@
 Each command selects by message id and by ``--service``, ``--request-id`` and ``--code``
 (`worker.ops.selection`); how dead letters are shown is in `dlq_views`. A replay through
 the replay topic is checked against the request ledger first, by the worker's own rule.
+
+Longer than most modules: five commands, each with its options, help and exit codes, and
+the reports of replays and purges that fail part-way. What is not a command is elsewhere.
 """
 
 from __future__ import annotations
