@@ -198,6 +198,18 @@ def test_export_by_service_writes_only_its_dead_letters_and_ends_with_a_count_li
     assert len(listed(env)) == 3
 
 
+def test_export_on_a_terminal_shows_a_running_count_on_stderr(
+    stack: Stack, env: dict[str, str], tmp_path: Path
+) -> None:
+    three_dead_letters(stack)
+    # TTY_COMPATIBLE=1 makes rich take stderr for a terminal.
+    result = invoke({**env, "TTY_COMPATIBLE": "1"}, "dlq", "export", str(tmp_path / "all.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert "Exporting" in result.stderr
+    assert "3 dead letter(s)" in result.stderr
+    assert "Exported 3 dead letter(s)" in result.stderr
+
+
 def test_export_with_a_filter_that_matches_nothing_exits_1(
     stack: Stack, env: dict[str, str], tmp_path: Path
 ) -> None:
