@@ -33,7 +33,7 @@ from worker.ops.commands.common import (
 if TYPE_CHECKING:
     from worker.config.settings import Settings
     from worker.formats.pubsub import Publish
-    from worker.ops.dead_letters import DeadLetter, DeadLetterQueue
+    from worker.ops.dead_letters import DeadLetter, DeadLetterQueue, ReplayReport
     from worker.ops.selection import Selection
 
 __all__ = ["dlq"]
@@ -288,32 +288,15 @@ def replay(
             click.echo(f"No dead letters in {queue.subscription}; nothing to replay.")
             return
         refused = _refused_replays(settings, found)
-        ids = [d.message_id for d in found if d.message_id not in refused]
+        to_replay = [d for d in found if d.message_id not in refused]
         if dry_run:
-            if ids:
-                title = f"Would replay {len(ids)} to {queue.requests_topic}"
-                to_replay = [d for d in found if d.message_id in set(ids)]
+            if to_replay:
+                title = f"Would replay {len(to_replay)} to {queue.requests_topic}"
                 stdout_console().print(views.dead_letter_table(to_replay, title))
-            missing = _not_found(selection, found)
-            if missing:
-                fail(f"not found: {views.listed(missing)}")
-            if refused:
-                fail(f"{len(refused)} cannot be replayed (see above)")
-            return
-        if ids and not yes:
-            click.confirm(
-                f"Replay {len(ids)} dead letter(s) from {queue.subscription} to "
-                f"{queue.requests_topic}?",
-                abort=True,
-                err=True,
-            )
-        report = None
-        if ids:
-            with views.progress(len(ids), "Replaying") as advance:
-                report = queue.replay(ids, on_progress=advance)
-    replayed = len(report.replayed) if report else 0
-    click.echo(f"Replayed {replayed} dead letter(s) to {queue.requests_topic}.")
-    problems = _replay_problems(report) if report else []
+            report = None
+        else:
+            report = _replay_confirmed(queue, [d.message_id for d in to_replay], yes=yes)
+    problems = _replay_problems(report) if report is not None else []
     missing = _not_found(selection, found)
     if missing:
         problems.append(f"not found: {views.listed(missing)}")
@@ -321,6 +304,25 @@ def replay(
         problems.append(f"{len(refused)} not replayed: the ledger cannot vouch for them")
     if problems:
         fail("; ".join(problems))
+
+
+def _replay_confirmed(queue: DeadLetterQueue, ids: list[str], *, yes: bool) -> ReplayReport:
+    """Replay ``ids`` once confirmed (or ``yes``); say how many were replayed."""
+    from worker.ops.dead_letters import ReplayReport
+
+    report = ReplayReport()
+    if ids:
+        if not yes:
+            click.confirm(
+                f"Replay {len(ids)} dead letter(s) from {queue.subscription} to "
+                f"{queue.requests_topic}?",
+                abort=True,
+                err=True,
+            )
+        with views.progress(len(ids), "Replaying") as advance:
+            report = queue.replay(ids, on_progress=advance)
+    click.echo(f"Replayed {len(report.replayed)} dead letter(s) to {queue.requests_topic}.")
+    return report
 
 
 def _refused_replays(settings: Settings, found: list[DeadLetter]) -> dict[str, str]:
@@ -354,7 +356,7 @@ def _refused_replays(settings: Settings, found: list[DeadLetter]) -> dict[str, s
     return refused
 
 
-def _replay_problems(report: Any) -> list[str]:
+def _replay_problems(report: ReplayReport) -> list[str]:
     problems = []
     if report.failed:
         first = next(iter(report.failed.values()))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import textwrap
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from worker.config.settings import Settings, SettingsError
 from worker.ops.commands.common import EXIT_USAGE, fail, stdout_console
+from worker.ops.commands.dead_letter_location import (
+    DeadLetterLocation,
+    locate_dead_letter,
+    without_addresses,
+)
 from worker.ops.commands.ledger import (
     EXIT_NOT_FOUND,
     LEDGER_EXIT_CODES,
@@ -50,69 +52,6 @@ def _iso(moment: Any) -> str:
     from worker.formats.result import format_timestamp
 
     return str(format_timestamp(moment))
-
-
-_ADDRESS = re.compile(r"\S+@\S+")
-
-
-def without_addresses(text: str) -> str:
-    """``text`` with whatever looks like an email address replaced: SES's error messages
-    quote the addresses they refused."""
-    return _ADDRESS.sub("<address>", text)
-
-
-@dataclass
-class DeadLetterLocation:
-    """Where a failed request lies among the operators' dead letters, and how to act on it."""
-
-    subscription: str
-    show_command: str
-    replay_command: str
-    message_ids: list[str] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)  # addresses replaced
-    searched: str = "no"  # "complete", "partial" (time ran out) or "no"
-    # False when the worker would refuse the replay: per-service tenancy, no ledger record.
-    replayable: bool = True
-    detail: str | None = None  # why not searched
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "subscription": self.subscription,
-            "message_ids": self.message_ids,
-            "reasons": self.reasons,
-            "searched": self.searched,
-            "detail": self.detail,
-            "show_command": self.show_command,
-            "replay_command": self.replay_command if self.replayable else None,
-        }
-
-    def lines(self, *, with_reasons: bool = False) -> list[str]:
-        if self.message_ids and with_reasons:
-            where = [
-                f"Dead letter: {message_id} in {self.subscription}: {reason}"
-                for message_id, reason in zip(self.message_ids, self.reasons, strict=True)
-            ]
-        elif self.message_ids:
-            where = [f"Dead letter: {', '.join(self.message_ids)} in {self.subscription}"]
-        elif self.searched == "complete":
-            return [
-                f"Dead letters: none of this request in {self.subscription} (replayed, "
-                "purged, expired, or never dead-lettered)"
-            ]
-        elif self.searched == "partial":
-            where = [
-                f"Dead letters: not found in the time given to {self.subscription}; "
-                f"look with: {self.show_command}"
-            ]
-        else:
-            where = [f"Dead letters: not searched ({self.detail}); look with: {self.show_command}"]
-        if not self.replayable:
-            return [
-                *where,
-                "It cannot be replayed: with per-service tenancy a replay needs the request "
-                "ledger's record of it; the service must send it again",
-            ]
-        return [*where, f"Replay it with: {self.replay_command}"]
 
 
 def status_json(
@@ -178,51 +117,6 @@ def _not_sent(record: LedgerRecord | None) -> bool:
     return record is not None and record.result is not None and record.result.status != "sent"
 
 
-def locate_dead_letter(
-    settings: Settings, service_id: str, request_id: str, budget_s: float
-) -> DeadLetterLocation:
-    """Look for the request among the operators' dead letters for about ``budget_s``
-    seconds, consuming nothing; if that cannot be done, say why (never fails)."""
-    selected = f"--service {shlex.quote(service_id)} --request-id {shlex.quote(request_id)}"
-    location = DeadLetterLocation(
-        subscription=settings.dead_letter_subscription,
-        show_command=f"email-worker dlq show {selected}",
-        replay_command=f"email-worker dlq replay {selected}",
-    )
-    if budget_s <= 0:
-        location.detail = "--dead-letter-search-s 0"
-        return location
-    try:
-        project = settings.require_project()
-    except SettingsError:
-        location.detail = "GOOGLE_CLOUD_PROJECT is not set"
-        return location
-    location.subscription = f"projects/{project}/subscriptions/{settings.dead_letter_subscription}"
-
-    from worker.client.pubsub_rpc import describe_error, new_subscriber
-    from worker.ops.dead_letters import DeadLetterQueue
-    from worker.ops.selection import find_request
-
-    try:
-        subscriber = new_subscriber()
-        try:
-            rpc_s = min(5.0, budget_s)
-            queue = DeadLetterQueue(
-                subscriber, location.subscription, rpc_timeout_s=rpc_s, pull_wait_s=min(1.0, rpc_s)
-            )
-            queue.check()
-            search = find_request(queue, service_id, request_id, budget_s=budget_s)
-        finally:
-            subscriber.close()
-    except Exception as error:  # Pub/Sub down, no credentials, no subscription...
-        location.detail = f"cannot read {location.subscription}: {describe_error(error)}"
-        return location
-    location.message_ids = search.message_ids
-    location.reasons = [without_addresses(reason) for reason in search.reasons]
-    location.searched = "complete" if search.complete else "partial"
-    return location
-
-
 def _fail_unknown(
     settings: Settings, service_id: str, request_id: str, location: DeadLetterLocation | None
 ) -> None:
@@ -271,21 +165,7 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
         settings = Settings.from_env(os.environ)
     except SettingsError as error:
         fail(str(error), EXIT_USAGE)
-    store = open_for_lookup(settings)
-
-    from google.auth.exceptions import GoogleAuthError
-
-    from worker.ledger import LedgerKey, LedgerUnavailable
-
-    key = LedgerKey(service_id, request_id)
-    try:
-        with store:
-            record = store.get(key)
-            statuses = store.statuses(key)
-    except LedgerUnavailable as error:
-        fail(str(error))
-    except GoogleAuthError as error:
-        fail(f"Google credentials were refused while reading the ledger: {type(error).__name__}")
+    record, statuses = _read_ledger(settings, service_id, request_id)
     unknown = record is None and not statuses
     location = None
     if unknown or _not_sent(record):
@@ -298,6 +178,38 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
         document = status_json(record, statuses, service_id, request_id, location)
         click.echo(json.dumps(document, ensure_ascii=False))
         return
+    stdout_console().print(f"Request {request_id} of service {service_id}", markup=False)
+    if unknown:
+        # Refused before the worker recorded it (an invalid request, say), or past retention.
+        click.echo("Not in the request ledger: never claimed there, or past its retention")
+    else:
+        _print_timeline(record, statuses)
+    # Not through rich, which would wrap them: the commands must stay whole to be copied.
+    for line in location.lines(with_reasons=unknown) if location is not None else []:
+        click.echo(line)
+
+
+def _read_ledger(
+    settings: Settings, service_id: str, request_id: str
+) -> tuple[LedgerRecord | None, list[RecipientStatus]]:
+    """The ledger's record and recipients' statuses, or a clear message and exit code."""
+    store = open_for_lookup(settings)
+
+    from google.auth.exceptions import GoogleAuthError
+
+    from worker.ledger import LedgerKey, LedgerUnavailable
+
+    key = LedgerKey(service_id, request_id)
+    try:
+        with store:
+            return store.get(key), store.statuses(key)
+    except LedgerUnavailable as error:
+        fail(str(error))
+    except GoogleAuthError as error:
+        fail(f"Google credentials were refused while reading the ledger: {type(error).__name__}")
+
+
+def _print_timeline(record: LedgerRecord | None, statuses: list[RecipientStatus]) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -307,13 +219,4 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
     for when, what in _timeline(record, statuses):
         # Text, not markup: addresses and SES's details may hold brackets.
         grid.add_row(when, Text(what))
-    console = stdout_console()
-    console.print(f"Request {request_id} of service {service_id}", markup=False)
-    if unknown:
-        # Refused before the worker recorded it (an invalid request, say), or past retention.
-        click.echo("Not in the request ledger: never claimed there, or past its retention")
-    else:
-        console.print(grid)
-    # Not through rich, which would wrap them: the commands must stay whole to be copied.
-    for line in location.lines(with_reasons=unknown) if location is not None else []:
-        click.echo(line)
+    stdout_console().print(grid)
