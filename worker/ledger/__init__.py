@@ -24,8 +24,10 @@ from worker.ledger.model import (
     LedgerKey,
     LedgerRecord,
     LedgerUnavailable,
+    ReplayVerdict,
     StoredResult,
     content_hash,
+    replay_verdict,
 )
 from worker.ledger.sqlite_ledger import SqliteLedger
 from worker.ledger.statuses import RecipientStatus
@@ -43,9 +45,11 @@ __all__ = [
     "LedgerRecord",
     "LedgerUnavailable",
     "RecipientStatus",
+    "ReplayVerdict",
     "SqliteLedger",
     "StoredResult",
     "content_hash",
     "document_id",
     "open_ledger",
+    "replay_verdict",
 ]

@@ -20,8 +20,10 @@ __all__ = [
     "LedgerKey",
     "LedgerRecord",
     "LedgerUnavailable",
+    "ReplayVerdict",
     "StoredResult",
     "content_hash",
+    "replay_verdict",
 ]
 
 # Pub/Sub keeps an unacknowledged message for at most seven days; a record must outlive every
@@ -157,3 +159,29 @@ class Ledger(abc.ABC):
 def content_hash(data: bytes) -> str:
     """The SHA-256 hex digest of ``data``: what a claim records to spot a reused request_id."""
     return hashlib.sha256(data).hexdigest()
+
+
+class ReplayVerdict(enum.StrEnum):
+    """Whether the ledger vouches for a replayed request (see :func:`replay_verdict`)."""
+
+    VOUCHED = "vouched"
+    # No record: never claimed (refused before that), or past its retention.
+    NO_RECORD = "no_record"
+    # A record for that service and request id, but of other content.
+    OTHER_CONTENT = "other_content"
+
+
+def replay_verdict(record: LedgerRecord | None, data: bytes) -> ReplayVerdict:
+    """Whether ``record`` (the ledger's, for the replay's service and request id) proves that
+    the service published ``data``.
+
+    The one rule for replays through the operators' replay topic, which anyone may publish
+    to: the worker sends one only when this says VOUCHED, and ``email-worker dlq replay``
+    checks it before publishing. A record with the same content hash could only have been
+    written for a delivery through the service's own topic.
+    """
+    if record is None:
+        return ReplayVerdict.NO_RECORD
+    if record.content_hash != content_hash(data):
+        return ReplayVerdict.OTHER_CONTENT
+    return ReplayVerdict.VOUCHED

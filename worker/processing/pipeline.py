@@ -36,8 +36,10 @@ from worker.ledger import (
     Ledger,
     LedgerKey,
     LedgerUnavailable,
+    ReplayVerdict,
     StoredResult,
     content_hash,
+    replay_verdict,
 )
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind
@@ -258,9 +260,8 @@ def _unrecognised_replay(
 ) -> Outcome | None:
     """Refuse a replay unless the ledger holds this very request from this service.
 
-    Anyone may publish to the replay topic; only the services may publish to their own. A
-    record with the same content hash could only have been written for a delivery through the
-    service's own topic, so its presence proves the service published these bytes.
+    Anyone may publish to the replay topic; only the services may publish to their own. The
+    rule is :func:`worker.ledger.replay_verdict`, which ``email-worker dlq replay`` checks too.
     """
     unrecognised = _refusal(
         request,
@@ -275,7 +276,7 @@ def _unrecognised_replay(
     except LedgerUnavailable as error:
         log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
         return _ledger_unavailable(request)
-    if record is None or record.content_hash != content_hash(delivery.data):
+    if replay_verdict(record, delivery.data) is not ReplayVerdict.VOUCHED:
         return unrecognised
     return None
 

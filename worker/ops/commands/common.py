@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal, NoReturn
 
@@ -49,18 +49,22 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
-def exit_codes_epilog(*codes: int) -> str:
-    """An epilog listing ``codes`` (all by default), laid out as written."""
-    return exit_codes_text({code: EXIT_CODES[code] for code in (codes or tuple(EXIT_CODES))})
-
-
-def exit_codes_text(meanings: dict[int, str]) -> str:
-    """An epilog listing each exit code with its meaning, laid out as written."""
+def exit_codes_epilog(*codes: int, texts: Mapping[int, str] | None = None) -> str:
+    """An epilog listing ``codes`` (all by default), laid out as written; ``texts`` says
+    what a code means for one command, instead of the general meaning."""
+    texts = {**EXIT_CODES, **(texts or {})}
     lines = [
-        textwrap.fill(text, width=76, initial_indent=f"  {code}  ", subsequent_indent="     ")
-        for code, text in sorted(meanings.items())
+        textwrap.fill(
+            texts[code], width=76, initial_indent=f"  {code}  ", subsequent_indent="     "
+        )
+        for code in (codes or tuple(EXIT_CODES))
     ]
     return "\b\nExit codes:\n" + "\n".join(lines)
+
+
+def exit_codes_text(meanings: Mapping[int, str]) -> str:
+    """An epilog listing each of these exit codes with its meaning, laid out as written."""
+    return exit_codes_epilog(*sorted(meanings), texts=meanings)
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
