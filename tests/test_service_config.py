@@ -95,6 +95,8 @@ def test_an_unsupported_scheme_is_a_configuration_error() -> None:
         (b"[1, 2]", "expected a JSON object"),
         (b"{}", "service_role_arn is missing"),
         (b'{"service_role_arn": "role/x"}', "not an ARN"),
+        (b'{"service_role_arn": "arn:aws:s3:::a-bucket"}', "not an ARN of an IAM role"),
+        (b'{"service_role_arn": "arn:aws:iam::123:role/x"}', "not an ARN of an IAM role"),
         (json.dumps({"service_role_arn": ROLE, "region": "x"}).encode(), "unknown keys"),
         (json.dumps({"service_role_arn": ROLE, "service_id": "other"}).encode(), "names service"),
         (json.dumps({"service_role_arn": ROLE, "aws_region": 5}).encode(), "aws_region"),
@@ -105,6 +107,14 @@ def test_an_unsupported_scheme_is_a_configuration_error() -> None:
         (
             json.dumps({"service_role_arn": ROLE, "allowed_from_domains": "a.org"}).encode(),
             "allowed_from_domains",
+        ),
+        (
+            json.dumps({"service_role_arn": ROLE, "allowed_from_domains": ["a b.org"]}).encode(),
+            "allowed_from_domains: 'a b.org' is not a domain name",
+        ),
+        (
+            json.dumps({"service_role_arn": ROLE, "allowed_from_domains": ["-a.org"]}).encode(),
+            "allowed_from_domains: '-a.org' is not a domain name",
         ),
     ],
 )
