@@ -205,6 +205,11 @@ def _fetch_gcs(bucket: str, name: str, location: str, service_id: str, credentia
         raise ConfigurationError(
             f"no configuration for service {service_id!r}: {location} does not exist"
         ) from None
+    except auth_exc.DefaultCredentialsError:
+        raise ConfigurationError(
+            f"configuration for service {service_id!r} at {location} is unreadable: no Google "
+            "credentials"
+        ) from None
     except (gexc.Forbidden, gexc.Unauthorized):
         raise ConfigurationError(
             f"configuration for service {service_id!r} at {location} is unreadable: "
