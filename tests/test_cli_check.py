@@ -8,8 +8,11 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
+import grpc  # type: ignore[import-untyped]
 import pytest
 from click.testing import CliRunner, Result
 
@@ -360,3 +363,55 @@ def test_events_refuses_to_start_when_its_topic_is_missing(stack: Stack) -> None
     assert result.returncode == 1
     topic = f"projects/{stack.emulator.project_id}/topics/{env['EMAIL_WORKER_EVENTS_TOPIC']}"
     assert result.stderr == f"email-worker: the events topic {topic} does not exist\n"
+
+
+# -- a Pub/Sub that answers but lets the worker see nothing ---------------------------------
+
+
+@pytest.fixture
+def pubsub_denying_every_lookup() -> Iterator[str]:
+    """A stand-in Pub/Sub that answers every GetTopic and GetSubscription with
+    PERMISSION_DENIED, as Google does for the worker's account (it may only publish and
+    pull); the emulator checks no permissions. Its ``host:port``."""
+
+    def deny(_request: bytes, context: grpc.ServicerContext) -> bytes:
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, "User not authorized")
+        return b""  # not reached: abort raises
+
+    def handlers(service: str, method: str) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            f"google.pubsub.v1.{service}", {method: grpc.unary_unary_rpc_method_handler(deny)}
+        )
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers(
+        (handlers("Publisher", "GetTopic"), handlers("Subscriber", "GetSubscription"))
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
+
+
+def test_topics_and_subscriptions_the_worker_may_not_see_are_skipped_not_failed(
+    stack: Stack, pubsub_denying_every_lookup: str
+) -> None:
+    result = check(env_of(stack, PUBSUB_EMULATOR_HOST=pubsub_denying_every_lookup))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    checks = result.stdout.split("Checks (pull", 1)[1]
+    assert f"ok       the Pub/Sub emulator at {pubsub_denying_every_lookup} answers" in checks
+    skipped = [line for line in checks.splitlines() if line.startswith("  skipped")]
+    assert len(skipped) == 5  # two topics, two services' subscriptions, the replay one
+    topics = [line for line in skipped if "topic projects/" in line and "attached" not in line]
+    assert len(topics) == 2
+    assert all(
+        line.endswith(": permission denied (seeing it takes pubsub.topics.get)") for line in topics
+    )
+    subscriptions = [line for line in skipped if line not in topics]
+    assert all(
+        line.endswith(": permission denied (seeing it takes pubsub.subscriptions.get)")
+        for line in subscriptions
+    )

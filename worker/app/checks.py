@@ -62,7 +62,6 @@ _HOW_TO_LOG_IN = (
 )
 NO_CREDENTIALS = "no Google credentials: " + _HOW_TO_LOG_IN
 _NO_CREDENTIALS_IN_TIME = "no Google credentials found in time: " + _HOW_TO_LOG_IN
-_DENIED = "permission denied: seeing it takes pubsub.topics.get or pubsub.subscriptions.get"
 
 _T = TypeVar("_T")
 
@@ -368,12 +367,12 @@ def _kind(error: Exception) -> str:
     return "unreachable" if is_unreachable(error) else "refused"
 
 
-def _lookup_failure(what: str, subject: str, error: Exception) -> Check:
+def _lookup_failure(what: str, subject: str, error: Exception, permission: str) -> Check:
     kind = _kind(error)
     if kind == "missing":
         return Check(what, State.FAILED, f"{subject} does not exist")
     if kind == "denied":
-        return Check(what, State.SKIPPED, _DENIED)
+        return Check(what, State.SKIPPED, f"permission denied (seeing it takes {permission})")
     return Check(what, State.FAILED, f"{subject}: {_describe(error)}")
 
 
@@ -385,7 +384,8 @@ def _topic_check(label: str, path: str, *, publisher: Any = None, answer: Any = 
     if answer is None:
         answer = _lookup(publisher.get_topic, {"topic": path})
     if isinstance(answer, Exception):
-        return _lookup_failure(_topic_what(label, path), f"{label} {path}", answer)
+        what = _topic_what(label, path)
+        return _lookup_failure(what, f"{label} {path}", answer, "pubsub.topics.get")
     return Check(_topic_what(label, path), State.OK)
 
 
@@ -397,7 +397,7 @@ def _subscription_check(label: str, path: str, topic: str, *, subscriber: Any) -
     what = _subscription_what(label, path, topic)
     answer = _lookup(subscriber.get_subscription, {"subscription": path})
     if isinstance(answer, Exception):
-        return _lookup_failure(what, f"{label} {path}", answer)
+        return _lookup_failure(what, f"{label} {path}", answer, "pubsub.subscriptions.get")
     if answer.topic != topic:
         return Check(
             what, State.FAILED, f"{label} {path} is attached to {answer.topic}, not to {topic}"
