@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 import pytest
@@ -177,6 +178,23 @@ def test_a_ledger_that_does_not_open_fails_the_check(stack: Stack, tmp_path: Pat
         f"email-worker: cannot use the ledger: SQLite ledger {ledger} could not be opened: "
         "unable to open database file\n"
     )
+
+
+def test_a_firestore_ledger_is_checked_with_a_read(stack: Stack, firestore_env: Any) -> None:
+    result = check(env_of(stack, EMAIL_WORKER_LEDGER="firestore"))
+    assert result.exit_code == 0, result.output
+    assert "ok       the ledger firestore opens and answers a read" in result.stdout
+
+
+def test_a_firestore_ledger_that_does_not_answer_fails_the_check_in_time(stack: Stack) -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = run(
+        env_of(stack, EMAIL_WORKER_LEDGER="firestore", FIRESTORE_EMULATOR_HOST=closed), "check"
+    )
+    assert time.monotonic() - started <= 10
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == "email-worker: cannot use the ledger firestore: no answer within 5 s\n"
 
 
 def test_a_missing_configuration_document_fails_the_check(stack: Stack) -> None:

@@ -131,9 +131,11 @@ def run_checks(
         pubsub_late = f"cannot reach {_pubsub_location()}: {late}"
     timed_out = [
         Check(f"{_pubsub_location()} answers", State.FAILED, pubsub_late),
-        Check(_ledger_what(settings), State.FAILED, f"the ledger {settings.ledger}: {late}"),
+        Check(
+            _ledger_what(settings), State.FAILED, f"cannot use the ledger {settings.ledger}: {late}"
+        ),
     ] + [
-        Check(_config_what(service), State.FAILED, f"{_config_what(service)}: {late}")
+        Check(_config_what(service), State.FAILED, f"service {service}'s configuration: {late}")
         for service in services
     ]
     checks: list[Check] = []
