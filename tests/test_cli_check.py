@@ -22,6 +22,9 @@ from tests.support.pubsub_emulator import PubSubEmulator, unique_name
 from tests.support.worker_process import EMAIL_WORKER
 from tests.support.worker_stack import Stack, make_stack, make_tenant_stack, short
 from worker.app.cli import main
+from worker.app.pubsub_checks import needed_subscriptions
+from worker.config.settings import Settings
+from worker.processing.tenancy import subscription_sources
 
 NO_AWS = "http://127.0.0.1:9"  # nothing here talks to AWS
 
@@ -433,3 +436,16 @@ def test_topics_and_subscriptions_the_worker_may_not_see_are_skipped_not_failed(
         line.endswith(": permission denied (seeing it takes pubsub.subscriptions.get)")
         for line in subscriptions
     )
+
+
+@pytest.mark.parametrize("tenancy", ["per-service", "shared"])
+def test_the_subscriptions_checked_are_the_ones_the_worker_reads(tenancy: str) -> None:
+    settings = Settings.from_env(
+        {
+            "GOOGLE_CLOUD_PROJECT": "p",
+            "EMAIL_WORKER_TENANCY": tenancy,
+            "EMAIL_WORKER_ALLOWED_SERVICES": "billing,shop",
+        }
+    )
+    checked = [path for _, path, _ in needed_subscriptions(settings, "p")]
+    assert checked == list(subscription_sources(settings))
