@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import time
 from collections.abc import Iterator
@@ -357,6 +358,40 @@ def test_a_refusal_off_a_terminal_is_also_one_json_log_record(stack: Stack) -> N
     assert record["severity"] == "ERROR"
     assert record["message"] == "cannot start"
     assert record["problems"] == [f"service billing's subscription {path} does not exist"]
+
+
+def test_a_refusal_on_a_terminal_is_only_the_line(stack: Stack) -> None:
+    path = delete_subscription(stack, stack.settings().service_subscription_for("billing"))
+    controller, terminal = pty.openpty()
+    try:
+        completed = subprocess.run(
+            [EMAIL_WORKER, "pull"],
+            env={**os.environ, **env_of(stack)},
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        shown = _read_all(controller)
+    finally:
+        os.close(controller)
+    assert completed.returncode == 1
+    assert shown == f"email-worker: service billing's subscription {path} does not exist\r\n"
+    assert b"cannot start" not in completed.stdout
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the terminal's other end is closed: everything has been read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
 
 
 def test_serve_refuses_to_start_when_the_dead_letter_topic_is_missing(
