@@ -79,6 +79,9 @@ def needed_subscriptions(settings: Settings, project: str) -> list[tuple[str, st
 def pubsub_checks(
     settings: Settings, command: Command, deadline: float, credentials: Background | None
 ) -> list[Check]:
+    """Whether Pub/Sub answers, then (concurrently, by ``deadline``) each topic and
+    subscription ``command`` uses. ``credentials``: the search for Google credentials, under
+    way (None with the emulator, which needs none)."""
     from worker.client.pubsub_rpc import new_publisher, new_subscriber
 
     project = settings.require_project()
