@@ -14,6 +14,7 @@ from types import FrameType
 
 import click
 
+from worker.app.check_command import check, check_before_start
 from worker.config.logs import configure_logging, get_logger
 from worker.ops.commands.common import (
     EXIT_FAILURE,
@@ -66,6 +67,7 @@ main.add_command(dlq)
 main.add_command(ledger)
 main.add_command(setup)
 main.add_command(status)
+main.add_command(check)
 
 
 @main.command(
@@ -83,9 +85,10 @@ def pull() -> None:
     Configured by environment variables (see the README's configuration table);
     GOOGLE_CLOUD_PROJECT and EMAIL_WORKER_ALLOWED_SERVICES are required.
     """
-    settings = settings_from_env("pull")
+    settings = settings_from_env("pull", reject_unknown_names=True)
     configure_logging(settings.log_level)
     log = get_logger()
+    check_before_start(settings, "pull")
 
     # Imported here so that `--help` and settings errors stay fast.
     from worker.app.runtime import build_runtime
@@ -143,8 +146,9 @@ def serve() -> None:
     EMAIL_WORKER_PUSH_AUTH=off disables that, for the emulator and local development only.
     Stops gracefully on SIGTERM or SIGINT.
     """
-    settings = settings_from_env("serve")
+    settings = settings_from_env("serve", reject_unknown_names=True)
     configure_logging(settings.log_level)
+    check_before_start(settings, "serve")
 
     from worker.app.serving import run_serve  # imported here so that `--help` stays fast
 
@@ -168,8 +172,9 @@ def events() -> None:
     EMAIL_WORKER_EVENTS_TOPIC; an SQS message is deleted only once its publish is confirmed.
     GOOGLE_CLOUD_PROJECT and both EMAIL_WORKER_SES_EVENTS_* settings are required.
     """
-    settings = settings_from_env()
+    settings = settings_from_env(reject_unknown_names=True)
     configure_logging(settings.log_level)
+    check_before_start(settings, "events")
 
     from worker.app.events_reader import run_events  # imported here so that `--help` stays fast
 

@@ -6,7 +6,9 @@ Every variable has the ``EMAIL_WORKER_`` prefix except the platform's own
 
 from __future__ import annotations
 
+import difflib
 import re
+import string
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -14,7 +16,7 @@ from typing import Any, Literal
 
 from worker.config.names import colliding_name
 
-__all__ = ["SERVICE_ID_RE", "TENANCIES", "Settings", "SettingsError"]
+__all__ = ["SERVICE_ID_RE", "TENANCIES", "Settings", "SettingsError", "unknown_setting_names"]
 
 #: A service id, in settings and in requests (`worker.formats.request` uses it too).
 SERVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -31,6 +33,11 @@ _LEDGER_URL = re.compile(r"none|firestore(?:://[a-z(][a-z0-9()-]+)?|sqlite://(?:
 # Pub/Sub's subscription name rule, optionally inside a full resource path.
 _SUBSCRIPTION_RE = re.compile(r"(?:projects/[^/\s]+/subscriptions/)?[A-Za-z][\w.~+%-]{2,254}")
 _NO_PROJECT = "GOOGLE_CLOUD_PROJECT must name the Google Cloud project"
+#: The prefix of the worker's own variables: one that is no setting is most likely a typo.
+_PREFIX = "EMAIL_WORKER_"
+# What a service configuration URL may hold (worker/sending/service_config.py reads it).
+_CONFIG_URL_SCHEMES = ("file", "gs")
+_CONFIG_URL_PLACEHOLDERS = frozenset({"environment", "service_id"})
 
 
 class SettingsError(Exception):
@@ -382,6 +389,8 @@ class Settings:
                 problems.append(
                     f"{_env_name(name)} must be a Pub/Sub name with {{service}} in it once"
                 )
+        if self.service_config_url is not None:
+            problems.extend(_config_url_problems(self.service_config_url))
         if self.push_subscription is not None and not _SUBSCRIPTION_RE.fullmatch(
             self.push_subscription
         ):
@@ -489,6 +498,46 @@ class Settings:
         if not self.project_id:
             raise SettingsError([_NO_PROJECT])
         return self.project_id
+
+
+def unknown_setting_names(environ: Mapping[str, str]) -> list[str]:
+    """A problem for each ``EMAIL_WORKER_*`` variable in ``environ`` that is no setting.
+
+    Such a name is almost always a typo that leaves the intended setting at its default, so
+    each problem names the closest setting when one is close enough.
+    """
+    known = [str(spec.metadata["env"]) for spec in fields(Settings)]
+    # Compared without the prefix, which every name shares: EMAIL_WORKER_PORT means PORT.
+    by_stem = {name.removeprefix(_PREFIX): name for name in known}
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith(_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(name.removeprefix(_PREFIX), by_stem, n=1)
+        hint = f"; did you mean {by_stem[close[0]]}?" if close else ""
+        problems.append(f"{name} is not a setting{hint}")
+    return problems
+
+
+def _config_url_problems(template: str) -> list[str]:
+    """What is wrong with a service configuration URL template, before anything is read."""
+    problems = []
+    scheme = urllib.parse.urlsplit(template).scheme
+    if scheme not in _CONFIG_URL_SCHEMES:
+        problems.append(
+            "EMAIL_WORKER_SERVICE_CONFIG_URL must be a file:// or gs:// URL"
+            + (f" ({scheme}:// is not supported)" if scheme else "")
+        )
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:  # an unmatched brace
+        names = {""}
+    if not names <= _CONFIG_URL_PLACEHOLDERS:
+        problems.append(
+            "EMAIL_WORKER_SERVICE_CONFIG_URL may hold only the placeholders {environment} "
+            "and {service_id}"
+        )
+    return problems
 
 
 def _env_name(attribute: str) -> str:

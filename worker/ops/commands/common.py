@@ -12,7 +12,7 @@ from typing import Literal, NoReturn
 import click
 from rich.console import Console
 
-from worker.config.settings import Settings, SettingsError
+from worker.config.settings import Settings, SettingsError, unknown_setting_names
 
 __all__ = [
     "EXIT_CODES",
@@ -73,13 +73,23 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
-def settings_from_env(required_for: Literal["pull", "serve"] | None = None) -> Settings:
+def settings_from_env(
+    required_for: Literal["pull", "serve"] | None = None, *, reject_unknown_names: bool = False
+) -> Settings:
     """Settings from the environment (with what ``required_for`` needs), or one message
-    naming every problem and exit code 2."""
+    naming every problem and exit code 2.
+
+    ``reject_unknown_names``: an ``EMAIL_WORKER_*`` variable that is no setting (a typo) is
+    one of the problems; the worker's own commands (pull, serve, events, check) ask for it.
+    """
+    problems = unknown_setting_names(os.environ) if reject_unknown_names else []
     try:
-        return Settings.from_env(os.environ, required_for=required_for)
+        settings = Settings.from_env(os.environ, required_for=required_for)
     except SettingsError as error:
-        fail(str(error), EXIT_USAGE)
+        problems.extend(error.problems)
+    if problems:
+        fail(str(SettingsError(problems)), EXIT_USAGE)
+    return settings
 
 
 def load_settings() -> tuple[Settings, str]:
