@@ -18,6 +18,7 @@ from worker.config.logs import configure_logging, get_logger
 from worker.ops.commands.common import EXIT_FAILURE, settings_from_env
 from worker.ops.commands.dlq import dlq
 from worker.ops.commands.ledger import ledger
+from worker.ops.commands.pause import pause, paused, resume
 from worker.ops.commands.send import send
 from worker.ops.commands.setup import setup
 from worker.ops.commands.status import status
@@ -35,6 +36,9 @@ main.add_command(dlq)
 main.add_command(ledger)
 main.add_command(setup)
 main.add_command(status)
+main.add_command(pause)
+main.add_command(resume)
+main.add_command(paused)
 
 
 @main.command()
