@@ -12,8 +12,9 @@ exactly the decisions the pull transport carries out (see :mod:`worker.processin
 Requests are refused before anything is processed: a bad or missing token gets 401/403, a
 content type other than JSON 415, a body larger than Pub/Sub can send 413, an envelope
 Pub/Sub would not send 400, and a push for a service an operator paused 503. The blocking
-work (token verification, which may fetch certificates, and the handler, which calls SES) runs in worker threads, never on the event
-loop; at most ``concurrency`` deliveries are processed at once.
+work (token verification, which may fetch certificates, and the handler, which calls SES)
+runs in worker threads, never on the event loop; at most ``concurrency`` deliveries are
+processed at once.
 
 The app around the endpoint also serves ``/healthz``, ``/readyz`` and ``/metrics`` (see
 :mod:`worker.transports.http_app`, which the pull transport's health server shares).
