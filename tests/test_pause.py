@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from tests.support.cli_runner import cli_env, invoke
 from tests.support.worker_stack import Stack, make_stack, make_tenant_stack, request
 from worker.app.runtime import Runtime
 
+Logs = list[MutableMapping[str, Any]]
 POLL = {"EMAIL_WORKER_PAUSE_POLL_S": "0.2"}
 # Long enough for a worker that nacked the paused requests to exhaust 5 delivery attempts.
 PAUSE_WINDOW_S = 4.0
@@ -33,7 +34,7 @@ def stack(pubsub_env: Any, fault_proxy: Any, tmp_path: Path) -> Stack:
     return make_tenant_stack(pubsub_env, tmp_path, fault_proxy.endpoint)
 
 
-def requests_of(service: str, count: int) -> list[dict[str, Any]]:
+def requests_of(service: str, count: int) -> Logs:
     sender = {"from": f"{service} <{service}@example.com>"}
     return [
         request(service_id=service, request_id=f"{service}-{n}", subject=f"{service}-{n}", **sender)
@@ -51,7 +52,7 @@ def sends_by_subject(moto: Any) -> Counter[str]:
     return counts
 
 
-def wait_for_event(logs: list[dict[str, Any]], event: str, count: int = 1, **fields: Any) -> None:
+def wait_for_event(logs: Logs, event: str, count: int = 1, **fields: Any) -> None:
     deadline = time.monotonic() + 20
     while sum(1 for e in list(logs) if e["event"] == event and fields.items() <= e.items()) < count:
         assert time.monotonic() < deadline, f"no {event!r} {fields} logged"
@@ -67,13 +68,13 @@ def subscription(stack: Stack, name: str) -> str:
 
 
 @pytest.fixture
-def logs() -> Iterator[list[dict[str, Any]]]:
+def logs() -> Iterator[Logs]:
     with capture_logs() as captured:
         yield captured
 
 
 def test_a_paused_service_waits_in_pubsub_while_others_are_sent_and_is_sent_once_on_resume(
-    stack: Stack, moto: Any, logs: list[dict[str, Any]]
+    stack: Stack, moto: Any, logs: Logs
 ) -> None:
     env = cli_env(stack)
     billing_subscription = subscription(stack, stack.settings().service_subscription_for("billing"))
@@ -108,7 +109,7 @@ def test_a_paused_service_waits_in_pubsub_while_others_are_sent_and_is_sent_once
 
 
 def test_pause_all_holds_every_service_until_resume_all_and_then_each_is_sent_once(
-    stack: Stack, moto: Any, logs: list[dict[str, Any]]
+    stack: Stack, moto: Any, logs: Logs
 ) -> None:
     env = cli_env(stack)
     with stack.running(**POLL) as runtime:
@@ -135,7 +136,7 @@ def test_pause_all_holds_every_service_until_resume_all_and_then_each_is_sent_on
 
 
 def test_a_worker_started_during_a_pause_does_not_pull_the_paused_service(
-    stack: Stack, moto: Any, logs: list[dict[str, Any]]
+    stack: Stack, moto: Any, logs: Logs
 ) -> None:
     env = cli_env(stack)
     with stack.running(**POLL):
