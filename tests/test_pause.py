@@ -34,7 +34,7 @@ def stack(pubsub_env: Any, fault_proxy: Any, tmp_path: Path) -> Stack:
     return make_tenant_stack(pubsub_env, tmp_path, fault_proxy.endpoint)
 
 
-def requests_of(service: str, count: int) -> Logs:
+def requests_of(service: str, count: int) -> list[dict[str, Any]]:
     sender = {"from": f"{service} <{service}@example.com>"}
     return [
         request(service_id=service, request_id=f"{service}-{n}", subject=f"{service}-{n}", **sender)
