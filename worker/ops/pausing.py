@@ -8,15 +8,19 @@ configuration of each affected push subscription (ModifyPushConfig), which makes
 subscription nobody pulls: the messages wait in it. The configuration it had is kept in the
 pause record, and put back on resume.
 
-Order matters for what a failure part-way leaves behind. ``pause`` writes the record (with the
-configurations) before it changes any subscription, and ``resume`` restores the subscriptions
-before it removes the record: either can be run again to finish.
+Order matters. ``pause`` writes the record (with the configurations) before it changes any
+subscription, so that a failure part-way leaves them safe, and running it again finishes.
+``resume`` removes the record, waits until every worker has seen that, and only then makes
+the subscriptions push again: a push to a worker that still held the service paused would be
+refused, and Pub/Sub counts that as a delivery attempt. If a subscription cannot be made to
+push again, the record is written back, and running ``resume`` again finishes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -89,30 +93,50 @@ class Resumed:
 
 
 def resume(
-    ledger: Ledger, subscriber: Any, settings: Settings, *, scope: str, timeout_s: float
+    ledger: Ledger,
+    subscriber: Any,
+    settings: Settings,
+    *,
+    scope: str,
+    timeout_s: float,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> Resumed:
-    """Resume ``scope``: put back the push configurations its pause saved, then remove it.
+    """Resume ``scope``: remove its pause, then put back the push configurations it saved.
+
+    Between the two it waits ``EMAIL_WORKER_PAUSE_POLL_S`` and a second, for every worker to
+    have read the pauses since: a push that reached a worker still holding the service
+    paused would be refused, and cost its request a delivery attempt. When a configuration
+    cannot be put back, the pause is recorded again (pushes stay off) and the error raised:
+    running ``resume`` again finishes it.
 
     A subscription that another pause in force also holds back (a service's, under a pause of
     every service, or the other way round) stays pull: its configuration moves to that
     pause's record, which puts it back when it ends.
     """
-    stored = next((p for p in ledger.pauses() if p.scope == scope), None)
+    pauses = ledger.pauses()
+    stored = next((p for p in pauses if p.scope == scope), None)
     if stored is None:
         return Resumed(None, [], [])
-    others = [p for p in ledger.pauses() if p.scope != scope]
-    restored, handed_over = [], []
+    others = [p for p in pauses if p.scope != scope]
+    to_restore, handed_over = [], []
     for subscription, config in sorted(stored.saved_push_configs.items()):
         heir = _still_holding(settings, others, subscription)
-        if heir is not None:
-            ledger.add_pause(replace(heir, saved_push_configs={subscription: config}))
-            handed_over.append((subscription, heir.scope))
+        if heir is None:
+            to_restore.append((subscription, config))
             continue
-        push_config = pubsub_v1.types.PushConfig.from_json(config)
-        _set_push_config(subscriber, subscription, push_config, timeout_s)
-        restored.append(subscription)
-    removed = ledger.remove_pause(scope)
-    return Resumed(removed or stored, restored, handed_over)
+        ledger.add_pause(replace(heir, saved_push_configs={subscription: config}))
+        handed_over.append((subscription, heir.scope))
+    ledger.remove_pause(scope)
+    if to_restore:
+        sleep(settings.pause_poll_s + 1.0)
+    try:
+        for subscription, config in to_restore:
+            push_config = pubsub_v1.types.PushConfig.from_json(config)
+            _set_push_config(subscriber, subscription, push_config, timeout_s)
+    except Exception:
+        ledger.add_pause(stored)
+        raise
+    return Resumed(stored, [subscription for subscription, _ in to_restore], handed_over)
 
 
 def _still_holding(settings: Settings, pauses: Iterable[Pause], subscription: str) -> Pause | None:

@@ -117,9 +117,11 @@ def pause(services: tuple[str, ...], everything: bool, reason: str | None, by: s
 def resume(services: tuple[str, ...], everything: bool) -> None:
     """Resume sending for SERVICES (or end the pause of --all).
 
-    Push subscriptions the pause switched to pull get their push configuration back (unless
-    another pause still holds them: a service's own pause outlives the end of --all, and
-    the other way round). Resuming what is not paused says so and succeeds.
+    Pull workers start pulling again within EMAIL_WORKER_PAUSE_POLL_S. Push subscriptions
+    the pause switched to pull get their push configuration back, after waiting that long
+    again and a second, so that no worker refuses a push (unless another pause still holds
+    them: a service's own pause outlives the end of --all, and the other way round).
+    Resuming what is not paused says so and succeeds.
     """
     from worker.ledger import LedgerUnavailable
     from worker.ops.pausing import resume as resume_scope
