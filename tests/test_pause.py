@@ -219,3 +219,20 @@ def test_pause_without_a_ledger_is_a_usage_error(stack: Stack) -> None:
     result = invoke(cli_env(stack, EMAIL_WORKER_LEDGER="none"), "pause", "billing")
     assert result.exit_code == 2
     assert "no request ledger" in result.stderr
+
+
+def test_pause_all_holds_the_one_subscription_of_shared_tenancy(
+    pubsub_env: Any, fault_proxy: Any, tmp_path: Path, moto: Any, logs: Logs
+) -> None:
+    shared = make_stack(pubsub_env, tmp_path, fault_proxy.endpoint)
+    env = cli_env(shared)
+    with shared.running(**POLL):
+        assert invoke(env, "pause", "--all").exit_code == 0
+        wait_for_event(logs, "paused: not pulling")
+        for held in requests_of("billing", 2):
+            shared.publish(held)
+        assert shared.nothing_more(shared.results_subscription, 2)
+        assert invoke(env, "resume", "--all").exit_code == 0
+        after = shared.results(2)
+    assert {(r["status"], r["attempt"]) for r in after} == {("sent", 1)}
+    assert sends_by_subject(moto) == Counter({"billing-0": 1, "billing-1": 1})

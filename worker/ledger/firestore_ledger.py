@@ -8,6 +8,9 @@ someone else in between makes ours fail instead of overwriting it.
 Leases are compared with the local clock against times other hosts wrote, so a lease must be
 far longer than the clock skew between workers.
 
+The operators' pauses are documents of their own collection (``email-worker-pauses``), one
+per scope, without ``expire_at``: they stay until resumed.
+
 Records expire through a TTL policy on the ``expire_at`` field, which the deployment creates.
 Firestore deletes expired documents lazily (up to about a day late), so this class also
 treats a document past its ``expire_at`` as absent.

@@ -256,10 +256,18 @@ class PullWorker:
         log.warning("paused: closing the stream", subscription=path, source=source.kind.value)
         self._hand_back_deferred(source)
         future.cancel()
-        try:
-            future.result()
-        except Exception as error:  # the stream may have failed meanwhile; it is closed now
-            log.warning("stream ended with an error while pausing", error=type(error).__name__)
+        while True:
+            try:
+                future.result(timeout=0.5)
+                return
+            except FutureTimeout:
+                if self._stop.is_set():  # stopped meanwhile: within the shutdown timeout
+                    self._streams_may_close.wait()
+                    self._shutdown(future)
+                    return
+            except Exception as error:  # the stream may have failed meanwhile; it is closed
+                log.warning("stream ended with an error while pausing", error=type(error).__name__)
+                return
 
     def _shutdown(self, future: Any) -> None:
         future.cancel()
