@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from tests.support import fault_proxy as faults
 from tests.support.cli_runner import cli_env, invoke
 from tests.support.worker_stack import Stack, make_stack, make_tenant_stack, request
 from worker.app.runtime import Runtime
@@ -236,3 +237,38 @@ def test_pause_all_holds_the_one_subscription_of_shared_tenancy(
         after = shared.results(2)
     assert {(r["status"], r["attempt"]) for r in after} == {("sent", 1)}
     assert sends_by_subject(moto) == Counter({"billing-0": 1, "billing-1": 1})
+
+
+def test_a_pause_while_a_backlog_is_being_sent_lets_sends_in_progress_finish_and_loses_nothing(
+    stack: Stack, moto: Any, fault_proxy: Any, logs: Logs
+) -> None:
+    fault_proxy.add_rule(faults.delay(0.3, lambda r: r.is_ses_send))
+    env = cli_env(stack)
+    billing_subscription = subscription(stack, stack.settings().service_subscription_for("billing"))
+    with stack.running(EMAIL_WORKER_CONCURRENCY="2", **POLL):
+        for backlog in requests_of("billing", 20):
+            stack.publish_as("billing", backlog)
+        before = stack.results(2)
+        assert invoke(env, "pause", "billing").exit_code == 0
+        wait_for_event(logs, "paused: not pulling", subscription=billing_subscription)
+        before += drain(stack)
+        sent_before = sum(sends_by_subject(moto).values())
+        assert stack.nothing_more(stack.results_subscription, 3)
+        assert invoke(env, "resume", "billing").exit_code == 0
+        after = stack.results(20 - len(before))
+        assert stack.nothing_more(stack.queue.dead_letter_subscription, 1)
+    assert 2 <= len(before) < 20
+    assert sent_before == len(before)
+    assert sorted(r["request_id"] for r in before + after) == sorted(
+        f"billing-{n}" for n in range(20)
+    )
+    assert {r["status"] for r in before + after} == {"sent"}
+    assert sends_by_subject(moto) == Counter({f"billing-{n}": 1 for n in range(20)})
+
+
+def drain(stack: Stack) -> list[dict[str, Any]]:
+    """The results that are there now."""
+    found: list[dict[str, Any]] = []
+    while batch := stack.emulator.pull(stack.results_subscription, max_messages=100, timeout_s=1):
+        found.extend(json.loads(m.message.data) for m in batch)
+    return found
