@@ -85,7 +85,7 @@ def pause(
 @dataclass(frozen=True)
 class Resumed:
     """What ``resume`` did: the record it removed, the subscriptions it made push again, and
-    those it left to another pause still in force (with their configuration)."""
+    those it left pull for another pause still in force, as (subscription, that scope)."""
 
     pause: Pause | None
     restored: list[str]
