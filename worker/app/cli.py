@@ -27,6 +27,7 @@ from worker.ops.commands.common import (
 )
 from worker.ops.commands.dlq import dlq
 from worker.ops.commands.ledger import EXIT_NOT_FOUND, ledger
+from worker.ops.commands.pause import pause, paused, resume
 from worker.ops.commands.send import send
 from worker.ops.commands.setup import setup
 from worker.ops.commands.status import status
@@ -68,6 +69,9 @@ main.add_command(ledger)
 main.add_command(setup)
 main.add_command(status)
 main.add_command(check)
+main.add_command(pause)
+main.add_command(resume)
+main.add_command(paused)
 
 
 @main.command(

@@ -185,6 +185,12 @@ class Settings:
         "the reader's long poll take seconds). 0: no wait, for deployments without "
         "email-worker events.",
     )
+    pause_poll_s: float = _env(
+        "EMAIL_WORKER_PAUSE_POLL_S",
+        5.0,
+        doc="How often a worker reads the ledger's pauses (email-worker pause): how long after "
+        "a pause or resume its pulling stops or starts again.",
+    )
     max_delivery_attempts: int | None = _env(
         "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
         doc="Last delivery attempt; default: read from the subscription's dead-letter policy.",
@@ -377,6 +383,8 @@ class Settings:
             problems.append("EMAIL_WORKER_PUSH_AUDIENCE may contain {subscription} once at most")
         if self.push_service_account is not None and "@" not in self.push_service_account:
             problems.append("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be a service account email")
+        if not self.pause_poll_s > 0:
+            problems.append("EMAIL_WORKER_PAUSE_POLL_S must be positive")
         if self.send_event_wait_s < 0:
             problems.append("EMAIL_WORKER_SEND_EVENT_WAIT_S must not be negative")
         if self.tenancy not in TENANCIES:

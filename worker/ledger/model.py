@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Self
 
+from worker.ledger.pauses import Pause
 from worker.ledger.statuses import RecipientStatus
 
 __all__ = [
@@ -144,6 +145,23 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def get(self, key: LedgerKey) -> LedgerRecord | None:
         """The record for ``key``, or None if there is none or it has expired."""
+
+    @abc.abstractmethod
+    def add_pause(self, pause: Pause) -> Pause:
+        """Record ``pause`` unless its scope is paused already; return the stored record.
+
+        Asked again for a paused scope, the first record stays, gaining only the push
+        configurations saved for subscriptions it holds none for
+        (:func:`~worker.ledger.pauses.merged`).
+        """
+
+    @abc.abstractmethod
+    def remove_pause(self, scope: str) -> Pause | None:
+        """Remove the pause of ``scope`` and return it; None when it was not paused."""
+
+    @abc.abstractmethod
+    def pauses(self) -> list[Pause]:
+        """Every pause in force, by scope."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -10,10 +10,11 @@ handler's ack becomes ``204 No Content`` and its nack ``503`` (``429`` when SES 
 exactly the decisions the pull transport carries out (see :mod:`worker.processing.decisions`).
 
 Requests are refused before anything is processed: a bad or missing token gets 401/403, a
-content type other than JSON 415, a body larger than Pub/Sub can send 413 and an envelope
-Pub/Sub would not send 400. The blocking work (token verification, which may fetch
-certificates, and the handler, which calls SES) runs in worker threads, never on the event
-loop; at most ``concurrency`` deliveries are processed at once.
+content type other than JSON 415, a body larger than Pub/Sub can send 413, an envelope
+Pub/Sub would not send 400, and a push for a service an operator paused 503. The blocking
+work (token verification, which may fetch certificates, and the handler, which calls SES)
+runs in worker threads, never on the event loop; at most ``concurrency`` deliveries are
+processed at once.
 
 The app around the endpoint also serves ``/healthz``, ``/readyz`` and ``/metrics`` (see
 :mod:`worker.transports.http_app`, which the pull transport's health server shares).
@@ -283,6 +284,14 @@ class PushEndpoint:
             if self._refusals.admit((403, "wrong_subscription")) is not None:
                 log.warning("push from another subscription refused")
             return _error(403, "the push came from a subscription this worker does not serve")
+        pauses = self._handler.pauses
+        if pauses is not None and pauses.holds(source):
+            # A push that raced `email-worker pause` turning the subscription into a pull one
+            # (or, on a push subscription nobody converted, every push): not processed, and
+            # not 2xx, so Pub/Sub keeps it.
+            if self._refusals.admit((503, "paused")) is not None:
+                log.warning("push refused: sending is paused for its service")
+            return _error(503, "sending is paused for this service; Pub/Sub will retry")
         answers: list[bool] = []
         try:
             outcome = self._handler(
