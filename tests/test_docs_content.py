@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
 ON_CALL = (ROOT / "docs" / "on-call.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 TERRAFORM = ROOT / "terraform"
 
 
@@ -80,11 +81,11 @@ def terraform_ledger_value() -> str:
     return f"firestore://{database.group(1)}"
 
 
-def test_the_readme_and_the_on_call_page_name_the_ledger_terraform_sets() -> None:
+def test_the_configuration_table_and_the_on_call_page_name_the_ledger_terraform_sets() -> None:
     value = terraform_ledger_value()
     assert value == "firestore://email-worker-ledger"
     ledger_row = next(
-        line for line in README.splitlines() if line.startswith("| `EMAIL_WORKER_LEDGER` |")
+        line for line in CONFIGURATION.splitlines() if line.startswith("| `EMAIL_WORKER_LEDGER` |")
     )
     assert f"terraform sets `{value}`" in ledger_row
     assert f"EMAIL_WORKER_LEDGER={value}" in ON_CALL
