@@ -1,6 +1,6 @@
 """Every command line the README and docs/ show is one the command line accepts as written.
 
-The fenced code blocks of README.md and docs/*.md (``sh``, ``bash``, ``shell``, ``console``,
+The fenced code blocks of README.md and docs/**/*.md (``sh``, ``bash``, ``shell``, ``console``,
 and ``$ ``-prompted lines of ``text`` blocks) are read line by line; each command starting
 with ``email-worker`` or ``make`` (after any ``NAME=value`` assignments) is checked:
 
@@ -31,7 +31,7 @@ import pytest
 from worker.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SHELL_LANGUAGES = {"sh", "bash", "shell", "console"}
 CLOUD_MARKER = "<!-- needs: cloud -->"
 SYNOPSIS_MARKER = "<!-- synopsis -->"
