@@ -55,6 +55,16 @@ def test_the_readme_links_the_configuration_table() -> None:
     assert "(docs/configuration.md)" in README.read_text()
 
 
+def test_the_readme_lists_docs_architecture_md_first_among_the_docs() -> None:
+    documentation = README.read_text().split("\n## Documentation\n", 1)[1]
+    first_item = documentation.strip().split("\n", 1)[0]
+    assert first_item.startswith("- [docs/architecture.md](docs/architecture.md)")
+
+
+def test_the_readme_stays_short_enough_to_read_in_ten_minutes() -> None:
+    assert len(README.read_text().splitlines()) <= 160
+
+
 def test_the_quick_start_is_exactly_make_demo_and_make_test() -> None:
     assert quick_start_commands() == ["make demo", "make test"]
 
