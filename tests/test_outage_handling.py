@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -179,7 +180,7 @@ class Settled:
         self.calls: list[str] = []
         self.published: list[dict[str, Any]] = []
 
-    def publish(self, _topic: str, data: bytes, _attributes: Any) -> Future[Any]:
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> Future[Any]:
         self.published.append(json.loads(data))
         future: Future[Any] = Future()
         future.set_result("id")
