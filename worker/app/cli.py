@@ -15,7 +15,7 @@ from types import FrameType
 import click
 
 from worker.config.logs import configure_logging, get_logger
-from worker.ops.commands.common import EXIT_FAILURE, settings_from_env
+from worker.ops.commands.common import EXIT_FAILURE, EXIT_USAGE, settings_from_env
 from worker.ops.commands.dlq import dlq
 from worker.ops.commands.ledger import ledger
 from worker.ops.commands.send import send
@@ -50,7 +50,11 @@ def pull() -> None:
 
     # Imported here so that `--help` and settings errors stay fast.
     from worker.app.runtime import build_runtime
+    from worker.app.startup import refuse_short_redelivery
     from worker.transports.pull import PullWorker
+
+    if refuse_short_redelivery(settings):
+        sys.exit(EXIT_USAGE)
 
     try:
         runtime = build_runtime(settings)
