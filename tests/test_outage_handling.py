@@ -10,8 +10,11 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
+from starlette.testclient import TestClient
+
 from tests.support.clock import ManualClock
 from tests.support.ports import free_port
+from tests.support.push import envelope
 from worker.config.settings import Settings
 from worker.ledger import FirestoreLedger
 from worker.processing.breaker import OutageBreaker
@@ -24,6 +27,7 @@ from worker.sending import errors
 from worker.sending.service_config import ServiceConfig
 from worker.sending.session_cache import SessionCache
 from worker.sending.testing import RecordingSession
+from worker.transports.push import push_app
 
 SERVICES = ("billing", "shop")
 
@@ -256,3 +260,22 @@ def test_the_metrics_show_the_breaker_holding_and_its_trips() -> None:
     assert breaker.admit()
     breaker.record("billing", failed=False)
     assert "email_worker_outage_holding 0.0" in metrics.exposition().decode()
+
+
+def test_while_holding_a_push_is_answered_503_without_calling_ses() -> None:
+    sessions, settled = sessions_of(), Settled()
+    handler, metrics = tripped_handler(sessions, settled)
+    settings = handler.deps.settings
+    app = push_app(handler, None, settings=settings)
+    with TestClient(app) as client:
+        answer = client.post(
+            "/pubsub/push",
+            json=envelope(
+                delivery("shop").data, delivery_attempt=1, subscription="projects/p/subscriptions/s"
+            ),
+        )
+    assert answer.status_code == 503
+    assert answer.json() == {"outcome": "held", "error_code": None}
+    assert sessions["shop"].calls == 0
+    assert settled.published == []
+    assert metrics.push_responses.labels("503")._value.get() == 1
