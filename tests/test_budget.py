@@ -505,6 +505,11 @@ def test_serve_without_the_retry_settings_warns_what_a_request_needs(
 ) -> None:
     code, records = _serve_until_runtime(monkeypatch, EMAIL_WORKER_PUSH_ACK_DEADLINE_S="242")
     assert code == 1
-    [warning] = [r for r in records if "EMAIL_WORKER_RETRY_MIN_BACKOFF_S" in r["message"]]
+    [warning] = [r for r in records if "retry settings are not all given" in r["message"]]
     assert warning["severity"] == "WARNING"
+    assert warning["unset"] == [
+        "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
+        "EMAIL_WORKER_RETRY_MIN_BACKOFF_S",
+        "EMAIL_WORKER_RETRY_MAX_BACKOFF_S",
+    ]
     assert warning["needed_s"] == 90 + 120 + 1800

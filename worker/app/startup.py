@@ -27,10 +27,19 @@ def refuse_short_redelivery(settings: Settings) -> bool:
         outage_allowance_s=settings.outage_allowance_s,
     )
     if attempts is None or low is None or high is None:
+        unset = [
+            name
+            for name, value in (
+                ("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS", attempts),
+                ("EMAIL_WORKER_RETRY_MIN_BACKOFF_S", low),
+                ("EMAIL_WORKER_RETRY_MAX_BACKOFF_S", high),
+            )
+            if value is None
+        ]
         log.warning(
-            "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS, EMAIL_WORKER_RETRY_MIN_BACKOFF_S and "
-            "EMAIL_WORKER_RETRY_MAX_BACKOFF_S are not all set: cannot check that the "
-            "subscription's delivery attempts outlast an outage",
+            "the subscription's retry settings are not all given: cannot check that its "
+            "delivery attempts outlast an outage",
+            unset=unset,
             needed_s=needed_s,
         )
         return False
