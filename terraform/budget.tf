@@ -19,6 +19,9 @@ locals {
     # One request-ledger call (FirestoreLedger's timeout), and the rest of the work.
     ledger_call_s = 10
     margin_s      = 10
+    # The downstream outage (SES, STS or the ledger down for everyone) a request's delivery
+    # attempts must outlast: 30 minutes.
+    outage_allowance_s = 1800
   }
 
   # The last SES attempt may start just before the send deadline and take this long: every
@@ -44,4 +47,14 @@ locals {
   push_mode        = var.delivery_mode == "push"
   ack_deadline_s   = coalesce(var.ack_deadline_seconds, local.push_mode ? ceil(local.push_budget_s) : 60)
   push_budget_fits = !local.push_mode || (local.ack_deadline_s >= local.push_budget_s && local.ack_deadline_s <= 600)
+
+  # How long a request may keep being redelivered before it is dead-lettered: Pub/Sub's waits
+  # between its delivery attempts, doubling from the retry policy's minimum backoff up to its
+  # maximum (the time each delivery takes is left out, so the real span is longer). It must
+  # outlast a dead delivery's claim, the wait for SES's Send event after it (the value main.tf
+  # gives the worker as EMAIL_WORKER_SEND_EVENT_WAIT_S) and the outage allowance.
+  send_event_wait_s   = var.events_enabled ? 120 : 0
+  redelivery_span_s   = sum(concat([0], [for wait in range(var.max_delivery_attempts - 1) : min(var.retry_minimum_backoff_seconds * pow(2, wait), var.retry_maximum_backoff_seconds)]))
+  redelivery_needed_s = local.ledger_claim_s + local.send_event_wait_s + local.budget.outage_allowance_s
+  redelivery_fits     = local.redelivery_span_s >= local.redelivery_needed_s
 }

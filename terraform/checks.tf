@@ -11,6 +11,10 @@ resource "terraform_data" "settings_check" {
       error_message = "The push budget does not fit: one delivery may take up to ${ceil(local.push_budget_s)} s (budget.tf), but the ack deadline is ${local.ack_deadline_s} s, and Pub/Sub allows at most 600. Raise ack_deadline_seconds (or leave it null to derive it), or lower send_deadline_seconds or publish_timeout_seconds."
     }
     precondition {
+      condition     = local.redelivery_fits
+      error_message = "The delivery attempts do not outlast an outage: ${var.max_delivery_attempts} attempts with ${var.retry_minimum_backoff_seconds}-${var.retry_maximum_backoff_seconds} s backoffs dead-letter a request after about ${local.redelivery_span_s} s, but it may need ${local.redelivery_needed_s} s (the ledger claim, the Send-event wait and a ${local.budget.outage_allowance_s} s outage; budget.tf). Raise max_delivery_attempts or the retry backoffs."
+    }
+    precondition {
       condition     = var.min_instances <= var.max_instances
       error_message = "min_instances must not exceed max_instances."
     }

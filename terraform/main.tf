@@ -134,6 +134,11 @@ locals {
     # A dead delivery's claim waits this long for SES's Send event (recorded by the events
     # reader) before it is taken over; without the reader there is nothing to wait for.
     EMAIL_WORKER_SEND_EVENT_WAIT_S = var.events_enabled ? "120" : "0"
+
+    # The subscriptions' retry policy: with the attempts above, the worker checks at start
+    # that a request outlasts a claim, the Send-event wait and an outage (budget.tf).
+    EMAIL_WORKER_RETRY_MIN_BACKOFF_S = tostring(var.retry_minimum_backoff_seconds)
+    EMAIL_WORKER_RETRY_MAX_BACKOFF_S = tostring(var.retry_maximum_backoff_seconds)
   }
   worker_env = merge(var.extra_env, { for name, value in local.managed_env : name => value if value != null })
 

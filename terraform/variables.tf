@@ -94,9 +94,9 @@ variable "delivery_mode" {
 }
 
 variable "max_delivery_attempts" {
-  description = "Deliveries of a request before Pub/Sub forwards it to the dead-letter topic (the subscription's dead-letter policy). The worker is given the same number (EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS) to know its last attempt."
+  description = "Deliveries of a request before Pub/Sub forwards it to the dead-letter topic (the subscription's dead-letter policy). The worker is given the same number (EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS) to know its last attempt. With the retry backoffs, the attempts must outlast a dead delivery's claim, the Send-event wait and a 30-minute outage (budget.tf): 12 with 10-600 s backoffs cover about an hour."
   type        = number
-  default     = 5
+  default     = 12
 
   validation {
     condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
@@ -392,6 +392,8 @@ variable "extra_env" {
       "EMAIL_WORKER_LEDGER_RETENTION_S",
       "EMAIL_WORKER_LEDGER_TAKEOVER",
       "EMAIL_WORKER_SEND_EVENT_WAIT_S",
+      "EMAIL_WORKER_RETRY_MIN_BACKOFF_S",
+      "EMAIL_WORKER_RETRY_MAX_BACKOFF_S",
       "EMAIL_WORKER_SES_EVENTS_QUEUE_URL",
       "EMAIL_WORKER_SES_EVENTS_ROLE_ARN",
       "EMAIL_WORKER_EVENTS_TOPIC",

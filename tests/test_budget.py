@@ -24,7 +24,7 @@ import structlog
 from botocore.retries import standard
 
 from tests.test_terraform import TF, TerraformAlone, _block, _preconditions, terraform_alone
-from worker.app import serving
+from worker.app import serving, startup
 from worker.config import budget
 from worker.config.logs import configure_logging, get_logger
 from worker.config.settings import Settings
@@ -160,6 +160,7 @@ def test_terraform_uses_the_same_constants() -> None:
         "botocore_retry_after_s": budget.BOTOCORE_RETRY_AFTER_S,
         "ledger_call_s": budget.LEDGER_CALL_S,
         "margin_s": budget.MARGIN_S,
+        "outage_allowance_s": budget.OUTAGE_ALLOWANCE_S,
     }
 
 
@@ -302,6 +303,7 @@ def _serve_until_runtime(monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[i
     configure_logging("INFO", stream=stream)
     # A fresh logger: serving's own caches the configuration it first logged with.
     monkeypatch.setattr(serving, "log", get_logger())
+    monkeypatch.setattr(startup, "log", get_logger())
     try:
         code = serving.run_serve(Settings.from_env(_serve_env(**env), required_for="serve"))
     finally:
@@ -326,3 +328,188 @@ def test_serve_without_an_ack_deadline_warns_what_it_would_need(
     [warning] = [r for r in records if "EMAIL_WORKER_PUSH_ACK_DEADLINE_S" in r["message"]]
     assert warning["severity"] == "WARNING"
     assert warning["needed_s"] == 242
+
+
+# -- the delivery attempts outlast a claim, the Send-event wait and an outage -----------------
+
+
+def _redelivery_problem(attempts: int, low: float = 10, high: float = 600) -> str | None:
+    return budget.redelivery_problem(
+        max_delivery_attempts=attempts,
+        min_backoff_s=low,
+        max_backoff_s=high,
+        claim_s=172,
+        send_event_wait_s=120,
+        outage_allowance_s=budget.OUTAGE_ALLOWANCE_S,
+    )
+
+
+def test_the_attempts_span_pubsub_s_backoffs_doubling_from_the_minimum_to_the_maximum() -> None:
+    span = budget.redelivery_span_s(max_delivery_attempts=12, min_backoff_s=10, max_backoff_s=600)
+    assert span == 10 + 20 + 40 + 80 + 160 + 320 + 5 * 600 == 3630
+
+
+def test_five_attempts_with_a_10_s_backoff_last_only_150_s_which_is_why_the_issue_was_filed() -> (
+    None
+):
+    assert budget.redelivery_span_s(
+        max_delivery_attempts=5, min_backoff_s=10, max_backoff_s=600
+    ) == (10 + 20 + 40 + 80)
+    problem = _redelivery_problem(5)
+    assert problem is not None
+    assert problem.startswith("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS=5 with backoffs of 10-600 s")
+    assert "after about 150 s" in problem
+    assert "it may need 2092 s" in problem
+
+
+def test_a_request_must_outlast_the_claim_the_send_event_wait_and_a_30_minute_outage() -> None:
+    assert budget.OUTAGE_ALLOWANCE_S == 30 * 60
+    needed = budget.redelivery_needed_s(claim_s=172, send_event_wait_s=120, outage_allowance_s=1800)
+    assert needed == 2092
+    assert _redelivery_problem(12) is None
+    assert _redelivery_problem(10) is None  # 2430 s
+    assert _redelivery_problem(9) is not None  # 1830 s
+
+
+def test_the_worker_s_defaults_state_the_same_allowance() -> None:
+    assert DEFAULTS.outage_allowance_s == budget.OUTAGE_ALLOWANCE_S
+
+
+def test_terraform_s_default_attempts_and_backoffs_outlast_the_allowance() -> None:
+    attempts = TF.variables["max_delivery_attempts"]["default"]
+    low = TF.variables["retry_minimum_backoff_seconds"]["default"]
+    high = TF.variables["retry_maximum_backoff_seconds"]["default"]
+    claim = math.ceil(
+        budget.ledger_claim_s(send_deadline_s=DEFAULTS.send_deadline_s, send_rate_limited=True)
+    )
+    problem = budget.redelivery_problem(
+        max_delivery_attempts=attempts,
+        min_backoff_s=low,
+        max_backoff_s=high,
+        claim_s=claim,
+        send_event_wait_s=DEFAULTS.send_event_wait_s,
+        outage_allowance_s=budget.OUTAGE_ALLOWANCE_S,
+    )
+    assert problem is None
+    span = budget.redelivery_span_s(
+        max_delivery_attempts=attempts, min_backoff_s=low, max_backoff_s=high
+    )
+    assert span >= claim + DEFAULTS.send_event_wait_s + budget.OUTAGE_ALLOWANCE_S
+
+
+@pytest.mark.parametrize(
+    ("attempts", "low", "high", "events"),
+    [(12, 10, 600, True), (5, 10, 600, True), (20, 0, 600, False), (30, 60, 120, True)],
+)
+def test_terraform_computes_the_same_redelivery_span_and_need(
+    tf: TerraformAlone, attempts: int, low: int, high: int, events: bool
+) -> None:
+    computed = tf.value(
+        "{span = local.redelivery_span_s, needed = local.redelivery_needed_s, "
+        "fits = local.redelivery_fits, claim = local.ledger_claim_s}",
+        max_delivery_attempts=attempts,
+        retry_minimum_backoff_seconds=low,
+        retry_maximum_backoff_seconds=high,
+        events_enabled=events,
+    )
+    span = budget.redelivery_span_s(
+        max_delivery_attempts=attempts, min_backoff_s=low, max_backoff_s=high
+    )
+    needed = budget.redelivery_needed_s(
+        claim_s=computed["claim"],
+        send_event_wait_s=120 if events else 0,
+        outage_allowance_s=budget.OUTAGE_ALLOWANCE_S,
+    )
+    assert (computed["span"], computed["needed"]) == (span, needed)
+    assert computed["fits"] is (span >= needed)
+
+
+def test_the_worker_is_given_the_retry_settings_the_span_was_computed_from() -> None:
+    env = TF.locals["managed_env"]
+    assert env["EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS"] == "${tostring(var.max_delivery_attempts)}"
+    assert env["EMAIL_WORKER_RETRY_MIN_BACKOFF_S"] == (
+        "${tostring(var.retry_minimum_backoff_seconds)}"
+    )
+    assert env["EMAIL_WORKER_RETRY_MAX_BACKOFF_S"] == (
+        "${tostring(var.retry_maximum_backoff_seconds)}"
+    )
+    # The Send-event wait the span allows for is the one the worker is given.
+    assert env["EMAIL_WORKER_SEND_EVENT_WAIT_S"] == '${var.events_enabled ? "120" : "0"}'
+    assert TF.locals["send_event_wait_s"] == "${var.events_enabled ? 120 : 0}"
+    assert DEFAULTS.send_event_wait_s == 120
+    # And the subscriptions use the same variables.
+    subscription = TF.resource("google_pubsub_subscription", "worker")
+    assert _block(subscription, "dead_letter_policy")["max_delivery_attempts"] == (
+        "${var.max_delivery_attempts}"
+    )
+    retry = _block(subscription, "retry_policy")
+    assert retry["minimum_backoff"] == "${var.retry_minimum_backoff_seconds}s"
+    assert retry["maximum_backoff"] == "${var.retry_maximum_backoff_seconds}s"
+
+
+def test_the_plan_checks_the_redelivery_span() -> None:
+    checks = _preconditions(TF.resource("terraform_data", "settings_check"))
+    assert "${local.redelivery_fits}" in checks
+
+
+def test_plan_fails_on_attempts_that_an_outage_would_use_up(tf: TerraformAlone) -> None:
+    result = tf.plan(max_delivery_attempts=5)
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert "The delivery attempts do not outlast an outage" in message
+    assert "after about 150 s" in message
+
+
+def test_plan_passes_the_default_attempts(tf: TerraformAlone) -> None:
+    result = tf.plan(max_delivery_attempts=TF.variables["max_delivery_attempts"]["default"])
+    assert result.returncode == 0, result.stderr
+
+
+_SHORT_RETRIES = {
+    "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS": "5",
+    "EMAIL_WORKER_RETRY_MIN_BACKOFF_S": "10",
+    "EMAIL_WORKER_RETRY_MAX_BACKOFF_S": "600",
+}
+
+
+@pytest.mark.parametrize("command", ["serve", "pull"])
+def test_serve_and_pull_refuse_attempts_an_outage_would_use_up(command: str) -> None:
+    completed = subprocess.run(
+        [EMAIL_WORKER, command],
+        env=_serve_env(**_SHORT_RETRIES, EMAIL_WORKER_PUSH_ACK_DEADLINE_S="242"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert "email-worker: invalid settings:" in completed.stderr
+    assert "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS=5 with backoffs of 10-600 s" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_serve_goes_on_when_the_attempts_outlast_an_outage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, records = _serve_until_runtime(
+        monkeypatch,
+        **{**_SHORT_RETRIES, "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS": "12"},
+        EMAIL_WORKER_PUSH_ACK_DEADLINE_S="242",
+    )
+    assert code == 1  # past the checks, stopped at the runtime
+    assert "stopped by the test" in records[-1]["detail"]
+
+
+def test_serve_without_the_retry_settings_warns_what_a_request_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, records = _serve_until_runtime(monkeypatch, EMAIL_WORKER_PUSH_ACK_DEADLINE_S="242")
+    assert code == 1
+    [warning] = [r for r in records if "retry settings are not all given" in r["message"]]
+    assert warning["severity"] == "WARNING"
+    assert warning["unset"] == [
+        "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
+        "EMAIL_WORKER_RETRY_MIN_BACKOFF_S",
+        "EMAIL_WORKER_RETRY_MAX_BACKOFF_S",
+    ]
+    assert warning["needed_s"] == 90 + 120 + 1800

@@ -73,7 +73,7 @@ def test_the_worker_subscription_has_dead_letter_retry_and_ack_deadline_policies
     assert worker.dead_letter_policy.dead_letter_topic == topic_path(
         pubsub_env, names["EMAIL_WORKER_DEAD_LETTER_TOPIC"]
     )
-    assert worker.dead_letter_policy.max_delivery_attempts == 5
+    assert worker.dead_letter_policy.max_delivery_attempts == 12
     assert worker.retry_policy.minimum_backoff == dt.timedelta(seconds=10)
     assert worker.retry_policy.maximum_backoff == dt.timedelta(seconds=600)
     assert worker.ack_deadline_seconds == 60

@@ -250,7 +250,7 @@ def run_through(streams: list[int]) -> tuple[list[float], list[Delivery], list[A
 
     handled: list[Delivery] = []
 
-    def handle(delivery: Delivery, ack: Any, nack: Any) -> None:
+    def handle(delivery: Delivery, ack: Any, nack: Any, hold: Any = None) -> None:
         handled.append(delivery)
         ack()
 

@@ -96,7 +96,11 @@ def pull() -> None:
 
     # Imported here so that `--help` and settings errors stay fast.
     from worker.app.runtime import build_runtime
+    from worker.app.startup import refuse_short_redelivery
     from worker.transports.pull import PullWorker
+
+    if refuse_short_redelivery(settings):
+        sys.exit(EXIT_USAGE)
 
     try:
         runtime = build_runtime(settings)

@@ -13,6 +13,7 @@ from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.ledger import Ledger, open_ledger
 from worker.ops.topology import read_max_delivery_attempts
+from worker.processing.breaker import OutageBreaker
 from worker.processing.handling import Handler
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
@@ -83,6 +84,7 @@ def build_runtime(
         sessions=SessionCache(new_session, ttl_s=settings.session_ttl_s),
         send_rate=(SendRateLimiter(settings.send_rate_per_s) if settings.send_rate_per_s else None),
         ledger=ledger,
+        breaker=outage_breaker(settings),
     )
     results_topic = publisher.topic_path(project, settings.results_topic)
     dead_letter_topic = publisher.topic_path(project, settings.dead_letter_topic)
@@ -139,6 +141,18 @@ def build_runtime(
         subscriber=subscriber,
         metrics=metrics,
         ledger=ledger,
+    )
+
+
+def outage_breaker(settings: Settings) -> OutageBreaker | None:
+    """The outage breaker ``settings`` ask for; None with EMAIL_WORKER_OUTAGE_MIN_CALLS=0."""
+    if settings.outage_min_calls == 0:
+        return None
+    return OutageBreaker(
+        window_s=settings.outage_window_s,
+        min_calls=settings.outage_min_calls,
+        failure_ratio=settings.outage_failure_ratio,
+        probe_interval_s=settings.outage_probe_interval_s,
     )
 
 

@@ -195,6 +195,47 @@ class Settings:
         "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
         doc="Last delivery attempt; default: read from the subscription's dead-letter policy.",
     )
+    retry_min_backoff_s: int | None = _env(
+        "EMAIL_WORKER_RETRY_MIN_BACKOFF_S",
+        doc="The subscription's retry policy minimum backoff. With it, "
+        "EMAIL_WORKER_RETRY_MAX_BACKOFF_S and EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS, pull and "
+        "serve refuse to start when the attempts cannot outlast the claim, the Send-event "
+        "wait and EMAIL_WORKER_OUTAGE_ALLOWANCE_S (worker/config/budget.py). Unset: not "
+        "checked.",
+    )
+    retry_max_backoff_s: int | None = _env(
+        "EMAIL_WORKER_RETRY_MAX_BACKOFF_S",
+        doc="The subscription's retry policy maximum backoff (see "
+        "EMAIL_WORKER_RETRY_MIN_BACKOFF_S).",
+    )
+    outage_allowance_s: float = _env(
+        "EMAIL_WORKER_OUTAGE_ALLOWANCE_S",
+        1800.0,
+        doc="How long a downstream outage the subscription's delivery attempts must outlast "
+        "(checked at start with the retry settings above).",
+    )
+    outage_window_s: float = _env(
+        "EMAIL_WORKER_OUTAGE_WINDOW_S",
+        30.0,
+        doc="Outage breaker: how far back it looks at SES, STS and ledger calls.",
+    )
+    outage_min_calls: int = _env(
+        "EMAIL_WORKER_OUTAGE_MIN_CALLS",
+        10,
+        doc="Outage breaker: calls in the window before it may trip. 0: no breaker.",
+    )
+    outage_failure_ratio: float = _env(
+        "EMAIL_WORKER_OUTAGE_FAILURE_RATIO",
+        0.8,
+        doc="Outage breaker: share of those calls failing transiently, across two services or "
+        "more (or every active one), that trips it; it then holds new work.",
+    )
+    outage_probe_interval_s: float = _env(
+        "EMAIL_WORKER_OUTAGE_PROBE_INTERVAL_S",
+        5.0,
+        doc="Outage breaker: while holding, one delivery probes the downstream this often; "
+        "the first that gets through ends the hold.",
+    )
     max_messages: int = _env(
         "EMAIL_WORKER_MAX_MESSAGES",
         1000,
@@ -367,6 +408,7 @@ class Settings:
         if self.max_delivery_attempts is not None and not 5 <= self.max_delivery_attempts <= 100:
             problems.append("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS must be 5-100, as in Pub/Sub")
         problems.extend(self._service_id_problems())
+        problems.extend(self._outage_problems())
         if self.log_level not in _LOG_LEVELS:
             problems.append(f"EMAIL_WORKER_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
         if self.port is not None and not 0 < self.port < 65536:
@@ -438,6 +480,26 @@ class Settings:
                 problems.append(f"{variable}: {service!r} is not a service id")
             elif (collision := colliding_name(self, service)) is not None:
                 problems.append(f"{variable}: {collision}")
+        return problems
+
+    def _outage_problems(self) -> list[str]:
+        problems = []
+        for name in ("retry_min_backoff_s", "retry_max_backoff_s"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 600:
+                problems.append(f"{_env_name(name)} must be 0-600, as in Pub/Sub")
+        low, high = self.retry_min_backoff_s, self.retry_max_backoff_s
+        if low is not None and high is not None and low > high:
+            problems.append(
+                "EMAIL_WORKER_RETRY_MIN_BACKOFF_S must not exceed EMAIL_WORKER_RETRY_MAX_BACKOFF_S"
+            )
+        for name in ("outage_allowance_s", "outage_window_s", "outage_probe_interval_s"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{_env_name(name)} must be positive")
+        if self.outage_min_calls < 0:
+            problems.append("EMAIL_WORKER_OUTAGE_MIN_CALLS must not be negative")
+        if not 0 < self.outage_failure_ratio <= 1:
+            problems.append("EMAIL_WORKER_OUTAGE_FAILURE_RATIO must be above 0 and at most 1")
         return problems
 
     @property

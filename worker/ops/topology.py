@@ -49,7 +49,7 @@ class SubscriptionPolicy:
     """How the worker's subscription delivers: Pub/Sub allows attempts 5-100, ack deadlines
     10-600 s and backoffs 0-600 s."""
 
-    max_delivery_attempts: int = 5
+    max_delivery_attempts: int = 12
     ack_deadline_s: int = 60
     min_backoff_s: int = 10
     max_backoff_s: int = 600

@@ -5,12 +5,14 @@ pipeline that validates, claims (in the ledger), builds and sends a request and 
 :class:`Outcome` without acking anything (:func:`process`); the rules that turn an outcome
 into publish/dead-letter/ack (:func:`decide`); carrying them out with nothing acked before
 its publishes are confirmed (:class:`Outputs`); the :class:`Handler` that chains the three
-for a transport; and the send rate limit and metrics along the way. It builds on the
-formats, the sending library and the ledger, and knows no transport.
+for a transport; the outage breaker that holds work while SES, STS or the ledger fail for
+every service (:class:`OutageBreaker`); and the send rate limit and metrics along the way. It
+builds on the formats, the sending library and the ledger, and knows no transport.
 """
 
 from __future__ import annotations
 
+from worker.processing.breaker import OutageBreaker
 from worker.processing.decisions import Decision, decide
 from worker.processing.handling import Handler
 from worker.processing.metrics import Metrics
@@ -25,6 +27,7 @@ __all__ = [
     "Handler",
     "LedgerEvent",
     "Metrics",
+    "OutageBreaker",
     "Outcome",
     "Outputs",
     "SendRateLimiter",

@@ -2,17 +2,19 @@
 
 Kept apart from the pipeline and the transports so the rules are in one small place:
 
-====================  ==============  ===========  =========
-outcome               publish result  dead-letter  then
-====================  ==============  ===========  =========
-sent                  yes (sent)      no           ack
-rejected / failed     yes             yes          ack
-retry, not last       no              no           nack
-retry, last attempt   yes (failed)    no           nack [#]_
-in progress           no              no           nack [#]_
-replayed from ledger  yes (as stored) no           ack
-refused replay [#]_   no              as above     as above
-====================  ==============  ===========  =========
+=======================  ==============  ===========  =========
+outcome                  publish result  dead-letter  then
+=======================  ==============  ===========  =========
+sent                     yes (sent)      no           ack
+rejected / failed        yes             yes          ack
+retry, not last          no              no           nack
+retry, last attempt      yes (failed)    no           nack [#]_
+in progress              no              no           nack [#]_
+replayed from ledger     yes (as stored) no           ack
+refused replay [#]_      no              as above     as above
+held, transport can      no              no           hold [#]_
+held, transport cannot   as retry        no           nack
+=======================  ==============  ===========  =========
 
 .. [#] On the last delivery attempt Pub/Sub's own dead-letter policy moves the message once it
    is nacked, so the requester is told first.
@@ -22,6 +24,11 @@ refused replay [#]_   no              as above     as above
    (``Outcome.service_confirmed`` false): anyone may publish there, so the service it names
    may never have asked. Its refusal goes to the operators only: dead-lettered (or, for a
    transient failure, nacked until Pub/Sub dead-letters it) and logged, with no result.
+.. [#] The outage breaker holds (:mod:`worker.processing.breaker`): the pull transport keeps
+   the message leased and processes it again once the breaker lets it, so the outage uses
+   none of its delivery attempts. Push cannot hold a message: its answer is a nack, which
+   Pub/Sub backs off on, and the subscription's attempts are sized to outlast an outage
+   (:mod:`worker.config.budget`).
 
 Acking always waits until the publishes it depends on are confirmed; a failed publish turns
 the ack into a nack (see :mod:`worker.processing.outputs`).
@@ -41,6 +48,8 @@ class Decision:
     publish_result: bool
     dead_letter: bool
     ack: bool
+    #: Neither ack nor nack: the transport keeps the message and processes it again later.
+    hold: bool = False
 
 
 def is_last_attempt(delivery_attempt: int | None, max_delivery_attempts: int | None) -> bool:
@@ -54,9 +63,16 @@ def is_last_attempt(delivery_attempt: int | None, max_delivery_attempts: int | N
 
 
 def decide(
-    outcome: Outcome, *, delivery_attempt: int | None, max_delivery_attempts: int | None
+    outcome: Outcome,
+    *,
+    delivery_attempt: int | None,
+    max_delivery_attempts: int | None,
+    can_hold: bool = False,
 ) -> Decision:
-    """The decision for ``outcome`` on the given delivery attempt."""
+    """The decision for ``outcome`` on the given delivery attempt; ``can_hold``: whether the
+    transport can keep the message without an answer (pull) or not (push)."""
+    if outcome.status is Status.HELD and can_hold:
+        return Decision(publish_result=False, dead_letter=False, ack=False, hold=True)
     if outcome.status is Status.IN_PROGRESS:
         return Decision(publish_result=False, dead_letter=False, ack=False)
     if outcome.status is Status.SENT or outcome.ledger is LedgerEvent.REPLAYED:

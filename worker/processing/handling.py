@@ -9,11 +9,11 @@ from collections.abc import Callable
 import structlog
 
 from worker.config.logs import get_logger
-from worker.processing.decisions import decide
+from worker.processing.decisions import decide, is_last_attempt
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
 from worker.processing.pauses import PauseWatch
-from worker.processing.pipeline import Delivery, Deps, Outcome, process
+from worker.processing.pipeline import Delivery, Deps, Outcome, Status, process
 
 __all__ = ["Handler"]
 
@@ -38,6 +38,8 @@ class Handler:
         self.outputs = outputs
         self.max_delivery_attempts = max_delivery_attempts
         self.metrics = metrics if metrics is not None else Metrics()
+        if deps.breaker is not None:
+            self.metrics.watch_breaker(deps.breaker)
 
     @property
     def stopping(self) -> threading.Event:
@@ -45,8 +47,64 @@ class Handler:
         retrying and are handed back."""
         return self.deps.stopping
 
+    def seconds_until_admission(self) -> float:
+        """How long a held delivery should wait before it asks to start again."""
+        breaker = self.deps.breaker
+        return breaker.seconds_until_probe() if breaker is not None else 0.0
+
     def __call__(
-        self, delivery: Delivery, *, ack: Callable[[], None], nack: Callable[[], None]
+        self,
+        delivery: Delivery,
+        *,
+        ack: Callable[[], None],
+        nack: Callable[[], None],
+        hold: Callable[[], None] | None = None,
+    ) -> Outcome:
+        """Process ``delivery`` and settle it. ``hold``: how the transport keeps a message for
+        later without answering (pull); None when it cannot (push)."""
+        breaker = self.deps.breaker
+        if breaker is None:
+            return self._handle(delivery, ack=ack, nack=nack, hold=hold)
+        # A push on its last attempt is tried whatever the breaker says: held, it would be
+        # dead-lettered without having been tried.
+        last = hold is None and is_last_attempt(
+            delivery.delivery_attempt, self.max_delivery_attempts
+        )
+        if not last and not breaker.admit():
+            return self._held_back(delivery, ack=ack, nack=nack, hold=hold)
+        try:
+            return self._handle(delivery, ack=ack, nack=nack, hold=hold)
+        finally:
+            breaker.end_probe()
+
+    def _held_back(
+        self,
+        delivery: Delivery,
+        *,
+        ack: Callable[[], None],
+        nack: Callable[[], None],
+        hold: Callable[[], None] | None,
+    ) -> Outcome:
+        """A delivery the outage breaker does not let start: kept, or handed back. Not
+        logged one by one (the breaker logs its state; the metrics count these)."""
+        outcome = Outcome(Status.HELD, request_id=delivery.message_id)
+        decision = decide(
+            outcome,
+            delivery_attempt=delivery.delivery_attempt,
+            max_delivery_attempts=self.max_delivery_attempts,
+            can_hold=hold is not None,
+        )
+        self.outputs.settle(delivery, outcome, decision, ack=ack, nack=nack, hold=hold)
+        self.metrics.outage_held.labels("not_started").inc()
+        return outcome
+
+    def _handle(
+        self,
+        delivery: Delivery,
+        *,
+        ack: Callable[[], None],
+        nack: Callable[[], None],
+        hold: Callable[[], None] | None,
     ) -> Outcome:
         started = time.monotonic()
         with (
@@ -61,8 +119,9 @@ class Handler:
                 outcome,
                 delivery_attempt=delivery.delivery_attempt,
                 max_delivery_attempts=self.max_delivery_attempts,
+                can_hold=hold is not None,
             )
-            acked = self.outputs.settle(delivery, outcome, decision, ack=ack, nack=nack)
+            acked = self.outputs.settle(delivery, outcome, decision, ack=ack, nack=nack, hold=hold)
             log.info(
                 "request processed",
                 request_id=outcome.request_id,
@@ -77,7 +136,8 @@ class Handler:
                 publish_result=decision.publish_result,
                 dead_letter=decision.dead_letter,
                 acked=acked,
+                held=decision.hold,
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
             )
-            self.metrics.observe(outcome, acked=acked, duration_s=processed_s)
+            self.metrics.observe(outcome, acked=acked, held=decision.hold, duration_s=processed_s)
         return outcome

@@ -22,7 +22,8 @@ from prometheus_client import (
 )
 
 from worker.formats.pubsub import ERROR_CODE_ATTRIBUTE, Publish
-from worker.processing.pipeline import Outcome
+from worker.processing.breaker import BreakerState, OutageBreaker
+from worker.processing.pipeline import Outcome, Status
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -75,7 +76,8 @@ class Metrics:
         )
         self.settled = Counter(
             "email_worker_deliveries_settled",
-            "Deliveries acknowledged (ack) or handed back to Pub/Sub for redelivery (nack).",
+            "Deliveries acknowledged (ack), handed back to Pub/Sub for redelivery (nack) or "
+            "kept leased through an outage (hold).",
             ["action"],
             registry=r,
         )
@@ -116,7 +118,38 @@ class Metrics:
             registry=r,
         )
 
-    def observe(self, outcome: Outcome, *, acked: bool, duration_s: float) -> None:
+        self.outage_holding = Gauge(
+            "email_worker_outage_holding",
+            "1 while the outage breaker holds new work back (SES, STS or the ledger failing "
+            "for every service), else 0.",
+            registry=r,
+        )
+        self.outage_trips = Counter(
+            "email_worker_outage_trips",
+            "Times the outage breaker started holding.",
+            registry=r,
+        )
+        self.outage_held = Counter(
+            "email_worker_outage_held",
+            "Deliveries held back by the outage breaker: not_started (refused before "
+            "processing) or after_failure (a transient failure while it held).",
+            ["stage"],
+            registry=r,
+        )
+
+    def watch_breaker(self, breaker: OutageBreaker) -> None:
+        """Keep the outage gauge and trip counter up to date with ``breaker``."""
+
+        def changed(old: BreakerState, new: BreakerState) -> None:
+            self.outage_holding.set(0 if new is BreakerState.CLOSED else 1)
+            if old is BreakerState.CLOSED:
+                self.outage_trips.inc()
+
+        breaker.add_listener(changed)
+
+    def observe(
+        self, outcome: Outcome, *, acked: bool, duration_s: float, held: bool = False
+    ) -> None:
         """Record one processed delivery."""
         status = outcome.status.value
         self.requests.labels(status, outcome.error_code or _NONE).inc()
@@ -125,7 +158,9 @@ class Metrics:
             self.retries.inc(outcome.retries)
         if outcome.send_rate_wait_s:
             self.send_rate_wait.inc(outcome.send_rate_wait_s)
-        self.settled.labels("ack" if acked else "nack").inc()
+        self.settled.labels("ack" if acked else "hold" if held else "nack").inc()
+        if outcome.status is Status.HELD:
+            self.outage_held.labels("after_failure").inc()
         if outcome.ledger is not None:
             self.ledger_events.labels(outcome.ledger.value).inc()
 

@@ -26,7 +26,7 @@ _MAX_ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on one attribute value
 def result_for(outcome: Outcome, delivery: Delivery, now: dt.datetime) -> EmailResult:
     """The result message for ``outcome``. A delivery handed back on its last attempt is
     reported as ``failed``: from the requester's point of view it is over."""
-    status = "failed" if outcome.status is Status.RETRY else outcome.status.value
+    status = "failed" if outcome.status in (Status.RETRY, Status.HELD) else outcome.status.value
     error = None
     if outcome.error_code is not None:
         error = ResultError(code=outcome.error_code, message=outcome.error_message or "")
@@ -93,8 +93,14 @@ class Outputs:
         *,
         ack: Callable[[], None],
         nack: Callable[[], None],
+        hold: Callable[[], None] | None = None,
     ) -> bool:
-        """Publish what ``decision`` asks for, then ack or nack. Returns whether it acked."""
+        """Publish what ``decision`` asks for, then ack or nack (or hold). Returns whether it
+        acked."""
+        if decision.hold:
+            assert hold is not None, "only a transport that can hold is told to"
+            hold()
+            return False
         now = self._clock()
         try:
             if decision.publish_result:

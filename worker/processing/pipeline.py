@@ -41,6 +41,7 @@ from worker.ledger import (
     content_hash,
     replay_verdict,
 )
+from worker.processing.breaker import OutageBreaker
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind
 from worker.sending.envelope import MAX_RECIPIENTS_PER_CALL
@@ -82,6 +83,9 @@ class Status(enum.StrEnum):
     # Another delivery of the same request holds the ledger's claim and is sending it; this
     # one reports nothing and comes back later, to find the result.
     IN_PROGRESS = "in_progress"
+    # Transient trouble while the outage breaker holds (worker.processing.breaker), or a
+    # delivery it did not let start: kept back for after the outage, not retried now.
+    HELD = "held"
 
 
 class LedgerEvent(enum.StrEnum):
@@ -132,6 +136,20 @@ class Deps:
     stopping: threading.Event = field(default_factory=threading.Event)
     #: EMAIL_WORKER_LEDGER; None: no deduplication of redeliveries or repeated publishes.
     ledger: Ledger | None = None
+    #: Told of every downstream call; holds work back while they fail for everyone. None:
+    #: no breaker.
+    breaker: OutageBreaker | None = None
+
+    def report(self, service_id: str | None, *, failed: bool) -> None:
+        """Tell the breaker how a downstream call went: a transient failure, or an answer
+        (a permanent refusal is one: the downstream is up)."""
+        if self.breaker is not None:
+            self.breaker.record(service_id, failed=failed)
+
+    @property
+    def holding(self) -> bool:
+        """Whether the outage breaker is holding work back."""
+        return self.breaker is not None and self.breaker.holding
 
     def pause(self, seconds: float) -> None:
         if self.sleep is None:
@@ -149,7 +167,11 @@ class Deps:
 def process(delivery: Delivery, deps: Deps) -> Outcome:
     """Turn one delivery into an outcome. Never raises."""
     try:
-        return _process(delivery, deps)
+        outcome = _process(delivery, deps)
+        if outcome.status is Status.RETRY and deps.holding:
+            # The trouble is everyone's: keep the delivery for after the outage.
+            return replace(outcome, status=Status.HELD)
+        return outcome
     except Exception as error:  # a bug must not take the worker down or loop the message
         # The exception's text may quote the request, so only its type and place are logged.
         frame = traceback.extract_tb(error.__traceback__)[-1]
@@ -185,7 +207,7 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
     replay = source is not None and source.kind is SourceKind.REPLAY
     request = _admissible(delivery, settings)
     if replay and isinstance(request, EmailRequest):
-        refused = _unrecognised_replay(request, delivery, deps.ledger)
+        refused = _unrecognised_replay(request, delivery, deps)
         request = request if refused is None else refused
     if isinstance(request, Outcome):
         # A replay's service is only claimed until the ledger confirms it: its refusal is
@@ -255,9 +277,7 @@ def _admissible(delivery: Delivery, settings: Settings) -> EmailRequest | Outcom
     return request
 
 
-def _unrecognised_replay(
-    request: EmailRequest, delivery: Delivery, ledger: Ledger | None
-) -> Outcome | None:
+def _unrecognised_replay(request: EmailRequest, delivery: Delivery, deps: Deps) -> Outcome | None:
     """Refuse a replay unless the ledger holds this very request from this service.
 
     Anyone may publish to the replay topic; only the services may publish to their own. The
@@ -269,19 +289,21 @@ def _unrecognised_replay(
         f"a replay is sent only if it is a request the worker received from service "
         f"{request.service_id!r}; the request ledger holds no such request",
     )
+    ledger = deps.ledger
     if ledger is None:
         return unrecognised
     try:
         record = ledger.get(LedgerKey(request.service_id, request.request_id))
     except LedgerUnavailable as error:
         log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
-        return _ledger_unavailable(request)
+        return _ledger_unavailable(request, deps)
     if replay_verdict(record, delivery.data) is not ReplayVerdict.VOUCHED:
         return unrecognised
     return None
 
 
-def _ledger_unavailable(request: EmailRequest) -> Outcome:
+def _ledger_unavailable(request: EmailRequest, deps: Deps) -> Outcome:
+    deps.report(request.service_id, failed=True)
     return replace(
         _refusal(
             request,
@@ -330,7 +352,7 @@ def _claimed(
             claim = ledger.claim(key, owner=owner, content_hash=digest, retry_unsent=retry_unsent)
     except LedgerUnavailable as error:
         log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
-        return _ledger_unavailable(request)
+        return _ledger_unavailable(request, deps)
     if claim.state is ClaimState.DONE:
         assert claim.result is not None
         return _replayed(request, claim.result)
@@ -359,7 +381,7 @@ def _claimed(
         # The claim stays ours until it expires, not released: a delivery that claimed a
         # released record would send without asking SES's events first.
         log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
-        return replace(_ledger_unavailable(request), ledger=LedgerEvent.TAKEOVER)
+        return replace(_ledger_unavailable(request, deps), ledger=LedgerEvent.TAKEOVER)
     if takeover and settled is None:
         log.warning("took over an expired claim: an earlier delivery may have sent this request")
     if settled is not None:
@@ -482,6 +504,7 @@ def _admitted(request: EmailRequest, deps: Deps) -> Outcome:
     try:
         session = deps.sessions.get(request.service_id)
     except EmailError as error:
+        deps.report(request.service_id, failed=error.retryable)
         return _failure(request, error, retries=0)
 
     config = session.service_config
@@ -520,6 +543,16 @@ def _worth_retrying(error: BaseException) -> bool:
     )
 
 
+class _StopWhenHolding(tenacity.stop.stop_base):
+    """Stop retrying once the outage breaker holds: the delivery waits out the outage."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self._deps.holding
+
+
 def _send_retrying(deps: Deps) -> tenacity.Retrying:
     settings = deps.settings
 
@@ -537,6 +570,8 @@ def _send_retrying(deps: Deps) -> tenacity.Retrying:
             tenacity.stop_after_attempt(settings.send_max_attempts)
             | tenacity.stop_before_delay(settings.send_deadline_s)
             | tenacity.stop_when_event_set(deps.stopping)
+            # The outage breaker holds: the delivery waits for the downstream's recovery.
+            | _StopWhenHolding(deps)
         ),
         wait=tenacity.wait_exponential_jitter(
             multiplier=settings.send_initial_backoff_s, max=settings.send_max_backoff_s
@@ -558,7 +593,7 @@ def _send(
             with attempt:
                 attempts = attempt.retry_state.attempt_number
                 waited_s += _wait_for_send_rate(request, deps)
-                message_ids = session.send_email(message)
+                message_ids = _send_once(session, message, request.service_id, deps)
     except EmailError as error:
         return _failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
     return Outcome(
@@ -570,6 +605,20 @@ def _send(
         retries=attempts - 1,
         send_rate_wait_s=waited_s,
     )
+
+
+def _send_once(
+    session: BaseSession, message: EmailMessage, service_id: str, deps: Deps
+) -> list[str]:
+    """One call to SES, reported to the outage breaker."""
+    try:
+        message_ids = session.send_email(message)
+    except Exception as error:
+        # A transient error is SES's or STS's trouble; anything else is their answer.
+        deps.report(service_id, failed=isinstance(error, EmailError) and error.retryable)
+        raise
+    deps.report(service_id, failed=False)
+    return message_ids
 
 
 def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:

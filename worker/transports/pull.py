@@ -41,6 +41,8 @@ _HEALTHY_STREAM_S = 30.0
 # leased meanwhile: a nack would have it redelivered at once, and each redelivery counts
 # against the subscription's delivery attempts before the claim is finished or expires.
 _RECHECK_IN_PROGRESS_S = 2.0
+# How often a message held through an outage asks again whether it may start.
+_HOLD_POLL_S = 0.5
 
 
 def flow_control(settings: Settings) -> pubsub_v1.types.FlowControl:
@@ -118,10 +120,21 @@ class PullWorker:
                 source=source,
             )
             handed_back: list[bool] = []
-            with self._slots:
-                outcome = self._handler(
-                    delivery, ack=message.ack, nack=lambda: handed_back.append(True)
-                )
+            held: list[bool] = []
+            while True:
+                held.clear()
+                with self._slots:
+                    outcome = self._handler(
+                        delivery,
+                        ack=message.ack,
+                        nack=lambda: handed_back.append(True),
+                        hold=lambda: held.append(True),
+                    )
+                if not held:
+                    break
+                if not self._wait_out_outage():
+                    handed_back.append(True)  # stopping: hand it back
+                    break
             if handed_back:
                 if outcome.status is Status.IN_PROGRESS and not self._stop.is_set():
                     self._defer(message, source)
@@ -130,6 +143,14 @@ class PullWorker:
         finally:
             with self._in_flight_lock:
                 self._in_flight.pop(message.ack_id, None)
+
+    def _wait_out_outage(self) -> bool:
+        """Wait, keeping the message leased, until the outage breaker may let it start;
+        False when the worker stops meanwhile. The client library keeps renewing the lease,
+        and while every thread waits here flow control stops leasing more: the rest of the
+        backlog stays in Pub/Sub, with no delivery attempt used."""
+        wait_s = max(self._handler.seconds_until_admission(), _HOLD_POLL_S)
+        return not self._stop.wait(wait_s)
 
     def _defer(self, message: Any, source: Source) -> None:
         """Look at ``message`` again shortly, keeping it leased until then."""

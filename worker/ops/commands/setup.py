@@ -25,7 +25,8 @@ __all__ = ["setup"]
     "--max-delivery-attempts",
     type=click.IntRange(5, 100),
     help="Deliveries before Pub/Sub dead-letters a request "
-    "[default: EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS, else 5].",
+    "[default: EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS, else 12: with the default backoffs, "
+    "about an hour; see worker/config/budget.py].",
 )
 @click.option(
     "--ack-deadline",
@@ -84,7 +85,7 @@ def setup(
     from worker.ops.topology import Resource, SubscriptionPolicy, ensure_topology
 
     policy = SubscriptionPolicy(
-        max_delivery_attempts=max_delivery_attempts or settings.max_delivery_attempts or 5,
+        max_delivery_attempts=max_delivery_attempts or settings.max_delivery_attempts or 12,
         ack_deadline_s=ack_deadline,
         min_backoff_s=min_backoff,
         max_backoff_s=max_backoff,
