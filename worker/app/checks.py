@@ -63,17 +63,21 @@ def settings_problems(settings: Settings, command: Command) -> list[str]:
         from worker.app.events_reader import events_settings_problems
 
         return events_settings_problems(settings)
+    from worker.app.startup import short_redelivery_problem
+
+    problems = [short_redelivery_problem(settings)]
     if command == "serve" and settings.push_ack_deadline_s is not None:
         from worker.config.budget import push_budget_problem
 
-        problem = push_budget_problem(
-            ack_deadline_s=settings.push_ack_deadline_s,
-            send_deadline_s=settings.send_deadline_s,
-            publish_timeout_s=settings.publish_timeout_s,
-            send_rate_limited=settings.send_rate_per_s is not None,
+        problems.append(
+            push_budget_problem(
+                ack_deadline_s=settings.push_ack_deadline_s,
+                send_deadline_s=settings.send_deadline_s,
+                publish_timeout_s=settings.publish_timeout_s,
+                send_rate_limited=settings.send_rate_per_s is not None,
+            )
         )
-        return [] if problem is None else [problem]
-    return []
+    return [problem for problem in problems if problem is not None]
 
 
 def run_checks(

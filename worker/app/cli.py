@@ -96,11 +96,10 @@ def pull() -> None:
 
     # Imported here so that `--help` and settings errors stay fast.
     from worker.app.runtime import build_runtime
-    from worker.app.startup import refuse_short_redelivery
+    from worker.app.startup import warn_if_redelivery_unchecked
     from worker.transports.pull import PullWorker
 
-    if refuse_short_redelivery(settings):
-        sys.exit(EXIT_USAGE)
+    warn_if_redelivery_unchecked(settings)
 
     try:
         runtime = build_runtime(settings)

@@ -95,10 +95,9 @@ def run_serve(settings: Settings) -> int:
             log.error("cannot start", detail=problem)
             print(f"email-worker: invalid settings:\n  {problem}", file=sys.stderr)
             return 2  # as for any other invalid setting
-    from worker.app.startup import refuse_short_redelivery
+    from worker.app.startup import warn_if_redelivery_unchecked
 
-    if refuse_short_redelivery(settings):
-        return 2
+    warn_if_redelivery_unchecked(settings)
     authenticator = authenticator_for(settings)
     if authenticator is None:
         log.warning(
