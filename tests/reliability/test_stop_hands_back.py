@@ -47,6 +47,8 @@ GRACE_S = 0.5
 LATE_STALL_S = 25.0
 RESULTS_AFTER_RESTART_S = 30.0
 _SUBJECT = re.compile(rb"^Subject: stop (\S+)\r?$", re.MULTILINE)
+THROTTLE_EVERY = 5
+_THROTTLED = faults.ses_error("TooManyRequestsException", 429)
 WORKER_ENV = {
     "EMAIL_WORKER_CONCURRENCY": str(CONCURRENCY),
     "EMAIL_WORKER_SHUTDOWN_TIMEOUT_S": str(SHUTDOWN_TIMEOUT_S),
@@ -71,14 +73,17 @@ def request_id_of_send(body: bytes) -> str:
 
 
 class SlowSes:
-    """A proxy rule for SES sends: answered after ``SES_ANSWER_S`` while ``slow``; one that
-    arrives more than ``GRACE_S`` after :meth:`signalled` is recorded as late, stalled and
-    hung up on (SES never gets it)."""
+    """A proxy rule for SES sends: answered after ``SES_ANSWER_S`` while ``slow``, every
+    ``THROTTLE_EVERY``-th with a throttling error (so some deliveries are in a retry backoff
+    at the signal). A send that arrives more than ``GRACE_S`` after :meth:`signalled`, for a
+    request that had none in flight then, is recorded as late, stalled and hung up on (SES
+    never gets it)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.slow = True
         self._signal_at: float | None = None
+        self._sends = 0
         self._in_flight: Counter[str] = Counter()
         self.in_flight_at_signal: set[str] = set()
         self.late: list[str] = []
@@ -94,13 +99,22 @@ class SlowSes:
         request_id = request_id_of_send(proxied.body)
         with self._lock:
             since_signal = None if self._signal_at is None else time.monotonic() - self._signal_at
-            if since_signal is not None and since_signal > GRACE_S:
+            # botocore's own quick retries of a throttled call belong to that call: only a
+            # request that had no send in flight at the signal can start one late.
+            late = (
+                since_signal is not None
+                and since_signal > GRACE_S
+                and request_id not in self.in_flight_at_signal
+            )
+            if late:
                 self.late.append(request_id)
             else:
+                self._sends += 1
+                throttled = self._signal_at is None and self._sends % THROTTLE_EVERY == 0
                 self._in_flight[request_id] += 1
                 if since_signal is not None:
                     self.in_flight_at_signal.add(request_id)
-        if request_id in self.late:
+        if late:
             time.sleep(LATE_STALL_S)
             return faults.hang_up()
         time.sleep(SES_ANSWER_S)
@@ -108,7 +122,7 @@ class SlowSes:
             self._in_flight[request_id] -= 1
             if not self._in_flight[request_id]:
                 del self._in_flight[request_id]
-        return None  # forwarded to moto
+        return _THROTTLED(proxied) if throttled else None  # None: forwarded to moto
 
 
 def claims_left(ledger_path: Path) -> set[str]:
@@ -131,10 +145,15 @@ class Stopped:
 
 
 def stop_under_load(
-    ses: SlowSes, collector: ResultCollector, worker: WorkerProcess, ledger_path: Path
+    ses: SlowSes,
+    collector: ResultCollector,
+    worker: WorkerProcess,
+    ledger_path: Path,
+    *,
+    results_before: int,
 ) -> Stopped:
     """Wait until the worker is busy, SIGTERM it, and see what it left."""
-    collector.wait_for_count(2 * CONCURRENCY, timeout_s=120)
+    collector.wait_for_count(results_before, timeout_s=120)
     ses.signalled()
     worker.process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
@@ -190,7 +209,9 @@ def test_sigterm_under_pull_load_leaves_no_claim_and_a_restart_finishes_every_re
     env = {**stack.env, **WORKER_ENV, "PUBSUB_EMULATOR_HOST": relay.host}
     with relay, ResultCollector(stack.emulator, stack.results_subscription) as collector:
         worker = WorkerProcess(env, tmp_path / "worker-1.log")
-        stopped = stop_under_load(ses, collector, worker, tmp_path / "ledger.db")
+        stopped = stop_under_load(
+            ses, collector, worker, tmp_path / "ledger.db", results_before=2 * CONCURRENCY
+        )
         assert_stopped_cleanly(stopped, ses, worker.log())
 
         ses.slow = False
@@ -216,6 +237,8 @@ def test_sigterm_under_push_load_leaves_no_claim_and_a_restart_finishes_every_re
         "PORT": str(port),
         "EMAIL_WORKER_HTTP_HOST": LOOPBACK,
         "EMAIL_WORKER_PUSH_AUTH": "off",
+        # The emulator pushes two at a time: one waits for the send rate limit (2 s a send).
+        "EMAIL_WORKER_SEND_RATE_PER_S": "0.5",
     }
     request_ids = [f"stop-push-{n}" for n in range(2 * PER_SERVICE)]
     with ResultCollector(stack.emulator, stack.results_subscription) as collector:
@@ -225,12 +248,15 @@ def test_sigterm_under_push_load_leaves_no_claim_and_a_restart_finishes_every_re
         try:
             for request_id in request_ids:
                 stack.publish(request(request_id=request_id, subject=f"stop {request_id}"))
-            stopped = stop_under_load(ses, collector, server, tmp_path / "ledger.db")
+            stopped = stop_under_load(
+                ses, collector, server, tmp_path / "ledger.db", results_before=6
+            )
             assert_stopped_cleanly(stopped, ses, server.log())
 
             ses.slow = False
             restarted_at = time.monotonic()
-            restarted = WorkerProcess(env, tmp_path / "serve-2.log", command="serve")
+            unlimited = {k: v for k, v in env.items() if k != "EMAIL_WORKER_SEND_RATE_PER_S"}
+            restarted = WorkerProcess(unlimited, tmp_path / "serve-2.log", command="serve")
             collector.wait_for_requests(set(request_ids), timeout_s=RESULTS_AFTER_RESTART_S)
             results_s = time.monotonic() - restarted_at
             assert restarted.terminate() == 0, restarted.log()[-3000:]
