@@ -1,9 +1,10 @@
 """SIGTERM under load leaves no ledger claim behind but those of SES calls under way.
 
 200 requests queued; SES answers each send in 1 s, so at the signal the worker has sends in
-flight, deliveries waiting for one of its 8 threads, and messages held. In pull mode the
-requests come through two services' topics (per-service tenancy: a stream each, sharing the
-threads); in push mode the emulator pushes them to ``email-worker serve``. A stopping worker
+flight, deliveries waiting for a thread, and messages held. In pull mode the requests come
+through two services' topics (per-service tenancy: a stream each, sharing the worker's 8
+threads); in push mode the emulator pushes them, two at a time, to ``email-worker serve``
+with one thread. A stopping worker
 must finish the sends in flight and hand everything else back, claims released, without
 starting another SES call: the fault proxy treats a send reaching it after the signal as the
 bug it is (stalls it past the shutdown timeout and never forwards it), and notes the sends in
@@ -237,8 +238,8 @@ def test_sigterm_under_push_load_leaves_no_claim_and_a_restart_finishes_every_re
         "PORT": str(port),
         "EMAIL_WORKER_HTTP_HOST": LOOPBACK,
         "EMAIL_WORKER_PUSH_AUTH": "off",
-        # The emulator pushes two at a time: one waits for the send rate limit (2 s a send).
-        "EMAIL_WORKER_SEND_RATE_PER_S": "0.5",
+        # The emulator pushes two at a time: with one thread, one push waits for it.
+        "EMAIL_WORKER_CONCURRENCY": "1",
     }
     request_ids = [f"stop-push-{n}" for n in range(2 * PER_SERVICE)]
     with ResultCollector(stack.emulator, stack.results_subscription) as collector:
@@ -255,8 +256,9 @@ def test_sigterm_under_push_load_leaves_no_claim_and_a_restart_finishes_every_re
 
             ses.slow = False
             restarted_at = time.monotonic()
-            unlimited = {k: v for k, v in env.items() if k != "EMAIL_WORKER_SEND_RATE_PER_S"}
-            restarted = WorkerProcess(unlimited, tmp_path / "serve-2.log", command="serve")
+            restarted = WorkerProcess(
+                {**env, **WORKER_ENV}, tmp_path / "serve-2.log", command="serve"
+            )
             collector.wait_for_requests(set(request_ids), timeout_s=RESULTS_AFTER_RESTART_S)
             results_s = time.monotonic() - restarted_at
             assert restarted.terminate() == 0, restarted.log()[-3000:]
