@@ -14,16 +14,18 @@ ARG PYTHON_DIGEST=sha256:fe556eaffd0d96abd8685b83bb8a69addd0dc730fa193669a7df0d4
 # ---- builder: resolve nothing, install exactly what uv.lock says into /opt/venv ----------
 FROM python:3.11-slim-bookworm@${PYTHON_DIGEST} AS builder
 
-ARG UV_VERSION=0.13.9
-RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+WORKDIR /src
+
+# uv, hash-pinned: tools/uv-requirements.txt names its version and the sha256 of each of its
+# files, and pip refuses anything else (the Makefile installs uv from the same file).
+COPY tools/uv-requirements.txt ./tools/
+RUN pip install --no-cache-dir --require-hashes --no-deps -r tools/uv-requirements.txt
 
 ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_PYTHON_DOWNLOADS=never \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_NO_CACHE=1
-
-WORKDIR /src
 
 # Dependencies first, in their own layer: it is rebuilt only when the lock changes.
 COPY pyproject.toml uv.lock ./

@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV = $(UV) tool run --from checkov==$(CHECKOV_VERSION) checkov --quiet --compact --skip-download
 
-.PHONY: venv test lint lint-deploy typecheck check demo clean
+.PHONY: venv test test-fast lint lint-deploy typecheck check demo clean
 
 venv: .venv/.synced
 
@@ -31,6 +31,10 @@ demo: venv
 
 test: venv
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# The unit tests only (markers: tests/conftest.py), on two processes: under a minute.
+test-fast: venv
+	.venv/bin/python -m pytest -m unit -q -n 2 $(PYTEST_ARGS)
 
 # ruff, then the layers of docs/architecture.md (import-linter's contracts in pyproject.toml).
 lint: venv

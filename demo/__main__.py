@@ -2,12 +2,18 @@
 
 Starts the Pub/Sub emulator, moto (STS and SES v2) and a stand-in of the GCE metadata server
 on free loopback ports; creates the topology with ``email-worker setup``; runs
-``email-worker pull``; publishes four requests (a good one, one with 120 recipients, an
-invalid one and one from an unverified sender); prints their results and then the dead
-letters with ``email-worker dlq list``. Ctrl-C stops everything it started.
+``email-worker pull``; publishes five requests (a good one, one with 120 recipients, an
+invalid one, one from an unverified sender and one naming another service than its topic's);
+prints their results and the dead letters with ``email-worker dlq list``. Then it follows the
+unverified sender's request as an operator would: ``email-worker status``, ``dlq show`` of
+its dead letter, the cause fixed (the domain verified in SES), ``dlq replay``, and ``status``
+again, now sent. Ctrl-C stops everything it started. The worker's log is kept, and its path
+printed at the end.
 
 The metadata stand-in and moto come from the test suite's support code: they exist to make
-this demo and the tests run without a cloud account, never in production.
+this demo and the tests run without a cloud account, never in production. The module is
+longer than most (about 330 lines) so that the demo stays one file, read top to bottom in the
+order of what it shows.
 """
 
 from __future__ import annotations
@@ -116,20 +122,61 @@ def requests_to_send() -> list[tuple[str, bytes]]:
     ]
 
 
-def run(stack: ExitStack, workdir: Path) -> int:
-    # Imported late: the metadata stand-in must own GCE_METADATA_HOST before google.auth loads.
-    from tests.support.metadata_server import MetadataServer
-    from tests.support.moto_server import MotoServer
-    from tests.support.pubsub_emulator import PubSubEmulator
+class Demo:
+    """The running local stack and what the demo needs of it."""
 
-    heading("starting the local stack")
-    metadata = stack.enter_context(MetadataServer(project_id=PROJECT))
-    moto = stack.enter_context(MotoServer())
-    emulator = PubSubEmulator(project_id=PROJECT).start()
-    stack.callback(emulator.close)
-    print(f"Pub/Sub emulator {emulator.host}, moto {moto.endpoint}, metadata {metadata.host}")
+    def __init__(self, stack: ExitStack, workdir: Path) -> None:
+        # Imported late: the metadata stand-in must own GCE_METADATA_HOST before google.auth
+        # loads.
+        from tests.support.metadata_server import MetadataServer
+        from tests.support.moto_server import MotoServer
+        from tests.support.pubsub_emulator import PubSubEmulator
 
-    moto.verify_email_identity("example.com")  # unverified.example stays unverified
+        heading("starting the local stack")
+        metadata = stack.enter_context(MetadataServer(project_id=PROJECT))
+        self.moto = stack.enter_context(MotoServer())
+        self.emulator = PubSubEmulator(project_id=PROJECT).start()
+        stack.callback(self.emulator.close)
+        print(
+            f"Pub/Sub emulator {self.emulator.host}, moto {self.moto.endpoint}, "
+            f"metadata {metadata.host}"
+        )
+        self.moto.verify_email_identity("example.com")  # unverified.example: not yet
+        write_service_config(workdir)
+        self.env = worker_environment(
+            workdir, self.emulator.host, self.moto.endpoint, metadata.host
+        )
+        self.log = workdir / "worker.log"
+        self.results: Any = None
+
+    def email_worker(self, *args: str, capture: bool = False) -> str:
+        """Run ``email-worker ARGS`` as an operator would, showing the command line."""
+        print(f"$ email-worker {' '.join(args)}", flush=True)
+        completed = subprocess.run(
+            [str(BIN / "email-worker"), *args],
+            env=self.env,
+            check=True,
+            timeout=60,
+            stdout=subprocess.PIPE if capture else None,
+            text=True,
+        )
+        return completed.stdout or ""
+
+    def wait_for_results(self, wanted: int, worker: subprocess.Popen[bytes]) -> list[Any]:
+        """Results from our subscription on email-results, until ``wanted`` have come or
+        time is up."""
+        results: list[Any] = []
+        deadline = time.monotonic() + DEMO_TIMEOUT_S
+        while len(results) < wanted and time.monotonic() < deadline:
+            if worker.poll() is not None:
+                print(f"demo: the worker exited early; see {self.log}", file=sys.stderr)
+                break
+            for received in self.emulator.pull(self.results, max_messages=10, timeout_s=2):
+                results.append(json.loads(received.message.data))
+        return results
+
+
+def write_service_config(workdir: Path) -> None:
     config_dir = workdir / "config" / "production"
     config_dir.mkdir(parents=True)
     (config_dir / f"{SERVICE}.json").write_text(
@@ -142,15 +189,20 @@ def run(stack: ExitStack, workdir: Path) -> int:
             }
         )
     )
+
+
+def worker_environment(
+    workdir: Path, pubsub_host: str, moto_endpoint: str, metadata_host: str
+) -> dict[str, str]:
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "PUBSUB_EMULATOR_HOST": emulator.host,
-        "GCE_METADATA_HOST": metadata.host,
-        "GCE_METADATA_IP": metadata.host,
-        "AWS_ENDPOINT_URL_STS": moto.endpoint,
-        "AWS_ENDPOINT_URL_SESV2": moto.endpoint,
+        "PUBSUB_EMULATOR_HOST": pubsub_host,
+        "GCE_METADATA_HOST": metadata_host,
+        "GCE_METADATA_IP": metadata_host,
+        "AWS_ENDPOINT_URL_STS": moto_endpoint,
+        "AWS_ENDPOINT_URL_SESV2": moto_endpoint,
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
@@ -163,54 +215,81 @@ def run(stack: ExitStack, workdir: Path) -> int:
     }
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         env.pop(name, None)  # the worker must get its AWS credentials from STS only
+    return env
 
-    heading("email-worker setup")
-    subprocess.run([str(BIN / "email-worker"), "setup"], env=env, check=True, timeout=60)
 
-    # A subscription of our own on the results topic, made before anything is published.
-    results = emulator.create_subscription(
-        emulator.publisher.topic_path(PROJECT, "email-results"), "demo-results"
-    )
+def describe(result: dict[str, Any]) -> str:
+    if result["status"] == "sent":
+        ids = result["message_ids"]
+        return f"{len(ids)} SES message id(s): {', '.join(ids)}"
+    error = result.get("error") or {}
+    return f"{error.get('code')}: {error.get('message')}"
 
-    heading("email-worker pull (log: worker.log)")
-    worker = stack.enter_context(
-        process([str(BIN / "email-worker"), "pull"], env, workdir / "worker.log")
-    )
 
+def send_five_requests(demo: Demo, worker: subprocess.Popen[bytes]) -> dict[str, str]:
+    """Publish the five requests and print their results; return each one's status."""
     # Each service publishes to its own topic (per-service tenancy, docs/security.md).
     heading(f"publishing five requests to email-requests-{SERVICE}")
-    topic = emulator.publisher.topic_path(PROJECT, f"email-requests-{SERVICE}")
+    topic = demo.emulator.publisher.topic_path(PROJECT, f"email-requests-{SERVICE}")
     labels = {}
     for label, data in requests_to_send():
-        emulator.publish(topic, data)
+        demo.emulator.publish(topic, data)
         labels[json.loads(data)["request_id"]] = label
         print(f"  {label}")
 
     heading("results on email-results")
-    seen: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + DEMO_TIMEOUT_S
-    while len(seen) < len(labels) and time.monotonic() < deadline:
-        if worker.poll() is not None:
-            print("demo: the worker exited early; see worker.log", file=sys.stderr)
-            break
-        for received in emulator.pull(results, max_messages=10, timeout_s=2):
-            result = json.loads(received.message.data)
-            seen[result["request_id"]] = result
-            error = result.get("error") or {}
-            ids = result["message_ids"]
-            detail = (
-                f"{len(ids)} SES message id(s): {', '.join(ids)}"
-                if result["status"] == "sent"
-                else f"{error.get('code')}: {error.get('message')}"
-            )
-            print(f"  {labels.get(result['request_id'], '?'):<18} {result['status']:<9} {detail}")
-    sent_count = len(moto.sent_messages())
-    print(f"  SES (moto) accepted {sent_count} message(s)")
+    statuses = {}
+    for result in demo.wait_for_results(len(labels), worker):
+        statuses[result["request_id"]] = result["status"]
+        label = labels.get(result["request_id"], "?")
+        print(f"  {label:<18} {result['status']:<9} {describe(result)}")
+    print(f"  SES (moto) accepted {len(demo.moto.sent_messages())} message(s)")
+    return statuses
+
+
+def replay_after_the_fix(demo: Demo, worker: subprocess.Popen[bytes]) -> str | None:
+    """Follow the failed request from its id to its dead letter, fix the cause, replay it;
+    return the replay's status."""
+    request_id = "demo-unverified"
+    heading(f"what became of {request_id}: email-worker status")
+    demo.email_worker("status", SERVICE, request_id)
+
+    heading("its dead letter: email-worker dlq show")
+    listed = json.loads(demo.email_worker("dlq", "list", "--json", capture=True))
+    message_id = next(d["message_id"] for d in listed if d["request_id"] == request_id)
+    demo.email_worker("dlq", "show", message_id)
+
+    heading("fixing the cause: the sending domain unverified.example is verified in SES (moto)")
+    demo.moto.verify_email_identity("unverified.example")
+
+    heading("replaying it: email-worker dlq replay")
+    demo.email_worker("dlq", "replay", message_id, "--yes")
+    status = None
+    for result in demo.wait_for_results(1, worker):
+        status = result["status"]
+        print(f"  {result['request_id']:<18} {status:<9} {describe(result)}")
+
+    heading(f"what became of {request_id} now: email-worker status")
+    demo.email_worker("status", SERVICE, request_id)
+    return status
+
+
+def run(stack: ExitStack, workdir: Path) -> int:
+    demo = Demo(stack, workdir)
+    heading("email-worker setup")
+    demo.email_worker("setup")
+    # A subscription of our own on the results topic, made before anything is published.
+    demo.results = demo.emulator.create_subscription(
+        demo.emulator.publisher.topic_path(PROJECT, "email-results"), "demo-results"
+    )
+
+    heading(f"email-worker pull (log: {demo.log})")
+    worker = stack.enter_context(process([str(BIN / "email-worker"), "pull"], demo.env, demo.log))
+    statuses = send_five_requests(demo, worker)
 
     heading("email-worker dlq list")
     time.sleep(1)  # dead letters are published just before the request is acked
-    subprocess.run([str(BIN / "email-worker"), "dlq", "list"], env=env, check=True, timeout=60)
-
+    demo.email_worker("dlq", "list")
     expected = {
         "demo-good": "sent",
         "demo-120": "sent",
@@ -218,10 +297,15 @@ def run(stack: ExitStack, workdir: Path) -> int:
         "demo-unverified": "failed",
         "demo-impostor": "rejected",
     }
-    actual = {request_id: result["status"] for request_id, result in seen.items()}
-    if actual != expected:
-        print(f"demo: unexpected results {actual}", file=sys.stderr)
+    if statuses != expected:
+        print(f"demo: unexpected results {statuses}", file=sys.stderr)
         return 1
+
+    replayed = replay_after_the_fix(demo, worker)
+    if replayed != "sent":
+        print(f"demo: the replay ended {replayed!r}, not sent", file=sys.stderr)
+        return 1
+    print(f"  SES (moto) accepted {len(demo.moto.sent_messages())} message(s) in all")
     heading("done: stopping everything")
     return 0
 
@@ -239,7 +323,8 @@ def main() -> int:
         print("\ndemo: interrupted; everything it started has been stopped", file=sys.stderr)
         return 130
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        # Kept: the log is what to read when something above looks wrong.
+        print(f"\nThe worker's log: {workdir / 'worker.log'} (delete {workdir} when done)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ resource "terraform_data" "settings_check" {
       error_message = "ledger_retention_seconds must be at least request_retention_seconds."
     }
     precondition {
+      # tenancy.tf: with the names configured, not only the defaults variables.tf checks.
+      condition     = length(local.colliding_service_ids) == 0
+      error_message = "The service id(s) ${join(", ", local.colliding_service_ids)} would make a topic or subscription (pubsub_names.service_topic, service_subscription or results_subscription) named like one the worker uses for itself (${join(", ", local.worker_fixed_names)}): rename the service(s)."
+    }
+    precondition {
       # The events path (events.tf, events_routing.tf).
       condition     = !var.events_enabled || length(local.ses_events_routed) > 0
       error_message = "events_enabled needs ses_event_types to include at least one of ${join(", ", keys(local.ses_event_detail_types))}: the events reader carries no other."

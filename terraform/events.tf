@@ -1,8 +1,8 @@
 # SES's events back in Google Cloud (events_enabled):
 #
 #   SES (configuration set, aws.tf) ──► default EventBridge bus ──rule──► SQS <name>-ses-events
-#       ──► `email-worker events` (a worker pool, as the worker account, through the
-#           <prefix>events role) ──► Pub/Sub email-events, and each recipient's status in
+#       ──► `email-worker events` (a worker pool, as the events reader's own account, through
+#           the <prefix>events role) ──► Pub/Sub email-events, and each recipient's status in
 #           the request ledger
 #   a message received ses_events_max_receive_count times ──► SQS <name>-ses-events-dlq
 #
@@ -50,10 +50,7 @@ resource "aws_cloudwatch_event_rule" "ses_events" {
   name           = local.ses_events_rule_name
   description    = "SES's events about email-worker's sends, to the queue email-worker events reads."
   event_bus_name = data.aws_cloudwatch_event_bus.default.name
-  event_pattern = jsonencode({
-    source        = ["aws.ses"]
-    "detail-type" = local.ses_events_routed
-  })
+  event_pattern  = jsonencode(local.ses_events_pattern)
 }
 
 resource "aws_cloudwatch_event_target" "ses_events" {
@@ -138,15 +135,50 @@ resource "aws_sqs_queue_policy" "ses_events" {
 
 # --- AWS: the reader's role -------------------------------------------------------------------
 
-# Trusted exactly as the services' roles are (aws.tf: the worker account's Google ID tokens
-# for STS), and able only to take messages from the events queue and give them back or delete
-# them. The reader's session is named email-worker-events (worker/events/sqs.py).
+# Trusted only by the events reader's own Google service account (its ID tokens for STS, as
+# the services' roles trust the worker's), and able only to take messages from the events
+# queue and give them back or delete them. The reader's session is named email-worker-events
+# (worker/events/sqs.py). The services' roles do not trust the reader's account, nor this
+# role the worker's: the reader parses text from outside, and cannot send email.
+data "aws_iam_policy_document" "trust_events_reader" {
+  count = var.events_enabled ? 1 : 0
+
+  statement {
+    sid     = "GoogleEventsReaderServiceAccount"
+    effect  = "Allow"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = ["accounts.google.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "accounts.google.com:aud"
+      values   = [google_service_account.events_reader[0].unique_id]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "accounts.google.com:oaud"
+      values   = [local.sts_token_audience]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "accounts.google.com:sub"
+      values   = [google_service_account.events_reader[0].unique_id]
+    }
+  }
+}
+
 resource "aws_iam_role" "events_reader" {
   count = var.events_enabled ? 1 : 0
 
   name                 = local.events_reader_role_name
-  description          = "Reads SES's events from the email-worker events queue; assumable only by the email worker's Google service account."
-  assume_role_policy   = data.aws_iam_policy_document.trust_worker.json
+  description          = "Reads SES's events from the email-worker events queue; assumable only by the events reader's Google service account."
+  assume_role_policy   = data.aws_iam_policy_document.trust_events_reader[0].json
   max_session_duration = var.aws_max_session_duration
   permissions_boundary = var.aws_permissions_boundary_arn
 }
@@ -184,17 +216,50 @@ resource "google_pubsub_topic" "events" {
   depends_on = [google_project_service.enabled]
 }
 
-resource "google_pubsub_topic_iam_member" "events_publisher_worker" {
+# --- Google Cloud: the reader's own identity ---------------------------------------------------
+
+# The events reader runs as this account, not the worker's: it may publish to the events topic
+# and read and write documents in the ledger database, and nothing else. Only the reader's AWS
+# role trusts it.
+resource "google_service_account" "events_reader" {
+  count = var.events_enabled ? 1 : 0
+
+  account_id   = var.events_reader_service_account_id
+  display_name = "email-worker events reader"
+  description  = "Runs email-worker events on Cloud Run; trusted only by the AWS role that reads the SES events queue."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_pubsub_topic_iam_member" "events_publisher_events_reader" {
   count = var.events_enabled ? 1 : 0
 
   project = google_pubsub_topic.events[0].project
   topic   = google_pubsub_topic.events[0].name
   role    = "roles/pubsub.publisher"
-  member  = google_service_account.worker.member
+  member  = google_service_account.events_reader[0].member
+}
+
+# The recipients' statuses, in the ledger database and no other: the same conditional project
+# binding as the worker's (iam.tf, ledger_user_worker), the narrowest grant Firestore's IAM
+# has. Firestore has no IAM on a collection, so the reader could also write requests' records,
+# as the worker can; Firestore's own security rules do not apply to server client libraries.
+resource "google_project_iam_member" "ledger_user_events_reader" {
+  count = var.events_enabled ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = google_service_account.events_reader[0].member
+
+  condition {
+    title       = "email-worker ledger database only"
+    description = "Documents of the Firestore database ${google_firestore_database.ledger.name} only."
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${google_firestore_database.ledger.name}\""
+  }
 }
 
 # The reader runs on its own, in push and pull mode alike: a worker pool of
-# events_reader_instances (1) instances running `email-worker events` as the worker account,
+# events_reader_instances (1) instances running `email-worker events` as its own account,
 # which the reader's AWS role trusts. It serves no requests and needs no ingress; Cloud Run
 # restarts an instance whose process exits. Why a pool of its own: terraform/README.md.
 resource "google_cloud_run_v2_worker_pool" "events_reader" {
@@ -204,13 +269,14 @@ resource "google_cloud_run_v2_worker_pool" "events_reader" {
   location            = var.region
   deletion_protection = var.deletion_protection
 
+  # Manual scaling, the worker pools' default mode (google >= 7.18 leaves it unset without a
+  # diff).
   scaling {
-    scaling_mode          = "MANUAL"
     manual_instance_count = var.events_reader_instances
   }
 
   template {
-    service_account = google_service_account.worker.email
+    service_account = google_service_account.events_reader[0].email
 
     containers {
       image = var.image
@@ -233,9 +299,9 @@ resource "google_cloud_run_v2_worker_pool" "events_reader" {
   # The first revision starts only when it may read the queue, publish and write the ledger.
   depends_on = [
     aws_iam_role_policy.events_reader,
-    google_pubsub_topic_iam_member.events_publisher_worker,
+    google_pubsub_topic_iam_member.events_publisher_events_reader,
     google_firestore_database.ledger,
-    google_project_iam_member.ledger_user_worker,
+    google_project_iam_member.ledger_user_events_reader,
     terraform_data.settings_check,
   ]
 }

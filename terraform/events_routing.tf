@@ -20,6 +20,21 @@ locals {
     for type in var.ses_event_types : local.ses_event_detail_types[type] if contains(keys(local.ses_event_detail_types), type)
   ])
 
+  # What the rule matches: SES's events of those types about email sent with this deployment's
+  # configuration set, which SES names in every event's mail.tags (as the tag
+  # ses:configuration-set). Other senders' SES events in the account stay on the bus.
+  ses_events_pattern = {
+    source        = ["aws.ses"]
+    "detail-type" = local.ses_events_routed
+    detail = {
+      mail = {
+        tags = {
+          "ses:configuration-set" = [var.ses_configuration_set_name]
+        }
+      }
+    }
+  }
+
   # Names: the AWS ones after the configuration set (one per deployment in an account and
   # region) and the role prefix, the worker pool after the worker's.
   ses_events_rule_name              = "${var.ses_configuration_set_name}-ses-events"

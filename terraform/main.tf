@@ -53,6 +53,16 @@ locals {
   service_url   = "https://${var.service_name}-${data.google_project.this.number}.${var.region}.run.app"
   push_endpoint = "${local.service_url}/pubsub/push"
   push_audience = coalesce(var.push_audience, "email-worker-push:${var.project_id}:${var.region}:${var.service_name}")
+  # Each push subscription's tokens carry an audience of its own: the base above, then the
+  # subscription's name. The worker gets the template ({subscription} is its placeholder, not
+  # a terraform interpolation) and refuses a token whose audience is not that of the
+  # subscription its envelope names, so a token captured from one subscription cannot be
+  # replayed as another's (worker/transports/push_auth.py).
+  push_audience_template = "${local.push_audience}:{subscription}"
+  push_audiences = {
+    for key, sub in local.worker_subscription_topics :
+    key => replace(local.push_audience_template, "{subscription}", sub.name)
+  }
 
   config_bucket_name = coalesce(var.config_bucket_name, "${var.project_id}-email-worker-config")
   # The template the worker fills in (EMAIL_WORKER_SERVICE_CONFIG_URL); {environment} and
@@ -100,7 +110,7 @@ locals {
     # Same variable as the subscriptions' dead-letter policy: the worker need not read a
     # subscription (and so needs no permission to) to know its last delivery attempt.
     EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
-    EMAIL_WORKER_PUSH_AUDIENCE         = local.push_mode ? local.push_audience : null
+    EMAIL_WORKER_PUSH_AUDIENCE         = local.push_mode ? local.push_audience_template : null
     EMAIL_WORKER_PUSH_SERVICE_ACCOUNT  = one(google_service_account.push[*].email)
     # One subscription to accept pushes from only in shared tenancy; per-service, the worker
     # knows its subscriptions from the templates above.

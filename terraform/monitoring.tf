@@ -3,9 +3,17 @@
 # The SES reputation alarms are in aws_alarms.tf.
 
 locals {
-  # The worker's subscriptions, as a Monitoring filter on pubsub_subscription resources.
-  worker_subscriptions_filter = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = one_of(${join(", ", [for s in google_pubsub_subscription.worker : jsonencode(s.name)])})"
+  # The worker's subscriptions, as a Monitoring filter on pubsub_subscription resources: one
+  # regular expression (tenancy.tf) for every service's, the replays' and the shared one, of
+  # the same length however many services there are (Monitoring takes filters of up to 2,048
+  # characters, which a list of names passes at a few dozen services).
+  worker_subscriptions_filter = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = monitoring.regex.full_match(\"${local.worker_subscriptions_regex}\")"
   runbook                     = "See docs/operations.md, section Alerts, in the email-worker repository."
+
+  # How long Cloud Monitoring is given to register a new log-based metric before an alert
+  # policy may name it: until then it answers 404 "Cannot find metric(s)", which the provider
+  # does not retry, and the first apply fails (terraform/README.md, First apply).
+  log_metric_registration_wait = "180s"
 }
 
 # Dead letters nobody has looked at: they are kept dead_letter_retention_seconds, then lost.
@@ -97,6 +105,25 @@ resource "google_monitoring_alert_policy" "push_failures" {
     }
   }
 
+  # 4xx: a push refused before the worker handled it (Cloud Run's invoker check or audience, or
+  # the worker's token and subscription checks), or SES throttling (429). A broken grant
+  # refuses every push, so this fires within minutes rather than when the backlog has aged.
+  conditions {
+    display_name = "More than ${var.alerts.push_4xx_per_minute} push answers a minute are 4xx"
+    condition_threshold {
+      filter          = "${local.worker_subscriptions_filter} AND metric.type = \"pubsub.googleapis.com/subscription/push_request_count\" AND metric.labels.response_class = \"remote_server_4xx\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alerts.push_4xx_per_minute / 60
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_RATE"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
   conditions {
     display_name = "A push was answered after its ack deadline"
     condition_threshold {
@@ -116,7 +143,7 @@ resource "google_monitoring_alert_policy" "push_failures" {
   documentation {
     subject   = "email-worker: push deliveries failing"
     mime_type = "text/markdown"
-    content   = "The worker answers Pub/Sub's pushes with errors, or too late. 5xx: read the worker's logs (`request processed` lines with outcome retry, `cannot start`). Answered after the ack deadline (${local.ack_deadline_s} s): a delivery outlasted the budget in terraform/budget.tf and may have been sent twice; check the SES and Pub/Sub latencies. ${local.runbook}"
+    content   = "The worker answers Pub/Sub's pushes with errors, or too late. 5xx: read the worker's logs (`request processed` lines with outcome retry, `cannot start`). 4xx: pushes refused before they were handled; check that the push service account still holds roles/run.invoker on the service and that the subscriptions' OIDC audience is one the service and the worker accept (`push request refused` in the worker's logs), or SES throttling (429). Answered after the ack deadline (${local.ack_deadline_s} s): a delivery outlasted the budget in terraform/budget.tf and may have been sent twice; check the SES and Pub/Sub latencies. ${local.runbook}"
   }
 
   depends_on = [google_project_service.enabled]
@@ -149,6 +176,17 @@ resource "google_logging_metric" "worker_failures" {
   depends_on = [google_project_service.enabled]
 }
 
+# The alert below waits for Monitoring to register the metric (see log_metric_registration_wait):
+# the wait starts again whenever the metric is created anew, and the policy reads the metric's
+# name through it, so the policy is created or changed only after the wait.
+resource "time_sleep" "worker_failures_metric_registered" {
+  create_duration = local.log_metric_registration_wait
+
+  triggers = {
+    metric = google_logging_metric.worker_failures.name
+  }
+}
+
 resource "google_monitoring_alert_policy" "worker_failures" {
   display_name          = "email-worker: requests failing"
   combiner              = "OR"
@@ -158,7 +196,7 @@ resource "google_monitoring_alert_policy" "worker_failures" {
   conditions {
     display_name = "More than ${var.alerts.failed_requests_per_hour} failed requests in an hour"
     condition_threshold {
-      filter          = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.worker_failures.name}\""
+      filter          = "metric.type = \"logging.googleapis.com/user/${time_sleep.worker_failures_metric_registered.triggers["metric"]}\""
       comparison      = "COMPARISON_GT"
       threshold_value = var.alerts.failed_requests_per_hour
       duration        = "0s"

@@ -13,9 +13,9 @@ output "push_endpoint" {
   value       = local.push_mode ? local.push_endpoint : null
 }
 
-output "push_audience" {
-  description = "Audience of the push requests' OIDC tokens (push mode); null in pull mode."
-  value       = local.push_mode ? local.push_audience : null
+output "push_audiences" {
+  description = "Audience of each push subscription's OIDC tokens, by subscription (push mode): the push_audience base, a colon, the subscription's name; null in pull mode."
+  value       = local.push_mode ? local.push_audiences : null
 }
 
 output "worker_service_account" {
@@ -26,6 +26,16 @@ output "worker_service_account" {
 output "worker_service_account_unique_id" {
   description = "Unique id of the worker's service account: the azp and sub the AWS roles trust."
   value       = google_service_account.worker.unique_id
+}
+
+output "events_reader_service_account" {
+  description = "Email of the SES events reader's service account; null when events_enabled is false."
+  value       = one(google_service_account.events_reader[*].email)
+}
+
+output "events_reader_service_account_unique_id" {
+  description = "Unique id of the events reader's service account: the azp and sub the events role alone trusts; null when events_enabled is false."
+  value       = one(google_service_account.events_reader[*].unique_id)
 }
 
 output "push_service_account" {
@@ -50,6 +60,11 @@ output "subscriptions" {
     worker      = { for key, subscription in google_pubsub_subscription.worker : key => subscription.id }
     dead_letter = google_pubsub_subscription.dead_letter_ops.id
   }
+}
+
+output "results_subscriptions" {
+  description = "Each service's results subscription, by service id: the results of that service only (filtered on attributes.service_id), which only its publishers may read."
+  value       = { for id, subscription in google_pubsub_subscription.results : id => subscription.name }
 }
 
 output "push_budget" {
@@ -159,6 +174,6 @@ output "ses_events_dead_letter_queue_url" {
 }
 
 output "ses_events_role_arn" {
-  description = "ARN of the AWS role the events reader assumes with the worker's Google identity (EMAIL_WORKER_SES_EVENTS_ROLE_ARN); null when events_enabled is false."
+  description = "ARN of the AWS role the events reader assumes with its own Google identity (EMAIL_WORKER_SES_EVENTS_ROLE_ARN); null when events_enabled is false."
   value       = one(aws_iam_role.events_reader[*].arn)
 }

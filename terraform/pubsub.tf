@@ -5,6 +5,7 @@
 #  (email-requests ────────────► email-requests-worker, shared) ──┘       └────► email-requests-dead-letter
 #   every worker subscription, after max_delivery_attempts ────────────────────► email-requests-dead-letter
 #                                                        email-requests-dead-letter ─► …-dead-letter-ops
+#   email-results ─► email-results-<service> (filtered on attributes.service_id; one per service)
 
 # Per-service tenancy: one topic per service, which only that service's publishers may use.
 resource "google_pubsub_topic" "service" {
@@ -88,8 +89,8 @@ resource "google_pubsub_subscription" "worker" {
   }
 
   # Without push_config the subscription is a pull subscription. Switching mode updates the
-  # subscription in place and keeps its backlog. Every push carries the same audience: the
-  # worker tells the subscriptions apart by the name in the push envelope.
+  # subscription in place and keeps its backlog. Each subscription's pushes carry its own
+  # audience (main.tf, push_audiences), which the worker matches with the envelope's name.
   dynamic "push_config" {
     for_each = local.push_mode ? [local.push_endpoint] : []
     content {
@@ -97,7 +98,7 @@ resource "google_pubsub_subscription" "worker" {
 
       oidc_token {
         service_account_email = one(google_service_account.push[*].email)
-        audience              = local.push_audience
+        audience              = local.push_audiences[each.key]
       }
     }
   }
@@ -125,6 +126,29 @@ resource "google_pubsub_subscription" "dead_letter_ops" {
 
   ack_deadline_seconds       = var.dead_letter_ack_deadline_seconds
   message_retention_duration = "${var.dead_letter_retention_seconds}s"
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+# Each service's results, and only its results: a subscription on the results topic filtered on
+# the service_id attribute the worker sets on every result (EmailResult.pubsub_attributes in
+# worker/formats/result.py), read by that service's publishers and by nobody else (below). A
+# result the filter does not admit is never delivered to the subscription. Nobody but the
+# deployer may attach subscriptions to the results topic, so a service cannot make an
+# unfiltered one of its own.
+resource "google_pubsub_subscription" "results" {
+  for_each = local.results_subscription_names
+
+  name   = each.value
+  topic  = google_pubsub_topic.results.id
+  filter = "attributes.service_id = \"${each.key}\""
+
+  # A waiting client takes results as they come; one it has not acknowledged within this
+  # long is delivered again.
+  ack_deadline_seconds       = 60
+  message_retention_duration = "${var.request_retention_seconds}s"
 
   expiration_policy {
     ttl = ""
@@ -195,6 +219,19 @@ resource "google_pubsub_topic_iam_member" "replay_publisher" {
   topic   = google_pubsub_topic.replays.name
   role    = "roles/pubsub.publisher"
   member  = each.key
+}
+
+# --- Who may read results: each service's publishers (request_publishers, in shared tenancy),
+# --- on that service's results subscription only. Nobody holds a role on the results topic
+# --- itself but the worker, which publishes there.
+
+resource "google_pubsub_subscription_iam_member" "results_subscriber" {
+  for_each = local.results_subscribers
+
+  project      = google_pubsub_subscription.results[each.value.service].project
+  subscription = google_pubsub_subscription.results[each.value.service].name
+  role         = "roles/pubsub.subscriber"
+  member       = each.value.member
 }
 
 # --- Who may read the dead letters.

@@ -13,9 +13,9 @@ resource "google_cloud_run_v2_service" "worker" {
   ingress             = var.ingress
   deletion_protection = var.deletion_protection
 
-  # Push requests carry an OIDC token for this audience; Cloud Run admits it (besides the
-  # service URL) and the worker checks it again.
-  custom_audiences = [local.push_audience]
+  # Push requests carry an OIDC token for their subscription's audience; Cloud Run admits
+  # those (besides the service URL) and the worker checks that each matches its envelope.
+  custom_audiences = sort(values(local.push_audiences))
 
   template {
     service_account = google_service_account.worker.email
@@ -111,9 +111,9 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
   deletion_protection = var.deletion_protection
 
   # A fixed count, changed only by changing pull_instances (which also changes each
-  # instance's share of the send rate, so the new revision rolls out with both).
+  # instance's share of the send rate, so the new revision rolls out with both). Manual scaling
+  # is the worker pools' default mode, so scaling_mode is not set (google >= 7.18 shows no diff).
   scaling {
-    scaling_mode          = "MANUAL"
     manual_instance_count = var.pull_instances
   }
 
@@ -131,12 +131,35 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
         }
       }
 
+      # A worker pool gets no PORT from Cloud Run; with one, `email-worker pull` serves
+      # /healthz and /readyz on it for the probes below (nothing outside the instance reaches it).
       dynamic "env" {
-        for_each = local.worker_env
+        for_each = merge(local.worker_env, { PORT = tostring(local.container_port) })
         content {
           name  = env.key
           value = env.value
         }
+      }
+
+      startup_probe {
+        http_get {
+          path = "/readyz"
+          port = local.container_port
+        }
+        period_seconds    = 2
+        timeout_seconds   = 1
+        failure_threshold = 30
+      }
+
+      # Restarts an instance whose process lives on but no longer answers.
+      liveness_probe {
+        http_get {
+          path = "/healthz"
+          port = local.container_port
+        }
+        period_seconds    = 30
+        timeout_seconds   = 5
+        failure_threshold = 3
       }
     }
   }

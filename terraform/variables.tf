@@ -47,7 +47,7 @@ variable "kms_key_name" {
 # ---------------------------------------------------------------------------------------------
 
 variable "pubsub_names" {
-  description = "Names of the Pub/Sub topics and subscriptions. The worker is given the same names through its environment. service_topic and service_subscription are templates: {service} stands for the service id."
+  description = "Names of the Pub/Sub topics and subscriptions. The worker is given the same names through its environment. service_topic, service_subscription and results_subscription are templates: {service} stands for the service id."
   type = object({
     requests_topic           = optional(string, "email-requests")
     results_topic            = optional(string, "email-results")
@@ -59,14 +59,15 @@ variable "pubsub_names" {
     replay_topic             = optional(string, "email-replays")
     replay_subscription      = optional(string, "email-replays-worker")
     events_topic             = optional(string, "email-events")
+    results_subscription     = optional(string, "email-results-{service}")
   })
   default = {}
 
   validation {
-    condition = alltrue([for template in [var.pubsub_names.service_topic, var.pubsub_names.service_subscription] :
+    condition = alltrue([for template in [var.pubsub_names.service_topic, var.pubsub_names.service_subscription, var.pubsub_names.results_subscription] :
       length(split("{service}", template)) == 2 && can(regex("^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$", replace(template, "{service}", "svc")))
     ])
-    error_message = "pubsub_names.service_topic and service_subscription must be Pub/Sub names with {service} in them once."
+    error_message = "pubsub_names.service_topic, service_subscription and results_subscription must be Pub/Sub names with {service} in them once."
   }
 }
 
@@ -235,6 +236,17 @@ variable "worker_service_account_id" {
   default     = "email-worker"
 }
 
+variable "events_reader_service_account_id" {
+  description = "Account id of the SES events reader's service account (events_enabled): it runs `email-worker events`, and only the reader's AWS role trusts it."
+  type        = string
+  default     = "email-worker-events"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.events_reader_service_account_id))
+    error_message = "events_reader_service_account_id must be a service account id: 6-30 lower-case letters, digits and hyphens, starting with a letter."
+  }
+}
+
 variable "push_service_account_id" {
   description = "Account id of the service account Pub/Sub signs push requests as (push mode only)."
   type        = string
@@ -242,7 +254,7 @@ variable "push_service_account_id" {
 }
 
 variable "push_audience" {
-  description = "Audience of the OIDC tokens Pub/Sub attaches to push requests; the worker and Cloud Run accept only this audience. null: a value derived from the project, region and service name."
+  description = "Base of the OIDC token audiences Pub/Sub attaches to push requests: each subscription's tokens carry this, a colon and the subscription's name, and the worker and Cloud Run accept only those. null: a value derived from the project, region and service name."
   type        = string
   default     = null
 }
@@ -422,6 +434,9 @@ variable "alerts" {
       push_5xx_per_minute:       the worker answered Pub/Sub's pushes with 5xx this often, over
                                  10 minutes (push mode; any push answered after its ack deadline
                                  alerts at once).
+      push_4xx_per_minute:       pushes were refused with 4xx (a broken invoker grant or push
+                                 audience, or SES throttling's 429) more often than this, over
+                                 5 minutes (push mode; 0: any).
       failed_requests_per_hour:  more requests than this ended failed (SES refused or kept
                                  failing), or found the request ledger unavailable, in an hour.
   EOT
@@ -429,13 +444,15 @@ variable "alerts" {
     dead_letter_age_hours    = optional(number, 24)
     request_age_minutes      = optional(number, 15)
     push_5xx_per_minute      = optional(number, 5)
+    push_4xx_per_minute      = optional(number, 0)
     failed_requests_per_hour = optional(number, 0)
   })
   default = {}
 
   validation {
     condition = (var.alerts.dead_letter_age_hours > 0 && var.alerts.request_age_minutes > 0 &&
-    var.alerts.push_5xx_per_minute >= 0 && var.alerts.failed_requests_per_hour >= 0)
+      var.alerts.push_5xx_per_minute >= 0 && var.alerts.push_4xx_per_minute >= 0 &&
+    var.alerts.failed_requests_per_hour >= 0)
     error_message = "alerts: the ages must be positive, the rates must not be negative."
   }
 }
@@ -563,6 +580,18 @@ variable "services" {
   validation {
     condition     = alltrue([for id in keys(var.services) : can(regex("^[a-z0-9][a-z0-9_-]{0,39}$", id))])
     error_message = "Each service id must be 1-40 characters of lower-case letters, digits, '_' and '-', starting with a letter or digit."
+  }
+
+  # A service's topic and subscription must not be one of the worker's own (pubsub_names'
+  # defaults): a service "dead-letter" would publish to, and own, the dead-letter topic. The
+  # worker's settings and `email-worker setup` refuse the same ids; checks.tf refuses them for
+  # names other than the defaults.
+  validation {
+    condition = alltrue([for id in keys(var.services) : length(setintersection(
+      ["email-requests", "email-results", "email-requests-dead-letter", "email-requests-worker", "email-requests-dead-letter-ops", "email-replays", "email-replays-worker", "email-events"],
+      ["email-requests-${id}", "email-requests-${id}-worker"],
+    )) == 0])
+    error_message = "A service id must not make a topic or subscription name the worker uses for itself: dead-letter, dead-letter-ops and worker are reserved (email-requests-<id> would be the dead-letter topic, its operators' subscription, or the shared subscription)."
   }
 
   validation {

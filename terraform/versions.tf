@@ -4,18 +4,27 @@ terraform {
   required_version = ">= 1.5.0"
 
   required_providers {
+    # 7.18 is the first release whose worker pools have no permanent diff on their scaling
+    # (6.x planned a change to scaling_mode on every run), and 7.x is the first with probes on
+    # worker pools. The 7.0 upgrade guide changes nothing this configuration uses.
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.50"
+      version = "~> 7.18"
     }
     # For google_project_service_identity only, which the google provider lacks.
     google-beta = {
       source  = "hashicorp/google-beta"
-      version = "~> 6.50"
+      version = "~> 7.18"
     }
     aws = {
       source  = "hashicorp/aws"
       version = "~> 5.99"
+    }
+    # time_sleep: Cloud Monitoring accepts an alert on a new log-based metric only once it has
+    # registered the metric, minutes after it was created (monitoring.tf).
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.13"
     }
   }
 }

@@ -196,3 +196,30 @@ def firestore_env(
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", firestore_emulator.project_id)
     return firestore_emulator
+
+
+# -- Markers ---------------------------------------------------------------------------
+
+#: Fixtures that start a real local server (emulator, moto, GCS) or build an environment.
+_INTEGRATION_FIXTURES = frozenset(
+    {"moto", "gcs", "pubsub_emulator", "firestore_emulator", "metadata_server", "image_venv"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every test exactly one of the markers ``unit``, ``integration``, ``reliability``.
+
+    ``reliability`` is tests/reliability/; ``integration`` is any other test that uses a server
+    or environment fixture, directly or through another fixture, or whose module says so
+    (tests that start processes themselves); the rest are ``unit``, run by ``make test-fast``.
+    """
+    for item in items:
+        own = {mark.name for mark in item.iter_markers()}
+        if "reliability" in own or "tests/reliability/" in item.nodeid:
+            marker = "reliability"
+        elif "integration" in own or _INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            marker = "integration"
+        else:
+            marker = "unit"
+        if marker not in own:
+            item.add_marker(marker)

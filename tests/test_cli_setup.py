@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from tests.support.ports import free_port
 from tests.support.pubsub_emulator import PubSubEmulator, unique_name
 from worker.app.cli import main
+from worker.config.settings import MIN_ACK_DEADLINE_S, Settings, SettingsError
 
 
 @pytest.fixture
@@ -184,3 +185,26 @@ def test_per_service_setup_creates_a_topic_and_subscription_per_service_and_for_
     assert replays.topic == topic_path(pubsub_env, f"replays-{suffix}")
     # The shared topic belongs to shared tenancy only.
     assert names["EMAIL_WORKER_REQUESTS_TOPIC"] not in result.stdout
+
+
+def test_an_ack_deadline_the_worker_would_refuse_is_a_usage_error(
+    pubsub_env: PubSubEmulator, names: dict[str, str]
+) -> None:
+    too_short = MIN_ACK_DEADLINE_S - 1
+    result = run(pubsub_env, names, f"--ack-deadline={too_short}")
+    assert result.exit_code == 2
+    assert f"{too_short} is not in the range {MIN_ACK_DEADLINE_S}<=x<=600" in result.stderr
+    assert "Traceback" not in result.output
+    # The worker itself refuses the same value: setup's range is the worker's.
+    with pytest.raises(SettingsError, match="EMAIL_WORKER_ACK_DEADLINE_S"):
+        Settings.from_env({"EMAIL_WORKER_ACK_DEADLINE_S": str(too_short)})
+
+
+def test_the_shortest_ack_deadline_the_worker_accepts_is_accepted_by_setup(
+    pubsub_env: PubSubEmulator, names: dict[str, str]
+) -> None:
+    Settings.from_env({"EMAIL_WORKER_ACK_DEADLINE_S": str(MIN_ACK_DEADLINE_S)})
+    result = run(pubsub_env, names, f"--ack-deadline={MIN_ACK_DEADLINE_S}")
+    assert result.exit_code == 0, result.output
+    worker = subscription(pubsub_env, names["EMAIL_WORKER_SUBSCRIPTION"])
+    assert worker.ack_deadline_seconds == MIN_ACK_DEADLINE_S

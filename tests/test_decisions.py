@@ -40,3 +40,18 @@ def test_a_transient_failure_on_the_last_attempt_publishes_a_result_then_nacks()
 def test_without_a_dead_letter_policy_no_attempt_is_the_last() -> None:
     assert not is_last_attempt(None, 5)
     assert not is_last_attempt(7, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "attempt", "expected"),
+    [
+        (Status.REJECTED, 1, Decision(publish_result=False, dead_letter=True, ack=True)),
+        (Status.FAILED, 1, Decision(publish_result=False, dead_letter=True, ack=True)),
+        (Status.RETRY, 5, Decision(publish_result=False, dead_letter=False, ack=False)),
+    ],
+)
+def test_an_outcome_whose_service_is_unconfirmed_publishes_no_result(
+    status: Status, attempt: int, expected: Decision
+) -> None:
+    unconfirmed = Outcome(status, request_id="r1", service_id="svc", service_confirmed=False)
+    assert decide(unconfirmed, delivery_attempt=attempt, max_delivery_attempts=5) == expected

@@ -97,19 +97,42 @@ def test_the_image_carries_the_oci_annotations() -> None:
     assert labels[prefix + "base.digest"] == digest
 
 
-def test_the_builder_installs_from_the_lock_file_with_a_pinned_uv() -> None:
+def test_the_builder_installs_from_the_lock_file_with_uv_installed_hash_pinned() -> None:
     runs = [i.arguments for i in BUILDER.all("RUN")]
-    args = BUILDER.args(DOCKERFILE.global_args)
-    installs_uv = [r for r in runs if re.search(r"\bpip install\b.*\buv==", r)]
-    assert installs_uv, "uv must be installed with a pinned version"
-    assert re.fullmatch(r"\d+\.\d+\.\d+", args.get("UV_VERSION", "")), args
+    pip_installs = [r for r in runs if re.search(r"\bpip install\b", r)]
+    # The only pip install: uv, from the hash-pinned file the Makefile uses too, nothing else.
+    assert pip_installs == [
+        "pip install --no-cache-dir --require-hashes --no-deps -r tools/uv-requirements.txt"
+    ]
+    copied = [sources for sources, _destination, _origin in _copies(BUILDER)]
+    assert ["tools/uv-requirements.txt"] in copied
+    # The file is the pin: no version of uv is given anywhere else in the Dockerfile.
+    assert "UV_VERSION" not in DOCKERFILE.path.read_text()
+    assert "uv==" not in DOCKERFILE.path.read_text()
     syncs = [r for r in runs if r.startswith("uv sync")]
     assert syncs, "the worker must be installed with uv sync"
     for command in syncs:
         assert "--frozen" in command.split(), f"{command!r} may re-resolve instead of using uv.lock"
         assert "--no-dev" in command.split(), f"{command!r} installs the test tools"
     assert "--no-editable" in syncs[-1].split(), "the image must not need the source tree"
-    assert not any(re.search(r"pip install (?!--no-cache-dir \"?uv==)", r) for r in runs)
+    # uv is installed before anything runs it.
+    first_uv = next(i.line for i in BUILDER.all("RUN") if i.arguments.startswith("uv "))
+    install = next(i.line for i in BUILDER.all("RUN") if "uv-requirements.txt" in i.arguments)
+    assert install < first_uv
+
+
+def test_the_uv_requirements_pin_one_version_and_hash_every_file() -> None:
+    text = (ROOT / "tools" / "uv-requirements.txt").read_text()
+    requirements = [line for line in text.splitlines() if line and not line.startswith("#")]
+    (pin,) = [line for line in requirements if not line.strip().startswith("--hash")]
+    assert re.fullmatch(r"uv==\d+\.\d+\.\d+ \\", pin), pin
+    hashes = re.findall(r"--hash=sha256:([0-9a-f]{64})", text)
+    assert len(hashes) >= 2
+    assert len(set(hashes)) == len(hashes)
+    # The Makefile installs uv from the same file, with the same check.
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes" in makefile
+    assert "-r tools/uv-requirements.txt" in makefile
 
 
 def test_the_runtime_stage_has_no_build_tools_and_only_the_virtual_environment() -> None:
@@ -200,6 +223,7 @@ def test_no_healthcheck_is_declared_because_cloud_run_ignores_it() -> None:
         "worker/app/__pycache__/cli.cpython-311.pyc",
         ".env",
         "docs/formats.md",
+        "tools/other.txt",
     ],
 )
 def test_the_build_context_leaves_out(path: str) -> None:
@@ -244,8 +268,8 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     The environment is the stage's ENV, with the virtual environment placed in a temporary
     directory instead of /opt/venv and uv's cache allowed (the image build disables it).
     """
-    if shutil.which("uv") is None:
-        pytest.skip("uv is not on PATH")
+    uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")  # the Makefile's own uv
+    assert Path(uv).is_file(), "run `make venv` first: it installs uv when PATH has none"
     workdir = tmp_path_factory.mktemp("image-src")
     venv = workdir.parent / "image-venv"
     env = {
@@ -273,7 +297,7 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     shutil.copy2(ROOT / relative, target)
         elif instruction.keyword == "RUN" and instruction.arguments.startswith("uv "):
             result = subprocess.run(
-                shlex.split(instruction.arguments),
+                [uv, *shlex.split(instruction.arguments)[1:]],
                 cwd=workdir,
                 env=env,
                 capture_output=True,

@@ -255,6 +255,7 @@ def run_through(streams: list[int]) -> tuple[list[float], list[Delivery], list[A
         ack()
 
     handle.stopping = threading.Event()  # type: ignore[attr-defined]
+    handle.pauses = None  # type: ignore[attr-defined]
     worker = PullWorker(settings, cast(Handler, handle), EndingStreams(streams), wait=record)
     with capture_logs() as logs:
         assert worker.run() == 0

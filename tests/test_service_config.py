@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from worker.sending.errors import ConfigurationError
 from worker.sending.service_config import config_location, load_service_config, parse_service_config
 
@@ -95,6 +96,8 @@ def test_an_unsupported_scheme_is_a_configuration_error() -> None:
         (b"[1, 2]", "expected a JSON object"),
         (b"{}", "service_role_arn is missing"),
         (b'{"service_role_arn": "role/x"}', "not an ARN"),
+        (b'{"service_role_arn": "arn:aws:s3:::a-bucket"}', "not an ARN of an IAM role"),
+        (b'{"service_role_arn": "arn:aws:iam::123:role/x"}', "not an ARN of an IAM role"),
         (json.dumps({"service_role_arn": ROLE, "region": "x"}).encode(), "unknown keys"),
         (json.dumps({"service_role_arn": ROLE, "service_id": "other"}).encode(), "names service"),
         (json.dumps({"service_role_arn": ROLE, "aws_region": 5}).encode(), "aws_region"),
@@ -105,6 +108,14 @@ def test_an_unsupported_scheme_is_a_configuration_error() -> None:
         (
             json.dumps({"service_role_arn": ROLE, "allowed_from_domains": "a.org"}).encode(),
             "allowed_from_domains",
+        ),
+        (
+            json.dumps({"service_role_arn": ROLE, "allowed_from_domains": ["a b.org"]}).encode(),
+            "allowed_from_domains: 'a b.org' is not a domain name",
+        ),
+        (
+            json.dumps({"service_role_arn": ROLE, "allowed_from_domains": ["-a.org"]}).encode(),
+            "allowed_from_domains: '-a.org' is not a domain name",
         ),
     ],
 )
@@ -127,3 +138,16 @@ def test_internationalised_allowed_domains_are_kept_in_their_ascii_form() -> Non
     raw = json.dumps({"service_role_arn": ROLE, "allowed_from_domains": ["Bücher.example."]})
     config = parse_service_config(raw.encode(), service_id="billing", location="file:///c.json")
     assert config.allowed_from_domains == ("xn--bcher-kva.example",)
+
+
+def test_a_gs_document_without_google_credentials_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No credentials file, and no metadata server answers the probe.
+    monkeypatch.setenv("GCE_METADATA_IP", f"127.0.0.1:{free_port()}")
+    with pytest.raises(ConfigurationError) as caught:
+        load_service_config("billing", template="gs://cfg/{service_id}.json")
+    assert caught.value.message == (
+        "configuration for service 'billing' at gs://cfg/billing.json is unreadable: no Google "
+        "credentials"
+    )

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from worker.config.settings import Settings, SettingsError
+from worker.config.settings import Settings, SettingsError, unknown_setting_names
 
 
 def test_defaults_match_the_documented_names() -> None:
@@ -169,18 +169,24 @@ def test_switches_are_documented_as_on_or_off() -> None:
     assert rows["EMAIL_WORKER_PUSH_AUTH"] == "on"
 
 
+SHARED = {"EMAIL_WORKER_TENANCY": "shared"}
+
+
 def test_a_push_subscription_name_is_completed_with_the_project() -> None:
     settings = Settings.from_env(
-        {"GOOGLE_CLOUD_PROJECT": "acme", "EMAIL_WORKER_PUSH_SUBSCRIPTION": "email-requests-push"}
+        {
+            **SHARED,
+            "GOOGLE_CLOUD_PROJECT": "acme",
+            "EMAIL_WORKER_PUSH_SUBSCRIPTION": "email-requests-push",
+        }
     )
     assert settings.push_subscription_path() == "projects/acme/subscriptions/email-requests-push"
 
 
 def test_a_full_push_subscription_path_is_kept_and_none_means_any() -> None:
     full = "projects/other/subscriptions/email-requests-push"
-    assert Settings.from_env({"EMAIL_WORKER_PUSH_SUBSCRIPTION": full}).push_subscription_path() == (
-        full
-    )
+    settings = Settings.from_env({**SHARED, "EMAIL_WORKER_PUSH_SUBSCRIPTION": full})
+    assert settings.push_subscription_path() == full
     assert Settings.from_env({}).push_subscription_path() is None
 
 
@@ -227,3 +233,73 @@ def test_every_documented_ledger_form_is_accepted(url: str) -> None:
 def test_an_undocumented_ledger_form_is_a_settings_error(url: str) -> None:
     with pytest.raises(SettingsError, match="EMAIL_WORKER_LEDGER"):
         Settings.from_env({"EMAIL_WORKER_LEDGER": url})
+
+
+def test_an_unknown_worker_variable_is_named_with_the_closest_setting() -> None:
+    environ = {"EMAIL_WORKER_ALLOWED_SERVICE": "billing", "EMAIL_WORKER_LEDGER": "none"}
+    assert unknown_setting_names(environ) == [
+        "EMAIL_WORKER_ALLOWED_SERVICE is not a setting; did you mean EMAIL_WORKER_ALLOWED_SERVICES?"
+    ]
+
+
+def test_an_unknown_worker_variable_like_no_setting_is_named_without_a_guess() -> None:
+    assert unknown_setting_names({"EMAIL_WORKER_XYZZY": "1"}) == [
+        "EMAIL_WORKER_XYZZY is not a setting"
+    ]
+
+
+def test_only_variables_with_the_worker_prefix_can_be_unknown_settings() -> None:
+    environ = {"PATH": "/bin", "GOOGLE_CLOUD_PROJECT": "p", "PORT": "8080", "EMAILWORKER_X": "1"}
+    assert unknown_setting_names(environ) == []
+    known = {variable: "x" for variable, _, _ in Settings.documentation()}
+    assert unknown_setting_names(known) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (
+            "s3://config/{service_id}.json",
+            "EMAIL_WORKER_SERVICE_CONFIG_URL must be a file:// or gs:// URL (s3:// is not "
+            "supported)",
+        ),
+        (
+            "/etc/email-worker/{service_id}.json",
+            "EMAIL_WORKER_SERVICE_CONFIG_URL must be a file:// or gs:// URL",
+        ),
+        (
+            "file:///etc/email-worker/{service}.json",
+            "EMAIL_WORKER_SERVICE_CONFIG_URL may hold only the placeholders {environment} and "
+            "{service_id}",
+        ),
+        (
+            "gs://config/{environment/{service_id}.json",
+            "EMAIL_WORKER_SERVICE_CONFIG_URL may hold only the placeholders {environment} and "
+            "{service_id}",
+        ),
+    ],
+)
+def test_a_configuration_url_that_cannot_be_read_is_an_invalid_setting(
+    url: str, problem: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"EMAIL_WORKER_SERVICE_CONFIG_URL": url})
+    assert caught.value.problems == [problem]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/email-worker/{environment}/{service_id}.json",
+        "gs://email-worker-config/{environment}/{service_id}.json",
+        "gs://email-worker-config/shared.json",
+    ],
+)
+def test_file_and_gs_configuration_urls_are_valid(url: str) -> None:
+    assert Settings.from_env({"EMAIL_WORKER_SERVICE_CONFIG_URL": url}).service_config_url == url
+
+
+def test_a_platform_setting_given_the_worker_prefix_is_named() -> None:
+    assert unknown_setting_names({"EMAIL_WORKER_PORT": "8080"}) == [
+        "EMAIL_WORKER_PORT is not a setting; did you mean PORT?"
+    ]

@@ -19,6 +19,7 @@ from tests.test_pipeline import CONFIG, sent
 from worker.config.settings import Settings
 from worker.formats.pubsub import REQUEST_ID_ATTRIBUTE, SERVICE_ID_ATTRIBUTE
 from worker.ledger import LedgerKey, SqliteLedger
+from worker.processing.decisions import Decision, decide
 from worker.processing.pipeline import Delivery, Deps, Status, process
 from worker.processing.tenancy import REPLAY, SHARED, Source, SourceKind, subscription_sources
 from worker.sending import errors
@@ -199,6 +200,47 @@ def test_a_replay_of_a_sent_request_republishes_its_result_without_sending(
     session = session_for()
     outcome = process(replayed(original), deps(session, ledger))
     assert (outcome.status, outcome.message_ids, session.calls) == (Status.SENT, ("ses-1",), 0)
+
+
+def reported_to(outcome: Any) -> Decision:
+    return decide(outcome, delivery_attempt=5, max_delivery_attempts=5)
+
+
+def test_a_refused_replay_goes_to_the_operators_only_never_to_the_services_results(
+    ledger: SqliteLedger,
+) -> None:
+    forged = process(replayed(delivery(BILLING, request_id="order-1")), deps(session_for(), ledger))
+    assert (forged.service_id, forged.error_code) == ("billing", "publisher_not_allowed")
+    assert reported_to(forged) == Decision(publish_result=False, dead_letter=True, ack=True)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"to": "not-a-list"}, {"service_id": "unknown"}],
+    ids=["invalid", "unknown-service"],
+)
+def test_a_replay_refused_before_the_ledger_check_publishes_no_result_either(
+    ledger: SqliteLedger, fields: dict[str, Any]
+) -> None:
+    outcome = process(replayed(delivery(BILLING, **fields)), deps(session_for(), ledger))
+    assert outcome.status is Status.REJECTED
+    assert not reported_to(outcome).publish_result
+
+
+def test_a_replay_that_cannot_be_checked_publishes_no_result_on_its_last_attempt(
+    tmp_path: Path,
+) -> None:
+    closed = SqliteLedger(tmp_path / "closed.db", claim_lease_s=90.0)
+    closed.close()  # every call now fails as unavailable
+    outcome = process(replayed(delivery(BILLING)), deps(session_for(), closed))
+    assert (outcome.status, outcome.error_code) == (Status.RETRY, "ledger_unavailable")
+    assert reported_to(outcome) == Decision(publish_result=False, dead_letter=False, ack=False)
+
+
+def test_a_confirmed_replay_reports_to_its_service_as_usual(ledger: SqliteLedger) -> None:
+    original = failed_transiently(ledger)
+    outcome = process(replayed(original), deps(session_for(), ledger))
+    assert (outcome.status, reported_to(outcome).publish_result) == (Status.SENT, True)
 
 
 def test_without_a_ledger_no_replay_is_sent() -> None:

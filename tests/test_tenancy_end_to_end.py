@@ -70,9 +70,20 @@ def test_a_request_forged_on_the_replay_topic_is_refused_and_not_sent(
     forged = json.dumps(request(request_id="never-published")).encode()
     with stack.running():
         stack.emulator.publish(stack.replay_topic, forged, email_worker_replay_count="1")
-        [result] = stack.results(1)
-    assert result["error"]["code"] == "publisher_not_allowed"
+        [dead] = stack.dead_letters(1)
+    assert dead.attributes["email_worker_error_code"] == "publisher_not_allowed"
     assert moto.sent_messages() == []
+
+
+def test_a_forged_replay_puts_no_result_into_the_named_services_results(stack: Stack) -> None:
+    # The refusal is the operators' (dead letter, log): billing never asked for anything.
+    assert stack.replay_topic is not None
+    forged = json.dumps(request(request_id="order-1842")).encode()
+    with stack.running():
+        stack.emulator.publish(stack.replay_topic, forged, email_worker_service_id="billing")
+        [dead] = stack.dead_letters(1)
+        assert stack.nothing_more(stack.results_subscription)
+    assert dead.attributes["email_worker_service_id"] == "billing"
 
 
 def test_a_dead_letter_replayed_by_an_operator_is_sent_once(stack: Stack, moto: Any) -> None:

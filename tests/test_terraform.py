@@ -30,6 +30,7 @@ from worker.config.settings import Settings
 from worker.events.reader import MAX_WAIT_TIME_S
 from worker.events.sqs import queue_region
 from worker.formats.event import EventType
+from worker.formats.result import EmailResult
 from worker.ledger import DEFAULT_COLLECTION, DEFAULT_RETENTION_S
 from worker.ledger.firestore_ledger import STATUSES_COLLECTION
 from worker.sending.identity import TOKEN_AUDIENCE
@@ -253,6 +254,72 @@ def test_make_lint_deploy_checks_formatting_and_validates_where_it_can() -> None
     assert '"$terraform" -chdir="$work" validate' in script
 
 
+def _validate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(TERRAFORM / "scripts" / "validate.sh")],
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": "/nonexistent", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_validate_warns_loudly_when_there_is_no_terraform_to_validate_with() -> None:
+    result = _validate({"TERRAFORM": "/nonexistent/terraform"})
+    assert result.returncode == 0
+    assert "WARNING: terraform validate did NOT run: no terraform binary" in result.stderr
+    assert "NOT checked against the providers' schemas" in result.stderr
+    assert result.stderr.count("#" * 72) == 2
+    assert "terraform validate: skipped" in result.stdout
+
+
+def test_validate_warns_loudly_naming_the_providers_it_could_not_install(
+    tmp_path: Path,
+) -> None:
+    binary = shutil.which("terraform")
+    if binary is None:
+        pytest.skip("no terraform binary")
+    # An empty mirror: terraform looks nowhere else, so nothing can be installed, as on a
+    # machine without the registry.
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    result = _validate(
+        {
+            "TERRAFORM": binary,
+            "TF_PLUGIN_DIR": str(mirror),
+            "TF_CLI_CONFIG_FILE": "/dev/null",
+        }
+    )
+    assert result.returncode == 0, result.stderr
+    banner = " ".join(result.stderr.split())
+    assert "WARNING: terraform validate did NOT run: cannot install provider(s)" in banner
+    for provider in (
+        "hashicorp/google",
+        "hashicorp/google-beta",
+        "hashicorp/aws",
+        "hashicorp/time",
+    ):
+        assert provider in banner
+    assert f"not in {mirror}" in banner
+    # Nothing written in the tree.
+    assert not (TERRAFORM / ".terraform").exists()
+    assert not (TERRAFORM / ".terraform.lock.hcl").exists()
+
+
+def test_the_readme_records_which_provider_versions_were_last_validated_and_how() -> None:
+    readme = (TERRAFORM / "README.md").read_text()
+    section = readme[readme.index("### Last validated") :].split("\n## ")[0]
+    (block,) = TF.terraform
+    (providers,) = block["required_providers"]
+    # Every pinned provider, with its constraint, and how (or whether) it was validated.
+    for name, spec in providers.items():
+        assert f"`hashicorp/{name}`" in section, name
+        assert f"`{spec['version']}`" in section, name
+    for needed in ("terraform validate", "scripts/validate.sh", "not validated"):
+        assert needed in section, needed
+
+
 def test_the_provider_free_files_read_only_variables_and_each_other() -> None:
     free_locals = set().union(*(TF.locals_by_file.get(name, set()) for name in PROVIDER_FREE))
     for name in PROVIDER_FREE[1:]:
@@ -272,13 +339,32 @@ def test_provider_versions_are_pinned() -> None:
     (block,) = TF.terraform
     assert re.fullmatch(r">= ?1\.\d+(\.\d+)?", block["required_version"])
     (providers,) = block["required_providers"]
-    assert set(providers) == {"google", "google-beta", "aws"}
+    assert set(providers) == {"google", "google-beta", "aws", "time"}
     for name, spec in providers.items():
         assert spec["source"] == f"hashicorp/{name}"
         # Pessimistic to a minor version: bug fixes and features, never a new major.
         assert re.fullmatch(r"~> ?\d+\.\d+", spec["version"]), spec["version"]
     # The beta provider moves with the GA one.
     assert providers["google-beta"]["version"] == providers["google"]["version"]
+
+
+def _minimum(spec: str) -> tuple[int, int]:
+    major, minor = re.fullmatch(r"~> ?(\d+)\.(\d+)", spec).groups()  # type: ignore[union-attr]
+    return int(major), int(minor)
+
+
+def test_the_google_providers_are_7_18_or_later_where_worker_pools_have_no_permanent_diff() -> None:
+    (block,) = TF.terraform
+    (providers,) = block["required_providers"]
+    for name in ("google", "google-beta"):
+        major, minor = _minimum(providers[name]["version"])
+        assert major == 7, name
+        assert minor >= 18, name
+    # With 6.x, scaling_mode = "MANUAL" planned a change on every run; MANUAL is the default.
+    for path in TF_FILES:
+        assert "scaling_mode" not in re.sub(r"#.*", "", path.read_text()), path.name
+    for name, pool in TF.of_type("google_cloud_run_v2_worker_pool").items():
+        assert set(_block(pool, "scaling")) == {"manual_instance_count"}, name
 
 
 def test_every_variable_has_a_description_and_a_type() -> None:
@@ -431,6 +517,8 @@ def test_the_topics_and_subscriptions_have_the_names_the_worker_expects_by_defau
         "replay_topic": _settings_default("EMAIL_WORKER_REPLAY_TOPIC"),
         "replay_subscription": _settings_default("EMAIL_WORKER_REPLAY_SUBSCRIPTION"),
         "events_topic": _settings_default("EMAIL_WORKER_EVENTS_TOPIC"),
+        # Terraform's only: the worker publishes results to the topic, whoever reads them.
+        "results_subscription": "email-results-{service}",
     }
     for topic in ("requests", "results", "dead_letter"):
         body = TF.resource("google_pubsub_topic", topic)
@@ -498,18 +586,31 @@ def test_push_delivery_carries_an_oidc_token_of_the_push_account_for_the_push_au
     assert content["push_endpoint"] == "${push_config.value}"
     token = _block(content, "oidc_token")
     assert token["service_account_email"] == "${one(google_service_account.push[*].email)}"
-    assert token["audience"] == "${local.push_audience}"
+    assert token["audience"] == "${local.push_audiences[each.key]}"
     # The endpoint is the worker's push route, and the worker checks this audience and account.
     assert TF.locals["push_endpoint"] == "${local.service_url}/pubsub/push"
     assert '"/pubsub/push"' in (ROOT / "worker" / "transports" / "push.py").read_text()
     env = TF.locals["managed_env"]
-    assert env["EMAIL_WORKER_PUSH_AUDIENCE"] == "${local.push_mode ? local.push_audience : null}"
+    assert env["EMAIL_WORKER_PUSH_AUDIENCE"] == (
+        "${local.push_mode ? local.push_audience_template : null}"
+    )
     assert (
         env["EMAIL_WORKER_PUSH_SERVICE_ACCOUNT"] == "${one(google_service_account.push[*].email)}"
     )
-    # Cloud Run admits the custom audience too.
+    # Cloud Run admits every subscription's audience too.
     service = TF.resource("google_cloud_run_v2_service", "worker")
-    assert service["custom_audiences"] == ["${local.push_audience}"]
+    assert service["custom_audiences"] == "${sort(values(local.push_audiences))}"
+
+
+def test_each_push_subscription_has_its_own_audience_in_the_form_the_worker_checks() -> None:
+    from worker.transports.push_auth import SUBSCRIPTION_PLACEHOLDER
+
+    template = TF.locals["push_audience_template"]
+    assert template == "${local.push_audience}:" + SUBSCRIPTION_PLACEHOLDER
+    assert TF.locals["push_audiences"] == (
+        "${{for key, sub in local.worker_subscription_topics : key => "
+        'replace(local.push_audience_template, "{subscription}", sub.name)}}'
+    )
 
 
 def test_the_pubsub_service_agent_is_created_then_may_forward_dead_letters_and_sign_pushes() -> (
@@ -711,6 +812,198 @@ def test_a_shared_deployment_keeps_its_topic_subscription_and_grants_on_upgrade(
     } <= moved
 
 
+def test_each_service_reads_its_own_results_on_a_subscription_filtered_on_its_id(
+    tf: TerraformAlone,
+) -> None:
+    subscription = TF.resource("google_pubsub_subscription", "results")
+    assert subscription["for_each"] == "${local.results_subscription_names}"
+    assert subscription["name"] == "${each.value}"
+    assert subscription["topic"] == "${google_pubsub_topic.results.id}"
+    assert subscription["filter"].replace('\\"', '"') == 'attributes.service_id = "${each.key}"'
+    assert _block(subscription, "expiration_policy") == {"ttl": ""}
+    # Every result the worker publishes carries the service_id attribute the filter reads.
+    result = EmailResult.sent(
+        request_id="r-1",
+        service_id="billing",
+        message_ids=["m-1"],
+        pubsub_message_id="p-1",
+    )
+    assert result.pubsub_attributes()["service_id"] == "billing"
+    services = {
+        "billing": {"sending_domain": "example.org"},
+        "alerts": {"sending_domain": "example.net"},
+    }
+    assert tf.value("local.results_subscription_names", services=services) == {
+        "billing": "email-results-billing",
+        "alerts": "email-results-alerts",
+    }
+    # In shared tenancy too: the results topic is shared in both.
+    assert tf.value("local.results_subscription_names", services=services, tenancy="shared") == {
+        "billing": "email-results-billing",
+        "alerts": "email-results-alerts",
+    }
+    output = TF.outputs["results_subscriptions"]["value"]
+    assert output == (
+        "${{for id, subscription in google_pubsub_subscription.results : id => subscription.name}}"
+    )
+
+
+def test_only_a_service_s_publishers_may_read_its_results_subscription(tf: TerraformAlone) -> None:
+    grant = TF.resource("google_pubsub_subscription_iam_member", "results_subscriber")
+    assert grant["for_each"] == "${local.results_subscribers}"
+    assert grant["subscription"] == (
+        "${google_pubsub_subscription.results[each.value.service].name}"
+    )
+    assert grant["role"] == "roles/pubsub.subscriber"
+    assert grant["member"] == "${each.value.member}"
+    services = {
+        "billing": {
+            "sending_domain": "example.org",
+            "publishers": ["serviceAccount:billing@p.iam.gserviceaccount.com"],
+        },
+        "alerts": {
+            "sending_domain": "example.net",
+            "publishers": ["serviceAccount:alerting@p.iam.gserviceaccount.com"],
+        },
+    }
+    readers: dict[str, set[str]] = {}
+    for entry in tf.value("local.results_subscribers", services=services).values():
+        readers.setdefault(entry["service"], set()).add(entry["member"])
+    assert readers == {
+        "billing": {"serviceAccount:billing@p.iam.gserviceaccount.com"},
+        "alerts": {"serviceAccount:alerting@p.iam.gserviceaccount.com"},
+    }
+    # Shared tenancy: request_publishers act for every service, and read every service's.
+    shared = {
+        "tenancy": "shared",
+        "services": {id_: {"sending_domain": "example.org"} for id_ in services},
+        "request_publishers": ["serviceAccount:x@p.iam.gserviceaccount.com"],
+    }
+    shared_readers = {
+        (entry["service"], entry["member"])
+        for entry in tf.value("local.results_subscribers", **shared).values()
+    }
+    assert shared_readers == {
+        ("billing", "serviceAccount:x@p.iam.gserviceaccount.com"),
+        ("alerts", "serviceAccount:x@p.iam.gserviceaccount.com"),
+    }
+    # Nothing else is granted on a results subscription, and on the results topic only the
+    # worker's publishing: nobody can read another service's results, or attach an unfiltered
+    # subscription of their own (pubsub.topics.attachSubscription is on the topic).
+    on_results = [
+        name
+        for _type, name, body in _iam_members()
+        if "google_pubsub_subscription.results" in str(body.get("subscription", ""))
+    ]
+    assert on_results == ["results_subscriber"]
+    on_topic = [
+        (name, body["role"], body["member"])
+        for _type, name, body in _iam_members()
+        if body.get("topic") == "${google_pubsub_topic.results.name}"
+    ]
+    assert on_topic == [
+        (
+            "results_publisher_worker",
+            "roles/pubsub.publisher",
+            "${google_service_account.worker.member}",
+        )
+    ]
+
+
+def test_the_readme_and_security_docs_say_each_service_reads_only_its_results() -> None:
+    readme = (TERRAFORM / "README.md").read_text()
+    assert "email-results-<service id>" in readme
+    assert "results_subscriptions" in readme
+    security = (ROOT / "docs" / "security.md").read_text()
+    threat_model = security[security.index("## Threat model") :].split("\n## ")[0]
+    assert "email-results-SERVICE" in threat_model
+    assert "so one service's subscriber can read another's results" not in security
+
+
+# -- reserved service ids ----------------------------------------------------------------------
+
+#: The worker's fixed Pub/Sub names, as pubsub_names defaults them.
+WORKER_FIXED_NAMES = {
+    "email-requests",
+    "email-results",
+    "email-requests-dead-letter",
+    "email-requests-worker",
+    "email-requests-dead-letter-ops",
+    "email-replays",
+    "email-replays-worker",
+    "email-events",
+}
+
+
+def _pubsub_name_defaults() -> dict[str, str]:
+    return dict(
+        re.findall(
+            r"(\w+)\s*=\s*optional\(string,\s*\"?([\w{}-]+)\"?\)",
+            TF.variables["pubsub_names"]["type"],
+        )
+    )
+
+
+def test_the_reserved_names_are_the_worker_s_fixed_names_by_default() -> None:
+    defaults = _pubsub_name_defaults()
+    fixed = {value for value in defaults.values() if "{service}" not in value}
+    assert fixed == WORKER_FIXED_NAMES
+    validation = next(
+        v for v in TF.variables["services"]["validation"] if "setintersection" in v["condition"]
+    )
+    listed = set(re.findall(r'"(email-[a-z-]+)"', validation["condition"]))
+    assert listed == WORKER_FIXED_NAMES
+    assert '"email-requests-${id}"' in validation["condition"]
+    assert '"email-requests-${id}-worker"' in validation["condition"]
+    # The precondition lists the configured names, each of the fixed ones.
+    listed_local = {
+        name.removeprefix("${var.pubsub_names.").removesuffix("}")
+        for name in TF.locals["worker_fixed_names"]
+    }
+    assert {defaults[key] for key in listed_local} == WORKER_FIXED_NAMES
+
+
+@pytest.mark.parametrize("service_id", ["dead-letter", "dead-letter-ops", "worker"])
+def test_a_service_id_that_takes_a_worker_topic_or_subscription_fails_the_plan(
+    tf: TerraformAlone, service_id: str
+) -> None:
+    result = tf.plan(services={service_id: {"sending_domain": "example.org"}})
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert "must not make a topic or subscription name the worker uses for itself" in message
+
+
+def test_no_other_service_id_is_refused_for_its_names(tf: TerraformAlone) -> None:
+    ids = ["billing", "dead", "letter", "dead-letters", "workers", "replays", "results", "x"]
+    services = {id_: {"sending_domain": "example.org"} for id_ in ids}
+    assert tf.value("local.colliding_service_ids", services=services) == []
+    result = tf.plan(services=services)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_service_colliding_with_names_configured_otherwise_fails_the_plan(
+    tf: TerraformAlone,
+) -> None:
+    # Not a default name, so only the precondition (checks.tf) can see it.
+    services = {"audit": {"sending_domain": "example.org"}, "billing": {"sending_domain": "a.bc"}}
+    names = {"dead_letter_topic": "email-requests-audit"}
+    assert tf.value("local.colliding_service_ids", services=services, pubsub_names=names) == [
+        "audit"
+    ]
+    result = tf.plan(services=services, pubsub_names=names)
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert "The service id(s) audit would make a topic or subscription" in message
+    # A results subscription template that would take a fixed name counts too.
+    results = {"results_subscription": "email-{service}"}
+    assert tf.value(
+        "local.colliding_service_ids",
+        services={"events": {"sending_domain": "example.org"}},
+        pubsub_names=results,
+        events_enabled=False,
+    ) == ["events"]
+
+
 # -- Google identities: least privilege ------------------------------------------------------
 
 
@@ -718,8 +1011,10 @@ def test_nothing_is_granted_project_wide_and_no_basic_role_is_used() -> None:
     # A Firestore database has no IAM policy of its own, so the worker's access to the ledger
     # database is the one project binding allowed: a member binding whose IAM condition admits
     # that database alone. Anything else at project or organisation level fails here.
+    ledger_users = {"ledger_user_worker", "ledger_user_events_reader"}
     for (type_, name), body in TF.resources.items():
-        if (type_, name) == ("google_project_iam_member", "ledger_user_worker"):
+        if type_ == "google_project_iam_member" and name in ledger_users:
+            assert body["role"] == "roles/datastore.user"
             assert _block(body, "condition")["expression"] == LEDGER_CONDITION
             continue
         assert not type_.startswith(("google_project_iam", "google_organization_iam")), name
@@ -744,7 +1039,6 @@ def test_the_worker_service_account_holds_only_the_grants_it_needs() -> None:
     assert grants == {
         ("roles/pubsub.publisher", "${google_pubsub_topic.results.name}"),
         ("roles/pubsub.publisher", "${google_pubsub_topic.dead_letter.name}"),
-        ("roles/pubsub.publisher", "${google_pubsub_topic.events[0].name}"),
         ("roles/pubsub.subscriber", "${each.value.name}"),
         ("roles/storage.objectViewer", "${google_storage_bucket.config.name}"),
         ("roles/datastore.user", LEDGER_CONDITION),
@@ -798,16 +1092,15 @@ def test_push_mode_runs_a_service_of_the_image_entrypoint_as_the_worker_account(
 def test_pull_mode_runs_a_worker_pool_of_a_fixed_instance_count() -> None:
     pool = TF.resource("google_cloud_run_v2_worker_pool", "worker")
     assert pool["count"] == "${local.push_mode ? 0 : 1}"
-    assert _block(pool, "scaling") == {
-        "scaling_mode": "MANUAL",
-        "manual_instance_count": "${var.pull_instances}",
-    }
+    assert _block(pool, "scaling") == {"manual_instance_count": "${var.pull_instances}"}
     template = _block(pool, "template")
     assert template["service_account"] == "${google_service_account.worker.email}"
     (container,) = template["containers"]
     assert container["image"] == "${var.image}"
     assert container["args"] == ["pull"]
-    assert _dynamic(container, "env")["for_each"] == "${local.worker_env}"
+    assert _dynamic(container, "env")["for_each"] == (
+        "${merge(local.worker_env, {PORT = tostring(local.container_port)})}"
+    )
     assert _block(container, "resources")["limits"] == {
         "cpu": "${var.cpu}",
         "memory": "${var.memory}",
@@ -842,6 +1135,37 @@ def test_cloud_run_probes_the_worker_health_endpoints() -> None:
     served = (ROOT / "worker" / "transports" / "http_app.py").read_text()
     for path in (startup, liveness):
         assert f'"{path}"' in served, f"the worker does not serve {path}"
+
+
+def test_the_pull_pool_is_probed_on_the_health_endpoints_it_serves_on_the_port_it_is_given() -> (
+    None
+):
+    pool = TF.resource("google_cloud_run_v2_worker_pool", "worker")
+    (container,) = _block(pool, "template")["containers"]
+    # A worker pool gets no PORT from Cloud Run: terraform gives the pull worker one, and
+    # `email-worker pull` serves /healthz and /readyz only when PORT is set.
+    assert "PORT = tostring(local.container_port)" in _dynamic(container, "env")["for_each"]
+    assert "settings.port is None" in (ROOT / "worker" / "app" / "serving.py").read_text()
+    served = (ROOT / "worker" / "transports" / "http_app.py").read_text()
+    probes = {}
+    for kind in ("startup_probe", "liveness_probe"):
+        probe = _block(container, kind)
+        http_get = _block(probe, "http_get")
+        assert http_get["port"] == "${local.container_port}", kind
+        assert f'"{http_get["path"]}"' in served, kind
+        # Cloud Run's limits: a startup probe gives up after at most 240 s.
+        assert probe["timeout_seconds"] < probe["period_seconds"], kind
+        probes[kind] = (http_get["path"], probe["period_seconds"] * probe["failure_threshold"])
+    assert probes["startup_probe"][0] == "/readyz"
+    assert probes["startup_probe"][1] <= 240
+    assert probes["liveness_probe"][0] == "/healthz"
+    # The same probes as the push service's, so that both modes restart a wedged instance alike.
+    service = TF.resource("google_cloud_run_v2_service", "worker")
+    (service_container,) = _block(service, "template")["containers"]
+    for kind in ("startup_probe", "liveness_probe"):
+        ours, theirs = _block(container, kind), _block(service_container, kind)
+        for field in ("period_seconds", "timeout_seconds", "failure_threshold"):
+            assert ours[field] == theirs[field], (kind, field)
 
 
 def test_push_scaling_ingress_and_resources_are_variables() -> None:
@@ -1207,7 +1531,9 @@ EVENTS_RESOURCES = {
     ("aws_iam_role", "events_reader"),
     ("aws_iam_role_policy", "events_reader"),
     ("google_pubsub_topic", "events"),
-    ("google_pubsub_topic_iam_member", "events_publisher_worker"),
+    ("google_pubsub_topic_iam_member", "events_publisher_events_reader"),
+    ("google_project_iam_member", "ledger_user_events_reader"),
+    ("google_service_account", "events_reader"),
     ("google_cloud_run_v2_worker_pool", "events_reader"),
 }
 
@@ -1225,7 +1551,7 @@ def test_the_events_path_is_on_by_default_and_switches_off_as_a_whole() -> None:
     assert TF.variables["events_enabled"]["default"] is True
     for type_, name in EVENTS_RESOURCES:
         assert TF.resource(type_, name)["count"] == "${var.events_enabled ? 1 : 0}", name
-    for name in ("ses_events_queue", "events_reader"):
+    for name in ("ses_events_queue", "events_reader", "trust_events_reader"):
         assert TF.data[("aws_iam_policy_document", name)]["count"] == (
             "${var.events_enabled ? 1 : 0}"
         )
@@ -1259,9 +1585,14 @@ def test_the_rule_matches_ses_events_of_the_configured_types_on_the_default_bus(
 ) -> None:
     rule = TF.resource("aws_cloudwatch_event_rule", "ses_events")
     assert rule["event_bus_name"] == "${data.aws_cloudwatch_event_bus.default.name}"
-    assert rule["event_pattern"] == (
-        '${jsonencode({source = ["aws.ses"], "detail-type" = local.ses_events_routed})}'
-    )
+    assert rule["event_pattern"] == "${jsonencode(local.ses_events_pattern)}"
+    # SES's events of the routed types, about email sent with this deployment's configuration
+    # set only: SES names the set in every event's mail.tags.
+    assert tf.value("local.ses_events_pattern", ses_configuration_set_name="mail-prod") == {
+        "source": ["aws.ses"],
+        "detail-type": tf.value("local.ses_events_routed"),
+        "detail": {"mail": {"tags": {"ses:configuration-set": ["mail-prod"]}}},
+    }
     # The configured types the reader carries, in order, each once; others stay on the bus.
     assert tf.value("local.ses_events_routed") == [
         "Email Sent",
@@ -1360,12 +1691,43 @@ def test_only_the_rule_may_send_to_the_queue() -> None:
     assert set(policies) == {"ses_events"}
 
 
-def test_the_reader_role_is_trusted_as_the_senders_and_may_only_take_from_the_queue() -> None:
+def _trust_conditions(document: str) -> dict[str, tuple[str, list[str]]]:
+    (statement,) = TF.data[("aws_iam_policy_document", document)]["statement"]
+    assert statement["effect"] == "Allow"
+    assert statement["actions"] == ["sts:AssumeRoleWithWebIdentity"]
+    assert statement["principals"] == [
+        {"type": "Federated", "identifiers": ["accounts.google.com"]}
+    ]
+    return {c["variable"]: (c["test"], c["values"]) for c in statement["condition"]}
+
+
+def test_the_reader_role_trusts_only_the_reader_s_own_account_and_only_reads_the_queue() -> None:
     role = TF.resource("aws_iam_role", "events_reader")
     senders = TF.resource("aws_iam_role", "service")
-    for attribute in ("assume_role_policy", "max_session_duration", "permissions_boundary"):
+    for attribute in ("max_session_duration", "permissions_boundary"):
         assert role[attribute] == senders[attribute], attribute
-    assert role["assume_role_policy"] == "${data.aws_iam_policy_document.trust_worker.json}"
+    assert role["assume_role_policy"] == (
+        "${data.aws_iam_policy_document.trust_events_reader[0].json}"
+    )
+    # The reader's account's Google ID tokens for STS, exactly as the senders' roles trust the
+    # worker's: its unique id as azp and sub, and the worker's STS audience.
+    reader_id = ["${google_service_account.events_reader[0].unique_id}"]
+    assert _trust_conditions("trust_events_reader") == {
+        "accounts.google.com:aud": ("StringEquals", reader_id),
+        "accounts.google.com:oaud": ("StringEquals", ["${local.sts_token_audience}"]),
+        "accounts.google.com:sub": ("StringEquals", reader_id),
+    }
+    # The senders' roles trust the worker's account alone, never the reader's.
+    worker_id = ["${google_service_account.worker.unique_id}"]
+    senders_trust = _trust_conditions("trust_worker")
+    assert senders_trust["accounts.google.com:aud"] == ("StringEquals", worker_id)
+    assert senders_trust["accounts.google.com:sub"] == ("StringEquals", worker_id)
+    trusting_worker = [
+        name
+        for name, body in TF.of_type("aws_iam_role").items()
+        if body["assume_role_policy"] == "${data.aws_iam_policy_document.trust_worker.json}"
+    ]
+    assert trusting_worker == ["service"]
     assert role["name"] == "${local.events_reader_role_name}"
     assert TF.locals["events_reader_role_name"] == "${var.aws_role_name_prefix}events"
     attached = TF.resource("aws_iam_role_policy", "events_reader")
@@ -1391,7 +1753,7 @@ def test_the_reader_role_is_trusted_as_the_senders_and_may_only_take_from_the_qu
     assert set(TF.of_type("aws_iam_role_policy")) == {"send", "events_reader"}
 
 
-def test_the_events_topic_has_the_worker_as_its_only_publisher() -> None:
+def test_the_events_topic_has_the_events_reader_as_its_only_publisher() -> None:
     topic = TF.resource("google_pubsub_topic", "events")
     assert topic["name"] == "${var.pubsub_names.events_topic}"
     assert topic["kms_key_name"] == "${var.kms_key_name}"
@@ -1400,11 +1762,47 @@ def test_the_events_topic_has_the_worker_as_its_only_publisher() -> None:
         for type_, name, body in _iam_members()
         if "google_pubsub_topic.events" in str(body.get("topic", ""))
     ]
-    assert [name for name, _body in grants] == ["events_publisher_worker"]
+    assert [name for name, _body in grants] == ["events_publisher_events_reader"]
     ((_name, grant),) = grants
     assert grant["topic"] == "${google_pubsub_topic.events[0].name}"
     assert grant["role"] == "roles/pubsub.publisher"
-    assert grant["member"] == "${google_service_account.worker.member}"
+    assert grant["member"] == "${google_service_account.events_reader[0].member}"
+
+
+def test_the_events_reader_has_its_own_account_that_may_publish_events_and_use_the_ledger() -> None:
+    account = TF.resource("google_service_account", "events_reader")
+    assert account["account_id"] == "${var.events_reader_service_account_id}"
+    assert TF.variables["events_reader_service_account_id"]["default"] == "email-worker-events"
+    assert account["account_id"] != TF.resource("google_service_account", "worker")["account_id"]
+    reader = "${google_service_account.events_reader[0].member}"
+    grants = {
+        (
+            type_,
+            body["role"],
+            body.get("topic") or _block(body, "condition")["expression"],
+        )
+        for type_, _name, body in _iam_members()
+        if body["member"] == reader
+    }
+    # Publish to email-events, and read and write documents in the ledger database: the
+    # narrowest Firestore grant IAM has (a database, not a collection).
+    assert grants == {
+        (
+            "google_pubsub_topic_iam_member",
+            "roles/pubsub.publisher",
+            "${google_pubsub_topic.events[0].name}",
+        ),
+        ("google_project_iam_member", "roles/datastore.user", LEDGER_CONDITION),
+    }
+    # Nothing is granted on the account itself: nobody may act as it or mint its tokens.
+    for _type, _name, body in _iam_members():
+        assert "google_service_account.events_reader" not in str(body.get("service_account_id", ""))
+    # docs/security.md and the README say what it may do, and that IAM allows no narrower.
+    readme = (TERRAFORM / "README.md").read_text()
+    security = (ROOT / "docs" / "security.md").read_text()
+    for text in (readme, security):
+        assert "email-worker-events@" in text
+        assert "narrow" in text
 
 
 def test_the_reader_runs_as_a_worker_pool_of_its_own_in_either_mode() -> None:
@@ -1414,13 +1812,10 @@ def test_the_reader_runs_as_a_worker_pool_of_its_own_in_either_mode() -> None:
     assert pool["name"] == "${local.events_reader_pool_name}"
     assert TF.locals["events_reader_pool_name"] == "${var.service_name}-events"
     assert pool["location"] == "${var.region}"
-    assert _block(pool, "scaling") == {
-        "scaling_mode": "MANUAL",
-        "manual_instance_count": "${var.events_reader_instances}",
-    }
+    assert _block(pool, "scaling") == {"manual_instance_count": "${var.events_reader_instances}"}
     assert TF.variables["events_reader_instances"]["default"] == 1
     template = _block(pool, "template")
-    assert template["service_account"] == "${google_service_account.worker.email}"
+    assert template["service_account"] == "${google_service_account.events_reader[0].email}"
     (container,) = template["containers"]
     assert container["image"] == "${var.image}"
     assert container["args"] == ["events"]
@@ -1429,9 +1824,9 @@ def test_the_reader_runs_as_a_worker_pool_of_its_own_in_either_mode() -> None:
     # It starts once it may read the queue, publish the events and write the ledger.
     assert {
         "${aws_iam_role_policy.events_reader}",
-        "${google_pubsub_topic_iam_member.events_publisher_worker}",
+        "${google_pubsub_topic_iam_member.events_publisher_events_reader}",
         "${google_firestore_database.ledger}",
-        "${google_project_iam_member.ledger_user_worker}",
+        "${google_project_iam_member.ledger_user_events_reader}",
         "${terraform_data.settings_check}",
     } <= set(pool["depends_on"])
     readme = (TERRAFORM / "README.md").read_text()
@@ -1490,6 +1885,12 @@ def test_the_events_outputs_name_the_queues_the_role_and_the_topic() -> None:
     )
     assert TF.outputs["ses_events_role_arn"]["value"] == "${one(aws_iam_role.events_reader[*].arn)}"
     assert TF.outputs["events_topic"]["value"] == "${one(google_pubsub_topic.events[*].id)}"
+    assert TF.outputs["events_reader_service_account"]["value"] == (
+        "${one(google_service_account.events_reader[*].email)}"
+    )
+    assert TF.outputs["events_reader_service_account_unique_id"]["value"] == (
+        "${one(google_service_account.events_reader[*].unique_id)}"
+    )
 
 
 def test_operations_covers_the_events_dead_letter_queue_and_the_status_command() -> None:
@@ -1511,7 +1912,10 @@ def test_operations_covers_the_events_dead_letter_queue_and_the_status_command()
 
 
 def _condition_filters(policy: dict[str, Any]) -> list[str]:
-    return [_block(c, "condition_threshold")["filter"] for c in policy["conditions"]]
+    """Each condition's filter, its quotes unescaped."""
+    return [
+        _block(c, "condition_threshold")["filter"].replace('\\"', '"') for c in policy["conditions"]
+    ]
 
 
 def test_every_alert_policy_notifies_the_channels_given_and_says_what_to_do() -> None:
@@ -1552,24 +1956,117 @@ def test_requests_alert_when_the_oldest_in_any_worker_subscription_is_too_old() 
     assert filter_.startswith("${local.worker_subscriptions_filter}")
     assert "subscription/oldest_unacked_message_age" in filter_
     # One filter for every worker subscription: per service, shared and replays.
-    assert "for s in google_pubsub_subscription.worker" in TF.locals["worker_subscriptions_filter"]
+    assert "local.worker_subscriptions_regex" in TF.locals["worker_subscriptions_filter"]
     threshold = _block(policy["conditions"][0], "condition_threshold")
     assert threshold["threshold_value"] == "${var.alerts.request_age_minutes * 60}"
 
 
-def test_push_5xx_and_late_answers_alert_in_push_mode() -> None:
+def test_push_5xx_4xx_and_late_answers_alert_in_push_mode() -> None:
     policy = TF.resource("google_monitoring_alert_policy", "push_failures")
     assert policy["count"] == "${local.push_mode ? 1 : 0}"
-    five_xx, late = _condition_filters(policy)
-    for filter_ in (five_xx, late):
+    assert policy["combiner"] == "OR"
+    five_xx, four_xx, late = _condition_filters(policy)
+    for filter_ in (five_xx, four_xx, late):
         assert "pubsub.googleapis.com/subscription/push_request_count" in filter_
         assert filter_.startswith("${local.worker_subscriptions_filter}")
-    assert 'response_class = \\"remote_server_5xx\\"' in five_xx or (
-        'response_class = "remote_server_5xx"' in five_xx
-    )
-    assert "deadline_exceeded" in late
-    late_threshold = _block(policy["conditions"][1], "condition_threshold")
+    assert 'metric.labels.response_class = "remote_server_5xx"' in five_xx
+    assert 'metric.labels.response_class = "remote_server_4xx"' in four_xx
+    assert 'metric.labels.response_class = "deadline_exceeded"' in late
+    late_threshold = _block(policy["conditions"][2], "condition_threshold")
     assert late_threshold["threshold_value"] == 0
+
+
+def test_pushes_refused_with_4xx_alert_within_five_minutes() -> None:
+    # A broken invoker grant or push audience refuses every push: Cloud Run answers 401/403
+    # before the worker sees it. Without this condition it showed only as a backlog 15
+    # minutes old.
+    policy = TF.resource("google_monitoring_alert_policy", "push_failures")
+    condition = policy["conditions"][1]
+    threshold = _block(condition, "condition_threshold")
+    assert threshold["comparison"] == "COMPARISON_GT"
+    assert threshold["threshold_value"] == "${var.alerts.push_4xx_per_minute / 60}"
+    assert threshold["duration"] == "0s"
+    aggregations = _block(threshold, "aggregations")
+    assert aggregations == {
+        "alignment_period": "300s",
+        "per_series_aligner": "ALIGN_RATE",
+        "cross_series_reducer": "REDUCE_SUM",
+    }
+    # By default any refused push alerts.
+    assert "push_4xx_per_minute = optional(number, 0)" in TF.variables["alerts"]["type"]
+    assert (
+        "var.alerts.push_4xx_per_minute >= 0"
+        in (TF.variables["alerts"]["validation"][0]["condition"])
+    )
+    content = _block(policy, "documentation")["content"]
+    assert "roles/run.invoker" in content
+    assert "audience" in content
+    # The worker's own refusals are the log lines the runbook names.
+    push = (ROOT / "worker" / "transports" / "push.py").read_text()
+    assert '"push request refused"' in push
+    assert "push request refused" in content
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    runbook = operations[operations.index("### email-worker: push deliveries failing") :]
+    runbook = runbook.split("\n### ")[0]
+    for needed in ("**4xx**", "roles/run.invoker", "push_4xx_per_minute", "push request refused"):
+        assert needed in runbook, needed
+
+
+def test_the_subscription_filter_is_one_regular_expression_on_pubsub_subscriptions() -> None:
+    filter_ = TF.locals["worker_subscriptions_filter"].replace('\\"', '"')
+    assert filter_ == (
+        'resource.type = "pubsub_subscription" AND resource.labels.subscription_id = '
+        'monitoring.regex.full_match("${local.worker_subscriptions_regex}")'
+    )
+    # No list of names, which passes Monitoring's 2,048 characters at a few dozen services.
+    assert "one_of" not in filter_
+    assert "google_pubsub_subscription" not in filter_
+
+
+def _full_match(pattern: str, name: str) -> bool:
+    return re.fullmatch(pattern, name) is not None
+
+
+def test_the_subscription_regex_matches_every_worker_subscription_and_nothing_else(
+    tf: TerraformAlone,
+) -> None:
+    pattern = tf.value("local.worker_subscriptions_regex")
+    names = tf.value("local.service_subscription_names")
+    assert names
+    for name in [*names.values(), "email-replays-worker", "email-requests-worker"]:
+        assert _full_match(pattern, name), name
+    for name in (
+        "email-requests-dead-letter-ops",
+        "email-results-billing",
+        "email-requests-billing",
+        "my-email-requests-billing-worker",
+        "email-requests-billing-worker-2",
+        "email-requests--worker",
+    ):
+        assert not _full_match(pattern, name), name
+    # Of the same length for 300 services with the longest ids as for one: a filter with it
+    # stays far below Monitoring's 2,048 characters.
+    many = {f"{i:03d}-{'x' * 36}": {"sending_domain": "example.org"} for i in range(300)}
+    assert tf.value("local.worker_subscriptions_regex", services=many) == pattern
+    filter_ = (
+        'resource.type = "pubsub_subscription" AND resource.labels.subscription_id = '
+        f'monitoring.regex.full_match("{pattern}") AND metric.type = '
+        '"pubsub.googleapis.com/subscription/push_request_count" AND '
+        'metric.labels.response_class = "remote_server_5xx"'
+    )
+    assert len(filter_) < 2048 / 4
+    for id_ in many:
+        assert _full_match(pattern, f"email-requests-{id_}-worker")
+    # Names of other templates: "." and "+" match only themselves.
+    custom = tf.value(
+        "local.worker_subscriptions_regex",
+        pubsub_names={"service_subscription": "q.{service}+w", "replay_subscription": "r.w"},
+    )
+    assert _full_match(custom, "q.billing+w")
+    assert _full_match(custom, "r.w")
+    assert not _full_match(custom, "qxbilling+w")
+    assert not _full_match(custom, "rxw")
+    assert "\\" not in custom, "no backslash to escape in a Monitoring filter string"
 
 
 def test_the_worker_s_failures_are_counted_from_its_logs_and_alert() -> None:
@@ -1587,7 +2084,30 @@ def test_the_worker_s_failures_are_counted_from_its_logs_and_alert() -> None:
     assert metric["label_extractors"] == {"error_code": "EXTRACT(jsonPayload.error_code)"}
     policy = TF.resource("google_monitoring_alert_policy", "worker_failures")
     (filter_,) = _condition_filters(policy)
-    assert "logging.googleapis.com/user/${google_logging_metric.worker_failures.name}" in filter_
+    assert filter_ == (
+        'metric.type = "logging.googleapis.com/user/'
+        '${time_sleep.worker_failures_metric_registered.triggers["metric"]}"'
+    )
+
+
+def test_the_failures_alert_waits_until_monitoring_has_registered_its_log_based_metric() -> None:
+    # Monitoring registers a new log-based metric minutes after it is created; an alert policy
+    # naming it before then fails with 404, which the provider does not retry, so the first
+    # apply failed. The policy reads the metric's name through a time_sleep created after it.
+    wait = TF.resource("time_sleep", "worker_failures_metric_registered")
+    assert wait["create_duration"] == "${local.log_metric_registration_wait}"
+    seconds = int(re.fullmatch(r"(\d+)s", TF.locals["log_metric_registration_wait"]).group(1))  # type: ignore[union-attr]
+    assert seconds >= 120
+    # The wait starts again whenever the metric is created anew.
+    assert wait["triggers"] == {"metric": "${google_logging_metric.worker_failures.name}"}
+    policy = TF.resource("google_monitoring_alert_policy", "worker_failures")
+    (filter_,) = _condition_filters(policy)
+    assert "google_logging_metric" not in filter_, "the policy must not bypass the wait"
+    assert "time_sleep.worker_failures_metric_registered" in filter_
+    readme = (TERRAFORM / "README.md").read_text()
+    first_apply = readme[readme.index("### The first apply") :].split("\n## ")[0]
+    for needed in ("time_sleep", "404", "log_metric_registration_wait"):
+        assert needed in first_apply, needed
 
 
 def test_ses_bounce_and_complaint_rates_alarm_at_aws_s_review_levels() -> None:

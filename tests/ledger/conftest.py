@@ -37,7 +37,7 @@ def _built(
     )
 
 
-@pytest.fixture(params=["sqlite", "firestore"])
+@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.integration)])
 def ledger(request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path) -> Iterator[Ledger]:
     """An empty ledger of each backend: a SQLite file, or the Firestore emulator."""
     built = _built(request, clock, tmp_path)
@@ -45,7 +45,7 @@ def ledger(request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path) -
     built.close()
 
 
-@pytest.fixture(params=["sqlite", "firestore"])
+@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.integration)])
 def waiting_ledger(
     request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path
 ) -> Iterator[Ledger]:

@@ -14,8 +14,10 @@ from worker.ledger import (
     ClaimState,
     Ledger,
     LedgerKey,
+    ReplayVerdict,
     StoredResult,
     content_hash,
+    replay_verdict,
 )
 
 KEY = LedgerKey("billing", "invoice-2027-0042")
@@ -363,3 +365,16 @@ def test_a_released_claim_is_claimed_at_once_whatever_the_takeover_wait(
     waiting_ledger.claim(KEY, owner="w1", content_hash=HASH)
     waiting_ledger.release(KEY, owner="w1")
     assert waiting_ledger.claim(KEY, owner="w2", content_hash=HASH).state is ClaimState.CLAIMED
+
+
+def test_a_replay_is_vouched_for_only_by_a_live_record_of_the_same_content(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    data = b'{"to": ["a@example.org"], "subject": "Invoice"}'
+    assert replay_verdict(ledger.get(KEY), data) is ReplayVerdict.NO_RECORD
+    ledger.claim(KEY, owner="w1", content_hash=content_hash(data))
+    ledger.complete(KEY, owner="w1", result=StoredResult("failed", error_code="throttled"))
+    assert replay_verdict(ledger.get(KEY), data) is ReplayVerdict.VOUCHED
+    assert replay_verdict(ledger.get(KEY), data + b" ") is ReplayVerdict.OTHER_CONTENT
+    clock.now += RETENTION_S + 1
+    assert replay_verdict(ledger.get(KEY), data) is ReplayVerdict.NO_RECORD

@@ -14,10 +14,20 @@ from types import FrameType
 
 import click
 
+from worker.app.check_command import check, check_before_start
 from worker.config.logs import configure_logging, get_logger
-from worker.ops.commands.common import EXIT_FAILURE, settings_from_env
+from worker.ops.commands.common import (
+    EXIT_FAILURE,
+    EXIT_NO_RESULT,
+    EXIT_NOT_SENT,
+    EXIT_OK,
+    EXIT_USAGE,
+    exit_codes_text,
+    settings_from_env,
+)
 from worker.ops.commands.dlq import dlq
-from worker.ops.commands.ledger import ledger
+from worker.ops.commands.ledger import EXIT_NOT_FOUND, ledger
+from worker.ops.commands.pause import pause, paused, resume
 from worker.ops.commands.send import send
 from worker.ops.commands.setup import setup
 from worker.ops.commands.status import status
@@ -25,7 +35,30 @@ from worker.ops.commands.status import status
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_MAIN_EPILOG = exit_codes_text(
+    {
+        EXIT_OK: "success",
+        EXIT_FAILURE: "failure at run time (for example Pub/Sub unreachable, a subscription "
+        "missing)",
+        EXIT_USAGE: "invalid settings, options or request",
+        EXIT_NOT_SENT: "send --wait: the request was not sent",
+        EXIT_NO_RESULT: "send --wait: no result in time",
+        EXIT_NOT_FOUND: "ledger show, status: nothing known of that request",
+    }
+)
+_RUN_EXIT_CODES = {
+    EXIT_OK: "stopped by SIGTERM or SIGINT, in-flight work finished or handed back",
+    EXIT_USAGE: "invalid settings",
+}
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_MAIN_EPILOG + "\n\nEach command's --help lists its own.",
+)
+@click.version_option(
+    package_name="email-worker", prog_name="email-worker", message="%(prog)s %(version)s"
+)
 def main() -> None:
     """Send email requests from Pub/Sub through Amazon SES."""
 
@@ -35,18 +68,31 @@ main.add_command(dlq)
 main.add_command(ledger)
 main.add_command(setup)
 main.add_command(status)
+main.add_command(check)
+main.add_command(pause)
+main.add_command(resume)
+main.add_command(paused)
 
 
-@main.command()
+@main.command(
+    epilog=exit_codes_text(
+        {
+            **_RUN_EXIT_CODES,
+            EXIT_FAILURE: "cannot start (Pub/Sub, the ledger or the HTTP port), or a "
+            "subscription cannot be pulled from",
+        }
+    )
+)
 def pull() -> None:
-    """Pull requests from the subscription and send them until SIGTERM or SIGINT.
+    """Pull requests from the worker's subscriptions and send them until SIGTERM or SIGINT.
 
     Configured by environment variables (see the README's configuration table);
     GOOGLE_CLOUD_PROJECT and EMAIL_WORKER_ALLOWED_SERVICES are required.
     """
-    settings = settings_from_env("pull")
+    settings = settings_from_env("pull", reject_unknown_names=True)
     configure_logging(settings.log_level)
     log = get_logger()
+    check_before_start(settings, "pull")
 
     # Imported here so that `--help` and settings errors stay fast.
     from worker.app.runtime import build_runtime
@@ -88,7 +134,14 @@ def pull() -> None:
     sys.exit(code)
 
 
-@main.command()
+@main.command(
+    epilog=exit_codes_text(
+        {
+            **_RUN_EXIT_CODES,
+            EXIT_FAILURE: "cannot start (Pub/Sub or the ledger) or cannot listen on $PORT",
+        }
+    )
+)
 def serve() -> None:
     """Serve the Pub/Sub push endpoint (POST /pubsub/push) on $PORT (default 8080).
 
@@ -97,15 +150,23 @@ def serve() -> None:
     EMAIL_WORKER_PUSH_AUTH=off disables that, for the emulator and local development only.
     Stops gracefully on SIGTERM or SIGINT.
     """
-    settings = settings_from_env("serve")
+    settings = settings_from_env("serve", reject_unknown_names=True)
     configure_logging(settings.log_level)
+    check_before_start(settings, "serve")
 
     from worker.app.serving import run_serve  # imported here so that `--help` stays fast
 
     sys.exit(run_serve(settings))
 
 
-@main.command()
+@main.command(
+    epilog=exit_codes_text(
+        {
+            **_RUN_EXIT_CODES,
+            EXIT_FAILURE: "cannot start (the HTTP port), or the reader stopped by itself",
+        }
+    )
+)
 def events() -> None:
     """Publish SES's events about sent email (send, delivery, bounce, complaint, delivery
     delay, reject) to the events topic until SIGTERM or SIGINT.
@@ -115,8 +176,9 @@ def events() -> None:
     EMAIL_WORKER_EVENTS_TOPIC; an SQS message is deleted only once its publish is confirmed.
     GOOGLE_CLOUD_PROJECT and both EMAIL_WORKER_SES_EVENTS_* settings are required.
     """
-    settings = settings_from_env()
+    settings = settings_from_env(reject_unknown_names=True)
     configure_logging(settings.log_level)
+    check_before_start(settings, "events")
 
     from worker.app.events_reader import run_events  # imported here so that `--help` stays fast
 

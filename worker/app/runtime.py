@@ -16,6 +16,7 @@ from worker.ops.topology import read_max_delivery_attempts
 from worker.processing.handling import Handler
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
+from worker.processing.pauses import PauseWatch
 from worker.processing.pipeline import Deps
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind, subscription_sources
@@ -118,7 +119,19 @@ def build_runtime(
                 "transiently are retried forever",
                 subscription=path,
             )
-    handler = Handler(deps, outputs, max_delivery_attempts=max_attempts, metrics=metrics)
+    pauses = (
+        None
+        if ledger is None
+        else PauseWatch(
+            ledger,
+            poll_s=settings.pause_poll_s,
+            services=settings.allowed_services,
+            metrics=metrics,
+        )
+    )
+    handler = Handler(
+        deps, outputs, max_delivery_attempts=max_attempts, metrics=metrics, pauses=pauses
+    )
     return Runtime(
         settings=settings,
         handler=handler,

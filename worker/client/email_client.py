@@ -13,7 +13,10 @@ before publishing, so a malformed request raises `RequestRejected` at once inste
 back as a ``rejected`` result.
 
 Awaiting a result uses a temporary subscription on the results topic, filtered on
-``attributes.request_id``. It is created *before* the request is published (a subscription
+``attributes.request_id`` and ``attributes.service_id``. A result is taken only when both are
+the awaited ones: request ids are chosen by the services, so another service may use the same
+one (deliberately, to answer this client with a refusal of its own request). The subscription
+is created *before* the request is published (a subscription
 only receives messages published after it exists) and deleted afterwards, also on timeout or
 interruption; should deletion fail, the subscription expires by itself after a day of
 inactivity. Creating it needs ``pubsub.subscriptions.create`` in the project and
@@ -201,10 +204,17 @@ class PendingResult:
     """A result being awaited; see `EmailClient.expect_result`."""
 
     def __init__(
-        self, subscriber: Any, subscription: str, request_id: str, rpc_timeout_s: float
+        self,
+        subscriber: Any,
+        subscription: str,
+        request_id: str,
+        rpc_timeout_s: float,
+        service_id: str | None = None,
     ) -> None:
         self.subscription = subscription
         self.request_id = request_id
+        #: The service whose result is awaited; None: any (the worker's default service).
+        self.service_id = service_id
         self._subscriber = subscriber
         self._rpc_timeout_s = rpc_timeout_s
 
@@ -235,12 +245,29 @@ class PendingResult:
                 **bounded(self._rpc_timeout_s),
             )
             for message in received:
-                if message.message.attributes.get("request_id") != self.request_id:
-                    continue
-                try:
-                    return EmailResult.from_json_bytes(bytes(message.message.data))
-                except (ValueError, TypeError, KeyError):
-                    logger.warning("ignoring a malformed result for request %s", self.request_id)
+                result = self._awaited(message.message)
+                if result is not None:
+                    return result
+
+    def _awaited(self, message: Any) -> EmailResult | None:
+        """``message`` as a result if it is the awaited one: this request of this service."""
+        if message.attributes.get("request_id") != self.request_id:
+            return None
+        try:
+            result = EmailResult.from_json_bytes(bytes(message.data))
+        except (ValueError, TypeError, KeyError):
+            logger.warning("ignoring a malformed result for request %s", self.request_id)
+            return None
+        if result.request_id != self.request_id:
+            return None
+        if self.service_id is not None and result.service_id != self.service_id:
+            logger.warning(
+                "ignoring a result for request %s of another service (%s)",
+                self.request_id,
+                result.service_id,
+            )
+            return None
+        return result
 
 
 class EmailClient:
@@ -338,15 +365,21 @@ class EmailClient:
         """
         parsed, data, service_id = _prepare(request, default_service_id=self.default_service_id)
         topic = self._topic_for(service_id)
-        with self.expect_result(parsed.request_id) as pending:
+        with self.expect_result(parsed.request_id, service_id=service_id) as pending:
             self.publisher.publish(topic, data).result(timeout=self.timeout_s)
             return pending.wait(timeout_s)
 
     @contextmanager
-    def expect_result(self, request_id: str) -> Iterator[PendingResult]:
+    def expect_result(
+        self, request_id: str, *, service_id: str | None = None
+    ) -> Iterator[PendingResult]:
         """Subscribe to the result of ``request_id``; publish inside the block, then ``wait``.
 
-        The temporary subscription is deleted when the block exits, however it exits.
+        Only a result of ``service_id`` (default: the client's ``default_service_id``) for
+        ``request_id`` is taken: with per-service tenancy, the service whose topic the request
+        is published to. With neither (shared tenancy, the worker's default service) any
+        service's result for ``request_id`` is. The temporary subscription is deleted when the
+        block exits, however it exits.
         """
         from worker.client.pubsub_rpc import bounded
 
@@ -360,12 +393,19 @@ class EmailClient:
             "message_retention_duration": {"seconds": 600},
             "expiration_policy": {"ttl": {"seconds": 86400}},
         }
-        if _FILTERABLE_ID.fullmatch(request_id):
-            spec["filter"] = f'attributes.request_id = "{request_id}"'
+        service = service_id or self.default_service_id
+        if _FILTERABLE_ID.fullmatch(request_id) and (
+            service is None or _FILTERABLE_ID.fullmatch(service)
+        ):
+            spec["filter"] = f'attributes.request_id = "{request_id}"' + (
+                "" if service is None else f' AND attributes.service_id = "{service}"'
+            )
         # Otherwise (quotes, backslashes, non-ASCII) every result comes in and is checked here.
         self.subscriber.create_subscription(request=spec, **bounded(self.rpc_timeout_s))
         try:
-            yield PendingResult(self.subscriber, subscription, request_id, self.rpc_timeout_s)
+            yield PendingResult(
+                self.subscriber, subscription, request_id, self.rpc_timeout_s, service
+            )
         finally:
             try:
                 self.subscriber.delete_subscription(

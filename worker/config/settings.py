@@ -6,13 +6,17 @@ Every variable has the ``EMAIL_WORKER_`` prefix except the platform's own
 
 from __future__ import annotations
 
+import difflib
 import re
+import string
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["SERVICE_ID_RE", "TENANCIES", "Settings", "SettingsError"]
+from worker.config.names import colliding_name
+
+__all__ = ["SERVICE_ID_RE", "TENANCIES", "Settings", "SettingsError", "unknown_setting_names"]
 
 #: A service id, in settings and in requests (`worker.formats.request` uses it too).
 SERVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -29,6 +33,11 @@ _LEDGER_URL = re.compile(r"none|firestore(?:://[a-z(][a-z0-9()-]+)?|sqlite://(?:
 # Pub/Sub's subscription name rule, optionally inside a full resource path.
 _SUBSCRIPTION_RE = re.compile(r"(?:projects/[^/\s]+/subscriptions/)?[A-Za-z][\w.~+%-]{2,254}")
 _NO_PROJECT = "GOOGLE_CLOUD_PROJECT must name the Google Cloud project"
+#: The prefix of the worker's own variables: one that is no setting is most likely a typo.
+_PREFIX = "EMAIL_WORKER_"
+# What a service configuration URL may hold (worker/sending/service_config.py reads it).
+_CONFIG_URL_SCHEMES = ("file", "gs")
+_CONFIG_URL_PLACEHOLDERS = frozenset({"environment", "service_id"})
 
 
 class SettingsError(Exception):
@@ -103,7 +112,9 @@ class Settings:
     allowed_services: frozenset[str] = _env(
         "EMAIL_WORKER_ALLOWED_SERVICES",
         frozenset(),
-        doc="Comma-separated services this worker sends for; others are rejected.",
+        doc="Comma-separated services this worker sends for; others are rejected. A service "
+        "whose topic or subscription would be one of the worker's own names (dead-letter, with "
+        "the default names) is a settings problem (worker/config/names.py).",
     )
     environment: str = _env(
         "EMAIL_WORKER_ENVIRONMENT",
@@ -174,6 +185,12 @@ class Settings:
         "the reader's long poll take seconds). 0: no wait, for deployments without "
         "email-worker events.",
     )
+    pause_poll_s: float = _env(
+        "EMAIL_WORKER_PAUSE_POLL_S",
+        5.0,
+        doc="How often a worker reads the ledger's pauses (email-worker pause): how long after "
+        "a pause or resume its pulling stops or starts again.",
+    )
     max_delivery_attempts: int | None = _env(
         "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS",
         doc="Last delivery attempt; default: read from the subscription's dead-letter policy.",
@@ -221,7 +238,10 @@ class Settings:
     )
     push_audience: str | None = _env(
         "EMAIL_WORKER_PUSH_AUDIENCE",
-        doc="Audience ('aud') the push subscription's OIDC token must have.",
+        doc="Audience ('aud') the push subscription's OIDC token must have. With "
+        "{subscription} in it, each push subscription has its own (the placeholder is its "
+        "short name) and a token is accepted only with an envelope naming that subscription; "
+        "without, one audience for all, and the envelope's subscription is taken on trust.",
     )
     push_service_account: str | None = _env(
         "EMAIL_WORKER_PUSH_SERVICE_ACCOUNT",
@@ -230,7 +250,9 @@ class Settings:
     push_subscription: str | None = _env(
         "EMAIL_WORKER_PUSH_SUBSCRIPTION",
         doc="When set, pushes whose envelope names another subscription are refused (403): "
-        "a name in GOOGLE_CLOUD_PROJECT, or projects/P/subscriptions/S.",
+        "a name in GOOGLE_CLOUD_PROJECT, or projects/P/subscriptions/S. Per-service tenancy: "
+        "one of the worker's own subscriptions (a service's or the replay one), and only its "
+        "pushes are processed.",
     )
     push_ack_deadline_s: int | None = _env(
         "EMAIL_WORKER_PUSH_ACK_DEADLINE_S",
@@ -344,13 +366,7 @@ class Settings:
             problems.append("EMAIL_WORKER_SEND_RATE_PER_S must be positive")
         if self.max_delivery_attempts is not None and not 5 <= self.max_delivery_attempts <= 100:
             problems.append("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS must be 5-100, as in Pub/Sub")
-        for service in sorted(self.allowed_services):
-            if not SERVICE_ID_RE.fullmatch(service):
-                problems.append(f"EMAIL_WORKER_ALLOWED_SERVICES: {service!r} is not a service id")
-        if self.default_service_id is not None and not SERVICE_ID_RE.fullmatch(
-            self.default_service_id
-        ):
-            problems.append("EMAIL_WORKER_SERVICE_ID is not a service id")
+        problems.extend(self._service_id_problems())
         if self.log_level not in _LOG_LEVELS:
             problems.append(f"EMAIL_WORKER_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
         if self.port is not None and not 0 < self.port < 65536:
@@ -363,8 +379,12 @@ class Settings:
             problems.append(
                 "EMAIL_WORKER_PUSH_CERTS_URL must be an https URL (http only on loopback)"
             )
+        if self.push_audience is not None and self.push_audience.count("{subscription}") > 1:
+            problems.append("EMAIL_WORKER_PUSH_AUDIENCE may contain {subscription} once at most")
         if self.push_service_account is not None and "@" not in self.push_service_account:
             problems.append("EMAIL_WORKER_PUSH_SERVICE_ACCOUNT must be a service account email")
+        if not self.pause_poll_s > 0:
+            problems.append("EMAIL_WORKER_PAUSE_POLL_S must be positive")
         if self.send_event_wait_s < 0:
             problems.append("EMAIL_WORKER_SEND_EVENT_WAIT_S must not be negative")
         if self.tenancy not in TENANCIES:
@@ -377,6 +397,8 @@ class Settings:
                 problems.append(
                     f"{_env_name(name)} must be a Pub/Sub name with {{service}} in it once"
                 )
+        if self.service_config_url is not None:
+            problems.extend(_config_url_problems(self.service_config_url))
         if self.push_subscription is not None and not _SUBSCRIPTION_RE.fullmatch(
             self.push_subscription
         ):
@@ -384,6 +406,38 @@ class Settings:
                 "EMAIL_WORKER_PUSH_SUBSCRIPTION must be a subscription name or "
                 "projects/PROJECT/subscriptions/NAME"
             )
+        elif self.push_subscription is not None and self.per_service:
+            problems.extend(self._per_service_push_subscription_problems(self.push_subscription))
+        return problems
+
+    def _per_service_push_subscription_problems(self, subscription: str) -> list[str]:
+        """Per-service tenancy honours EMAIL_WORKER_PUSH_SUBSCRIPTION (only pushes from it are
+        processed), so it must be one of the subscriptions the worker reads for a service."""
+        ours = [self.service_subscription_for(s) for s in sorted(self.allowed_services)]
+        ours.append(self.replay_subscription)
+        project, _, name = subscription.rpartition("/subscriptions/")
+        if name in ours and project in ("", f"projects/{self.project_id}"):
+            return []
+        return [
+            "EMAIL_WORKER_PUSH_SUBSCRIPTION: with per-service tenancy only pushes from this "
+            "subscription are processed, so it must be the worker's subscription for one of "
+            "EMAIL_WORKER_ALLOWED_SERVICES (EMAIL_WORKER_SERVICE_SUBSCRIPTION) or the replay "
+            f"subscription, in GOOGLE_CLOUD_PROJECT: one of {', '.join(ours)}; or leave it "
+            "unset to accept pushes from all of them"
+        ]
+
+    def _service_id_problems(self) -> list[str]:
+        """Allowed and default services that are no service id, or whose topic or
+        subscription would be one of the worker's own (:mod:`worker.config.names`)."""
+        problems = []
+        named = [("EMAIL_WORKER_ALLOWED_SERVICES", s) for s in sorted(self.allowed_services)]
+        if self.default_service_id is not None:
+            named.append(("EMAIL_WORKER_SERVICE_ID", self.default_service_id))
+        for variable, service in named:
+            if not SERVICE_ID_RE.fullmatch(service):
+                problems.append(f"{variable}: {service!r} is not a service id")
+            elif (collision := colliding_name(self, service)) is not None:
+                problems.append(f"{variable}: {collision}")
         return problems
 
     @property
@@ -452,6 +506,46 @@ class Settings:
         if not self.project_id:
             raise SettingsError([_NO_PROJECT])
         return self.project_id
+
+
+def unknown_setting_names(environ: Mapping[str, str]) -> list[str]:
+    """A problem for each ``EMAIL_WORKER_*`` variable in ``environ`` that is no setting.
+
+    Such a name is almost always a typo that leaves the intended setting at its default, so
+    each problem names the closest setting when one is close enough.
+    """
+    known = [str(spec.metadata["env"]) for spec in fields(Settings)]
+    # Compared without the prefix, which every name shares: EMAIL_WORKER_PORT means PORT.
+    by_stem = {name.removeprefix(_PREFIX): name for name in known}
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith(_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(name.removeprefix(_PREFIX), by_stem, n=1)
+        hint = f"; did you mean {by_stem[close[0]]}?" if close else ""
+        problems.append(f"{name} is not a setting{hint}")
+    return problems
+
+
+def _config_url_problems(template: str) -> list[str]:
+    """What is wrong with a service configuration URL template, before anything is read."""
+    problems = []
+    scheme = urllib.parse.urlsplit(template).scheme
+    if scheme not in _CONFIG_URL_SCHEMES:
+        problems.append(
+            "EMAIL_WORKER_SERVICE_CONFIG_URL must be a file:// or gs:// URL"
+            + (f" ({scheme}:// is not supported)" if scheme else "")
+        )
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:  # an unmatched brace
+        names = {""}
+    if not names <= _CONFIG_URL_PLACEHOLDERS:
+        problems.append(
+            "EMAIL_WORKER_SERVICE_CONFIG_URL may hold only the placeholders {environment} "
+            "and {service_id}"
+        )
+    return problems
 
 
 def _env_name(attribute: str) -> str:

@@ -6,7 +6,8 @@ requester saw, and afterwards what SES reported about each recipient (the events
 writes it: sent, delivered, bounced, ...). A delivery claims before it sends and stores the
 result after; a redelivery then finds the result and republishes it instead of sending
 again, a concurrent delivery is told to come back later, and a reused request_id with
-different content is recognised. Two
+different content is recognised. The same store keeps the operators' pauses of sending
+(:class:`Pause`), which every worker instance reads. Two
 backends hold the records, SQLite for one host and Firestore for many, chosen by
 :func:`open_ledger`; records expire after a retention period. The layer stands alone: it
 knows nothing of messages, SES or Pub/Sub, and any failure of its store surfaces as
@@ -24,15 +25,19 @@ from worker.ledger.model import (
     LedgerKey,
     LedgerRecord,
     LedgerUnavailable,
+    ReplayVerdict,
     StoredResult,
     content_hash,
+    replay_verdict,
 )
+from worker.ledger.pauses import ALL_SERVICES, Pause
 from worker.ledger.sqlite_ledger import SqliteLedger
 from worker.ledger.statuses import RecipientStatus
 from worker.ledger.url import ACCEPTED_FORMS, open_ledger
 
 __all__ = [
     "ACCEPTED_FORMS",
+    "ALL_SERVICES",
     "DEFAULT_COLLECTION",
     "DEFAULT_RETENTION_S",
     "Claim",
@@ -42,10 +47,13 @@ __all__ = [
     "LedgerKey",
     "LedgerRecord",
     "LedgerUnavailable",
+    "Pause",
     "RecipientStatus",
+    "ReplayVerdict",
     "SqliteLedger",
     "StoredResult",
     "content_hash",
     "document_id",
     "open_ledger",
+    "replay_verdict",
 ]

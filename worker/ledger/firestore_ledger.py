@@ -8,6 +8,9 @@ someone else in between makes ours fail instead of overwriting it.
 Leases are compared with the local clock against times other hosts wrote, so a lease must be
 far longer than the clock skew between workers.
 
+The operators' pauses are documents of their own collection (``email-worker-pauses``), one
+per scope, without ``expire_at``: they stay until resumed.
+
 Records expire through a TTL policy on the ``expire_at`` field, which the deployment creates.
 Firestore deletes expired documents lazily (up to about a day late), so this class also
 treats a document past its ``expire_at`` as absent.
@@ -38,6 +41,7 @@ from worker.ledger.model import (
     LedgerUnavailable,
     StoredResult,
 )
+from worker.ledger.pauses import Pause, merged
 from worker.ledger.shared import (
     Found,
     Verdict,
@@ -51,6 +55,7 @@ from worker.ledger.statuses import RecipientStatus, advances
 
 __all__ = [
     "DEFAULT_COLLECTION",
+    "PAUSES_COLLECTION",
     "STATUSES_COLLECTION",
     "FirestoreLedger",
     "document_id",
@@ -58,6 +63,9 @@ __all__ = [
 ]
 
 DEFAULT_COLLECTION = "email-worker-requests"
+#: Collection of the pause records, one document per scope (no TTL: a pause stays until
+#: resumed).
+PAUSES_COLLECTION = "email-worker-pauses"
 #: Subcollection of a request's document holding its recipients' statuses (one document each;
 #: the deployment's TTL policy on ``expire_at`` covers this collection group too).
 STATUSES_COLLECTION = "statuses"
@@ -103,6 +111,7 @@ class FirestoreLedger(Ledger):
         project: str | None = None,
         database: str | None = None,
         collection: str = DEFAULT_COLLECTION,
+        pauses_collection: str = PAUSES_COLLECTION,
         claim_lease_s: float,
         retention_s: float = DEFAULT_RETENTION_S,
         takeover_wait_s: float = 0.0,
@@ -113,6 +122,7 @@ class FirestoreLedger(Ledger):
         self.database = database or _DEFAULT_DATABASE
         self.collection = collection
         self._collection = self._client.collection(collection)
+        self._pauses = self._client.collection(pauses_collection)
         self._claim_lease_s = claim_lease_s
         self._retention_s = retention_s
         self._takeover_wait_s = takeover_wait_s
@@ -297,6 +307,51 @@ class FirestoreLedger(Ledger):
             return None
         return _record(key, data)
 
+    def add_pause(self, pause: Pause) -> Pause:
+        ref = self._pauses.document(_pause_document_id(pause.scope))
+        with self._unavailable_for("pause " + pause.scope):
+            for _ in range(_CLAIM_ROUNDS):
+                try:
+                    ref.create(_pause_fields(pause), **self._call)
+                    return pause
+                except Conflict:
+                    pass
+                snapshot = ref.get(**self._call)
+                data = snapshot.to_dict()
+                if data is None:
+                    continue  # resumed in between: create again
+                stored = _pause_from(data)
+                change = merged(stored, pause)
+                if change is None:
+                    return stored
+                fields = {"saved_push_configs": _pause_fields(change)["saved_push_configs"]}
+                if self._update_unchanged(ref, snapshot, fields):
+                    return change
+        raise LedgerUnavailable(f"the pause of {pause.scope} kept changing while it was written")
+
+    def remove_pause(self, scope: str) -> Pause | None:
+        ref = self._pauses.document(_pause_document_id(scope))
+        with self._unavailable_for("resume " + scope):
+            for _ in range(_CLAIM_ROUNDS):
+                snapshot = ref.get(**self._call)
+                data = snapshot.to_dict()
+                if data is None:
+                    return None
+                # Only as read: a push configuration saved in between must not be lost.
+                option = self._client.write_option(last_update_time=snapshot.update_time)
+                try:
+                    ref.delete(option=option, **self._call)
+                except (FailedPrecondition, NotFound):
+                    continue
+                return _pause_from(data)
+        raise LedgerUnavailable(f"the pause of {scope} kept changing while it was removed")
+
+    def pauses(self) -> list[Pause]:
+        with self._unavailable_for("read the pauses"):
+            documents = [snapshot.to_dict() for snapshot in self._pauses.stream(**self._call)]
+        found = [_pause_from(data) for data in documents if data is not None]
+        return sorted(found, key=lambda pause: pause.scope)
+
     def close(self) -> None:
         self._client.close()
 
@@ -334,15 +389,17 @@ class FirestoreLedger(Ledger):
             return False
         return True
 
+    def _unavailable(self, action: str, key: LedgerKey) -> contextlib.AbstractContextManager[None]:
+        return self._unavailable_for(f"{action} {key.service_id}/{key.request_id}")
+
     @contextlib.contextmanager
-    def _unavailable(self, action: str, key: LedgerKey) -> Iterator[None]:
+    def _unavailable_for(self, action: str) -> Iterator[None]:
         try:
             yield
         except GoogleAPIError as error:
             # Only the error's type: a server message may quote what was written.
             raise LedgerUnavailable(
-                f"Firestore ledger could not {action} {key.service_id}/{key.request_id}: "
-                f"{type(error).__name__}"
+                f"Firestore ledger could not {action}: {type(error).__name__}"
             ) from error
 
 
@@ -405,4 +462,35 @@ def _record(key: LedgerKey, data: Mapping[str, Any]) -> LedgerRecord:
         created_at=_plain_utc(data["created_at"]),
         updated_at=_plain_utc(data["updated_at"]),
         expire_at=_plain_utc(data["expire_at"]),
+    )
+
+
+def _pause_document_id(scope: str) -> str:
+    return urllib.parse.quote(scope, safe="")
+
+
+def _pause_fields(pause: Pause) -> dict[str, Any]:
+    # A list, not a map: subscription paths hold '/', which field paths do not allow.
+    return {
+        "scope": pause.scope,
+        "since": pause.since,
+        "by": pause.by,
+        "reason": pause.reason,
+        "saved_push_configs": [
+            {"subscription": subscription, "push_config": config}
+            for subscription, config in sorted(pause.saved_push_configs.items())
+        ],
+    }
+
+
+def _pause_from(data: Mapping[str, Any]) -> Pause:
+    return Pause(
+        scope=str(data["scope"]),
+        since=_plain_utc(data["since"]),
+        by=str(data["by"]),
+        reason=data.get("reason"),
+        saved_push_configs={
+            str(entry["subscription"]): str(entry["push_config"])
+            for entry in data.get("saved_push_configs") or ()
+        },
     )

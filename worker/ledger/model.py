@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Self
 
+from worker.ledger.pauses import Pause
 from worker.ledger.statuses import RecipientStatus
 
 __all__ = [
@@ -20,8 +21,10 @@ __all__ = [
     "LedgerKey",
     "LedgerRecord",
     "LedgerUnavailable",
+    "ReplayVerdict",
     "StoredResult",
     "content_hash",
+    "replay_verdict",
 ]
 
 # Pub/Sub keeps an unacknowledged message for at most seven days; a record must outlive every
@@ -144,6 +147,23 @@ class Ledger(abc.ABC):
         """The record for ``key``, or None if there is none or it has expired."""
 
     @abc.abstractmethod
+    def add_pause(self, pause: Pause) -> Pause:
+        """Record ``pause`` unless its scope is paused already; return the stored record.
+
+        Asked again for a paused scope, the first record stays, gaining only the push
+        configurations saved for subscriptions it holds none for
+        (:func:`~worker.ledger.pauses.merged`).
+        """
+
+    @abc.abstractmethod
+    def remove_pause(self, scope: str) -> Pause | None:
+        """Remove the pause of ``scope`` and return it; None when it was not paused."""
+
+    @abc.abstractmethod
+    def pauses(self) -> list[Pause]:
+        """Every pause in force, by scope."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections; the ledger must not be used afterwards."""
 
@@ -157,3 +177,29 @@ class Ledger(abc.ABC):
 def content_hash(data: bytes) -> str:
     """The SHA-256 hex digest of ``data``: what a claim records to spot a reused request_id."""
     return hashlib.sha256(data).hexdigest()
+
+
+class ReplayVerdict(enum.StrEnum):
+    """Whether the ledger vouches for a replayed request (see :func:`replay_verdict`)."""
+
+    VOUCHED = "vouched"
+    # No record: never claimed (refused before that), or past its retention.
+    NO_RECORD = "no_record"
+    # A record for that service and request id, but of other content.
+    OTHER_CONTENT = "other_content"
+
+
+def replay_verdict(record: LedgerRecord | None, data: bytes) -> ReplayVerdict:
+    """Whether ``record`` (the ledger's, for the replay's service and request id) proves that
+    the service published ``data``.
+
+    The one rule for replays through the operators' replay topic, which anyone may publish
+    to: the worker sends one only when this says VOUCHED, and ``email-worker dlq replay``
+    checks it before publishing. A record with the same content hash could only have been
+    written for a delivery through the service's own topic.
+    """
+    if record is None:
+        return ReplayVerdict.NO_RECORD
+    if record.content_hash != content_hash(data):
+        return ReplayVerdict.OTHER_CONTENT
+    return ReplayVerdict.VOUCHED

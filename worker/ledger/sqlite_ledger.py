@@ -34,6 +34,7 @@ from worker.ledger.model import (
     LedgerUnavailable,
     StoredResult,
 )
+from worker.ledger.pauses import Pause, merged
 from worker.ledger.shared import (
     Found,
     Verdict,
@@ -87,6 +88,20 @@ CREATE TABLE IF NOT EXISTS statuses (
     PRIMARY KEY (service_id, request_id, message_id, recipient)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS statuses_by_expire_at ON statuses (expire_at);
+CREATE TABLE IF NOT EXISTS pauses (
+    scope              TEXT NOT NULL PRIMARY KEY,
+    since              REAL NOT NULL,
+    paused_by          TEXT NOT NULL,
+    reason             TEXT,
+    saved_push_configs TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_SELECT_PAUSE = "SELECT * FROM pauses WHERE scope = :scope"
+_UPSERT_PAUSE = """
+INSERT INTO pauses (scope, since, paused_by, reason, saved_push_configs)
+VALUES (:scope, :since, :paused_by, :reason, :saved_push_configs)
+ON CONFLICT (scope) DO UPDATE SET saved_push_configs = excluded.saved_push_configs
 """
 
 # One statement decides and writes, so concurrent writers of the same recipient cannot
@@ -317,6 +332,32 @@ class SqliteLedger(Ledger):
             return None
         return _record(key, row)
 
+    def add_pause(self, pause: Pause) -> Pause:
+        def add() -> Pause:
+            row = self._conn.execute(_SELECT_PAUSE, {"scope": pause.scope}).fetchone()
+            stored = None if row is None else _pause(row)
+            write = pause if stored is None else merged(stored, pause)
+            if write is not None:
+                self._conn.execute(_UPSERT_PAUSE, _pause_params(write))
+            return write or stored or pause
+
+        with self._unavailable_for("pause " + pause.scope):
+            return self._write(add)
+
+    def remove_pause(self, scope: str) -> Pause | None:
+        def remove() -> Pause | None:
+            row = self._conn.execute(_SELECT_PAUSE, {"scope": scope}).fetchone()
+            self._conn.execute("DELETE FROM pauses WHERE scope = :scope", {"scope": scope})
+            return None if row is None else _pause(row)
+
+        with self._unavailable_for("resume " + scope):
+            return self._write(remove)
+
+    def pauses(self) -> list[Pause]:
+        with self._lock, self._unavailable_for("read the pauses"):
+            rows = self._conn.execute("SELECT * FROM pauses ORDER BY scope").fetchall()
+        return [_pause(row) for row in rows]
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -462,15 +503,16 @@ class SqliteLedger(Ledger):
             return Claim(ClaimState.TAKEOVER if cursor.rowcount == 1 else ClaimState.BUSY)
         return _claim_without_write(verdict, row)
 
+    def _unavailable(self, action: str, key: LedgerKey) -> contextlib.AbstractContextManager[None]:
+        return self._unavailable_for(f"{action} {key.service_id}/{key.request_id}")
+
     @contextlib.contextmanager
-    def _unavailable(self, action: str, key: LedgerKey) -> Iterator[None]:
+    def _unavailable_for(self, action: str) -> Iterator[None]:
         try:
             yield
         except sqlite3.Error as error:
             # SQLite's own messages ("database is locked", "disk I/O error") name no content.
-            raise LedgerUnavailable(
-                f"SQLite ledger could not {action} {key.service_id}/{key.request_id}: {error}"
-            ) from error
+            raise LedgerUnavailable(f"SQLite ledger could not {action}: {error}") from error
 
 
 def _key_params(key: LedgerKey) -> dict[str, Any]:
@@ -516,4 +558,24 @@ def _record(key: LedgerKey, row: sqlite3.Row) -> LedgerRecord:
         created_at=utc(row["created_at"]),
         updated_at=utc(row["updated_at"]),
         expire_at=utc(row["expire_at"]),
+    )
+
+
+def _pause_params(pause: Pause) -> dict[str, Any]:
+    return {
+        "scope": pause.scope,
+        "since": pause.since.timestamp(),
+        "paused_by": pause.by,
+        "reason": pause.reason,
+        "saved_push_configs": json.dumps(dict(pause.saved_push_configs), sort_keys=True),
+    }
+
+
+def _pause(row: sqlite3.Row) -> Pause:
+    return Pause(
+        scope=row["scope"],
+        since=utc(row["since"]),
+        by=row["paused_by"],
+        reason=row["reason"],
+        saved_push_configs=json.loads(row["saved_push_configs"]),
     )

@@ -2,8 +2,9 @@
 
 The layer owns creating the topics and subscriptions and reading their policies
 (:func:`ensure_topology`, :func:`read_max_delivery_attempts`), looking at, replaying and
-purging dead letters (:class:`DeadLetterQueue`), and the ``email-worker`` commands built on
-them and on the client (``send``, ``dlq``, ``ledger``, ``setup``, in
+purging dead letters (:class:`DeadLetterQueue`), pausing and resuming sending
+(:mod:`worker.ops.pausing`), and the ``email-worker`` commands built on them and on the
+client (``send``, ``dlq``, ``ledger``, ``setup``, ``pause``/``resume``/``paused``, in
 :mod:`worker.ops.commands`). It reads the formats and the ledger but never loads the worker's
 processing or transports. Names are imported on first use, so that the command line, which
 loads this package, starts without the Pub/Sub libraries.

@@ -13,7 +13,8 @@ runs and released (ack deadline 0) at the end, so *looking* consumes nothing. A 
 acknowledged (removed) only by ``purge``, or by ``replay`` once Pub/Sub has confirmed its
 republication to the requests topic: a replay that fails part-way loses nothing.
 
-Selection is by the dead letter's own Pub/Sub message id. "All" means the dead letters present
+Operations here select by the dead letter's own Pub/Sub message id (`worker.ops.selection`
+turns service, request id and error code into message ids). "All" means the dead letters present
 when the operation starts: a snapshot of ids is taken first, so dead letters arriving during a
 replay (including replays that fail again) are left for the next one.
 """
@@ -54,6 +55,7 @@ __all__ = [
     "DeadLetterQueue",
     "PurgeReport",
     "ReplayReport",
+    "publish_order",
 ]
 
 logger = logging.getLogger(__name__)
@@ -311,12 +313,12 @@ class DeadLetterQueue:
         """Up to ``limit`` dead letters (all without one), oldest first; consumes nothing."""
         found: list[DeadLetter] = []
         self.scan(found.append, limit=limit)
-        return sorted(found, key=_publish_order)
+        return sorted(found, key=publish_order)
 
     def message_ids(self) -> list[str]:
         """The ids of all dead letters present now, oldest first."""
         found: list[tuple[Any, ...]] = []
-        self.scan(lambda d: found.append((*_publish_order(d), d.message_id)))
+        self.scan(lambda d: found.append((*publish_order(d), d.message_id)))
         return [entry[-1] for entry in sorted(found)]
 
     def find(self, message_ids: Collection[str]) -> dict[str, DeadLetter]:
@@ -524,7 +526,8 @@ class DeadLetterQueue:
             )
 
 
-def _publish_order(dead_letter: DeadLetter) -> tuple[dt.datetime, int, str]:
+def publish_order(dead_letter: DeadLetter) -> tuple[dt.datetime, int, str]:
+    """Sort key: oldest first."""
     moment = dead_letter.publish_time or dt.datetime.min.replace(tzinfo=dt.UTC)
     # Message ids are decimal numbers in practice: shorter ones sort first.
     return moment, len(dead_letter.message_id), dead_letter.message_id

@@ -11,12 +11,17 @@ retry, not last       no              no           nack
 retry, last attempt   yes (failed)    no           nack [#]_
 in progress           no              no           nack [#]_
 replayed from ledger  yes (as stored) no           ack
+refused replay [#]_   no              as above     as above
 ====================  ==============  ===========  =========
 
 .. [#] On the last delivery attempt Pub/Sub's own dead-letter policy moves the message once it
    is nacked, so the requester is told first.
 .. [#] Another delivery of the same request is sending it and publishes its result; this one
    comes back later and finds that result in the ledger (a replay).
+.. [#] A delivery from the replay topic that the request ledger did not confirm
+   (``Outcome.service_confirmed`` false): anyone may publish there, so the service it names
+   may never have asked. Its refusal goes to the operators only: dead-lettered (or, for a
+   transient failure, nacked until Pub/Sub dead-letters it) and logged, with no result.
 
 Acking always waits until the publishes it depends on are confirmed; a failed publish turns
 the ack into a nack (see :mod:`worker.processing.outputs`).
@@ -58,6 +63,6 @@ def decide(
         # A replay was dead-lettered, if at all, by the delivery that stored it.
         return Decision(publish_result=True, dead_letter=False, ack=True)
     if outcome.status in (Status.REJECTED, Status.FAILED):
-        return Decision(publish_result=True, dead_letter=True, ack=True)
+        return Decision(publish_result=outcome.service_confirmed, dead_letter=True, ack=True)
     last = is_last_attempt(delivery_attempt, max_delivery_attempts)
-    return Decision(publish_result=last, dead_letter=False, ack=False)
+    return Decision(publish_result=last and outcome.service_confirmed, dead_letter=False, ack=False)

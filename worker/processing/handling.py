@@ -12,6 +12,7 @@ from worker.config.logs import get_logger
 from worker.processing.decisions import decide
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
+from worker.processing.pauses import PauseWatch
 from worker.processing.pipeline import Delivery, Deps, Outcome, process
 
 __all__ = ["Handler"]
@@ -29,8 +30,11 @@ class Handler:
         *,
         max_delivery_attempts: int | None,
         metrics: Metrics | None = None,
+        pauses: PauseWatch | None = None,
     ) -> None:
         self.deps = deps
+        #: The operators' pauses, which the transports honour (None: no ledger, no pauses).
+        self.pauses = pauses
         self.outputs = outputs
         self.max_delivery_attempts = max_delivery_attempts
         self.metrics = metrics if metrics is not None else Metrics()

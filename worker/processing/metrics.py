@@ -97,6 +97,12 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.paused_services = Gauge(
+            "email_worker_paused_services",
+            "Services of this worker whose sending is paused (email-worker pause; all of "
+            "them under pause --all), as last read from the ledger.",
+            registry=r,
+        )
         self.push_responses = Counter(
             "email_worker_push_responses",
             "Answers of POST /pubsub/push, by HTTP status code.",

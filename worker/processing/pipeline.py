@@ -20,6 +20,7 @@ from email.message import EmailMessage
 import tenacity
 
 from worker.config.logs import get_logger
+from worker.config.names import colliding_name
 from worker.config.settings import Settings
 from worker.formats.addresses import Mailbox, parse_mailbox
 from worker.formats.message import build_message, resolve_sender
@@ -35,8 +36,10 @@ from worker.ledger import (
     Ledger,
     LedgerKey,
     LedgerUnavailable,
+    ReplayVerdict,
     StoredResult,
     content_hash,
+    replay_verdict,
 )
 from worker.processing.claims import ClaimsHeld, HeldClaim
 from worker.processing.send_rate import SendRateLimiter
@@ -109,6 +112,10 @@ class Outcome:
     send_rate_wait_s: float = 0.0
     #: What the request ledger said; None without a ledger or before the request was known.
     ledger: LedgerEvent | None = None
+    #: Whether ``service_id`` is known to have published the request (its own topic, shared
+    #: tenancy's trusted body, or a replay the ledger confirmed). False: a replay refused
+    #: before that, whose result would reach a service that may never have asked for it.
+    service_confirmed: bool = True
 
 
 @dataclass
@@ -179,6 +186,32 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
             error_code=ErrorCode.PUBLISHER_NOT_ALLOWED,
             error_message="the request did not come through a service's own topic",
         )
+    replay = source is not None and source.kind is SourceKind.REPLAY
+    request = _admissible(delivery, settings)
+    if replay and isinstance(request, EmailRequest):
+        refused = _unrecognised_replay(request, delivery, deps.ledger)
+        request = request if refused is None else refused
+    if isinstance(request, Outcome):
+        # A replay's service is only claimed until the ledger confirms it: its refusal is
+        # the operators' business (dead letters, logs), not that service's.
+        return replace(request, service_confirmed=False) if replay else request
+    if deps.stopping.is_set():
+        return _stopped(request)  # nothing claimed yet: simply handed back
+    if deps.ledger is None:
+        return _admitted(request, deps)
+    # An operator's replay from the dead-letter topic: a request that failed without sending
+    # anything is tried again (the cause may be fixed); one that was sent never is. With
+    # shared tenancy, dlq replay marks the message; with per-service, the replay topic does.
+    retry_unsent = replay or (
+        not settings.per_service and REPLAY_COUNT_ATTRIBUTE in delivery.attributes
+    )
+    return _claimed(request, delivery, deps, deps.ledger, retry_unsent=retry_unsent)
+
+
+def _admissible(delivery: Delivery, settings: Settings) -> EmailRequest | Outcome:
+    """The delivery's request, if it is valid and its service may send (as its publisher,
+    through this worker); otherwise the refusal."""
+    source = delivery.source
     default_service_id = settings.default_service_id
     fallback_request_id = delivery.message_id
     # The service whose own topic the request came through, if it did.
@@ -187,7 +220,7 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
         default_service_id = publisher
     elif source is not None and source.kind is SourceKind.REPLAY:
         # A replayed dead letter: what the worker made of the original, which the ledger
-        # check below confirms or refutes.
+        # check confirms or refutes.
         default_service_id = delivery.attributes.get(SERVICE_ID_ATTRIBUTE) or None
         fallback_request_id = delivery.attributes.get(REQUEST_ID_ATTRIBUTE) or fallback_request_id
     try:
@@ -205,7 +238,6 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
             error_code=error.code,
             error_message=error.message,
         )
-
     if publisher is not None and request.service_id != publisher:
         return replace(
             _refusal(
@@ -216,28 +248,17 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
             ),
             service_id=publisher,
         )
-    if request.service_id not in settings.allowed_services:
+    if (
+        request.service_id not in settings.allowed_services
+        # Settings from the environment never allow such a service; this guards the rest.
+        or colliding_name(settings, request.service_id) is not None
+    ):
         return _refusal(
             request,
             ErrorCode.UNKNOWN_SERVICE,
             f"service {request.service_id!r} is not allowed to send through this worker",
         )
-    replay = source is not None and source.kind is SourceKind.REPLAY
-    if replay:
-        refused = _unrecognised_replay(request, delivery, deps.ledger)
-        if refused is not None:
-            return refused
-    if deps.stopping.is_set():
-        return _stopped(request)  # nothing claimed yet: simply handed back
-    if deps.ledger is None:
-        return _admitted(request, deps)
-    # An operator's replay from the dead-letter topic: a request that failed without sending
-    # anything is tried again (the cause may be fixed); one that was sent never is. With
-    # shared tenancy, dlq replay marks the message; with per-service, the replay topic does.
-    retry_unsent = replay or (
-        not settings.per_service and REPLAY_COUNT_ATTRIBUTE in delivery.attributes
-    )
-    return _claimed(request, delivery, deps, deps.ledger, retry_unsent=retry_unsent)
+    return request
 
 
 def _unrecognised_replay(
@@ -245,9 +266,8 @@ def _unrecognised_replay(
 ) -> Outcome | None:
     """Refuse a replay unless the ledger holds this very request from this service.
 
-    Anyone may publish to the replay topic; only the services may publish to their own. A
-    record with the same content hash could only have been written for a delivery through the
-    service's own topic, so its presence proves the service published these bytes.
+    Anyone may publish to the replay topic; only the services may publish to their own. The
+    rule is :func:`worker.ledger.replay_verdict`, which ``email-worker dlq replay`` checks too.
     """
     unrecognised = _refusal(
         request,
@@ -262,7 +282,7 @@ def _unrecognised_replay(
     except LedgerUnavailable as error:
         log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
         return _ledger_unavailable(request)
-    if record is None or record.content_hash != content_hash(delivery.data):
+    if replay_verdict(record, delivery.data) is not ReplayVerdict.VOUCHED:
         return unrecognised
     return None
 

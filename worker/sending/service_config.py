@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,12 @@ SERVICE_CONFIG_URL_ENV = "EMAIL_WORKER_SERVICE_CONFIG_URL"
 DEFAULT_ENVIRONMENT = "production"
 
 _MAX_DOCUMENT_BYTES = 64 * 1024
+# An IAM role's ARN in any AWS partition: arn:aws:iam::ACCOUNT:role/PATH/NAME.
+_ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
+# A domain name in its ASCII form: dot-separated labels of letters, digits and inner hyphens.
+_DOMAIN_RE = re.compile(
+    r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+)
 _KNOWN_KEYS = frozenset(
     {
         "service_id",
@@ -118,8 +125,11 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
     if document.get("service_id", service_id) != service_id:
         raise fail(f"it names service {document.get('service_id')!r}")
     role_arn = document.get("service_role_arn")
-    if not isinstance(role_arn, str) or not role_arn.startswith("arn:"):
-        raise fail("service_role_arn is missing or not an ARN")
+    if not isinstance(role_arn, str) or not _ROLE_ARN_RE.fullmatch(role_arn):
+        raise fail(
+            "service_role_arn is missing or not an ARN of an IAM role "
+            "(arn:aws:iam::ACCOUNT:role/NAME)"
+        )
     region = document.get("aws_region")
     if region is not None and (not isinstance(region, str) or not region):
         raise fail("aws_region must be a non-empty string")
@@ -129,12 +139,16 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
     domains = document.get("allowed_from_domains", [])
     if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
         raise fail("allowed_from_domains must be a list of domain names")
+    ascii_domains = tuple(_ascii_domain(d) for d in domains)
+    for original, domain in zip(domains, ascii_domains, strict=True):
+        if not _DOMAIN_RE.fullmatch(domain):
+            raise fail(f"allowed_from_domains: {original!r} is not a domain name")
     return ServiceConfig(
         service_id=service_id,
         service_role_arn=role_arn,
         aws_region=region,
         default_from_address=default_from,
-        allowed_from_domains=tuple(_ascii_domain(d) for d in domains),
+        allowed_from_domains=ascii_domains,
         location=location,
     )
 
@@ -190,6 +204,11 @@ def _fetch_gcs(bucket: str, name: str, location: str, service_id: str, credentia
     except gexc.NotFound:
         raise ConfigurationError(
             f"no configuration for service {service_id!r}: {location} does not exist"
+        ) from None
+    except auth_exc.DefaultCredentialsError:
+        raise ConfigurationError(
+            f"configuration for service {service_id!r} at {location} is unreadable: no Google "
+            "credentials"
         ) from None
     except (gexc.Forbidden, gexc.Unauthorized):
         raise ConfigurationError(

@@ -2,7 +2,8 @@
 
 The transport only turns a Pub/Sub message into a :class:`~worker.processing.pipeline.Delivery`
 and hands it to the :class:`~worker.processing.handling.Handler`; it owns flow control,
-supervision of the stream and graceful shutdown.
+supervision of the stream, graceful shutdown, and closing the stream of a subscription an
+operator paused (``email-worker pause``) until it is resumed.
 """
 
 from __future__ import annotations
@@ -167,10 +168,12 @@ class PullWorker:
                 lambda: self._rechecking == 0, timeout=max(0.0, self._deadline - time.monotonic())
             )
 
-    def _hand_back_deferred(self) -> None:
+    def _hand_back_deferred(self, source: Source | None = None) -> None:
+        """Nack the deferred messages (of ``source`` only, when given)."""
         with self._in_flight_lock:
-            deferred = list(self._deferred.values())
-            self._deferred.clear()
+            deferred = [entry for entry in self._deferred.values() if source in (None, entry[1])]
+            for message, _source, _timer in deferred:
+                del self._deferred[message.ack_id]
         for message, _source, timer in deferred:
             timer.cancel()
             message.nack()
@@ -210,6 +213,9 @@ class PullWorker:
         """Keep one subscription's stream open until stopped (the run loop of one stream)."""
         backoff_s = _FIRST_BACKOFF_S
         while not self._stop.is_set():
+            if self._held(source):
+                self._wait_while_held(path, source)
+                continue
             opened_at, received_before = time.monotonic(), self._received
             executor = ThreadPoolExecutor(
                 max_workers=self._settings.concurrency, thread_name_prefix="email-worker"
@@ -223,12 +229,16 @@ class PullWorker:
             )
             log.info("pulling", subscription=path, source=source.kind.value)
             while not self._stop.wait(0.5):
-                if future.done():
+                if future.done() or self._held(source):
                     break
             if self._stop.is_set():
                 self._streams_may_close.wait()
                 self._shutdown(future)
                 return
+            if not future.done():  # paused by an operator
+                self._close_for_pause(path, source, future)
+                backoff_s = _FIRST_BACKOFF_S
+                continue
             error = future.exception()
             if isinstance(error, _FATAL):
                 log.error(
@@ -255,6 +265,34 @@ class PullWorker:
             )
             self._wait(backoff_s)
             backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+
+    def _held(self, source: Source) -> bool:
+        pauses = self._handler.pauses
+        return pauses is not None and pauses.holds(source)
+
+    def _wait_while_held(self, path: str, source: Source) -> None:
+        log.warning("paused: not pulling", subscription=path, source=source.kind.value)
+        while self._held(source) and not self._stop.wait(0.5):
+            pass
+
+    def _close_for_pause(self, path: str, source: Source, future: Any) -> None:
+        """Stop leasing from a paused subscription: what is being processed finishes; what
+        was received but not started, or waits for another delivery, goes back to Pub/Sub."""
+        log.warning("paused: closing the stream", subscription=path, source=source.kind.value)
+        self._hand_back_deferred(source)
+        future.cancel()
+        while True:
+            try:
+                future.result(timeout=0.5)
+                return
+            except FutureTimeout:
+                if self._stop.is_set():  # stopped meanwhile: within the shutdown timeout
+                    self._streams_may_close.wait()
+                    self._shutdown(future)
+                    return
+            except Exception as error:  # the stream may have failed meanwhile; it is closed
+                log.warning("stream ended with an error while pausing", error=type(error).__name__)
+                return
 
     def _shutdown(self, future: Any) -> None:
         future.cancel()

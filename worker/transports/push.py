@@ -10,10 +10,11 @@ handler's ack becomes ``204 No Content`` and its nack ``503`` (``429`` when SES 
 exactly the decisions the pull transport carries out (see :mod:`worker.processing.decisions`).
 
 Requests are refused before anything is processed: a bad or missing token gets 401/403, a
-content type other than JSON 415, a body larger than Pub/Sub can send 413 and an envelope
-Pub/Sub would not send 400. The blocking work (token verification, which may fetch
-certificates, and the handler, which calls SES) runs in worker threads, never on the event
-loop; at most ``concurrency`` deliveries are processed at once.
+content type other than JSON 415, a body larger than Pub/Sub can send 413, an envelope
+Pub/Sub would not send 400, and a push for a service an operator paused 503. The blocking
+work (token verification, which may fetch certificates, and the handler, which calls SES)
+runs in worker threads, never on the event loop; at most ``concurrency`` deliveries are
+processed at once.
 
 The app around the endpoint also serves ``/healthz``, ``/readyz`` and ``/metrics`` (see
 :mod:`worker.transports.http_app`, which the pull transport's health server shares).
@@ -27,6 +28,7 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -155,9 +157,10 @@ class PushEndpoint:
         sources: Mapping[str, Source] | None = None,
     ) -> None:
         self._handler = handler
+        # EMAIL_WORKER_PUSH_SUBSCRIPTION: when set, the only subscription pushes may come from.
         self._subscription = subscription
         # Per-service tenancy: the subscriptions pushes may come from, and whom each
-        # authenticates. None: shared tenancy, where ``subscription`` (if set) is the one.
+        # authenticates. None: shared tenancy.
         self._sources = sources
         self._metrics = handler.metrics
         self._authenticator = authenticator
@@ -183,10 +186,12 @@ class PushEndpoint:
         return response
 
     async def _respond(self, request: Request) -> Response:
+        claims: Mapping[str, Any] = {}
         if self._authenticator is not None:
-            refused = await self._authenticate(request.headers.get("authorization"))
-            if refused is not None:
-                return refused
+            verified = await self._authenticate(request.headers.get("authorization"))
+            if isinstance(verified, Response):
+                return verified
+            claims = verified
         if not _is_json(request.headers.get("content-type", "")):
             return _error(415, "the body must be a Pub/Sub push envelope (application/json)")
         declared = request.headers.get("content-length")
@@ -212,52 +217,64 @@ class PushEndpoint:
         # Cancelled (shutdown timeout): the answer is dropped and the thread left to finish;
         # without a 2xx Pub/Sub delivers the message again.
         return await anyio.to_thread.run_sync(
-            self._process, b"".join(chunks), limiter=self._limiter, abandon_on_cancel=True
+            self._process, b"".join(chunks), claims, limiter=self._limiter, abandon_on_cancel=True
         )
 
-    async def _authenticate(self, authorization: str | None) -> Response | None:
+    async def _authenticate(self, authorization: str | None) -> Mapping[str, Any] | Response:
+        """The token's verified claims, or the answer refusing the request."""
         assert self._authenticator is not None
         try:
-            await anyio.to_thread.run_sync(
+            return await anyio.to_thread.run_sync(
                 self._authenticator.verify, authorization, abandon_on_cancel=True
             )
         except AuthFailure as failure:
-            self._metrics.push_auth_failures.labels(failure.reason).inc()
-            held_back = self._refusals.admit((failure.status, failure.reason))
-            if held_back is not None:
-                log.warning(
-                    "push request refused",
-                    status=failure.status,
-                    reason=failure.reason,
-                    not_logged_since=held_back,
-                )
-            if failure.status == 401:
-                return _error(
-                    401,
-                    "a valid Pub/Sub OIDC token is required",
-                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                )
-            return _error(403, "the token was not issued to the expected service account")
+            return self._refused(failure)
         except CertsUnavailable:
             return _error(503, "cannot verify tokens right now; Pub/Sub will retry")
-        return None
 
-    def _process(self, body: bytes) -> Response:
+    def _refused(self, failure: AuthFailure) -> Response:
+        """Count and (rate-limited) log an authentication failure; the answer to give."""
+        self._metrics.push_auth_failures.labels(failure.reason).inc()
+        held_back = self._refusals.admit((failure.status, failure.reason))
+        if held_back is not None:
+            log.warning(
+                "push request refused",
+                status=failure.status,
+                reason=failure.reason,
+                not_logged_since=held_back,
+            )
+        if failure.status == 401:
+            return _error(
+                401,
+                "a valid Pub/Sub OIDC token is required",
+                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        if failure.reason == "wrong_subscription_audience":
+            return _error(403, "the token was not issued for the subscription the push names")
+        return _error(403, "the token was not issued to the expected service account")
+
+    def _process(self, body: bytes, claims: Mapping[str, Any]) -> Response:
         """Runs in a worker thread: parse the envelope and hand the delivery to the handler."""
         with self._busy_lock:
             self._busy += 1
         try:
-            return self._process_envelope(body)
+            return self._process_envelope(body, claims)
         finally:
             with self._busy_lock:
                 self._busy -= 1
 
-    def _process_envelope(self, body: bytes) -> Response:
+    def _process_envelope(self, body: bytes, claims: Mapping[str, Any]) -> Response:
         try:
             envelope = parse_envelope(body)
         except EnvelopeError as error:
             log.warning("malformed push envelope", detail=str(error))
             return _error(400, str(error))
+        if self._authenticator is not None:
+            try:
+                # A per-subscription audience binds the token to the envelope's subscription.
+                self._authenticator.check_subscription(claims, envelope.subscription)
+            except AuthFailure as failure:
+                return self._refused(failure)
         source = self._source_of(envelope.subscription)
         if source is None:
             # Another push subscription signed by the same service account must not feed this
@@ -267,6 +284,14 @@ class PushEndpoint:
             if self._refusals.admit((403, "wrong_subscription")) is not None:
                 log.warning("push from another subscription refused")
             return _error(403, "the push came from a subscription this worker does not serve")
+        pauses = self._handler.pauses
+        if pauses is not None and pauses.holds(source):
+            # A push that raced `email-worker pause` turning the subscription into a pull one
+            # (or, on a push subscription nobody converted, every push): not processed, and
+            # not 2xx, so Pub/Sub keeps it.
+            if self._refusals.admit((503, "paused")) is not None:
+                log.warning("push refused: sending is paused for its service")
+            return _error(503, "sending is paused for this service; Pub/Sub will retry")
         answers: list[bool] = []
         try:
             outcome = self._handler(
@@ -287,10 +312,10 @@ class PushEndpoint:
 
     def _source_of(self, subscription: str | None) -> Source | None:
         """Whom a push from ``subscription`` comes from; None when it is not ours."""
-        if self._sources is not None:
-            return self._sources.get(subscription or "")
         if self._subscription is not None and subscription != self._subscription:
             return None
+        if self._sources is not None:
+            return self._sources.get(subscription or "")
         return SHARED
 
 

@@ -10,6 +10,14 @@ token: ``Authorization: Bearer <JWT>``. The token is accepted only when
 * ``iss`` is Google's, ``aud`` is the configured audience, and
 * ``email`` is the configured service account with ``email_verified`` true.
 
+An audience with ``{subscription}`` in it is per subscription: each push subscription's
+token carries the audience with the subscription's short name filled in, and
+:meth:`PushAuthenticator.check_subscription` refuses a push whose envelope names another
+subscription than the token was issued for. So a token captured from one subscription's push
+cannot be replayed with an envelope naming another (with per-service tenancy, another
+service's). With one audience for every subscription, which still works, a valid token vouches
+for the signer only, and any subscription name in the envelope is believed.
+
 The certificates are fetched once and cached for as long as Google's ``Cache-Control`` allows;
 a token naming a key not in the cache triggers at most one refetch per
 ``refetch_interval_s`` (Google rotates keys), so forged key ids cannot hammer the endpoint.
@@ -33,13 +41,24 @@ from google.auth import jwt
 
 from worker.config.logs import get_logger
 
-__all__ = ["GOOGLE_ISSUERS", "AuthFailure", "CertsCache", "CertsUnavailable", "PushAuthenticator"]
+__all__ = [
+    "GOOGLE_ISSUERS",
+    "SUBSCRIPTION_PLACEHOLDER",
+    "AuthFailure",
+    "CertsCache",
+    "CertsUnavailable",
+    "PushAuthenticator",
+]
 
 log = get_logger()
 
 GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
 _MAX_AGE = re.compile(r"max-age\s*=\s*(\d+)", re.IGNORECASE)
 _MAX_TOKEN_LENGTH = 8192  # Google ID tokens are about 1 KB
+#: In EMAIL_WORKER_PUSH_AUDIENCE: the short name of the subscription the push came from.
+SUBSCRIPTION_PLACEHOLDER = "{subscription}"
+# A subscription's short name, as Pub/Sub allows it.
+_SUBSCRIPTION_NAME = r"[A-Za-z][\w.~+%-]{2,254}"
 
 
 @dataclass(frozen=True)
@@ -151,6 +170,13 @@ class PushAuthenticator:
         self.service_account = service_account.lower()
         self._certs = certs
         self._clock_skew_s = clock_skew_s
+        # Per subscription: the audiences of all subscriptions, to refuse any other early.
+        self._audiences: re.Pattern[str] | None = None
+        if SUBSCRIPTION_PLACEHOLDER in audience:
+            before, _, after = audience.partition(SUBSCRIPTION_PLACEHOLDER)
+            self._audiences = re.compile(
+                re.escape(before) + _SUBSCRIPTION_NAME + re.escape(after), re.ASCII
+            )
 
     def verify(self, authorization: str | None) -> Mapping[str, Any]:
         """The verified claims; raises :class:`AuthFailure` or :class:`CertsUnavailable`."""
@@ -171,11 +197,18 @@ class PushAuthenticator:
             claims: Mapping[str, Any] = jwt.decode(
                 token,
                 certs={key_id: certs[key_id]},
-                audience=self.audience,
+                # Per subscription: checked below against the pattern, and against the
+                # envelope's subscription by check_subscription.
+                audience=None if self._audiences is not None else self.audience,
                 clock_skew_in_seconds=self._clock_skew_s,
             )
         except Exception as error:  # google-auth's messages may quote the token: not logged
             raise AuthFailure(401, _reason(error)) from None
+        audience = claims.get("aud")
+        if self._audiences is not None and not (
+            isinstance(audience, str) and self._audiences.fullmatch(audience)
+        ):
+            raise AuthFailure(401, "wrong_audience")
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise AuthFailure(401, "wrong_issuer")
         email = claims.get("email")
@@ -184,6 +217,17 @@ class PushAuthenticator:
         if claims.get("email_verified") is not True:
             raise AuthFailure(403, "email_not_verified")
         return claims
+
+    def check_subscription(self, claims: Mapping[str, Any], subscription: str | None) -> None:
+        """With a per-subscription audience: raise :class:`AuthFailure` (403) unless the
+        verified ``claims`` were issued for pushes of ``subscription`` (the envelope's,
+        ``projects/P/subscriptions/NAME``; its short name fills the placeholder)."""
+        if self._audiences is None:
+            return
+        name = (subscription or "").rpartition("/")[2]
+        expected = self.audience.replace(SUBSCRIPTION_PLACEHOLDER, name)
+        if not name or claims.get("aud") != expected:
+            raise AuthFailure(403, "wrong_subscription_audience")
 
 
 def _bearer_token(authorization: str | None) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal, NoReturn
 
 import click
 from rich.console import Console
 
-from worker.config.settings import Settings, SettingsError
+from worker.config.settings import Settings, SettingsError, unknown_setting_names
 
 __all__ = [
     "EXIT_CODES",
@@ -22,6 +22,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "exit_codes_epilog",
+    "exit_codes_text",
     "fail",
     "load_settings",
     "pubsub_errors",
@@ -48,15 +49,22 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
-def exit_codes_epilog(*codes: int) -> str:
-    """An epilog listing ``codes`` (all by default), laid out as written."""
+def exit_codes_epilog(*codes: int, texts: Mapping[int, str] | None = None) -> str:
+    """An epilog listing ``codes`` (all by default), laid out as written; ``texts`` says
+    what a code means for one command, instead of the general meaning."""
+    texts = {**EXIT_CODES, **(texts or {})}
     lines = [
         textwrap.fill(
-            EXIT_CODES[code], width=76, initial_indent=f"  {code}  ", subsequent_indent="     "
+            texts[code], width=76, initial_indent=f"  {code}  ", subsequent_indent="     "
         )
         for code in (codes or tuple(EXIT_CODES))
     ]
     return "\b\nExit codes:\n" + "\n".join(lines)
+
+
+def exit_codes_text(meanings: Mapping[int, str]) -> str:
+    """An epilog listing each of these exit codes with its meaning, laid out as written."""
+    return exit_codes_epilog(*sorted(meanings), texts=meanings)
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -65,13 +73,23 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
-def settings_from_env(required_for: Literal["pull", "serve"] | None = None) -> Settings:
+def settings_from_env(
+    required_for: Literal["pull", "serve"] | None = None, *, reject_unknown_names: bool = False
+) -> Settings:
     """Settings from the environment (with what ``required_for`` needs), or one message
-    naming every problem and exit code 2."""
+    naming every problem and exit code 2.
+
+    ``reject_unknown_names``: an ``EMAIL_WORKER_*`` variable that is no setting (a typo) is
+    one of the problems; the worker's own commands (pull, serve, events, check) ask for it.
+    """
+    problems = unknown_setting_names(os.environ) if reject_unknown_names else []
     try:
-        return Settings.from_env(os.environ, required_for=required_for)
+        settings = Settings.from_env(os.environ, required_for=required_for)
     except SettingsError as error:
-        fail(str(error), EXIT_USAGE)
+        problems.extend(error.problems)
+    if problems:
+        fail(str(SettingsError(problems)), EXIT_USAGE)
+    return settings
 
 
 def load_settings() -> tuple[Settings, str]:

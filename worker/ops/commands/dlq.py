@@ -1,9 +1,15 @@
-"""``email-worker dlq``: list, show, replay, purge and export dead letters."""
+"""``email-worker dlq``: list, show, replay, purge and export dead letters.
+
+Each command selects by message id and by ``--service``, ``--request-id`` and ``--code``
+(`worker.ops.selection`); how dead letters are shown is in `dlq_views`. A replay through
+the replay topic is checked against the request ledger first, by the worker's own rule.
+
+Longer than most modules: five commands, each with its options, help and exit codes, and
+the reports of replays and purges that fail part-way. What is not a command is elsewhere.
+"""
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from worker.ops.commands import dlq_views as views
 from worker.ops.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -20,19 +27,28 @@ from worker.ops.commands.common import (
     load_settings,
     pubsub_errors,
     rpc_timeout_s,
-    stderr_console,
     stdout_console,
 )
 
 if TYPE_CHECKING:
+    from worker.config.settings import Settings
     from worker.formats.pubsub import Publish
-    from worker.ops.dead_letters import DeadLetter, DeadLetterQueue
+    from worker.ops.dead_letters import DeadLetter, DeadLetterQueue, ReplayReport
+    from worker.ops.selection import Selection
 
 __all__ = ["dlq"]
 
-_EPILOG = exit_codes_epilog(EXIT_OK, EXIT_FAILURE, EXIT_USAGE)
-#: Replays and purges of at least this many dead letters show a progress bar.
-PROGRESS_THRESHOLD = 10
+_NO_MATCH = "no dead letter matches the message ids or filters given"
+_USAGE = "invalid settings or options, or nothing selected (no message id, filter or --all)"
+
+
+def _epilog(ok: str, failure: str, usage: str = _USAGE) -> str:
+    return exit_codes_epilog(
+        EXIT_OK,
+        EXIT_FAILURE,
+        EXIT_USAGE,
+        texts={EXIT_OK: ok, EXIT_FAILURE: failure, EXIT_USAGE: usage},
+    )
 
 
 def make_publish(publisher: Any) -> Publish:
@@ -44,25 +60,56 @@ def make_publish(publisher: Any) -> Publish:
     return publish
 
 
-@click.group(epilog=_EPILOG)
+@click.group(
+    epilog=_epilog(
+        "success",
+        "Pub/Sub unreachable, the subscription missing, nothing matching, or a replay or "
+        "purge not completed",
+        "invalid settings or options",
+    )
+)
 def dlq() -> None:
     """Inspect, replay and purge dead letters.
 
-    Works on EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION (default email-requests-dead-letter-ops)
-    and replays to EMAIL_WORKER_REQUESTS_TOPIC. IDs are the dead letters' Pub/Sub message
-    ids, as `dlq list` shows them. Looking (list, show, export, replay --dry-run) consumes
-    nothing.
+    Works on EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION (default email-requests-dead-letter-ops).
+    Replays go to EMAIL_WORKER_REPLAY_TOPIC (default email-replays) with per-service
+    tenancy, the default; to EMAIL_WORKER_REQUESTS_TOPIC with EMAIL_WORKER_TENANCY=shared.
+    Select dead letters by their Pub/Sub message ids, as `dlq list` shows them, and/or by
+    --service, --request-id and --code (the error code); what is given combines with AND.
+    Looking (list, show, export, replay --dry-run) consumes nothing.
     """
 
 
+def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        (
+            click.option("--service", "service_id", metavar="SERVICE", help="Of this service."),
+            click.option("--request-id", metavar="ID", help="Of this request id."),
+            click.option("--code", "error_code", metavar="CODE", help="With this error code."),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def _selection(
+    message_ids: tuple[str, ...] = (),
+    service_id: str | None = None,
+    request_id: str | None = None,
+    error_code: str | None = None,
+) -> Selection:
+    from worker.ops.selection import Selection
+
+    return Selection(frozenset(message_ids), service_id, request_id, error_code)
+
+
 @contextmanager
-def _open_queue(*, for_replay: bool = False) -> Iterator[DeadLetterQueue]:
-    settings, project = load_settings()
+def _open_queue(settings: Settings, *, for_replay: bool = False) -> Iterator[DeadLetterQueue]:
     from worker.client.pubsub_rpc import new_publisher, new_subscriber
     from worker.ops.dead_letters import DeadLetterQueue
 
+    project = settings.require_project()
     subscription = f"projects/{project}/subscriptions/{settings.dead_letter_subscription}"
-    timeout_s = rpc_timeout_s(settings)
     with pubsub_errors(
         f"reading {subscription}",
         not_found=f"subscription {subscription} does not exist (set "
@@ -79,7 +126,7 @@ def _open_queue(*, for_replay: bool = False) -> Iterator[DeadLetterQueue]:
                 # the worker sends a replay only if it is a request a service published.
                 requests_topic=f"projects/{project}/topics/"
                 f"{settings.replay_topic if settings.per_service else settings.requests_topic}",
-                rpc_timeout_s=timeout_s,
+                rpc_timeout_s=rpc_timeout_s(settings),
                 publish_timeout_s=settings.publish_timeout_s,
             )
             queue.check()
@@ -90,49 +137,15 @@ def _open_queue(*, for_replay: bool = False) -> Iterator[DeadLetterQueue]:
             subscriber.close()
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d"
-
-
-def _table(dead_letters: list[DeadLetter], title: str) -> Any:
-    from rich.table import Table
-
-    now = _now()
-    table = Table(title=title, title_justify="left")
-    table.add_column("Message ID", no_wrap=True, overflow="fold")
-    table.add_column("Request ID", overflow="fold")
-    table.add_column("Service", overflow="fold")
-    table.add_column("Reason", overflow="fold", ratio=1)
-    table.add_column("Age", justify="right", no_wrap=True)
-    for dead_letter in dead_letters:
-        reason = dead_letter.reason
-        if dead_letter.replay_count:
-            reason += f" (replayed {dead_letter.replay_count}x)"
-        table.add_row(
-            dead_letter.message_id,
-            dead_letter.request_id or "-",
-            dead_letter.service_id or "-",
-            reason,
-            _age(dead_letter.age_s(now)),
-        )
-    return table
-
-
-@dlq.command("list", epilog=_EPILOG)
+@dlq.command(
+    "list",
+    epilog=_epilog(
+        "success (also when the subscription is empty and no filter is given)",
+        "Pub/Sub unreachable, the subscription missing, or no dead letter matching the filters",
+        "invalid settings or options",
+    ),
+)
+@_filter_options
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
@@ -141,150 +154,167 @@ def _table(dead_letters: list[DeadLetter], title: str) -> Any:
     help="Show at most this many (0: all).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def list_(limit: int, as_json: bool) -> None:
+def list_(
+    service_id: str | None,
+    request_id: str | None,
+    error_code: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List dead letters: id, request, service, reason and age. Consumes nothing."""
-    with _open_queue() as queue:
-        dead_letters = queue.peek(limit or None)
+    from worker.ops.selection import select
+
+    selection = _selection((), service_id, request_id, error_code)
+    settings, _ = load_settings()
+    with _open_queue(settings) as queue:
+        dead_letters = select(queue, selection, limit=limit or None)
     if as_json:
-        now = _now()
-        click.echo(json.dumps([d.summary(now) for d in dead_letters], ensure_ascii=False))
-        return
-    if not dead_letters:
+        moment = views.now()
+        click.echo(json.dumps([d.summary(moment) for d in dead_letters], ensure_ascii=False))
+    elif dead_letters:
+        title = f"Dead letters in {queue.subscription}"
+        if selection.filtered:
+            title += f" with {selection.describe()}"
+        stdout_console().print(views.dead_letter_table(dead_letters, title))
+        if limit and len(dead_letters) >= limit:
+            click.echo(f"Showing the first {limit}; --limit 0 lists all.", err=True)
+    elif not selection.filtered:
         click.echo(f"No dead letters in {queue.subscription}.")
-        return
-    stdout_console().print(_table(dead_letters, f"Dead letters in {queue.subscription}"))
-    if limit and len(dead_letters) >= limit:
-        click.echo(f"Showing the first {limit}; --limit 0 lists all.", err=True)
+    if selection.filtered and not dead_letters:
+        fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
 
 
-def _elide(document: dict[str, Any]) -> dict[str, Any]:
-    """A copy with bodies, attachment contents and raw messages replaced by their sizes."""
-    shown = copy.deepcopy(document)
-    for name in ("text", "html"):
-        if isinstance(shown.get(name), str):
-            shown[name] = f"<{len(shown[name])} characters; --full shows them>"
-    if isinstance(shown.get("raw"), str):
-        shown["raw"] = f"<{len(shown['raw'])} base64 characters; --full shows them>"
-    attachments = shown.get("attachments")
-    if isinstance(attachments, list):
-        for attachment in attachments:
-            if isinstance(attachment, dict) and isinstance(attachment.get("content_base64"), str):
-                size = len(attachment["content_base64"]) * 3 // 4
-                attachment["content_base64"] = f"<about {size} bytes; --full shows them>"
-    return shown
-
-
-@dlq.command(epilog=_EPILOG)
-@click.argument("message_id")
-@click.option("--full", is_flag=True, help="Include bodies, attachments and raw messages.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def show(message_id: str, full: bool, as_json: bool) -> None:
-    """Show one dead letter (by message id) with its reason, attributes and request."""
-    with _open_queue() as queue:
-        found = queue.find({message_id})
-    if message_id not in found:
-        fail(f"no dead letter with message id {message_id} in {queue.subscription}")
-    dead_letter = found[message_id]
-    record = dead_letter.summary(_now())
-    record["reason"] = dead_letter.reason
-    record["attributes"] = dict(dead_letter.attributes)
-    request = dead_letter.request
-    if request is not None:
-        record["request"] = request if full else _elide(request)
-    elif full:
-        record["data"] = dead_letter.data.decode("utf-8", "replace")
-    else:
-        record["data"] = f"<{len(dead_letter.data)} bytes, not a JSON object; --full shows them>"
-    if as_json:
-        click.echo(json.dumps(record, ensure_ascii=False))
-        return
-
-    from rich.json import JSON
-    from rich.table import Table
-
-    console = stdout_console()
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")
-    for label, key in (
-        ("Message ID", "message_id"),
-        ("Request ID", "request_id"),
-        ("Service", "service_id"),
-        ("Reason", "reason"),
-        ("Failed at", "failed_at"),
-        ("Dead-lettered at", "publish_time"),
-        ("Age", "age_s"),
-        ("Replays", "replay_count"),
-    ):
-        value = record[key]
-        if key == "age_s":
-            value = _age(value)
-        grid.add_row(label, "-" if value is None else str(value))
-    console.print(grid)
-    console.print("[bold]Attributes[/bold]")
-    console.print(JSON.from_data(record["attributes"], sort_keys=True))
-    if "request" in record:
-        console.print("[bold]Request[/bold]")
-        console.print(JSON.from_data(record["request"]))
-    else:
-        console.print("[bold]Data[/bold]")
-        console.print(record["data"], markup=False)
-
-
-def _selection(message_ids: tuple[str, ...], all_: bool) -> None:
-    if all_ and message_ids:
-        fail("give message ids or --all, not both", EXIT_USAGE)
-    if not all_ and not message_ids:
-        fail("give the message ids to act on, or --all", EXIT_USAGE)
-
-
-@contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    from rich.progress import Progress
-
-    with Progress(console=stderr_console(), disable=total < PROGRESS_THRESHOLD) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda n: progress.advance(task, n)
-
-
-def _listed(ids: list[str], limit: int = 20) -> str:
-    shown = ", ".join(ids[:limit])
-    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
-
-
-@dlq.command(epilog=_EPILOG)
+@dlq.command(
+    epilog=_epilog("success", f"Pub/Sub unreachable, the subscription missing, or {_NO_MATCH}")
+)
 @click.argument("message_ids", nargs=-1)
+@_filter_options
+@click.option("--full", is_flag=True, help="Include bodies, attachments and raw messages.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter and line.")
+def show(
+    message_ids: tuple[str, ...],
+    service_id: str | None,
+    request_id: str | None,
+    error_code: str | None,
+    full: bool,
+    as_json: bool,
+) -> None:
+    """Show dead letters with their reason, attributes and request.
+
+    Select them by MESSAGE_IDS and/or the filters, for example
+    `dlq show --service billing --request-id order-7`. Bodies and attachments are elided
+    unless --full.
+    """
+    from worker.ops.selection import select
+
+    selection = _selection(message_ids, service_id, request_id, error_code)
+    if selection.empty:
+        fail("give the message ids to show, or --service, --request-id or --code", EXIT_USAGE)
+    settings, _ = load_settings()
+    with _open_queue(settings) as queue:
+        found = select(queue, selection)
+    if not found:
+        fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
+    for index, dead_letter in enumerate(found):
+        if index and not as_json:
+            click.echo()
+        views.print_shown(views.shown_record(dead_letter, full=full), as_json=as_json)
+    missing = sorted(set(message_ids) - {d.message_id for d in found})
+    if missing:
+        fail(f"not found: {views.listed(missing)}")
+
+
+def _require_selection(selection: Selection, all_: bool, verb: str) -> None:
+    if all_ and selection.message_ids:
+        fail("give message ids or --all, not both", EXIT_USAGE)
+    if not all_ and selection.empty:
+        fail(
+            f"give the message ids to {verb}, or --service, --request-id or --code, or --all",
+            EXIT_USAGE,
+        )
+
+
+def _not_found(selection: Selection, found: list[DeadLetter]) -> list[str]:
+    return sorted(selection.message_ids - {d.message_id for d in found})
+
+
+_REPLAY_FAILURE = (
+    "Pub/Sub unreachable, the subscription missing, the ledger unreadable, "
+    f"{_NO_MATCH}, a dead letter the request ledger cannot vouch for (not replayed), or a "
+    "replay not completed"
+)
+
+
+@dlq.command(epilog=_epilog("every selected dead letter replayed (or would be)", _REPLAY_FAILURE))
+@click.argument("message_ids", nargs=-1)
+@_filter_options
 @click.option("--all", "all_", is_flag=True, help="Every dead letter present now.")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def replay(message_ids: tuple[str, ...], all_: bool, dry_run: bool, yes: bool) -> None:
-    """Republish dead letters to the requests topic, then remove them.
+def replay(
+    message_ids: tuple[str, ...],
+    service_id: str | None,
+    request_id: str | None,
+    error_code: str | None,
+    all_: bool,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Republish dead letters to the replay topic, then remove them.
 
-    With per-service tenancy they go to the replay topic (EMAIL_WORKER_REPLAY_TOPIC) instead,
-    and the worker sends one only if its request ledger holds that very request from that
-    service: a replay cannot send anything a service did not publish.
+    Select them by MESSAGE_IDS and/or the filters, or --all.
+
+    With per-service tenancy (the default) they go to the replay topic
+    (EMAIL_WORKER_REPLAY_TOPIC), and the worker sends one only if its request ledger holds
+    that very request from that service: a replay cannot send anything a service did not
+    publish. This command checks
+    that first, in EMAIL_WORKER_LEDGER, and does not publish (--dry-run included) what the
+    ledger cannot vouch for: a request refused before it was recorded, or past the ledger's
+    retention (EMAIL_WORKER_LEDGER_RETENTION_S). With EMAIL_WORKER_TENANCY=shared they go
+    to EMAIL_WORKER_REQUESTS_TOPIC.
 
     The original data and attributes are republished (without the dead-letter reasons),
     with email_worker_replay_count incremented. A dead letter is removed only after Pub/Sub
     confirmed its republication; if a publish fails the replay stops and everything not
     replayed stays dead-lettered. Fix the cause first, or the requests fail again.
     """
-    _selection(message_ids, all_)
-    with _open_queue(for_replay=not dry_run) as queue:
-        ids = queue.message_ids() if all_ else list(dict.fromkeys(message_ids))
-        if not ids:
+    from worker.ops.selection import select
+
+    selection = _selection(message_ids, service_id, request_id, error_code)
+    _require_selection(selection, all_, "replay")
+    settings, _ = load_settings()
+    with _open_queue(settings, for_replay=not dry_run) as queue:
+        found = select(queue, selection)
+        if not found and not selection.empty:
+            fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
+        if not found:
             click.echo(f"No dead letters in {queue.subscription}; nothing to replay.")
             return
+        refused = _refused_replays(settings, found)
+        to_replay = [d for d in found if d.message_id not in refused]
         if dry_run:
-            found = queue.find(ids)
-            present = [found[i] for i in ids if i in found]
-            if present:
-                title = f"Would replay {len(present)} to {queue.requests_topic}"
-                stdout_console().print(_table(present, title))
-            missing = [i for i in ids if i not in found]
-            if missing:
-                fail(f"not found: {_listed(missing)}")
-            return
+            if to_replay:
+                title = f"Would replay {len(to_replay)} to {queue.requests_topic}"
+                stdout_console().print(views.dead_letter_table(to_replay, title))
+            report = None
+        else:
+            report = _replay_confirmed(queue, [d.message_id for d in to_replay], yes=yes)
+    problems = _replay_problems(report) if report is not None else []
+    missing = _not_found(selection, found)
+    if missing:
+        problems.append(f"not found: {views.listed(missing)}")
+    if refused:
+        problems.append(f"{len(refused)} not replayed: the ledger cannot vouch for them")
+    if problems:
+        fail("; ".join(problems))
+
+
+def _replay_confirmed(queue: DeadLetterQueue, ids: list[str], *, yes: bool) -> ReplayReport:
+    """Replay ``ids`` once confirmed (or ``yes``); say how many were replayed."""
+    from worker.ops.dead_letters import ReplayReport
+
+    report = ReplayReport()
+    if ids:
         if not yes:
             click.confirm(
                 f"Replay {len(ids)} dead letter(s) from {queue.subscription} to "
@@ -292,41 +322,100 @@ def replay(message_ids: tuple[str, ...], all_: bool, dry_run: bool, yes: bool) -
                 abort=True,
                 err=True,
             )
-        with _progress(len(ids), "Replaying") as advance:
+        with views.progress(len(ids), "Replaying") as advance:
             report = queue.replay(ids, on_progress=advance)
     click.echo(f"Replayed {len(report.replayed)} dead letter(s) to {queue.requests_topic}.")
+    return report
+
+
+def _refused_replays(settings: Settings, found: list[DeadLetter]) -> dict[str, str]:
+    """Message id -> reason, for each of ``found`` the worker would refuse to send, each
+    also reported on stderr. Only per-service tenancy checks replays against the ledger:
+    with shared tenancy the worker claims a request the ledger does not know afresh."""
+    if not settings.per_service:
+        return {}
+    from google.auth.exceptions import GoogleAuthError
+
+    from worker.ledger import LedgerUnavailable
+    from worker.ops.commands.ledger import open_for_lookup
+    from worker.ops.selection import unvouched_replays
+
+    retention_days = settings.ledger_retention_s / 86400
+    try:
+        with open_for_lookup(settings) as ledger:
+            refused = unvouched_replays(found, ledger, retention_days=retention_days)
+    except LedgerUnavailable as error:
+        fail(f"cannot check the request ledger, nothing replayed: {error}")
+    except GoogleAuthError as error:
+        fail(f"Google credentials were refused by the request ledger: {type(error).__name__}")
+    for dead_letter in found:
+        reason = refused.get(dead_letter.message_id)
+        if reason is not None:
+            which = f"{dead_letter.service_id or '?'}/{dead_letter.request_id or '?'}"
+            click.echo(
+                f"email-worker: {dead_letter.message_id} ({which}) cannot be replayed: {reason}",
+                err=True,
+            )
+    return refused
+
+
+def _replay_problems(report: ReplayReport) -> list[str]:
     problems = []
     if report.failed:
         first = next(iter(report.failed.values()))
         problems.append(
             f"{len(report.failed)} could not be republished and stay dead-lettered "
-            f"({_listed(list(report.failed))}): {first}"
+            f"({views.listed(list(report.failed))}): {first}"
         )
     if report.skipped:
         problems.append(
             f"{len(report.skipped)} not attempted after that failure, still dead-lettered: "
-            f"{_listed(report.skipped)}"
+            f"{views.listed(report.skipped)}"
         )
     if report.not_removed:
         problems.append(
             f"{len(report.not_removed)} were republished but could not be removed; do NOT "
-            f"replay them again, purge them: {_listed(list(report.not_removed))}"
+            f"replay them again, purge them: {views.listed(list(report.not_removed))}"
         )
     if report.not_found:
-        problems.append(f"not found: {_listed(report.not_found)}")
-    if problems:
-        fail("; ".join(problems))
+        problems.append(f"not found: {views.listed(report.not_found)}")
+    return problems
 
 
-@dlq.command(epilog=_EPILOG)
+@dlq.command(
+    epilog=_epilog(
+        "every selected dead letter purged",
+        f"Pub/Sub unreachable, the subscription missing, {_NO_MATCH}, or a purge not completed",
+    )
+)
 @click.argument("message_ids", nargs=-1)
+@_filter_options
 @click.option("--all", "all_", is_flag=True, help="Every dead letter present now.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def purge(message_ids: tuple[str, ...], all_: bool, yes: bool) -> None:
-    """Delete dead letters for good (consider `dlq export` first)."""
-    _selection(message_ids, all_)
-    with _open_queue() as queue:
-        ids = queue.message_ids() if all_ else list(dict.fromkeys(message_ids))
+def purge(
+    message_ids: tuple[str, ...],
+    service_id: str | None,
+    request_id: str | None,
+    error_code: str | None,
+    all_: bool,
+    yes: bool,
+) -> None:
+    """Delete dead letters for good (consider `dlq export` first).
+
+    Select them by MESSAGE_IDS and/or the filters, or --all.
+    """
+    from worker.ops.selection import select
+
+    selection = _selection(message_ids, service_id, request_id, error_code)
+    _require_selection(selection, all_, "purge")
+    settings, _ = load_settings()
+    with _open_queue(settings) as queue:
+        if selection.filtered:
+            ids = [d.message_id for d in select(queue, selection)]
+            if not ids:
+                fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
+        else:
+            ids = queue.message_ids() if all_ else sorted(selection.message_ids)
         if not ids:
             click.echo(f"No dead letters in {queue.subscription}; nothing to purge.")
             return
@@ -336,43 +425,69 @@ def purge(message_ids: tuple[str, ...], all_: bool, yes: bool) -> None:
                 abort=True,
                 err=True,
             )
-        with _progress(len(ids), "Purging") as advance:
+        with views.progress(len(ids), "Purging") as advance:
             report = queue.purge(ids, on_progress=advance)
     click.echo(f"Purged {len(report.purged)} dead letter(s) from {queue.subscription}.")
     problems = []
     if report.failed:
         first = next(iter(report.failed.values()))
         problems.append(
-            f"{len(report.failed)} could not be removed ({_listed(list(report.failed))}): {first}"
+            f"{len(report.failed)} could not be removed "
+            f"({views.listed(list(report.failed))}): {first}"
         )
     if report.skipped:
-        problems.append(f"{len(report.skipped)} not attempted: {_listed(report.skipped)}")
-    if report.not_found:
-        problems.append(f"not found: {_listed(report.not_found)}")
+        problems.append(f"{len(report.skipped)} not attempted: {views.listed(report.skipped)}")
+    missing = sorted({*report.not_found, *(selection.message_ids - set(ids))})
+    if missing:
+        problems.append(f"not found: {views.listed(missing)}")
     if problems:
         fail("; ".join(problems))
 
 
-@dlq.command(epilog=_EPILOG)
+@dlq.command(
+    epilog=_epilog(
+        "success",
+        "Pub/Sub unreachable, the subscription missing, or no dead letter matching the "
+        "filters (FILE is then written empty)",
+        "invalid settings or options",
+    )
+)
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-def export(file: str) -> None:
-    """Write every dead letter to FILE as JSON lines ('-' for stdout). Consumes nothing.
+@_filter_options
+def export(
+    file: str, service_id: str | None, request_id: str | None, error_code: str | None
+) -> None:
+    """Write every dead letter (or those matching the filters) to FILE as JSON lines ('-'
+    for stdout). Consumes nothing.
 
     One object per line: message_id, publish_time, attributes, data_base64 (the exact data),
-    request (the data as JSON, or null) and the reason fields of `dlq list --json`.
+    request (the data as JSON, or null) and the reason fields of `dlq list --json`. On a
+    terminal a running count shows on stderr; a summary line ends the export.
     """
-    count = 0
+    selection = _selection((), service_id, request_id, error_code)
+    settings, _ = load_settings()
+    count = seen = 0
     # Atomic: an interrupted export leaves no partial file behind.
     with (
-        _open_queue() as queue,
+        _open_queue(settings) as queue,
         click.open_file(file, "w", encoding="utf-8", atomic=file != "-") as out,
+        views.counting_progress("Exporting") as advance,
     ):
 
         def write(dead_letter: DeadLetter) -> None:
-            nonlocal count
-            out.write(json.dumps(dead_letter.export_record(), ensure_ascii=False) + "\n")
-            count += 1
+            nonlocal count, seen
+            seen += 1
+            if selection.matches(dead_letter):
+                out.write(json.dumps(dead_letter.export_record(), ensure_ascii=False) + "\n")
+                count += 1
+                advance()
 
         queue.scan(write)
     target = "stdout" if file == "-" else file
-    click.echo(f"Exported {count} dead letter(s) from {queue.subscription} to {target}.", err=True)
+    of_seen = f" of {seen}" if selection.filtered else ""
+    click.echo(
+        f"Exported {count}{of_seen} dead letter(s) from {queue.subscription} to {target}.",
+        err=True,
+    )
+    if selection.filtered and not count:
+        fail(f"no dead letter with {selection.describe()} in {queue.subscription}")

@@ -8,6 +8,7 @@ from typing import IO, Any
 
 import click
 
+from worker.config.names import colliding_name
 from worker.ops.commands.common import (
     EXIT_FAILURE,
     EXIT_NO_RESULT,
@@ -130,6 +131,8 @@ def send(
             "EMAIL_WORKER_SERVICE_ID): each service publishes to its own topic",
             EXIT_USAGE,
         )
+    if service and (collision := colliding_name(settings, service)) is not None:
+        fail(f"{collision}; nothing was published", EXIT_USAGE)
     # Per-service tenancy: the service's own topic, the only one its requests count on.
     topic = settings.request_topic_for(service) if service else settings.requests_topic
     client = EmailClient(
@@ -154,7 +157,8 @@ def send(
                 f"subscribing to {client.results_topic}",
                 not_found=_missing_topic(client.results_topic),
             ),
-            client.expect_result(request_id) as pending,
+            # Its own service's result only: another service may use the same request id.
+            client.expect_result(request_id, service_id=service or None) as pending,
         ):
             with pubsub_errors(
                 f"publishing to {topic_path}",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from worker.config.settings import Settings
+from worker.config.budget import MAX_ACK_DEADLINE_S
+from worker.config.settings import MIN_ACK_DEADLINE_S, Settings
 from worker.ops.commands.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -28,7 +29,9 @@ __all__ = ["setup"]
 )
 @click.option(
     "--ack-deadline",
-    type=click.IntRange(10, 600),
+    # What the worker accepts as EMAIL_WORKER_ACK_DEADLINE_S: a subscription with a shorter
+    # deadline would be one the worker refuses to run with.
+    type=click.IntRange(MIN_ACK_DEADLINE_S, MAX_ACK_DEADLINE_S),
     default=60,
     show_default=True,
     help="Seconds the worker has to settle a delivery.",
