@@ -243,11 +243,7 @@ def test_pull_serves_health_readiness_and_metrics_on_port(stack: Stack, tmp_path
 def test_a_push_stuck_before_its_ses_call_at_the_shutdown_timeout_gives_its_claim_back(
     stack: Stack, tmp_path: Path, moto: Any
 ) -> None:
-    # Reading the service's configuration blocks (a FIFO with no writer), as a hung fetch
-    # would: the push has claimed its request and is stuck before its SES call.
     config = tmp_path / "production" / "billing.json"
-    config.unlink()
-    os.mkfifo(config)
     key = LedgerKey("billing", "1001")
     answers: list[Any] = []
     with (
@@ -260,6 +256,11 @@ def test_a_push_stuck_before_its_ses_call_at_the_shutdown_timeout_gives_its_clai
             EMAIL_WORKER_SHUTDOWN_TIMEOUT_S="1",
         ) as server,
     ):
+        # Once the server has started (its checks read the configuration): reading the
+        # service's configuration now blocks (a FIFO with no writer), as a hung fetch would,
+        # so the push has claimed its request and is stuck before its SES call.
+        config.unlink()
+        os.mkfifo(config)
         pushing = push_in_background(f"{server.url}/pubsub/push", answers)
         deadline = time.monotonic() + 30
         while ledger.get(key) is None:
