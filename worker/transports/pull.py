@@ -147,11 +147,12 @@ class PullWorker:
     def _recheck(self, message: Any) -> None:
         with self._in_flight_lock:
             deferred = self._deferred.pop(message.ack_id, None)
-            if deferred is not None and not self._stop.is_set():
-                self._rechecking += 1
+            stopping = self._stop.is_set()
+            if deferred is not None and not stopping:
+                self._rechecking += 1  # the shutdown waits for it (_wait_for_rechecks)
         if deferred is None:
             return  # the shutdown handed it back already
-        if self._stop.is_set():
+        if stopping:
             message.nack()
             return
         try:
