@@ -168,14 +168,16 @@ def test_an_unexpected_bug_fails_the_request_and_logs_no_request_content() -> No
     assert "alice" not in repr(logs)
 
 
-def test_shutdown_stops_retrying_at_once() -> None:
-    session = RecordingSession(
-        lambda _: (_ for _ in ()).throw(errors.ThrottledError("slow")), service_config=CONFIG
-    )
-    deps = deps_for(session, sleep=lambda _: None)
-    deps.stopping.set()
-    outcome = process(delivery_of(), deps)
-    assert outcome.status is Status.RETRY
+def test_a_stop_during_an_ses_call_lets_it_finish_and_ends_its_retries_at_once() -> None:
+    stopping = threading.Event()
+
+    def throttled_as_the_stop_comes(_: int) -> list[str]:
+        stopping.set()
+        raise errors.ThrottledError("slow")
+
+    session = RecordingSession(throttled_as_the_stop_comes, service_config=CONFIG)
+    outcome = process(delivery_of(), deps_for(session, sleep=lambda _: None, stopping=stopping))
+    assert (outcome.status, outcome.error_code) == (Status.RETRY, "throttled")
     assert session.calls == 1
 
 
@@ -227,17 +229,27 @@ def test_shutdown_cuts_a_send_rate_wait_short_and_hands_the_delivery_back_unsent
     started = time.monotonic()
     outcome = process(delivery_of(), deps)
     assert time.monotonic() - started < 10  # not the 20 s the limit asked for
-    assert (outcome.status, outcome.error_code) == (Status.RETRY, "throttled")
+    assert (outcome.status, outcome.error_code) == (Status.RETRY, "worker_stopped")
     assert session.calls == 0
 
 
-def test_while_stopping_a_send_the_rate_limit_does_not_delay_still_goes_out() -> None:
+def test_a_stopping_worker_hands_a_delivery_back_unsent_before_its_ses_call() -> None:
     session = RecordingSession(sent, service_config=CONFIG)
     deps = deps_for(session, send_rate=SendRateLimiter(10))
-    deps.stopping.set()  # in-flight work is still finished during a shutdown
+    deps.stopping.set()  # only an SES call under way at the stop is finished
     outcome = process(delivery_of(), deps)
-    assert outcome.status is Status.SENT
-    assert session.calls == 1
+    assert (outcome.status, outcome.error_code) == (Status.RETRY, "worker_stopped")
+    assert outcome.error_message is not None
+    assert session.calls == 0
+
+
+def test_a_stopping_worker_still_rejects_a_bad_request_for_good() -> None:
+    session = RecordingSession(sent, service_config=CONFIG)
+    deps = deps_for(session)
+    deps.stopping.set()
+    outcome = process(delivery_of({"to": ["not an address"]}), deps)
+    assert outcome.status is Status.REJECTED
+    assert session.calls == 0
 
 
 def test_sends_in_several_threads_share_one_retry_policy_and_each_counts_its_own_retries() -> None:

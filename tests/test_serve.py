@@ -20,6 +20,7 @@ from tests.support import fault_proxy as faults
 from tests.support.ports import LOOPBACK, free_port, wait_for_port
 from tests.support.push import create_push_subscription, delete_subscription, envelope
 from tests.support.worker_stack import Stack, make_stack, request
+from worker.ledger import LedgerKey, SqliteLedger
 
 EMAIL_WORKER = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "email-worker")
 
@@ -216,6 +217,11 @@ def test_a_push_outlasting_the_shutdown_timeout_is_abandoned_unanswered(
     assert len(answers) == 1
     assert answers[0] != 204  # no ack: Pub/Sub delivers it again
     assert any("abandoned" in r["message"] for r in server.log_records())
+    # Its SES call may have gone through: only its claim stays, for the takeover to settle.
+    with SqliteLedger(tmp_path / "ledger.db", claim_lease_s=90) as ledger:
+        record = ledger.get(LedgerKey("billing", "1001"))
+    assert record is not None
+    assert record.owner is not None
 
 
 def test_pull_serves_health_readiness_and_metrics_on_port(stack: Stack, tmp_path: Path) -> None:
@@ -232,3 +238,42 @@ def test_pull_serves_health_readiness_and_metrics_on_port(stack: Stack, tmp_path
     assert ready.status_code == 200
     assert 'email_worker_requests_total{error_code="none",outcome="sent"} 1.0' in metrics
     assert pushed.status_code == 404  # pull mode has no push endpoint
+
+
+def test_a_push_stuck_before_its_ses_call_at_the_shutdown_timeout_gives_its_claim_back(
+    stack: Stack, tmp_path: Path, moto: Any
+) -> None:
+    config = tmp_path / "production" / "billing.json"
+    key = LedgerKey("billing", "1001")
+    answers: list[Any] = []
+    with (
+        SqliteLedger(tmp_path / "ledger.db", claim_lease_s=90) as ledger,
+        running(
+            "serve",
+            stack,
+            tmp_path,
+            EMAIL_WORKER_PUSH_AUTH="off",
+            EMAIL_WORKER_SHUTDOWN_TIMEOUT_S="1",
+        ) as server,
+    ):
+        # Once the server has started (its checks read the configuration): reading the
+        # service's configuration now blocks (a FIFO with no writer), as a hung fetch would,
+        # so the push has claimed its request and is stuck before its SES call.
+        config.unlink()
+        os.mkfifo(config)
+        pushing = push_in_background(f"{server.url}/pubsub/push", answers)
+        deadline = time.monotonic() + 30
+        while ledger.get(key) is None:
+            assert time.monotonic() < deadline, "the push never claimed its request"
+            time.sleep(0.05)
+        server.popen.send_signal(signal.SIGTERM)
+        code = server.popen.wait(timeout=15)
+        pushing.join(timeout=30)
+        record = ledger.get(key)
+    assert code == 0
+    assert answers[0] != 204
+    [abandoned] = [r for r in server.log_records() if "abandoned" in r["message"]]
+    assert abandoned["claims_released"] == 1
+    assert record is not None
+    assert record.owner is None  # Pub/Sub's next delivery claims it at once
+    assert moto.sent_messages() == []

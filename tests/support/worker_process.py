@@ -1,4 +1,4 @@
-"""``email-worker pull`` as a real process, and a results collector that runs beside it.
+"""``email-worker pull`` (or ``serve``) as a real process, and a results collector beside it.
 
 The reliability tests kill, stop and restart the worker, so it runs as the command operators
 run (``.venv/bin/email-worker pull``), each incarnation logging to its own file.
@@ -22,13 +22,13 @@ EMAIL_WORKER = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emai
 
 
 class WorkerProcess:
-    """One ``email-worker pull`` incarnation with its own log file."""
+    """One ``email-worker pull`` (or ``command``) incarnation with its own log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, command: str = "pull") -> None:
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [EMAIL_WORKER, "pull"], env={**os.environ, **env}, stdout=log, stderr=log
+                [EMAIL_WORKER, command], env={**os.environ, **env}, stdout=log, stderr=log
             )
 
     @property

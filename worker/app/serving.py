@@ -2,9 +2,12 @@
 health/metrics server of ``email-worker pull`` in a background thread.
 
 Shutdown on SIGTERM (Cloud Run's stop signal) or SIGINT: the runtime's ``stopping`` event is
-set at once, so ``/readyz`` turns 503, new pushes are answered 503 and SES retries in progress
-stop; uvicorn stops accepting connections and lets in-flight requests finish for up to
-EMAIL_WORKER_SHUTDOWN_TIMEOUT_S; then pending publishes are flushed and the process exits 0.
+set at once, so ``/readyz`` turns 503, new pushes are answered 503, and deliveries not yet
+inside their SES call are handed back (503, their ledger claims released); uvicorn stops
+accepting connections and lets in-flight requests finish for up to
+EMAIL_WORKER_SHUTDOWN_TIMEOUT_S. Requests still running then are abandoned, with the claims
+of those whose SES call has not begun released; pending publishes are flushed and the
+process exits 0.
 """
 
 from __future__ import annotations
@@ -133,17 +136,21 @@ def run_serve(settings: Settings) -> int:
         server.run()
     finally:
         stopping.set()
+        unfinished = app.state.push_endpoint.busy()
+        # Before the ledger closes: the claims of abandoned deliveries whose SES call has not
+        # begun are given back, so that Pub/Sub's next delivery need not wait them out.
+        released = runtime.handler.release_unsent_claims() if unfinished else 0
         runtime.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not server.started:
         log.error("cannot listen", host=settings.http_host, port=port)
         return 1
-    unfinished = app.state.push_endpoint.busy()
     if unfinished:
         log.warning(
             "shutdown timeout: unfinished deliveries abandoned; Pub/Sub delivers them again",
             count=unfinished,
+            claims_released=released,
         )
     log.info("stopped", exit_code=0)
     if unfinished:

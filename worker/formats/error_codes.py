@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     PARTIALLY_SENT = "partially_sent"
     LEDGER_UNAVAILABLE = "ledger_unavailable"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    WORKER_STOPPED = "worker_stopped"
     INTERNAL_ERROR = "internal_error"
 
     @property
@@ -97,6 +98,7 @@ _STATUS: dict[ErrorCode, ResultStatus] = {
     ErrorCode.PARTIALLY_SENT: _F,
     ErrorCode.LEDGER_UNAVAILABLE: _F,
     ErrorCode.OUTCOME_UNKNOWN: _F,
+    ErrorCode.WORKER_STOPPED: _F,
     ErrorCode.INTERNAL_ERROR: _F,
 }
 
@@ -129,5 +131,7 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.LEDGER_UNAVAILABLE: "The request ledger was unavailable; nothing was sent.",
     ErrorCode.OUTCOME_UNKNOWN: "SES may or may not have accepted it (its answer was lost, or "
     "an earlier delivery died during its call).",
+    ErrorCode.WORKER_STOPPED: "The worker stopped before sending it and handed it back; nothing "
+    "was sent.",
     ErrorCode.INTERNAL_ERROR: "An unexpected error in the worker.",
 }

@@ -43,14 +43,19 @@ class Handler:
 
     @property
     def stopping(self) -> threading.Event:
-        """Set on shutdown: transports take no new deliveries, and sends in progress stop
-        retrying and are handed back."""
+        """Set on shutdown: transports take no new deliveries, and deliveries not yet inside
+        their SES call are handed back, their claims released."""
         return self.deps.stopping
 
     def seconds_until_admission(self) -> float:
         """How long a held delivery should wait before it asks to start again."""
         breaker = self.deps.breaker
         return breaker.seconds_until_probe() if breaker is not None else 0.0
+
+    def release_unsent_claims(self) -> int:
+        """For a worker exiting with deliveries unfinished: give back the ledger claims of
+        those not yet inside their SES call (they will not start it); return how many."""
+        return self.deps.claims.release_unsent()
 
     def __call__(
         self,

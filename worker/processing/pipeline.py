@@ -42,6 +42,7 @@ from worker.ledger import (
     replay_verdict,
 )
 from worker.processing.breaker import OutageBreaker
+from worker.processing.claims import ClaimsHeld, HeldClaim
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind
 from worker.sending.envelope import MAX_RECIPIENTS_PER_CALL
@@ -132,7 +133,8 @@ class Deps:
     sleep: Callable[[float], object] | None = None
     #: EMAIL_WORKER_SEND_RATE_PER_S, shared by every thread; None: no limit of our own.
     send_rate: SendRateLimiter | None = None
-    #: Set on shutdown: retries stop at once, and the delivery is handed back.
+    #: Set on shutdown: waits end at once, and a delivery not yet inside its SES call is
+    #: handed back (its claim released) instead of sent.
     stopping: threading.Event = field(default_factory=threading.Event)
     #: EMAIL_WORKER_LEDGER; None: no deduplication of redeliveries or repeated publishes.
     ledger: Ledger | None = None
@@ -150,6 +152,9 @@ class Deps:
     def holding(self) -> bool:
         """Whether the outage breaker is holding work back."""
         return self.breaker is not None and self.breaker.holding
+
+    #: The claims deliveries hold, for a worker that must exit before they finish.
+    claims: ClaimsHeld = field(default_factory=ClaimsHeld)
 
     def pause(self, seconds: float) -> None:
         if self.sleep is None:
@@ -213,6 +218,8 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
         # A replay's service is only claimed until the ledger confirms it: its refusal is
         # the operators' business (dead letters, logs), not that service's.
         return replace(request, service_confirmed=False) if replay else request
+    if deps.stopping.is_set():
+        return _stopped(request)  # nothing claimed yet: simply handed back
     if deps.ledger is None:
         return _admitted(request, deps)
     # An operator's replay from the dead-letter topic: a request that failed without sending
@@ -342,6 +349,17 @@ def _claimed(
     key = LedgerKey(request.service_id, request.request_id)
     # Unique per delivery, even for two deliveries of one message that overlap.
     owner = f"{delivery.message_id}/{delivery.delivery_attempt or 0}/{uuid.uuid4().hex[:12]}"
+    held = deps.claims.hold(ledger, key, owner)
+    try:
+        return _under_claim(request, delivery, deps, held, retry_unsent=retry_unsent)
+    finally:
+        deps.claims.drop(held)
+
+
+def _under_claim(
+    request: EmailRequest, delivery: Delivery, deps: Deps, held: HeldClaim, *, retry_unsent: bool
+) -> Outcome:
+    ledger, key, owner = held.ledger, held.key, held.owner
     digest = content_hash(delivery.data)
     try:
         claim = ledger.claim(key, owner=owner, content_hash=digest, retry_unsent=retry_unsent)
@@ -395,7 +413,7 @@ def _claimed(
         )
     else:
         try:
-            outcome = _admitted(request, deps)
+            outcome = _admitted(request, deps, held)
         except Exception:
             _release(ledger, key, owner)  # a bug, not an answer: let a later delivery try
             raise
@@ -499,8 +517,9 @@ def _release(ledger: Ledger, key: LedgerKey, owner: str) -> None:
         log.warning("could not release the claim", error=str(error)[:300])
 
 
-def _admitted(request: EmailRequest, deps: Deps) -> Outcome:
-    """Resolve the service's session, check the sender, build the message and send it."""
+def _admitted(request: EmailRequest, deps: Deps, held: HeldClaim | None = None) -> Outcome:
+    """Resolve the service's session, check the sender, build the message and send it
+    (under ``held``, the delivery's claim, if the ledger is on)."""
     try:
         session = deps.sessions.get(request.service_id)
     except EmailError as error:
@@ -520,7 +539,7 @@ def _admitted(request: EmailRequest, deps: Deps) -> Outcome:
         message = build_message(request, default_from=default_from, sender=sender)
     except RequestRejected as error:
         return _refusal(request, error.code, error.message)
-    return _send(request, session, message, deps)
+    return _send(request, session, message, deps, held)
 
 
 def _sender_allowed(sender: Mailbox, config: ServiceConfig) -> bool:
@@ -583,8 +602,23 @@ def _send_retrying(deps: Deps) -> tenacity.Retrying:
     )
 
 
+class _Stopped(Exception):
+    """The worker is stopping and this delivery's SES call has not begun: hand it back."""
+
+
+def _may_send(deps: Deps, held: HeldClaim | None) -> bool:
+    """The last check before the SES call: after it, a stop lets the call finish."""
+    if deps.stopping.is_set():
+        return False
+    return held is None or deps.claims.start_send(held)
+
+
 def _send(
-    request: EmailRequest, session: BaseSession, message: EmailMessage, deps: Deps
+    request: EmailRequest,
+    session: BaseSession,
+    message: EmailMessage,
+    deps: Deps,
+    held: HeldClaim | None,
 ) -> Outcome:
     attempts = 0
     waited_s = 0.0
@@ -593,7 +627,11 @@ def _send(
             with attempt:
                 attempts = attempt.retry_state.attempt_number
                 waited_s += _wait_for_send_rate(request, deps)
+                if not _may_send(deps, held):
+                    raise _Stopped
                 message_ids = _send_once(session, message, request.service_id, deps)
+    except _Stopped:
+        return replace(_stopped(request), retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
     except EmailError as error:
         return _failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
     return Outcome(
@@ -640,11 +678,20 @@ def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
     if wait_s > 0:
         deps.pause(wait_s)
         if deps.stopping.is_set():
-            # The shutdown cut the wait short: hand the delivery back rather than send early.
-            raise ThrottledError(
-                "the worker stopped while this send waited for its send rate limit"
-            )
+            raise _Stopped  # the shutdown cut the wait short: hand it back, don't send early
     return wait_s
+
+
+def _stopped(request: EmailRequest) -> Outcome:
+    """A delivery the stopping worker hands back unsent (its claim, if any, is released)."""
+    return replace(
+        _refusal(
+            request,
+            ErrorCode.WORKER_STOPPED,
+            "the worker stopped before sending this request; it was handed back unsent",
+        ),
+        status=Status.RETRY,
+    )
 
 
 def _failure(

@@ -96,6 +96,11 @@ class PullWorker:
         self._in_flight_lock = threading.Lock()
         # Messages waiting for another delivery of their request to finish, by ack id.
         self._deferred: dict[str, tuple[Any, Source, threading.Timer]] = {}
+        # Deferred messages being processed again, in their timers' threads (not the streams').
+        self._rechecking = 0
+        self._rechecked = threading.Condition(self._in_flight_lock)
+        # When the shutdown timeout runs out (monotonic); set once stopping.
+        self._deadline = float("inf")
         self._exit_code = 0
         #: Messages still being processed when the shutdown timeout ran out (handed back).
         self.abandoned = 0
@@ -163,12 +168,27 @@ class PullWorker:
     def _recheck(self, message: Any) -> None:
         with self._in_flight_lock:
             deferred = self._deferred.pop(message.ack_id, None)
+            stopping = self._stop.is_set()
+            if deferred is not None and not stopping:
+                self._rechecking += 1  # the shutdown waits for it (_wait_for_rechecks)
         if deferred is None:
             return  # the shutdown handed it back already
-        if self._stop.is_set():
+        if stopping:
             message.nack()
             return
-        self._callback(message, deferred[1])
+        try:
+            self._callback(message, deferred[1])
+        finally:
+            with self._rechecked:
+                self._rechecking -= 1
+                self._rechecked.notify_all()
+
+    def _wait_for_rechecks(self) -> None:
+        """Let rechecks under way settle their messages while the streams are still open."""
+        with self._rechecked:
+            self._rechecked.wait_for(
+                lambda: self._rechecking == 0, timeout=max(0.0, self._deadline - time.monotonic())
+            )
 
     def _hand_back_deferred(self, source: Source | None = None) -> None:
         """Nack the deferred messages (of ``source`` only, when given)."""
@@ -197,12 +217,18 @@ class PullWorker:
             "stopping: no new messages; finishing in-flight work",
             timeout_s=self._settings.shutdown_timeout_s,
         )
+        self._deadline = time.monotonic() + self._settings.shutdown_timeout_s
         self._handler.stopping.set()
         # Before the streams close: a nack sent after them may be lost.
         self._hand_back_deferred()
+        self._wait_for_rechecks()
         self._streams_may_close.set()
         for thread in threads:
             thread.join()
+        with self._in_flight_lock:
+            unfinished = bool(self._in_flight)
+        if unfinished:  # a recheck outlasted the timeout (the streams' callbacks are done)
+            self._abandon_unfinished()
         return self._exit_code
 
     def _pull(self, path: str, source: Source) -> None:
@@ -293,14 +319,27 @@ class PullWorker:
     def _shutdown(self, future: Any) -> None:
         future.cancel()
         try:
-            future.result(timeout=self._settings.shutdown_timeout_s)
+            future.result(timeout=max(0.0, self._deadline - time.monotonic()))
         except FutureTimeout:
-            with self._in_flight_lock:
-                unfinished = list(self._in_flight.values())
-                self._in_flight.clear()
-            for message in unfinished:
-                message.nack()
-            self.abandoned += len(unfinished)
-            log.warning("shutdown timeout: handed back unfinished messages", count=len(unfinished))
+            self._abandon_unfinished()
         except Exception as error:  # the stream may already have failed; nothing to wind down
             log.warning("stream ended with an error during shutdown", error=type(error).__name__)
+
+    def _abandon_unfinished(self) -> None:
+        """At the shutdown timeout: hand back every message still being processed, and give
+        back the claims of those whose SES call has not begun (the process exits next)."""
+        with self._in_flight_lock:
+            unfinished = list(self._in_flight.values())
+            self._in_flight.clear()
+        for message in unfinished:
+            message.nack()
+        released = self._handler.release_unsent_claims()
+        if not unfinished and not released:
+            return  # another stream's timeout handed everything back already
+        with self._in_flight_lock:
+            self.abandoned += len(unfinished)
+        log.warning(
+            "shutdown timeout: handed back unfinished messages",
+            count=len(unfinished),
+            claims_released=released,
+        )
