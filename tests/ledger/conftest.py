@@ -44,7 +44,9 @@ def _built(
     )
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("firestore", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("firestore", marks=pytest.mark.integration)]
+)
 def ledger(request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path) -> Iterator[Ledger]:
     """An empty ledger of each backend: in memory, a SQLite file, or the Firestore emulator."""
     built = _built(request, clock, tmp_path)
@@ -52,7 +54,9 @@ def ledger(request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path) -
     built.close()
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("firestore", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("firestore", marks=pytest.mark.integration)]
+)
 def waiting_ledger(
     request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path
 ) -> Iterator[Ledger]:

@@ -58,6 +58,7 @@ STATUSES_COLLECTION = "statuses"
 # Firestore's name for the database a project gets first (what the client uses given None).
 _DEFAULT_DATABASE = "(default)"
 
+
 def status_document_id(status: RecipientStatus) -> str:
     """The id of a recipient's status document: a hash, as addresses may hold '/'."""
     return hashlib.sha256(f"{status.message_id}\n{status.recipient}".encode()).hexdigest()
@@ -238,7 +239,9 @@ class FirestoreLedger(Ledger):
         data = snapshot.to_dict()
         return None if data is None else (data, snapshot.update_time)
 
-    def _update_if(self, ref: DocumentReference, fields: Mapping[str, Any], version: Version) -> bool:
+    def _update_if(
+        self, ref: DocumentReference, fields: Mapping[str, Any], version: Version
+    ) -> bool:
         """Write ``fields`` if the document was last updated at ``version``."""
         option = self._client.write_option(last_update_time=version)
         try:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from worker.ledger import sqlite_schema as sql
 from worker.ledger.base import Ledger, Version, naming
 from worker.ledger.group_commit import GroupCommit
 from worker.ledger.model import DEFAULT_RETENTION_S, LedgerKey, LedgerUnavailable
@@ -34,113 +35,6 @@ __all__ = ["SWEEP_INTERVAL_S", "SqliteLedger"]
 SWEEP_INTERVAL_S = 3600.0
 
 _T = TypeVar("_T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    service_id   TEXT NOT NULL,
-    request_id   TEXT NOT NULL,
-    state        TEXT NOT NULL CHECK (state IN ('claimed', 'done')),
-    content_hash TEXT NOT NULL,
-    owner        TEXT,
-    lease_until  REAL,
-    takeovers    INTEGER NOT NULL DEFAULT 0,
-    result       TEXT,
-    created_at   REAL NOT NULL,
-    updated_at   REAL NOT NULL,
-    expire_at    REAL NOT NULL,
-    PRIMARY KEY (service_id, request_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS requests_by_expire_at ON requests (expire_at);
-CREATE TABLE IF NOT EXISTS statuses (
-    service_id  TEXT NOT NULL,
-    request_id  TEXT NOT NULL,
-    message_id  TEXT NOT NULL,
-    recipient   TEXT NOT NULL,
-    event_type  TEXT NOT NULL,
-    rank        INTEGER NOT NULL,
-    occurred_at REAL NOT NULL,
-    batch       INTEGER,
-    detail      TEXT,
-    expire_at   REAL NOT NULL,
-    PRIMARY KEY (service_id, request_id, message_id, recipient)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS statuses_by_expire_at ON statuses (expire_at);
-CREATE TABLE IF NOT EXISTS pauses (
-    scope              TEXT NOT NULL PRIMARY KEY,
-    since              REAL NOT NULL,
-    paused_by          TEXT NOT NULL,
-    reason             TEXT,
-    saved_push_configs TEXT NOT NULL
-) WITHOUT ROWID;
-"""
-
-# One statement decides and writes, so concurrent writers of the same recipient cannot
-# interleave a read and a write: the row moves only forward (worker.ledger.statuses.advances).
-_UPSERT_STATUS = """
-INSERT INTO statuses (service_id, request_id, message_id, recipient, event_type, rank,
-                      occurred_at, batch, detail, expire_at)
-VALUES (:service_id, :request_id, :message_id, :recipient, :event_type, :rank,
-        :occurred_at, :batch, :detail, :expire_at)
-ON CONFLICT (service_id, request_id, message_id, recipient) DO UPDATE SET
-    event_type = excluded.event_type, rank = excluded.rank, occurred_at = excluded.occurred_at,
-    batch = excluded.batch, detail = excluded.detail, expire_at = excluded.expire_at
-WHERE excluded.rank > statuses.rank
-   OR (excluded.rank = statuses.rank AND excluded.occurred_at > statuses.occurred_at)
-"""
-
-_SELECT_STATUSES = """
-SELECT * FROM statuses
-WHERE service_id = :service_id AND request_id = :request_id AND expire_at >= :now
-ORDER BY occurred_at, message_id, recipient
-"""
-
-_SELECT_STATUSES = """
-SELECT * FROM statuses
-WHERE service_id = :service_id AND request_id = :request_id AND expire_at >= :now
-ORDER BY occurred_at, message_id, recipient
-"""
-
-_INSERT = """
-INSERT INTO requests (service_id, request_id, state, content_hash, owner, lease_until,
-                      takeovers, result, created_at, updated_at, expire_at)
-VALUES (:service_id, :request_id, :state, :content_hash, :owner, :lease_until,
-        :takeovers, :result, :created_at, :updated_at, :expire_at)
-ON CONFLICT (service_id, request_id) DO NOTHING
-"""
-
-_SELECT = """
-SELECT state, content_hash, owner, lease_until, takeovers, result, created_at, updated_at,
-       expire_at
-FROM requests WHERE service_id = :service_id AND request_id = :request_id
-"""
-
-# Only if the row is still as read (:v0 to :v8: the values _SELECT returned, in its order).
-_UPDATE = """
-UPDATE requests
-SET state = :state, content_hash = :content_hash, owner = :owner, lease_until = :lease_until,
-    takeovers = :takeovers, result = :result, created_at = :created_at,
-    updated_at = :updated_at, expire_at = :expire_at
-WHERE service_id = :service_id AND request_id = :request_id
-  AND (state, content_hash, owner, lease_until, takeovers, result, created_at, updated_at,
-       expire_at) IS (:v0, :v1, :v2, :v3, :v4, :v5, :v6, :v7, :v8)
-"""
-
-_INSERT_PAUSE = """
-INSERT INTO pauses (scope, since, paused_by, reason, saved_push_configs)
-VALUES (:scope, :since, :paused_by, :reason, :saved_push_configs)
-ON CONFLICT (scope) DO NOTHING
-"""
-_SELECT_PAUSE = "SELECT since, paused_by, reason, saved_push_configs FROM pauses WHERE scope = :scope"
-_AS_READ = "(since, paused_by, reason, saved_push_configs) IS (:v0, :v1, :v2, :v3)"
-_UPDATE_PAUSE = f"""
-UPDATE pauses SET since = :since, paused_by = :paused_by, reason = :reason,
-                  saved_push_configs = :saved_push_configs
-WHERE scope = :scope AND {_AS_READ}
-"""  # noqa: S608 (no input in the text)
-_DELETE_PAUSE = f"DELETE FROM pauses WHERE scope = :scope AND {_AS_READ}"  # noqa: S608
-
-_SWEEP = "DELETE FROM requests WHERE expire_at < :now"
-_SWEEP_STATUSES = "DELETE FROM statuses WHERE expire_at < :now"
 
 
 class SqliteLedger(GroupCommit, Ledger):
@@ -179,7 +73,7 @@ class SqliteLedger(GroupCommit, Ledger):
             # Switching to WAL needs the database to itself; only the first opener does it.
             if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(sql.SCHEMA)
         except sqlite3.Error as error:
             raise LedgerUnavailable(
                 f"SQLite ledger {self.path} could not be opened: {error}"
@@ -197,7 +91,7 @@ class SqliteLedger(GroupCommit, Ledger):
         def record() -> None:
             expire_at = self._clock() + self._retention_s
             rows = [_status_params(key, status, expire_at) for status in statuses]
-            self._conn.executemany(_UPSERT_STATUS, rows)
+            self._conn.executemany(sql.UPSERT_STATUS, rows)
 
         self._writing(naming("record statuses of", key), record)
 
@@ -205,13 +99,13 @@ class SqliteLedger(GroupCommit, Ledger):
         params = {**_key_params(key), "now": self._clock()}
         rows = self._reading(
             naming("read statuses of", key),
-            lambda: self._conn.execute(_SELECT_STATUSES, params).fetchall(),
+            lambda: self._conn.execute(sql.SELECT_STATUSES, params).fetchall(),
         )
         return [_status(row) for row in rows]
 
     def pauses(self) -> list[Pause]:
         with self._lock, self._unavailable_for("read the pauses"):
-            rows = self._conn.execute("SELECT * FROM pauses ORDER BY scope").fetchall()
+            rows = self._conn.execute(sql.SELECT_PAUSES).fetchall()
         return [_pause(row["scope"], row) for row in rows]
 
     def close(self) -> None:
@@ -224,8 +118,8 @@ class SqliteLedger(GroupCommit, Ledger):
             return self._sweep(self._clock())
 
     def _sweep(self, now: float) -> int:
-        deleted = self._conn.execute(_SWEEP, {"now": now}).rowcount
-        self._conn.execute(_SWEEP_STATUSES, {"now": now})
+        deleted = self._conn.execute(sql.SWEEP, {"now": now}).rowcount
+        self._conn.execute(sql.SWEEP_STATUSES, {"now": now})
         self._next_sweep = now + SWEEP_INTERVAL_S
         return deleted
 
@@ -243,30 +137,30 @@ class SqliteLedger(GroupCommit, Ledger):
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
-        return self._conn.execute(_INSERT, _entry_params(entry)).rowcount == 1
+        return self._conn.execute(sql.INSERT, _entry_params(entry)).rowcount == 1
 
     def _read(self, key: LedgerKey) -> tuple[Entry, Version] | None:
-        row = self._conn.execute(_SELECT, _key_params(key)).fetchone()
+        row = self._conn.execute(sql.SELECT, _key_params(key)).fetchone()
         return None if row is None else (_entry(key, row), tuple(row))
 
     def _write_if_version(self, entry: Entry, version: Version) -> bool:
         params = {**_entry_params(entry), **_as_read(version)}
-        return self._conn.execute(_UPDATE, params).rowcount == 1
+        return self._conn.execute(sql.UPDATE, params).rowcount == 1
 
     def _insert_pause_if_absent(self, pause: Pause) -> bool:
-        return self._conn.execute(_INSERT_PAUSE, _pause_params(pause)).rowcount == 1
+        return self._conn.execute(sql.INSERT_PAUSE, _pause_params(pause)).rowcount == 1
 
     def _read_pause(self, scope: str) -> tuple[Pause, Version] | None:
-        row = self._conn.execute(_SELECT_PAUSE, {"scope": scope}).fetchone()
+        row = self._conn.execute(sql.SELECT_PAUSE, {"scope": scope}).fetchone()
         return None if row is None else (_pause(scope, row), tuple(row))
 
     def _write_pause_if_version(self, pause: Pause, version: Version) -> bool:
         params = {**_pause_params(pause), **_as_read(version)}
-        return self._conn.execute(_UPDATE_PAUSE, params).rowcount == 1
+        return self._conn.execute(sql.UPDATE_PAUSE, params).rowcount == 1
 
     def _delete_pause_if_version(self, scope: str, version: Version) -> bool:
         params = {"scope": scope, **_as_read(version)}
-        return self._conn.execute(_DELETE_PAUSE, params).rowcount == 1
+        return self._conn.execute(sql.DELETE_PAUSE, params).rowcount == 1
 
     @contextlib.contextmanager
     def _unavailable_for(self, action: str) -> Iterator[None]:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 
-from worker.ledger.firestore_ledger import DEFAULT_COLLECTION, FirestoreLedger
 from worker.ledger.base import Ledger
+from worker.ledger.firestore_ledger import DEFAULT_COLLECTION, FirestoreLedger
 from worker.ledger.memory_ledger import MemoryLedger
 from worker.ledger.sqlite_ledger import SqliteLedger
 
