@@ -66,7 +66,6 @@ class Ledger(abc.ABC):
 
     def __init__(
         self,
-        *,
         claim_lease_s: float,
         retention_s: float,
         takeover_wait_s: float,

@@ -19,11 +19,9 @@ treats a document past its ``expire_at`` as absent.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from google.api_core.exceptions import Conflict, FailedPrecondition, GoogleAPIError, NotFound
@@ -32,6 +30,15 @@ from google.cloud import firestore
 from google.cloud.firestore import DocumentReference
 
 from worker.ledger.base import CLAIM_ROUNDS, Ledger, Version, naming
+from worker.ledger.firestore_documents import (
+    document_id,
+    pause_document_id,
+    pause_fields,
+    pause_from,
+    plain_utc,
+    status_document_id,
+    status_from,
+)
 from worker.ledger.model import DEFAULT_RETENTION_S, LedgerKey, LedgerUnavailable
 from worker.ledger.pauses import Pause
 from worker.ledger.shared import Entry, result_fields, result_from_fields, utc
@@ -59,21 +66,6 @@ STATUSES_COLLECTION = "statuses"
 _DEFAULT_DATABASE = "(default)"
 
 
-def status_document_id(status: RecipientStatus) -> str:
-    """The id of a recipient's status document: a hash, as addresses may hold '/'."""
-    return hashlib.sha256(f"{status.message_id}\n{status.recipient}".encode()).hexdigest()
-
-
-def document_id(key: LedgerKey) -> str:
-    """The id of ``key``'s document: ``SERVICE:SHA256(request_id)``.
-
-    A request_id may hold '/' (a path separator to Firestore) and be long, while ids are
-    limited to 1500 bytes; its hash is always safe. The ids themselves are stored as fields.
-    """
-    request_hash = hashlib.sha256(key.request_id.encode()).hexdigest()
-    return f"{urllib.parse.quote(key.service_id, safe='')}:{request_hash}"
-
-
 class FirestoreLedger(Ledger):
     """A :class:`Ledger` in a Firestore collection.
 
@@ -90,19 +82,14 @@ class FirestoreLedger(Ledger):
         database: str | None = None,
         collection: str = DEFAULT_COLLECTION,
         pauses_collection: str = PAUSES_COLLECTION,
+        timeout_s: float = 10.0,
         claim_lease_s: float,
         retention_s: float = DEFAULT_RETENTION_S,
         takeover_wait_s: float = 0.0,
         clock: Callable[[], float] = time.time,
-        timeout_s: float = 10.0,
     ) -> None:
-        super().__init__(
-            claim_lease_s=claim_lease_s,
-            retention_s=retention_s,
-            takeover_wait_s=takeover_wait_s,
-            clock=clock,
-        )
         self._client = firestore.Client(project=project, database=database)
+        super().__init__(claim_lease_s, retention_s, takeover_wait_s, clock)
         self.database = database or _DEFAULT_DATABASE
         self.collection = collection
         self._collection = self._client.collection(collection)
@@ -150,7 +137,7 @@ class FirestoreLedger(Ledger):
                 status.event_type,
                 status.occurred_at,
                 str(stored["event_type"]),
-                _plain_utc(stored["occurred_at"]),
+                plain_utc(stored["occurred_at"]),
             ):
                 return
             if self._update_if(ref, fields, version):
@@ -164,7 +151,7 @@ class FirestoreLedger(Ledger):
         with self._unavailable_for(naming("read statuses of", key)):
             documents = [snapshot.to_dict() for snapshot in parent.stream(**self._call)]
         found = [
-            _status(data)
+            status_from(data)
             for data in documents
             if data is not None and _epoch(data["expire_at"]) >= now
         ]
@@ -173,7 +160,7 @@ class FirestoreLedger(Ledger):
     def pauses(self) -> list[Pause]:
         with self._unavailable_for("read the pauses"):
             documents = [snapshot.to_dict() for snapshot in self._pauses.stream(**self._call)]
-        found = [_pause_from(data) for data in documents if data is not None]
+        found = [pause_from(data) for data in documents if data is not None]
         return sorted(found, key=lambda pause: pause.scope)
 
     def close(self) -> None:
@@ -200,14 +187,14 @@ class FirestoreLedger(Ledger):
         return self._update_if(self._request(entry.key), _entry_fields(entry), version)
 
     def _insert_pause_if_absent(self, pause: Pause) -> bool:
-        return self._create(self._pause(pause.scope), _pause_fields(pause))
+        return self._create(self._pause(pause.scope), pause_fields(pause))
 
     def _read_pause(self, scope: str) -> tuple[Pause, Version] | None:
         read = self._get(self._pause(scope))
-        return None if read is None else (_pause_from(read[0]), read[1])
+        return None if read is None else (pause_from(read[0]), read[1])
 
     def _write_pause_if_version(self, pause: Pause, version: Version) -> bool:
-        return self._update_if(self._pause(pause.scope), _pause_fields(pause), version)
+        return self._update_if(self._pause(pause.scope), pause_fields(pause), version)
 
     def _delete_pause_if_version(self, scope: str, version: Version) -> bool:
         option = self._client.write_option(last_update_time=version)
@@ -223,7 +210,7 @@ class FirestoreLedger(Ledger):
         return self._collection.document(document_id(key))
 
     def _pause(self, scope: str) -> DocumentReference:
-        return self._pauses.document(urllib.parse.quote(scope, safe=""))
+        return self._pauses.document(pause_document_id(scope))
 
     def _create(self, ref: DocumentReference, fields: Mapping[str, Any]) -> bool:
         """Create the document; False if it exists (Firestore refuses a second create)."""
@@ -265,20 +252,6 @@ def _epoch(moment: datetime) -> float:
     return moment.timestamp()
 
 
-def _plain_utc(moment: datetime) -> datetime:
-    # The library hands back its own datetime subclass; callers get a plain aware datetime.
-    return datetime(
-        moment.year,
-        moment.month,
-        moment.day,
-        moment.hour,
-        moment.minute,
-        moment.second,
-        moment.microsecond,
-        tzinfo=UTC,
-    )
-
-
 def _entry_fields(entry: Entry) -> dict[str, Any]:
     return {
         "service_id": entry.key.service_id,
@@ -310,42 +283,4 @@ def _entry(key: LedgerKey, data: Mapping[str, Any]) -> Entry:
         created_at=_epoch(data["created_at"]),
         updated_at=_epoch(data["updated_at"]),
         expire_at=_epoch(data["expire_at"]),
-    )
-
-
-def _status(data: Mapping[str, Any]) -> RecipientStatus:
-    return RecipientStatus(
-        message_id=str(data["message_id"]),
-        recipient=str(data["recipient"]),
-        event_type=str(data["event_type"]),
-        occurred_at=_plain_utc(data["occurred_at"]),
-        batch=data.get("batch"),
-        detail=data.get("detail"),
-    )
-
-
-def _pause_fields(pause: Pause) -> dict[str, Any]:
-    # A list, not a map: subscription paths hold '/', which field paths do not allow.
-    return {
-        "scope": pause.scope,
-        "since": pause.since,
-        "by": pause.by,
-        "reason": pause.reason,
-        "saved_push_configs": [
-            {"subscription": subscription, "push_config": config}
-            for subscription, config in sorted(pause.saved_push_configs.items())
-        ],
-    }
-
-
-def _pause_from(data: Mapping[str, Any]) -> Pause:
-    return Pause(
-        scope=str(data["scope"]),
-        since=_plain_utc(data["since"]),
-        by=str(data["by"]),
-        reason=data.get("reason"),
-        saved_push_configs={
-            str(entry["subscription"]): str(entry["push_config"])
-            for entry in data.get("saved_push_configs") or ()
-        },
     )

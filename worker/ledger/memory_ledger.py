@@ -9,6 +9,7 @@ file or an emulator, as one uses a stub broker.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,12 +37,7 @@ class MemoryLedger(Ledger):
         takeover_wait_s: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(
-            claim_lease_s=claim_lease_s,
-            retention_s=retention_s,
-            takeover_wait_s=takeover_wait_s,
-            clock=clock,
-        )
+        super().__init__(claim_lease_s, retention_s, takeover_wait_s, clock)
         # Every operation runs whole under this lock, so a version is only ever checked
         # against a record no other thread can change in between.
         self._lock = threading.Lock()
@@ -49,7 +45,7 @@ class MemoryLedger(Ledger):
         self._pauses: dict[str, tuple[Pause, int]] = {}
         # Per key: (message id, recipient) -> the status and when it expires.
         self._statuses: dict[LedgerKey, dict[tuple[str, str], tuple[RecipientStatus, float]]] = {}
-        self._versions = 0
+        self._versions = itertools.count(1)  # a new one for every write
 
     def __repr__(self) -> str:
         return "MemoryLedger()"
@@ -91,28 +87,22 @@ class MemoryLedger(Ledger):
             return work()
 
     def _insert_if_absent(self, entry: Entry) -> bool:
-        if entry.key in self._entries:
-            return False
-        self._entries[entry.key] = (entry, self._next_version())
-        return True
+        return self._entries.setdefault(entry.key, (entry, next(self._versions)))[0] is entry
 
     def _read(self, key: LedgerKey) -> tuple[Entry, Version] | None:
         return self._entries.get(key)
 
     def _write_if_version(self, entry: Entry, version: Version) -> bool:
-        return _replace_if(self._entries, entry.key, entry, version, self._next_version())
+        return _replace_if(self._entries, entry.key, entry, version, next(self._versions))
 
     def _insert_pause_if_absent(self, pause: Pause) -> bool:
-        if pause.scope in self._pauses:
-            return False
-        self._pauses[pause.scope] = (pause, self._next_version())
-        return True
+        return self._pauses.setdefault(pause.scope, (pause, next(self._versions)))[0] is pause
 
     def _read_pause(self, scope: str) -> tuple[Pause, Version] | None:
         return self._pauses.get(scope)
 
     def _write_pause_if_version(self, pause: Pause, version: Version) -> bool:
-        return _replace_if(self._pauses, pause.scope, pause, version, self._next_version())
+        return _replace_if(self._pauses, pause.scope, pause, version, next(self._versions))
 
     def _delete_pause_if_version(self, scope: str, version: Version) -> bool:
         stored = self._pauses.get(scope)
@@ -120,10 +110,6 @@ class MemoryLedger(Ledger):
             return False
         del self._pauses[scope]
         return True
-
-    def _next_version(self) -> int:
-        self._versions += 1
-        return self._versions
 
 
 _K = TypeVar("_K")

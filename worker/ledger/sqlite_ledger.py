@@ -40,7 +40,7 @@ _T = TypeVar("_T")
 class SqliteLedger(GroupCommit, Ledger):
     """A :class:`Ledger` in the SQLite database at ``path`` (``":memory:"`` for a private one).
 
-    The keyword arguments but the last are :class:`Ledger`'s. ``busy_timeout_s``: how long a
+    The other keyword arguments are :class:`Ledger`'s. ``busy_timeout_s``: how long a
     write waits for another process's before the ledger counts as unavailable.
     """
 
@@ -48,19 +48,14 @@ class SqliteLedger(GroupCommit, Ledger):
         self,
         path: str | os.PathLike[str],
         *,
+        busy_timeout_s: float = 5.0,
         claim_lease_s: float,
         retention_s: float = DEFAULT_RETENTION_S,
         takeover_wait_s: float = 0.0,
         clock: Callable[[], float] = time.time,
-        busy_timeout_s: float = 5.0,
     ) -> None:
-        super().__init__(
-            claim_lease_s=claim_lease_s,
-            retention_s=retention_s,
-            takeover_wait_s=takeover_wait_s,
-            clock=clock,
-        )
         self.path = os.fspath(path)
+        super().__init__(claim_lease_s, retention_s, takeover_wait_s, clock)
         self._lock = threading.Lock()  # the connection, and the right to commit a group
         self._start_group_commit()
         try:
