@@ -1,12 +1,12 @@
 """The ledger's protocol, written once on a few storage primitives.
 
 :class:`Ledger` decides every claim, completion, release and pause here, from what
-:func:`~worker.ledger.shared.judge` says of the stored record. A backend only stores: it
-inserts a record unless one exists, reads a record with an opaque *version*, and writes or
-deletes a record only if it still has the version it was read with. A write that finds the
-record changed fails, and the protocol reads again and decides again, for at most
-:data:`CLAIM_ROUNDS` rounds. Over a store with only those guarantees (Firestore's
-preconditions), two deliveries can never both hold a claim.
+:func:`~worker.ledger.shared.judge` says of the stored record. A backend only stores, in one
+:class:`~worker.ledger.records.Records` per kind of record: it inserts a record unless one
+exists, reads a record with an opaque version, and writes or deletes a record only if it still
+has the version it was read with. A write that finds the record changed fails, and the
+protocol reads and decides again, for at most :data:`CLAIM_ROUNDS` rounds. Over a store with
+only those guarantees (Firestore's preconditions), two deliveries never both hold a claim.
 
 A backend also says how a whole operation runs (:meth:`Ledger._writing`,
 :meth:`Ledger._reading`): SQLite runs it inside one write transaction shared with other
@@ -30,17 +30,15 @@ from worker.ledger.model import (
     StoredResult,
 )
 from worker.ledger.pauses import Pause, merged
+from worker.ledger.records import Records
 from worker.ledger.shared import Entry, Verdict, judge
 from worker.ledger.statuses import RecipientStatus
 
-__all__ = ["CLAIM_ROUNDS", "Ledger", "Version", "naming"]
+__all__ = ["CLAIM_ROUNDS", "Ledger", "naming"]
 
 #: How often an operation re-reads and re-decides when its record changes or vanishes under
 #: it; more than this means heavy contention on one record, and a claim answers BUSY.
 CLAIM_ROUNDS = 3
-
-#: A backend's mark of a record as read (a row, an update time, a counter); opaque here.
-Version = object
 
 _T = TypeVar("_T")
 
@@ -62,7 +60,12 @@ class Ledger(abc.ABC):
     a record lives after its last write. ``takeover_wait_s``: how much longer an expired claim
     keeps them out, for SES's Send event of its holder's send to arrive. ``clock``: epoch
     seconds, replaced in tests.
+
+    A backend sets ``_requests`` and ``_paused`` in its constructor.
     """
+
+    _requests: Records[LedgerKey, Entry]
+    _paused: Records[str, Pause]
 
     def __init__(
         self,
@@ -106,7 +109,7 @@ class Ledger(abc.ABC):
 
     def get(self, key: LedgerKey) -> LedgerRecord | None:
         """The record for ``key``, or None if there is none or it has expired."""
-        read = self._reading(naming("read", key), lambda: self._read(key))
+        read = self._reading(naming("read", key), lambda: self._requests.read(key))
         if read is None or read[0].expire_at < self._clock():
             return None
         return read[0].record()
@@ -148,40 +151,12 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     def _writing(self, action: str, work: Callable[[], _T]) -> _T:
-        """Run ``work`` (which calls the primitives below) as one write operation; a store
+        """Run ``work`` (which calls the backend's records) as one write operation; a store
         error becomes LedgerUnavailable saying it could not ``action``."""
 
     @abc.abstractmethod
     def _reading(self, action: str, work: Callable[[], _T]) -> _T:
         """Like :meth:`_writing`, for ``work`` that only reads."""
-
-    @abc.abstractmethod
-    def _insert_if_absent(self, entry: Entry) -> bool:
-        """Store ``entry`` if its key has no record, even an expired one; True if stored."""
-
-    @abc.abstractmethod
-    def _read(self, key: LedgerKey) -> tuple[Entry, Version] | None:
-        """The record of ``key`` as stored, expired or not, with its version."""
-
-    @abc.abstractmethod
-    def _write_if_version(self, entry: Entry, version: Version) -> bool:
-        """Replace the record of ``entry.key`` if it still has ``version``; True if replaced."""
-
-    @abc.abstractmethod
-    def _insert_pause_if_absent(self, pause: Pause) -> bool:
-        """Store ``pause`` if its scope has none; True if stored."""
-
-    @abc.abstractmethod
-    def _read_pause(self, scope: str) -> tuple[Pause, Version] | None:
-        """The pause of ``scope``, with its version."""
-
-    @abc.abstractmethod
-    def _write_pause_if_version(self, pause: Pause, version: Version) -> bool:
-        """Replace the pause of ``pause.scope`` if it still has ``version``."""
-
-    @abc.abstractmethod
-    def _delete_pause_if_version(self, scope: str, version: Version) -> bool:
-        """Delete the pause of ``scope`` if it still has ``version``."""
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -190,9 +165,11 @@ class Ledger(abc.ABC):
         # and the store's retry then fail its precondition; the next read shows it as ours.
         attempted: ClaimState | None = None
         for _ in range(CLAIM_ROUNDS):
-            if self._insert_if_absent(self._fresh(key, owner, content_hash, self._clock())):
+            if self._requests.insert_if_absent(
+                key, self._fresh(key, owner, content_hash, self._clock())
+            ):
                 return Claim(ClaimState.CLAIMED)
-            read = self._read(key)
+            read = self._requests.read(key)
             if read is None:
                 continue  # deleted since the insert failed: insert again
             entry, version = read
@@ -209,7 +186,7 @@ class Ledger(abc.ABC):
             if step is None:
                 return _answer(verdict, entry, attempted)
             attempted, change = step
-            if self._write_if_version(change, version):
+            if self._requests.write_if_version(key, change, version):
                 return Claim(attempted)
         return Claim(ClaimState.BUSY)
 
@@ -261,7 +238,7 @@ class Ledger(abc.ABC):
         )
 
     def _complete(self, key: LedgerKey, owner: str, result: StoredResult) -> bool:
-        read = self._read(key)
+        read = self._requests.read(key)
         if read is None or not read[0].held_by(owner):
             return False
         entry, version = read
@@ -274,11 +251,11 @@ class Ledger(abc.ABC):
             updated_at=now,
             expire_at=now + self._retention_s,
         )
-        if self._write_if_version(done, version):
+        if self._requests.write_if_version(key, done, version):
             return True
         # The record changed since the read: by a takeover, or by this very write if its
         # answer was lost and the store's retry then failed the precondition.
-        again = self._read(key)
+        again = self._requests.read(key)
         return again is not None and (again[0].state, again[0].owner, again[0].result) == (
             "done",
             owner,
@@ -286,37 +263,36 @@ class Ledger(abc.ABC):
         )
 
     def _release(self, key: LedgerKey, owner: str) -> None:
-        read = self._read(key)
+        read = self._requests.read(key)
         if read is None or not read[0].held_by(owner):
             return
         entry, version = read
         # A record changed since the read is no longer ours to release.
-        self._write_if_version(
-            replace(entry, owner=None, lease_until=None, updated_at=self._clock()), version
-        )
+        released = replace(entry, owner=None, lease_until=None, updated_at=self._clock())
+        self._requests.write_if_version(key, released, version)
 
     def _add_pause(self, pause: Pause) -> Pause:
         for _ in range(CLAIM_ROUNDS):
-            if self._insert_pause_if_absent(pause):
+            if self._paused.insert_if_absent(pause.scope, pause):
                 return pause
-            read = self._read_pause(pause.scope)
+            read = self._paused.read(pause.scope)
             if read is None:
                 continue  # resumed in between: insert again
             stored, version = read
             change = merged(stored, pause)
             if change is None:
                 return stored
-            if self._write_pause_if_version(change, version):
+            if self._paused.write_if_version(pause.scope, change, version):
                 return change
         raise _kept_changing(pause.scope)
 
     def _remove_pause(self, scope: str) -> Pause | None:
         for _ in range(CLAIM_ROUNDS):
-            read = self._read_pause(scope)
+            read = self._paused.read(scope)
             if read is None:
                 return None
             # Only as read: a push configuration saved in between must not be lost.
-            if self._delete_pause_if_version(scope, read[1]):
+            if self._paused.delete_if_version(scope, read[1]):
                 return read[0]
         raise _kept_changing(scope)
 

@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 from google.api_core.exceptions import Conflict, FailedPrecondition, GoogleAPIError, NotFound
 from google.api_core.retry import Retry, if_transient_error
 from google.cloud import firestore
-from google.cloud.firestore import DocumentReference
+from google.cloud.firestore import CollectionReference, DocumentReference
 
-from worker.ledger.base import CLAIM_ROUNDS, Ledger, Version, naming
+from worker.ledger.base import CLAIM_ROUNDS, Ledger, naming
 from worker.ledger.firestore_documents import (
     document_id,
     pause_document_id,
@@ -41,6 +41,7 @@ from worker.ledger.firestore_documents import (
 )
 from worker.ledger.model import DEFAULT_RETENTION_S, LedgerKey, LedgerUnavailable
 from worker.ledger.pauses import Pause
+from worker.ledger.records import K, R, Records, Version
 from worker.ledger.shared import Entry, result_fields, result_from_fields, utc
 from worker.ledger.statuses import RecipientStatus, advances
 
@@ -104,6 +105,13 @@ class FirestoreLedger(Ledger):
             timeout=timeout_s,
         )
         self._call: dict[str, Any] = {"retry": retry, "timeout": timeout_s}
+        self._calls = _Calls(self._call)
+        self._requests: _Documents[LedgerKey, Entry] = _Documents(
+            self._calls, self._collection, document_id, _entry_fields, _entry
+        )
+        self._paused = _Documents(
+            self._calls, self._pauses, pause_document_id, pause_fields, _pause_from
+        )
 
     def __repr__(self) -> str:
         return f"FirestoreLedger(database={self.database!r}, collection={self.collection!r})"
@@ -111,7 +119,7 @@ class FirestoreLedger(Ledger):
     def record_statuses(self, key: LedgerKey, statuses: Sequence[RecipientStatus]) -> None:
         # Each recipient's status is a document of its own under the request's (which need not
         # exist), so the events reader never contends with the deliveries' claim writes.
-        parent = self._request(key).collection(STATUSES_COLLECTION)
+        parent = self._requests.ref(key).collection(STATUSES_COLLECTION)
         with self._unavailable_for(naming("record statuses of", key)):
             for status in statuses:
                 self._advance(parent.document(status_document_id(status)), status)
@@ -127,9 +135,9 @@ class FirestoreLedger(Ledger):
             "expire_at": utc(self._clock() + self._retention_s),
         }
         for _ in range(CLAIM_ROUNDS):
-            if self._create(ref, fields):
+            if self._calls.create(ref, fields):
                 return
-            read = self._get(ref)
+            read = self._calls.get(ref)
             if read is None:
                 continue  # expired and deleted in between: create again
             stored, version = read
@@ -140,13 +148,13 @@ class FirestoreLedger(Ledger):
                 plain_utc(stored["occurred_at"]),
             ):
                 return
-            if self._update_if(ref, fields, version):
+            if self._calls.update_if(ref, fields, version):
                 return
         # Contention on one recipient's status: the event comes back from SQS and is retried.
         raise LedgerUnavailable("a recipient's status kept changing while it was written")
 
     def statuses(self, key: LedgerKey) -> list[RecipientStatus]:
-        parent = self._request(key).collection(STATUSES_COLLECTION)
+        parent = self._requests.ref(key).collection(STATUSES_COLLECTION)
         now = self._clock()
         with self._unavailable_for(naming("read statuses of", key)):
             documents = [snapshot.to_dict() for snapshot in parent.stream(**self._call)]
@@ -166,76 +174,13 @@ class FirestoreLedger(Ledger):
     def close(self) -> None:
         self._client.close()
 
-    # -- storage primitives ----------------------------------------------------------------
+    # -- storage ---------------------------------------------------------------------------
 
     def _writing(self, action: str, work: Callable[[], _T]) -> _T:
         with self._unavailable_for(action):
             return work()
 
-    def _reading(self, action: str, work: Callable[[], _T]) -> _T:
-        with self._unavailable_for(action):
-            return work()
-
-    def _insert_if_absent(self, entry: Entry) -> bool:
-        return self._create(self._request(entry.key), _entry_fields(entry))
-
-    def _read(self, key: LedgerKey) -> tuple[Entry, Version] | None:
-        read = self._get(self._request(key))
-        return None if read is None else (_entry(key, read[0]), read[1])
-
-    def _write_if_version(self, entry: Entry, version: Version) -> bool:
-        return self._update_if(self._request(entry.key), _entry_fields(entry), version)
-
-    def _insert_pause_if_absent(self, pause: Pause) -> bool:
-        return self._create(self._pause(pause.scope), pause_fields(pause))
-
-    def _read_pause(self, scope: str) -> tuple[Pause, Version] | None:
-        read = self._get(self._pause(scope))
-        return None if read is None else (pause_from(read[0]), read[1])
-
-    def _write_pause_if_version(self, pause: Pause, version: Version) -> bool:
-        return self._update_if(self._pause(pause.scope), pause_fields(pause), version)
-
-    def _delete_pause_if_version(self, scope: str, version: Version) -> bool:
-        option = self._client.write_option(last_update_time=version)
-        try:
-            self._pause(scope).delete(option=option, **self._call)
-        except (FailedPrecondition, NotFound):
-            return False
-        return True
-
-    # -- documents -------------------------------------------------------------------------
-
-    def _request(self, key: LedgerKey) -> DocumentReference:
-        return self._collection.document(document_id(key))
-
-    def _pause(self, scope: str) -> DocumentReference:
-        return self._pauses.document(pause_document_id(scope))
-
-    def _create(self, ref: DocumentReference, fields: Mapping[str, Any]) -> bool:
-        """Create the document; False if it exists (Firestore refuses a second create)."""
-        try:
-            ref.create(dict(fields), **self._call)
-        except Conflict:
-            return False
-        return True
-
-    def _get(self, ref: DocumentReference) -> tuple[dict[str, Any], Version] | None:
-        """The document's fields and its update time (its version), or None."""
-        snapshot = ref.get(**self._call)
-        data = snapshot.to_dict()
-        return None if data is None else (data, snapshot.update_time)
-
-    def _update_if(
-        self, ref: DocumentReference, fields: Mapping[str, Any], version: Version
-    ) -> bool:
-        """Write ``fields`` if the document was last updated at ``version``."""
-        option = self._client.write_option(last_update_time=version)
-        try:
-            ref.update(dict(fields), option=option, **self._call)
-        except (FailedPrecondition, NotFound):
-            return False
-        return True
+    _reading = _writing
 
     @contextlib.contextmanager
     def _unavailable_for(self, action: str) -> Iterator[None]:
@@ -246,6 +191,85 @@ class FirestoreLedger(Ledger):
             raise LedgerUnavailable(
                 f"Firestore ledger could not {action}: {type(error).__name__}"
             ) from error
+
+
+class _Calls:
+    """Conditional calls on single documents, each bounded by the ledger's retry and timeout.
+    A document's version is its update time."""
+
+    def __init__(self, call: Mapping[str, Any]) -> None:
+        self._call = dict(call)
+
+    def create(self, ref: DocumentReference, fields: Mapping[str, Any]) -> bool:
+        """Create the document; False if it exists (Firestore refuses a second create)."""
+        try:
+            ref.create(dict(fields), **self._call)
+        except Conflict:
+            return False
+        return True
+
+    def get(self, ref: DocumentReference) -> tuple[dict[str, Any], Version] | None:
+        """The document's fields and its version, or None."""
+        snapshot = ref.get(**self._call)
+        data = snapshot.to_dict()
+        return None if data is None else (data, snapshot.update_time)
+
+    def update_if(
+        self, ref: DocumentReference, fields: Mapping[str, Any], version: Version
+    ) -> bool:
+        """Write ``fields`` if the document still has ``version``."""
+        try:
+            ref.update(dict(fields), option=_as_read(version), **self._call)
+        except (FailedPrecondition, NotFound):
+            return False
+        return True
+
+    def delete_if(self, ref: DocumentReference, version: Version) -> bool:
+        """Delete the document if it still has ``version``."""
+        try:
+            ref.delete(option=_as_read(version), **self._call)
+        except (FailedPrecondition, NotFound):
+            return False
+        return True
+
+
+class _Documents(Records[K, R]):
+    """Records as the documents of a collection, named by ``name``."""
+
+    def __init__(
+        self,
+        calls: _Calls,
+        collection: CollectionReference,
+        name: Callable[[K], str],
+        fields: Callable[[R], dict[str, Any]],
+        decode: Callable[[K, Mapping[str, Any]], R],
+    ) -> None:
+        self._calls = calls
+        self._collection = collection
+        self._name = name
+        self._fields = fields
+        self._decode = decode
+
+    def ref(self, key: K) -> DocumentReference:
+        return self._collection.document(self._name(key))
+
+    def insert_if_absent(self, key: K, record: R) -> bool:
+        return self._calls.create(self.ref(key), self._fields(record))
+
+    def read(self, key: K) -> tuple[R, Version] | None:
+        read = self._calls.get(self.ref(key))
+        return None if read is None else (self._decode(key, read[0]), read[1])
+
+    def write_if_version(self, key: K, record: R, version: Version) -> bool:
+        return self._calls.update_if(self.ref(key), self._fields(record), version)
+
+    def delete_if_version(self, key: K, version: Version) -> bool:
+        return self._calls.delete_if(self.ref(key), version)
+
+
+def _as_read(version: Version) -> Any:
+    """The precondition that the document still has ``version``."""
+    return firestore.Client.write_option(last_update_time=version)
 
 
 def _epoch(moment: datetime) -> float:
@@ -284,3 +308,7 @@ def _entry(key: LedgerKey, data: Mapping[str, Any]) -> Entry:
         updated_at=_epoch(data["updated_at"]),
         expire_at=_epoch(data["expire_at"]),
     )
+
+
+def _pause_from(scope: str, data: Mapping[str, Any]) -> Pause:
+    return pause_from(data)

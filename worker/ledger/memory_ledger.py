@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from worker.ledger.base import Ledger, Version
+from worker.ledger.base import Ledger
 from worker.ledger.model import DEFAULT_RETENTION_S, LedgerKey
 from worker.ledger.pauses import Pause
+from worker.ledger.records import K, R, Records, Version
 from worker.ledger.shared import Entry
 from worker.ledger.statuses import RecipientStatus, advances
 
@@ -41,11 +42,10 @@ class MemoryLedger(Ledger):
         # Every operation runs whole under this lock, so a version is only ever checked
         # against a record no other thread can change in between.
         self._lock = threading.Lock()
-        self._entries: dict[LedgerKey, tuple[Entry, int]] = {}
-        self._pauses: dict[str, tuple[Pause, int]] = {}
+        self._requests: _Table[LedgerKey, Entry] = _Table()
+        self._paused: _Table[str, Pause] = _Table()
         # Per key: (message id, recipient) -> the status and when it expires.
         self._statuses: dict[LedgerKey, dict[tuple[str, str], tuple[RecipientStatus, float]]] = {}
-        self._versions = itertools.count(1)  # a new one for every write
 
     def __repr__(self) -> str:
         return "MemoryLedger()"
@@ -71,57 +71,45 @@ class MemoryLedger(Ledger):
 
     def pauses(self) -> list[Pause]:
         with self._lock:
-            return [pause for _, (pause, _) in sorted(self._pauses.items())]
+            return [pause for _, (pause, _) in sorted(self._paused.rows.items())]
 
     def close(self) -> None:
         """Nothing to release; the records stay readable until the object is dropped."""
 
-    # -- storage primitives ----------------------------------------------------------------
+    # -- storage ---------------------------------------------------------------------------
 
     def _writing(self, action: str, work: Callable[[], _T]) -> _T:
         with self._lock:
             return work()
 
-    def _reading(self, action: str, work: Callable[[], _T]) -> _T:
-        with self._lock:
-            return work()
+    _reading = _writing
 
-    def _insert_if_absent(self, entry: Entry) -> bool:
-        return self._entries.setdefault(entry.key, (entry, next(self._versions)))[0] is entry
 
-    def _read(self, key: LedgerKey) -> tuple[Entry, Version] | None:
-        return self._entries.get(key)
+class _Table(Records[K, R]):
+    """Records in a dictionary, each with the number of the write that stored it."""
 
-    def _write_if_version(self, entry: Entry, version: Version) -> bool:
-        return _replace_if(self._entries, entry.key, entry, version, next(self._versions))
+    def __init__(self) -> None:
+        self.rows: dict[K, tuple[R, int]] = {}
+        self._writes = itertools.count(1)
 
-    def _insert_pause_if_absent(self, pause: Pause) -> bool:
-        return self._pauses.setdefault(pause.scope, (pause, next(self._versions)))[0] is pause
+    def insert_if_absent(self, key: K, record: R) -> bool:
+        return self.rows.setdefault(key, (record, next(self._writes)))[0] is record
 
-    def _read_pause(self, scope: str) -> tuple[Pause, Version] | None:
-        return self._pauses.get(scope)
+    def read(self, key: K) -> tuple[R, Version] | None:
+        return self.rows.get(key)
 
-    def _write_pause_if_version(self, pause: Pause, version: Version) -> bool:
-        return _replace_if(self._pauses, pause.scope, pause, version, next(self._versions))
-
-    def _delete_pause_if_version(self, scope: str, version: Version) -> bool:
-        stored = self._pauses.get(scope)
-        if stored is None or stored[1] != version:
+    def write_if_version(self, key: K, record: R, version: Version) -> bool:
+        if self._version(key) != version:
             return False
-        del self._pauses[scope]
+        self.rows[key] = (record, next(self._writes))
         return True
 
+    def delete_if_version(self, key: K, version: Version) -> bool:
+        if self._version(key) != version:
+            return False
+        del self.rows[key]
+        return True
 
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-def _replace_if(
-    table: dict[_K, tuple[_V, int]], key: _K, value: _V, version: Version, new_version: int
-) -> bool:
-    """Put ``value`` at ``key`` if what is there has ``version``."""
-    stored = table.get(key)
-    if stored is None or stored[1] != version:
-        return False
-    table[key] = (value, new_version)
-    return True
+    def _version(self, key: K) -> int | None:
+        stored = self.rows.get(key)
+        return None if stored is None else stored[1]

@@ -21,17 +21,18 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from worker.ledger import sqlite_schema as sql
-from worker.ledger.base import Ledger, Version, naming
+from worker.ledger.base import Ledger, naming
 from worker.ledger.group_commit import GroupCommit
 from worker.ledger.model import DEFAULT_RETENTION_S, LedgerKey, LedgerUnavailable
 from worker.ledger.pauses import Pause
+from worker.ledger.records import K, R, Records, Version
 from worker.ledger.shared import Entry, result_fields, result_from_fields, utc
 from worker.ledger.statuses import RANK, RecipientStatus
 
 __all__ = ["SWEEP_INTERVAL_S", "SqliteLedger"]
 
 # Expired rows are harmless (reads skip them), so deleting them can wait; an hour keeps the
-# file small without putting a DELETE in front of most claims.
+# file small without putting a DELETE in front of most writes.
 SWEEP_INTERVAL_S = 3600.0
 
 _T = TypeVar("_T")
@@ -73,6 +74,8 @@ class SqliteLedger(GroupCommit, Ledger):
             raise LedgerUnavailable(
                 f"SQLite ledger {self.path} could not be opened: {error}"
             ) from error
+        self._requests = _Rows(self._conn, sql.REQUESTS, _key_params, _entry_params, _entry)
+        self._paused = _Rows(self._conn, sql.PAUSES, _scope_params, _pause_params, _pause)
         self._next_sweep = 0.0
         self.sweep()
 
@@ -118,44 +121,21 @@ class SqliteLedger(GroupCommit, Ledger):
         self._next_sweep = now + SWEEP_INTERVAL_S
         return deleted
 
-    # -- storage primitives ----------------------------------------------------------------
+    # -- storage ---------------------------------------------------------------------------
 
     def _writing(self, action: str, work: Callable[[], _T]) -> _T:
+        def swept() -> _T:
+            now = self._clock()
+            if now >= self._next_sweep:
+                self._sweep(now)
+            return work()
+
         with self._unavailable_for(action):
-            return self._write(work)
+            return self._write(swept)
 
     def _reading(self, action: str, work: Callable[[], _T]) -> _T:
         with self._lock, self._unavailable_for(action):
             return work()
-
-    def _insert_if_absent(self, entry: Entry) -> bool:
-        now = self._clock()
-        if now >= self._next_sweep:
-            self._sweep(now)
-        return self._conn.execute(sql.INSERT, _entry_params(entry)).rowcount == 1
-
-    def _read(self, key: LedgerKey) -> tuple[Entry, Version] | None:
-        row = self._conn.execute(sql.SELECT, _key_params(key)).fetchone()
-        return None if row is None else (_entry(key, row), tuple(row))
-
-    def _write_if_version(self, entry: Entry, version: Version) -> bool:
-        params = {**_entry_params(entry), **_as_read(version)}
-        return self._conn.execute(sql.UPDATE, params).rowcount == 1
-
-    def _insert_pause_if_absent(self, pause: Pause) -> bool:
-        return self._conn.execute(sql.INSERT_PAUSE, _pause_params(pause)).rowcount == 1
-
-    def _read_pause(self, scope: str) -> tuple[Pause, Version] | None:
-        row = self._conn.execute(sql.SELECT_PAUSE, {"scope": scope}).fetchone()
-        return None if row is None else (_pause(scope, row), tuple(row))
-
-    def _write_pause_if_version(self, pause: Pause, version: Version) -> bool:
-        params = {**_pause_params(pause), **_as_read(version)}
-        return self._conn.execute(sql.UPDATE_PAUSE, params).rowcount == 1
-
-    def _delete_pause_if_version(self, scope: str, version: Version) -> bool:
-        params = {"scope": scope, **_as_read(version)}
-        return self._conn.execute(sql.DELETE_PAUSE, params).rowcount == 1
 
     @contextlib.contextmanager
     def _unavailable_for(self, action: str) -> Iterator[None]:
@@ -166,8 +146,45 @@ class SqliteLedger(GroupCommit, Ledger):
             raise LedgerUnavailable(f"SQLite ledger could not {action}: {error}") from error
 
 
+class _Rows(Records[K, R]):
+    """Records in a table, through its statements; a row's version is its values as read."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        statements: sql.Statements,
+        key_params: Callable[[K], dict[str, Any]],
+        params: Callable[[R], dict[str, Any]],
+        decode: Callable[[K, sqlite3.Row], R],
+    ) -> None:
+        self._conn = conn
+        self._sql = statements
+        self._key_params = key_params
+        self._params = params
+        self._decode = decode
+
+    def insert_if_absent(self, key: K, record: R) -> bool:
+        return self._conn.execute(self._sql.insert, self._params(record)).rowcount == 1
+
+    def read(self, key: K) -> tuple[R, Version] | None:
+        row = self._conn.execute(self._sql.select, self._key_params(key)).fetchone()
+        return None if row is None else (self._decode(key, row), tuple(row))
+
+    def write_if_version(self, key: K, record: R, version: Version) -> bool:
+        params = {**self._params(record), **_as_read(version)}
+        return self._conn.execute(self._sql.update, params).rowcount == 1
+
+    def delete_if_version(self, key: K, version: Version) -> bool:
+        params = {**self._key_params(key), **_as_read(version)}
+        return self._conn.execute(self._sql.delete, params).rowcount == 1
+
+
 def _key_params(key: LedgerKey) -> dict[str, Any]:
     return {"service_id": key.service_id, "request_id": key.request_id}
+
+
+def _scope_params(scope: str) -> dict[str, Any]:
+    return {"scope": scope}
 
 
 def _as_read(version: Version) -> dict[str, Any]:

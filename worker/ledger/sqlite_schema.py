@@ -1,25 +1,24 @@
 """The SQLite ledger's tables and statements (:mod:`worker.ledger.sqlite_ledger`).
 
-A conditional write matches a row as read: the ``:v0``, ``:v1``... parameters are the values
-the matching ``SELECT`` returned, in its column order.
+The requests and pauses tables are read and written through the same four statements each
+(:class:`Statements`); the statuses table through one upsert that decides and writes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 __all__ = [
-    "DELETE_PAUSE",
-    "INSERT",
-    "INSERT_PAUSE",
+    "PAUSES",
+    "REQUESTS",
     "SCHEMA",
-    "SELECT",
-    "SELECT_PAUSE",
     "SELECT_PAUSES",
     "SELECT_STATUSES",
     "SWEEP",
     "SWEEP_STATUSES",
-    "UPDATE",
-    "UPDATE_PAUSE",
     "UPSERT_STATUS",
+    "Statements",
+    "statements",
 ]
 
 SCHEMA = """
@@ -81,47 +80,54 @@ WHERE service_id = :service_id AND request_id = :request_id AND expire_at >= :no
 ORDER BY occurred_at, message_id, recipient
 """
 
-INSERT = """
-INSERT INTO requests (service_id, request_id, state, content_hash, owner, lease_until,
-                      takeovers, result, created_at, updated_at, expire_at)
-VALUES (:service_id, :request_id, :state, :content_hash, :owner, :lease_until,
-        :takeovers, :result, :created_at, :updated_at, :expire_at)
-ON CONFLICT (service_id, request_id) DO NOTHING
-"""
-
-SELECT = """
-SELECT state, content_hash, owner, lease_until, takeovers, result, created_at, updated_at,
-       expire_at
-FROM requests WHERE service_id = :service_id AND request_id = :request_id
-"""
-
-# Only if the row is still as read (:v0 to :v8: the values SELECT returned, in its order).
-UPDATE = """
-UPDATE requests
-SET state = :state, content_hash = :content_hash, owner = :owner, lease_until = :lease_until,
-    takeovers = :takeovers, result = :result, created_at = :created_at,
-    updated_at = :updated_at, expire_at = :expire_at
-WHERE service_id = :service_id AND request_id = :request_id
-  AND (state, content_hash, owner, lease_until, takeovers, result, created_at, updated_at,
-       expire_at) IS (:v0, :v1, :v2, :v3, :v4, :v5, :v6, :v7, :v8)
-"""
-
-INSERT_PAUSE = """
-INSERT INTO pauses (scope, since, paused_by, reason, saved_push_configs)
-VALUES (:scope, :since, :paused_by, :reason, :saved_push_configs)
-ON CONFLICT (scope) DO NOTHING
-"""
-SELECT_PAUSE = (
-    "SELECT since, paused_by, reason, saved_push_configs FROM pauses WHERE scope = :scope"
+REQUEST_COLUMNS = (
+    "state",
+    "content_hash",
+    "owner",
+    "lease_until",
+    "takeovers",
+    "result",
+    "created_at",
+    "updated_at",
+    "expire_at",
 )
+PAUSE_COLUMNS = ("since", "paused_by", "reason", "saved_push_configs")
 SELECT_PAUSES = "SELECT * FROM pauses ORDER BY scope"
-_PAUSE_AS_READ = "(since, paused_by, reason, saved_push_configs) IS (:v0, :v1, :v2, :v3)"
-UPDATE_PAUSE = f"""
-UPDATE pauses SET since = :since, paused_by = :paused_by, reason = :reason,
-                  saved_push_configs = :saved_push_configs
-WHERE scope = :scope AND {_PAUSE_AS_READ}
-"""  # noqa: S608 (no input in the text)
-DELETE_PAUSE = f"DELETE FROM pauses WHERE scope = :scope AND {_PAUSE_AS_READ}"  # noqa: S608
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The statements of a table's :class:`~worker.ledger.records.Records`. Each takes the key
+    columns as named parameters, and the others too where it writes them; a conditional one
+    takes the values its ``select`` returned as ``:v0``, ``:v1``..., and matches only a row
+    that still holds them all."""
+
+    insert: str
+    select: str
+    update: str
+    delete: str
+
+
+def statements(table: str, key: tuple[str, ...], columns: tuple[str, ...]) -> Statements:
+    """The statements for ``table``, whose primary key is ``key``."""
+    # Only names from this module go into the text; every value is a parameter.
+    where = " AND ".join(f"{name} = :{name}" for name in key)
+    seen = ", ".join(f":v{index}" for index in range(len(columns)))
+    as_read = f"({', '.join(columns)}) IS ({seen})"
+    every = key + columns
+    names, values = ", ".join(every), ", ".join(f":{name}" for name in every)
+    new = f"({names}) VALUES ({values}) ON CONFLICT ({', '.join(key)}) DO NOTHING"
+    sets = ", ".join(f"{name} = :{name}" for name in columns)
+    return Statements(
+        insert=f"INSERT INTO {table} {new}",
+        select=f"SELECT {', '.join(columns)} FROM {table} WHERE {where}",  # noqa: S608
+        update=f"UPDATE {table} SET {sets} WHERE {where} AND {as_read}",  # noqa: S608
+        delete=f"DELETE FROM {table} WHERE {where} AND {as_read}",  # noqa: S608
+    )
+
+
+REQUESTS = statements("requests", ("service_id", "request_id"), REQUEST_COLUMNS)
+PAUSES = statements("pauses", ("scope",), PAUSE_COLUMNS)
 
 SWEEP = "DELETE FROM requests WHERE expire_at < :now"
 SWEEP_STATUSES = "DELETE FROM statuses WHERE expire_at < :now"
