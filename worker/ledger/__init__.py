@@ -17,11 +17,10 @@ knows nothing of messages, SES or Pub/Sub, and any failure of its store surfaces
 
 from __future__ import annotations
 
-from worker.ledger.base import Ledger
+from worker.ledger.base import DEFAULT_RETENTION_S, Ledger, LedgerTerms
 from worker.ledger.firestore_ledger import DEFAULT_COLLECTION, FirestoreLedger, document_id
 from worker.ledger.memory_ledger import MemoryLedger
 from worker.ledger.model import (
-    DEFAULT_RETENTION_S,
     Claim,
     ClaimState,
     LedgerKey,
@@ -48,6 +47,7 @@ __all__ = [
     "Ledger",
     "LedgerKey",
     "LedgerRecord",
+    "LedgerTerms",
     "LedgerUnavailable",
     "MemoryLedger",
     "Pause",

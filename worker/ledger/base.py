@@ -17,28 +17,30 @@ errors into :class:`~worker.ledger.model.LedgerUnavailable`.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Required, Self, TypedDict, TypeVar
 
-from worker.ledger.model import (
-    Claim,
-    ClaimState,
-    LedgerKey,
-    LedgerRecord,
-    LedgerUnavailable,
-    StoredResult,
-)
+from worker.ledger.model import Claim, ClaimState, LedgerKey, LedgerUnavailable, StoredResult
 from worker.ledger.pauses import Pause, merged
 from worker.ledger.records import Records
 from worker.ledger.shared import Entry, Verdict, judge
 from worker.ledger.statuses import RecipientStatus
 
-__all__ = ["CLAIM_ROUNDS", "Ledger", "naming"]
+if TYPE_CHECKING:
+    from worker.ledger.model import LedgerRecord
+
+__all__ = ["CLAIM_ROUNDS", "DEFAULT_RETENTION_S", "Ledger", "LedgerTerms", "naming"]
 
 #: How often an operation re-reads and re-decides when its record changes or vanishes under
 #: it; more than this means heavy contention on one record, and a claim answers BUSY.
 CLAIM_ROUNDS = 3
+
+#: How long a record lives after its last write, unless told otherwise. Pub/Sub keeps an
+#: unacknowledged message for at most seven days; a record must outlive every redelivery of
+#: its request, plus a day for replays from a snapshot or a dead-letter topic.
+DEFAULT_RETENTION_S = 8 * 24 * 3600.0
 
 _T = TypeVar("_T")
 
@@ -46,6 +48,15 @@ _T = TypeVar("_T")
 def naming(action: str, key: LedgerKey) -> str:
     """``action`` on ``key``, as an error message names it (ids only, never content)."""
     return f"{action} {key.service_id}/{key.request_id}"
+
+
+class LedgerTerms(TypedDict, total=False):
+    """:class:`Ledger`'s keyword arguments, which every backend's constructor takes too."""
+
+    claim_lease_s: Required[float]
+    retention_s: float
+    takeover_wait_s: float
+    clock: Callable[[], float]
 
 
 class Ledger(abc.ABC):
@@ -69,10 +80,11 @@ class Ledger(abc.ABC):
 
     def __init__(
         self,
+        *,
         claim_lease_s: float,
-        retention_s: float,
-        takeover_wait_s: float,
-        clock: Callable[[], float],
+        retention_s: float = DEFAULT_RETENTION_S,
+        takeover_wait_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._claim_lease_s = claim_lease_s
         self._retention_s = retention_s

@@ -19,17 +19,17 @@ treats a document past its ``expire_at`` as absent.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from google.api_core.exceptions import Conflict, FailedPrecondition, GoogleAPIError, NotFound
 from google.api_core.retry import Retry, if_transient_error
 from google.cloud import firestore
 from google.cloud.firestore import CollectionReference, DocumentReference
 
-from worker.ledger.base import CLAIM_ROUNDS, Ledger, naming
+from worker.ledger.base import CLAIM_ROUNDS, Ledger, LedgerTerms, naming
 from worker.ledger.firestore_documents import (
     document_id,
     pause_document_id,
@@ -39,7 +39,7 @@ from worker.ledger.firestore_documents import (
     status_document_id,
     status_from,
 )
-from worker.ledger.model import DEFAULT_RETENTION_S, LedgerKey, LedgerUnavailable
+from worker.ledger.model import LedgerKey, LedgerUnavailable
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
 from worker.ledger.shared import Entry, result_fields, result_from_fields, utc
@@ -84,13 +84,10 @@ class FirestoreLedger(Ledger):
         collection: str = DEFAULT_COLLECTION,
         pauses_collection: str = PAUSES_COLLECTION,
         timeout_s: float = 10.0,
-        claim_lease_s: float,
-        retention_s: float = DEFAULT_RETENTION_S,
-        takeover_wait_s: float = 0.0,
-        clock: Callable[[], float] = time.time,
+        **terms: Unpack[LedgerTerms],
     ) -> None:
         self._client = firestore.Client(project=project, database=database)
-        super().__init__(claim_lease_s, retention_s, takeover_wait_s, clock)
+        super().__init__(**terms)
         self.database = database or _DEFAULT_DATABASE
         self.collection = collection
         self._collection = self._client.collection(collection)
@@ -233,38 +230,31 @@ class _Calls:
         return True
 
 
+@dataclass(frozen=True)
 class _Documents(Records[K, R]):
-    """Records as the documents of a collection, named by ``name``."""
+    """Records as the documents of ``collection``, named by ``name``."""
 
-    def __init__(
-        self,
-        calls: _Calls,
-        collection: CollectionReference,
-        name: Callable[[K], str],
-        fields: Callable[[R], dict[str, Any]],
-        decode: Callable[[K, Mapping[str, Any]], R],
-    ) -> None:
-        self._calls = calls
-        self._collection = collection
-        self._name = name
-        self._fields = fields
-        self._decode = decode
+    calls: _Calls
+    collection: CollectionReference
+    name: Callable[[K], str]
+    fields: Callable[[R], dict[str, Any]]
+    decode: Callable[[K, Mapping[str, Any]], R]
 
     def ref(self, key: K) -> DocumentReference:
-        return self._collection.document(self._name(key))
+        return self.collection.document(self.name(key))
 
     def insert_if_absent(self, key: K, record: R) -> bool:
-        return self._calls.create(self.ref(key), self._fields(record))
+        return self.calls.create(self.ref(key), self.fields(record))
 
     def read(self, key: K) -> tuple[R, Version] | None:
-        read = self._calls.get(self.ref(key))
-        return None if read is None else (self._decode(key, read[0]), read[1])
+        read = self.calls.get(self.ref(key))
+        return None if read is None else (self.decode(key, read[0]), read[1])
 
     def write_if_version(self, key: K, record: R, version: Version) -> bool:
-        return self._calls.update_if(self.ref(key), self._fields(record), version)
+        return self.calls.update_if(self.ref(key), self.fields(record), version)
 
     def delete_if_version(self, key: K, version: Version) -> bool:
-        return self._calls.delete_if(self.ref(key), version)
+        return self.calls.delete_if(self.ref(key), version)
 
 
 def _as_read(version: Version) -> Any:

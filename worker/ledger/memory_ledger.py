@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
-from worker.ledger.base import Ledger
-from worker.ledger.model import DEFAULT_RETENTION_S, LedgerKey
+from worker.ledger.base import Ledger, LedgerTerms
+from worker.ledger.model import LedgerKey
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
 from worker.ledger.shared import Entry
@@ -30,15 +29,8 @@ _T = TypeVar("_T")
 class MemoryLedger(Ledger):
     """A :class:`Ledger` in dictionaries; the arguments are :class:`Ledger`'s."""
 
-    def __init__(
-        self,
-        *,
-        claim_lease_s: float,
-        retention_s: float = DEFAULT_RETENTION_S,
-        takeover_wait_s: float = 0.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(claim_lease_s, retention_s, takeover_wait_s, clock)
+    def __init__(self, **terms: Unpack[LedgerTerms]) -> None:
+        super().__init__(**terms)
         # Every operation runs whole under this lock, so a version is only ever checked
         # against a record no other thread can change in between.
         self._lock = threading.Lock()

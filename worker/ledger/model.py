@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 __all__ = [
-    "DEFAULT_RETENTION_S",
     "Claim",
     "ClaimState",
     "LedgerKey",
@@ -20,10 +19,6 @@ __all__ = [
     "content_hash",
     "replay_verdict",
 ]
-
-# Pub/Sub keeps an unacknowledged message for at most seven days; a record must outlive every
-# redelivery of its request, plus a day for replays from a snapshot or a dead-letter topic.
-DEFAULT_RETENTION_S = 8 * 24 * 3600.0
 
 
 class LedgerUnavailable(Exception):

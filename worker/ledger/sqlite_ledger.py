@@ -16,14 +16,14 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, Unpack
 
 from worker.ledger import sqlite_schema as sql
-from worker.ledger.base import Ledger, naming
+from worker.ledger.base import Ledger, LedgerTerms, naming
 from worker.ledger.group_commit import GroupCommit
-from worker.ledger.model import DEFAULT_RETENTION_S, LedgerKey, LedgerUnavailable
+from worker.ledger.model import LedgerKey, LedgerUnavailable
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
 from worker.ledger.shared import Entry, result_fields, result_from_fields, utc
@@ -50,13 +50,10 @@ class SqliteLedger(GroupCommit, Ledger):
         path: str | os.PathLike[str],
         *,
         busy_timeout_s: float = 5.0,
-        claim_lease_s: float,
-        retention_s: float = DEFAULT_RETENTION_S,
-        takeover_wait_s: float = 0.0,
-        clock: Callable[[], float] = time.time,
+        **terms: Unpack[LedgerTerms],
     ) -> None:
         self.path = os.fspath(path)
-        super().__init__(claim_lease_s, retention_s, takeover_wait_s, clock)
+        super().__init__(**terms)
         self._lock = threading.Lock()  # the connection, and the right to commit a group
         self._start_group_commit()
         try:
@@ -146,37 +143,30 @@ class SqliteLedger(GroupCommit, Ledger):
             raise LedgerUnavailable(f"SQLite ledger could not {action}: {error}") from error
 
 
+@dataclass(frozen=True)
 class _Rows(Records[K, R]):
-    """Records in a table, through its statements; a row's version is its values as read."""
+    """Records in a table, through its ``statements``; a row's version is its values as read."""
 
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        statements: sql.Statements,
-        key_params: Callable[[K], dict[str, Any]],
-        params: Callable[[R], dict[str, Any]],
-        decode: Callable[[K, sqlite3.Row], R],
-    ) -> None:
-        self._conn = conn
-        self._sql = statements
-        self._key_params = key_params
-        self._params = params
-        self._decode = decode
+    conn: sqlite3.Connection
+    statements: sql.Statements
+    key_params: Callable[[K], dict[str, Any]]
+    params: Callable[[R], dict[str, Any]]
+    decode: Callable[[K, sqlite3.Row], R]
 
     def insert_if_absent(self, key: K, record: R) -> bool:
-        return self._conn.execute(self._sql.insert, self._params(record)).rowcount == 1
+        return self.conn.execute(self.statements.insert, self.params(record)).rowcount == 1
 
     def read(self, key: K) -> tuple[R, Version] | None:
-        row = self._conn.execute(self._sql.select, self._key_params(key)).fetchone()
-        return None if row is None else (self._decode(key, row), tuple(row))
+        row = self.conn.execute(self.statements.select, self.key_params(key)).fetchone()
+        return None if row is None else (self.decode(key, row), tuple(row))
 
     def write_if_version(self, key: K, record: R, version: Version) -> bool:
-        params = {**self._params(record), **_as_read(version)}
-        return self._conn.execute(self._sql.update, params).rowcount == 1
+        params = {**self.params(record), **_as_read(version)}
+        return self.conn.execute(self.statements.update, params).rowcount == 1
 
     def delete_if_version(self, key: K, version: Version) -> bool:
-        params = {**self._key_params(key), **_as_read(version)}
-        return self._conn.execute(self._sql.delete, params).rowcount == 1
+        params = {**self.key_params(key), **_as_read(version)}
+        return self.conn.execute(self.statements.delete, params).rowcount == 1
 
 
 def _key_params(key: LedgerKey) -> dict[str, Any]:
