@@ -9,9 +9,10 @@ protocol reads and decides again, for at most :data:`CLAIM_ROUNDS` rounds. Over 
 only those guarantees (Firestore's preconditions), two deliveries never both hold a claim.
 
 A backend also says how a whole operation runs (:meth:`Ledger._writing`,
-:meth:`Ledger._reading`): SQLite runs it inside one write transaction shared with other
-threads' (its group commit), the memory backend under its lock, and each turns its own store's
-errors into :class:`~worker.ledger.model.LedgerUnavailable`.
+:meth:`Ledger._reading`): SQLite inside one write transaction shared with other threads'
+(its group commit), memory under its lock, Firestore call by call, each call bounded by its
+timeout. Each turns its own store's errors into
+:class:`~worker.ledger.model.LedgerUnavailable`.
 """
 
 from __future__ import annotations
