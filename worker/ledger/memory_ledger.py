@@ -34,7 +34,7 @@ class MemoryLedger(Ledger):
         # Every operation runs whole under this lock, so a version is only ever checked
         # against a record no other thread can change in between.
         self._lock = threading.Lock()
-        self._requests: _Table[LedgerKey, Entry] = _Table()
+        self._requests = _Table[LedgerKey, Entry]()
         self._paused: _Table[str, Pause] = _Table()
         # Per key: (message id, recipient) -> the status and when it expires.
         self._statuses: dict[LedgerKey, dict[tuple[str, str], tuple[RecipientStatus, float]]] = {}

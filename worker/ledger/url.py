@@ -8,8 +8,9 @@ The accepted forms:
   for an absolute one (``sqlite:////var/lib/email-worker/ledger.db``). ``sqlite://`` and
   ``sqlite:///:memory:`` give a private in-memory database (tests and demos only: it is
   neither shared nor kept).
-* ``memory://``: the records in this process's memory (:class:`MemoryLedger`), likewise for
-  tests and single-process demos only.
+* ``memory://``: the records in this process's memory (:class:`MemoryLedger`), for tests
+  and single-process demos that open their ledger themselves. ``EMAIL_WORKER_LEDGER`` does
+  not take it (the settings refuse it); a worker's private in-memory ledger is ``sqlite://``.
 * ``firestore``: Firestore, the project's (default) database.
 * ``firestore://DATABASE_ID``: Firestore, the named database of the project.
 """
