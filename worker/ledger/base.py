@@ -13,6 +13,8 @@ A backend also says how a whole operation runs (:meth:`Ledger._writing`,
 (its group commit), memory under its lock, Firestore call by call, each call bounded by its
 timeout. Each turns its own store's errors into
 :class:`~worker.ledger.model.LedgerUnavailable`.
+
+The module runs a little over 300 lines so that the whole protocol reads in one place.
 """
 
 from __future__ import annotations
