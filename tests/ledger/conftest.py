@@ -9,7 +9,7 @@ import pytest
 
 from tests.ledger.common import LEASE_S, RETENTION_S, START, TAKEOVER_WAIT_S
 from tests.support.clock import ManualClock
-from worker.ledger import FirestoreLedger, Ledger, SqliteLedger
+from worker.ledger import FirestoreLedger, Ledger, MemoryLedger, SqliteLedger
 
 
 @pytest.fixture
@@ -20,6 +20,13 @@ def clock() -> ManualClock:
 def _built(
     request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path, takeover_wait_s: float = 0
 ) -> Ledger:
+    if request.param == "memory":
+        return MemoryLedger(
+            claim_lease_s=LEASE_S,
+            retention_s=RETENTION_S,
+            clock=clock,
+            takeover_wait_s=takeover_wait_s,
+        )
     if request.param == "sqlite":
         return SqliteLedger(
             tmp_path / "ledger.db",
@@ -37,15 +44,19 @@ def _built(
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("firestore", marks=pytest.mark.integration)]
+)
 def ledger(request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path) -> Iterator[Ledger]:
-    """An empty ledger of each backend: a SQLite file, or the Firestore emulator."""
+    """An empty ledger of each backend: in memory, a SQLite file, or the Firestore emulator."""
     built = _built(request, clock, tmp_path)
     yield built
     built.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("firestore", marks=pytest.mark.integration)]
+)
 def waiting_ledger(
     request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path
 ) -> Iterator[Ledger]:

@@ -1,4 +1,4 @@
-"""What every ledger backend does, each behaviour checked on SQLite and on Firestore."""
+"""What every ledger backend does, each behaviour checked on memory, SQLite and Firestore."""
 
 from __future__ import annotations
 
@@ -378,3 +378,21 @@ def test_a_replay_is_vouched_for_only_by_a_live_record_of_the_same_content(
     assert replay_verdict(ledger.get(KEY), data + b" ") is ReplayVerdict.OTHER_CONTENT
     clock.now += RETENTION_S + 1
     assert replay_verdict(ledger.get(KEY), data) is ReplayVerdict.NO_RECORD
+
+
+def test_a_retry_keeps_the_record_s_creation_time_and_takeovers(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    clock.now += LEASE_S + 1
+    ledger.claim(KEY, owner="w2", content_hash=HASH)
+    ledger.complete(KEY, owner="w2", result=FAILED_UNSENT)
+    clock.now += 10
+
+    ledger.claim(KEY, owner="w3", content_hash=HASH, retry_unsent=True)
+
+    record = ledger.get(KEY)
+    assert record is not None
+    assert (record.owner, record.takeovers, record.created_at) == ("w3", 1, at(START))
+    assert record.lease_until == at(clock.now + LEASE_S)
+    assert record.expire_at == at(clock.now + RETENTION_S)

@@ -14,6 +14,7 @@ from worker.ledger import (
     FirestoreLedger,
     Ledger,
     LedgerKey,
+    MemoryLedger,
     SqliteLedger,
     content_hash,
     document_id,
@@ -100,6 +101,8 @@ def test_firestore_opens_the_named_database(
         "sqlite:",
         "sqlite:/ledger.db",
         "sqlite:///",
+        "memory:",
+        "memory:///x",
         "postgresql://localhost/ledger",
         "firestore:",
         "firestore:/ledger-db",
@@ -113,3 +116,12 @@ def test_open_ledger_rejects_unknown_forms(url: str) -> None:
         open_(url)
     message = str(raised.value)
     assert "none, sqlite:///" in message or "Firestore database id" in message
+
+
+def test_memory_is_a_ledger_private_to_this_process() -> None:
+    ledger = open_("memory://")
+
+    assert isinstance(ledger, MemoryLedger)
+    assert ledger.claim(KEY, owner="w1", content_hash="h").state is ClaimState.CLAIMED
+    assert ledger.claim(KEY, owner="w2", content_hash="h").state is ClaimState.BUSY
+    ledger.close()

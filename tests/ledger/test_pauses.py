@@ -1,4 +1,4 @@
-"""The pause records every ledger backend keeps, checked on SQLite and on Firestore."""
+"""The pause records every ledger backend keeps, checked on memory, SQLite and Firestore."""
 
 from __future__ import annotations
 

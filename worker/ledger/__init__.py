@@ -7,8 +7,9 @@ writes it: sent, delivered, bounced, ...). A delivery claims before it sends and
 result after; a redelivery then finds the result and republishes it instead of sending
 again, a concurrent delivery is told to come back later, and a reused request_id with
 different content is recognised. The same store keeps the operators' pauses of sending
-(:class:`Pause`), which every worker instance reads. Two
-backends hold the records, SQLite for one host and Firestore for many, chosen by
+(:class:`Pause`), which every worker instance reads. The protocol is written once, in
+:class:`Ledger`, on a few storage primitives; three backends hold the records, SQLite for one
+host, Firestore for many, and memory for tests and single-process demos, chosen by
 :func:`open_ledger`; records expire after a retention period. The layer stands alone: it
 knows nothing of messages, SES or Pub/Sub, and any failure of its store surfaces as
 :class:`LedgerUnavailable`.
@@ -16,12 +17,12 @@ knows nothing of messages, SES or Pub/Sub, and any failure of its store surfaces
 
 from __future__ import annotations
 
+from worker.ledger.base import DEFAULT_RETENTION_S, Ledger, LedgerTerms
 from worker.ledger.firestore_ledger import DEFAULT_COLLECTION, FirestoreLedger, document_id
+from worker.ledger.memory_ledger import MemoryLedger
 from worker.ledger.model import (
-    DEFAULT_RETENTION_S,
     Claim,
     ClaimState,
-    Ledger,
     LedgerKey,
     LedgerRecord,
     LedgerUnavailable,
@@ -46,7 +47,9 @@ __all__ = [
     "Ledger",
     "LedgerKey",
     "LedgerRecord",
+    "LedgerTerms",
     "LedgerUnavailable",
+    "MemoryLedger",
     "Pause",
     "RecipientStatus",
     "ReplayVerdict",

@@ -1,23 +1,16 @@
-"""The ledger's vocabulary: keys, records, claims, results, and the interface backends share."""
+"""The ledger's vocabulary: keys, records, claims and results (the interface is in
+:mod:`worker.ledger.base`)."""
 
 from __future__ import annotations
 
-import abc
 import enum
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Self
-
-from worker.ledger.pauses import Pause
-from worker.ledger.statuses import RecipientStatus
 
 __all__ = [
-    "DEFAULT_RETENTION_S",
     "Claim",
     "ClaimState",
-    "Ledger",
     "LedgerKey",
     "LedgerRecord",
     "LedgerUnavailable",
@@ -26,10 +19,6 @@ __all__ = [
     "content_hash",
     "replay_verdict",
 ]
-
-# Pub/Sub keeps an unacknowledged message for at most seven days; a record must outlive every
-# redelivery of its request, plus a day for replays from a snapshot or a dead-letter topic.
-DEFAULT_RETENTION_S = 8 * 24 * 3600.0
 
 
 class LedgerUnavailable(Exception):
@@ -98,80 +87,6 @@ class LedgerRecord:
     created_at: datetime
     updated_at: datetime
     expire_at: datetime
-
-
-class Ledger(abc.ABC):
-    """A record per request that lets exactly one delivery send it.
-
-    A delivery ``claim``s the request before sending, then either ``complete``s it with the
-    final result or, after a transient failure, ``release``s it so a later delivery can try
-    again. Every method raises :class:`LedgerUnavailable` when the store fails.
-    """
-
-    @abc.abstractmethod
-    def claim(
-        self, key: LedgerKey, *, owner: str, content_hash: str, retry_unsent: bool = False
-    ) -> Claim:
-        """Claim ``key`` for ``owner``, or say why not (see :class:`ClaimState`).
-
-        Asking again as the owner that holds the claim answers CLAIMED and changes nothing.
-        With ``retry_unsent``, a finished request whose result sent nothing (not ``sent``, no
-        message ids) is claimed afresh instead of answered DONE: an operator's replay after
-        fixing what made it fail.
-        """
-
-    @abc.abstractmethod
-    def complete(self, key: LedgerKey, *, owner: str, result: StoredResult) -> bool:
-        """Store ``result`` if ``owner`` still holds the claim; False if it does not."""
-
-    @abc.abstractmethod
-    def release(self, key: LedgerKey, *, owner: str) -> None:
-        """Give up ``owner``'s claim, if it still holds one, so the next delivery can claim.
-
-        The record itself stays, with nobody holding it: an operator's replay of the request
-        is recognised by it (see :func:`content_hash`).
-        """
-
-    @abc.abstractmethod
-    def record_statuses(self, key: LedgerKey, statuses: Sequence[RecipientStatus]) -> None:
-        """Keep each of ``statuses`` unless the ledger holds a more advanced one for the same
-        message and recipient (:func:`~worker.ledger.statuses.advances`). Repeated and
-        out-of-order calls are harmless: the outcome does not depend on their order."""
-
-    @abc.abstractmethod
-    def statuses(self, key: LedgerKey) -> list[RecipientStatus]:
-        """The latest status of every recipient of ``key``'s SES messages, oldest first."""
-
-    @abc.abstractmethod
-    def get(self, key: LedgerKey) -> LedgerRecord | None:
-        """The record for ``key``, or None if there is none or it has expired."""
-
-    @abc.abstractmethod
-    def add_pause(self, pause: Pause) -> Pause:
-        """Record ``pause`` unless its scope is paused already; return the stored record.
-
-        Asked again for a paused scope, the first record stays, gaining only the push
-        configurations saved for subscriptions it holds none for
-        (:func:`~worker.ledger.pauses.merged`).
-        """
-
-    @abc.abstractmethod
-    def remove_pause(self, scope: str) -> Pause | None:
-        """Remove the pause of ``scope`` and return it; None when it was not paused."""
-
-    @abc.abstractmethod
-    def pauses(self) -> list[Pause]:
-        """Every pause in force, by scope."""
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Release connections; the ledger must not be used afterwards."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def content_hash(data: bytes) -> str:

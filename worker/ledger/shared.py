@@ -1,5 +1,5 @@
-"""What the backends share: how a claim is decided against an existing record, and how
-results and times are stored."""
+"""What the protocol and the backends share: the record as stored (:class:`Entry`), how a
+claim is decided against it (:func:`judge`), and how results and times are stored."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.ledger.model import StoredResult
+from worker.ledger.model import LedgerKey, LedgerRecord, StoredResult
 
 __all__ = [
-    "Found",
+    "Entry",
     "Verdict",
     "judge",
     "result_fields",
@@ -36,20 +36,47 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Found:
-    """The fields of a stored record that a claim decision depends on (times in epoch s)."""
+class Entry:
+    """One request's record as every backend stores it (times in epoch seconds)."""
 
-    state: str
+    key: LedgerKey
+    state: str  # "claimed" | "done"
     content_hash: str
     owner: str | None
     lease_until: float | None
+    takeovers: int
+    result: StoredResult | None
+    created_at: float
+    updated_at: float
     expire_at: float
-    #: Finished, and nothing was sent: the result is not "sent" and has no message ids.
-    unsent: bool = False
+
+    @property
+    def unsent(self) -> bool:
+        """Finished, and nothing was sent: the result is not "sent" and has no message ids."""
+        return self.state == "done" and sent_nothing(self.result)
+
+    def held_by(self, owner: str) -> bool:
+        """Whether ``owner`` holds the claim (it is not finished, and not released)."""
+        return self.state == "claimed" and self.owner == owner
+
+    def record(self) -> LedgerRecord:
+        """The operators' view of this entry (times as UTC datetimes)."""
+        return LedgerRecord(
+            key=self.key,
+            state=self.state,
+            content_hash=self.content_hash,
+            owner=self.owner,
+            lease_until=None if self.lease_until is None else utc(self.lease_until),
+            takeovers=self.takeovers,
+            result=self.result,
+            created_at=utc(self.created_at),
+            updated_at=utc(self.updated_at),
+            expire_at=utc(self.expire_at),
+        )
 
 
 def judge(
-    found: Found,
+    found: Entry,
     *,
     owner: str,
     content_hash: str,

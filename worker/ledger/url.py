@@ -8,6 +8,9 @@ The accepted forms:
   for an absolute one (``sqlite:////var/lib/email-worker/ledger.db``). ``sqlite://`` and
   ``sqlite:///:memory:`` give a private in-memory database (tests and demos only: it is
   neither shared nor kept).
+* ``memory://``: the records in this process's memory (:class:`MemoryLedger`), for tests
+  and single-process demos that open their ledger themselves. ``EMAIL_WORKER_LEDGER`` does
+  not take it (the settings refuse it); a worker's private in-memory ledger is ``sqlite://``.
 * ``firestore``: Firestore, the project's (default) database.
 * ``firestore://DATABASE_ID``: Firestore, the named database of the project.
 """
@@ -16,8 +19,9 @@ from __future__ import annotations
 
 import re
 
+from worker.ledger.base import Ledger
 from worker.ledger.firestore_ledger import DEFAULT_COLLECTION, FirestoreLedger
-from worker.ledger.model import Ledger
+from worker.ledger.memory_ledger import MemoryLedger
 from worker.ledger.sqlite_ledger import SqliteLedger
 
 __all__ = ["ACCEPTED_FORMS", "open_ledger"]
@@ -27,6 +31,7 @@ ACCEPTED_FORMS = (
     "sqlite:///relative/path.db",
     "sqlite:////absolute/path.db",
     "sqlite:///:memory:",
+    "memory://",
     "firestore",
     "firestore://DATABASE_ID",
 )
@@ -50,10 +55,16 @@ def open_ledger(
 
     ``takeover_wait_s``: how long after a claim's lease ran out it may be taken over.
     ``project`` is the Google Cloud project for Firestore (None: the environment's);
-    SQLite ignores it, and ``collection``. Raises ValueError for any other form.
+    SQLite and memory ignore it, and ``collection``. Raises ValueError for any other form.
     """
     if url == "none":
         return None
+    if url == "memory://":
+        return MemoryLedger(
+            claim_lease_s=claim_lease_s,
+            retention_s=retention_s,
+            takeover_wait_s=takeover_wait_s,
+        )
     if url in ("sqlite://", "sqlite:///:memory:"):
         return SqliteLedger(
             ":memory:",

@@ -1,0 +1,107 @@
+"""The ledger in this process's memory, for tests and single-process demos.
+
+It keeps the whole contract (claims, results, expiry, statuses, pauses) in dictionaries behind
+one lock, and forgets everything when the process ends. Not for a deployment: the records
+are private to one process, so two instances (or a worker and its restart, or the operators'
+commands) would each send the same request. Use it where a test wants a real ledger without a
+file or an emulator, as one uses a stub broker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar, Unpack
+
+from worker.ledger.base import Ledger, LedgerTerms
+from worker.ledger.model import LedgerKey
+from worker.ledger.pauses import Pause
+from worker.ledger.records import K, R, Records, Version
+from worker.ledger.shared import Entry
+from worker.ledger.statuses import RecipientStatus, advances
+
+__all__ = ["MemoryLedger"]
+
+_T = TypeVar("_T")
+
+
+class MemoryLedger(Ledger):
+    """A :class:`Ledger` in dictionaries; the arguments are :class:`Ledger`'s."""
+
+    def __init__(self, **terms: Unpack[LedgerTerms]) -> None:
+        super().__init__(**terms)
+        # Every operation runs whole under this lock, so a version is only ever checked
+        # against a record no other thread can change in between.
+        self._lock = threading.Lock()
+        self._requests = _Table[LedgerKey, Entry]()
+        self._paused: _Table[str, Pause] = _Table()
+        # Per key: (message id, recipient) -> the status and when it expires.
+        self._statuses: dict[LedgerKey, dict[tuple[str, str], tuple[RecipientStatus, float]]] = {}
+
+    def __repr__(self) -> str:
+        return "MemoryLedger()"
+
+    def record_statuses(self, key: LedgerKey, statuses: Sequence[RecipientStatus]) -> None:
+        expire_at = self._clock() + self._retention_s
+        with self._lock:
+            kept = self._statuses.setdefault(key, {})
+            for status in statuses:
+                slot = (status.message_id, status.recipient)
+                old = kept.get(slot)
+                if old is None or advances(
+                    status.event_type, status.occurred_at, old[0].event_type, old[0].occurred_at
+                ):
+                    kept[slot] = (status, expire_at)
+
+    def statuses(self, key: LedgerKey) -> list[RecipientStatus]:
+        now = self._clock()
+        with self._lock:
+            kept = list(self._statuses.get(key, {}).values())
+        found = [status for status, expire_at in kept if expire_at >= now]
+        return sorted(found, key=lambda s: (s.occurred_at, s.message_id, s.recipient))
+
+    def pauses(self) -> list[Pause]:
+        with self._lock:
+            return [pause for _, (pause, _) in sorted(self._paused.rows.items())]
+
+    def close(self) -> None:
+        """Nothing to release; the records stay readable until the object is dropped."""
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def _writing(self, action: str, work: Callable[[], _T]) -> _T:
+        with self._lock:
+            return work()
+
+    _reading = _writing
+
+
+class _Table(Records[K, R]):
+    """Records in a dictionary, each with the number of the write that stored it."""
+
+    def __init__(self) -> None:
+        self.rows: dict[K, tuple[R, int]] = {}
+        self._writes = itertools.count(1)
+
+    def insert_if_absent(self, key: K, record: R) -> bool:
+        return self.rows.setdefault(key, (record, next(self._writes)))[0] is record
+
+    def read(self, key: K) -> tuple[R, Version] | None:
+        return self.rows.get(key)
+
+    def write_if_version(self, key: K, record: R, version: Version) -> bool:
+        if self._version(key) != version:
+            return False
+        self.rows[key] = (record, next(self._writes))
+        return True
+
+    def delete_if_version(self, key: K, version: Version) -> bool:
+        if self._version(key) != version:
+            return False
+        del self.rows[key]
+        return True
+
+    def _version(self, key: K) -> int | None:
+        stored = self.rows.get(key)
+        return None if stored is None else stored[1]

@@ -1,0 +1,133 @@
+"""The SQLite ledger's tables and statements (:mod:`worker.ledger.sqlite_ledger`).
+
+The requests and pauses tables are read and written through the same four statements each
+(:class:`Statements`); the statuses table through one upsert that decides and writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "PAUSES",
+    "REQUESTS",
+    "SCHEMA",
+    "SELECT_PAUSES",
+    "SELECT_STATUSES",
+    "SWEEP",
+    "SWEEP_STATUSES",
+    "UPSERT_STATUS",
+    "Statements",
+    "statements",
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    service_id   TEXT NOT NULL,
+    request_id   TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('claimed', 'done')),
+    content_hash TEXT NOT NULL,
+    owner        TEXT,
+    lease_until  REAL,
+    takeovers    INTEGER NOT NULL DEFAULT 0,
+    result       TEXT,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    expire_at    REAL NOT NULL,
+    PRIMARY KEY (service_id, request_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS requests_by_expire_at ON requests (expire_at);
+CREATE TABLE IF NOT EXISTS statuses (
+    service_id  TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    recipient   TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    rank        INTEGER NOT NULL,
+    occurred_at REAL NOT NULL,
+    batch       INTEGER,
+    detail      TEXT,
+    expire_at   REAL NOT NULL,
+    PRIMARY KEY (service_id, request_id, message_id, recipient)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS statuses_by_expire_at ON statuses (expire_at);
+CREATE TABLE IF NOT EXISTS pauses (
+    scope              TEXT NOT NULL PRIMARY KEY,
+    since              REAL NOT NULL,
+    paused_by          TEXT NOT NULL,
+    reason             TEXT,
+    saved_push_configs TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+# One statement decides and writes, so concurrent writers of the same recipient cannot
+# interleave a read and a write: the row moves only forward (worker.ledger.statuses.advances).
+UPSERT_STATUS = """
+INSERT INTO statuses (service_id, request_id, message_id, recipient, event_type, rank,
+                      occurred_at, batch, detail, expire_at)
+VALUES (:service_id, :request_id, :message_id, :recipient, :event_type, :rank,
+        :occurred_at, :batch, :detail, :expire_at)
+ON CONFLICT (service_id, request_id, message_id, recipient) DO UPDATE SET
+    event_type = excluded.event_type, rank = excluded.rank, occurred_at = excluded.occurred_at,
+    batch = excluded.batch, detail = excluded.detail, expire_at = excluded.expire_at
+WHERE excluded.rank > statuses.rank
+   OR (excluded.rank = statuses.rank AND excluded.occurred_at > statuses.occurred_at)
+"""
+
+SELECT_STATUSES = """
+SELECT * FROM statuses
+WHERE service_id = :service_id AND request_id = :request_id AND expire_at >= :now
+ORDER BY occurred_at, message_id, recipient
+"""
+
+REQUEST_COLUMNS = (
+    "state",
+    "content_hash",
+    "owner",
+    "lease_until",
+    "takeovers",
+    "result",
+    "created_at",
+    "updated_at",
+    "expire_at",
+)
+PAUSE_COLUMNS = ("since", "paused_by", "reason", "saved_push_configs")
+SELECT_PAUSES = "SELECT * FROM pauses ORDER BY scope"
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The statements of a table's :class:`~worker.ledger.records.Records`. Each takes the key
+    columns as named parameters, and the others too where it writes them; a conditional one
+    takes the values its ``select`` returned as ``:v0``, ``:v1``..., and matches only a row
+    that still holds them all."""
+
+    insert: str
+    select: str
+    update: str
+    delete: str
+
+
+def statements(table: str, key: tuple[str, ...], columns: tuple[str, ...]) -> Statements:
+    """The statements for ``table``, whose primary key is ``key``."""
+    # Only names from this module go into the text; every value is a parameter.
+    where = " AND ".join(f"{name} = :{name}" for name in key)
+    seen = ", ".join(f":v{index}" for index in range(len(columns)))
+    as_read = f"({', '.join(columns)}) IS ({seen})"
+    every = key + columns
+    names, values = ", ".join(every), ", ".join(f":{name}" for name in every)
+    new = f"({names}) VALUES ({values}) ON CONFLICT ({', '.join(key)}) DO NOTHING"
+    sets = ", ".join(f"{name} = :{name}" for name in columns)
+    return Statements(
+        insert=f"INSERT INTO {table} {new}",
+        select=f"SELECT {', '.join(columns)} FROM {table} WHERE {where}",  # noqa: S608
+        update=f"UPDATE {table} SET {sets} WHERE {where} AND {as_read}",  # noqa: S608
+        delete=f"DELETE FROM {table} WHERE {where} AND {as_read}",  # noqa: S608
+    )
+
+
+REQUESTS = statements("requests", ("service_id", "request_id"), REQUEST_COLUMNS)
+PAUSES = statements("pauses", ("scope",), PAUSE_COLUMNS)
+
+SWEEP = "DELETE FROM requests WHERE expire_at < :now"
+SWEEP_STATUSES = "DELETE FROM statuses WHERE expire_at < :now"
