@@ -33,7 +33,8 @@ from worker.ops.commands.common import (
 if TYPE_CHECKING:
     from worker.config.settings import Settings
     from worker.formats.pubsub import Publish
-    from worker.ops.dead_letters import DeadLetter, DeadLetterQueue, ReplayReport
+    from worker.ops.dead_letter_queue import DeadLetterQueue, ReplayReport
+    from worker.ops.dead_letters import DeadLetter
     from worker.ops.selection import Selection
 
 __all__ = ["dlq"]
@@ -106,7 +107,7 @@ def _selection(
 @contextmanager
 def _open_queue(settings: Settings, *, for_replay: bool = False) -> Iterator[DeadLetterQueue]:
     from worker.client.pubsub_rpc import new_publisher, new_subscriber
-    from worker.ops.dead_letters import DeadLetterQueue
+    from worker.ops.dead_letter_queue import DeadLetterQueue
 
     project = settings.require_project()
     subscription = f"projects/{project}/subscriptions/{settings.dead_letter_subscription}"
@@ -170,7 +171,9 @@ def list_(
         dead_letters = select(queue, selection, limit=limit or None)
     if as_json:
         moment = views.now()
-        click.echo(json.dumps([d.summary(moment) for d in dead_letters], ensure_ascii=False))
+        click.echo(
+            json.dumps([views.summary_record(d, moment) for d in dead_letters], ensure_ascii=False)
+        )
     elif dead_letters:
         title = f"Dead letters in {queue.subscription}"
         if selection.filtered:
@@ -311,7 +314,7 @@ def replay(
 
 def _replay_confirmed(queue: DeadLetterQueue, ids: list[str], *, yes: bool) -> ReplayReport:
     """Replay ``ids`` once confirmed (or ``yes``); say how many were replayed."""
-    from worker.ops.dead_letters import ReplayReport
+    from worker.ops.dead_letter_queue import ReplayReport
 
     report = ReplayReport()
     if ids:
@@ -478,7 +481,7 @@ def export(
             nonlocal count, seen
             seen += 1
             if selection.matches(dead_letter):
-                out.write(json.dumps(dead_letter.export_record(), ensure_ascii=False) + "\n")
+                out.write(json.dumps(views.export_record(dead_letter), ensure_ascii=False) + "\n")
                 count += 1
                 advance()
 

@@ -1,8 +1,10 @@
-"""How ``email-worker dlq`` shows dead letters: the list table, one dead letter in full, and
-the progress of long operations. Bodies and attachments are elided unless asked for."""
+"""How ``email-worker dlq`` shows dead letters: the list table, the JSON records of ``list``,
+``show`` and ``export``, one dead letter in full, and the progress of long operations. Bodies
+and attachments are elided unless asked for."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import json
@@ -12,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from worker.formats.pubsub import FAILED_AT_ATTRIBUTE
+from worker.formats.result import format_timestamp
 from worker.ops.commands.common import stderr_console, stdout_console
 
 if TYPE_CHECKING:
@@ -21,11 +25,13 @@ __all__ = [
     "PROGRESS_THRESHOLD",
     "counting_progress",
     "dead_letter_table",
+    "export_record",
     "listed",
     "now",
     "print_shown",
     "progress",
     "shown_record",
+    "summary_record",
 ]
 
 #: Replays and purges of at least this many dead letters show a progress bar.
@@ -91,9 +97,48 @@ def _elide(document: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def _rfc3339(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else format_timestamp(moment)
+
+
+def summary_record(dead_letter: DeadLetter, moment: dt.datetime) -> dict[str, Any]:
+    """What ``dlq list --json`` prints for one dead letter, its age counted at ``moment``."""
+    age = dead_letter.age_s(moment)
+    return {
+        "message_id": dead_letter.message_id,
+        "request_id": dead_letter.request_id,
+        "service_id": dead_letter.service_id,
+        "error_code": dead_letter.error_code,
+        "error_message": dead_letter.error_message,
+        "delivery_count": dead_letter.delivery_count,
+        "replay_count": dead_letter.replay_count,
+        "failed_at": dead_letter.attributes.get(FAILED_AT_ATTRIBUTE),
+        "publish_time": _rfc3339(dead_letter.publish_time),
+        "age_s": None if age is None else round(age, 3),
+    }
+
+
+def export_record(dead_letter: DeadLetter) -> dict[str, Any]:
+    """What ``dlq export`` writes for one dead letter: everything, losslessly
+    (``data_base64`` is the exact data)."""
+    return {
+        "message_id": dead_letter.message_id,
+        "publish_time": _rfc3339(dead_letter.publish_time),
+        "attributes": dict(dead_letter.attributes),
+        "data_base64": base64.b64encode(dead_letter.data).decode("ascii"),
+        "request": dead_letter.request,
+        "request_id": dead_letter.request_id,
+        "service_id": dead_letter.service_id,
+        "error_code": dead_letter.error_code,
+        "error_message": dead_letter.error_message,
+        "delivery_count": dead_letter.delivery_count,
+        "replay_count": dead_letter.replay_count,
+    }
+
+
 def shown_record(dead_letter: DeadLetter, *, full: bool) -> dict[str, Any]:
     """What ``dlq show --json`` prints for one dead letter."""
-    record = dead_letter.summary(now())
+    record = summary_record(dead_letter, now())
     record["reason"] = dead_letter.reason
     record["attributes"] = dict(dead_letter.attributes)
     request = dead_letter.request
