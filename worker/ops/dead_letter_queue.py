@@ -65,6 +65,8 @@ _Batch = list[tuple[DeadLetter, str]]
 # Handles the selected messages of one pull: returns the message ids it acknowledged and
 # whether to go on.
 _Handler = Callable[[_Batch], tuple[set[str], bool]]
+# Told how many more dead letters a replay or purge has dealt with.
+_Progress = Callable[[int], None]
 
 
 class DeadLetterQueue:
@@ -149,10 +151,7 @@ class DeadLetterQueue:
     # -- changing --------------------------------------------------------------------
 
     def replay(
-        self,
-        message_ids: Collection[str],
-        *,
-        on_progress: Callable[[int], None] | None = None,
+        self, message_ids: Collection[str], *, on_progress: _Progress | None = None
     ) -> ReplayReport:
         """Republish these dead letters to the requests topic, then remove them.
 
@@ -176,10 +175,7 @@ class DeadLetterQueue:
         return report
 
     def purge(
-        self,
-        message_ids: Collection[str],
-        *,
-        on_progress: Callable[[int], None] | None = None,
+        self, message_ids: Collection[str], *, on_progress: _Progress | None = None
     ) -> PurgeReport:
         """Acknowledge (delete) these dead letters."""
         report = PurgeReport()

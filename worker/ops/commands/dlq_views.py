@@ -16,7 +16,7 @@ import click
 
 from worker.formats.pubsub import FAILED_AT_ATTRIBUTE
 from worker.formats.result import format_timestamp
-from worker.ops.commands.common import stderr_console, stdout_console
+from worker.ops.commands.common import short_duration, stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from worker.ops.dead_letters import DeadLetter
@@ -43,17 +43,7 @@ def now() -> dt.datetime:
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d"
+    return "?" if seconds is None else short_duration(seconds)
 
 
 def dead_letter_table(dead_letters: list[DeadLetter], title: str) -> Any:
@@ -101,17 +91,23 @@ def _rfc3339(moment: dt.datetime | None) -> str | None:
     return None if moment is None else format_timestamp(moment)
 
 
-def summary_record(dead_letter: DeadLetter, moment: dt.datetime) -> dict[str, Any]:
-    """What ``dlq list --json`` prints for one dead letter, its age counted at ``moment``."""
-    age = dead_letter.age_s(moment)
+def _request_and_reason(dead_letter: DeadLetter) -> dict[str, Any]:
     return {
-        "message_id": dead_letter.message_id,
         "request_id": dead_letter.request_id,
         "service_id": dead_letter.service_id,
         "error_code": dead_letter.error_code,
         "error_message": dead_letter.error_message,
         "delivery_count": dead_letter.delivery_count,
         "replay_count": dead_letter.replay_count,
+    }
+
+
+def summary_record(dead_letter: DeadLetter, moment: dt.datetime) -> dict[str, Any]:
+    """What ``dlq list --json`` prints for one dead letter, its age counted at ``moment``."""
+    age = dead_letter.age_s(moment)
+    return {
+        "message_id": dead_letter.message_id,
+        **_request_and_reason(dead_letter),
         "failed_at": dead_letter.attributes.get(FAILED_AT_ATTRIBUTE),
         "publish_time": _rfc3339(dead_letter.publish_time),
         "age_s": None if age is None else round(age, 3),
@@ -127,12 +123,7 @@ def export_record(dead_letter: DeadLetter) -> dict[str, Any]:
         "attributes": dict(dead_letter.attributes),
         "data_base64": base64.b64encode(dead_letter.data).decode("ascii"),
         "request": dead_letter.request,
-        "request_id": dead_letter.request_id,
-        "service_id": dead_letter.service_id,
-        "error_code": dead_letter.error_code,
-        "error_message": dead_letter.error_message,
-        "delivery_count": dead_letter.delivery_count,
-        "replay_count": dead_letter.replay_count,
+        **_request_and_reason(dead_letter),
     }
 
 
