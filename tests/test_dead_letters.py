@@ -15,7 +15,8 @@ from google.api_core.exceptions import ServiceUnavailable
 
 from tests.support.cli_runner import dead_letter, worker_reason
 from tests.support.worker_stack import Stack, make_stack, request
-from worker.ops.dead_letters import DeadLetter, DeadLetterQueue
+from worker.ops.dead_letter_queue import DeadLetterQueue
+from worker.ops.dead_letters import DeadLetter
 
 # -- DeadLetter ---------------------------------------------------------------------------
 

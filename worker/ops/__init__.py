@@ -16,7 +16,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from worker.ops.dead_letters import DeadLetter, DeadLetterQueue
+    from worker.ops.dead_letter_queue import DeadLetterQueue
+    from worker.ops.dead_letters import DeadLetter
     from worker.ops.topology import (
         Resource,
         SubscriptionPolicy,
@@ -35,7 +36,7 @@ __all__ = [
 
 _HOMES = {
     "DeadLetter": "worker.ops.dead_letters",
-    "DeadLetterQueue": "worker.ops.dead_letters",
+    "DeadLetterQueue": "worker.ops.dead_letter_queue",
     "Resource": "worker.ops.topology",
     "SubscriptionPolicy": "worker.ops.topology",
     "ensure_topology": "worker.ops.topology",

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from worker.ledger import Ledger, LedgerKey, ReplayVerdict, replay_verdict
-from worker.ops.dead_letters import DeadLetter, DeadLetterQueue, publish_order
+from worker.ops.dead_letter_queue import DeadLetterQueue
+from worker.ops.dead_letters import DeadLetter, publish_order
 
 __all__ = [
     "RequestSearch",

@@ -28,6 +28,7 @@ __all__ = [
     "pubsub_errors",
     "rpc_timeout_s",
     "settings_from_env",
+    "short_duration",
     "stderr_console",
     "stdout_console",
 ]
@@ -65,6 +66,20 @@ def exit_codes_epilog(*codes: int, texts: Mapping[int, str] | None = None) -> st
 def exit_codes_text(meanings: Mapping[int, str]) -> str:
     """An epilog listing each of these exit codes with its meaning, laid out as written."""
     return exit_codes_epilog(*sorted(meanings), texts=meanings)
+
+
+def short_duration(seconds: float) -> str:
+    """A duration for a table cell: "42s", "17m", "5h03m", "3d" (its sign dropped)."""
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d"
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:

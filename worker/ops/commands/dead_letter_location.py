@@ -102,7 +102,7 @@ def locate_dead_letter(
     location.subscription = f"projects/{project}/subscriptions/{settings.dead_letter_subscription}"
 
     from worker.client.pubsub_rpc import describe_error, new_subscriber
-    from worker.ops.dead_letters import DeadLetterQueue
+    from worker.ops.dead_letter_queue import DeadLetterQueue
     from worker.ops.selection import find_request
 
     try:

@@ -10,30 +10,23 @@ the reports of replays and purges that fail part-way. What is not a command is e
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from worker.ops.commands import common
 from worker.ops.commands import dlq_views as views
-from worker.ops.commands.common import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_USAGE,
-    exit_codes_epilog,
-    fail,
-    load_settings,
-    pubsub_errors,
-    rpc_timeout_s,
-    stdout_console,
-)
+from worker.ops.commands.common import EXIT_USAGE, fail, load_settings, stdout_console
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
     from worker.formats.pubsub import Publish
-    from worker.ops.dead_letters import DeadLetter, DeadLetterQueue, ReplayReport
+    from worker.ops.dead_letter_queue import DeadLetterQueue, ReplayReport
+    from worker.ops.dead_letters import DeadLetter
     from worker.ops.selection import Selection
 
 __all__ = ["dlq"]
@@ -43,11 +36,8 @@ _USAGE = "invalid settings or options, or nothing selected (no message id, filte
 
 
 def _epilog(ok: str, failure: str, usage: str = _USAGE) -> str:
-    return exit_codes_epilog(
-        EXIT_OK,
-        EXIT_FAILURE,
-        EXIT_USAGE,
-        texts={EXIT_OK: ok, EXIT_FAILURE: failure, EXIT_USAGE: usage},
+    return common.exit_codes_text(
+        {common.EXIT_OK: ok, common.EXIT_FAILURE: failure, EXIT_USAGE: usage}
     )
 
 
@@ -80,37 +70,46 @@ def dlq() -> None:
     """
 
 
-def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(
-        (
-            click.option("--service", "service_id", metavar="SERVICE", help="Of this service."),
-            click.option("--request-id", metavar="ID", help="Of this request id."),
+def _selecting(*, by_message_id: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the selection options (MESSAGE_IDS when ``by_message_id``, then
+    --service, --request-id and --code); it receives them as one ``selection``."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def selecting(
+            *,
+            service_id: str | None,
+            request_id: str | None,
+            error_code: str | None,
+            message_ids: tuple[str, ...] = (),
+            **options: Any,
+        ) -> Any:
+            from worker.ops.selection import Selection
+
+            selection = Selection(frozenset(message_ids), service_id, request_id, error_code)
+            return command(selection=selection, **options)
+
+        for option in (
             click.option("--code", "error_code", metavar="CODE", help="With this error code."),
-        )
-    ):
-        command = option(command)
-    return command
+            click.option("--request-id", metavar="ID", help="Of this request id."),
+            click.option("--service", "service_id", metavar="SERVICE", help="Of this service."),
+        ):
+            selecting = option(selecting)
+        if by_message_id:
+            selecting = click.argument("message_ids", nargs=-1)(selecting)
+        return selecting
 
-
-def _selection(
-    message_ids: tuple[str, ...] = (),
-    service_id: str | None = None,
-    request_id: str | None = None,
-    error_code: str | None = None,
-) -> Selection:
-    from worker.ops.selection import Selection
-
-    return Selection(frozenset(message_ids), service_id, request_id, error_code)
+    return decorate
 
 
 @contextmanager
 def _open_queue(settings: Settings, *, for_replay: bool = False) -> Iterator[DeadLetterQueue]:
     from worker.client.pubsub_rpc import new_publisher, new_subscriber
-    from worker.ops.dead_letters import DeadLetterQueue
+    from worker.ops.dead_letter_queue import DeadLetterQueue
 
     project = settings.require_project()
     subscription = f"projects/{project}/subscriptions/{settings.dead_letter_subscription}"
-    with pubsub_errors(
+    with common.pubsub_errors(
         f"reading {subscription}",
         not_found=f"subscription {subscription} does not exist (set "
         "EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION, or create it with `email-worker setup`)",
@@ -126,7 +125,7 @@ def _open_queue(settings: Settings, *, for_replay: bool = False) -> Iterator[Dea
                 # the worker sends a replay only if it is a request a service published.
                 requests_topic=f"projects/{project}/topics/"
                 f"{settings.replay_topic if settings.per_service else settings.requests_topic}",
-                rpc_timeout_s=rpc_timeout_s(settings),
+                rpc_timeout_s=common.rpc_timeout_s(settings),
                 publish_timeout_s=settings.publish_timeout_s,
             )
             queue.check()
@@ -145,7 +144,7 @@ def _open_queue(settings: Settings, *, for_replay: bool = False) -> Iterator[Dea
         "invalid settings or options",
     ),
 )
-@_filter_options
+@_selecting(by_message_id=False)
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
@@ -154,23 +153,18 @@ def _open_queue(settings: Settings, *, for_replay: bool = False) -> Iterator[Dea
     help="Show at most this many (0: all).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def list_(
-    service_id: str | None,
-    request_id: str | None,
-    error_code: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
+def list_(selection: Selection, limit: int, as_json: bool) -> None:
     """List dead letters: id, request, service, reason and age. Consumes nothing."""
     from worker.ops.selection import select
 
-    selection = _selection((), service_id, request_id, error_code)
     settings, _ = load_settings()
     with _open_queue(settings) as queue:
         dead_letters = select(queue, selection, limit=limit or None)
     if as_json:
         moment = views.now()
-        click.echo(json.dumps([d.summary(moment) for d in dead_letters], ensure_ascii=False))
+        click.echo(
+            json.dumps([views.summary_record(d, moment) for d in dead_letters], ensure_ascii=False)
+        )
     elif dead_letters:
         title = f"Dead letters in {queue.subscription}"
         if selection.filtered:
@@ -181,24 +175,16 @@ def list_(
     elif not selection.filtered:
         click.echo(f"No dead letters in {queue.subscription}.")
     if selection.filtered and not dead_letters:
-        fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
+        _fail_no_match(selection, queue)
 
 
 @dlq.command(
     epilog=_epilog("success", f"Pub/Sub unreachable, the subscription missing, or {_NO_MATCH}")
 )
-@click.argument("message_ids", nargs=-1)
-@_filter_options
+@_selecting(by_message_id=True)
 @click.option("--full", is_flag=True, help="Include bodies, attachments and raw messages.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter and line.")
-def show(
-    message_ids: tuple[str, ...],
-    service_id: str | None,
-    request_id: str | None,
-    error_code: str | None,
-    full: bool,
-    as_json: bool,
-) -> None:
+def show(selection: Selection, full: bool, as_json: bool) -> None:
     """Show dead letters with their reason, attributes and request.
 
     Select them by MESSAGE_IDS and/or the filters, for example
@@ -207,21 +193,30 @@ def show(
     """
     from worker.ops.selection import select
 
-    selection = _selection(message_ids, service_id, request_id, error_code)
     if selection.empty:
         fail("give the message ids to show, or --service, --request-id or --code", EXIT_USAGE)
     settings, _ = load_settings()
     with _open_queue(settings) as queue:
         found = select(queue, selection)
     if not found:
-        fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
+        _fail_no_match(selection, queue)
     for index, dead_letter in enumerate(found):
         if index and not as_json:
             click.echo()
         views.print_shown(views.shown_record(dead_letter, full=full), as_json=as_json)
-    missing = sorted(set(message_ids) - {d.message_id for d in found})
+    missing = _not_found(selection, found)
     if missing:
         fail(f"not found: {views.listed(missing)}")
+
+
+def _confirm(question: str, *, yes: bool) -> None:
+    """Ask ``question`` on stderr (abort on no), unless ``yes``."""
+    if not yes:
+        click.confirm(question, abort=True, err=True)
+
+
+def _fail_no_match(selection: Selection, queue: DeadLetterQueue) -> NoReturn:
+    fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
 
 
 def _require_selection(selection: Selection, all_: bool, verb: str) -> None:
@@ -246,20 +241,11 @@ _REPLAY_FAILURE = (
 
 
 @dlq.command(epilog=_epilog("every selected dead letter replayed (or would be)", _REPLAY_FAILURE))
-@click.argument("message_ids", nargs=-1)
-@_filter_options
+@_selecting(by_message_id=True)
 @click.option("--all", "all_", is_flag=True, help="Every dead letter present now.")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def replay(
-    message_ids: tuple[str, ...],
-    service_id: str | None,
-    request_id: str | None,
-    error_code: str | None,
-    all_: bool,
-    dry_run: bool,
-    yes: bool,
-) -> None:
+def replay(selection: Selection, all_: bool, dry_run: bool, yes: bool) -> None:
     """Republish dead letters to the replay topic, then remove them.
 
     Select them by MESSAGE_IDS and/or the filters, or --all.
@@ -280,13 +266,12 @@ def replay(
     """
     from worker.ops.selection import select
 
-    selection = _selection(message_ids, service_id, request_id, error_code)
     _require_selection(selection, all_, "replay")
     settings, _ = load_settings()
     with _open_queue(settings, for_replay=not dry_run) as queue:
         found = select(queue, selection)
         if not found and not selection.empty:
-            fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
+            _fail_no_match(selection, queue)
         if not found:
             click.echo(f"No dead letters in {queue.subscription}; nothing to replay.")
             return
@@ -311,17 +296,15 @@ def replay(
 
 def _replay_confirmed(queue: DeadLetterQueue, ids: list[str], *, yes: bool) -> ReplayReport:
     """Replay ``ids`` once confirmed (or ``yes``); say how many were replayed."""
-    from worker.ops.dead_letters import ReplayReport
+    from worker.ops.dead_letter_queue import ReplayReport
 
     report = ReplayReport()
     if ids:
-        if not yes:
-            click.confirm(
-                f"Replay {len(ids)} dead letter(s) from {queue.subscription} to "
-                f"{queue.requests_topic}?",
-                abort=True,
-                err=True,
-            )
+        _confirm(
+            f"Replay {len(ids)} dead letter(s) from {queue.subscription} to "
+            f"{queue.requests_topic}?",
+            yes=yes,
+        )
         with views.progress(len(ids), "Replaying") as advance:
             report = queue.replay(ids, on_progress=advance)
     click.echo(f"Replayed {len(report.replayed)} dead letter(s) to {queue.requests_topic}.")
@@ -359,19 +342,27 @@ def _refused_replays(settings: Settings, found: list[DeadLetter]) -> dict[str, s
     return refused
 
 
-def _replay_problems(report: ReplayReport) -> list[str]:
+def _unfinished(
+    failed: dict[str, str], failed_as: str, skipped: list[str], skipped_as: str
+) -> list[str]:
+    """The problems of a replay or purge that stopped: what failed (with the first error),
+    and what was not attempted after."""
     problems = []
-    if report.failed:
-        first = next(iter(report.failed.values()))
-        problems.append(
-            f"{len(report.failed)} could not be republished and stay dead-lettered "
-            f"({views.listed(list(report.failed))}): {first}"
-        )
-    if report.skipped:
-        problems.append(
-            f"{len(report.skipped)} not attempted after that failure, still dead-lettered: "
-            f"{views.listed(report.skipped)}"
-        )
+    if failed:
+        first = next(iter(failed.values()))
+        problems.append(f"{len(failed)} {failed_as} ({views.listed(list(failed))}): {first}")
+    if skipped:
+        problems.append(f"{len(skipped)} {skipped_as}: {views.listed(skipped)}")
+    return problems
+
+
+def _replay_problems(report: ReplayReport) -> list[str]:
+    problems = _unfinished(
+        report.failed,
+        "could not be republished and stay dead-lettered",
+        report.skipped,
+        "not attempted after that failure, still dead-lettered",
+    )
     if report.not_removed:
         problems.append(
             f"{len(report.not_removed)} were republished but could not be removed; do NOT "
@@ -388,55 +379,33 @@ def _replay_problems(report: ReplayReport) -> list[str]:
         f"Pub/Sub unreachable, the subscription missing, {_NO_MATCH}, or a purge not completed",
     )
 )
-@click.argument("message_ids", nargs=-1)
-@_filter_options
+@_selecting(by_message_id=True)
 @click.option("--all", "all_", is_flag=True, help="Every dead letter present now.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def purge(
-    message_ids: tuple[str, ...],
-    service_id: str | None,
-    request_id: str | None,
-    error_code: str | None,
-    all_: bool,
-    yes: bool,
-) -> None:
+def purge(selection: Selection, all_: bool, yes: bool) -> None:
     """Delete dead letters for good (consider `dlq export` first).
 
     Select them by MESSAGE_IDS and/or the filters, or --all.
     """
     from worker.ops.selection import select
 
-    selection = _selection(message_ids, service_id, request_id, error_code)
     _require_selection(selection, all_, "purge")
     settings, _ = load_settings()
     with _open_queue(settings) as queue:
         if selection.filtered:
             ids = [d.message_id for d in select(queue, selection)]
             if not ids:
-                fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
+                _fail_no_match(selection, queue)
         else:
             ids = queue.message_ids() if all_ else sorted(selection.message_ids)
         if not ids:
             click.echo(f"No dead letters in {queue.subscription}; nothing to purge.")
             return
-        if not yes:
-            click.confirm(
-                f"Delete {len(ids)} dead letter(s) from {queue.subscription} for good?",
-                abort=True,
-                err=True,
-            )
+        _confirm(f"Delete {len(ids)} dead letter(s) from {queue.subscription} for good?", yes=yes)
         with views.progress(len(ids), "Purging") as advance:
             report = queue.purge(ids, on_progress=advance)
     click.echo(f"Purged {len(report.purged)} dead letter(s) from {queue.subscription}.")
-    problems = []
-    if report.failed:
-        first = next(iter(report.failed.values()))
-        problems.append(
-            f"{len(report.failed)} could not be removed "
-            f"({views.listed(list(report.failed))}): {first}"
-        )
-    if report.skipped:
-        problems.append(f"{len(report.skipped)} not attempted: {views.listed(report.skipped)}")
+    problems = _unfinished(report.failed, "could not be removed", report.skipped, "not attempted")
     missing = sorted({*report.not_found, *(selection.message_ids - set(ids))})
     if missing:
         problems.append(f"not found: {views.listed(missing)}")
@@ -453,10 +422,8 @@ def purge(
     )
 )
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@_filter_options
-def export(
-    file: str, service_id: str | None, request_id: str | None, error_code: str | None
-) -> None:
+@_selecting(by_message_id=False)
+def export(file: str, selection: Selection) -> None:
     """Write every dead letter (or those matching the filters) to FILE as JSON lines ('-'
     for stdout). Consumes nothing.
 
@@ -464,7 +431,6 @@ def export(
     request (the data as JSON, or null) and the reason fields of `dlq list --json`. On a
     terminal a running count shows on stderr; a summary line ends the export.
     """
-    selection = _selection((), service_id, request_id, error_code)
     settings, _ = load_settings()
     count = seen = 0
     # Atomic: an interrupted export leaves no partial file behind.
@@ -478,7 +444,7 @@ def export(
             nonlocal count, seen
             seen += 1
             if selection.matches(dead_letter):
-                out.write(json.dumps(dead_letter.export_record(), ensure_ascii=False) + "\n")
+                out.write(json.dumps(views.export_record(dead_letter), ensure_ascii=False) + "\n")
                 count += 1
                 advance()
 
@@ -490,4 +456,4 @@ def export(
         err=True,
     )
     if selection.filtered and not count:
-        fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
+        _fail_no_match(selection, queue)

@@ -1,8 +1,10 @@
-"""How ``email-worker dlq`` shows dead letters: the list table, one dead letter in full, and
-the progress of long operations. Bodies and attachments are elided unless asked for."""
+"""How ``email-worker dlq`` shows dead letters: the list table, the JSON records of ``list``,
+``show`` and ``export``, one dead letter in full, and the progress of long operations. Bodies
+and attachments are elided unless asked for."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import json
@@ -12,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from worker.ops.commands.common import stderr_console, stdout_console
+from worker.formats.pubsub import FAILED_AT_ATTRIBUTE
+from worker.formats.result import format_timestamp
+from worker.ops.commands.common import short_duration, stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from worker.ops.dead_letters import DeadLetter
@@ -21,11 +25,13 @@ __all__ = [
     "PROGRESS_THRESHOLD",
     "counting_progress",
     "dead_letter_table",
+    "export_record",
     "listed",
     "now",
     "print_shown",
     "progress",
     "shown_record",
+    "summary_record",
 ]
 
 #: Replays and purges of at least this many dead letters show a progress bar.
@@ -37,17 +43,7 @@ def now() -> dt.datetime:
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d"
+    return "?" if seconds is None else short_duration(seconds)
 
 
 def dead_letter_table(dead_letters: list[DeadLetter], title: str) -> Any:
@@ -91,9 +87,49 @@ def _elide(document: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def _rfc3339(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else format_timestamp(moment)
+
+
+def _request_and_reason(dead_letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "request_id": dead_letter.request_id,
+        "service_id": dead_letter.service_id,
+        "error_code": dead_letter.error_code,
+        "error_message": dead_letter.error_message,
+        "delivery_count": dead_letter.delivery_count,
+        "replay_count": dead_letter.replay_count,
+    }
+
+
+def summary_record(dead_letter: DeadLetter, moment: dt.datetime) -> dict[str, Any]:
+    """What ``dlq list --json`` prints for one dead letter, its age counted at ``moment``."""
+    age = dead_letter.age_s(moment)
+    return {
+        "message_id": dead_letter.message_id,
+        **_request_and_reason(dead_letter),
+        "failed_at": dead_letter.attributes.get(FAILED_AT_ATTRIBUTE),
+        "publish_time": _rfc3339(dead_letter.publish_time),
+        "age_s": None if age is None else round(age, 3),
+    }
+
+
+def export_record(dead_letter: DeadLetter) -> dict[str, Any]:
+    """What ``dlq export`` writes for one dead letter: everything, losslessly
+    (``data_base64`` is the exact data)."""
+    return {
+        "message_id": dead_letter.message_id,
+        "publish_time": _rfc3339(dead_letter.publish_time),
+        "attributes": dict(dead_letter.attributes),
+        "data_base64": base64.b64encode(dead_letter.data).decode("ascii"),
+        "request": dead_letter.request,
+        **_request_and_reason(dead_letter),
+    }
+
+
 def shown_record(dead_letter: DeadLetter, *, full: bool) -> dict[str, Any]:
     """What ``dlq show --json`` prints for one dead letter."""
-    record = dead_letter.summary(now())
+    record = summary_record(dead_letter, now())
     record["reason"] = dead_letter.reason
     record["attributes"] = dict(dead_letter.attributes)
     request = dead_letter.request

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from worker.config.settings import Settings, SettingsError
-from worker.ops.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail, stdout_console
+from worker.ops.commands.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    short_duration,
+    stdout_console,
+)
 
 if TYPE_CHECKING:
     from worker.ledger import Ledger, LedgerRecord
@@ -82,19 +89,6 @@ def record_json(record: LedgerRecord) -> dict[str, Any]:
     }
 
 
-def _ago(seconds: float) -> str:
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d"
-
-
 def _lease(record: LedgerRecord, now: dt.datetime) -> str:
     if record.state == "claimed" and record.owner is None:
         return "- (released after a transient failure; the next delivery claims it)"
@@ -103,9 +97,10 @@ def _lease(record: LedgerRecord, now: dt.datetime) -> str:
     left = (record.lease_until - now).total_seconds()
     if record.state != "claimed":
         return str(_iso(record.lease_until))
+    until, how_long = _iso(record.lease_until), short_duration(left)
     if left > 0:
-        return f"{_iso(record.lease_until)} (in {_ago(left)}; a delivery is sending it)"
-    return f"{_iso(record.lease_until)} (expired {_ago(left)} ago; the next delivery takes over)"
+        return f"{until} (in {how_long}; a delivery is sending it)"
+    return f"{until} (expired {how_long} ago; the next delivery takes over)"
 
 
 def _print_record(record: LedgerRecord) -> None:

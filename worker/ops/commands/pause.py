@@ -10,17 +10,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from worker.config.settings import SERVICE_ID_RE, Settings
-from worker.ops.commands.common import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_USAGE,
-    exit_codes_epilog,
-    fail,
-    load_settings,
-    pubsub_errors,
-    rpc_timeout_s,
-    stdout_console,
-)
+from worker.ops.commands import common
+from worker.ops.commands.common import EXIT_USAGE, fail, load_settings
 from worker.ops.commands.ledger import open_for_lookup
 
 if TYPE_CHECKING:
@@ -28,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["pause", "paused", "resume"]
 
-_EPILOG = exit_codes_epilog(EXIT_OK, EXIT_FAILURE, EXIT_USAGE)
+_EPILOG = common.exit_codes_epilog(common.EXIT_OK, common.EXIT_FAILURE, EXIT_USAGE)
 
 
 def _scopes(settings: Settings, services: tuple[str, ...], everything: bool) -> list[str]:
@@ -93,7 +84,7 @@ def pause(services: tuple[str, ...], everything: bool, reason: str | None, by: s
     with store:
         for scope in scopes:
             try:
-                with pubsub_errors(f"pausing {_label(scope)}"):
+                with common.pubsub_errors(f"pausing {_label(scope)}"):
                     stored, switched = pause_scope(
                         store,
                         subscriber,
@@ -101,7 +92,7 @@ def pause(services: tuple[str, ...], everything: bool, reason: str | None, by: s
                         scope=scope,
                         by=author,
                         reason=reason,
-                        timeout_s=rpc_timeout_s(settings),
+                        timeout_s=common.rpc_timeout_s(settings),
                     )
             except LedgerUnavailable as error:
                 fail(str(error))
@@ -132,9 +123,13 @@ def resume(services: tuple[str, ...], everything: bool) -> None:
     with store:
         for scope in scopes:
             try:
-                with pubsub_errors(f"resuming {_label(scope)}"):
+                with common.pubsub_errors(f"resuming {_label(scope)}"):
                     done = resume_scope(
-                        store, subscriber, settings, scope=scope, timeout_s=rpc_timeout_s(settings)
+                        store,
+                        subscriber,
+                        settings,
+                        scope=scope,
+                        timeout_s=common.rpc_timeout_s(settings),
                     )
             except LedgerUnavailable as error:
                 fail(str(error))
@@ -184,7 +179,7 @@ def _print_table(pauses: list[Pause]) -> None:
             Text(p.reason or "-"),
             "\n".join(sorted(p.saved_push_configs)) or "-",
         )
-    stdout_console().print(table)
+    common.stdout_console().print(table)
 
 
 def _pause_json(pause: Pause) -> dict[str, Any]:

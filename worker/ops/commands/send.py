@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +21,11 @@ from worker.ops.commands.common import (
     load_settings,
     pubsub_errors,
 )
+
+if TYPE_CHECKING:
+    from worker.client import EmailClient, EmailRequestSpec
+    from worker.config.settings import Settings
+    from worker.formats.result import EmailResult
 
 __all__ = ["send"]
 
@@ -90,30 +96,66 @@ def send(
       email-worker send --file request.json
     """
     settings, project = load_settings()
-    if request_file is not None:
-        given = {
-            "--to": to,
-            "--cc": cc,
-            "--bcc": bcc,
-            "--from": sender,
-            "--subject": subject,
-            "--text": text,
-            "--html": html,
-            "--attach": attach,
-            "--request-id": request_id,
-        }
-        clashing = [name for name, value in given.items() if value]
-        if clashing:
-            fail(f"--file cannot be combined with {', '.join(clashing)}", EXIT_USAGE)
-        document = _read_request_file(request_file)
+    from worker.client import EmailRequestSpec
+
+    message = EmailRequestSpec(
+        to=to, cc=cc, bcc=bcc, sender=sender, subject=subject, text=text, html=html
+    )
+    if request_file is None:
+        document = _document_from_options(message, attach, request_id)
+    elif clashing := _message_options_given(message, attach, request_id):
+        fail(f"--file cannot be combined with {', '.join(clashing)}", EXIT_USAGE)
     else:
-        document = _document_from_options(
-            to, cc, bcc, sender, subject, text, html, attach, request_id
-        )
+        document = _read_request_file(request_file)
     if service_id is not None:
         document["service_id"] = service_id
+    request_id, service = _checked(settings, document)
+    result = _publish_with_client(
+        settings, project, document, service, wait_s=timeout if wait else None
+    )
+    if result is None:
+        click.echo(json.dumps({"request_id": request_id}) if as_json else request_id)
+    elif as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        _print_result(result.to_dict())
+    if result is not None and result.status != "sent":
+        raise SystemExit(EXIT_NOT_SENT)
 
-    from worker.client import EmailClient, RequestRejected, ResultTimeout, prepare_request
+
+def _publish_with_client(
+    settings: Settings,
+    project: str,
+    document: dict[str, Any],
+    service: str,
+    *,
+    wait_s: float | None,
+) -> EmailResult | None:
+    """Publish ``document`` to ``service``'s requests topic; with ``wait_s``, wait that long
+    for its result and return it."""
+    from worker.client import EmailClient
+
+    client = EmailClient(
+        project,
+        # Per-service tenancy: the service's own topic, the only one its requests count on.
+        requests_topic=settings.request_topic_for(service) if service else settings.requests_topic,
+        results_topic=settings.results_topic,
+        default_service_id=settings.default_service_id,
+        timeout_s=settings.publish_timeout_s,
+    )
+    try:
+        if wait_s is None:
+            _publish(client, document, service)
+            return None
+        return _publish_and_wait(client, document, service, wait_s)
+    finally:
+        client.close()
+
+
+def _checked(settings: Settings, document: dict[str, Any]) -> tuple[str, str]:
+    """The request's id (set in ``document``) and service, once it is a request the worker
+    accepts from a service it knows of; otherwise a message and exit code 2."""
+    from worker.client import RequestRejected, prepare_request
 
     default_service = settings.default_service_id
     try:
@@ -133,59 +175,44 @@ def send(
         )
     if service and (collision := colliding_name(settings, service)) is not None:
         fail(f"{collision}; nothing was published", EXIT_USAGE)
-    # Per-service tenancy: the service's own topic, the only one its requests count on.
-    topic = settings.request_topic_for(service) if service else settings.requests_topic
-    client = EmailClient(
-        project,
-        requests_topic=topic,
-        results_topic=settings.results_topic,
-        default_service_id=default_service,
-        timeout_s=settings.publish_timeout_s,
-    )
-    topic_path = client.topic_for(service or "")  # the requests topic, as a full path
-    try:
-        if not wait:
-            with pubsub_errors(
-                f"publishing to {topic_path}",
-                not_found=_missing_topic(topic_path),
-            ):
-                client.publish(document)
-            click.echo(json.dumps({"request_id": request_id}) if as_json else request_id)
-            return
-        with (
-            pubsub_errors(
-                f"subscribing to {client.results_topic}",
-                not_found=_missing_topic(client.results_topic),
-            ),
-            # Its own service's result only: another service may use the same request id.
-            client.expect_result(request_id, service_id=service or None) as pending,
-        ):
-            with pubsub_errors(
-                f"publishing to {topic_path}",
-                not_found=_missing_topic(topic_path),
-            ):
-                client.publish(document)
-            click.echo(
-                f"published request {request_id}; waiting up to {timeout:g} s for its result",
-                err=True,
-            )
-            with pubsub_errors(f"waiting for the result on {pending.subscription}"):
-                try:
-                    result = pending.wait(timeout)
-                except ResultTimeout:
-                    fail(
-                        f"no result for request {request_id} within {timeout:g} s; it may "
-                        "still be sent (is the worker running?)",
-                        EXIT_NO_RESULT,
-                    )
-    finally:
-        client.close()
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-    else:
-        _print_result(result.to_dict())
-    if result.status != "sent":
-        raise SystemExit(EXIT_NOT_SENT)
+    return request_id, service or ""
+
+
+def _publish(client: EmailClient, document: dict[str, Any], service: str) -> None:
+    topic_path = client.topic_for(service)  # the requests topic, as a full path
+    with pubsub_errors(f"publishing to {topic_path}", not_found=_missing_topic(topic_path)):
+        client.publish(document)
+
+
+def _publish_and_wait(
+    client: EmailClient, document: dict[str, Any], service: str, timeout: float
+) -> EmailResult:
+    """Publish ``document`` and wait up to ``timeout`` seconds for its result."""
+    from worker.client import ResultTimeout
+
+    request_id = document["request_id"]
+    with (
+        pubsub_errors(
+            f"subscribing to {client.results_topic}",
+            not_found=_missing_topic(client.results_topic),
+        ),
+        # Its own service's result only: another service may use the same request id.
+        client.expect_result(request_id, service_id=service or None) as pending,
+    ):
+        _publish(client, document, service)
+        click.echo(
+            f"published request {request_id}; waiting up to {timeout:g} s for its result",
+            err=True,
+        )
+        with pubsub_errors(f"waiting for the result on {pending.subscription}"):
+            try:
+                return pending.wait(timeout)
+            except ResultTimeout:
+                fail(
+                    f"no result for request {request_id} within {timeout:g} s; it may "
+                    "still be sent (is the worker running?)",
+                    EXIT_NO_RESULT,
+                )
 
 
 def _missing_topic(topic: str) -> str:
@@ -203,37 +230,37 @@ def _read_request_file(stream: IO[bytes]) -> dict[str, Any]:
     return document
 
 
-def _document_from_options(
-    to: tuple[str, ...],
-    cc: tuple[str, ...],
-    bcc: tuple[str, ...],
-    sender: str | None,
-    subject: str | None,
-    text: str | None,
-    html: str | None,
-    attach: tuple[Path, ...],
-    request_id: str | None,
-) -> dict[str, Any]:
-    from worker.client import AttachmentSpec, EmailRequestSpec
+def _message_options_given(
+    message: EmailRequestSpec, attach: tuple[Path, ...], request_id: str | None
+) -> list[str]:
+    """The message options given, by name (none may be given with --file)."""
+    given = {
+        "--to": message.to,
+        "--cc": message.cc,
+        "--bcc": message.bcc,
+        "--from": message.sender,
+        "--subject": message.subject,
+        "--text": message.text,
+        "--html": message.html,
+        "--attach": attach,
+        "--request-id": request_id,
+    }
+    return [name for name, value in given.items() if value]
 
-    if not (to or cc or bcc):
+
+def _document_from_options(
+    message: EmailRequestSpec, attach: tuple[Path, ...], request_id: str | None
+) -> dict[str, Any]:
+    """The request the message options describe, with the files to attach read."""
+    from worker.client import AttachmentSpec
+
+    if not (message.to or message.cc or message.bcc):
         fail("give at least one recipient (--to, --cc or --bcc), or --file", EXIT_USAGE)
     try:
         attachments = [AttachmentSpec.from_path(path) for path in attach]
     except OSError as error:
         fail(f"cannot read an attachment: {error}", EXIT_USAGE)
-    spec = EmailRequestSpec(
-        to=to,
-        cc=cc,
-        bcc=bcc,
-        sender=sender,
-        subject=subject,
-        text=text,
-        html=html,
-        attachments=attachments,
-        request_id=request_id,
-    )
-    return spec.to_document()
+    return replace(message, attachments=attachments, request_id=request_id).to_document()
 
 
 def _print_result(result: dict[str, Any]) -> None:

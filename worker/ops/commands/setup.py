@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from worker.config.budget import MAX_ACK_DEADLINE_S
 from worker.config.settings import MIN_ACK_DEADLINE_S, Settings
-from worker.ops.commands.common import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_USAGE,
-    exit_codes_epilog,
-    fail,
-    load_settings,
-    pubsub_errors,
-    rpc_timeout_s,
-)
+from worker.ops.commands import common
+from worker.ops.commands.common import EXIT_USAGE, fail, load_settings
+
+if TYPE_CHECKING:
+    from worker.ops.topology import Resource, SubscriptionPolicy
 
 __all__ = ["setup"]
 
 
-@click.command(epilog=exit_codes_epilog(EXIT_OK, EXIT_FAILURE, EXIT_USAGE))
+def _backoff_option(
+    name: str, default_s: int, help_text: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A retry-policy backoff option: seconds, 0 to 600 (Pub/Sub's range)."""
+    return click.option(
+        name, type=click.IntRange(0, 600), default=default_s, show_default=True, help=help_text
+    )
+
+
+@click.command(epilog=common.exit_codes_epilog(common.EXIT_OK, common.EXIT_FAILURE, EXIT_USAGE))
 @click.option(
     "--max-delivery-attempts",
     type=click.IntRange(5, 100),
@@ -37,20 +44,8 @@ __all__ = ["setup"]
     show_default=True,
     help="Seconds the worker has to settle a delivery.",
 )
-@click.option(
-    "--min-backoff",
-    type=click.IntRange(0, 600),
-    default=10,
-    show_default=True,
-    help="Seconds before redelivering a nacked request, at first.",
-)
-@click.option(
-    "--max-backoff",
-    type=click.IntRange(0, 600),
-    default=600,
-    show_default=True,
-    help="Longest wait before a redelivery.",
-)
+@_backoff_option("--min-backoff", 10, "Seconds before redelivering a nacked request, at first.")
+@_backoff_option("--max-backoff", 600, "Longest wait before a redelivery.")
 def setup(
     max_delivery_attempts: int | None,
     ack_deadline: int,
@@ -81,8 +76,7 @@ def setup(
     if min_backoff > max_backoff:
         fail("--min-backoff must not be larger than --max-backoff", EXIT_USAGE)
 
-    from worker.client.pubsub_rpc import new_publisher, new_subscriber
-    from worker.ops.topology import Resource, SubscriptionPolicy, ensure_topology
+    from worker.ops.topology import SubscriptionPolicy
 
     policy = SubscriptionPolicy(
         max_delivery_attempts=max_delivery_attempts or settings.max_delivery_attempts or 12,
@@ -90,6 +84,21 @@ def setup(
         min_backoff_s=min_backoff,
         max_backoff_s=max_backoff,
     )
+    warnings = _ensure_topology(settings, project, policy)
+    if warnings:
+        click.echo(
+            "email-worker: setup does not change existing resources; adjust them by hand "
+            "(or delete and re-run setup) if the differences matter",
+            err=True,
+        )
+
+
+def _ensure_topology(settings: Settings, project: str, policy: SubscriptionPolicy) -> int:
+    """Create what is missing, printing a line for each resource and a warning for each
+    difference from what setup would create; return how many warnings."""
+    from worker.client.pubsub_rpc import new_publisher, new_subscriber
+    from worker.ops.topology import ensure_topology
+
     warnings = 0
 
     def show(resource: Resource) -> None:
@@ -100,8 +109,8 @@ def setup(
             warnings += 1
             click.echo(f"email-worker: warning: {resource.path}: {difference}", err=True)
 
-    with pubsub_errors(f"setting up project {project}"):
-        publisher = new_publisher(rpc_timeout_s(settings))
+    with common.pubsub_errors(f"setting up project {project}"):
+        publisher = new_publisher(common.rpc_timeout_s(settings))
         subscriber = new_subscriber()
         try:
             ensure_topology(
@@ -113,18 +122,13 @@ def setup(
                 dead_letter_topic=settings.dead_letter_topic,
                 dead_letter_subscription=settings.dead_letter_subscription,
                 policy=policy,
-                timeout_s=rpc_timeout_s(settings),
+                timeout_s=common.rpc_timeout_s(settings),
                 on_resource=show,
             )
         finally:
             publisher.stop()
             subscriber.close()
-    if warnings:
-        click.echo(
-            "email-worker: setup does not change existing resources; adjust them by hand "
-            "(or delete and re-run setup) if the differences matter",
-            err=True,
-        )
+    return warnings
 
 
 def _inputs(settings: Settings) -> list[tuple[str, str]]:
