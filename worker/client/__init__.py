@@ -2,7 +2,8 @@
 
 The layer owns :class:`EmailClient`, the typed client services use to publish requests and
 await their results (documented as ``worker.client``), which checks each request with the
-worker's own parser before publishing, and :mod:`worker.client.pubsub_rpc`, the Pub/Sub
+worker's own parser before publishing and reads a service's own results subscription
+(:mod:`worker.client.results`), and :mod:`worker.client.pubsub_rpc`, the Pub/Sub
 clients and calls with an overall deadline that it shares with the operators' tools. It
 stands on the formats alone and never loads the worker's processing or transports.
 """
@@ -15,6 +16,7 @@ from worker.client.email_client import (
     EmailClient,
     EmailRequestSpec,
     PendingResult,
+    ReceivedResult,
     RequestRejected,
     ResultTimeout,
     prepare_request,
@@ -26,6 +28,7 @@ __all__ = [
     "EmailClient",
     "EmailRequestSpec",
     "PendingResult",
+    "ReceivedResult",
     "RequestRejected",
     "ResultTimeout",
     "prepare_request",

@@ -7,12 +7,17 @@
         request_id = client.publish(spec)               # fire and forget
         result = client.publish_and_wait(spec, timeout_s=60)   # or: publish, then await
         print(result.status, result.message_ids)
+        for received in client.pull_results(timeout_s=10):     # or: read the service's own
+            print(received.result.request_id, received.result.status)  # results subscription
+            received.ack()
 
 Requests are checked locally with the worker's own parser (`worker.formats.request.parse_request`)
 before publishing, so a malformed request raises `RequestRejected` at once instead of coming
 back as a ``rejected`` result.
 
-Awaiting a result uses a temporary subscription on the results topic, filtered on
+A service reads its results from its own results subscription, ``email-results-{service}``
+(:mod:`worker.client.results`): a service that publishes and moves on handles them there.
+Awaiting one result instead uses a temporary subscription on the results topic, filtered on
 ``attributes.request_id`` and ``attributes.service_id``. A result is taken only when both are
 the awaited ones: request ids are chosen by the services, so another service may use the same
 one (deliberately, to answer this client with a refusal of its own request). The subscription
@@ -38,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.client.results import ReceivedResult, pull_results
+from worker.config.names import RESULTS_SUBSCRIPTION_TEMPLATE, results_subscription_for
 from worker.formats.error_codes import ErrorCode
 from worker.formats.request import EmailRequest, RequestRejected, parse_request
 from worker.formats.result import EmailResult
@@ -48,6 +55,7 @@ __all__ = [
     "EmailClient",
     "EmailRequestSpec",
     "PendingResult",
+    "ReceivedResult",
     "RequestRejected",
     "ResultTimeout",
     "prepare_request",
@@ -278,6 +286,10 @@ class EmailClient:
     proof of who published, and refuses a request that names another service. Set
     ``requests_topic`` instead for a worker with shared tenancy (one topic for every service).
 
+    A service's results are read from its own subscription on the results topic,
+    ``results_subscription`` (``{service}`` replaced by the service id), as terraform and
+    ``email-worker setup`` name it.
+
     Topics are names in ``project_id`` or full ``projects/.../topics/...`` paths. The Pub/Sub
     clients are created on first use (honouring ``PUBSUB_EMULATOR_HOST``) unless given.
     ``timeout_s`` bounds each publish; ``rpc_timeout_s`` (default: the shorter of ``timeout_s``
@@ -291,6 +303,7 @@ class EmailClient:
         requests_topic: str | None = None,
         service_topic: str = "email-requests-{service}",
         results_topic: str = "email-results",
+        results_subscription: str = RESULTS_SUBSCRIPTION_TEMPLATE,
         default_service_id: str | None = None,
         timeout_s: float = 30.0,
         rpc_timeout_s: float | None = None,
@@ -303,6 +316,7 @@ class EmailClient:
         )
         self.service_topic = service_topic
         self.results_topic = _topic_path(project_id, results_topic)
+        self.results_subscription = results_subscription
         self.default_service_id = default_service_id
         self.timeout_s = timeout_s
         self.rpc_timeout_s = rpc_timeout_s or min(timeout_s, 10.0)
@@ -354,6 +368,36 @@ class EmailClient:
                 "so there is no service topic to publish it to",
             )
         return self.topic_for(service_id)
+
+    def results_subscription_for(self, service_id: str) -> str:
+        """The full path of ``service_id``'s own results subscription."""
+        name = results_subscription_for(service_id, self.results_subscription)
+        return f"projects/{self.project_id}/subscriptions/{name}"
+
+    def pull_results(
+        self, service_id: str | None = None, *, max_results: int = 100, timeout_s: float = 10.0
+    ) -> list[ReceivedResult]:
+        """Results waiting on the service's own results subscription (``service_id``, default:
+        the client's ``default_service_id``), up to ``max_results``; ``[]`` when none comes
+        within ``timeout_s``. Call ``ack()`` on each once handled: one left unacknowledged is
+        delivered again after the subscription's ack deadline.
+
+        Raises ValueError when there is no service to read for.
+        """
+        service = service_id or self.default_service_id
+        if service is None:
+            raise ValueError(
+                "pull_results needs a service_id (or the client's default_service_id): "
+                "each service reads its own results subscription"
+            )
+        return pull_results(
+            self.subscriber,
+            self.results_subscription_for(service),
+            service,
+            max_results=max_results,
+            timeout_s=timeout_s,
+            rpc_timeout_s=self.rpc_timeout_s,
+        )
 
     def publish_and_wait(
         self, request: Mapping[str, Any] | EmailRequestSpec, timeout_s: float = 60.0

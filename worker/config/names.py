@@ -7,19 +7,36 @@ turn either into one of the worker's own names: service ``dead-letter`` would ow
 dead-letter topic ``email-requests-dead-letter``, publish into it as itself, and have the
 worker read its own dead letters as that service's requests.
 
-The rule: a service id is refused when its topic name or its subscription name, each taken
-without any ``projects/P/topics/`` or ``projects/P/subscriptions/`` prefix, equals any name in
-:data:`OWN_NAME_SETTINGS` (topics and subscriptions compared as one set, so a name never
-means two things). It is applied to the configured names, whatever the tenancy; settings
-(EMAIL_WORKER_ALLOWED_SERVICES, EMAIL_WORKER_SERVICE_ID), ``setup``, ``send`` and the
-pipeline all use :func:`colliding_name`. terraform's validation mirrors it.
+Each service also reads its own results on a subscription of its own on the results topic,
+``email-results-{service}`` (:data:`RESULTS_SUBSCRIPTION_TEMPLATE`, terraform's
+``pubsub_names.results_subscription`` default), filtered by :func:`results_filter` on the
+``service_id`` attribute every result carries. The name is a constant rather than a setting:
+the worker never reads these subscriptions, only ``setup`` creates them and services read them.
+
+The rule: a service id is refused when its topic name, its subscription name or its results
+subscription name, each taken without any ``projects/P/topics/`` or
+``projects/P/subscriptions/`` prefix, equals any name in :data:`OWN_NAME_SETTINGS` (topics
+and subscriptions compared as one set, so a name never means two things). It is applied to
+the configured names, whatever the tenancy; settings (EMAIL_WORKER_ALLOWED_SERVICES,
+EMAIL_WORKER_SERVICE_ID), ``setup``, ``send`` and the pipeline all use
+:func:`colliding_name`. terraform's checks.tf mirrors it.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["OWN_NAME_SETTINGS", "colliding_name", "short_name"]
+__all__ = [
+    "OWN_NAME_SETTINGS",
+    "RESULTS_SUBSCRIPTION_TEMPLATE",
+    "colliding_name",
+    "results_filter",
+    "results_subscription_for",
+    "short_name",
+]
+
+#: Each service's subscription on the results topic; ``{service}`` stands for the service id.
+RESULTS_SUBSCRIPTION_TEMPLATE = "email-results-{service}"
 
 #: The settings (attribute, variable) holding the worker's own topics and subscriptions.
 OWN_NAME_SETTINGS = (
@@ -46,9 +63,22 @@ def short_name(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
+def results_subscription_for(service_id: str, template: str = RESULTS_SUBSCRIPTION_TEMPLATE) -> str:
+    """The name of ``service_id``'s own subscription on the results topic."""
+    return template.replace("{service}", service_id)
+
+
+def results_filter(service_id: str) -> str:
+    """The filter that admits ``service_id``'s results only, as terraform writes it.
+
+    Service ids (``[a-z0-9][a-z0-9_-]*``) need no escaping inside the string literal.
+    """
+    return f'attributes.service_id = "{service_id}"'
+
+
 def colliding_name(settings: _Names, service_id: str) -> str | None:
-    """Why ``service_id``'s topic or subscription would be one of the worker's own names, as
-    a sentence for an error message; None when neither is."""
+    """Why ``service_id``'s topic, subscription or results subscription would be one of the
+    worker's own names, as a sentence for an error message; None when none would."""
     own = {
         short_name(getattr(settings, attribute)): variable
         for attribute, variable in reversed(OWN_NAME_SETTINGS)
@@ -56,6 +86,7 @@ def colliding_name(settings: _Names, service_id: str) -> str | None:
     for kind, name in (
         ("topic", settings.service_topic_for(service_id)),
         ("subscription", settings.service_subscription_for(service_id)),
+        ("results subscription", results_subscription_for(service_id)),
     ):
         variable = own.get(short_name(name))
         if variable is not None:

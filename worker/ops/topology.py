@@ -12,15 +12,20 @@ Created (names from the settings):
   (``email-requests-dead-letter``);
 * the operators' dead-letter subscription (``email-requests-dead-letter-ops``), created before
   the worker's so that nothing is dead-lettered into a topic nobody keeps;
+* each service's results subscription (``email-results-SERVICE``,
+  :func:`worker.config.names.results_subscription_for`) on the results topic, filtered on
+  ``attributes.service_id`` (:func:`worker.config.names.results_filter`) so that it admits
+  that service's results only, as terraform makes it. Created before the worker's
+  subscriptions: a subscription receives only what is published after it exists. Pub/Sub
+  cannot change a subscription's filter, so an existing one with another filter is reported;
+  it has to be deleted and made again;
 * the worker's subscription on each topic requests arrive on (``email-requests-SERVICE-worker``
   and ``email-replays-worker``, or ``email-requests-worker``) with a dead-letter policy, a
   retry policy and an ack deadline.
 
-No subscription is created on the results topic: each service creates its own, filtered on
-``attributes.service_id``, and ``send --wait`` uses a temporary one. A subscription nobody
-reads would only pile up results.
+``send --wait`` and ``EmailClient.publish_and_wait`` use temporary subscriptions of their own.
 
-Neither subscription expires when unused. Pub/Sub's service account also needs publish rights
+No subscription expires when unused. Pub/Sub's service account also needs publish rights
 on the dead-letter topic and subscribe rights on the worker's subscription for the dead-letter
 policy to work; that is IAM, which terraform grants and the emulator does not check.
 """
@@ -35,6 +40,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 
 from worker.client.pubsub_rpc import bounded
+from worker.config.names import results_filter
 
 __all__ = ["Resource", "SubscriptionPolicy", "ensure_topology", "read_max_delivery_attempts"]
 
@@ -73,6 +79,7 @@ def ensure_topology(
     dead_letter_topic: str,
     dead_letter_subscription: str,
     policy: SubscriptionPolicy,
+    results: Sequence[tuple[str, str]] = (),
     timeout_s: float = 10.0,
     on_resource: Callable[[Resource], None] | None = None,
 ) -> list[Resource]:
@@ -80,6 +87,7 @@ def ensure_topology(
 
     ``inputs``: the topics the worker reads, each with the worker's subscription on it, as
     ``(topic, subscription)`` names (one per service and the replay topic, or the shared one).
+    ``results``: each service's results subscription, as ``(service_id, subscription)``.
     """
     done: list[Resource] = []
 
@@ -103,6 +111,17 @@ def ensure_topology(
         "expiration_policy": {},  # set, but without a ttl: never expires
     }
     report(_ensure_subscription(subscriber, ops, timeout_s))
+
+    for service_id, subscription in results:
+        own_results = {
+            "name": f"projects/{project_id}/subscriptions/{subscription}",
+            "topic": topic_path(results_topic),
+            "filter": results_filter(service_id),
+            "ack_deadline_seconds": 60,
+            "message_retention_duration": {"seconds": REQUEST_RETENTION_S},
+            "expiration_policy": {},
+        }
+        report(_ensure_subscription(subscriber, own_results, timeout_s))
 
     for topic, subscription in inputs:
         worker = {
@@ -171,6 +190,11 @@ def _differences(spec: dict[str, Any], existing: Any) -> list[str]:
 
     compare("topic", existing.topic, spec["topic"])
     compare("ack deadline", existing.ack_deadline_seconds, spec["ack_deadline_seconds"])
+    if existing.filter != spec.get("filter", ""):
+        found.append(
+            f"its filter is {existing.filter!r}, expected {spec.get('filter', '')!r} (Pub/Sub "
+            "cannot change a filter: delete the subscription and run setup again)"
+        )
     wanted_policy = spec.get("dead_letter_policy")
     policy = existing.dead_letter_policy
     if wanted_policy is not None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from worker.config.budget import MAX_ACK_DEADLINE_S
+from worker.config.names import results_subscription_for
 from worker.config.settings import MIN_ACK_DEADLINE_S, Settings
 from worker.ops.commands import common
 from worker.ops.commands.common import EXIT_USAGE, fail, load_settings
@@ -62,6 +63,9 @@ def setup(
       EMAIL_WORKER_RESULTS_TOPIC, EMAIL_WORKER_DEAD_LETTER_TOPIC
     Subscriptions:
       EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION (read by `email-worker dlq`)
+      email-results-SERVICE for each of EMAIL_WORKER_ALLOWED_SERVICES, on
+      the results topic, filtered on attributes.service_id: the service's
+      own results (read with EmailClient.pull_results)
       the worker's on each topic requests arrive on (per-service:
       EMAIL_WORKER_SERVICE_SUBSCRIPTION and EMAIL_WORKER_REPLAY_SUBSCRIPTION;
       shared: EMAIL_WORKER_SUBSCRIPTION), with a dead-letter policy, a retry
@@ -69,8 +73,8 @@ def setup(
 
     Meant for the emulator and development; production creates the same names with terraform.
     Existing resources are left as they are; differences from what setup would create are
-    reported as warnings. No subscription is made on the results topic: services create
-    their own.
+    reported as warnings (a results subscription's filter cannot be changed: delete it and
+    run setup again).
     """
     settings, project = load_settings()
     if min_backoff > max_backoff:
@@ -118,6 +122,7 @@ def _ensure_topology(settings: Settings, project: str, policy: SubscriptionPolic
                 subscriber,
                 project_id=project,
                 inputs=_inputs(settings),
+                results=_results(settings),
                 results_topic=settings.results_topic,
                 dead_letter_topic=settings.dead_letter_topic,
                 dead_letter_subscription=settings.dead_letter_subscription,
@@ -142,3 +147,12 @@ def _inputs(settings: Settings) -> list[tuple[str, str]]:
     ]
     inputs.append((settings.replay_topic, settings.replay_subscription))
     return inputs
+
+
+def _results(settings: Settings) -> list[tuple[str, str]]:
+    """Each allowed service with its own subscription on the results topic, in either
+    tenancy (the results topic is shared in both)."""
+    return [
+        (service, results_subscription_for(service))
+        for service in sorted(settings.allowed_services)
+    ]
