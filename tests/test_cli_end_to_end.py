@@ -46,7 +46,8 @@ def test_setup_send_fail_list_fix_and_replay(
 
     setup = run(env, "setup")
     assert setup.returncode == 0, setup.stderr
-    assert setup.stdout.count("created") == 5
+    # Three topics, the dead-letter and worker subscriptions, and billing's results one.
+    assert setup.stdout.count("created") == 6
 
     with stack.running():
         sent = run(

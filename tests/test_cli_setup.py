@@ -167,7 +167,8 @@ def test_per_service_setup_creates_a_topic_and_subscription_per_service_and_for_
     env = {
         **names,
         "EMAIL_WORKER_TENANCY": "per-service",
-        "EMAIL_WORKER_ALLOWED_SERVICES": "billing,shop",
+        # Service ids of its own: the results subscriptions' names are not configurable.
+        "EMAIL_WORKER_ALLOWED_SERVICES": f"billing-{suffix},shop-{suffix}",
         "EMAIL_WORKER_SERVICE_TOPIC": f"in-{suffix}-{{service}}",
         "EMAIL_WORKER_SERVICE_SUBSCRIPTION": f"in-{suffix}-{{service}}-worker",
         "EMAIL_WORKER_REPLAY_TOPIC": f"replays-{suffix}",
@@ -175,7 +176,7 @@ def test_per_service_setup_creates_a_topic_and_subscription_per_service_and_for_
     }
     result = run(pubsub_env, env)
     assert result.exit_code == 0, result.output
-    for service in ("billing", "shop"):
+    for service in (f"billing-{suffix}", f"shop-{suffix}"):
         worker = subscription(pubsub_env, f"in-{suffix}-{service}-worker")
         assert worker.topic == topic_path(pubsub_env, f"in-{suffix}-{service}")
         assert worker.dead_letter_policy.dead_letter_topic == topic_path(
