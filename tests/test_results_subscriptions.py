@@ -170,6 +170,10 @@ def test_the_client_names_the_results_subscription_like_terraform() -> None:
     assert renamed.results_subscription_for("shop") == (
         "projects/my-project/subscriptions/results-of-shop"
     )
+    elsewhere = EmailClient(
+        "my-project", results_subscription="projects/p/subscriptions/r-{service}"
+    )
+    assert elsewhere.results_subscription_for("shop") == "projects/p/subscriptions/r-shop"
 
 
 def test_an_acknowledged_result_is_not_delivered_again_and_no_result_is_passed_over(

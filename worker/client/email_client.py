@@ -7,8 +7,8 @@
         request_id = client.publish(spec)               # fire and forget
         result = client.publish_and_wait(spec, timeout_s=60)   # or: publish, then await
         print(result.status, result.message_ids)
-        for received in client.pull_results(timeout_s=10):     # or: read the service's own
-            print(received.result.request_id, received.result.status)  # results subscription
+        for received in client.pull_results(timeout_s=10):  # or: from billing's results
+            print(received.result.request_id, received.result.status)
             received.ack()
 
 Requests are checked locally with the worker's own parser (`worker.formats.request.parse_request`)
@@ -26,6 +26,9 @@ only receives messages published after it exists) and deleted afterwards, also o
 interruption; should deletion fail, the subscription expires by itself after a day of
 inactivity. Creating it needs ``pubsub.subscriptions.create`` in the project and
 ``pubsub.topics.attachSubscription`` on the results topic.
+
+The module runs over 300 lines: the request specs, their local check and the client that
+publishes and awaits them are one interface; reading results subscriptions lives apart.
 """
 
 from __future__ import annotations
@@ -288,7 +291,7 @@ class EmailClient:
 
     A service's results are read from its own subscription on the results topic,
     ``results_subscription`` (``{service}`` replaced by the service id), as terraform and
-    ``email-worker setup`` name it.
+    ``email-worker setup`` name it: a name in ``project_id`` or a full path.
 
     Topics are names in ``project_id`` or full ``projects/.../topics/...`` paths. The Pub/Sub
     clients are created on first use (honouring ``PUBSUB_EMULATOR_HOST``) unless given.
@@ -372,6 +375,8 @@ class EmailClient:
     def results_subscription_for(self, service_id: str) -> str:
         """The full path of ``service_id``'s own results subscription."""
         name = results_subscription_for(service_id, self.results_subscription)
+        if name.startswith("projects/"):
+            return name
         return f"projects/{self.project_id}/subscriptions/{name}"
 
     def pull_results(
