@@ -1,6 +1,6 @@
 """SIGTERM under load when sends outlast the shutdown timeout.
 
-``tests/test_pull_shutdown.py`` stops a worker whose in-flight sends finish within the
+``tests/transports/test_pull_shutdown.py`` stops a worker whose in-flight sends finish within the
 timeout. Here the worker is busy with sends that take longer than its shutdown timeout
 (``EMAIL_WORKER_SHUTDOWN_TIMEOUT_S``), under a steady stream of requests: it must still exit
 with 0 within the timeout (plus start-up and exit slack), hand back what it could not finish,

@@ -58,7 +58,7 @@ terraform's settings (a 172 s claim, 120 s for the Send event and 1800 s). ``pul
 
 ``terraform/budget.tf`` computes the same sums from the same constants, to derive the push
 subscription's ack deadline, the claim it gives the worker and the span its subscriptions'
-retry settings cover; ``tests/test_budget.py`` checks that the constants match the SES
+retry settings cover; ``tests/config/test_budget.py`` checks that the constants match the SES
 client's configuration and that both formulas agree.
 """
 

@@ -148,7 +148,7 @@ def build_message(
 # re-folded); for the benchmark's message that was most of the CPU of handling a request
 # besides the SES call. The writer below writes the same bytes directly, bar the random
 # MIME boundaries: the same headers in the same order, folded the same way, and bodies
-# encoded by the same rules and functions (_encode_text). tests/test_mime_writer.py holds it
+# encoded by the same rules and functions (_encode_text). tests/formats/test_mime_writer.py holds it
 # to the email package's output, byte for byte and parsed, over generated requests.
 # Attachments, rarer and dominated by their base64, are still written by the email package.
 

@@ -15,7 +15,7 @@ from worker.app.cli import main
 from worker.client import EmailClient
 from worker.config.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
 ON_CALL = (ROOT / "docs" / "on-call.md").read_text()

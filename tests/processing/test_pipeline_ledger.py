@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from tests.processing.test_pipeline import CONFIG, delivery_of, deps_for, sent
 from tests.support.clock import ManualClock
 from tests.support.ports import free_port
-from tests.test_pipeline import CONFIG, delivery_of, deps_for, sent
 from worker.formats.pubsub import REPLAY_COUNT_ATTRIBUTE
 from worker.ledger import (
     FirestoreLedger,

@@ -36,7 +36,7 @@ from worker.ledger.firestore_ledger import STATUSES_COLLECTION
 from worker.sending.identity import TOKEN_AUDIENCE
 from worker.sending.service_config import _KNOWN_KEYS, config_location, parse_service_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "terraform"
 TF_FILES = sorted(TERRAFORM.glob("*.tf"))
 EXAMPLE_TFVARS = TERRAFORM / "terraform.tfvars.example"
@@ -536,7 +536,7 @@ def test_every_worker_subscription_dead_letters_after_max_delivery_attempts() ->
     assert policy["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
     assert policy["max_delivery_attempts"] == "${var.max_delivery_attempts}"
     variable = TF.variables["max_delivery_attempts"]
-    assert variable["default"] == 12  # enough to outlast an outage (tests/test_budget.py)
+    assert variable["default"] == 12  # enough to outlast an outage (tests/config/test_budget.py)
     assert variable["type"] == "number"
     assert "var.max_delivery_attempts >= 5" in variable["validation"][0]["condition"]
     assert "var.max_delivery_attempts <= 100" in variable["validation"][0]["condition"]

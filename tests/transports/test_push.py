@@ -2,7 +2,7 @@
 
 End-to-end tests let the Pub/Sub emulator push to the app served by uvicorn; the rest post
 envelopes to the app in process. Authentication is off here (the emulator cannot sign
-requests); tests/test_push_auth.py covers it.
+requests); tests/transports/test_push_auth.py covers it.
 """
 
 from __future__ import annotations

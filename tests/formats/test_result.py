@@ -23,7 +23,7 @@ RESULT_VALIDATOR = jsonschema.Draft202012Validator(
     RESULT_SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
 )
 WHEN = datetime(2026, 11, 26, 5, 0, 0, 123456, tzinfo=UTC)
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "formats.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
 
 
 def sent(**changes: Any) -> EmailResult:

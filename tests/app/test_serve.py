@@ -22,7 +22,7 @@ from tests.support.push import create_push_subscription, delete_subscription, en
 from tests.support.worker_stack import Stack, make_stack, request
 from worker.ledger import LedgerKey, SqliteLedger
 
-EMAIL_WORKER = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "email-worker")
+EMAIL_WORKER = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "email-worker")
 
 
 @pytest.fixture

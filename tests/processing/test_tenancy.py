@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_pipeline import CONFIG, sent
+from tests.processing.test_pipeline import CONFIG, sent
 from worker.config.settings import Settings
 from worker.formats.pubsub import REQUEST_ID_ATTRIBUTE, SERVICE_ID_ATTRIBUTE
 from worker.ledger import LedgerKey, SqliteLedger

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.processing.test_pipeline import CONFIG, sent
 from tests.support.cli_runner import cli_env, invoke
 from tests.support.pubsub_emulator import PubSubEmulator, unique_name
 from tests.support.worker_stack import Stack, make_tenant_stack, request
-from tests.test_pipeline import CONFIG, sent
 from worker.app.cli import main
 from worker.config.names import colliding_name
 from worker.config.settings import Settings, SettingsError

@@ -23,7 +23,7 @@ import pytest
 import structlog
 from botocore.retries import standard
 
-from tests.test_terraform import TF, TerraformAlone, _block, _preconditions, terraform_alone
+from tests.project.test_terraform import TF, TerraformAlone, _block, _preconditions, terraform_alone
 from worker.app import serving, startup
 from worker.config import budget
 from worker.config.logs import configure_logging, get_logger
@@ -63,8 +63,8 @@ def test_the_ses_timeouts_and_retries_are_the_ses_client_s() -> None:
 
 
 def test_botocore_makes_one_call_more_than_its_max_attempts() -> None:
-    # botocore's max_attempts counts retries: 3 means four calls (tests/test_pull.py relies on
-    # it too).
+    # botocore's max_attempts counts retries: 3 means four calls
+    # (tests/transports/test_pull.py relies on it too).
     client = botocore.session.get_session().create_client(
         "sesv2", region_name="eu-west-2", config=SES_CLIENT_CONFIG
     )

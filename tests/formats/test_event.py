@@ -17,7 +17,7 @@ from worker.formats.schemas import load_schema
 
 EVENT_SCHEMA = load_schema("event-v1")
 EVENT_VALIDATOR = jsonschema.Draft202012Validator(EVENT_SCHEMA)
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "formats.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
 
 
 def bounce(**changes: Any) -> EmailEvent:

@@ -8,7 +8,7 @@ The Pub/Sub emulator stores a subscription's filter but does not apply it: every
 on the results topic gets every result. So the end-to-end test shows what the client hands a
 service (its own results, never another's), and the filter itself is compared with
 terraform's; in Google Cloud the filter keeps the other services' results out of the
-subscription altogether, and IAM (tests/test_terraform.py) keeps the services off each
+subscription altogether, and IAM (tests/project/test_terraform.py) keeps the services off each
 other's subscriptions.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.project.test_terraform import TF
 from tests.support.pubsub_emulator import PubSubEmulator, unique_name
 from tests.support.worker_stack import ROLE, Stack, make_stack, request
-from tests.test_terraform import TF
 from worker.app.cli import main
 from worker.client import EmailClient, ReceivedResult
 from worker.config.names import (

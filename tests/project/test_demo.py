@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.integration  # runs the demo's own servers and processes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def demo_environment() -> dict[str, str]:

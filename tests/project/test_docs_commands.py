@@ -30,7 +30,7 @@ import pytest
 
 from worker.app.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SHELL_LANGUAGES = {"sh", "bash", "shell", "console"}
 CLOUD_MARKER = "<!-- needs: cloud -->"

@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.dockerfile import Dockerfile, DockerIgnore, Stage, substitute
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = Dockerfile(ROOT / "Dockerfile")
 DOCKERIGNORE = DockerIgnore(ROOT / ".dockerignore")
 BUILDER = DOCKERFILE.stages[0]
@@ -215,7 +215,7 @@ def test_no_healthcheck_is_declared_because_cloud_run_ignores_it() -> None:
         ".mypy_cache/3.11/worker/app/cli.data.json",
         ".ruff_cache/CACHEDIR.TAG",
         ".hypothesis/examples/x",
-        "tests/test_dockerfile.py",
+        "tests/project/test_dockerfile.py",
         "terraform/terraform.tfstate",
         "terraform/terraform.tfstate.backup",
         "terraform/.terraform/providers/x",

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_pipeline import CONFIG, delivery_of, deps_for, sent
+from tests.processing.test_pipeline import CONFIG, delivery_of, deps_for, sent
 from worker.ledger import LedgerKey, SqliteLedger
 from worker.processing.claims import ClaimsHeld
 from worker.processing.pipeline import Deps, LedgerEvent, Outcome, Status, process

@@ -17,7 +17,7 @@ from tests.support.tcp_relay import TcpRelay
 from tests.support.worker_process import ResultCollector
 from tests.support.worker_stack import Stack, make_stack, request
 
-EMAIL_WORKER = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "email-worker")
+EMAIL_WORKER = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "email-worker")
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_demo import assert_the_demo_results
+from tests.project.test_demo import assert_the_demo_results
 
 pytestmark = pytest.mark.integration  # runs the demo's own servers and processes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/bin:/bin"
 
 
@@ -72,7 +72,7 @@ def test_make_demo_runs_in_a_fresh_clone_with_only_the_system_path(
 
 def test_make_test_runs_in_the_same_clone_with_only_the_system_path(fresh_clone: Path) -> None:
     completed = subprocess.run(
-        ["make", "test", "PYTEST_ARGS=tests/test_readme.py -q -p no:cacheprovider"],
+        ["make", "test", "PYTEST_ARGS=tests/project/test_readme.py -q -p no:cacheprovider"],
         cwd=fresh_clone,
         env=stock_environment(),
         capture_output=True,

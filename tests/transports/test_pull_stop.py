@@ -1,9 +1,10 @@
 """The pull worker at its shutdown timeout: deliveries still stuck before their SES call are
 handed back with their ledger claims released, and never send afterwards.
 
-A stop normally lets every delivery hand itself back at once (tests/test_pipeline_stop.py);
-one blocked in a call that a stop cannot cut short (here the service's session, as when STS
-hangs) is abandoned when the timeout runs out, and the process exits without it.
+A stop normally lets every delivery hand itself back at once
+(tests/processing/test_pipeline_stop.py); one blocked in a call that a stop cannot cut short
+(here the service's session, as when STS hangs) is abandoned when the timeout runs out, and
+the process exits without it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from tests.processing.test_pipeline import CONFIG, sent
 from tests.support.pubsub_emulator import subscriber_client
 from tests.support.tcp_relay import TcpRelay
 from tests.support.worker_stack import Stack, make_stack, request
-from tests.test_pipeline import CONFIG, sent
 from worker.app.runtime import build_runtime
 from worker.ledger import LedgerKey
 from worker.sending.session_cache import SessionCache

@@ -884,7 +884,7 @@ def test_parse_request_on_arbitrary_json_structures_only_raises_request_rejected
 
 
 def _docs_json_examples() -> list[Any]:
-    text = (Path(__file__).resolve().parent.parent / "docs" / "formats.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
     request_part = text.split("## Result")[0]
     return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", request_part, re.S)]
 
