@@ -17,7 +17,8 @@ from worker.processing.decisions import Decision, decide
 from worker.processing.handling import Handler
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
-from worker.processing.pipeline import Delivery, Deps, LedgerEvent, Outcome, Status, process
+from worker.processing.model import Delivery, Deps, LedgerEvent, Outcome, Status
+from worker.processing.pipeline import process
 from worker.processing.send_rate import SendRateLimiter
 
 __all__ = [

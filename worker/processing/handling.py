@@ -11,9 +11,10 @@ import structlog
 from worker.config.logs import get_logger
 from worker.processing.decisions import decide, is_last_attempt
 from worker.processing.metrics import Metrics
+from worker.processing.model import Delivery, Deps, Outcome, Status
 from worker.processing.outputs import Outputs
 from worker.processing.pauses import PauseWatch
-from worker.processing.pipeline import Delivery, Deps, Outcome, Status, process
+from worker.processing.pipeline import process
 
 __all__ = ["Handler"]
 
