@@ -125,9 +125,9 @@ def _install_timeline(path: str) -> None:
 def _install_stages(path: str) -> None:
     import botocore.client
 
+    import worker.processing.admission as admission
     import worker.processing.handling as handling
     import worker.processing.metrics as metrics
-    import worker.processing.admission as admission
     import worker.processing.outputs as outputs
     import worker.processing.send as send
     import worker.sending.session as session

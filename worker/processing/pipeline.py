@@ -26,14 +26,8 @@ from worker.processing.model import Delivery, Deps, LedgerEvent, Outcome, Status
 from worker.processing.send import send_request
 from worker.processing.under_claim import send_under_claim
 
-__all__ = [
-    "Delivery",
-    "Deps",
-    "LedgerEvent",
-    "Outcome",
-    "Status",
-    "process",
-]
+# The model's names stay importable from here, where they were first defined.
+__all__ = ["Delivery", "Deps", "LedgerEvent", "Outcome", "Status", "process"]
 
 log = get_logger()
 

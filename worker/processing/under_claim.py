@@ -52,7 +52,7 @@ def send_under_claim(
     owner = f"{delivery.message_id}/{delivery.delivery_attempt or 0}/{uuid.uuid4().hex[:12]}"
     held = deps.claims.hold(ledger, key, owner)
     try:
-        return _under_claim(request, delivery, deps, held)
+        return _claim_and_send(request, delivery, deps, held)
     finally:
         deps.claims.drop(held)
 
@@ -67,7 +67,9 @@ def _retries_unsent(delivery: Delivery, deps: Deps) -> bool:
     return not deps.settings.per_service and REPLAY_COUNT_ATTRIBUTE in delivery.attributes
 
 
-def _under_claim(request: EmailRequest, delivery: Delivery, deps: Deps, held: HeldClaim) -> Outcome:
+def _claim_and_send(
+    request: EmailRequest, delivery: Delivery, deps: Deps, held: HeldClaim
+) -> Outcome:
     try:
         claim = _claim(delivery, deps, held)
     except LedgerUnavailable as error:
@@ -85,7 +87,7 @@ def _under_claim(request: EmailRequest, delivery: Delivery, deps: Deps, held: He
             f"of service {request.service_id!r}; this one was not sent",
             ledger=LedgerEvent.CONFLICT,
         )
-    return _claimed(request, deps, held, takeover=claim.state is ClaimState.TAKEOVER)
+    return _send_and_record(request, deps, held, takeover=claim.state is ClaimState.TAKEOVER)
 
 
 def _claim(delivery: Delivery, deps: Deps, held: HeldClaim) -> Claim:
@@ -102,7 +104,9 @@ def _claim(delivery: Delivery, deps: Deps, held: HeldClaim) -> Claim:
     return claim
 
 
-def _claimed(request: EmailRequest, deps: Deps, held: HeldClaim, *, takeover: bool) -> Outcome:
+def _send_and_record(
+    request: EmailRequest, deps: Deps, held: HeldClaim, *, takeover: bool
+) -> Outcome:
     """Send a request whose claim we hold (settle it first if we took the claim over), then
     record the outcome."""
     try:
