@@ -23,7 +23,7 @@ from worker.processing.model import (
     Deps,
     Outcome,
     Status,
-    ledger_unavailable,
+    report_ledger_unavailable,
     status_of,
 )
 from worker.processing.tenancy import SourceKind
@@ -128,7 +128,7 @@ def _unrecognised_replay(request: EmailRequest, delivery: Delivery, deps: Deps) 
     try:
         record = ledger.get(LedgerKey(request.service_id, request.request_id))
     except LedgerUnavailable as error:
-        return ledger_unavailable(request, deps, error)
+        return report_ledger_unavailable(request, deps, error)
     if replay_verdict(record, delivery.data) is not ReplayVerdict.VOUCHED:
         return unrecognised
     return None

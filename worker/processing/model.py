@@ -33,7 +33,7 @@ __all__ = [
     "LedgerEvent",
     "Outcome",
     "Status",
-    "ledger_unavailable",
+    "report_ledger_unavailable",
     "status_of",
 ]
 
@@ -230,7 +230,7 @@ class Deps:
         return self.stopping.is_set() or self.holding
 
 
-def ledger_unavailable(
+def report_ledger_unavailable(
     request: EmailRequest,
     deps: Deps,
     error: LedgerUnavailable,

@@ -28,7 +28,14 @@ from worker.ledger import (
     content_hash,
 )
 from worker.processing.held_claims import HeldClaim
-from worker.processing.model import Delivery, Deps, LedgerEvent, Outcome, Status, ledger_unavailable
+from worker.processing.model import (
+    Delivery,
+    Deps,
+    LedgerEvent,
+    Outcome,
+    Status,
+    report_ledger_unavailable,
+)
 from worker.processing.send import send_request
 from worker.processing.tenancy import SourceKind
 from worker.sending.envelope import MAX_RECIPIENTS_PER_CALL
@@ -73,7 +80,7 @@ def _claim_and_send(
     try:
         claim = _claim(delivery, deps, held)
     except LedgerUnavailable as error:
-        return ledger_unavailable(request, deps, error)
+        return report_ledger_unavailable(request, deps, error)
     if claim.state is ClaimState.DONE:
         assert claim.result is not None
         return _replayed(request, claim.result)
@@ -114,7 +121,7 @@ def _send_and_record(
     except LedgerUnavailable as error:
         # The claim stays ours until it expires, not released: a delivery that claimed a
         # released record would send without asking SES's events first.
-        return ledger_unavailable(request, deps, error, ledger=LedgerEvent.TAKEOVER)
+        return report_ledger_unavailable(request, deps, error, ledger=LedgerEvent.TAKEOVER)
     if takeover and settled is None:
         log.warning("took over an expired claim: an earlier delivery may have sent this request")
     if settled is not None:
