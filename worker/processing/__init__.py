@@ -2,7 +2,8 @@
 
 The layer owns what happens to one Pub/Sub message whatever transport brought it: the
 pipeline that validates, claims (in the ledger), builds and sends a request and returns an
-:class:`Outcome` without acking anything (:func:`process`); the rules that turn an outcome
+:class:`Outcome` without acking anything (:func:`process`, composing the steps ``admission``,
+``under_claim`` and ``send`` over ``model``); the rules that turn an outcome
 into publish/dead-letter/ack (:func:`decide`); carrying them out with nothing acked before
 its publishes are confirmed (:class:`Outputs`); the :class:`Handler` that chains the three
 for a transport; the outage breaker that holds work while SES, STS or the ledger fail for

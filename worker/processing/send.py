@@ -45,14 +45,14 @@ def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = Non
         message = build_message(request, default_from=default_from, sender=sender)
     except RequestRejected as error:
         return Outcome.refused(request, error.code, error.message)
-    return _send_retrying(request, session, message, deps, held)
+    return _send_with_retries(request, session, message, deps, held)
 
 
 class _Stopped(Exception):
     """The worker is stopping and this delivery's SES call has not begun: hand it back."""
 
 
-def _send_retrying(
+def _send_with_retries(
     request: EmailRequest,
     session: BaseSession,
     message: EmailMessage,
