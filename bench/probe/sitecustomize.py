@@ -125,10 +125,11 @@ def _install_timeline(path: str) -> None:
 def _install_stages(path: str) -> None:
     import botocore.client
 
+    import worker.processing.admission as admission
     import worker.processing.handling as handling
     import worker.processing.metrics as metrics
     import worker.processing.outputs as outputs
-    import worker.processing.pipeline as pipeline
+    import worker.processing.send as send
     import worker.sending.session as session
     from worker.ledger.sqlite_ledger import SqliteLedger
 
@@ -153,9 +154,9 @@ def _install_stages(path: str) -> None:
 
     for owner, name, stage in (
         (handling.Handler, "__call__", "handler (all of it)"),
-        (pipeline, "parse_request", "parse and validate"),
-        (pipeline, "_sender_allowed", "sender check"),
-        (pipeline, "build_message", "build the message"),
+        (admission, "parse_request", "parse and validate"),
+        (send, "sender_allowed", "sender check"),
+        (send, "build_message", "build the message"),
         (session, "prepare_message", "envelope and bytes"),
         (session.Session, "_send_batch", "SES call"),
         (botocore.client.BaseClient, "_make_api_call", "botocore client calls"),

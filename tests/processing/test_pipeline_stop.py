@@ -18,7 +18,7 @@ import pytest
 
 from tests.processing.test_pipeline import CONFIG, delivery_of, deps_for, sent
 from worker.ledger import LedgerKey, SqliteLedger
-from worker.processing.claims import ClaimsHeld
+from worker.processing.held_claims import ClaimsHeld
 from worker.processing.pipeline import Deps, LedgerEvent, Outcome, Status, process
 from worker.processing.send_rate import SendRateLimiter
 from worker.sending import errors

@@ -87,6 +87,12 @@ def test_the_package_keeps_every_contract() -> None:
             "def _late() -> None:\n    from worker.transports import pull  # noqa",
             "The delivery path",
         ),
+        # Processing's steps: admission, below the send and the claim, knows no settlement.
+        (
+            "worker.processing.admission",
+            "from worker.processing.outputs import Outputs  # noqa",
+            "Processing in steps",
+        ),
         # The worker's runtime under the operators' tools.
         (
             "worker.ops.dead_letters",

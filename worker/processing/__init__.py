@@ -2,7 +2,8 @@
 
 The layer owns what happens to one Pub/Sub message whatever transport brought it: the
 pipeline that validates, claims (in the ledger), builds and sends a request and returns an
-:class:`Outcome` without acking anything (:func:`process`); the rules that turn an outcome
+:class:`Outcome` without acking anything (:func:`process`, composing the steps ``admission``,
+``under_claim`` and ``send`` over ``model``); the rules that turn an outcome
 into publish/dead-letter/ack (:func:`decide`); carrying them out with nothing acked before
 its publishes are confirmed (:class:`Outputs`); the :class:`Handler` that chains the three
 for a transport; the outage breaker that holds work while SES, STS or the ledger fail for
@@ -16,8 +17,9 @@ from worker.processing.breaker import OutageBreaker
 from worker.processing.decisions import Decision, decide
 from worker.processing.handling import Handler
 from worker.processing.metrics import Metrics
+from worker.processing.model import Delivery, Deps, LedgerEvent, Outcome, Status
 from worker.processing.outputs import Outputs
-from worker.processing.pipeline import Delivery, Deps, LedgerEvent, Outcome, Status, process
+from worker.processing.pipeline import process
 from worker.processing.send_rate import SendRateLimiter
 
 __all__ = [

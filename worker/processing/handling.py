@@ -9,11 +9,12 @@ from collections.abc import Callable
 import structlog
 
 from worker.config.logs import get_logger
-from worker.processing.decisions import decide, is_last_attempt
+from worker.processing.decisions import Decision, decide, is_last_attempt
 from worker.processing.metrics import Metrics
+from worker.processing.model import Delivery, Deps, Outcome, Status
 from worker.processing.outputs import Outputs
 from worker.processing.pauses import PauseWatch
-from worker.processing.pipeline import Delivery, Deps, Outcome, Status, process
+from worker.processing.pipeline import process
 
 __all__ = ["Handler"]
 
@@ -76,32 +77,25 @@ class Handler:
             delivery.delivery_attempt, self.max_delivery_attempts
         )
         if not last and not breaker.admit():
-            return self._held_back(delivery, ack=ack, nack=nack, hold=hold)
+            # Held back before it starts. Not logged one by one (the breaker logs its state;
+            # the metrics count these).
+            outcome = Outcome(Status.HELD, request_id=delivery.message_id)
+            decision = self._decide(delivery, outcome, can_hold=hold is not None)
+            self.outputs.settle(delivery, outcome, decision, ack=ack, nack=nack, hold=hold)
+            self.metrics.outage_held.labels("not_started").inc()
+            return outcome
         try:
             return self._handle(delivery, ack=ack, nack=nack, hold=hold)
         finally:
             breaker.end_probe()
 
-    def _held_back(
-        self,
-        delivery: Delivery,
-        *,
-        ack: Callable[[], None],
-        nack: Callable[[], None],
-        hold: Callable[[], None] | None,
-    ) -> Outcome:
-        """A delivery the outage breaker does not let start: kept, or handed back. Not
-        logged one by one (the breaker logs its state; the metrics count these)."""
-        outcome = Outcome(Status.HELD, request_id=delivery.message_id)
-        decision = decide(
+    def _decide(self, delivery: Delivery, outcome: Outcome, *, can_hold: bool) -> Decision:
+        return decide(
             outcome,
             delivery_attempt=delivery.delivery_attempt,
             max_delivery_attempts=self.max_delivery_attempts,
-            can_hold=hold is not None,
+            can_hold=can_hold,
         )
-        self.outputs.settle(delivery, outcome, decision, ack=ack, nack=nack, hold=hold)
-        self.metrics.outage_held.labels("not_started").inc()
-        return outcome
 
     def _handle(
         self,
@@ -120,12 +114,7 @@ class Handler:
         ):
             outcome = process(delivery, self.deps)
             processed_s = time.monotonic() - started
-            decision = decide(
-                outcome,
-                delivery_attempt=delivery.delivery_attempt,
-                max_delivery_attempts=self.max_delivery_attempts,
-                can_hold=hold is not None,
-            )
+            decision = self._decide(delivery, outcome, can_hold=hold is not None)
             acked = self.outputs.settle(delivery, outcome, decision, ack=ack, nack=nack, hold=hold)
             log.info(
                 "request processed",

@@ -23,7 +23,7 @@ from prometheus_client import (
 
 from worker.formats.pubsub import ERROR_CODE_ATTRIBUTE, Publish
 from worker.processing.breaker import BreakerState, OutageBreaker
-from worker.processing.pipeline import Outcome, Status
+from worker.processing.model import Outcome, Status
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -37,7 +37,13 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self._add_processing(self.registry)
+        self._add_settlement(self.registry)
+        self._add_push_and_pauses(self.registry)
+        self._add_outage(self.registry)
+
+    def _add_processing(self, r: CollectorRegistry) -> None:
+        """What became of the deliveries: outcomes, durations, retries, the ledger's word."""
         self.requests = Counter(
             "email_worker_requests",
             "Deliveries processed, by outcome (sent, rejected, failed, retry) and error code.",
@@ -74,6 +80,9 @@ class Metrics:
             "Deliveries being processed right now.",
             registry=r,
         )
+
+    def _add_settlement(self, r: CollectorRegistry) -> None:
+        """How deliveries were settled, and what was published for them."""
         self.settled = Counter(
             "email_worker_deliveries_settled",
             "Deliveries acknowledged (ack), handed back to Pub/Sub for redelivery (nack) or "
@@ -99,6 +108,9 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+
+    def _add_push_and_pauses(self, r: CollectorRegistry) -> None:
+        """The push endpoint's answers, and the operators' pauses."""
         self.paused_services = Gauge(
             "email_worker_paused_services",
             "Services of this worker whose sending is paused (email-worker pause; all of "
@@ -118,6 +130,8 @@ class Metrics:
             registry=r,
         )
 
+    def _add_outage(self, r: CollectorRegistry) -> None:
+        """The outage breaker's state and the work it held."""
         self.outage_holding = Gauge(
             "email_worker_outage_holding",
             "1 while the outage breaker holds new work back (SES, STS or the ledger failing "

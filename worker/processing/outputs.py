@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 from worker.config.logs import get_logger
 from worker.formats import pubsub
 from worker.formats.pubsub import Publish
 from worker.formats.result import EmailResult, ResultError, format_timestamp
 from worker.processing.decisions import Decision
-from worker.processing.pipeline import Delivery, Outcome, Status
+from worker.processing.model import Delivery, Outcome, Status
 
 __all__ = ["Outputs", "dead_letter_attributes", "result_for"]
 
@@ -67,23 +68,21 @@ def dead_letter_attributes(
     return {**kept, **reason}
 
 
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
 class Outputs:
     """Publishes results and dead letters, and settles each delivery."""
 
-    def __init__(
-        self,
-        publish: Publish,
-        *,
-        results_topic: str,
-        dead_letter_topic: str,
-        timeout_s: float,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-    ) -> None:
-        self._publish = publish
-        self._results_topic = results_topic
-        self._dead_letter_topic = dead_letter_topic
-        self._timeout_s = timeout_s
-        self._clock = clock
+    publish: Publish = field(repr=False)
+    _: KW_ONLY
+    results_topic: str
+    dead_letter_topic: str
+    #: How long a publish may take to be confirmed.
+    timeout_s: float
+    clock: Callable[[], dt.datetime] = field(default=_utc_now, repr=False)
 
     def settle(
         self,
@@ -101,19 +100,19 @@ class Outputs:
             assert hold is not None, "only a transport that can hold is told to"
             hold()
             return False
-        now = self._clock()
+        now = self.clock()
         try:
             if decision.publish_result:
                 result = result_for(outcome, delivery, now)
-                self._publish(
-                    self._results_topic, result.to_json_bytes(), result.pubsub_attributes()
-                ).result(timeout=self._timeout_s)
+                self.publish(
+                    self.results_topic, result.to_json_bytes(), result.pubsub_attributes()
+                ).result(timeout=self.timeout_s)
             if decision.dead_letter:
-                self._publish(
-                    self._dead_letter_topic,
+                self.publish(
+                    self.dead_letter_topic,
                     delivery.data,
                     dead_letter_attributes(outcome, delivery, now),
-                ).result(timeout=self._timeout_s)
+                ).result(timeout=self.timeout_s)
         except Exception as error:  # any publish failure: hand the message back, lose nothing
             log.warning("publish failed; message will be redelivered", error=type(error).__name__)
             nack()

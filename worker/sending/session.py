@@ -46,6 +46,7 @@ from worker.sending.envelope import (
 from worker.sending.errors import ConfigurationError, EmailError, MaybeSentError
 from worker.sending.identity import TOKEN_AUDIENCE, GoogleIdTokenSource, storage_credentials
 from worker.sending.provider_errors import classify_exception
+from worker.sending.retry_policy import RetryPolicy
 from worker.sending.send_call import SendEmailCall
 from worker.sending.service_config import DEFAULT_ENVIRONMENT, ServiceConfig, load_service_config
 from worker.sending.tags import batch_tags, header_tags
@@ -62,14 +63,6 @@ LATER_BATCH_ATTEMPTS = 4
 #: No new attempt at a later batch starts after this long, so that one delivery stays well
 #: inside a push request's timeout (the subscription's ack deadline).
 LATER_BATCH_DEADLINE_S = 15.0
-_LATER_BATCH_WAIT = tenacity.wait_exponential_jitter(multiplier=0.5, max=4.0)
-
-
-def _transient(error: BaseException) -> bool:
-    # A batch SES may have accepted is not sent again on a guess.
-    return (
-        isinstance(error, EmailError) and error.retryable and not isinstance(error, MaybeSentError)
-    )
 
 
 class BaseSession(abc.ABC):
@@ -233,18 +226,11 @@ class Session(BaseSession):
         # retry.
         message_ids = [self._send_batch(prepared, *next(batches), tags)]
         # After that, a caller's retry would send the accepted batches again, so transient
-        # failures are retried here, batch by batch.
-        retrying = tenacity.Retrying(
-            stop=(
-                tenacity.stop_after_attempt(LATER_BATCH_ATTEMPTS)
-                | tenacity.stop_before_delay(LATER_BATCH_DEADLINE_S)
-            ),
-            wait=_LATER_BATCH_WAIT,
-            retry=tenacity.retry_if_exception(_transient),
-            sleep=self._sleep,
-            reraise=True,
-        )
+        # failures are retried here, batch by batch (the policy is built only for these).
+        retrying: tenacity.Retrying | None = None
         for index, batch in batches:
+            if retrying is None:
+                retrying = _later_batch_policy().retrying(sleep=self._sleep)
             try:
                 message_ids.append(retrying(self._send_batch, prepared, index, batch, tags))
             except EmailError as failure:
@@ -282,6 +268,15 @@ class Session(BaseSession):
         except Exception as error:
             raise classify_exception(error) from error
         return str(response["MessageId"])
+
+
+def _later_batch_policy() -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=LATER_BATCH_ATTEMPTS,
+        deadline_s=LATER_BATCH_DEADLINE_S,
+        initial_backoff_s=0.5,
+        max_backoff_s=4.0,
+    )
 
 
 def _answer_lost(error: ReadTimeoutError | ConnectionClosedError, ses_endpoint: str) -> bool:

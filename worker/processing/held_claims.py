@@ -3,7 +3,7 @@
 A delivery that claimed its request either finishes it (the result is stored) or gives the
 claim back (released), and a stop normally lets it do one or the other: waits end at once,
 and a delivery not yet inside its SES call hands itself back (see
-:mod:`worker.processing.pipeline`). A delivery still stuck when the shutdown timeout runs out
+:mod:`worker.processing.send`). A delivery still stuck when the shutdown timeout runs out
 (a slow STS or ledger call, or an SES call) is abandoned with the process. Then
 :meth:`ClaimsHeld.release_unsent` gives back the claims of those whose SES call has not
 begun, and they never begin it; only a claim whose send may be under way is left, for the
@@ -34,6 +34,16 @@ class HeldClaim:
     sending: bool = False
     #: Given back by :meth:`ClaimsHeld.release_unsent`: the delivery must not send.
     released: bool = False
+
+    def release(self) -> bool:
+        """Give the claim back in the ledger; False if the ledger could not be reached (the
+        claim then expires by itself, and until then redeliveries wait)."""
+        try:
+            self.ledger.release(self.key, owner=self.owner)
+        except LedgerUnavailable as error:
+            log.warning("could not release the claim", error=str(error)[:300])
+            return False
+        return True
 
 
 class ClaimsHeld:
@@ -74,14 +84,7 @@ class ClaimsHeld:
             for held in unsent:
                 held.released = True
                 self._held.discard(held)
-        released = 0
-        for held in unsent:
-            try:
-                held.ledger.release(held.key, owner=held.owner)
-                released += 1
-            except LedgerUnavailable as error:
-                log.warning("could not release the claim", error=str(error)[:300])
-        return released
+        return sum(held.release() for held in unsent)
 
     def __len__(self) -> int:
         with self._lock:

@@ -1,0 +1,250 @@
+"""What the pipeline's steps pass along: a delivery in, an outcome out, and the deps they use.
+
+The steps (:mod:`~worker.processing.admission`, :mod:`~worker.processing.send`,
+:mod:`~worker.processing.under_claim`, composed by :mod:`~worker.processing.pipeline`) import
+these from here; everything else imports them from :mod:`worker.processing`.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import tenacity
+
+from worker.config.logs import get_logger
+from worker.config.settings import Settings
+from worker.formats.request import EmailRequest
+from worker.formats.result import ErrorCode
+from worker.ledger import Ledger, LedgerUnavailable
+from worker.processing.breaker import OutageBreaker
+from worker.processing.held_claims import ClaimsHeld
+from worker.processing.send_rate import SendRateLimiter
+from worker.processing.tenancy import Source
+from worker.sending.retry_policy import RetryPolicy
+from worker.sending.session_cache import SessionCache
+
+__all__ = [
+    "Delivery",
+    "Deps",
+    "LedgerEvent",
+    "Outcome",
+    "Status",
+    "report_ledger_unavailable",
+    "status_of",
+]
+
+log = get_logger()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One Pub/Sub message as a transport received it. The repr leaves out the data."""
+
+    data: bytes = field(repr=False)
+    attributes: Mapping[str, str] = field(repr=False)
+    message_id: str
+    delivery_attempt: int | None = None
+    #: The subscription's word on who published it (:mod:`worker.processing.tenancy`); None:
+    #: unknown, which only shared tenancy accepts.
+    source: Source | None = None
+
+
+class Status(enum.StrEnum):
+    SENT = "sent"
+    REJECTED = "rejected"  # the request is bad; the requester must change it
+    FAILED = "failed"  # the provider refused it, or sending is impossible for now
+    RETRY = "retry"  # transient trouble outlasted this delivery's retries; try a later one
+    # Another delivery of the same request holds the ledger's claim and is sending it; this
+    # one reports nothing and comes back later, to find the result.
+    IN_PROGRESS = "in_progress"
+    # Transient trouble while the outage breaker holds (worker.processing.breaker), or a
+    # delivery it did not let start: kept back for after the outage, not retried now.
+    HELD = "held"
+
+
+def status_of(code: str) -> Status:
+    """The documented status of an error code: the request's fault, or not."""
+    return Status(ErrorCode(code).status.value)
+
+
+class LedgerEvent(enum.StrEnum):
+    """What the request ledger said about a delivery (the ``ledger`` log field)."""
+
+    CLAIMED = "claimed"  # first delivery to claim the request: processed
+    REPLAYED = "replayed"  # already finished: the stored result is published again, no send
+    TAKEOVER = "takeover"  # an earlier claim expired mid-send: processed again (or failed)
+    CONFLICT = "conflict"  # the request_id was used for different content
+    BUSY = "busy"  # another delivery holds a live claim
+    UNAVAILABLE = "unavailable"  # the ledger could not be reached: nothing sent
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one delivery."""
+
+    status: Status
+    request_id: str
+    service_id: str | None = None
+    message_ids: tuple[str, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = None
+    recipient_count: int = 0
+    retries: int = 0
+    #: Time spent waiting for EMAIL_WORKER_SEND_RATE_PER_S.
+    send_rate_wait_s: float = 0.0
+    #: What the request ledger said; None without a ledger or before the request was known.
+    ledger: LedgerEvent | None = None
+    #: Whether ``service_id`` is known to have published the request (its own topic, shared
+    #: tenancy's trusted body, or a replay the ledger confirmed). False: a replay refused
+    #: before that, whose result would reach a service that may never have asked for it.
+    service_confirmed: bool = True
+
+    @classmethod
+    def for_request(
+        cls,
+        request: EmailRequest,
+        status: Status,
+        *,
+        message_ids: tuple[str, ...] = (),
+        error_code: str | None = None,
+        error_message: str | None = None,
+        retries: int = 0,
+        send_rate_wait_s: float = 0.0,
+        ledger: LedgerEvent | None = None,
+        recipient_count: int | None = None,
+    ) -> Outcome:
+        """An outcome of a valid ``request``: its id, its service and (unless given) its
+        recipient count."""
+        return cls(
+            status,
+            request_id=request.request_id,
+            service_id=request.service_id,
+            message_ids=message_ids,
+            error_code=error_code,
+            error_message=error_message,
+            recipient_count=request.recipient_count if recipient_count is None else recipient_count,
+            retries=retries,
+            send_rate_wait_s=send_rate_wait_s,
+            ledger=ledger,
+        )
+
+    @classmethod
+    def refused(
+        cls,
+        request: EmailRequest,
+        code: str,
+        message: str,
+        *,
+        ledger: LedgerEvent | None = None,
+    ) -> Outcome:
+        """``request`` not sent, for the reason ``code`` names (with its documented status)."""
+        return cls.for_request(
+            request, status_of(code), error_code=code, error_message=message, ledger=ledger
+        )
+
+    @classmethod
+    def handed_back(
+        cls, request: EmailRequest, *, retries: int = 0, send_rate_wait_s: float = 0.0
+    ) -> Outcome:
+        """``request`` handed back unsent by a stopping worker (its claim, if any, released)."""
+        return cls.for_request(
+            request,
+            Status.RETRY,
+            error_code=ErrorCode.WORKER_STOPPED,
+            error_message="the worker stopped before sending this request; it was handed back "
+            "unsent",
+            retries=retries,
+            send_rate_wait_s=send_rate_wait_s,
+        )
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.info(
+        "send failed, retrying",
+        error_code=getattr(error, "code", None),
+        attempt=state.attempt_number,
+        backoff_s=round(state.upcoming_sleep, 3),
+    )
+
+
+@dataclass
+class Deps:
+    """What the pipeline needs from the outside world, injected for tests."""
+
+    settings: Settings
+    sessions: SessionCache
+    #: How retry backoffs and send-rate waits pass; None: waiting on ``stopping``, so that
+    #: a shutdown cuts them short.
+    sleep: Callable[[float], object] | None = None
+    #: EMAIL_WORKER_SEND_RATE_PER_S, shared by every thread; None: no limit of our own.
+    send_rate: SendRateLimiter | None = None
+    #: Set on shutdown: waits end at once, and a delivery not yet inside its SES call is
+    #: handed back (its claim released) instead of sent.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    #: EMAIL_WORKER_LEDGER; None: no deduplication of redeliveries or repeated publishes.
+    ledger: Ledger | None = None
+    #: Told of every downstream call; holds work back while they fail for everyone. None:
+    #: no breaker.
+    breaker: OutageBreaker | None = None
+    #: The claims deliveries hold, for a worker that must exit before they finish.
+    claims: ClaimsHeld = field(default_factory=ClaimsHeld)
+
+    def report(self, service_id: str | None, *, failed: bool) -> None:
+        """Tell the breaker how a downstream call went: a transient failure, or an answer
+        (a permanent refusal is one: the downstream is up)."""
+        if self.breaker is not None:
+            self.breaker.record(service_id, failed=failed)
+
+    @property
+    def holding(self) -> bool:
+        """Whether the outage breaker is holding work back."""
+        return self.breaker is not None and self.breaker.holding
+
+    def pause(self, seconds: float) -> None:
+        if self.sleep is None:
+            self.stopping.wait(seconds)
+        else:
+            self.sleep(seconds)
+
+    @functools.cached_property
+    def send_retrying(self) -> tenacity.Retrying:
+        """The send's retry policy (EMAIL_WORKER_SEND_*), built once: tenacity keeps each
+        call's state per thread, so every thread can use the same one (building it cost about
+        4% of a send's CPU). It gives up at once on a stop, or while the breaker holds (the
+        delivery then waits out the outage)."""
+        settings = self.settings
+        policy = RetryPolicy(
+            max_attempts=settings.send_max_attempts,
+            deadline_s=settings.send_deadline_s,
+            initial_backoff_s=settings.send_initial_backoff_s,
+            max_backoff_s=settings.send_max_backoff_s,
+        )
+        return policy.retrying(sleep=self.pause, give_up=self._gives_up, before_sleep=_log_retry)
+
+    def _gives_up(self) -> bool:
+        return self.stopping.is_set() or self.holding
+
+
+def report_ledger_unavailable(
+    request: EmailRequest,
+    deps: Deps,
+    error: LedgerUnavailable,
+    *,
+    ledger: LedgerEvent = LedgerEvent.UNAVAILABLE,
+) -> Outcome:
+    """Log and report to the breaker that the ledger could not be reached; the outcome:
+    nothing sent, handed back."""
+    log.warning("request ledger unavailable; nothing sent", error=str(error)[:300])
+    deps.report(request.service_id, failed=True)
+    return Outcome.for_request(
+        request,
+        Status.RETRY,
+        error_code=ErrorCode.LEDGER_UNAVAILABLE,
+        error_message="the request ledger could not be reached; the request was not sent",
+        ledger=ledger,
+    )

@@ -1,0 +1,156 @@
+"""The send step: one admitted request to SES, retried, paced, reported and stoppable.
+
+:func:`send_request` loads the service's session, applies its sender rule, builds the message
+and sends it: retried on transient failures by the one retry policy
+(:mod:`worker.sending.retry_policy`, as ``Deps.send_retrying``), paced by the worker's own
+send rate, each SES call reported to the outage breaker, and handed back unsent if the worker
+stops before the SES call begins.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+from worker.formats.message import build_message, resolve_sender
+from worker.formats.request import EmailRequest, RequestRejected
+from worker.formats.result import ErrorCode
+from worker.processing.admission import sender_allowed
+from worker.processing.held_claims import HeldClaim
+from worker.processing.model import Deps, Outcome, Status, status_of
+from worker.sending.errors import EmailError, ThrottledError
+from worker.sending.session import BaseSession
+
+__all__ = ["send_request"]
+
+
+def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = None) -> Outcome:
+    """Resolve the service's session, check the sender, build the message and send it
+    (under ``held``, the delivery's claim, if the ledger is on)."""
+    try:
+        session = deps.sessions.get(request.service_id)
+    except EmailError as error:
+        deps.report(request.service_id, failed=error.retryable)
+        return _failure(request, error, retries=0)
+
+    config = session.service_config
+    default_from = config.default_from_address if config is not None else None
+    try:
+        sender = resolve_sender(request, default_from)
+        if config is not None and not sender_allowed(sender, config):
+            return Outcome.refused(
+                request,
+                ErrorCode.SENDER_NOT_ALLOWED,
+                f"service {request.service_id!r} may not send from the domain {sender.domain!r}",
+            )
+        message = build_message(request, default_from=default_from, sender=sender)
+    except RequestRejected as error:
+        return Outcome.refused(request, error.code, error.message)
+    return _send_with_retries(request, session, message, deps, held)
+
+
+class _Stopped(Exception):
+    """The worker is stopping and this delivery's SES call has not begun: hand it back."""
+
+
+def _send_with_retries(
+    request: EmailRequest,
+    session: BaseSession,
+    message: EmailMessage,
+    deps: Deps,
+    held: HeldClaim | None,
+) -> Outcome:
+    attempts = 0
+    waited_s = 0.0
+    try:
+        for attempt in deps.send_retrying:
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                waited_s += _wait_for_send_rate(request, deps)
+                if not _may_send(deps, held):
+                    raise _Stopped
+                message_ids = _send_once(session, message, request.service_id, deps)
+    except _Stopped:
+        return Outcome.handed_back(request, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
+    except EmailError as error:
+        return _failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
+    return Outcome.for_request(
+        request,
+        Status.SENT,
+        message_ids=tuple(message_ids),
+        retries=attempts - 1,
+        send_rate_wait_s=waited_s,
+    )
+
+
+def _may_send(deps: Deps, held: HeldClaim | None) -> bool:
+    """The last check before the SES call: after it, a stop lets the call finish."""
+    if deps.stopping.is_set():
+        return False
+    return held is None or deps.claims.start_send(held)
+
+
+def _send_once(
+    session: BaseSession, message: EmailMessage, service_id: str, deps: Deps
+) -> list[str]:
+    """One call to SES, reported to the outage breaker."""
+    try:
+        message_ids = session.send_email(message)
+    except Exception as error:
+        # A transient error is SES's or STS's trouble; anything else is their answer.
+        deps.report(service_id, failed=isinstance(error, EmailError) and error.retryable)
+        raise
+    deps.report(service_id, failed=False)
+    return message_ids
+
+
+def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
+    """Pace sends to the configured rate; refuse, like SES throttling, when the wait is long.
+
+    Returns the seconds waited.
+    """
+    if deps.send_rate is None:
+        return 0.0
+    wait_s = deps.send_rate.reserve(
+        request.recipient_count, max_wait_s=deps.settings.send_deadline_s
+    )
+    if wait_s is None:
+        # Retried with backoff like SES's own throttling, then handed back to Pub/Sub.
+        raise ThrottledError(
+            f"the worker's send rate limit ({deps.send_rate.rate_per_s:g} recipients per "
+            "second, EMAIL_WORKER_SEND_RATE_PER_S) is saturated"
+        )
+    if wait_s > 0:
+        deps.pause(wait_s)
+        if deps.stopping.is_set():
+            raise _Stopped  # the shutdown cut the wait short: hand it back, don't send early
+    return wait_s
+
+
+def _failure(
+    request: EmailRequest, error: EmailError, *, retries: int, send_rate_wait_s: float = 0.0
+) -> Outcome:
+    """The outcome of a send that failed with ``error``: a partial send, a transient failure
+    (to retry later), or the code's documented status."""
+    status: Status
+    code: str = error.code
+    text = error.message
+    if error.sent_message_ids:
+        status, code = Status.FAILED, ErrorCode.PARTIALLY_SENT
+        text = (
+            f"{len(error.sent_message_ids)} recipient batch(es) were sent before SES failed "
+            f"({error.code}); the rest were not sent, and nothing is retried to avoid duplicates"
+        )
+    elif error.retryable:
+        status = Status.RETRY
+    else:
+        # The error code's documented status: the request's fault (rejected) or not (failed).
+        status = status_of(code)
+    return Outcome.for_request(
+        request,
+        status,
+        message_ids=error.sent_message_ids,
+        error_code=code,
+        error_message=text,
+        retries=retries,
+        send_rate_wait_s=send_rate_wait_s,
+    )
