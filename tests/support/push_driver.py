@@ -16,7 +16,8 @@ What it reproduces of Pub/Sub's push delivery (cloud.google.com/pubsub/docs/push
 
 The counting and the dead-lettering are the emulator's own: the stand-in pulls from ordinary
 pull subscriptions with a dead-letter policy, whose ``delivery_attempt`` the emulator fills in
-and whose last failed delivery it forwards to the dead-letter topic. A nack with backoff is
+and whose last failed delivery it forwards to the dead-letter topic (when it would deliver
+the message again: while the stand-in is pulling). A nack with backoff is
 the message's ack deadline set to the backoff (the emulator delivers it again once that lease
 runs out, counting an attempt). Backoffs are whole seconds, as
 the subscription's retry policy and the worker's ``EMAIL_WORKER_RETRY_*_BACKOFF_S`` are.
@@ -95,7 +96,8 @@ class PushDriver:
 
     def backoff_s(self, failed_attempt: int) -> int:
         """The wait after a message's ``failed_attempt``-th delivery failed."""
-        return min(self._min_backoff_s * 2 ** (failed_attempt - 1), self._max_backoff_s)
+        doubled: int = self._min_backoff_s * 2 ** (failed_attempt - 1)
+        return min(doubled, self._max_backoff_s)
 
     def _pull_loop(self, subscription: str) -> None:
         while not self._stop.is_set():
