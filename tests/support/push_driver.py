@@ -27,8 +27,9 @@ Pub/Sub's push flow control, which slows pushes to an endpoint that keeps failin
 ``concurrency`` is a fixed cap).
 
 Why not the emulator's own push subscriptions: after a few non-2xx answers the emulator stops
-pushing to the endpoint for over four minutes, whatever the retry policy says, so a test of
-how the worker's 503s and the subscription's backoff ride out an outage cannot run on it.
+pushing to the endpoint for over four minutes, whatever the retry policy says, and it sends no
+``deliveryAttempt`` (docs/push.md), so the worker cannot tell a last attempt; a test of how
+the worker's 503s and the subscription's backoff ride out an outage cannot run on it.
 """
 
 from __future__ import annotations
