@@ -155,11 +155,16 @@ def make_stack(
 
 
 def make_tenant_stack(
-    emulator: PubSubEmulator, config_dir: Path, aws_endpoint: str, *, max_delivery_attempts: int = 5
+    emulator: PubSubEmulator,
+    config_dir: Path,
+    aws_endpoint: str,
+    *,
+    max_delivery_attempts: int = 5,
+    ack_deadline_s: int = 10,
 ) -> Stack:
     """A stack with per-service tenancy: services ``billing`` and ``shop``, each with its own
-    topic and worker subscription, and the replay topic, all dead-lettering to the stack's
-    dead-letter topic. ``publish_as`` publishes as a service."""
+    topic and worker subscription (``ack_deadline_s``), and the replay topic, all
+    dead-lettering to the stack's dead-letter topic. ``publish_as`` publishes as a service."""
     stack = make_stack(
         emulator, config_dir, aws_endpoint, max_delivery_attempts=max_delivery_attempts
     )
@@ -180,6 +185,7 @@ def make_tenant_stack(
         emulator.create_subscription(
             topic,
             subscription_name,
+            ack_deadline_s=ack_deadline_s,
             dead_letter_topic=stack.queue.dead_letter_topic,
             max_delivery_attempts=max_delivery_attempts,
         )
