@@ -41,7 +41,7 @@ HAND_BACK_S = 2.0
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # How often the main thread looks up from waiting (signal handlers run between its waits).
-_POLL_S = 0.5
+_POLL_S = 0.1
 
 T = TypeVar("T")
 

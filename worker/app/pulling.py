@@ -10,6 +10,8 @@ leaves without waiting for them.
 
 from __future__ import annotations
 
+import threading
+
 from worker.app.http_server import health_server
 from worker.app.lifecycle import EXIT_FAILURE, HAND_BACK_S, opened_or_logged, run_until_signalled
 from worker.app.runtime import build_runtime
@@ -29,9 +31,31 @@ def run_pull(settings: Settings) -> int:
         return EXIT_FAILURE
     stopping = runtime.handler.stopping
     return run_until_signalled(
-        PullWorker(settings, runtime.handler, runtime.subscriber),
+        _Pulling(PullWorker(settings, runtime.handler, runtime.subscriber), stopping),
         runtime.clients,
         shutdown_timeout_s=settings.shutdown_timeout_s,
         http=health_server(settings, runtime.metrics, ready=lambda: not stopping.is_set()),
         settle_s=HAND_BACK_S,
     )
+
+
+class _Pulling:
+    """The pull worker as the command's main loop. A stop also sets the handler's
+    ``stopping`` event at once, in the signal handler: deliveries not yet inside their SES
+    call hand themselves back from then on, not only once the worker's own thread has
+    noticed the stop."""
+
+    def __init__(self, worker: PullWorker, stopping: threading.Event) -> None:
+        self._worker = worker
+        self._stopping = stopping
+
+    @property
+    def abandoned(self) -> int:
+        return self._worker.abandoned
+
+    def stop(self) -> None:
+        self._worker.stop()
+        self._stopping.set()
+
+    def run(self) -> int:
+        return self._worker.run()
