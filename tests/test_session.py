@@ -64,6 +64,7 @@ def test_the_public_api_matches_the_reference() -> None:
         "impersonate_service_account",
         "role_session_name",
         "environment",
+        "config_url",
     ]
     assert list(inspect.signature(Session.send_email).parameters) == ["self", "message"]
 
@@ -406,6 +407,19 @@ def test_for_service_uses_the_environment_argument(file_configs: Path) -> None:
     path.write_text(json.dumps({"service_role_arn": ROLE, "default_from_address": "s@example.com"}))
     session = Session.for_service("billing", environment="staging")
     assert session.default_from_address == "s@example.com"
+
+
+def test_for_service_reads_the_configuration_url_given_rather_than_the_environment_s(
+    file_configs: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    path = elsewhere / "production" / "billing.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"service_role_arn": ROLE, "default_from_address": "e@example.com"}))
+    session = Session.for_service(
+        "billing", config_url=f"file://{elsewhere}/{{environment}}/{{service_id}}.json"
+    )
+    assert session.default_from_address == "e@example.com"
 
 
 def test_for_service_without_a_configuration_names_service_and_location(

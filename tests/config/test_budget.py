@@ -25,6 +25,7 @@ from botocore.retries import standard
 
 from tests.project.test_terraform import TF, TerraformAlone, _block, _preconditions, terraform_alone
 from worker.app import serving, startup
+from worker.app.checks import settings_problems
 from worker.config import budget
 from worker.config.logs import configure_logging, get_logger
 from worker.config.settings import Settings
@@ -314,6 +315,8 @@ def _serve_until_runtime(monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[i
 def test_serve_goes_on_when_the_ack_deadline_covers_one_delivery(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    env = _serve_env(EMAIL_WORKER_PUSH_ACK_DEADLINE_S="242")
+    assert settings_problems(Settings.from_env(env, required_for="serve"), "serve") == []
     code, records = _serve_until_runtime(monkeypatch, EMAIL_WORKER_PUSH_ACK_DEADLINE_S="242")
     assert code == 1  # past the check, stopped at the runtime
     assert "stopped by the test" in records[-1]["detail"]

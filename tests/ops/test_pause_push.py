@@ -23,8 +23,8 @@ from tests.support.cli_runner import cli_env, invoke
 from tests.support.ports import LOOPBACK, free_port
 from tests.support.push import envelope, push_app_on
 from tests.support.worker_stack import Stack, make_tenant_stack
+from worker.app.http_server import BackgroundServer
 from worker.app.runtime import Runtime, build_runtime
-from worker.app.serving import BackgroundServer
 from worker.ledger import Pause, SqliteLedger
 from worker.transports.push import push_app
 

@@ -27,8 +27,8 @@ from tests.support.push import (
     push_app_on,
 )
 from tests.support.worker_stack import Stack, make_stack, request
+from worker.app.http_server import BackgroundServer
 from worker.app.runtime import build_runtime
-from worker.app.serving import BackgroundServer
 from worker.transports.push import MAX_BODY_BYTES, push_app
 
 

@@ -7,15 +7,12 @@ result in time). The operators' commands live in :mod:`worker.ops.commands`.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-from types import FrameType
 
 import click
 
 from worker.app.check_command import check, check_before_start
-from worker.config.logs import configure_logging, get_logger
+from worker.config.logs import configure_logging
 from worker.ops.commands.common import (
     EXIT_FAILURE,
     EXIT_NO_RESULT,
@@ -91,50 +88,11 @@ def pull() -> None:
     """
     settings = settings_from_env("pull", reject_unknown_names=True)
     configure_logging(settings.log_level)
-    log = get_logger()
     check_before_start(settings, "pull")
 
-    # Imported here so that `--help` and settings errors stay fast.
-    from worker.app.runtime import build_runtime
-    from worker.app.startup import warn_if_redelivery_unchecked
-    from worker.transports.pull import PullWorker
+    from worker.app.pulling import run_pull  # imported here so that `--help` stays fast
 
-    warn_if_redelivery_unchecked(settings)
-
-    try:
-        runtime = build_runtime(settings)
-    except Exception as error:
-        log.error("cannot start", error=type(error).__name__, detail=str(error)[:500])
-        sys.exit(EXIT_FAILURE)
-    worker = PullWorker(settings, runtime.handler, runtime.subscriber)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received", signal=signal.Signals(signum).name)
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    from worker.app.serving import BackgroundServer
-
-    try:
-        http = BackgroundServer.for_pull(runtime)  # /healthz, /readyz, /metrics when PORT is set
-    except RuntimeError as error:
-        log.error("cannot start", error=type(error).__name__, detail=str(error))
-        runtime.close()
-        sys.exit(EXIT_FAILURE)
-    code = worker.run()
-    if http is not None:
-        http.stop()
-    runtime.close()
-    log.info("stopped", exit_code=code)
-    if worker.abandoned:
-        # Their threads may be blocked in SES calls for a while yet, and Python waits for
-        # worker threads at exit: leave now, within the shutdown timeout. The messages were
-        # handed back (or return when their short lease runs out).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    sys.exit(run_pull(settings))
 
 
 @main.command(

@@ -1,7 +1,7 @@
 """``email-worker events``: the SES events reader, wired to the settings and Pub/Sub.
 
-The reader runs in a daemon thread while the main thread waits for SIGTERM or SIGINT. On a
-stop signal it finishes the batch in hand (its publishes confirmed and its SQS messages
+The reader runs as the command's main loop under :func:`~worker.app.lifecycle.run_until_signalled`.
+On a stop signal it finishes the batch in hand (its publishes confirmed and its SQS messages
 deleted) within EMAIL_WORKER_SHUTDOWN_TIMEOUT_S, flushes the publisher and exits 0. Long
 polls are kept shorter than that timeout, so a stop rarely has to leave a poll behind; when
 it does, the messages that poll brings return to the queue after their visibility timeout.
@@ -9,22 +9,16 @@ it does, the messages that poll brings return to the queue after their visibilit
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import sys
-import threading
 import urllib.parse
-from concurrent.futures import Future
-from types import FrameType
-from typing import Any
 
-from worker.client.pubsub_rpc import new_publisher
+from worker.app.clients import open_clients
+from worker.app.http_server import health_server
+from worker.app.lifecycle import EXIT_FAILURE, EXIT_OK, opened_or_logged, run_until_signalled
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.events import EventsMetrics, EventsReader, sqs_client
 from worker.events.reader import MAX_WAIT_TIME_S
-from worker.ledger import open_ledger
 from worker.processing.metrics import Metrics
 
 __all__ = ["events_settings_problems", "run_events"]
@@ -59,102 +53,50 @@ def long_poll_s(settings: Settings) -> int:
 
 
 def run_events(settings: Settings) -> int:
-    """Read SES events and publish them until SIGTERM or SIGINT; return the exit code."""
-    problems = events_settings_problems(settings)
-    if problems:
-        print("email-worker: invalid settings:\n  " + "\n  ".join(problems), file=sys.stderr)
-        return 2
+    """Read SES events and publish them until SIGTERM or SIGINT; return the exit code.
+
+    The caller has checked the settings (:func:`events_settings_problems`).
+    """
     queue_url, role_arn = settings.ses_events_queue_url, settings.ses_events_role_arn
-    assert queue_url is not None  # checked above
-    assert role_arn is not None
-    project = settings.require_project()
-
-    publisher = new_publisher(settings.publish_timeout_s)
-    topic = publisher.topic_path(project, settings.events_topic)
-
-    def publish(topic: str, data: bytes, attributes: Any) -> Future[Any]:
-        future: Future[Any] = publisher.publish(topic, data, **attributes)
-        return future
-
+    if queue_url is None or role_arn is None:
+        raise ValueError("the events reader needs its queue and role (checked at start)")
     # The worker's own ledger: the recipients' statuses go next to each request's record.
-    ledger = open_ledger(
-        settings.ledger,
-        project=project,
-        claim_lease_s=settings.ledger_claim_s,
-        retention_s=settings.ledger_retention_s,
-        takeover_wait_s=settings.send_event_wait_s,
-    )
+    clients = opened_or_logged(lambda: open_clients(settings, subscriber=False, sessions=False))
+    if clients is None:
+        return EXIT_FAILURE
+    topic = clients.topic_path(settings.events_topic)
     # One registry for /metrics: the HTTP app's own counters and the reader's.
     metrics = Metrics()
     reader = EventsReader(
         sqs_client(role_arn=role_arn, queue_url=queue_url),
         queue_url=queue_url,
         topic=topic,
-        publish=publish,
+        publish=clients.publish,
         metrics=EventsMetrics(metrics.registry),
-        ledger=ledger,
+        ledger=clients.ledger,
         publish_timeout_s=settings.publish_timeout_s,
         wait_time_s=long_poll_s(settings),
     )
-    stop_requested = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received", signal=signal.Signals(signum).name)
-        reader.stop()
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    http = None
-    if settings.port is not None:
-        from worker.app.serving import BackgroundServer
-        from worker.transports.http_app import create_app
-
-        app = create_app(metrics=metrics, ready=lambda: not reader.stopping)
-        try:
-            http = BackgroundServer(
-                app,
-                host=settings.http_host,
-                port=settings.port,
-                shutdown_timeout_s=min(settings.shutdown_timeout_s, 2.0),
-            ).start()
-        except RuntimeError as error:
-            log.error("cannot start", error=type(error).__name__, detail=str(error))
-            publisher.stop()
-            if ledger is not None:
-                ledger.close()
-            return 1
-
-    thread = threading.Thread(target=reader.run, name="events-reader", daemon=True)
-    log.info(
-        "reading SES events",
-        queue=queue_url,
-        topic=topic,
-        long_poll_s=long_poll_s(settings),
+    http = health_server(settings, metrics, ready=lambda: not reader.stopping)
+    log.info("reading SES events", queue=queue_url, topic=topic, long_poll_s=long_poll_s(settings))
+    return run_until_signalled(
+        _ReaderLoop(reader), clients, shutdown_timeout_s=settings.shutdown_timeout_s, http=http
     )
-    thread.start()
-    while thread.is_alive() and not stop_requested.wait(1.0):
-        pass
-    # The reader's loop never ends on its own: if it did, something is badly wrong.
-    code = 0 if stop_requested.is_set() else 1
-    reader.stop()
-    thread.join(timeout=settings.shutdown_timeout_s)
-    left_behind = thread.is_alive()
-    if left_behind:
-        log.warning(
-            "shutdown timeout: a long poll or publish was still running; its SQS messages "
-            "return after their visibility timeout"
-        )
-    publisher.stop()
-    if ledger is not None and not left_behind:
-        ledger.close()
-    if http is not None:
-        http.stop()
-    log.info("stopped", exit_code=code)
-    if left_behind:
-        # The reader's thread may sit in a socket read for a while yet: leave now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+
+
+class _ReaderLoop:
+    """The events reader as the command's main loop: it never ends by itself unless
+    something is badly wrong. One still running at the shutdown timeout is in a long poll
+    or a publish; that poll's SQS messages return after their visibility timeout."""
+
+    abandoned = 0
+
+    def __init__(self, reader: EventsReader) -> None:
+        self._reader = reader
+
+    def stop(self) -> None:
+        self._reader.stop()
+
+    def run(self) -> int:
+        self._reader.run()
+        return EXIT_OK if self._reader.stopping else EXIT_FAILURE

@@ -1,17 +1,15 @@
-"""Wiring: build the handler and its clients from settings, once, at the entry point."""
+"""Wiring: build the handler on the command's clients from settings, once, at the entry point."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from worker.client.pubsub_rpc import new_publisher, new_subscriber
+from worker.app.clients import Clients, open_clients
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
-from worker.ledger import Ledger, open_ledger
+from worker.ledger import Ledger
 from worker.ops.topology import read_max_delivery_attempts
 from worker.processing.breaker import OutageBreaker
 from worker.processing.handling import Handler
@@ -21,8 +19,6 @@ from worker.processing.pauses import PauseWatch
 from worker.processing.pipeline import Deps
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind, subscription_sources
-from worker.sending.session import BaseSession, Session
-from worker.sending.session_cache import SessionCache
 
 __all__ = ["Runtime", "build_runtime"]
 
@@ -33,99 +29,80 @@ log = get_logger()
 class Runtime:
     settings: Settings
     handler: Handler
-    publisher: Any
-    subscriber: Any
+    clients: Clients
     metrics: Metrics
-    ledger: Ledger | None = None
+
+    @property
+    def publisher(self) -> Any:
+        return self.clients.publisher
+
+    @property
+    def subscriber(self) -> Any:
+        return self.clients.subscriber
+
+    @property
+    def ledger(self) -> Ledger | None:
+        return self.clients.ledger
 
     def close(self) -> None:
         """Flush pending publishes and close the clients and the ledger."""
-        self.publisher.stop()
-        self.subscriber.close()
-        if self.ledger is not None:
-            self.ledger.close()
+        self.clients.close()
 
 
 def build_runtime(
-    settings: Settings, *, metrics: Metrics | None = None, subscription_readable: bool = True
+    settings: Settings,
+    *,
+    clients: Clients | None = None,
+    metrics: Metrics | None = None,
+    subscription_readable: bool = True,
 ) -> Runtime:
-    """Create the Pub/Sub clients, the session cache and the handler for ``settings``.
+    """Build the handler for ``settings`` on ``clients`` (opened here when not given, and
+    closed again if the handler cannot be built).
 
     Without EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS the last delivery attempt is read from the
     subscription's dead-letter policy. A push endpoint may lack the permission to read its
     subscription: with ``subscription_readable=False`` a failure to read it is a warning.
     """
-    metrics = metrics if metrics is not None else Metrics()
-    project = settings.require_project()
-    if settings.service_config_url:
-        # The library reads its configuration location from the environment; make sure it
-        # sees the value these settings were validated with.
-        os.environ["EMAIL_WORKER_SERVICE_CONFIG_URL"] = settings.service_config_url
-    # The operators' commands publish with the same batching, retry and timeout.
-    publisher = new_publisher(settings.publish_timeout_s)
-    subscriber = new_subscriber()
+    opened = clients is None
+    clients = open_clients(settings) if clients is None else clients
+    try:
+        return _build(settings, clients, metrics or Metrics(), subscription_readable)
+    except BaseException:
+        if opened:
+            clients.close()
+        raise
 
-    def publish(topic: str, data: bytes, attributes: Mapping[str, str]) -> Future[Any]:
-        future: Future[Any] = publisher.publish(topic, data, **attributes)
-        return future
 
-    def new_session(service_id: str) -> BaseSession:
-        return Session.for_service(service_id, environment=settings.environment)
-
-    ledger = open_ledger(
-        settings.ledger,
-        project=project,
-        claim_lease_s=settings.ledger_claim_s,
-        retention_s=settings.ledger_retention_s,
-        takeover_wait_s=settings.send_event_wait_s,
-    )
+def _build(
+    settings: Settings, clients: Clients, metrics: Metrics, subscription_readable: bool
+) -> Runtime:
+    if clients.sessions is None or clients.subscriber is None:
+        raise ValueError("the handler needs clients opened with a subscriber and sessions")
     deps = Deps(
         settings=settings,
-        sessions=SessionCache(new_session, ttl_s=settings.session_ttl_s),
+        sessions=clients.sessions,
         send_rate=(SendRateLimiter(settings.send_rate_per_s) if settings.send_rate_per_s else None),
-        ledger=ledger,
+        ledger=clients.ledger,
         breaker=outage_breaker(settings),
     )
-    results_topic = publisher.topic_path(project, settings.results_topic)
-    dead_letter_topic = publisher.topic_path(project, settings.dead_letter_topic)
+    results_topic = clients.topic_path(settings.results_topic)
+    dead_letter_topic = clients.topic_path(settings.dead_letter_topic)
     outputs = Outputs(
-        metrics.counting(publish, results_topic=results_topic, dead_letter_topic=dead_letter_topic),
+        metrics.counting(
+            clients.publish, results_topic=results_topic, dead_letter_topic=dead_letter_topic
+        ),
         results_topic=results_topic,
         dead_letter_topic=dead_letter_topic,
         timeout_s=settings.publish_timeout_s,
     )
     sources = subscription_sources(settings)
     _log_tenancy(settings, sources)
-    max_attempts = settings.max_delivery_attempts
-    if max_attempts is None:
-        # Every subscription the worker reads has the same dead-letter policy (terraform/).
-        path = next(iter(sources))
-        try:
-            max_attempts = read_max_delivery_attempts(subscriber, path)
-            readable = True
-        except Exception as error:
-            if subscription_readable:
-                raise
-            readable = False
-            log.warning(
-                "cannot read the subscription's dead-letter policy: set "
-                "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS to its max delivery attempts, or the "
-                "requester gets no result for a request that fails transiently on its last "
-                "delivery attempt",
-                subscription=path,
-                error=type(error).__name__,
-            )
-        if max_attempts is None and readable:
-            log.warning(
-                "the subscription has no dead-letter policy: messages that keep failing "
-                "transiently are retried forever",
-                subscription=path,
-            )
+    max_attempts = _max_delivery_attempts(settings, clients, sources, subscription_readable)
     pauses = (
         None
-        if ledger is None
+        if clients.ledger is None
         else PauseWatch(
-            ledger,
+            clients.ledger,
             poll_s=settings.pause_poll_s,
             services=settings.allowed_services,
             metrics=metrics,
@@ -134,14 +111,43 @@ def build_runtime(
     handler = Handler(
         deps, outputs, max_delivery_attempts=max_attempts, metrics=metrics, pauses=pauses
     )
-    return Runtime(
-        settings=settings,
-        handler=handler,
-        publisher=publisher,
-        subscriber=subscriber,
-        metrics=metrics,
-        ledger=ledger,
-    )
+    return Runtime(settings=settings, handler=handler, clients=clients, metrics=metrics)
+
+
+def _max_delivery_attempts(
+    settings: Settings,
+    clients: Clients,
+    sources: Mapping[str, Source],
+    subscription_readable: bool,
+) -> int | None:
+    """The last delivery attempt: the setting, else the subscriptions' dead-letter policy."""
+    max_attempts = settings.max_delivery_attempts
+    if max_attempts is not None:
+        return max_attempts
+    # Every subscription the worker reads has the same dead-letter policy (terraform/).
+    path = next(iter(sources))
+    try:
+        max_attempts = read_max_delivery_attempts(clients.subscriber, path)
+        readable = True
+    except Exception as error:
+        if subscription_readable:
+            raise
+        readable = False
+        log.warning(
+            "cannot read the subscription's dead-letter policy: set "
+            "EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS to its max delivery attempts, or the "
+            "requester gets no result for a request that fails transiently on its last "
+            "delivery attempt",
+            subscription=path,
+            error=type(error).__name__,
+        )
+    if max_attempts is None and readable:
+        log.warning(
+            "the subscription has no dead-letter policy: messages that keep failing "
+            "transiently are retried forever",
+            subscription=path,
+        )
+    return max_attempts
 
 
 def outage_breaker(settings: Settings) -> OutageBreaker | None:

@@ -1,14 +1,23 @@
-"""The start-up check ``pull`` and ``serve`` share: do the subscription's delivery attempts
-outlast a dead delivery's claim, the Send-event wait and an outage (worker/config/budget.py)?
+"""The start-up checks of the retry budgets (worker/config/budget.py): do the subscription's
+delivery attempts outlast a dead delivery's claim, the Send-event wait and an outage (``pull``
+and ``serve``), and does a push subscription's ack deadline cover one delivery (``serve``)?
+
+A budget that cannot hold is an invalid setting, found by
+:func:`~worker.app.checks.settings_problems` before the command starts; one that cannot be
+judged because its settings are not given is a warning, logged once the command runs.
 """
 
 from __future__ import annotations
 
-from worker.config.budget import redelivery_needed_s, redelivery_problem
+from worker.config.budget import push_budget_s, redelivery_needed_s, redelivery_problem
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
 
-__all__ = ["short_redelivery_problem", "warn_if_redelivery_unchecked"]
+__all__ = [
+    "short_redelivery_problem",
+    "warn_if_push_budget_unchecked",
+    "warn_if_redelivery_unchecked",
+]
 
 log = get_logger()
 
@@ -52,5 +61,22 @@ def warn_if_redelivery_unchecked(settings: Settings) -> None:
             claim_s=settings.ledger_claim_s,
             send_event_wait_s=settings.send_event_wait_s,
             outage_allowance_s=settings.outage_allowance_s,
+        ),
+    )
+
+
+def warn_if_push_budget_unchecked(settings: Settings) -> None:
+    """Log a warning with the ack deadline one push needs when EMAIL_WORKER_PUSH_ACK_DEADLINE_S
+    is not given (a push answered after its deadline is delivered again while it may still be
+    sending)."""
+    if settings.push_ack_deadline_s is not None:
+        return
+    log.warning(
+        "EMAIL_WORKER_PUSH_ACK_DEADLINE_S is not set: cannot check that the push "
+        "subscription's ack deadline covers one delivery",
+        needed_s=push_budget_s(
+            send_deadline_s=settings.send_deadline_s,
+            publish_timeout_s=settings.publish_timeout_s,
+            send_rate_limited=settings.send_rate_per_s is not None,
         ),
     )

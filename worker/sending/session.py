@@ -158,11 +158,13 @@ class Session(BaseSession):
         impersonate_service_account: str | None = None,
         role_session_name: str | None = None,
         environment: str | None = None,
+        config_url: str | None = None,
     ) -> Session:
         """Build a session from the service's configuration document.
 
-        The document is read from ``EMAIL_WORKER_SERVICE_CONFIG_URL`` (a ``file://`` or
-        ``gs://`` URL template with ``{environment}`` and ``{service_id}``), using the same
+        The document is read from ``config_url``, else ``EMAIL_WORKER_SERVICE_CONFIG_URL``
+        (a ``file://`` or ``gs://`` URL template with ``{environment}`` and
+        ``{service_id}``), else the email service's default location, using the same
         Google identity the session will send with, which therefore needs read access to it.
 
         Args:
@@ -173,6 +175,8 @@ class Session(BaseSession):
                 ``email-worker-<service_id>``, made valid for STS.
             environment: Which deployment of the email service to read the configuration
                 of; leave it unset (``production``) unless you develop the email service.
+            config_url: The configuration documents' URL template, when not the
+                environment's.
 
         Raises:
             ConfigurationError: the document is missing, unreadable or invalid.
@@ -182,6 +186,7 @@ class Session(BaseSession):
             service_id,
             environment=environment or DEFAULT_ENVIRONMENT,
             credentials=storage_credentials(impersonate_service_account),
+            template=config_url,
         )
         session = Session(
             config.service_role_arn,
