@@ -37,14 +37,14 @@ _ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
 def events_settings_problems(settings: Settings) -> list[str]:
     """What ``email-worker events`` needs that ``settings`` lack, as problems."""
     problems = []
-    if not settings.project_id:
+    if not settings.topics.project_id:
         problems.append("GOOGLE_CLOUD_PROJECT must name the Google Cloud project")
-    queue_url = settings.ses_events_queue_url
+    queue_url = settings.events.queue_url
     if not queue_url:
         problems.append("EMAIL_WORKER_SES_EVENTS_QUEUE_URL must be set to the SES events queue")
     elif urllib.parse.urlsplit(queue_url).scheme not in ("https", "http"):
         problems.append("EMAIL_WORKER_SES_EVENTS_QUEUE_URL must be an SQS queue URL")
-    role_arn = settings.ses_events_role_arn
+    role_arn = settings.events.role_arn
     if not role_arn:
         problems.append("EMAIL_WORKER_SES_EVENTS_ROLE_ARN must be set to the reader's AWS role")
     elif not _ROLE_ARN_RE.fullmatch(role_arn):
@@ -55,7 +55,7 @@ def events_settings_problems(settings: Settings) -> list[str]:
 def long_poll_s(settings: Settings) -> int:
     """The long poll's wait: SQS's 20 s, or less so that a stop finishes inside the shutdown
     timeout (2 s are left for the batch's publishes and deletes)."""
-    return max(1, min(MAX_WAIT_TIME_S, int(settings.shutdown_timeout_s) - 2))
+    return max(1, min(MAX_WAIT_TIME_S, int(settings.process.shutdown_timeout_s) - 2))
 
 
 def run_events(settings: Settings) -> int:
@@ -64,13 +64,13 @@ def run_events(settings: Settings) -> int:
     if problems:
         print("email-worker: invalid settings:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    queue_url, role_arn = settings.ses_events_queue_url, settings.ses_events_role_arn
+    queue_url, role_arn = settings.events.queue_url, settings.events.role_arn
     assert queue_url is not None  # checked above
     assert role_arn is not None
     project = settings.require_project()
 
-    publisher = new_publisher(settings.publish_timeout_s)
-    topic = publisher.topic_path(project, settings.events_topic)
+    publisher = new_publisher(settings.process.publish_timeout_s)
+    topic = publisher.topic_path(project, settings.topics.events_topic)
 
     def publish(topic: str, data: bytes, attributes: Any) -> Future[Any]:
         future: Future[Any] = publisher.publish(topic, data, **attributes)
@@ -78,11 +78,11 @@ def run_events(settings: Settings) -> int:
 
     # The worker's own ledger: the recipients' statuses go next to each request's record.
     ledger = open_ledger(
-        settings.ledger,
+        settings.ledger.url,
         project=project,
-        claim_lease_s=settings.ledger_claim_s,
-        retention_s=settings.ledger_retention_s,
-        takeover_wait_s=settings.send_event_wait_s,
+        claim_lease_s=settings.ledger.claim_s,
+        retention_s=settings.ledger.retention_s,
+        takeover_wait_s=settings.ledger.send_event_wait_s,
     )
     # One registry for /metrics: the HTTP app's own counters and the reader's.
     metrics = Metrics()
@@ -93,7 +93,7 @@ def run_events(settings: Settings) -> int:
         publish=publish,
         metrics=EventsMetrics(metrics.registry),
         ledger=ledger,
-        publish_timeout_s=settings.publish_timeout_s,
+        publish_timeout_s=settings.process.publish_timeout_s,
         wait_time_s=long_poll_s(settings),
     )
     stop_requested = threading.Event()
@@ -107,7 +107,7 @@ def run_events(settings: Settings) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     http = None
-    if settings.port is not None:
+    if settings.http.port is not None:
         from worker.app.serving import BackgroundServer
         from worker.transports.http_app import create_app
 
@@ -115,9 +115,9 @@ def run_events(settings: Settings) -> int:
         try:
             http = BackgroundServer(
                 app,
-                host=settings.http_host,
-                port=settings.port,
-                shutdown_timeout_s=min(settings.shutdown_timeout_s, 2.0),
+                host=settings.http.host,
+                port=settings.http.port,
+                shutdown_timeout_s=min(settings.process.shutdown_timeout_s, 2.0),
             ).start()
         except RuntimeError as error:
             log.error("cannot start", error=type(error).__name__, detail=str(error))
@@ -139,7 +139,7 @@ def run_events(settings: Settings) -> int:
     # The reader's loop never ends on its own: if it did, something is badly wrong.
     code = 0 if stop_requested.is_set() else 1
     reader.stop()
-    thread.join(timeout=settings.shutdown_timeout_s)
+    thread.join(timeout=settings.process.shutdown_timeout_s)
     left_behind = thread.is_alive()
     if left_behind:
         log.warning(

@@ -57,12 +57,12 @@ def build_runtime(
     """
     metrics = metrics if metrics is not None else Metrics()
     project = settings.require_project()
-    if settings.service_config_url:
+    if settings.services.config_url:
         # The library reads its configuration location from the environment; make sure it
         # sees the value these settings were validated with.
-        os.environ["EMAIL_WORKER_SERVICE_CONFIG_URL"] = settings.service_config_url
+        os.environ["EMAIL_WORKER_SERVICE_CONFIG_URL"] = settings.services.config_url
     # The operators' commands publish with the same batching, retry and timeout.
-    publisher = new_publisher(settings.publish_timeout_s)
+    publisher = new_publisher(settings.process.publish_timeout_s)
     subscriber = new_subscriber()
 
     def publish(topic: str, data: bytes, attributes: Mapping[str, str]) -> Future[Any]:
@@ -70,33 +70,35 @@ def build_runtime(
         return future
 
     def new_session(service_id: str) -> BaseSession:
-        return Session.for_service(service_id, environment=settings.environment)
+        return Session.for_service(service_id, environment=settings.services.config_environment)
 
     ledger = open_ledger(
-        settings.ledger,
+        settings.ledger.url,
         project=project,
-        claim_lease_s=settings.ledger_claim_s,
-        retention_s=settings.ledger_retention_s,
-        takeover_wait_s=settings.send_event_wait_s,
+        claim_lease_s=settings.ledger.claim_s,
+        retention_s=settings.ledger.retention_s,
+        takeover_wait_s=settings.ledger.send_event_wait_s,
     )
     deps = Deps(
         settings=settings,
-        sessions=SessionCache(new_session, ttl_s=settings.session_ttl_s),
-        send_rate=(SendRateLimiter(settings.send_rate_per_s) if settings.send_rate_per_s else None),
+        sessions=SessionCache(new_session, ttl_s=settings.services.session_ttl_s),
+        send_rate=(
+            SendRateLimiter(settings.sending.rate_per_s) if settings.sending.rate_per_s else None
+        ),
         ledger=ledger,
         breaker=outage_breaker(settings),
     )
-    results_topic = publisher.topic_path(project, settings.results_topic)
-    dead_letter_topic = publisher.topic_path(project, settings.dead_letter_topic)
+    results_topic = publisher.topic_path(project, settings.topics.results_topic)
+    dead_letter_topic = publisher.topic_path(project, settings.topics.dead_letter_topic)
     outputs = Outputs(
         metrics.counting(publish, results_topic=results_topic, dead_letter_topic=dead_letter_topic),
         results_topic=results_topic,
         dead_letter_topic=dead_letter_topic,
-        timeout_s=settings.publish_timeout_s,
+        timeout_s=settings.process.publish_timeout_s,
     )
     sources = subscription_sources(settings)
     _log_tenancy(settings, sources)
-    max_attempts = settings.max_delivery_attempts
+    max_attempts = settings.redelivery.max_delivery_attempts
     if max_attempts is None:
         # Every subscription the worker reads has the same dead-letter policy (terraform/).
         path = next(iter(sources))
@@ -126,8 +128,8 @@ def build_runtime(
         if ledger is None
         else PauseWatch(
             ledger,
-            poll_s=settings.pause_poll_s,
-            services=settings.allowed_services,
+            poll_s=settings.ledger.pause_poll_s,
+            services=settings.services.allowed,
             metrics=metrics,
         )
     )
@@ -146,19 +148,19 @@ def build_runtime(
 
 def outage_breaker(settings: Settings) -> OutageBreaker | None:
     """The outage breaker ``settings`` ask for; None with EMAIL_WORKER_OUTAGE_MIN_CALLS=0."""
-    if settings.outage_min_calls == 0:
+    if settings.outage.min_calls == 0:
         return None
     return OutageBreaker(
-        window_s=settings.outage_window_s,
-        min_calls=settings.outage_min_calls,
-        failure_ratio=settings.outage_failure_ratio,
-        probe_interval_s=settings.outage_probe_interval_s,
+        window_s=settings.outage.window_s,
+        min_calls=settings.outage.min_calls,
+        failure_ratio=settings.outage.failure_ratio,
+        probe_interval_s=settings.outage.probe_interval_s,
     )
 
 
 def _log_tenancy(settings: Settings, sources: Mapping[str, Source]) -> None:
     """Say at start who the worker takes a request's service to be."""
-    if settings.per_service:
+    if settings.services.per_service:
         log.info(
             "per-service tenancy: each request's service is the topic it was published to",
             services=sorted(s.service_id for s in sources.values() if s.service_id),

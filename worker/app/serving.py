@@ -77,22 +77,22 @@ def run_serve(settings: Settings) -> int:
     # sending: refuse to start when one delivery may outlast it (worker/config/budget.py).
     from worker.config.budget import push_budget_problem, push_budget_s
 
-    if settings.push_ack_deadline_s is None:
+    if settings.push.ack_deadline_s is None:
         log.warning(
             "EMAIL_WORKER_PUSH_ACK_DEADLINE_S is not set: cannot check that the push "
             "subscription's ack deadline covers one delivery",
             needed_s=push_budget_s(
-                send_deadline_s=settings.send_deadline_s,
-                publish_timeout_s=settings.publish_timeout_s,
-                send_rate_limited=settings.send_rate_per_s is not None,
+                send_deadline_s=settings.sending.deadline_s,
+                publish_timeout_s=settings.process.publish_timeout_s,
+                send_rate_limited=settings.sending.rate_per_s is not None,
             ),
         )
     else:
         problem = push_budget_problem(
-            ack_deadline_s=settings.push_ack_deadline_s,
-            send_deadline_s=settings.send_deadline_s,
-            publish_timeout_s=settings.publish_timeout_s,
-            send_rate_limited=settings.send_rate_per_s is not None,
+            ack_deadline_s=settings.push.ack_deadline_s,
+            send_deadline_s=settings.sending.deadline_s,
+            publish_timeout_s=settings.process.publish_timeout_s,
+            send_rate_limited=settings.sending.rate_per_s is not None,
         )
         if problem is not None:
             log.error("cannot start", detail=problem)
@@ -113,13 +113,13 @@ def run_serve(settings: Settings) -> int:
         log.error("cannot start", error=type(error).__name__, detail=str(error)[:500])
         return 1
     stopping = runtime.handler.stopping
-    port = settings.port or DEFAULT_PORT
+    port = settings.http.port or DEFAULT_PORT
     app = push_app(runtime.handler, authenticator, settings=settings)
     config = uvicorn_config(
         app,
-        host=settings.http_host,
+        host=settings.http.host,
         port=port,
-        shutdown_timeout_s=settings.shutdown_timeout_s,
+        shutdown_timeout_s=settings.process.shutdown_timeout_s,
     )
     server = _Server(config, on_exit=stopping.set)
     # uvicorn re-raises the stop signal once it has shut down; with these handlers in place
@@ -127,7 +127,7 @@ def run_serve(settings: Settings) -> int:
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     log.info(
         "serving",
-        host=settings.http_host,
+        host=settings.http.host,
         port=port,
         push_auth="on" if authenticator else "off",
         max_delivery_attempts=runtime.handler.max_delivery_attempts,
@@ -144,7 +144,7 @@ def run_serve(settings: Settings) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not server.started:
-        log.error("cannot listen", host=settings.http_host, port=port)
+        log.error("cannot listen", host=settings.http.host, port=port)
         return 1
     if unfinished:
         log.warning(
@@ -176,15 +176,15 @@ class BackgroundServer:
     def for_pull(cls, runtime: Runtime) -> BackgroundServer | None:
         """Health, readiness and metrics of a pull worker on $PORT, or None without PORT."""
         settings = runtime.settings
-        if settings.port is None:
+        if settings.http.port is None:
             return None
         stopping = runtime.handler.stopping
         app = create_app(metrics=runtime.metrics, ready=lambda: not stopping.is_set())
         return cls(
             app,
-            host=settings.http_host,
-            port=settings.port,
-            shutdown_timeout_s=min(settings.shutdown_timeout_s, 2.0),
+            host=settings.http.host,
+            port=settings.http.port,
+            shutdown_timeout_s=min(settings.process.shutdown_timeout_s, 2.0),
         ).start()
 
     def start(self, timeout_s: float = 10.0) -> BackgroundServer:

@@ -201,7 +201,7 @@ def _status_of(code: str) -> Status:
 def _process(delivery: Delivery, deps: Deps) -> Outcome:
     settings = deps.settings
     source = delivery.source
-    if settings.per_service and (source is None or source.kind is SourceKind.SHARED):
+    if settings.services.per_service and (source is None or source.kind is SourceKind.SHARED):
         # A transport that cannot say where a delivery came from must not get a body trusted.
         return Outcome(
             Status.REJECTED,
@@ -226,7 +226,7 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
     # anything is tried again (the cause may be fixed); one that was sent never is. With
     # shared tenancy, dlq replay marks the message; with per-service, the replay topic does.
     retry_unsent = replay or (
-        not settings.per_service and REPLAY_COUNT_ATTRIBUTE in delivery.attributes
+        not settings.services.per_service and REPLAY_COUNT_ATTRIBUTE in delivery.attributes
     )
     return _claimed(request, delivery, deps, deps.ledger, retry_unsent=retry_unsent)
 
@@ -235,7 +235,7 @@ def _admissible(delivery: Delivery, settings: Settings) -> EmailRequest | Outcom
     """The delivery's request, if it is valid and its service may send (as its publisher,
     through this worker); otherwise the refusal."""
     source = delivery.source
-    default_service_id = settings.default_service_id
+    default_service_id = settings.services.default_id
     fallback_request_id = delivery.message_id
     # The service whose own topic the request came through, if it did.
     publisher = source.service_id if source is not None else None
@@ -272,7 +272,7 @@ def _admissible(delivery: Delivery, settings: Settings) -> EmailRequest | Outcom
             service_id=publisher,
         )
     if (
-        request.service_id not in settings.allowed_services
+        request.service_id not in settings.services.allowed
         # Settings from the environment never allow such a service; this guards the rest.
         or colliding_name(settings, request.service_id) is not None
     ):
@@ -404,7 +404,7 @@ def _under_claim(
         log.warning("took over an expired claim: an earlier delivery may have sent this request")
     if settled is not None:
         outcome = settled
-    elif takeover and deps.settings.ledger_takeover == "fail":
+    elif takeover and deps.settings.ledger.takeover == "fail":
         outcome = _refusal(
             request,
             ErrorCode.OUTCOME_UNKNOWN,
@@ -586,14 +586,14 @@ def _send_retrying(deps: Deps) -> tenacity.Retrying:
 
     return tenacity.Retrying(
         stop=(
-            tenacity.stop_after_attempt(settings.send_max_attempts)
-            | tenacity.stop_before_delay(settings.send_deadline_s)
+            tenacity.stop_after_attempt(settings.sending.max_attempts)
+            | tenacity.stop_before_delay(settings.sending.deadline_s)
             | tenacity.stop_when_event_set(deps.stopping)
             # The outage breaker holds: the delivery waits for the downstream's recovery.
             | _StopWhenHolding(deps)
         ),
         wait=tenacity.wait_exponential_jitter(
-            multiplier=settings.send_initial_backoff_s, max=settings.send_max_backoff_s
+            multiplier=settings.sending.initial_backoff_s, max=settings.sending.max_backoff_s
         ),
         retry=tenacity.retry_if_exception(_worth_retrying),
         sleep=deps.pause,
@@ -667,7 +667,7 @@ def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
     if deps.send_rate is None:
         return 0.0
     wait_s = deps.send_rate.reserve(
-        request.recipient_count, max_wait_s=deps.settings.send_deadline_s
+        request.recipient_count, max_wait_s=deps.settings.sending.deadline_s
     )
     if wait_s is None:
         # Retried with backoff like SES's own throttling, then handed back to Pub/Sub.

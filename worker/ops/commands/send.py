@@ -115,7 +115,7 @@ def send(
 
     from worker.client import EmailClient, RequestRejected, ResultTimeout, prepare_request
 
-    default_service = settings.default_service_id
+    default_service = settings.services.default_id
     try:
         request_id, _ = prepare_request(document, default_service_id=default_service)
     except RequestRejected as rejection:
@@ -125,7 +125,7 @@ def send(
         )
     document["request_id"] = request_id
     service = document.get("service_id") or default_service
-    if settings.per_service and not service:
+    if settings.services.per_service and not service:
         fail(
             "name the service (--service, a service_id in the file, or "
             "EMAIL_WORKER_SERVICE_ID): each service publishes to its own topic",
@@ -134,13 +134,13 @@ def send(
     if service and (collision := colliding_name(settings, service)) is not None:
         fail(f"{collision}; nothing was published", EXIT_USAGE)
     # Per-service tenancy: the service's own topic, the only one its requests count on.
-    topic = settings.request_topic_for(service) if service else settings.requests_topic
+    topic = settings.request_topic_for(service) if service else settings.topics.requests_topic
     client = EmailClient(
         project,
         requests_topic=topic,
-        results_topic=settings.results_topic,
+        results_topic=settings.topics.results_topic,
         default_service_id=default_service,
-        timeout_s=settings.publish_timeout_s,
+        timeout_s=settings.process.publish_timeout_s,
     )
     topic_path = client.topic_for(service or "")  # the requests topic, as a full path
     try:

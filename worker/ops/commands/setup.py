@@ -85,7 +85,9 @@ def setup(
     from worker.ops.topology import Resource, SubscriptionPolicy, ensure_topology
 
     policy = SubscriptionPolicy(
-        max_delivery_attempts=max_delivery_attempts or settings.max_delivery_attempts or 12,
+        max_delivery_attempts=max_delivery_attempts
+        or settings.redelivery.max_delivery_attempts
+        or 12,
         ack_deadline_s=ack_deadline,
         min_backoff_s=min_backoff,
         max_backoff_s=max_backoff,
@@ -109,9 +111,9 @@ def setup(
                 subscriber,
                 project_id=project,
                 inputs=_inputs(settings),
-                results_topic=settings.results_topic,
-                dead_letter_topic=settings.dead_letter_topic,
-                dead_letter_subscription=settings.dead_letter_subscription,
+                results_topic=settings.topics.results_topic,
+                dead_letter_topic=settings.topics.dead_letter_topic,
+                dead_letter_subscription=settings.topics.dead_letter_subscription,
                 policy=policy,
                 timeout_s=rpc_timeout_s(settings),
                 on_resource=show,
@@ -130,11 +132,14 @@ def setup(
 def _inputs(settings: Settings) -> list[tuple[str, str]]:
     """The topics the worker reads, each with its subscription: one per allowed service and
     the replay topic (per-service tenancy), or the one shared topic."""
-    if not settings.per_service:
-        return [(settings.requests_topic, settings.subscription)]
+    if not settings.services.per_service:
+        return [(settings.topics.requests_topic, settings.topics.subscription)]
     inputs = [
-        (settings.service_topic_for(service), settings.service_subscription_for(service))
-        for service in sorted(settings.allowed_services)
+        (
+            settings.topics.service_topic_for(service),
+            settings.topics.service_subscription_for(service),
+        )
+        for service in sorted(settings.services.allowed)
     ]
-    inputs.append((settings.replay_topic, settings.replay_subscription))
+    inputs.append((settings.topics.replay_topic, settings.topics.replay_subscription))
     return inputs
