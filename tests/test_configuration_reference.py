@@ -43,7 +43,7 @@ def test_the_reference_groups_the_settings_by_concern() -> None:
     headings = [line for line in reference().splitlines() if line.startswith("## ")]
     assert len(headings) == len(Settings.groups())
     for attribute, group in Settings.groups():
-        assert f"`settings.{attribute}` (`{group.__name__}`)" in reference()
+        assert f"In code: `settings.{attribute}` (`{group.__name__}`)." in reference()
 
 
 def test_no_other_page_carries_a_copy_of_a_settings_row() -> None:

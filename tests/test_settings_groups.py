@@ -136,7 +136,8 @@ def test_a_group_declares_every_field_as_a_setting_with_a_variable_and_a_parser(
 
 def test_the_claim_must_outlast_the_send_deadline_a_check_across_two_groups() -> None:
     settings = Settings(sending=Sending(deadline_s=60.0), ledger=Ledger(claim_s=90.0))
-    assert settings.sending.problems() == [] and settings.ledger.problems() == []
+    assert settings.sending.problems() == []
+    assert settings.ledger.problems() == []
     assert cross_group_problems(settings) == [
         "EMAIL_WORKER_LEDGER_CLAIM_S must be at least EMAIL_WORKER_SEND_DEADLINE_S + 60"
     ]

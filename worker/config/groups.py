@@ -96,7 +96,7 @@ def _at_least_one(group: object, *attributes: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Topics:
-    """Pub/Sub topics and subscriptions."""
+    """Topics: the Pub/Sub topics and subscriptions of the worker and its commands."""
 
     project_id: str | None = setting(
         "GOOGLE_CLOUD_PROJECT",
@@ -187,7 +187,7 @@ class Topics:
 
 @dataclass(frozen=True)
 class Services:
-    """Services: which are sent for, who sent a request, and their configuration."""
+    """Services: the services sent for, who sent a request, and their configuration."""
 
     tenancy: Tenancy = setting(
         "EMAIL_WORKER_TENANCY",
@@ -299,7 +299,7 @@ class Sending:
 
 @dataclass(frozen=True)
 class Ledger:
-    """The request ledger: claims, records, takeovers and pauses."""
+    """Ledger: the request ledger's claims, records, takeovers and pauses."""
 
     url: str = setting(
         "EMAIL_WORKER_LEDGER",
@@ -422,7 +422,7 @@ class Redelivery:
 
 @dataclass(frozen=True)
 class Outage:
-    """The outage breaker (worker/processing/breaker.py)."""
+    """Outage: the outage breaker (worker/processing/breaker.py)."""
 
     window_s: float = setting(
         "EMAIL_WORKER_OUTAGE_WINDOW_S",
@@ -499,7 +499,7 @@ class Pull:
 
 @dataclass(frozen=True)
 class Push:
-    """Push: who may push to `serve`, and from which subscription (see push.md)."""
+    """Push: who may push to `serve`, and from which subscription ([push.md](push.md))."""
 
     auth: bool = setting(
         "EMAIL_WORKER_PUSH_AUTH",
@@ -600,7 +600,7 @@ class Push:
 
 @dataclass(frozen=True)
 class Http:
-    """The HTTP server: push endpoint, health and metrics."""
+    """HTTP: the server of the push endpoint, health and metrics."""
 
     port: int | None = setting(
         "PORT",
@@ -625,7 +625,7 @@ class Http:
 
 @dataclass(frozen=True)
 class Events:
-    """SES events: where `email-worker events` reads them."""
+    """Events: where `email-worker events` reads SES's events."""
 
     queue_url: str | None = setting(
         "EMAIL_WORKER_SES_EVENTS_QUEUE_URL",
@@ -648,7 +648,7 @@ class Events:
 
 @dataclass(frozen=True)
 class Process:
-    """The worker process: threads, publishing, shutdown and logs."""
+    """Process: the worker's threads, publishing, shutdown and logs."""
 
     concurrency: int = setting(
         "EMAIL_WORKER_CONCURRENCY",

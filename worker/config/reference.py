@@ -48,11 +48,12 @@ def reference() -> str:
 
 
 def _section(attribute: str, group: type[Any]) -> str:
-    title = (group.__doc__ or attribute).strip().splitlines()[0].rstrip(".")
+    # A group's docstring starts "Title: what the group holds."
+    title, _, summary = (group.__doc__ or attribute).strip().split("\n")[0].partition(": ")
     lines = [
         f"## {title}",
         "",
-        f"`settings.{attribute}` (`{group.__name__}`)",
+        f"{summary[:1].upper()}{summary[1:]} In code: `settings.{attribute}` (`{group.__name__}`).",
         "",
         "| variable | default | meaning |",
         "| --- | --- | --- |",
