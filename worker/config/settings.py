@@ -47,7 +47,9 @@ __all__ = [
     "Settings",
     "SettingsError",
     "Tenancy",
+    "all_specs",
     "cross_group_problems",
+    "shown_value",
     "unknown_setting_names",
 ]
 
