@@ -76,15 +76,15 @@ def test_check_on_a_set_up_emulator_passes_every_check_and_exits_0(stack: Stack)
     settings = stack.settings()
     checks = result.stdout.split("Checks (pull", 1)[1]
     for service in ("billing", "shop"):
-        subscription = subscription_path(stack, settings.service_subscription_for(service))
+        subscription = subscription_path(stack, settings.topics.service_subscription_for(service))
         assert f"ok       service {service}'s subscription {subscription} exists" in checks
         assert f"ok       service {service}'s configuration file://" in checks
     assert "ok       the settings are valid" in checks
     assert f"ok       the Pub/Sub emulator at {stack.emulator.host} answers" in checks
     assert f"ok       the results topic {stack.results_topic} exists" in checks
-    replays = subscription_path(stack, settings.replay_subscription)
+    replays = subscription_path(stack, settings.topics.replay_subscription)
     assert f"ok       the replay subscription {replays} exists" in checks
-    assert f"ok       the ledger {settings.ledger} opens and answers a read" in checks
+    assert f"ok       the ledger {settings.ledger.url} opens and answers a read" in checks
     assert "failed" not in checks
 
 
@@ -112,7 +112,7 @@ def test_check_masks_a_password_in_a_url_setting(stack: Stack) -> None:
 
 
 def test_a_missing_subscription_fails_the_check_with_one_line_and_exit_1(stack: Stack) -> None:
-    path = delete_subscription(stack, stack.settings().service_subscription_for("shop"))
+    path = delete_subscription(stack, stack.settings().topics.service_subscription_for("shop"))
     result = check(env_of(stack))
     assert result.exit_code == 1, result.output
     assert result.stderr == f"email-worker: service shop's subscription {path} does not exist\n"
@@ -121,7 +121,7 @@ def test_a_missing_subscription_fails_the_check_with_one_line_and_exit_1(stack: 
 
 def test_a_subscription_attached_to_another_topic_fails_the_check(stack: Stack) -> None:
     settings = stack.settings()
-    name = settings.service_subscription_for("shop")
+    name = settings.topics.service_subscription_for("shop")
     path = delete_subscription(stack, name)
     # shop's subscription now reads billing's topic: billing's requests would pass as shop's.
     stack.emulator.create_subscription(stack.service_topics["billing"], name)
@@ -313,7 +313,7 @@ def test_check_help_lists_the_exit_codes() -> None:
 
 
 def test_pull_refuses_to_start_on_a_missing_subscription_in_one_line(stack: Stack) -> None:
-    path = delete_subscription(stack, stack.settings().service_subscription_for("billing"))
+    path = delete_subscription(stack, stack.settings().topics.service_subscription_for("billing"))
     result = run(env_of(stack), "pull")
     assert result.returncode == 1
     assert result.stderr == f"email-worker: service billing's subscription {path} does not exist\n"
@@ -352,7 +352,7 @@ def test_pull_refuses_to_start_without_a_service_configuration(stack: Stack) -> 
 
 
 def test_a_refusal_off_a_terminal_is_also_one_json_log_record(stack: Stack) -> None:
-    path = delete_subscription(stack, stack.settings().service_subscription_for("billing"))
+    path = delete_subscription(stack, stack.settings().topics.service_subscription_for("billing"))
     result = run(env_of(stack), "pull")
     [record] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert record["severity"] == "ERROR"
@@ -361,7 +361,7 @@ def test_a_refusal_off_a_terminal_is_also_one_json_log_record(stack: Stack) -> N
 
 
 def test_a_refusal_on_a_terminal_is_only_the_line(stack: Stack) -> None:
-    path = delete_subscription(stack, stack.settings().service_subscription_for("billing"))
+    path = delete_subscription(stack, stack.settings().topics.service_subscription_for("billing"))
     controller, terminal = pty.openpty()
     try:
         completed = subprocess.run(

@@ -43,8 +43,8 @@ def tf(tmp_path_factory: pytest.TempPathFactory) -> TerraformAlone:
 
 def _push_budget(settings: Settings = DEFAULTS, *, rate_limited: bool = False) -> float:
     return budget.push_budget_s(
-        send_deadline_s=settings.send_deadline_s,
-        publish_timeout_s=settings.publish_timeout_s,
+        send_deadline_s=settings.sending.deadline_s,
+        publish_timeout_s=settings.process.publish_timeout_s,
         send_rate_limited=rate_limited,
     )
 
@@ -96,12 +96,14 @@ def test_one_ses_attempt_is_four_calls_of_25_s_and_their_backoff() -> None:
 def test_with_the_default_settings_a_push_needs_242_s_and_a_claim_172_s() -> None:
     # 20 s of ledger calls + 30 s deadline + 122 s attempt + 2 x 30 s publishes + 10 s margin.
     assert _push_budget() == 242
-    claim = budget.ledger_claim_s(send_deadline_s=DEFAULTS.send_deadline_s, send_rate_limited=False)
+    claim = budget.ledger_claim_s(
+        send_deadline_s=DEFAULTS.sending.deadline_s, send_rate_limited=False
+    )
     assert claim == 30 + 122 + 10 + 10 == 172
 
 
 def test_a_send_rate_limit_adds_the_send_deadline_again() -> None:
-    assert _push_budget(rate_limited=True) == _push_budget() + DEFAULTS.send_deadline_s
+    assert _push_budget(rate_limited=True) == _push_budget() + DEFAULTS.sending.deadline_s
 
 
 def test_the_worker_s_default_ack_deadline_of_60_s_cannot_hold_a_push() -> None:
@@ -223,8 +225,8 @@ def test_the_worker_is_given_the_settings_the_budget_was_computed_from() -> None
     assert "var.publish_timeout_seconds" in TF.locals["push_budget_s"]
     assert TF.locals["send_rate_limited"] == "${var.ses_max_send_rate_per_s != null}"
     # And the variables default to the worker's own defaults.
-    assert TF.variables["send_deadline_seconds"]["default"] == DEFAULTS.send_deadline_s
-    assert TF.variables["publish_timeout_seconds"]["default"] == DEFAULTS.publish_timeout_s
+    assert TF.variables["send_deadline_seconds"]["default"] == DEFAULTS.sending.deadline_s
+    assert TF.variables["publish_timeout_seconds"]["default"] == DEFAULTS.process.publish_timeout_s
 
 
 def test_the_plan_checks_the_budget() -> None:
@@ -375,7 +377,7 @@ def test_a_request_must_outlast_the_claim_the_send_event_wait_and_a_30_minute_ou
 
 
 def test_the_worker_s_defaults_state_the_same_allowance() -> None:
-    assert DEFAULTS.outage_allowance_s == budget.OUTAGE_ALLOWANCE_S
+    assert DEFAULTS.redelivery.outage_allowance_s == budget.OUTAGE_ALLOWANCE_S
 
 
 def test_terraform_s_default_attempts_and_backoffs_outlast_the_allowance() -> None:
@@ -383,21 +385,21 @@ def test_terraform_s_default_attempts_and_backoffs_outlast_the_allowance() -> No
     low = TF.variables["retry_minimum_backoff_seconds"]["default"]
     high = TF.variables["retry_maximum_backoff_seconds"]["default"]
     claim = math.ceil(
-        budget.ledger_claim_s(send_deadline_s=DEFAULTS.send_deadline_s, send_rate_limited=True)
+        budget.ledger_claim_s(send_deadline_s=DEFAULTS.sending.deadline_s, send_rate_limited=True)
     )
     problem = budget.redelivery_problem(
         max_delivery_attempts=attempts,
         min_backoff_s=low,
         max_backoff_s=high,
         claim_s=claim,
-        send_event_wait_s=DEFAULTS.send_event_wait_s,
+        send_event_wait_s=DEFAULTS.ledger.send_event_wait_s,
         outage_allowance_s=budget.OUTAGE_ALLOWANCE_S,
     )
     assert problem is None
     span = budget.redelivery_span_s(
         max_delivery_attempts=attempts, min_backoff_s=low, max_backoff_s=high
     )
-    assert span >= claim + DEFAULTS.send_event_wait_s + budget.OUTAGE_ALLOWANCE_S
+    assert span >= claim + DEFAULTS.ledger.send_event_wait_s + budget.OUTAGE_ALLOWANCE_S
 
 
 @pytest.mark.parametrize(
@@ -439,7 +441,7 @@ def test_the_worker_is_given_the_retry_settings_the_span_was_computed_from() -> 
     # The Send-event wait the span allows for is the one the worker is given.
     assert env["EMAIL_WORKER_SEND_EVENT_WAIT_S"] == '${var.events_enabled ? "120" : "0"}'
     assert TF.locals["send_event_wait_s"] == "${var.events_enabled ? 120 : 0}"
-    assert DEFAULTS.send_event_wait_s == 120
+    assert DEFAULTS.ledger.send_event_wait_s == 120
     # And the subscriptions use the same variables.
     subscription = TF.resource("google_pubsub_subscription", "worker")
     assert _block(subscription, "dead_letter_policy")["max_delivery_attempts"] == (

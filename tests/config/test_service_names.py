@@ -19,6 +19,7 @@ from tests.support.cli_runner import cli_env, invoke
 from tests.support.pubsub_emulator import PubSubEmulator, unique_name
 from tests.support.worker_stack import Stack, make_tenant_stack, request
 from worker.app.cli import main
+from worker.config.groups import Services
 from worker.config.names import colliding_name
 from worker.config.settings import Settings, SettingsError
 from worker.processing.pipeline import Delivery, Deps, Status, process
@@ -137,7 +138,7 @@ def test_send_refuses_to_publish_as_a_colliding_service(stack: Stack) -> None:
 
 def test_the_pipeline_refuses_a_colliding_service_even_if_settings_allow_it() -> None:
     # Settings built in code skip the environment's checks; the pipeline checks again.
-    settings = Settings(allowed_services=frozenset({"dead-letter"}))
+    settings = Settings(services=Services(allowed=frozenset({"dead-letter"})))
     session = RecordingSession(sent, service_config=CONFIG)
     data = json.dumps(request(service_id="dead-letter")).encode()
     delivery = Delivery(data, {}, "m1", 1, source=Source.service("dead-letter"))

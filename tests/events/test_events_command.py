@@ -18,6 +18,7 @@ from tests.support.ses_events import SesEventsQueue
 from tests.support.worker_process import EMAIL_WORKER
 from worker.app.cli import main
 from worker.app.events_reader import long_poll_s
+from worker.config.groups import Process
 from worker.config.settings import Settings
 
 
@@ -49,8 +50,8 @@ def test_events_with_a_queue_or_role_that_is_not_one_exits_2(name: str, value: s
 
 def test_the_long_poll_ends_inside_the_shutdown_timeout() -> None:
     assert long_poll_s(Settings()) == 6  # the default 8 s, less 2 for the last batch
-    assert long_poll_s(Settings(shutdown_timeout_s=60.0)) == 20  # SQS's longest
-    assert long_poll_s(Settings(shutdown_timeout_s=1.0)) == 1
+    assert long_poll_s(Settings(process=Process(shutdown_timeout_s=60.0))) == 20  # SQS's longest
+    assert long_poll_s(Settings(process=Process(shutdown_timeout_s=1.0))) == 1
 
 
 def test_the_command_publishes_events_and_stops_cleanly_on_sigterm(

@@ -54,7 +54,7 @@ def test_a_sent_requests_delivery_and_bounce_reach_the_events_topic_and_status(
     ses_events.put_event(ses_record("Bounce", message_id=message_id, tags=tags))
     settings = stack.settings()
     ledger = open_ledger(
-        settings.ledger, project=None, claim_lease_s=90, retention_s=settings.ledger_retention_s
+        settings.ledger.url, project=None, claim_lease_s=90, retention_s=settings.ledger.retention_s
     )
     assert ledger is not None
     with ledger:

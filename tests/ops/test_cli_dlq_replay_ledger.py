@@ -37,7 +37,7 @@ def record_failure(stack: Stack, request_id: str, data: bytes, *, age_s: float =
     with SqliteLedger(
         path,
         claim_lease_s=60,
-        retention_s=settings.ledger_retention_s,
+        retention_s=settings.ledger.retention_s,
         clock=lambda: written_at,
     ) as ledger:
         key = LedgerKey("billing", request_id)
@@ -56,7 +56,7 @@ def failed_request(stack: Stack, request_id: str) -> tuple[bytes, str]:
 
 
 def replay_subscription(stack: Stack) -> str:
-    name = stack.settings().replay_subscription
+    name = stack.settings().topics.replay_subscription
     return f"projects/{stack.emulator.project_id}/subscriptions/{name}"
 
 

@@ -78,7 +78,9 @@ def test_a_paused_service_waits_in_pubsub_while_others_are_sent_and_is_sent_once
     stack: Stack, moto: Any, logs: Logs
 ) -> None:
     env = cli_env(stack)
-    billing_subscription = subscription(stack, stack.settings().service_subscription_for("billing"))
+    billing_subscription = subscription(
+        stack, stack.settings().topics.service_subscription_for("billing")
+    )
     with stack.running(**POLL) as runtime:
         paused = invoke(env, "pause", "billing", "--reason", "bounce rate review")
         assert paused.exit_code == 0, paused.output
@@ -244,7 +246,9 @@ def test_a_pause_while_a_backlog_is_being_sent_lets_sends_in_progress_finish_and
 ) -> None:
     fault_proxy.add_rule(faults.delay(0.3, lambda r: r.is_ses_send))
     env = cli_env(stack)
-    billing_subscription = subscription(stack, stack.settings().service_subscription_for("billing"))
+    billing_subscription = subscription(
+        stack, stack.settings().topics.service_subscription_for("billing")
+    )
     with stack.running(EMAIL_WORKER_CONCURRENCY="2", **POLL):
         for backlog in requests_of("billing", 20):
             stack.publish_as("billing", backlog)

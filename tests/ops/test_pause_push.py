@@ -37,7 +37,7 @@ def stack(pubsub_env: Any, fault_proxy: Any, tmp_path: Path) -> Stack:
 
 
 def path_of(stack: Stack, service: str) -> str:
-    name = stack.settings().service_subscription_for(service)
+    name = stack.settings().topics.service_subscription_for(service)
     return f"projects/{stack.emulator.project_id}/subscriptions/{name}"
 
 

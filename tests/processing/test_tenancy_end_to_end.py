@@ -132,8 +132,8 @@ def test_a_push_is_attributed_to_the_service_whose_subscription_pushed_it(
     stack: Stack, moto: Any
 ) -> None:
     settings = stack.settings()
-    shop = subscription_path(stack, settings.service_subscription_for("shop"))
-    billing = subscription_path(stack, settings.service_subscription_for("billing"))
+    shop = subscription_path(stack, settings.topics.service_subscription_for("shop"))
+    billing = subscription_path(stack, settings.topics.service_subscription_for("billing"))
     with push_app_on(stack) as push:
         impostor = push.client.post("/pubsub/push", json=envelope(request(), shop, "p-1"))
         genuine = push.client.post("/pubsub/push", json=envelope(request(), billing, "p-2"))

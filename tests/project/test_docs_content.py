@@ -92,7 +92,7 @@ def test_the_configuration_table_and_the_on_call_page_name_the_ledger_terraform_
 
 
 def test_the_session_ttl_the_on_call_page_names_is_the_setting_default() -> None:
-    default = Settings.from_env({}).session_ttl_s
+    default = Settings.from_env({}).services.session_ttl_s
     assert f"`EMAIL_WORKER_SESSION_TTL_S` ({default:g} s)" in ON_CALL
 
 

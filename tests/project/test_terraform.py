@@ -697,8 +697,8 @@ def test_each_service_gets_one_topic_and_one_worker_subscription(tf: TerraformAl
     }
     # The worker's own templates name the same topics and subscriptions.
     settings = Settings.from_env({})
-    assert settings.service_topic_for("billing") == "email-requests-billing"
-    assert settings.service_subscription_for("billing") == "email-requests-billing-worker"
+    assert settings.topics.service_topic_for("billing") == "email-requests-billing"
+    assert settings.topics.service_subscription_for("billing") == "email-requests-billing-worker"
 
 
 def test_each_service_topic_admits_exactly_that_service_s_publishers(tf: TerraformAlone) -> None:
@@ -1145,7 +1145,7 @@ def test_the_pull_pool_is_probed_on_the_health_endpoints_it_serves_on_the_port_i
     # A worker pool gets no PORT from Cloud Run: terraform gives the pull worker one, and
     # `email-worker pull` serves /healthz and /readyz only when PORT is set.
     assert "PORT = tostring(local.container_port)" in _dynamic(container, "env")["for_each"]
-    assert "settings.port is None" in (ROOT / "worker" / "app" / "serving.py").read_text()
+    assert "settings.http.port is None" in (ROOT / "worker" / "app" / "http_server.py").read_text()
     served = (ROOT / "worker" / "transports" / "http_app.py").read_text()
     probes = {}
     for kind in ("startup_probe", "liveness_probe"):
@@ -1231,8 +1231,8 @@ def test_the_worker_accepts_the_environment_terraform_gives_it(tf: TerraformAlon
             "EMAIL_WORKER_CONCURRENCY": str(TF.variables["request_concurrency"]["default"]),
         }
     )
-    assert settings.push_ack_deadline_s == budget["ack"]
-    assert settings.ledger_claim_s == budget["claim"]
+    assert settings.push.ack_deadline_s == budget["ack"]
+    assert settings.ledger.claim_s == budget["claim"]
 
 
 # -- request ledger --------------------------------------------------------------------------
@@ -1319,8 +1319,8 @@ def test_the_service_uses_the_ledger_database_with_the_worker_s_default_retentio
     assert env["EMAIL_WORKER_LEDGER_TAKEOVER"] == "${var.ledger_takeover}"
     worker = Settings.from_env({})
     retention = TF.variables["ledger_retention_seconds"]["default"]
-    assert retention == worker.ledger_retention_s == DEFAULT_RETENTION_S
-    assert TF.variables["ledger_takeover"]["default"] == worker.ledger_takeover == "resend"
+    assert retention == worker.ledger.retention_s == DEFAULT_RETENTION_S
+    assert TF.variables["ledger_takeover"]["default"] == worker.ledger.takeover == "resend"
     assert '["resend", "fail"]' in TF.variables["ledger_takeover"]["validation"][0]["condition"]
 
 
@@ -1334,7 +1334,7 @@ def test_the_worker_accepts_the_ledger_settings_terraform_gives_it() -> None:
             "EMAIL_WORKER_LEDGER_TAKEOVER": "fail",
         }
     )
-    assert settings.ledger == "firestore://email-worker-ledger"
+    assert settings.ledger.url == "firestore://email-worker-ledger"
 
 
 def test_the_ledger_keeps_records_at_least_as_long_as_pubsub_keeps_requests() -> None:
@@ -2199,5 +2199,5 @@ def test_the_image_validation_accepts_a_digest_and_refuses_tags() -> None:
 
 def test_senders_wait_for_send_events_only_where_the_events_reader_runs() -> None:
     wait = TF.locals["managed_env"]["EMAIL_WORKER_SEND_EVENT_WAIT_S"]
-    worker_default = Settings.from_env({}).send_event_wait_s
+    worker_default = Settings.from_env({}).ledger.send_event_wait_s
     assert wait == f'${{var.events_enabled ? "{worker_default:g}" : "0"}}'

@@ -109,7 +109,7 @@ def pushing(stack: Stack, endpoint: str, *, min_backoff_s: int, max_backoff_s: i
     subscriber = stack.emulator.subscriber
     subscriptions = [
         subscriber.subscription_path(
-            stack.emulator.project_id, settings.service_subscription_for(service)
+            stack.emulator.project_id, settings.topics.service_subscription_for(service)
         )
         for service in SERVICES
     ]

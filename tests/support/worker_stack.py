@@ -193,9 +193,10 @@ def make_tenant_stack(
 
     for service in ("billing", "shop"):
         stack.service_topics[service] = inbound(
-            settings.service_topic_for(service), settings.service_subscription_for(service)
+            settings.topics.service_topic_for(service),
+            settings.topics.service_subscription_for(service),
         )
-    stack.replay_topic = inbound(settings.replay_topic, settings.replay_subscription)
+    stack.replay_topic = inbound(settings.topics.replay_topic, settings.topics.replay_subscription)
     stack.write_service(
         "shop",
         service_role_arn=ROLE,

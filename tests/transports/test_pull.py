@@ -3,7 +3,6 @@ metadata stand-in, with the topology (dead-letter policy included) created per t
 
 from __future__ import annotations
 
-import dataclasses
 import email
 import email.policy
 import threading
@@ -238,9 +237,12 @@ def run_through(streams: list[int]) -> tuple[list[float], list[Delivery], list[A
     """Run a pull worker over ``streams`` (messages each delivers before it ends); return the
     waits between them, the deliveries handled and the log events."""
     settings = Settings.from_env(
-        {"EMAIL_WORKER_ALLOWED_SERVICES": "billing", "EMAIL_WORKER_TENANCY": "shared"}
+        {
+            "GOOGLE_CLOUD_PROJECT": "test-project",
+            "EMAIL_WORKER_ALLOWED_SERVICES": "billing",
+            "EMAIL_WORKER_TENANCY": "shared",
+        }
     )
-    settings = dataclasses.replace(settings, project_id="test-project")
     waits: list[float] = []
 
     def record(seconds: float) -> None:

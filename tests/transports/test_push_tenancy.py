@@ -31,7 +31,7 @@ def stack(pubsub_env: Any, aws_env: Any, tmp_path: Path) -> Stack:
 
 def subscription_of(stack: Stack, service: str) -> str:
     """The worker's subscription on ``service``'s topic: its short name."""
-    return stack.settings().service_subscription_for(service)
+    return stack.settings().topics.service_subscription_for(service)
 
 
 def path_of(stack: Stack, name: str) -> str:

@@ -7,7 +7,6 @@ Cloud Logging, unless stderr is a terminal (where that record would only repeat 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import textwrap
@@ -20,7 +19,7 @@ import click
 
 from worker.app.checks import COMMANDS, Check, Command, State, run_checks, settings_problems
 from worker.config.logs import get_logger
-from worker.config.settings import Settings
+from worker.config.settings import Settings, shown_value
 from worker.ops.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, settings_from_env
 
 __all__ = ["check", "check_before_start", "default_command", "settings_listing"]
@@ -50,14 +49,9 @@ def settings_listing(settings: Settings, environ: Mapping[str, str]) -> list[str
     """One line per setting: its name, its effective value and whether it was set in the
     environment or is the default. URL credentials (user:password@) are masked."""
     rows = []
-    for spec in dataclasses.fields(settings):
-        name = str(spec.metadata["env"])
-        value = getattr(settings, spec.name)
-        if isinstance(value, frozenset):
-            value = ",".join(sorted(value))
-        elif isinstance(value, bool):
-            value = "on" if value else "off"
-        shown = "(unset)" if value is None else _mask_credentials(str(value))
+    for spec, value in settings.values():
+        name = spec.variable
+        shown = "(unset)" if value is None else _mask_credentials(shown_value(value))
         origin = "environment" if environ.get(name, "").strip() else "default"
         rows.append((name, shown, origin))
     width = max(len(name) for name, _, _ in rows)

@@ -66,15 +66,15 @@ def settings_problems(settings: Settings, command: Command) -> list[str]:
     from worker.app.startup import short_redelivery_problem
 
     problems = [short_redelivery_problem(settings)]
-    if command == "serve" and settings.push_ack_deadline_s is not None:
+    if command == "serve" and settings.push.ack_deadline_s is not None:
         from worker.config.budget import push_budget_problem
 
         problems.append(
             push_budget_problem(
-                ack_deadline_s=settings.push_ack_deadline_s,
-                send_deadline_s=settings.send_deadline_s,
-                publish_timeout_s=settings.publish_timeout_s,
-                send_rate_limited=settings.send_rate_per_s is not None,
+                ack_deadline_s=settings.push.ack_deadline_s,
+                send_deadline_s=settings.sending.deadline_s,
+                publish_timeout_s=settings.process.publish_timeout_s,
+                send_rate_limited=settings.sending.rate_per_s is not None,
             )
         )
     return [problem for problem in problems if problem is not None]
@@ -90,7 +90,7 @@ def run_checks(
     anyway); then the checks wait for answers concurrently, and one still waiting after
     ``budget_s`` fails.
     """
-    services = [] if command == "events" else sorted(settings.allowed_services)
+    services = [] if command == "events" else sorted(settings.services.allowed)
     with _quiet_google_auth():
         # Looking for Google credentials may wait seconds for a metadata server: meanwhile
         # the libraries load.
@@ -111,7 +111,9 @@ def run_checks(
     timed_out = [
         Check(f"{pubsub_location()} answers", State.FAILED, pubsub_late),
         Check(
-            _ledger_what(settings), State.FAILED, f"cannot use the ledger {settings.ledger}: {late}"
+            _ledger_what(settings),
+            State.FAILED,
+            f"cannot use the ledger {settings.ledger.url}: {late}",
         ),
     ] + [
         Check(_config_what(service), State.FAILED, f"service {service}'s configuration: {late}")
@@ -138,7 +140,7 @@ def _find() -> None:
 def _load_libraries(settings: Settings, services: list[str]) -> None:
     import worker.client.pubsub_rpc
 
-    if settings.ledger != "none":
+    if settings.ledger.url != "none":
         import worker.ledger
     if services:
         import worker.sending.service_config  # noqa: F401
@@ -161,7 +163,7 @@ def _quiet_google_auth() -> Iterator[None]:
 
 
 def _ledger_what(settings: Settings) -> str:
-    return f"the ledger {settings.ledger} opens and answers a read"
+    return f"the ledger {settings.ledger.url} opens and answers a read"
 
 
 def _config_what(service_id: str) -> str:
@@ -172,15 +174,15 @@ def _ledger_check(settings: Settings) -> list[Check]:
     from worker.ledger import LedgerKey, LedgerUnavailable, open_ledger
 
     what = _ledger_what(settings)
-    if settings.ledger == "none":
+    if settings.ledger.url == "none":
         return [Check(what, State.SKIPPED, "EMAIL_WORKER_LEDGER=none: no ledger")]
     try:
         ledger = open_ledger(
-            settings.ledger,
-            project=settings.project_id,
-            claim_lease_s=settings.ledger_claim_s,
-            retention_s=settings.ledger_retention_s,
-            takeover_wait_s=settings.send_event_wait_s,
+            settings.ledger.url,
+            project=settings.topics.project_id,
+            claim_lease_s=settings.ledger.claim_s,
+            retention_s=settings.ledger.retention_s,
+            takeover_wait_s=settings.ledger.send_event_wait_s,
         )
         assert ledger is not None  # only "none" opens none
         with ledger:
@@ -199,7 +201,9 @@ def _config_check(settings: Settings, service_id: str) -> list[Check]:
     what = _config_what(service_id)
     try:
         config = load_service_config(
-            service_id, environment=settings.environment, template=settings.service_config_url
+            service_id,
+            environment=settings.services.config_environment,
+            template=settings.services.config_url,
         )
     except EmailError as error:
         return [Check(what, State.FAILED, error.message)]

@@ -87,7 +87,7 @@ def pull() -> None:
     GOOGLE_CLOUD_PROJECT and EMAIL_WORKER_ALLOWED_SERVICES are required.
     """
     settings = settings_from_env("pull", reject_unknown_names=True)
-    configure_logging(settings.log_level)
+    configure_logging(settings.process.log_level)
     check_before_start(settings, "pull")
 
     from worker.app.pulling import run_pull  # imported here so that `--help` stays fast
@@ -112,7 +112,7 @@ def serve() -> None:
     Stops gracefully on SIGTERM or SIGINT.
     """
     settings = settings_from_env("serve", reject_unknown_names=True)
-    configure_logging(settings.log_level)
+    configure_logging(settings.process.log_level)
     check_before_start(settings, "serve")
 
     from worker.app.serving import run_serve  # imported here so that `--help` stays fast
@@ -138,7 +138,7 @@ def events() -> None:
     GOOGLE_CLOUD_PROJECT and both EMAIL_WORKER_SES_EVENTS_* settings are required.
     """
     settings = settings_from_env(reject_unknown_names=True)
-    configure_logging(settings.log_level)
+    configure_logging(settings.process.log_level)
     check_before_start(settings, "events")
 
     from worker.app.events_reader import run_events  # imported here so that `--help` stays fast

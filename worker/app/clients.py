@@ -61,15 +61,15 @@ def open_clients(settings: Settings, *, subscriber: bool = True, sessions: bool 
     EMAIL_WORKER_SERVICE_CONFIG_URL). Raises when the ledger cannot be opened."""
     project = settings.require_project()
     ledger = open_ledger(
-        settings.ledger,
+        settings.ledger.url,
         project=project,
-        claim_lease_s=settings.ledger_claim_s,
-        retention_s=settings.ledger_retention_s,
-        takeover_wait_s=settings.send_event_wait_s,
+        claim_lease_s=settings.ledger.claim_s,
+        retention_s=settings.ledger.retention_s,
+        takeover_wait_s=settings.ledger.send_event_wait_s,
     )
     return Clients(
         project=project,
-        publisher=new_publisher(settings.publish_timeout_s),
+        publisher=new_publisher(settings.process.publish_timeout_s),
         ledger=ledger,
         subscriber=new_subscriber() if subscriber else None,
         sessions=_session_cache(settings) if sessions else None,
@@ -79,7 +79,9 @@ def open_clients(settings: Settings, *, subscriber: bool = True, sessions: bool 
 def _session_cache(settings: Settings) -> SessionCache:
     def new_session(service_id: str) -> BaseSession:
         return Session.for_service(
-            service_id, environment=settings.environment, config_url=settings.service_config_url
+            service_id,
+            environment=settings.services.config_environment,
+            config_url=settings.services.config_url,
         )
 
-    return SessionCache(new_session, ttl_s=settings.session_ttl_s)
+    return SessionCache(new_session, ttl_s=settings.services.session_ttl_s)

@@ -31,14 +31,14 @@ _ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
 def events_settings_problems(settings: Settings) -> list[str]:
     """What ``email-worker events`` needs that ``settings`` lack, as problems."""
     problems = []
-    if not settings.project_id:
+    if not settings.topics.project_id:
         problems.append("GOOGLE_CLOUD_PROJECT must name the Google Cloud project")
-    queue_url = settings.ses_events_queue_url
+    queue_url = settings.events.queue_url
     if not queue_url:
         problems.append("EMAIL_WORKER_SES_EVENTS_QUEUE_URL must be set to the SES events queue")
     elif urllib.parse.urlsplit(queue_url).scheme not in ("https", "http"):
         problems.append("EMAIL_WORKER_SES_EVENTS_QUEUE_URL must be an SQS queue URL")
-    role_arn = settings.ses_events_role_arn
+    role_arn = settings.events.role_arn
     if not role_arn:
         problems.append("EMAIL_WORKER_SES_EVENTS_ROLE_ARN must be set to the reader's AWS role")
     elif not _ROLE_ARN_RE.fullmatch(role_arn):
@@ -49,7 +49,7 @@ def events_settings_problems(settings: Settings) -> list[str]:
 def long_poll_s(settings: Settings) -> int:
     """The long poll's wait: SQS's 20 s, or less so that a stop finishes inside the shutdown
     timeout (2 s are left for the batch's publishes and deletes)."""
-    return max(1, min(MAX_WAIT_TIME_S, int(settings.shutdown_timeout_s) - 2))
+    return max(1, min(MAX_WAIT_TIME_S, int(settings.process.shutdown_timeout_s) - 2))
 
 
 def run_events(settings: Settings) -> int:
@@ -57,14 +57,14 @@ def run_events(settings: Settings) -> int:
 
     The caller has checked the settings (:func:`events_settings_problems`).
     """
-    queue_url, role_arn = settings.ses_events_queue_url, settings.ses_events_role_arn
+    queue_url, role_arn = settings.events.queue_url, settings.events.role_arn
     if queue_url is None or role_arn is None:
         raise ValueError("the events reader needs its queue and role (checked at start)")
     # The worker's own ledger: the recipients' statuses go next to each request's record.
     clients = opened_or_logged(lambda: open_clients(settings, subscriber=False, sessions=False))
     if clients is None:
         return EXIT_FAILURE
-    topic = clients.topic_path(settings.events_topic)
+    topic = clients.topic_path(settings.topics.events_topic)
     # One registry for /metrics: the HTTP app's own counters and the reader's.
     metrics = Metrics()
     reader = EventsReader(
@@ -74,13 +74,16 @@ def run_events(settings: Settings) -> int:
         publish=clients.publish,
         metrics=EventsMetrics(metrics.registry),
         ledger=clients.ledger,
-        publish_timeout_s=settings.publish_timeout_s,
+        publish_timeout_s=settings.process.publish_timeout_s,
         wait_time_s=long_poll_s(settings),
     )
     http = health_server(settings, metrics, ready=lambda: not reader.stopping)
     log.info("reading SES events", queue=queue_url, topic=topic, long_poll_s=long_poll_s(settings))
     return run_until_signalled(
-        _ReaderLoop(reader), clients, shutdown_timeout_s=settings.shutdown_timeout_s, http=http
+        _ReaderLoop(reader),
+        clients,
+        shutdown_timeout_s=settings.process.shutdown_timeout_s,
+        http=http,
     )
 
 

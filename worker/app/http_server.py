@@ -71,11 +71,11 @@ def health_server(
 ) -> BackgroundServer | None:
     """/healthz, /readyz (``ready()``) and /metrics on $PORT, not started yet; None without
     PORT. It stops within 2 s: it only answers probes and scrapes."""
-    if settings.port is None:
+    if settings.http.port is None:
         return None
     return BackgroundServer(
         create_app(metrics=metrics, ready=ready),
-        host=settings.http_host,
-        port=settings.port,
-        shutdown_timeout_s=min(settings.shutdown_timeout_s, 2.0),
+        host=settings.http.host,
+        port=settings.http.port,
+        shutdown_timeout_s=min(settings.process.shutdown_timeout_s, 2.0),
     )

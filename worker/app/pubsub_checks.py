@@ -38,10 +38,10 @@ def _path(project: str, kind: str, name: str) -> str:
 def _needed_topics(settings: Settings, command: Command, project: str) -> list[tuple[str, str]]:
     """``(label, path)`` of each topic ``command`` publishes to."""
     if command == "events":
-        return [("the events topic", _path(project, "topics", settings.events_topic))]
+        return [("the events topic", _path(project, "topics", settings.topics.events_topic))]
     return [
-        ("the results topic", _path(project, "topics", settings.results_topic)),
-        ("the dead-letter topic", _path(project, "topics", settings.dead_letter_topic)),
+        ("the results topic", _path(project, "topics", settings.topics.results_topic)),
+        ("the dead-letter topic", _path(project, "topics", settings.topics.dead_letter_topic)),
     ]
 
 
@@ -50,27 +50,27 @@ def needed_subscriptions(settings: Settings, project: str) -> list[tuple[str, st
     must be attached to: the same subscriptions as
     :func:`worker.processing.tenancy.subscription_sources`, without loading the delivery path
     (a refusal to start stays fast)."""
-    if not settings.per_service:
+    if not settings.services.per_service:
         return [
             (
                 "the requests subscription",
-                _path(project, "subscriptions", settings.subscription),
-                _path(project, "topics", settings.requests_topic),
+                _path(project, "subscriptions", settings.topics.subscription),
+                _path(project, "topics", settings.topics.requests_topic),
             )
         ]
     needed = [
         (
             f"service {service}'s subscription",
-            _path(project, "subscriptions", settings.service_subscription_for(service)),
-            _path(project, "topics", settings.service_topic_for(service)),
+            _path(project, "subscriptions", settings.topics.service_subscription_for(service)),
+            _path(project, "topics", settings.topics.service_topic_for(service)),
         )
-        for service in sorted(settings.allowed_services)
+        for service in sorted(settings.services.allowed)
     ]
     needed.append(
         (
             "the replay subscription",
-            _path(project, "subscriptions", settings.replay_subscription),
-            _path(project, "topics", settings.replay_topic),
+            _path(project, "subscriptions", settings.topics.replay_subscription),
+            _path(project, "topics", settings.topics.replay_topic),
         )
     )
     return needed

@@ -81,19 +81,21 @@ def _build(
     deps = Deps(
         settings=settings,
         sessions=clients.sessions,
-        send_rate=(SendRateLimiter(settings.send_rate_per_s) if settings.send_rate_per_s else None),
+        send_rate=(
+            SendRateLimiter(settings.sending.rate_per_s) if settings.sending.rate_per_s else None
+        ),
         ledger=clients.ledger,
         breaker=outage_breaker(settings),
     )
-    results_topic = clients.topic_path(settings.results_topic)
-    dead_letter_topic = clients.topic_path(settings.dead_letter_topic)
+    results_topic = clients.topic_path(settings.topics.results_topic)
+    dead_letter_topic = clients.topic_path(settings.topics.dead_letter_topic)
     outputs = Outputs(
         metrics.counting(
             clients.publish, results_topic=results_topic, dead_letter_topic=dead_letter_topic
         ),
         results_topic=results_topic,
         dead_letter_topic=dead_letter_topic,
-        timeout_s=settings.publish_timeout_s,
+        timeout_s=settings.process.publish_timeout_s,
     )
     sources = subscription_sources(settings)
     _log_tenancy(settings, sources)
@@ -103,8 +105,8 @@ def _build(
         if clients.ledger is None
         else PauseWatch(
             clients.ledger,
-            poll_s=settings.pause_poll_s,
-            services=settings.allowed_services,
+            poll_s=settings.ledger.pause_poll_s,
+            services=settings.services.allowed,
             metrics=metrics,
         )
     )
@@ -121,7 +123,7 @@ def _max_delivery_attempts(
     subscription_readable: bool,
 ) -> int | None:
     """The last delivery attempt: the setting, else the subscriptions' dead-letter policy."""
-    max_attempts = settings.max_delivery_attempts
+    max_attempts = settings.redelivery.max_delivery_attempts
     if max_attempts is not None:
         return max_attempts
     # Every subscription the worker reads has the same dead-letter policy (terraform/).
@@ -152,19 +154,19 @@ def _max_delivery_attempts(
 
 def outage_breaker(settings: Settings) -> OutageBreaker | None:
     """The outage breaker ``settings`` ask for; None with EMAIL_WORKER_OUTAGE_MIN_CALLS=0."""
-    if settings.outage_min_calls == 0:
+    if settings.outage.min_calls == 0:
         return None
     return OutageBreaker(
-        window_s=settings.outage_window_s,
-        min_calls=settings.outage_min_calls,
-        failure_ratio=settings.outage_failure_ratio,
-        probe_interval_s=settings.outage_probe_interval_s,
+        window_s=settings.outage.window_s,
+        min_calls=settings.outage.min_calls,
+        failure_ratio=settings.outage.failure_ratio,
+        probe_interval_s=settings.outage.probe_interval_s,
     )
 
 
 def _log_tenancy(settings: Settings, sources: Mapping[str, Source]) -> None:
     """Say at start who the worker takes a request's service to be."""
-    if settings.per_service:
+    if settings.services.per_service:
         log.info(
             "per-service tenancy: each request's service is the topic it was published to",
             services=sorted(s.service_id for s in sources.values() if s.service_id),

@@ -55,12 +55,12 @@ def run_serve(settings: Settings) -> int:
     runtime = opened_or_logged(lambda: build_runtime(settings, subscription_readable=False))
     if runtime is None:
         return EXIT_FAILURE
-    port = settings.port or DEFAULT_PORT
+    port = settings.http.port or DEFAULT_PORT
     app = push_app(runtime.handler, authenticator, settings=settings)
-    server = _PushServer(runtime, app, host=settings.http_host, port=port)
+    server = _PushServer(runtime, app, host=settings.http.host, port=port)
     log.info(
         "serving",
-        host=settings.http_host,
+        host=settings.http.host,
         port=port,
         push_auth="on" if authenticator else "off",
         max_delivery_attempts=runtime.handler.max_delivery_attempts,
@@ -68,7 +68,7 @@ def run_serve(settings: Settings) -> int:
     return run_until_signalled(
         server,
         runtime.clients,
-        shutdown_timeout_s=settings.shutdown_timeout_s,
+        shutdown_timeout_s=settings.process.shutdown_timeout_s,
         settle_s=HAND_BACK_S,
     )
 
@@ -83,7 +83,10 @@ class _PushServer:
 
     def __init__(self, runtime: Runtime, app: ASGIApp, *, host: str, port: int) -> None:
         config = uvicorn_config(
-            app, host=host, port=port, shutdown_timeout_s=runtime.settings.shutdown_timeout_s
+            app,
+            host=host,
+            port=port,
+            shutdown_timeout_s=runtime.settings.process.shutdown_timeout_s,
         )
         self._server = uvicorn.Server(config)
         self._runtime = runtime

@@ -25,17 +25,17 @@ log = get_logger()
 def short_redelivery_problem(settings: Settings) -> str | None:
     """Why the retry settings cannot hold (an invalid setting: the command exits 2), or None
     when they hold or are not all given (see :func:`warn_if_redelivery_unchecked`)."""
-    attempts = settings.max_delivery_attempts
-    low, high = settings.retry_min_backoff_s, settings.retry_max_backoff_s
+    attempts = settings.redelivery.max_delivery_attempts
+    low, high = settings.redelivery.min_backoff_s, settings.redelivery.max_backoff_s
     if attempts is None or low is None or high is None:
         return None
     return redelivery_problem(
         max_delivery_attempts=attempts,
         min_backoff_s=low,
         max_backoff_s=high,
-        claim_s=settings.ledger_claim_s,
-        send_event_wait_s=settings.send_event_wait_s,
-        outage_allowance_s=settings.outage_allowance_s,
+        claim_s=settings.ledger.claim_s,
+        send_event_wait_s=settings.ledger.send_event_wait_s,
+        outage_allowance_s=settings.redelivery.outage_allowance_s,
     )
 
 
@@ -45,9 +45,9 @@ def warn_if_redelivery_unchecked(settings: Settings) -> None:
     unset = [
         name
         for name, value in (
-            ("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS", settings.max_delivery_attempts),
-            ("EMAIL_WORKER_RETRY_MIN_BACKOFF_S", settings.retry_min_backoff_s),
-            ("EMAIL_WORKER_RETRY_MAX_BACKOFF_S", settings.retry_max_backoff_s),
+            ("EMAIL_WORKER_MAX_DELIVERY_ATTEMPTS", settings.redelivery.max_delivery_attempts),
+            ("EMAIL_WORKER_RETRY_MIN_BACKOFF_S", settings.redelivery.min_backoff_s),
+            ("EMAIL_WORKER_RETRY_MAX_BACKOFF_S", settings.redelivery.max_backoff_s),
         )
         if value is None
     ]
@@ -58,9 +58,9 @@ def warn_if_redelivery_unchecked(settings: Settings) -> None:
         "delivery attempts outlast an outage",
         unset=unset,
         needed_s=redelivery_needed_s(
-            claim_s=settings.ledger_claim_s,
-            send_event_wait_s=settings.send_event_wait_s,
-            outage_allowance_s=settings.outage_allowance_s,
+            claim_s=settings.ledger.claim_s,
+            send_event_wait_s=settings.ledger.send_event_wait_s,
+            outage_allowance_s=settings.redelivery.outage_allowance_s,
         ),
     )
 
@@ -69,14 +69,14 @@ def warn_if_push_budget_unchecked(settings: Settings) -> None:
     """Log a warning with the ack deadline one push needs when EMAIL_WORKER_PUSH_ACK_DEADLINE_S
     is not given (a push answered after its deadline is delivered again while it may still be
     sending)."""
-    if settings.push_ack_deadline_s is not None:
+    if settings.push.ack_deadline_s is not None:
         return
     log.warning(
         "EMAIL_WORKER_PUSH_ACK_DEADLINE_S is not set: cannot check that the push "
         "subscription's ack deadline covers one delivery",
         needed_s=push_budget_s(
-            send_deadline_s=settings.send_deadline_s,
-            publish_timeout_s=settings.publish_timeout_s,
-            send_rate_limited=settings.send_rate_per_s is not None,
+            send_deadline_s=settings.sending.deadline_s,
+            publish_timeout_s=settings.process.publish_timeout_s,
+            send_rate_limited=settings.sending.rate_per_s is not None,
         ),
     )

@@ -38,7 +38,8 @@ __all__ = [
 #: Each service's subscription on the results topic; ``{service}`` stands for the service id.
 RESULTS_SUBSCRIPTION_TEMPLATE = "email-results-{service}"
 
-#: The settings (attribute, variable) holding the worker's own topics and subscriptions.
+#: The settings (attribute of ``settings.topics``, variable) holding the worker's own topics
+#: and subscriptions.
 OWN_NAME_SETTINGS = (
     ("requests_topic", "EMAIL_WORKER_REQUESTS_TOPIC"),
     ("subscription", "EMAIL_WORKER_SUBSCRIPTION"),
@@ -51,11 +52,18 @@ OWN_NAME_SETTINGS = (
 )
 
 
-class _Names(Protocol):
-    """What the rule reads from the settings."""
+class _Topics(Protocol):
+    """What the rule reads from the settings' topics."""
 
     def service_topic_for(self, service_id: str) -> str: ...
     def service_subscription_for(self, service_id: str) -> str: ...
+
+
+class _Names(Protocol):
+    """Settings, as far as the rule is concerned: their topics."""
+
+    @property
+    def topics(self) -> _Topics: ...
 
 
 def short_name(name: str) -> str:
@@ -79,13 +87,14 @@ def results_filter(service_id: str) -> str:
 def colliding_name(settings: _Names, service_id: str) -> str | None:
     """Why ``service_id``'s topic, subscription or results subscription would be one of the
     worker's own names, as a sentence for an error message; None when none would."""
+    topics = settings.topics
     own = {
-        short_name(getattr(settings, attribute)): variable
+        short_name(getattr(topics, attribute)): variable
         for attribute, variable in reversed(OWN_NAME_SETTINGS)
     }
     for kind, name in (
-        ("topic", settings.service_topic_for(service_id)),
-        ("subscription", settings.service_subscription_for(service_id)),
+        ("topic", topics.service_topic_for(service_id)),
+        ("subscription", topics.service_subscription_for(service_id)),
         ("results subscription", results_subscription_for(service_id)),
     ):
         variable = own.get(short_name(name))

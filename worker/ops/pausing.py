@@ -43,13 +43,13 @@ def affected_subscriptions(settings: Settings, scope: str) -> list[str]:
     A service: its own subscription. Every service: each allowed service's subscription and
     the replay subscription (per-service tenancy), or the one shared subscription.
     """
-    if not settings.per_service:
-        return [_path(settings, settings.subscription)]
+    if not settings.services.per_service:
+        return [_path(settings, settings.topics.subscription)]
     if scope != ALL_SERVICES:
-        return [_path(settings, settings.service_subscription_for(scope))]
-    services = sorted(settings.allowed_services)
-    names = [settings.service_subscription_for(s) for s in services]
-    return [_path(settings, name) for name in [*names, settings.replay_subscription]]
+        return [_path(settings, settings.topics.service_subscription_for(scope))]
+    services = sorted(settings.services.allowed)
+    names = [settings.topics.service_subscription_for(s) for s in services]
+    return [_path(settings, name) for name in [*names, settings.topics.replay_subscription]]
 
 
 def pause(
@@ -128,7 +128,7 @@ def resume(
         handed_over.append((subscription, heir.scope))
     ledger.remove_pause(scope)
     if to_restore:
-        sleep(settings.pause_poll_s + 1.0)
+        sleep(settings.ledger.pause_poll_s + 1.0)
     try:
         for subscription, config in to_restore:
             push_config = pubsub_v1.types.PushConfig.from_json(config)

@@ -37,7 +37,7 @@ def admit(delivery: Delivery, deps: Deps) -> EmailRequest | Outcome:
     through this worker); otherwise the refusal. Reads the ledger for a replay."""
     settings = deps.settings
     source = delivery.source
-    if settings.per_service and (source is None or source.kind is SourceKind.SHARED):
+    if settings.services.per_service and (source is None or source.kind is SourceKind.SHARED):
         # A transport that cannot say where a delivery came from must not get a body trusted.
         return Outcome(
             Status.REJECTED,
@@ -61,7 +61,7 @@ def _parsed(delivery: Delivery, settings: Settings) -> EmailRequest | Outcome:
     """The delivery's request, if it is valid and its service may send (as its publisher,
     through this worker); otherwise the refusal."""
     source = delivery.source
-    default_service_id = settings.default_service_id
+    default_service_id = settings.services.default_id
     fallback_request_id = delivery.message_id
     # The service whose own topic the request came through, if it did.
     publisher = source.service_id if source is not None else None
@@ -98,7 +98,7 @@ def _parsed(delivery: Delivery, settings: Settings) -> EmailRequest | Outcome:
             service_id=publisher,
         )
     if (
-        request.service_id not in settings.allowed_services
+        request.service_id not in settings.services.allowed
         # Settings from the environment never allow such a service; this guards the rest.
         or colliding_name(settings, request.service_id) is not None
     ):

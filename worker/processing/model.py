@@ -219,10 +219,10 @@ class Deps:
         delivery then waits out the outage)."""
         settings = self.settings
         policy = RetryPolicy(
-            max_attempts=settings.send_max_attempts,
-            deadline_s=settings.send_deadline_s,
-            initial_backoff_s=settings.send_initial_backoff_s,
-            max_backoff_s=settings.send_max_backoff_s,
+            max_attempts=settings.sending.max_attempts,
+            deadline_s=settings.sending.deadline_s,
+            initial_backoff_s=settings.sending.initial_backoff_s,
+            max_backoff_s=settings.sending.max_backoff_s,
         )
         return policy.retrying(sleep=self.pause, give_up=self._gives_up, before_sleep=_log_retry)
 

@@ -111,7 +111,7 @@ def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
     if deps.send_rate is None:
         return 0.0
     wait_s = deps.send_rate.reserve(
-        request.recipient_count, max_wait_s=deps.settings.send_deadline_s
+        request.recipient_count, max_wait_s=deps.settings.sending.deadline_s
     )
     if wait_s is None:
         # Retried with backoff like SES's own throttling, then handed back to Pub/Sub.

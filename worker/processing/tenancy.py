@@ -50,11 +50,11 @@ def subscription_sources(settings: Settings) -> dict[str, Source]:
     def path(name: str) -> str:
         return name if "/" in name else f"projects/{project}/subscriptions/{name}"
 
-    if not settings.per_service:
-        return {path(settings.subscription): SHARED}
+    if not settings.services.per_service:
+        return {path(settings.topics.subscription): SHARED}
     sources = {
-        path(settings.service_subscription_for(service_id)): Source.service(service_id)
-        for service_id in sorted(settings.allowed_services)
+        path(settings.topics.service_subscription_for(service_id)): Source.service(service_id)
+        for service_id in sorted(settings.services.allowed)
     }
-    sources[path(settings.replay_subscription)] = REPLAY
+    sources[path(settings.topics.replay_subscription)] = REPLAY
     return sources

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import replace
 
 from worker.config.logs import get_logger
+from worker.config.settings import LedgerTakeover
 from worker.formats.pubsub import REPLAY_COUNT_ATTRIBUTE
 from worker.formats.request import EmailRequest
 from worker.formats.result import ErrorCode
@@ -71,7 +72,7 @@ def _retries_unsent(delivery: Delivery, deps: Deps) -> bool:
     source = delivery.source
     if source is not None and source.kind is SourceKind.REPLAY:
         return True
-    return not deps.settings.per_service and REPLAY_COUNT_ATTRIBUTE in delivery.attributes
+    return not deps.settings.services.per_service and REPLAY_COUNT_ATTRIBUTE in delivery.attributes
 
 
 def _claim_and_send(
@@ -126,7 +127,7 @@ def _send_and_record(
         log.warning("took over an expired claim: an earlier delivery may have sent this request")
     if settled is not None:
         outcome = settled
-    elif takeover and deps.settings.ledger_takeover == "fail":
+    elif takeover and deps.settings.ledger.takeover is LedgerTakeover.FAIL:
         outcome = Outcome.refused(
             request,
             ErrorCode.OUTCOME_UNKNOWN,

@@ -55,10 +55,10 @@ def flow_control(settings: Settings) -> pubsub_v1.types.FlowControl:
     messages stay away; ``max_messages`` well above the thread count keeps the stream read.
     """
     return pubsub_v1.types.FlowControl(
-        max_messages=settings.max_messages,
-        max_bytes=settings.max_bytes,
-        min_duration_per_lease_extension=settings.ack_deadline_s,
-        max_duration_per_lease_extension=settings.ack_deadline_s,
+        max_messages=settings.pull.max_messages,
+        max_bytes=settings.pull.max_bytes,
+        min_duration_per_lease_extension=settings.pull.ack_deadline_s,
+        max_duration_per_lease_extension=settings.pull.ack_deadline_s,
     )
 
 
@@ -90,7 +90,7 @@ class PullWorker:
         self._streams_may_close = threading.Event()
         # How to wait between streams; returns early on stop. Tests record instead.
         self._wait = wait or self._stop.wait
-        self._slots = threading.BoundedSemaphore(settings.concurrency)
+        self._slots = threading.BoundedSemaphore(settings.process.concurrency)
         self._received = 0
         self._in_flight: dict[str, Any] = {}
         self._in_flight_lock = threading.Lock()
@@ -215,9 +215,9 @@ class PullWorker:
             pass
         log.info(
             "stopping: no new messages; finishing in-flight work",
-            timeout_s=self._settings.shutdown_timeout_s,
+            timeout_s=self._settings.process.shutdown_timeout_s,
         )
-        self._deadline = time.monotonic() + self._settings.shutdown_timeout_s
+        self._deadline = time.monotonic() + self._settings.process.shutdown_timeout_s
         self._handler.stopping.set()
         # Before the streams close: a nack sent after them may be lost.
         self._hand_back_deferred()
@@ -240,7 +240,7 @@ class PullWorker:
                 continue
             opened_at, received_before = time.monotonic(), self._received
             executor = ThreadPoolExecutor(
-                max_workers=self._settings.concurrency, thread_name_prefix="email-worker"
+                max_workers=self._settings.process.concurrency, thread_name_prefix="email-worker"
             )
             future = self._subscriber.subscribe(
                 path,

@@ -321,15 +321,15 @@ class PushEndpoint:
 
 def authenticator_for(settings: Settings) -> PushAuthenticator | None:
     """The token check ``settings`` ask for; None only with EMAIL_WORKER_PUSH_AUTH=off."""
-    if not settings.push_auth:
+    if not settings.push.auth:
         return None
     settings.require_push_auth()
-    assert settings.push_audience is not None
-    assert settings.push_service_account is not None
+    assert settings.push.audience is not None
+    assert settings.push.service_account is not None
     return PushAuthenticator(
-        audience=settings.push_audience,
-        service_account=settings.push_service_account,
-        certs=CertsCache(settings.push_certs_url),
+        audience=settings.push.audience,
+        service_account=settings.push.service_account,
+        certs=CertsCache(settings.push.certs_url),
     )
 
 
@@ -343,9 +343,9 @@ def push_app(
     endpoint = PushEndpoint(
         handler,
         authenticator,
-        concurrency=settings.concurrency,
+        concurrency=settings.process.concurrency,
         subscription=settings.push_subscription_path(),
-        sources=subscription_sources(settings) if settings.per_service else None,
+        sources=subscription_sources(settings) if settings.services.per_service else None,
     )
     app = create_app(
         metrics=handler.metrics,

@@ -118,7 +118,7 @@ def load_settings() -> tuple[Settings, str]:
 
 def rpc_timeout_s(settings: Settings) -> float:
     """How long one Pub/Sub call may take before Pub/Sub counts as unreachable."""
-    return min(10.0, settings.publish_timeout_s)
+    return min(10.0, settings.process.publish_timeout_s)
 
 
 def _pubsub_location() -> str:

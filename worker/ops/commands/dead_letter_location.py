@@ -87,7 +87,7 @@ def locate_dead_letter(
     seconds, consuming nothing; if that cannot be done, say why (never fails)."""
     selected = f"--service {shlex.quote(service_id)} --request-id {shlex.quote(request_id)}"
     location = DeadLetterLocation(
-        subscription=settings.dead_letter_subscription,
+        subscription=settings.topics.dead_letter_subscription,
         show_command=f"email-worker dlq show {selected}",
         replay_command=f"email-worker dlq replay {selected}",
     )
@@ -99,7 +99,9 @@ def locate_dead_letter(
     except SettingsError:
         location.detail = "GOOGLE_CLOUD_PROJECT is not set"
         return location
-    location.subscription = f"projects/{project}/subscriptions/{settings.dead_letter_subscription}"
+    location.subscription = (
+        f"projects/{project}/subscriptions/{settings.topics.dead_letter_subscription}"
+    )
 
     from worker.client.pubsub_rpc import describe_error, new_subscriber
     from worker.ops.dead_letter_queue import DeadLetterQueue

@@ -102,20 +102,27 @@ def _selecting(*, by_message_id: bool) -> Callable[[Callable[..., Any]], Callabl
     return decorate
 
 
+def _replay_topic(settings: Settings) -> str:
+    """Where ``dlq replay`` publishes: the replay topic, or with shared tenancy the one
+    requests topic."""
+    topics = settings.topics
+    return topics.replay_topic if settings.services.per_service else topics.requests_topic
+
+
 @contextmanager
 def _open_queue(settings: Settings, *, for_replay: bool = False) -> Iterator[DeadLetterQueue]:
     from worker.client.pubsub_rpc import new_publisher, new_subscriber
     from worker.ops.dead_letter_queue import DeadLetterQueue
 
     project = settings.require_project()
-    subscription = f"projects/{project}/subscriptions/{settings.dead_letter_subscription}"
+    subscription = f"projects/{project}/subscriptions/{settings.topics.dead_letter_subscription}"
     with common.pubsub_errors(
         f"reading {subscription}",
         not_found=f"subscription {subscription} does not exist (set "
         "EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION, or create it with `email-worker setup`)",
     ):
         subscriber = new_subscriber()
-        publisher = new_publisher(settings.publish_timeout_s) if for_replay else None
+        publisher = new_publisher(settings.process.publish_timeout_s) if for_replay else None
         try:
             queue = DeadLetterQueue(
                 subscriber,
@@ -123,10 +130,9 @@ def _open_queue(settings: Settings, *, for_replay: bool = False) -> Iterator[Dea
                 publish=make_publish(publisher) if publisher is not None else None,
                 # Per-service tenancy: operators may publish only to the replay topic, and
                 # the worker sends a replay only if it is a request a service published.
-                requests_topic=f"projects/{project}/topics/"
-                f"{settings.replay_topic if settings.per_service else settings.requests_topic}",
+                requests_topic=f"projects/{project}/topics/{_replay_topic(settings)}",
                 rpc_timeout_s=common.rpc_timeout_s(settings),
-                publish_timeout_s=settings.publish_timeout_s,
+                publish_timeout_s=settings.process.publish_timeout_s,
             )
             queue.check()
             yield queue
@@ -315,7 +321,7 @@ def _refused_replays(settings: Settings, found: list[DeadLetter]) -> dict[str, s
     """Message id -> reason, for each of ``found`` the worker would refuse to send, each
     also reported on stderr. Only per-service tenancy checks replays against the ledger:
     with shared tenancy the worker claims a request the ledger does not know afresh."""
-    if not settings.per_service:
+    if not settings.services.per_service:
         return {}
     from google.auth.exceptions import GoogleAuthError
 
@@ -323,7 +329,7 @@ def _refused_replays(settings: Settings, found: list[DeadLetter]) -> dict[str, s
     from worker.ops.commands.ledger import open_for_lookup
     from worker.ops.selection import unvouched_replays
 
-    retention_days = settings.ledger_retention_s / 86400
+    retention_days = settings.ledger.retention_s / 86400
     try:
         with open_for_lookup(settings) as ledger:
             refused = unvouched_replays(found, ledger, retention_days=retention_days)

@@ -136,7 +136,7 @@ def _print_record(record: LedgerRecord) -> None:
 
 def open_for_lookup(settings: Settings) -> Ledger:
     """The configured ledger, or a clear message and the matching exit code."""
-    url = settings.ledger
+    url = settings.ledger.url
     if url == "none":
         fail(
             "EMAIL_WORKER_LEDGER is none: there is no request ledger to look in (set it to the "
@@ -166,9 +166,9 @@ def open_for_lookup(settings: Settings) -> Ledger:
     try:
         opened = open_ledger(
             url,
-            project=settings.project_id,
-            claim_lease_s=settings.ledger_claim_s,
-            retention_s=settings.ledger_retention_s,
+            project=settings.topics.project_id,
+            claim_lease_s=settings.ledger.claim_s,
+            retention_s=settings.ledger.retention_s,
         )
     except LedgerUnavailable as error:
         fail(str(error))
@@ -215,7 +215,7 @@ def show(service_id: str, request_id: str, as_json: bool) -> None:
     if record is None:
         fail(
             f"no record of request {request_id!r} of service {service_id!r} in the ledger "
-            f"{settings.ledger}: it was never claimed there, or is past its retention",
+            f"{settings.ledger.url}: it was never claimed there, or is past its retention",
             EXIT_NOT_FOUND,
         )
     if as_json:

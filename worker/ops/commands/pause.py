@@ -29,14 +29,14 @@ def _scopes(settings: Settings, services: tuple[str, ...], everything: bool) -> 
     if everything == bool(services):
         fail("name one or more services, or --all", EXIT_USAGE)
     if everything:
-        if settings.per_service and not settings.allowed_services:
+        if settings.services.per_service and not settings.services.allowed:
             fail(
                 "--all needs EMAIL_WORKER_ALLOWED_SERVICES (the worker's value): each "
                 "service's subscription is paused",
                 EXIT_USAGE,
             )
         return [ALL_SERVICES]
-    if not settings.per_service:
+    if not settings.services.per_service:
         fail(
             "with shared tenancy (EMAIL_WORKER_TENANCY=shared) every service's requests come "
             "through one subscription: only --all can pause them",
@@ -45,7 +45,7 @@ def _scopes(settings: Settings, services: tuple[str, ...], everything: bool) -> 
     for service in services:
         if not SERVICE_ID_RE.fullmatch(service):
             fail(f"{service!r} is not a service id", EXIT_USAGE)
-        if settings.allowed_services and service not in settings.allowed_services:
+        if settings.services.allowed and service not in settings.services.allowed:
             fail(f"{service!r} is not in EMAIL_WORKER_ALLOWED_SERVICES", EXIT_USAGE)
     return list(dict.fromkeys(services))
 

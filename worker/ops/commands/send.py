@@ -138,10 +138,12 @@ def _publish_with_client(
     client = EmailClient(
         project,
         # Per-service tenancy: the service's own topic, the only one its requests count on.
-        requests_topic=settings.request_topic_for(service) if service else settings.requests_topic,
-        results_topic=settings.results_topic,
-        default_service_id=settings.default_service_id,
-        timeout_s=settings.publish_timeout_s,
+        requests_topic=settings.request_topic_for(service)
+        if service
+        else settings.topics.requests_topic,
+        results_topic=settings.topics.results_topic,
+        default_service_id=settings.services.default_id,
+        timeout_s=settings.process.publish_timeout_s,
     )
     try:
         if wait_s is None:
@@ -157,7 +159,7 @@ def _checked(settings: Settings, document: dict[str, Any]) -> tuple[str, str]:
     accepts from a service it knows of; otherwise a message and exit code 2."""
     from worker.client import RequestRejected, prepare_request
 
-    default_service = settings.default_service_id
+    default_service = settings.services.default_id
     try:
         request_id, _ = prepare_request(document, default_service_id=default_service)
     except RequestRejected as rejection:
@@ -167,7 +169,7 @@ def _checked(settings: Settings, document: dict[str, Any]) -> tuple[str, str]:
         )
     document["request_id"] = request_id
     service = document.get("service_id") or default_service
-    if settings.per_service and not service:
+    if settings.services.per_service and not service:
         fail(
             "name the service (--service, a service_id in the file, or "
             "EMAIL_WORKER_SERVICE_ID): each service publishes to its own topic",

@@ -83,7 +83,9 @@ def setup(
     from worker.ops.topology import SubscriptionPolicy
 
     policy = SubscriptionPolicy(
-        max_delivery_attempts=max_delivery_attempts or settings.max_delivery_attempts or 12,
+        max_delivery_attempts=max_delivery_attempts
+        or settings.redelivery.max_delivery_attempts
+        or 12,
         ack_deadline_s=ack_deadline,
         min_backoff_s=min_backoff,
         max_backoff_s=max_backoff,
@@ -123,9 +125,9 @@ def _ensure_topology(settings: Settings, project: str, policy: SubscriptionPolic
                 project_id=project,
                 inputs=_inputs(settings),
                 results=_results(settings),
-                results_topic=settings.results_topic,
-                dead_letter_topic=settings.dead_letter_topic,
-                dead_letter_subscription=settings.dead_letter_subscription,
+                results_topic=settings.topics.results_topic,
+                dead_letter_topic=settings.topics.dead_letter_topic,
+                dead_letter_subscription=settings.topics.dead_letter_subscription,
                 policy=policy,
                 timeout_s=common.rpc_timeout_s(settings),
                 on_resource=show,
@@ -139,13 +141,16 @@ def _ensure_topology(settings: Settings, project: str, policy: SubscriptionPolic
 def _inputs(settings: Settings) -> list[tuple[str, str]]:
     """The topics the worker reads, each with its subscription: one per allowed service and
     the replay topic (per-service tenancy), or the one shared topic."""
-    if not settings.per_service:
-        return [(settings.requests_topic, settings.subscription)]
+    if not settings.services.per_service:
+        return [(settings.topics.requests_topic, settings.topics.subscription)]
     inputs = [
-        (settings.service_topic_for(service), settings.service_subscription_for(service))
-        for service in sorted(settings.allowed_services)
+        (
+            settings.topics.service_topic_for(service),
+            settings.topics.service_subscription_for(service),
+        )
+        for service in sorted(settings.services.allowed)
     ]
-    inputs.append((settings.replay_topic, settings.replay_subscription))
+    inputs.append((settings.topics.replay_topic, settings.topics.replay_subscription))
     return inputs
 
 
@@ -154,5 +159,5 @@ def _results(settings: Settings) -> list[tuple[str, str]]:
     tenancy (the results topic is shared in both)."""
     return [
         (service, results_subscription_for(service))
-        for service in sorted(settings.allowed_services)
+        for service in sorted(settings.services.allowed)
     ]

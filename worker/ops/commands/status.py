@@ -127,7 +127,7 @@ def _fail_unknown(
         searched = f"; its dead letters were not searched, look with: {location.show_command}"
     fail(
         f"nothing is known of request {request_id!r} of service {service_id!r} in the "
-        f"ledger {settings.ledger}: never claimed there and no SES event, or past its "
+        f"ledger {settings.ledger.url}: never claimed there and no SES event, or past its "
         f"retention{searched}",
         EXIT_NOT_FOUND,
     )
@@ -172,7 +172,7 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
         location = locate_dead_letter(settings, service_id, request_id, dead_letter_search_s)
     if unknown and not (location and location.message_ids):
         _fail_unknown(settings, service_id, request_id, location)
-    if location is not None and unknown and settings.per_service:
+    if location is not None and unknown and settings.services.per_service:
         location.replayable = False
     if as_json:
         document = status_json(record, statuses, service_id, request_id, location)
