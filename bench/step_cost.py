@@ -61,7 +61,7 @@ def main() -> None:
         from worker.formats.message import build_message
         from worker.formats.request import parse_request
         from worker.sending.envelope import prepare_message
-        from worker.sending.session import Session
+        from worker.sending.ses_session import Session
 
         data = request_document("step-cost-1")
         request = parse_request(data, pubsub_message_id="m-1", default_service_id=SERVICE)

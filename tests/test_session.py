@@ -24,9 +24,14 @@ from tests.support.email_requests import request_from
 from worker.formats.message import build_message
 from worker.formats.tags import WorkerTags, read_worker_tags
 from worker.sending import errors
-from worker.sending import session as session_module
+from worker.sending import ses_session as session_module
 from worker.sending.identity import TOKEN_AUDIENCE
-from worker.sending.session import DEFAULT_AWS_REGION, LATER_BATCH_ATTEMPTS, BaseSession, Session
+from worker.sending.ses_session import (
+    DEFAULT_AWS_REGION,
+    LATER_BATCH_ATTEMPTS,
+    BaseSession,
+    Session,
+)
 
 ROLE = "arn:aws:iam::123456789012:role/email-sender"
 
@@ -505,7 +510,7 @@ def test_for_service_reads_a_gs_configuration_as_the_impersonated_identity(
 
 def test_worker_session_is_the_documented_entry_point_to_the_same_objects() -> None:
     # Services import worker.session (the session API reference); the code is in
-    # worker.sending.session.
+    # worker.sending.ses_session.
     import worker.session
 
     assert worker.session.__all__ == session_module.__all__

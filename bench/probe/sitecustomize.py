@@ -129,8 +129,8 @@ def _install_stages(path: str) -> None:
     import worker.processing.handling as handling
     import worker.processing.metrics as metrics
     import worker.processing.outputs as outputs
-    import worker.processing.send as send
-    import worker.sending.session as session
+    import worker.processing.send_request as send
+    import worker.sending.ses_session as session
     from worker.ledger.sqlite_ledger import SqliteLedger
 
     cpu_s: dict[str, float] = collections.defaultdict(float)

@@ -12,7 +12,7 @@ import pytest
 from tests.support.worker_stack import Stack, make_stack
 from worker.app.clients import open_clients
 from worker.app.runtime import build_runtime
-from worker.sending.session import Session
+from worker.sending.ses_session import Session
 
 
 @pytest.fixture

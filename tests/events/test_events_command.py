@@ -17,7 +17,7 @@ from tests.events.ses_records import ses_record
 from tests.support.ses_events import SesEventsQueue
 from tests.support.worker_process import EMAIL_WORKER
 from worker.app.cli import main
-from worker.app.events_reader import long_poll_s
+from worker.app.relaying import long_poll_s
 from worker.config.groups import Process
 from worker.config.settings import Settings
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.events.ses_records import RECIPIENTS, eventbridge_body, ses_record, ses_tags
-from worker.events.records import Dropped, DropReason, MalformedEvent, read_event
+from worker.events.event_records import Dropped, DropReason, MalformedEvent, read_event
 from worker.formats.event import EmailEvent, EventType
 from worker.formats.schemas import load_schema
 

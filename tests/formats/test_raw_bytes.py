@@ -25,7 +25,7 @@ from worker.formats.error_codes import ErrorCode
 from worker.formats.message import build_message
 from worker.formats.request import EmailRequest, RequestRejected
 from worker.sending.envelope import prepare_message
-from worker.sending.session import Session
+from worker.sending.ses_session import Session
 
 # A message as mail clients and list software really write them: a folded DKIM signature,
 # folded address headers, a preamble and an epilogue, an empty part, a boundary repeated

@@ -21,7 +21,7 @@ from worker.formats.tags import (
     request_id_tag_names,
     worker_tags,
 )
-from worker.sending import tags as sending_tags
+from worker.sending import call_tags as sending_tags
 
 SES_TAG_VALUE = re.compile(r"[A-Za-z0-9_-]{1,255}")
 

@@ -1,4 +1,4 @@
-"""Outcomes of a request, as the pipeline's steps build them (worker.processing.model)."""
+"""Outcomes of a request, as the pipeline's steps build them (worker.processing.delivery)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 from worker.formats.request import EmailRequest, parse_request
 from worker.formats.result import ErrorCode
-from worker.processing.model import LedgerEvent, Outcome, Status
+from worker.processing.delivery import LedgerEvent, Outcome, Status
 
 
 def request() -> EmailRequest:

@@ -1,4 +1,4 @@
-"""How a worker reads the operators' pauses from the ledger (worker.processing.pauses)."""
+"""How a worker reads the operators' pauses from the ledger (worker.processing.pause_watch)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from tests.support.clock import ManualClock
 from worker.ledger import ALL_SERVICES, Pause, SqliteLedger
 from worker.processing.metrics import Metrics
-from worker.processing.pauses import PauseWatch
+from worker.processing.pause_watch import PauseWatch
 from worker.processing.tenancy import REPLAY, SHARED, Source
 
 BILLING, SHOP = Source.service("billing"), Source.service("shop")

@@ -17,7 +17,7 @@ from worker.processing.pipeline import Delivery, Deps, Outcome, Status, process
 from worker.processing.send_rate import SendRateLimiter
 from worker.sending import errors
 from worker.sending.service_config import ServiceConfig
-from worker.sending.session import BaseSession
+from worker.sending.ses_session import BaseSession
 from worker.sending.session_cache import SessionCache
 from worker.sending.testing import RecordingSession
 

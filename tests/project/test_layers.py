@@ -108,7 +108,7 @@ def test_the_package_keeps_every_contract() -> None:
         # The events reader sits above the formats and below the app, apart from the rest.
         (
             "worker.formats.event",
-            "from worker.events import records  # noqa",
+            "from worker.events import event_records  # noqa",
             "The SES events reader",
         ),
         (

@@ -25,7 +25,7 @@ import hcl2
 import pytest
 
 from tests.support.dockerfile import Dockerfile
-from worker.app.events_reader import events_settings_problems
+from worker.app.relaying import events_settings_problems
 from worker.config.settings import Settings
 from worker.events.reader import MAX_WAIT_TIME_S
 from worker.events.sqs import queue_region

@@ -22,7 +22,7 @@ import pytest
 
 from worker.sending.aws import SES_CLIENT_CONFIG, refuse_blind_resends
 from worker.sending.send_call import SendEmailCall
-from worker.sending.session import Session
+from worker.sending.ses_session import Session
 
 SIGNING_TIME = dt.datetime(2026, 11, 27, 12, 0, 0)
 PARAMS: dict[str, Any] = {

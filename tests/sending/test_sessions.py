@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.clock import ManualClock
 from worker.sending.errors import ConfigurationError
-from worker.sending.session import BaseSession
+from worker.sending.ses_session import BaseSession
 from worker.sending.session_cache import SessionCache
 from worker.sending.testing import RecordingSession
 

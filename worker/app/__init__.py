@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from worker.app.cli import main
     from worker.app.clients import Clients, open_clients
-    from worker.app.events_reader import run_events
     from worker.app.http_server import BackgroundServer
     from worker.app.lifecycle import run_until_signalled
     from worker.app.pulling import run_pull
+    from worker.app.relaying import run_events
     from worker.app.runtime import Runtime, build_runtime
     from worker.app.serving import run_serve
 
@@ -46,7 +46,7 @@ _HOMES = {
     "build_runtime": "worker.app.runtime",
     "main": "worker.app.cli",
     "open_clients": "worker.app.clients",
-    "run_events": "worker.app.events_reader",
+    "run_events": "worker.app.relaying",
     "run_pull": "worker.app.pulling",
     "run_serve": "worker.app.serving",
     "run_until_signalled": "worker.app.lifecycle",

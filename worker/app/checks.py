@@ -60,7 +60,7 @@ CHECK_BUDGET_S = 5.0
 def settings_problems(settings: Settings, command: Command) -> list[str]:
     """What ``command`` needs that ``settings`` (already valid) lack, as problems."""
     if command == "events":
-        from worker.app.events_reader import events_settings_problems
+        from worker.app.relaying import events_settings_problems
 
         return events_settings_problems(settings)
     from worker.app.startup import short_redelivery_problem

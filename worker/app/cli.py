@@ -141,6 +141,6 @@ def events() -> None:
     configure_logging(settings.process.log_level)
     check_before_start(settings, "events")
 
-    from worker.app.events_reader import run_events  # imported here so that `--help` stays fast
+    from worker.app.relaying import run_events  # imported here so that `--help` stays fast
 
     sys.exit(run_events(settings))

@@ -16,7 +16,7 @@ from typing import Any
 from worker.client.pubsub_rpc import new_publisher, new_subscriber
 from worker.config.settings import Settings
 from worker.ledger import Ledger, open_ledger
-from worker.sending.session import BaseSession, Session
+from worker.sending.ses_session import BaseSession, Session
 from worker.sending.session_cache import SessionCache
 
 __all__ = ["Clients", "open_clients"]

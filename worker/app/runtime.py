@@ -15,7 +15,7 @@ from worker.processing.breaker import OutageBreaker
 from worker.processing.handling import Handler
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
-from worker.processing.pauses import PauseWatch
+from worker.processing.pause_watch import PauseWatch
 from worker.processing.pipeline import Deps
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind, subscription_sources

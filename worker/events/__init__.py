@@ -12,9 +12,9 @@ only ``worker.app`` wires it to Pub/Sub and the settings.
 
 from __future__ import annotations
 
-from worker.events.metrics import EventsMetrics
+from worker.events.event_metrics import EventsMetrics
+from worker.events.event_records import Dropped, DropReason, MalformedEvent, read_event
 from worker.events.reader import EventsReader
-from worker.events.records import Dropped, DropReason, MalformedEvent, read_event
 from worker.events.sqs import queue_region, sqs_client
 
 __all__ = [

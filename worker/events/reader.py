@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.config.logs import get_logger
-from worker.events.metrics import EventsMetrics
-from worker.events.records import Dropped, MalformedEvent, read_event
+from worker.events.event_metrics import EventsMetrics
+from worker.events.event_records import Dropped, MalformedEvent, read_event
 from worker.formats.event import EmailEvent
 from worker.formats.pubsub import Publish
 from worker.ledger import Ledger, LedgerKey, LedgerUnavailable, RecipientStatus

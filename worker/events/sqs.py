@@ -17,7 +17,7 @@ import botocore.config
 
 from worker.sending.aws import make_web_identity_session
 from worker.sending.identity import TOKEN_AUDIENCE, GoogleIdTokenSource
-from worker.sending.session import DEFAULT_AWS_REGION
+from worker.sending.ses_session import DEFAULT_AWS_REGION
 
 __all__ = ["ROLE_SESSION_NAME", "SQS_CLIENT_CONFIG", "queue_region", "sqs_client"]
 

@@ -52,7 +52,7 @@ SERVICE_ID_TAG = f"{TAG_PREFIX}service_id"
 REQUEST_ID_TAG = f"{TAG_PREFIX}request_id"
 #: Set per SES call by the sending library when a message goes out in several recipient
 #: batches: the batch's position (from 0) in the result's ``message_ids``. Its name is
-#: ``worker.sending.tags.BATCH_TAG`` too (a test keeps the two equal).
+#: ``worker.sending.call_tags.BATCH_TAG`` too (a test keeps the two equal).
 BATCH_TAG = f"{TAG_PREFIX}batch"
 #: Starts a request id tag value that is base64url of the id's UTF-8 bytes.
 ENCODED_MARKER = "b64_"

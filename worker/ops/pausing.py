@@ -1,7 +1,7 @@
 """Pausing and resuming sending: the pause records, and push subscriptions turned into pull.
 
 A pause is a record in the request ledger (:class:`~worker.ledger.Pause`), which every worker
-reads (:mod:`worker.processing.pauses`): a pull worker stops leasing from the paused
+reads (:mod:`worker.processing.pause_watch`): a pull worker stops leasing from the paused
 subscriptions. A push subscription would go on pushing, and Pub/Sub counts every refused push
 as a delivery attempt and dead-letters after the last, so a pause also empties the push
 configuration of each affected push subscription (ModifyPushConfig), which makes it a pull

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from worker.processing.breaker import OutageBreaker
 from worker.processing.decisions import Decision, decide
+from worker.processing.delivery import Delivery, Deps, LedgerEvent, Outcome, Status
 from worker.processing.handling import Handler
 from worker.processing.metrics import Metrics
-from worker.processing.model import Delivery, Deps, LedgerEvent, Outcome, Status
 from worker.processing.outputs import Outputs
 from worker.processing.pipeline import process
 from worker.processing.send_rate import SendRateLimiter

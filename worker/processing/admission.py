@@ -18,7 +18,7 @@ from worker.formats.pubsub import REQUEST_ID_ATTRIBUTE, SERVICE_ID_ATTRIBUTE
 from worker.formats.request import EmailRequest, RequestRejected, parse_request
 from worker.formats.result import ErrorCode
 from worker.ledger import LedgerKey, LedgerUnavailable, ReplayVerdict, replay_verdict
-from worker.processing.model import (
+from worker.processing.delivery import (
     Delivery,
     Deps,
     Outcome,

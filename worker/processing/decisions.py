@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.processing.model import LedgerEvent, Outcome, Status
+from worker.processing.delivery import LedgerEvent, Outcome, Status
 
 __all__ = ["Decision", "decide", "is_last_attempt"]
 

@@ -10,10 +10,10 @@ import structlog
 
 from worker.config.logs import get_logger
 from worker.processing.decisions import Decision, decide, is_last_attempt
+from worker.processing.delivery import Delivery, Deps, Outcome, Status
 from worker.processing.metrics import Metrics
-from worker.processing.model import Delivery, Deps, Outcome, Status
 from worker.processing.outputs import Outputs
-from worker.processing.pauses import PauseWatch
+from worker.processing.pause_watch import PauseWatch
 from worker.processing.pipeline import process
 
 __all__ = ["Handler"]

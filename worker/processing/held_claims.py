@@ -3,7 +3,7 @@
 A delivery that claimed its request either finishes it (the result is stored) or gives the
 claim back (released), and a stop normally lets it do one or the other: waits end at once,
 and a delivery not yet inside its SES call hands itself back (see
-:mod:`worker.processing.send`). A delivery still stuck when the shutdown timeout runs out
+:mod:`worker.processing.send_request`). A delivery still stuck when the shutdown timeout runs out
 (a slow STS or ledger call, or an SES call) is abandoned with the process. Then
 :meth:`ClaimsHeld.release_unsent` gives back the claims of those whose SES call has not
 begun, and they never begin it; only a claim whose send may be under way is left, for the

@@ -23,7 +23,7 @@ from prometheus_client import (
 
 from worker.formats.pubsub import ERROR_CODE_ATTRIBUTE, Publish
 from worker.processing.breaker import BreakerState, OutageBreaker
-from worker.processing.model import Outcome, Status
+from worker.processing.delivery import Outcome, Status
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 

@@ -15,7 +15,7 @@ from worker.formats import pubsub
 from worker.formats.pubsub import Publish
 from worker.formats.result import EmailResult, ResultError, format_timestamp
 from worker.processing.decisions import Decision
-from worker.processing.model import Delivery, Outcome, Status
+from worker.processing.delivery import Delivery, Outcome, Status
 
 __all__ = ["Outputs", "dead_letter_attributes", "result_for"]
 

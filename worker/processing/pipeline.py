@@ -7,7 +7,7 @@
 2. unless the worker is stopping, either (with a ledger)
    :func:`~worker.processing.under_claim.send_under_claim`: claim the request, send it unless
    the ledger says otherwise, record the outcome;
-3. or (without) :func:`~worker.processing.send.send_request`: check the sender, build the
+3. or (without) :func:`~worker.processing.send_request.send_request`: check the sender, build the
    message and send it, retrying transient SES/STS failures within a bounded budget.
 
 It never acknowledges anything and never raises: what to do with the Pub/Sub message is
@@ -22,8 +22,8 @@ from dataclasses import replace
 from worker.config.logs import get_logger
 from worker.formats.result import ErrorCode
 from worker.processing.admission import admit
-from worker.processing.model import Delivery, Deps, LedgerEvent, Outcome, Status
-from worker.processing.send import send_request
+from worker.processing.delivery import Delivery, Deps, LedgerEvent, Outcome, Status
+from worker.processing.send_request import send_request
 from worker.processing.under_claim import send_under_claim
 
 # The model's names stay importable from here, where they were first defined.

@@ -3,7 +3,7 @@
 :func:`send_under_claim` claims the request in the ledger, and then, by what the ledger says:
 republishes the stored result of a finished request; hands back one another delivery is
 sending; refuses a request_id used for different content; settles a taken-over claim from
-SES's events; otherwise sends (:func:`worker.processing.send.send_request`). It records the
+SES's events; otherwise sends (:func:`worker.processing.send_request.send_request`). It records the
 outcome under the claim, or gives the claim back after a transient failure. The claim is
 tracked in ``Deps.claims`` (:mod:`worker.processing.held_claims`) meanwhile, for a worker that
 must exit before it finishes.
@@ -28,8 +28,7 @@ from worker.ledger import (
     StoredResult,
     content_hash,
 )
-from worker.processing.held_claims import HeldClaim
-from worker.processing.model import (
+from worker.processing.delivery import (
     Delivery,
     Deps,
     LedgerEvent,
@@ -37,7 +36,8 @@ from worker.processing.model import (
     Status,
     report_ledger_unavailable,
 )
-from worker.processing.send import send_request
+from worker.processing.held_claims import HeldClaim
+from worker.processing.send_request import send_request
 from worker.processing.tenancy import SourceKind
 from worker.sending.envelope import MAX_RECIPIENTS_PER_CALL
 

@@ -27,7 +27,7 @@ from worker.sending.errors import (
 )
 from worker.sending.identity import TOKEN_AUDIENCE
 from worker.sending.service_config import ServiceConfig, load_service_config
-from worker.sending.session import BaseSession, Session
+from worker.sending.ses_session import BaseSession, Session
 from worker.sending.session_cache import SessionCache
 
 __all__ = [

@@ -2,9 +2,10 @@
 
 Two places retry a send, with this one policy and their own numbers: the worker's pipeline
 around a request's send (EMAIL_WORKER_SEND_MAX_ATTEMPTS and its siblings; see
-:mod:`worker.processing.send`), and :meth:`worker.sending.session.Session.send_email` around
-each recipient batch after the first has been accepted (``LATER_BATCH_*``), where a retry of
-the whole message would send the accepted batches twice.
+:mod:`worker.processing.send_request`), and
+:meth:`worker.sending.ses_session.Session.send_email` around each recipient batch after the
+first has been accepted (``LATER_BATCH_*``), where a retry of the whole message would send
+the accepted batches twice.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from worker.sending.session import BaseSession
+from worker.sending.ses_session import BaseSession
 
 __all__ = ["SessionCache"]
 

@@ -1,4 +1,4 @@
-"""A recording :class:`~worker.sending.session.BaseSession` for tests of code that sends email.
+"""A recording :class:`~worker.sending.ses_session.BaseSession` for tests of code that sends email.
 
 :class:`RecordingSession` sends nothing: it keeps every message given to ``send_email`` and
 answers with the ids, or raises the error, that its behaviour gives for that call.
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from email.message import EmailMessage
 
 from worker.sending.service_config import ServiceConfig
-from worker.sending.session import BaseSession
+from worker.sending.ses_session import BaseSession
 
 __all__ = ["Behaviour", "RecordingSession", "fresh_id"]
 

@@ -37,6 +37,7 @@ from worker.sending.aws import (
     refuse_blind_resends,
     sanitise_role_session_name,
 )
+from worker.sending.call_tags import batch_tags, header_tags
 from worker.sending.envelope import (
     MAX_RECIPIENTS_PER_CALL,
     PreparedMessage,
@@ -49,7 +50,6 @@ from worker.sending.provider_errors import classify_exception
 from worker.sending.retry_policy import RetryPolicy
 from worker.sending.send_call import SendEmailCall
 from worker.sending.service_config import DEFAULT_ENVIRONMENT, ServiceConfig, load_service_config
-from worker.sending.tags import batch_tags, header_tags
 
 __all__ = ["DEFAULT_AWS_REGION", "DEFAULT_ROLE_SESSION_NAME", "BaseSession", "Session"]
 

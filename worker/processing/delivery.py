@@ -1,6 +1,6 @@
 """What the pipeline's steps pass along: a delivery in, an outcome out, and the deps they use.
 
-The steps (:mod:`~worker.processing.admission`, :mod:`~worker.processing.send`,
+The steps (:mod:`~worker.processing.admission`, :mod:`~worker.processing.send_request`,
 :mod:`~worker.processing.under_claim`, composed by :mod:`~worker.processing.pipeline`) import
 these from here; everything else imports them from :mod:`worker.processing`.
 """

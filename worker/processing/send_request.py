@@ -15,10 +15,10 @@ from worker.formats.message import build_message, resolve_sender
 from worker.formats.request import EmailRequest, RequestRejected
 from worker.formats.result import ErrorCode
 from worker.processing.admission import sender_allowed
+from worker.processing.delivery import Deps, Outcome, Status, status_of
 from worker.processing.held_claims import HeldClaim
-from worker.processing.model import Deps, Outcome, Status, status_of
 from worker.sending.errors import EmailError, ThrottledError
-from worker.sending.session import BaseSession
+from worker.sending.ses_session import BaseSession
 
 __all__ = ["send_request"]
 
