@@ -86,12 +86,9 @@ _RECIPIENTS: dict[EventType, str | None] = {
 _MAX_BODY_BYTES = 1024 * 1024  # SQS allows 256 KiB; anything larger is not from SES
 
 
-def read_event(body: str) -> EmailEvent | Dropped:
-    """The event in an SQS message ``body``, or why it is dropped.
-
-    Raises :class:`MalformedEvent` when the body is not an SES event record in an EventBridge
-    envelope.
-    """
+def _envelope_and_detail(body: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The EventBridge envelope in ``body`` and its ``detail`` object; raise
+    :class:`MalformedEvent` when there are none."""
     if len(body) > _MAX_BODY_BYTES or nested_too_deep(body):
         raise MalformedEvent("too large or too deeply nested")
     try:
@@ -103,6 +100,16 @@ def read_event(body: str) -> EmailEvent | Dropped:
     detail = envelope.get("detail")
     if not isinstance(detail, dict):
         raise MalformedEvent("no detail object")
+    return envelope, detail
+
+
+def read_event(body: str) -> EmailEvent | Dropped:
+    """The event in an SQS message ``body``, or why it is dropped.
+
+    Raises :class:`MalformedEvent` when the body is not an SES event record in an EventBridge
+    envelope.
+    """
+    envelope, detail = _envelope_and_detail(body)
     ses_type = detail.get("eventType")
     mail = detail.get("mail")
     if not isinstance(ses_type, str) or not isinstance(mail, dict):

@@ -96,51 +96,75 @@ def ensure_topology(
         if on_resource is not None:
             on_resource(resource)
 
-    def topic_path(name: str) -> str:
-        return f"projects/{project_id}/topics/{name}"
-
     names = [topic for topic, _ in inputs] + [results_topic, dead_letter_topic]
     for name in dict.fromkeys(names):
-        report(_ensure_topic(publisher, topic_path(name), timeout_s))
+        report(_ensure_topic(publisher, _topic_path(project_id, name), timeout_s))
+    bodies = [_operators_subscription(project_id, dead_letter_topic, dead_letter_subscription)]
+    bodies += [
+        _results_subscription(project_id, results_topic, service_id, subscription)
+        for service_id, subscription in results
+    ]
+    bodies += [
+        _worker_subscription(project_id, topic, subscription, dead_letter_topic, policy)
+        for topic, subscription in inputs
+    ]
+    for body in bodies:
+        report(_ensure_subscription(subscriber, body, timeout_s))
+    return done
 
-    ops = {
-        "name": f"projects/{project_id}/subscriptions/{dead_letter_subscription}",
-        "topic": topic_path(dead_letter_topic),
+
+def _topic_path(project_id: str, name: str) -> str:
+    return f"projects/{project_id}/topics/{name}"
+
+
+def _subscription_path(project_id: str, name: str) -> str:
+    return f"projects/{project_id}/subscriptions/{name}"
+
+
+def _operators_subscription(project_id: str, topic: str, name: str) -> dict[str, Any]:
+    """The operators' view of the dead letters."""
+    return {
+        "name": _subscription_path(project_id, name),
+        "topic": _topic_path(project_id, topic),
         "ack_deadline_seconds": 60,
         "message_retention_duration": {"seconds": DEAD_LETTER_RETENTION_S},
         "expiration_policy": {},  # set, but without a ttl: never expires
     }
-    report(_ensure_subscription(subscriber, ops, timeout_s))
 
-    for service_id, subscription in results:
-        own_results = {
-            "name": f"projects/{project_id}/subscriptions/{subscription}",
-            "topic": topic_path(results_topic),
-            "filter": results_filter(service_id),
-            "ack_deadline_seconds": 60,
-            "message_retention_duration": {"seconds": REQUEST_RETENTION_S},
-            "expiration_policy": {},
-        }
-        report(_ensure_subscription(subscriber, own_results, timeout_s))
 
-    for topic, subscription in inputs:
-        worker = {
-            "name": f"projects/{project_id}/subscriptions/{subscription}",
-            "topic": topic_path(topic),
-            "ack_deadline_seconds": policy.ack_deadline_s,
-            "message_retention_duration": {"seconds": REQUEST_RETENTION_S},
-            "dead_letter_policy": {
-                "dead_letter_topic": topic_path(dead_letter_topic),
-                "max_delivery_attempts": policy.max_delivery_attempts,
-            },
-            "retry_policy": {
-                "minimum_backoff": {"seconds": policy.min_backoff_s},
-                "maximum_backoff": {"seconds": policy.max_backoff_s},
-            },
-            "expiration_policy": {},
-        }
-        report(_ensure_subscription(subscriber, worker, timeout_s))
-    return done
+def _results_subscription(
+    project_id: str, topic: str, service_id: str, name: str
+) -> dict[str, Any]:
+    """A service's own results: the results topic filtered on its id."""
+    return {
+        "name": _subscription_path(project_id, name),
+        "topic": _topic_path(project_id, topic),
+        "filter": results_filter(service_id),
+        "ack_deadline_seconds": 60,
+        "message_retention_duration": {"seconds": REQUEST_RETENTION_S},
+        "expiration_policy": {},
+    }
+
+
+def _worker_subscription(
+    project_id: str, topic: str, name: str, dead_letter_topic: str, policy: SubscriptionPolicy
+) -> dict[str, Any]:
+    """The worker's subscription on a topic it reads, with its dead-letter and retry policy."""
+    return {
+        "name": _subscription_path(project_id, name),
+        "topic": _topic_path(project_id, topic),
+        "ack_deadline_seconds": policy.ack_deadline_s,
+        "message_retention_duration": {"seconds": REQUEST_RETENTION_S},
+        "dead_letter_policy": {
+            "dead_letter_topic": _topic_path(project_id, dead_letter_topic),
+            "max_delivery_attempts": policy.max_delivery_attempts,
+        },
+        "retry_policy": {
+            "minimum_backoff": {"seconds": policy.min_backoff_s},
+            "maximum_backoff": {"seconds": policy.max_backoff_s},
+        },
+        "expiration_policy": {},
+    }
 
 
 def read_max_delivery_attempts(subscriber: Any, subscription_path: str) -> int | None:

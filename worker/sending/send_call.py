@@ -97,15 +97,7 @@ class SendEmailCall:
         Content: dict[str, dict[str, bytes]],
         EmailTags: list[dict[str, str]] | None = None,
     ) -> dict[str, Any]:
-        # The client's serialiser writes these members in this order, blobs in base64.
-        document: dict[str, Any] = {
-            "FromEmailAddress": FromEmailAddress,
-            "Destination": {"ToAddresses": list(Destination["ToAddresses"])},
-            "Content": {"Raw": {"Data": base64.b64encode(Content["Raw"]["Data"]).decode()}},
-        }
-        if EmailTags is not None:
-            document["EmailTags"] = EmailTags
-        body = json.dumps(document).encode("utf-8")
+        body = _request_body(FromEmailAddress, Destination, Content, EmailTags)
         # One context for the retry handlers and the after-call handlers, as in a client call:
         # the standard retry quota is taken on a retry and given back after a success.
         context: dict[str, Any] = {}
@@ -178,3 +170,21 @@ class SendEmailCall:
             if shape is not None:
                 parsed.update(parser.parse(response, shape))
         return (http_response, parsed), None
+
+
+def _request_body(
+    from_address: str,
+    destination: dict[str, Sequence[str]],
+    content: dict[str, dict[str, bytes]],
+    tags: list[dict[str, str]] | None,
+) -> bytes:
+    """SendEmail's JSON body, its members in the order the client's serialiser writes them,
+    the raw message in base64."""
+    document: dict[str, Any] = {
+        "FromEmailAddress": from_address,
+        "Destination": {"ToAddresses": list(destination["ToAddresses"])},
+        "Content": {"Raw": {"Data": base64.b64encode(content["Raw"]["Data"]).decode()}},
+    }
+    if tags is not None:
+        document["EmailTags"] = tags
+    return json.dumps(document).encode("utf-8")
