@@ -14,6 +14,9 @@ locals {
   # policy may name it: until then it answers 404 "Cannot find metric(s)", which the provider
   # does not retry, and the first apply fails (terraform/README.md, First apply).
   log_metric_registration_wait = "180s"
+
+  # The warning the worker logs when its outage breaker starts holding (breaker.py).
+  outage_holding_message = "outage: downstream calls are failing for every service; holding new work"
 }
 
 # Dead letters nobody has looked at: they are kept dead_letter_retention_seconds, then lost.
@@ -213,6 +216,61 @@ resource "google_monitoring_alert_policy" "worker_failures" {
     subject   = "email-worker: requests failing"
     mime_type = "text/markdown"
     content   = "Requests end failed (SES refused them or kept failing), or the request ledger is unavailable. The metric's error_code label says which; the dead letters carry the details (`email-worker dlq list`). ${local.runbook}"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# The outage breaker's trips (worker/processing/breaker.py): the worker logs one warning each
+# time it starts holding new work because SES, STS or the ledger fail for every service.
+resource "google_logging_metric" "outage_holding" {
+  name        = "email-worker/outage-holding"
+  description = "email-worker instances that started holding new work because SES, STS or the request ledger failed for every service."
+  filter      = "jsonPayload.message = \"${local.outage_holding_message}\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "time_sleep" "outage_holding_metric_registered" {
+  create_duration = local.log_metric_registration_wait
+
+  triggers = {
+    metric = google_logging_metric.outage_holding.name
+  }
+}
+
+resource "google_monitoring_alert_policy" "outage_holding" {
+  display_name          = "email-worker: holding through an outage"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "The worker started holding new work"
+    condition_threshold {
+      filter          = "metric.type = \"logging.googleapis.com/user/${time_sleep.outage_holding_metric_registered.triggers["metric"]}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    subject   = "email-worker: holding through an outage"
+    mime_type = "text/markdown"
+    content   = "SES, STS or the request ledger failed for every service, so the worker holds new work instead of spending delivery attempts: nothing is lost or dead-lettered meanwhile, and it resumes by itself once a probe gets through (`outage over` in its logs). Check SES's and STS's health in the region and the ledger's Firestore database. ${local.runbook}"
   }
 
   depends_on = [google_project_service.enabled]

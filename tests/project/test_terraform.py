@@ -1925,6 +1925,7 @@ def test_every_alert_policy_notifies_the_channels_given_and_says_what_to_do() ->
         "requests_waiting",
         "push_failures",
         "worker_failures",
+        "outage_holding",
     }
     for name, policy in policies.items():
         assert policy["notification_channels"] == "${var.notification_channels}", name
@@ -2088,6 +2089,28 @@ def test_the_worker_s_failures_are_counted_from_its_logs_and_alert() -> None:
         'metric.type = "logging.googleapis.com/user/'
         '${time_sleep.worker_failures_metric_registered.triggers["metric"]}"'
     )
+
+
+def test_the_outage_breaker_s_hold_is_counted_from_its_warning_and_alerts_after_the_wait() -> (
+    None
+):
+    message = TF.locals["outage_holding_message"]
+    breaker = (ROOT / "worker" / "processing" / "breaker.py").read_text()
+    assert f'"{message}"' in breaker, "the filter must name the warning the breaker logs"
+    metric = TF.resource("google_logging_metric", "outage_holding")
+    assert metric["filter"].replace('\\"', '"') == (
+        'jsonPayload.message = "${local.outage_holding_message}"'
+    )
+    wait = TF.resource("time_sleep", "outage_holding_metric_registered")
+    assert wait["create_duration"] == "${local.log_metric_registration_wait}"
+    assert wait["triggers"] == {"metric": "${google_logging_metric.outage_holding.name}"}
+    policy = TF.resource("google_monitoring_alert_policy", "outage_holding")
+    (filter_,) = _condition_filters(policy)
+    assert "time_sleep.outage_holding_metric_registered" in filter_
+    (condition,) = policy["conditions"]
+    threshold = _block(condition, "condition_threshold")
+    assert threshold["threshold_value"] == 0
+    assert threshold["comparison"] == "COMPARISON_GT"
 
 
 def test_the_failures_alert_waits_until_monitoring_has_registered_its_log_based_metric() -> None:
