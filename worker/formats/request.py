@@ -312,7 +312,7 @@ def _parse_document(
     service_id = _parse_service_id(fields.get("service_id"), default_service_id)
     tags = _parse_tags(fields.get("tags"))
     sender = parse_mailbox(fields["from"], field_name="from") if "from" in fields else None
-    recipients = {
+    recipients: Mapping[str, tuple[Mailbox, ...]] = {
         name: parse_mailbox_list(
             fields.get(name), name, limit=MAX_RECIPIENTS, too_many=ErrorCode.TOO_MANY_RECIPIENTS
         )
@@ -320,8 +320,25 @@ def _parse_document(
     }
 
     if "raw" in fields:
-        return _parse_raw_request(fields, request_id, service_id, sender, recipients, tags)
+        sender, recipients, content = _parse_raw_content(fields, sender, recipients)
+    else:
+        content = _parse_structured_content(fields, recipients)
+    return EmailRequest(
+        request_id=request_id,
+        service_id=service_id,
+        sender=sender,
+        to=recipients["to"],
+        cc=recipients["cc"],
+        bcc=recipients["bcc"],
+        tags=tags,
+        **content,
+    )
 
+
+def _parse_structured_content(
+    fields: Mapping[str, Any], recipients: Mapping[str, tuple[Mailbox, ...]]
+) -> dict[str, Any]:
+    """A structured request's own fields of :class:`EmailRequest`."""
     _check_recipient_count(sum(len(r) for r in recipients.values()))
     reply_to = parse_mailbox_list(
         fields.get("reply_to"), "reply_to", limit=MAX_REPLY_TO, too_many=ErrorCode.INVALID_REQUEST
@@ -331,21 +348,14 @@ def _parse_document(
     html = _parse_body(fields, "html")
     if text is None and html is None:
         reject(ErrorCode.INVALID_REQUEST, "at least one of text and html is required")
-    return EmailRequest(
-        request_id=request_id,
-        service_id=service_id,
-        sender=sender,
-        to=recipients["to"],
-        cc=recipients["cc"],
-        bcc=recipients["bcc"],
-        reply_to=reply_to,
-        subject=subject,
-        text=text,
-        html=html,
-        headers=_parse_headers(fields.get("headers")),
-        attachments=_parse_attachments(fields.get("attachments")),
-        tags=tags,
-    )
+    return {
+        "reply_to": reply_to,
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "headers": _parse_headers(fields.get("headers")),
+        "attachments": _parse_attachments(fields.get("attachments")),
+    }
 
 
 def _decode_json(data: bytes) -> Any:
@@ -636,14 +646,13 @@ def _decode_base64(value: str, label: str) -> bytes:
 # Raw mode
 
 
-def _parse_raw_request(
+def _parse_raw_content(
     fields: Mapping[str, Any],
-    request_id: str,
-    service_id: str,
     sender: Mailbox | None,
     recipients: Mapping[str, tuple[Mailbox, ...]],
-    tags: tuple[tuple[str, str], ...],
-) -> EmailRequest:
+) -> tuple[Mailbox | None, Mapping[str, tuple[Mailbox, ...]], dict[str, Any]]:
+    """A raw request's effective sender and recipients, and its own fields of
+    :class:`EmailRequest`."""
     conflicting = sorted(_STRUCTURED_FIELDS & set(fields))
     if conflicting:
         reject(
@@ -681,18 +690,12 @@ def _parse_raw_request(
     else:
         replace_sender = True
 
-    return EmailRequest(
-        request_id=request_id,
-        service_id=service_id,
-        sender=sender,
-        to=recipients["to"],
-        cc=recipients["cc"],
-        bcc=recipients["bcc"],
-        tags=tags,
-        raw=raw,
-        replace_raw_recipients=replace_recipients,
-        replace_raw_sender=replace_sender,
-    )
+    content = {
+        "raw": raw,
+        "replace_raw_recipients": replace_recipients,
+        "replace_raw_sender": replace_sender,
+    }
+    return sender, recipients, content
 
 
 def _check_raw_field_sizes(raw: bytes) -> None:
