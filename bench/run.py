@@ -366,8 +366,9 @@ class Bench:
 
         log = (self.workdir / f"{kind}.log").open("ab")
         if self.is_worker(kind):
+            if not tenancy:  # the shared topic's subscription; per-service reads the service's
+                env["EMAIL_WORKER_SUBSCRIPTION"] = short(subscription)
             env.update(
-                EMAIL_WORKER_SUBSCRIPTION=short(subscription),
                 EMAIL_WORKER_RESULTS_TOPIC=short(results_topic),
                 EMAIL_WORKER_DEAD_LETTER_TOPIC=short(dead_letter),
                 EMAIL_WORKER_ALLOWED_SERVICES=SERVICE,
