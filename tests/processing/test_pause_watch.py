@@ -91,3 +91,24 @@ def test_the_last_known_pauses_stand_while_the_ledger_cannot_be_read(
         still = watch.holds(BILLING)
     assert still
     assert [e["event"] for e in logs] == ["cannot read the pauses; keeping the last known"]
+
+
+def test_a_hold_confirmed_now_reads_the_ledger_again_within_the_poll_interval(
+    ledger: SqliteLedger,
+) -> None:
+    pause(ledger, "billing")
+    watch = watch_of(ledger, ManualClock())
+    assert watch.holds(BILLING)
+    ledger.remove_pause("billing")
+    assert watch.holds(BILLING), "the poll interval has not passed"
+    assert not watch.holds_now(BILLING)
+    assert not watch.holds(BILLING), "the fresh answer is kept"
+
+
+def test_a_delivery_not_held_is_confirmed_without_reading_the_ledger(
+    ledger: SqliteLedger,
+) -> None:
+    watch = watch_of(ledger, ManualClock())
+    assert not watch.holds(SHOP)
+    pause(ledger, "shop")
+    assert not watch.holds_now(SHOP), "only a hold is confirmed; no read within the interval"

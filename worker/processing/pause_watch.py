@@ -56,10 +56,21 @@ class PauseWatch:
 
     def holds(self, source: Source) -> bool:
         """Whether deliveries from ``source`` must wait: its service, or all, is paused."""
-        scopes = self.scopes()
-        if ALL_SERVICES in scopes:
-            return True
-        return source.kind is SourceKind.SERVICE and source.service_id in scopes
+        return _held(self.scopes(), source)
+
+    def holds_now(self, source: Source) -> bool:
+        """Like :meth:`holds`, but a hold is confirmed by reading the ledger again at once.
+
+        For a delivery that cannot wait unanswered (a push): ``resume`` removes the pause
+        record before it turns push back on, so a fresh read never refuses a push that the
+        resume let through, whatever the poll interval. Only deliveries that the last
+        answer holds cost a read.
+        """
+        if not self.holds(source):
+            return False
+        with self._lock:
+            self._refresh(self._clock(), fresh=True)
+        return _held(self._scopes, source)
 
     def scopes(self) -> frozenset[str]:
         """The paused scopes (service ids, or ``*`` for all), read again when stale."""
@@ -74,8 +85,8 @@ class PauseWatch:
                 self._lock.release()
         return self._scopes
 
-    def _refresh(self, now: float) -> None:
-        if self._read_at is not None and now - self._read_at < self._poll_s:
+    def _refresh(self, now: float, *, fresh: bool = False) -> None:
+        if not fresh and self._read_at is not None and now - self._read_at < self._poll_s:
             return  # another thread has just read them
         try:
             scopes = frozenset(pause.scope for pause in self._ledger.pauses())
@@ -100,3 +111,9 @@ class PauseWatch:
                 all_services=ALL_SERVICES in scopes,
                 paused_services=sorted(paused),
             )
+
+
+def _held(scopes: frozenset[str], source: Source) -> bool:
+    if ALL_SERVICES in scopes:
+        return True
+    return source.kind is SourceKind.SERVICE and source.service_id in scopes

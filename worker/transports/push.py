@@ -285,7 +285,7 @@ class PushEndpoint:
                 log.warning("push from another subscription refused")
             return _error(403, "the push came from a subscription this worker does not serve")
         pauses = self._handler.pauses
-        if pauses is not None and pauses.holds(source):
+        if pauses is not None and pauses.holds_now(source):
             # A push that raced `email-worker pause` turning the subscription into a pull one
             # (or, on a push subscription nobody converted, every push): not processed, and
             # not 2xx, so Pub/Sub keeps it.
