@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.formats.gcs_uri import GcsUriError, parse_object_uri, parse_prefix_uri
+from worker.config.gcs_uri import GcsUriError, parse_object_uri, parse_prefix_uri
 
 
 def within(uri: str, prefix: str) -> bool:
