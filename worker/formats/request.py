@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, NoReturn
 
+from worker.config.gcs_uri import GCS_SCHEME, GcsLocation, GcsUriError, parse_object_uri
 from worker.config.settings import SERVICE_ID_RE
 from worker.formats.addresses import (
     Mailbox,
@@ -29,7 +30,6 @@ from worker.formats.addresses import (
     parse_mailbox_list,
 )
 from worker.formats.error_codes import ErrorCode
-from worker.config.gcs_uri import GCS_SCHEME, GcsLocation, GcsUriError, parse_object_uri
 from worker.formats.json_depth import MAX_JSON_DEPTH, nested_too_deep
 from worker.formats.mime import MalformedHeaderLineDefect, load_raw_message
 from worker.formats.rejection import LINE_BREAK_RE, RequestRejected, check_header_text, reject
