@@ -974,7 +974,7 @@ def _docs_json_examples() -> list[Any]:
 
 def test_request_examples_in_the_docs_are_accepted_and_match_the_schema() -> None:
     examples = _docs_json_examples()
-    assert len(examples) == 2
+    assert len(examples) == 3
     for example in examples:
         parse(example)
         SCHEMA_VALIDATOR.validate(example)

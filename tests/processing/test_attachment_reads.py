@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -246,3 +247,20 @@ def test_a_send_beyond_the_memory_budget_waits_for_the_one_holding_it(
     assert outcomes == [Status.SENT, Status.SENT]
     assert session.calls == 2
     assert deps.attachment_budget.in_use_bytes == 0
+
+
+def test_the_worked_example_in_the_docs_sends_its_attachment(gcs_env: GcsEmulator) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, re.S)
+    [example] = [json.loads(b) for b in blocks if '"gcs"' in b]
+    gcs_env.reset()
+    gcs_env.create_bucket("billing-attachments")
+    gcs_env.put_object("billing-attachments", "outgoing/2026/annual-report.pdf", b"%PDF report")
+    config = replace(
+        CONFIG, attachment_prefixes=(parse_prefix_uri("gs://billing-attachments/outgoing/"),)
+    )
+    session = RecordingSession(service_config=config)
+    item = Delivery(json.dumps(example).encode(), {}, "m1", delivery_attempt=1)
+    deps = deps_for(session, {"EMAIL_WORKER_SERVICE_ID": "billing"})
+    assert process(item, deps).status is Status.SENT
+    assert attachment_bytes(session.last_message) == [b"%PDF report"]
