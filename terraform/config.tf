@@ -53,5 +53,6 @@ resource "google_storage_bucket_object" "service_config" {
     aws_region           = var.aws_region
     default_from_address = each.value.default_from_address
     allowed_from_domains = local.allowed_from_domains[each.key]
+    attachment_prefixes  = length(each.value.attachment_prefixes) > 0 ? each.value.attachment_prefixes : null
   } : key => value if value != null })
 }

@@ -49,6 +49,24 @@ resource "google_storage_bucket_iam_member" "config_viewer_worker" {
   member = google_service_account.worker.member
 }
 
+# Attachments by reference (attachments.tf): read access to the objects under each service's
+# attachment prefixes and nothing else in their buckets. Cloud Storage checks an object read
+# against projects/_/buckets/BUCKET/objects/NAME, so the condition admits exactly the names
+# under the prefix; listing (a bucket-level permission) never matches it.
+resource "google_storage_bucket_iam_member" "attachment_viewer_worker" {
+  for_each = local.attachment_grants
+
+  bucket = each.value.bucket
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.worker.member
+
+  condition {
+    title       = "email-attachments-${substr(sha256(each.key), 0, 16)}"
+    description = "Attachments under one service's prefix"
+    expression  = each.value.expression
+  }
+}
+
 # Firestore databases have no IAM policy of their own: access to one database is a project
 # binding with an IAM condition on the database's resource name, which is how Firestore scopes
 # access per database. Firestore checks document reads and writes against the database

@@ -565,6 +565,11 @@ variable "services" {
                             serviceAccount:billing@my-project.iam.gserviceaccount.com) that may
                             publish this service's requests; each gets roles/pubsub.publisher on
                             the service's topic only. Default: none.
+      attachment_prefixes:  gs://BUCKET/PATH/ prefixes (ending in "/"; gs://BUCKET/ for a whole
+                            bucket) the service's attachments by reference may be read from.
+                            The worker gets read access to objects under them and nothing
+                            else; no service's prefix may lie inside another's. The buckets
+                            need uniform bucket-level access (IAM conditions). Default: none.
     Use lower case: AWS compares From addresses case-sensitively.
   EOT
   type = map(object({
@@ -572,6 +577,7 @@ variable "services" {
     default_from_address = optional(string)
     allowed_from_domains = optional(list(string))
     publishers           = optional(list(string), [])
+    attachment_prefixes  = optional(list(string), [])
   }))
 
   validation {
@@ -625,6 +631,24 @@ variable "services" {
   validation {
     condition     = alltrue(flatten([for s in var.services : [for m in s.publishers : can(regex("^(serviceAccount|user|group|principal|principalSet):.+", m))]]))
     error_message = "Each of a service's publishers must be an IAM member such as serviceAccount:NAME@PROJECT.iam.gserviceaccount.com or group:NAME@DOMAIN."
+  }
+
+  # The same strict form the worker reads (worker/config/gcs_uri.py): a lower-case bucket, then
+  # path segments of printable ASCII without % \ ? # [ ] * and never "." or "..".
+  validation {
+    condition = alltrue(flatten([for s in var.services : [for p in s.attachment_prefixes :
+      can(regex("^gs://[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]/([!\"$&-)+-.0->@-Z^-~]([ !\"$&-)+-.0->@-Z^-~]*[!\"$&-)+-.0->@-Z^-~])?/)*$", p))
+      && !strcontains(p, "..") && !strcontains(p, "/./")
+    ]]))
+    error_message = "Each of a service's attachment_prefixes must be gs://BUCKET/ or gs://BUCKET/PATH/ with a lower-case bucket, ending in \"/\", without %, \\, ?, #, [, ], *, empty, \".\" or \"..\" segments."
+  }
+
+  # A prefix inside another service's would let that service name the other's files.
+  validation {
+    condition = alltrue(flatten([for a, sa in var.services : [for b, sb in var.services : [
+      for pa in sa.attachment_prefixes : [for pb in sb.attachment_prefixes : a == b || !startswith(pa, pb)]
+    ]]]))
+    error_message = "No service's attachment_prefixes may lie inside (or equal) another service's."
   }
 }
 

@@ -35,7 +35,7 @@ from worker.formats.message import (
     resolve_sender,
 )
 from worker.formats.mime import MESSAGE_POLICY, VerbatimHeader
-from worker.formats.request import EmailRequest, RequestRejected
+from worker.formats.request import Attachment, EmailRequest, RequestRejected
 from worker.formats.tags import worker_tags
 from worker.sending.envelope import prepare_message
 
@@ -66,6 +66,7 @@ def email_package_message(request: EmailRequest, sender: Mailbox, date: datetime
         html = request.html or ""
         message.set_content(html, subtype="html", cte=_text_cte(html))
     for attachment in request.attachments:
+        assert isinstance(attachment, Attachment)
         message.add_attachment(
             attachment.content,
             maintype=attachment.maintype,

@@ -24,6 +24,8 @@ from worker.formats.request import (
     MAX_TAGS,
     RESERVED_HEADER_NAMES,
     RESERVED_HEADER_PREFIXES,
+    Attachment,
+    AttachmentRef,
     EmailRequest,
     RequestRejected,
     parse_request,
@@ -431,6 +433,7 @@ def attachment(**changes: Any) -> dict[str, Any]:
 
 def test_attachment_content_is_decoded() -> None:
     (item,) = parse(doc(attachments=[attachment()])).attachments
+    assert isinstance(item, Attachment)
     assert (item.filename, item.content_type, item.content) == (
         "report.pdf",
         "application/pdf",
@@ -445,7 +448,85 @@ def test_attachment_content_type_is_lower_cased() -> None:
 
 def test_empty_attachment_is_accepted() -> None:
     (item,) = parse(doc(attachments=[attachment(content_base64="")])).attachments
+    assert isinstance(item, Attachment)
     assert item.content == b""
+
+
+def attachment_ref(**changes: Any) -> dict[str, Any]:
+    base = {
+        "filename": "big report.pdf",
+        "content_type": "application/pdf",
+        "gcs": "gs://billing-files/out/2026/report.pdf",
+    }
+    base.update(changes)
+    return base
+
+
+def test_attachment_by_reference_keeps_its_bucket_and_object_name_in_order() -> None:
+    request = parse(doc(attachments=[attachment(), attachment_ref()]))
+    inline, ref = request.attachments
+    assert isinstance(inline, Attachment)
+    assert isinstance(ref, AttachmentRef)
+    assert (ref.filename, ref.content_type) == ("big report.pdf", "application/pdf")
+    assert (ref.location.bucket, ref.location.name) == ("billing-files", "out/2026/report.pdf")
+    assert request.attachment_refs == (ref,)
+
+
+def test_request_with_only_inline_attachments_has_no_references() -> None:
+    assert parse(doc(attachments=[attachment()])).attachment_refs == ()
+
+
+def test_attachment_reference_repr_and_log_summary_omit_its_names() -> None:
+    request = parse(doc(attachments=[attachment_ref()]))
+    shown = repr(request.attachments) + repr(request_summary_for_logs(request))
+    assert "billing-files" not in shown
+    assert "report" not in shown
+    assert request_summary_for_logs(request)["attachment_ref_count"] == 1
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        attachment_ref(gcs="https://storage.googleapis.com/b/o"),
+        attachment_ref(gcs="GS://billing-files/a"),
+        attachment_ref(gcs=7),
+        attachment_ref(gcs="gs://billing-files/" + "a" * 1100),
+        attachment_ref(content_base64="QUJD"),
+        {"filename": "a", "gcs": "gs://billing-files/a"},
+    ],
+)
+def test_malformed_attachment_reference_is_an_invalid_request(item: dict[str, Any]) -> None:
+    assert rejection(doc(attachments=[item])).code is ErrorCode.INVALID_REQUEST
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "gs://billing-files/out/../other/secret.pdf",
+        "gs://billing-files/out/./report.pdf",
+        "gs://billing-files/..",
+        "gs://billing-files/out/%2e%2e/other/secret.pdf",
+        "gs://billing-files/out%2Fsecret.pdf",
+        "gs://billing-files//out/report.pdf",
+        "gs://billing-files/out//report.pdf",
+        "gs://billing-files/out\\..\\x",
+        "gs://billing-files/out/report.pdf?generation=1",
+        "gs://billing-files/out/report.pdf#x",
+        "gs://billing-files/out/*",
+        "gs://billing-files/out/",
+        "gs://billing-files/",
+        "gs://billing-files",
+        "gs://Billing-Files/out/report.pdf",
+        "gs://billing..files/out/report.pdf",
+        "gs://billing-files/out/r\u00e9port.pdf",
+        "gs://billing-files/out/report.pdf ",
+        "gs://billing-files/out/report\npdf",
+    ],
+)
+def test_ambiguous_attachment_reference_is_forbidden_before_any_read(uri: str) -> None:
+    error = rejection(doc(attachments=[attachment_ref(gcs=uri)]))
+    assert error.code is ErrorCode.ATTACHMENT_FORBIDDEN
+    assert "billing" not in str(error)
 
 
 @pytest.mark.parametrize(
@@ -749,7 +830,7 @@ VALID_SAMPLES: list[dict[str, Any]] = [
         bcc=None,
         reply_to="help@example.com",
         tags={"campaign": "spring"},
-        attachments=[attachment(content_base64="")],
+        attachments=[attachment(content_base64=""), attachment_ref()],
     ),
     raw_doc(RAW),
     raw_doc(RAW, to=["a@example.com"], tags={"t": "v"}, subject=None),
@@ -784,6 +865,8 @@ def test_requests_the_worker_accepts_validate_against_the_schema(sample: dict[st
         doc(attachments=[attachment(content_base64="abc")]),
         doc(attachments=[attachment(content_type="multipart/mixed")]),
         doc(attachments=[attachment(extra=1)]),
+        doc(attachments=[attachment_ref(gcs="https://example.com/x")]),
+        doc(attachments=[attachment_ref(content_base64="")]),
         doc(service_id="Upper"),
         doc(to=_addresses(MAX_RECIPIENTS + 1, "t")),
         raw_doc(RAW, subject="s"),
@@ -891,7 +974,7 @@ def _docs_json_examples() -> list[Any]:
 
 def test_request_examples_in_the_docs_are_accepted_and_match_the_schema() -> None:
     examples = _docs_json_examples()
-    assert len(examples) == 2
+    assert len(examples) == 3
     for example in examples:
         parse(example)
         SCHEMA_VALIDATOR.validate(example)

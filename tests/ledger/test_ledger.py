@@ -396,3 +396,40 @@ def test_a_retry_keeps_the_record_s_creation_time_and_takeovers(
     assert (record.owner, record.takeovers, record.created_at) == ("w3", 1, at(START))
     assert record.lease_until == at(clock.now + LEASE_S)
     assert record.expire_at == at(clock.now + RETENTION_S)
+
+
+# -- pinned generations of attachments by reference --------------------------------------
+
+
+def test_the_first_pin_of_attachments_is_recorded_on_the_claim(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    assert ledger.pin_attachments(KEY, owner="w1", generations=(17, 2**62)) == (17, 2**62)
+    record = ledger.get(KEY)
+    assert record is not None
+    assert record.attachment_generations == (17, 2**62)
+
+
+def test_a_later_delivery_gets_the_generations_pinned_first(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    ledger.pin_attachments(KEY, owner="w1", generations=(1,))
+    ledger.release(KEY, owner="w1")
+    ledger.claim(KEY, owner="w2", content_hash=HASH)
+    assert ledger.pin_attachments(KEY, owner="w2", generations=(2,)) == (1,)
+
+
+def test_a_replay_of_an_unsent_request_keeps_its_pinned_generations(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    ledger.pin_attachments(KEY, owner="w1", generations=(5,))
+    ledger.complete(KEY, owner="w1", result=StoredResult("failed", error_code="throttled"))
+    ledger.claim(KEY, owner="replay", content_hash=HASH, retry_unsent=True)
+    assert ledger.pin_attachments(KEY, owner="replay", generations=(6,)) == (5,)
+
+
+def test_pinning_without_holding_the_claim_pins_nothing(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    assert ledger.pin_attachments(KEY, owner="w2", generations=(1,)) is None
+    record = ledger.get(KEY)
+    assert record is not None
+    assert record.attachment_generations is None

@@ -267,3 +267,21 @@ def test_a_write_that_fails_in_a_group_leaves_the_others_committed(tmp_path: Pat
     assert record.state == "done"
     assert ledger.statuses(good) == []
     ledger.close()
+
+
+def test_a_file_from_before_pinned_attachments_gains_the_column_and_keeps_its_records(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "ledger.db"
+    key = LedgerKey("billing", "r-1")
+    with SqliteLedger(path, claim_lease_s=LEASE_S, clock=clock) as ledger:
+        ledger.claim(key, owner="w1", content_hash=HASH)
+    with sqlite3.connect(path) as connection:  # as a ledger of the previous release left it
+        connection.execute("ALTER TABLE requests DROP COLUMN attachment_generations")
+    connection.close()
+
+    with SqliteLedger(path, claim_lease_s=LEASE_S, clock=clock) as ledger:
+        assert ledger.pin_attachments(key, owner="w1", generations=(3,)) == (3,)
+        record = ledger.get(key)
+    assert record is not None
+    assert record.attachment_generations == (3,)

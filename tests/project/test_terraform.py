@@ -45,7 +45,14 @@ OPTIONS = hcl2.SerializationOptions(
 )
 #: The files terraform can evaluate and plan without any provider: locals and checks computed
 #: from variables only (test_the_provider_free_files_read_only_variables_and_each_other).
-PROVIDER_FREE = ("variables.tf", "budget.tf", "tenancy.tf", "events_routing.tf", "checks.tf")
+PROVIDER_FREE = (
+    "variables.tf",
+    "attachments.tf",
+    "budget.tf",
+    "tenancy.tf",
+    "events_routing.tf",
+    "checks.tf",
+)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -1041,6 +1048,7 @@ def test_the_worker_service_account_holds_only_the_grants_it_needs() -> None:
         ("roles/pubsub.publisher", "${google_pubsub_topic.dead_letter.name}"),
         ("roles/pubsub.subscriber", "${each.value.name}"),
         ("roles/storage.objectViewer", "${google_storage_bucket.config.name}"),
+        ("roles/storage.objectViewer", "${each.value.bucket}"),
         ("roles/datastore.user", LEDGER_CONDITION),
     }
     # Subscriber on every worker subscription (its services' and the replays), in pull mode.
@@ -1408,6 +1416,7 @@ def test_configuration_documents_are_written_where_and_as_the_worker_reads_them(
         "aws_region": "eu-west-2",
         "default_from_address": "billing@example.org",
         "allowed_from_domains": ["example.org"],
+        "attachment_prefixes": ["gs://files/billing/"],
     }
     parsed = parse_service_config(
         json.dumps({k: v for k, v in sample.items() if k in keys}).encode(),
@@ -2091,9 +2100,7 @@ def test_the_worker_s_failures_are_counted_from_its_logs_and_alert() -> None:
     )
 
 
-def test_the_outage_breaker_s_hold_is_counted_from_its_warning_and_alerts_after_the_wait() -> (
-    None
-):
+def test_the_outage_breaker_s_hold_is_counted_from_its_warning_and_alerts_after_the_wait() -> None:
     message = TF.locals["outage_holding_message"]
     breaker = (ROOT / "worker" / "processing" / "breaker.py").read_text()
     assert f'"{message}"' in breaker, "the filter must name the warning the breaker logs"
@@ -2224,3 +2231,87 @@ def test_senders_wait_for_send_events_only_where_the_events_reader_runs() -> Non
     wait = TF.locals["managed_env"]["EMAIL_WORKER_SEND_EVENT_WAIT_S"]
     worker_default = Settings.from_env({}).ledger.send_event_wait_s
     assert wait == f'${{var.events_enabled ? "{worker_default:g}" : "0"}}'
+
+
+# -- attachments by reference ----------------------------------------------------------------
+
+
+def _services_with_prefixes(**prefixes: list[str]) -> dict[str, Any]:
+    return {
+        sid: {"sending_domain": "example.org", "attachment_prefixes": p}
+        for sid, p in prefixes.items()
+    }
+
+
+def test_the_worker_may_read_attachments_only_under_each_prefix_by_an_iam_condition() -> None:
+    grant = TF.resource("google_storage_bucket_iam_member", "attachment_viewer_worker")
+    assert grant["for_each"] == "${local.attachment_grants}"
+    assert grant["bucket"] == "${each.value.bucket}"
+    assert grant["role"] == "roles/storage.objectViewer"
+    assert grant["member"] == "${google_service_account.worker.member}"
+    assert _block(grant, "condition")["expression"] == "${each.value.expression}"
+
+
+def test_each_prefix_becomes_a_condition_on_the_object_names_under_it(tf: TerraformAlone) -> None:
+    grants = tf.value(
+        "local.attachment_grants",
+        services=_services_with_prefixes(
+            billing=["gs://files/billing/", "gs://billing-only/"], alerts=["gs://files/alerts/"]
+        ),
+    )
+    assert grants == {
+        "gs://files/billing/": {
+            "bucket": "files",
+            "path": "billing/",
+            "expression": 'resource.name.startsWith("projects/_/buckets/files/objects/billing/")',
+        },
+        "gs://billing-only/": {
+            "bucket": "billing-only",
+            "path": "",
+            "expression": 'resource.name.startsWith("projects/_/buckets/billing-only/objects/")',
+        },
+        "gs://files/alerts/": {
+            "bucket": "files",
+            "path": "alerts/",
+            "expression": 'resource.name.startsWith("projects/_/buckets/files/objects/alerts/")',
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "gs://files/billing",
+        "gs://files",
+        "gs://files//",
+        "gs://files/a/../",
+        "gs://files/../",
+        "gs://files/./",
+        "gs://files/%2e%2e/",
+        "gs://files/a%2F/",
+        "gs://files/a\\b/",
+        "gs://files/a*/",
+        "gs://files/a#/",
+        "gs://Files/a/",
+        "https://files/a/",
+    ],
+)
+def test_an_ambiguous_attachment_prefix_fails_the_plan(tf: TerraformAlone, prefix: str) -> None:
+    result = tf.plan(services=_services_with_prefixes(billing=[prefix]))
+    assert result.returncode != 0
+    assert "attachment_prefixes must be gs://BUCKET/" in " ".join(result.stderr.split())
+
+
+def test_a_prefix_inside_another_services_fails_the_plan(tf: TerraformAlone) -> None:
+    result = tf.plan(
+        services=_services_with_prefixes(billing=["gs://files/"], alerts=["gs://files/alerts/"])
+    )
+    assert result.returncode != 0
+    assert "may lie inside (or equal) another service's" in " ".join(result.stderr.split())
+
+
+def test_sibling_prefixes_of_two_services_in_one_bucket_pass_the_plan(tf: TerraformAlone) -> None:
+    result = tf.plan(
+        services=_services_with_prefixes(billing=["gs://files/a/"], alerts=["gs://files/ab/"])
+    )
+    assert result.returncode == 0, result.stderr

@@ -117,6 +117,22 @@ def test_an_unsupported_scheme_is_a_configuration_error() -> None:
             json.dumps({"service_role_arn": ROLE, "allowed_from_domains": ["-a.org"]}).encode(),
             "allowed_from_domains: '-a.org' is not a domain name",
         ),
+        (
+            json.dumps({"service_role_arn": ROLE, "attachment_prefixes": "gs://b/"}).encode(),
+            "attachment_prefixes: expected a list",
+        ),
+        (
+            json.dumps(
+                {"service_role_arn": ROLE, "attachment_prefixes": ["gs://files/a"]}
+            ).encode(),
+            "attachment_prefixes: a prefix must end with '/'",
+        ),
+        (
+            json.dumps(
+                {"service_role_arn": ROLE, "attachment_prefixes": ["gs://files/a/../"]}
+            ).encode(),
+            "attachment_prefixes: the object name has an empty, '.' or '..' segment",
+        ),
     ],
 )
 def test_an_invalid_document_says_why(raw: bytes, reason: str) -> None:
@@ -151,3 +167,20 @@ def test_a_gs_document_without_google_credentials_says_so(
         "configuration for service 'billing' at gs://cfg/billing.json is unreadable: no Google "
         "credentials"
     )
+
+
+def test_attachment_prefixes_are_read_as_bucket_and_path() -> None:
+    raw = json.dumps(
+        {"service_role_arn": ROLE, "attachment_prefixes": ["gs://files/billing/", "gs://mine/"]}
+    ).encode()
+    config = parse_service_config(raw, service_id="billing", location="file:///c.json")
+    assert [(p.bucket, p.path) for p in config.attachment_prefixes] == [
+        ("files", "billing/"),
+        ("mine", ""),
+    ]
+
+
+def test_a_document_without_attachment_prefixes_allows_no_attachment_by_reference() -> None:
+    raw = json.dumps({"service_role_arn": ROLE}).encode()
+    config = parse_service_config(raw, service_id="billing", location="file:///c.json")
+    assert config.attachment_prefixes == ()

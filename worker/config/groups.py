@@ -284,9 +284,18 @@ class Sending:
         "it to the account's SES maximum send rate divided by the number of instances.",
         shown_default="none",
     )
+    attachment_memory_bytes: int = setting(
+        "EMAIL_WORKER_ATTACHMENT_MEMORY_BYTES",
+        256 * 1024 * 1024,
+        whole_number,
+        "Most bytes of `gs://` attachments this instance holds in memory at once, across all "
+        "its threads; a send that would exceed it waits its turn (for at most "
+        "`EMAIL_WORKER_SEND_DEADLINE_S`, then it is handed back as `throttled`).",
+    )
 
     def problems(self) -> list[str]:
-        problems = _positive(self, "deadline_s") + _at_least_one(self, "max_attempts")
+        problems = _positive(self, "deadline_s", "attachment_memory_bytes")
+        problems += _at_least_one(self, "max_attempts")
         if self.initial_backoff_s < 0 or self.max_backoff_s < self.initial_backoff_s:
             problems.append(
                 "EMAIL_WORKER_SEND_MAX_BACKOFF_S must be at least "

@@ -57,6 +57,10 @@ class ErrorCode(StrEnum):
     OUTCOME_UNKNOWN = "outcome_unknown"
     WORKER_STOPPED = "worker_stopped"
     INTERNAL_ERROR = "internal_error"
+    # Attachments by reference (gs://): refused reads are "rejected".
+    ATTACHMENT_FORBIDDEN = "attachment_forbidden"
+    ATTACHMENT_NOT_FOUND = "attachment_not_found"
+    ATTACHMENT_CHANGED = "attachment_changed"
 
     @property
     def status(self) -> ResultStatus:
@@ -100,6 +104,10 @@ _STATUS: dict[ErrorCode, ResultStatus] = {
     ErrorCode.OUTCOME_UNKNOWN: _F,
     ErrorCode.WORKER_STOPPED: _F,
     ErrorCode.INTERNAL_ERROR: _F,
+    # Attachments by reference.
+    ErrorCode.ATTACHMENT_FORBIDDEN: _R,
+    ErrorCode.ATTACHMENT_NOT_FOUND: _R,
+    ErrorCode.ATTACHMENT_CHANGED: _R,
 }
 
 _MEANING: dict[ErrorCode, str] = {
@@ -134,4 +142,10 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.WORKER_STOPPED: "The worker stopped before sending it and handed it back; nothing "
     "was sent.",
     ErrorCode.INTERNAL_ERROR: "An unexpected error in the worker.",
+    # Attachments by reference.
+    ErrorCode.ATTACHMENT_FORBIDDEN: "A gs:// attachment is not under one of the service's "
+    "attachment prefixes, or its name is ambiguous; nothing was read.",
+    ErrorCode.ATTACHMENT_NOT_FOUND: "A gs:// attachment does not exist (or no longer exists).",
+    ErrorCode.ATTACHMENT_CHANGED: "A gs:// attachment was overwritten after the request was "
+    "first claimed; the pinned version is gone.",
 }

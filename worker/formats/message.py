@@ -37,7 +37,7 @@ from worker.formats.mime import (
     message_size,
     written_message,
 )
-from worker.formats.request import Attachment, EmailRequest, RequestRejected
+from worker.formats.request import Attachment, AttachmentRef, EmailRequest, RequestRejected
 from worker.formats.tags import worker_tags
 
 __all__ = [
@@ -245,7 +245,10 @@ def _part(headers: list[VerbatimHeader], body: str) -> str:
     return "".join(header.fold(policy=_WIRE_POLICY) for header in headers) + "\r\n" + body
 
 
-def _attachment(attachment: Attachment) -> str:
+def _attachment(attachment: Attachment | AttachmentRef) -> str:
+    if isinstance(attachment, AttachmentRef):
+        # The sending side replaces every reference with the object's bytes first.
+        raise TypeError("a gs:// attachment must be read before the message is built")
     part = EmailMessage(policy=_POLICY)
     part.set_content(
         attachment.content,
@@ -359,7 +362,7 @@ def _encoded_word(data: bytes | bytearray) -> str:
 
 
 def _content_size(request: EmailRequest) -> int:
-    size = sum(len(a.content) for a in request.attachments)
+    size = sum(len(a.content) for a in request.attachments if isinstance(a, Attachment))
     if request.raw is not None:
         size += len(request.raw)
     for body in (request.text, request.html):

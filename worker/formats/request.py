@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, NoReturn
 
+from worker.config.gcs_uri import GCS_SCHEME, GcsLocation, GcsUriError, parse_object_uri
 from worker.config.settings import SERVICE_ID_RE
 from worker.formats.addresses import (
     Mailbox,
@@ -54,6 +55,7 @@ __all__ = [
     "RESERVED_HEADER_NAMES",
     "RESERVED_HEADER_PREFIXES",
     "Attachment",
+    "AttachmentRef",
     "EmailRequest",
     "RequestRejected",
     "is_reserved_header",
@@ -129,6 +131,9 @@ _TOP_LEVEL_FIELDS = frozenset(
     | _STRUCTURED_FIELDS
 )
 _ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content_base64"})
+_ATTACHMENT_REF_FIELDS = frozenset({"filename", "content_type", "gcs"})
+# Room for "gs://", a 63-character bucket, "/" and a 1024-byte object name.
+_MAX_GCS_URI_LENGTH = 1100
 
 # RFC 5322 field name: printable US-ASCII except colon (and so no space).
 _HEADER_NAME_RE = re.compile(r"[!-9;-~]+")
@@ -175,6 +180,18 @@ class Attachment:
 
 
 @dataclass(frozen=True, repr=False)
+class AttachmentRef:
+    """An attachment named by a ``gs://`` object, read at send time; names stay out of `repr`."""
+
+    filename: str
+    content_type: str
+    location: GcsLocation
+
+    def __repr__(self) -> str:
+        return f"AttachmentRef(content_type={self.content_type!r})"
+
+
+@dataclass(frozen=True, repr=False)
 class EmailRequest:
     """A validated v1 request, structured or raw.
 
@@ -197,7 +214,7 @@ class EmailRequest:
     text: str | None = None
     html: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
-    attachments: tuple[Attachment, ...] = ()
+    attachments: tuple[Attachment | AttachmentRef, ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
     raw: bytes | None = None
     replace_raw_recipients: bool = False
@@ -206,6 +223,11 @@ class EmailRequest:
     @property
     def is_raw(self) -> bool:
         return self.raw is not None
+
+    @property
+    def attachment_refs(self) -> tuple[AttachmentRef, ...]:
+        """The attachments to read from Cloud Storage before the message can be built."""
+        return tuple(a for a in self.attachments if isinstance(a, AttachmentRef))
 
     @property
     def from_address(self) -> str | None:
@@ -251,7 +273,10 @@ def request_summary_for_logs(request: EmailRequest) -> dict[str, object]:
         "has_html": request.html is not None,
         "header_count": len(request.headers),
         "attachment_count": len(request.attachments),
-        "attachment_bytes": sum(len(a.content) for a in request.attachments),
+        "attachment_ref_count": len(request.attachment_refs),
+        "attachment_bytes": sum(
+            len(a.content) for a in request.attachments if isinstance(a, Attachment)
+        ),
         "raw_bytes": len(request.raw) if request.raw is not None else 0,
         "tag_count": len(request.tags),
     }
@@ -567,7 +592,7 @@ def _parse_headers(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
-def _parse_attachments(value: Any) -> tuple[Attachment, ...]:
+def _parse_attachments(value: Any) -> tuple[Attachment | AttachmentRef, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -577,26 +602,38 @@ def _parse_attachments(value: Any) -> tuple[Attachment, ...]:
     return tuple(_parse_attachment(item, f"attachments[{i}]") for i, item in enumerate(value))
 
 
-def _parse_attachment(item: Any, label: str) -> Attachment:
+def _parse_attachment(item: Any, label: str) -> Attachment | AttachmentRef:
     if not isinstance(item, dict):
         reject(ErrorCode.INVALID_REQUEST, f"{label} must be an object")
-    unknown = sorted(set(item) - _ATTACHMENT_FIELDS)
+    by_reference = "gcs" in item
+    fields = _ATTACHMENT_REF_FIELDS if by_reference else _ATTACHMENT_FIELDS
+    unknown = sorted(set(item) - fields)
     if unknown:
         names = ", ".join(_quote_name(n) for n in unknown[:5])
         reject(ErrorCode.INVALID_REQUEST, f"{label} has unknown field(s): {names}")
-    for key in sorted(_ATTACHMENT_FIELDS):
+    for key in sorted(fields):
         if not isinstance(item.get(key), str):
             reject(ErrorCode.INVALID_REQUEST, f"{label}.{key} is required and must be a string")
+    filename = _attachment_filename(item["filename"], label)
+    content_type = _attachment_content_type(item["content_type"], label)
+    if by_reference:
+        location = _attachment_location(item["gcs"], f"{label}.gcs")
+        return AttachmentRef(filename=filename, content_type=content_type, location=location)
+    content = _decode_base64(item["content_base64"], f"{label}.content_base64")
+    return Attachment(filename=filename, content_type=content_type, content=content)
 
-    filename: str = item["filename"]
+
+def _attachment_filename(filename: str, label: str) -> str:
     check_header_text(filename, f"{label}.filename")
     if not 1 <= len(filename) <= MAX_FILENAME_LENGTH or not filename.strip():
         reject(
             ErrorCode.INVALID_REQUEST,
             f"{label}.filename must be 1 to {MAX_FILENAME_LENGTH} characters",
         )
+    return filename
 
-    content_type: str = item["content_type"]
+
+def _attachment_content_type(content_type: str, label: str) -> str:
     check_header_text(content_type, f"{label}.content_type")
     if not _CONTENT_TYPE_RE.fullmatch(content_type):
         reject(ErrorCode.INVALID_REQUEST, f"{label}.content_type must be type/subtype")
@@ -608,9 +645,21 @@ def _parse_attachment(item: Any, label: str) -> Attachment:
             ErrorCode.INVALID_REQUEST,
             f"{label}.content_type must not be multipart/* or message/*",
         )
+    return content_type
 
-    content = _decode_base64(item["content_base64"], f"{label}.content_base64")
-    return Attachment(filename=filename, content_type=content_type, content=content)
+
+def _attachment_location(uri: str, label: str) -> GcsLocation:
+    if len(uri) > _MAX_GCS_URI_LENGTH or not uri.startswith(GCS_SCHEME):
+        reject(
+            ErrorCode.INVALID_REQUEST,
+            f"{label} must be a {GCS_SCHEME}bucket/object name of at most "
+            f"{_MAX_GCS_URI_LENGTH} characters",
+        )
+    try:
+        return parse_object_uri(uri)
+    except GcsUriError as error:
+        # An ambiguous name is never readable, whatever the service's prefixes.
+        reject(ErrorCode.ATTACHMENT_FORBIDDEN, f"{label} is refused: {error}")
 
 
 def _parse_tags(value: Any) -> tuple[tuple[str, str], ...]:

@@ -122,6 +122,16 @@ class Ledger(abc.ABC):
         """
         self._writing(naming("release", key), lambda: self._release(key, owner))
 
+    def pin_attachments(
+        self, key: LedgerKey, *, owner: str, generations: tuple[int, ...]
+    ) -> tuple[int, ...] | None:
+        """The generations pinned for ``key``'s gs:// attachments: those recorded by an
+        earlier delivery if there are any, else ``generations``, recorded now. None if
+        ``owner`` no longer holds the claim (it must not send)."""
+        return self._writing(
+            naming("pin attachments of", key), lambda: self._pin(key, owner, generations)
+        )
+
     def get(self, key: LedgerKey) -> LedgerRecord | None:
         """The record for ``key``, or None if there is none or it has expired."""
         read = self._reading(naming("read", key), lambda: self._requests.read(key))
@@ -275,6 +285,23 @@ class Ledger(abc.ABC):
             "done",
             owner,
             result,
+        )
+
+    def _pin(
+        self, key: LedgerKey, owner: str, generations: tuple[int, ...]
+    ) -> tuple[int, ...] | None:
+        for _ in range(CLAIM_ROUNDS):
+            read = self._requests.read(key)
+            if read is None or not read[0].held_by(owner):
+                return None
+            entry, version = read
+            if entry.attachment_generations is not None:
+                return entry.attachment_generations
+            pinned = replace(entry, attachment_generations=generations, updated_at=self._clock())
+            if self._requests.write_if_version(key, pinned, version):
+                return generations
+        raise LedgerUnavailable(
+            naming("the record kept changing while pinning attachments of", key)
         )
 
     def _release(self, key: LedgerKey, owner: str) -> None:

@@ -280,7 +280,14 @@ def _entry_fields(entry: Entry) -> dict[str, Any]:
         "updated_at": utc(entry.updated_at),
         # A Firestore timestamp, so the TTL policy on this field can delete the document.
         "expire_at": utc(entry.expire_at),
+        "attachment_generations": _generations_field(entry.attachment_generations),
     }
+
+
+def _generations_field(generations: tuple[int, ...] | None) -> list[str] | None:
+    # As strings: a generation (microseconds since the epoch) can exceed a double's precision
+    # in clients that read Firestore integers as floats.
+    return None if generations is None else [str(g) for g in generations]
 
 
 def _entry(key: LedgerKey, data: Mapping[str, Any]) -> Entry:
@@ -297,7 +304,12 @@ def _entry(key: LedgerKey, data: Mapping[str, Any]) -> Entry:
         created_at=_epoch(data["created_at"]),
         updated_at=_epoch(data["updated_at"]),
         expire_at=_epoch(data["expire_at"]),
+        attachment_generations=_generations(data.get("attachment_generations")),
     )
+
+
+def _generations(value: Any) -> tuple[int, ...] | None:
+    return None if value is None else tuple(int(g) for g in value)
 
 
 def _pause_from(scope: str, data: Mapping[str, Any]) -> Pause:

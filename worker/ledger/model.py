@@ -87,6 +87,8 @@ class LedgerRecord:
     created_at: datetime
     updated_at: datetime
     expire_at: datetime
+    #: Generations of the request's gs:// attachments, pinned when it was first sent.
+    attachment_generations: tuple[int, ...] | None = None
 
 
 def content_hash(data: bytes) -> str:

@@ -49,6 +49,9 @@ class Entry:
     created_at: float
     updated_at: float
     expire_at: float
+    #: The generations of the request's gs:// attachments, pinned by its first send; None
+    #: until then (and for requests without any).
+    attachment_generations: tuple[int, ...] | None = None
 
     @property
     def unsent(self) -> bool:
@@ -72,6 +75,7 @@ class Entry:
             created_at=utc(self.created_at),
             updated_at=utc(self.updated_at),
             expire_at=utc(self.expire_at),
+            attachment_generations=self.attachment_generations,
         )
 
 

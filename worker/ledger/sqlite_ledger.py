@@ -67,6 +67,7 @@ class SqliteLedger(GroupCommit, Ledger):
             if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.executescript(sql.SCHEMA)
+            sql.add_missing_columns(self._conn)
         except sqlite3.Error as error:
             raise LedgerUnavailable(
                 f"SQLite ledger {self.path} could not be opened: {error}"
@@ -196,7 +197,12 @@ def _entry_params(entry: Entry) -> dict[str, Any]:
         "created_at": entry.created_at,
         "updated_at": entry.updated_at,
         "expire_at": entry.expire_at,
+        "attachment_generations": _generations_column(entry.attachment_generations),
     }
+
+
+def _generations_column(generations: tuple[int, ...] | None) -> str | None:
+    return None if generations is None else json.dumps(list(generations))
 
 
 def _entry(key: LedgerKey, row: sqlite3.Row) -> Entry:
@@ -212,6 +218,11 @@ def _entry(key: LedgerKey, row: sqlite3.Row) -> Entry:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         expire_at=row["expire_at"],
+        attachment_generations=(
+            None
+            if row["attachment_generations"] is None
+            else tuple(int(g) for g in json.loads(row["attachment_generations"]))
+        ),
     )
 
 

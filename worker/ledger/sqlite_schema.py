@@ -6,6 +6,7 @@ The requests and pauses tables are read and written through the same four statem
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "SWEEP_STATUSES",
     "UPSERT_STATUS",
     "Statements",
+    "add_missing_columns",
     "statements",
 ]
 
@@ -34,6 +36,7 @@ CREATE TABLE IF NOT EXISTS requests (
     created_at   REAL NOT NULL,
     updated_at   REAL NOT NULL,
     expire_at    REAL NOT NULL,
+    attachment_generations TEXT,
     PRIMARY KEY (service_id, request_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS requests_by_expire_at ON requests (expire_at);
@@ -90,6 +93,7 @@ REQUEST_COLUMNS = (
     "created_at",
     "updated_at",
     "expire_at",
+    "attachment_generations",
 )
 PAUSE_COLUMNS = ("since", "paused_by", "reason", "saved_push_configs")
 SELECT_PAUSES = "SELECT * FROM pauses ORDER BY scope"
@@ -128,6 +132,25 @@ def statements(table: str, key: tuple[str, ...], columns: tuple[str, ...]) -> St
 
 REQUESTS = statements("requests", ("service_id", "request_id"), REQUEST_COLUMNS)
 PAUSES = statements("pauses", ("scope",), PAUSE_COLUMNS)
+
+# Columns added after the first release, with their definitions: a database created before
+# them gains them when the ledger opens it (SQLite adds a column without rewriting the table).
+ADDED_COLUMNS = (("requests", "attachment_generations", "TEXT"),)
+
+
+def add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Add each of :data:`ADDED_COLUMNS` its table lacks."""
+    for table, column, definition in ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column in present:
+            continue
+        try:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        except sqlite3.OperationalError as error:
+            # Another process opening the same database added it first.
+            if "duplicate column" not in str(error):
+                raise
+
 
 SWEEP = "DELETE FROM requests WHERE expire_at < :now"
 SWEEP_STATUSES = "DELETE FROM statuses WHERE expire_at < :now"

@@ -15,7 +15,7 @@ from worker.config.names import colliding_name
 from worker.config.settings import Settings
 from worker.formats.addresses import Mailbox, parse_mailbox
 from worker.formats.pubsub import REQUEST_ID_ATTRIBUTE, SERVICE_ID_ATTRIBUTE
-from worker.formats.request import EmailRequest, RequestRejected, parse_request
+from worker.formats.request import AttachmentRef, EmailRequest, RequestRejected, parse_request
 from worker.formats.result import ErrorCode
 from worker.ledger import LedgerKey, LedgerUnavailable, ReplayVerdict, replay_verdict
 from worker.processing.delivery import (
@@ -29,7 +29,7 @@ from worker.processing.delivery import (
 from worker.processing.tenancy import SourceKind
 from worker.sending.service_config import ServiceConfig
 
-__all__ = ["admit", "sender_allowed"]
+__all__ = ["admit", "forbidden_attachment", "sender_allowed"]
 
 
 def admit(delivery: Delivery, deps: Deps) -> EmailRequest | Outcome:
@@ -141,3 +141,15 @@ def sender_allowed(sender: Mailbox, config: ServiceConfig) -> bool:
         if sender.address.lower() == default.address.lower():
             return True
     return sender.domain in config.allowed_from_domains
+
+
+def forbidden_attachment(request: EmailRequest, config: ServiceConfig | None) -> int | None:
+    """The index in ``request.attachments`` of the first ``gs://`` attachment outside the
+    service's ``attachment_prefixes`` (all are, without a configuration), or None."""
+    prefixes = config.attachment_prefixes if config is not None else ()
+    for index, attachment in enumerate(request.attachments):
+        if isinstance(attachment, AttachmentRef) and not any(
+            attachment.location.is_within(prefix) for prefix in prefixes
+        ):
+            return index
+    return None

@@ -22,8 +22,10 @@ from worker.formats.result import ErrorCode
 from worker.ledger import Ledger, LedgerUnavailable
 from worker.processing.breaker import OutageBreaker
 from worker.processing.held_claims import ClaimsHeld
+from worker.processing.memory_budget import MemoryBudget
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source
+from worker.sending.attachment_store import AttachmentStore
 from worker.sending.retry_policy import RetryPolicy
 from worker.sending.session_cache import SessionCache
 
@@ -193,6 +195,15 @@ class Deps:
     breaker: OutageBreaker | None = None
     #: The claims deliveries hold, for a worker that must exit before they finish.
     claims: ClaimsHeld = field(default_factory=ClaimsHeld)
+    #: Reads gs:// attachments (its storage client is made on first use).
+    attachment_store: AttachmentStore = field(default_factory=AttachmentStore)
+    #: EMAIL_WORKER_ATTACHMENT_MEMORY_BYTES, shared by every thread; None: from the settings.
+    attachment_budget: MemoryBudget = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.attachment_budget is None:
+            # Made here, once, not on first use: two threads must never make one each.
+            self.attachment_budget = MemoryBudget(self.settings.sending.attachment_memory_bytes)
 
     def report(self, service_id: str | None, *, failed: bool) -> None:
         """Tell the breaker how a downstream call went: a transient failure, or an answer

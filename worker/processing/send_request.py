@@ -11,13 +11,23 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
+from worker.formats.addresses import Mailbox
 from worker.formats.message import build_message, resolve_sender
 from worker.formats.request import EmailRequest, RequestRejected
 from worker.formats.result import ErrorCode
-from worker.processing.admission import sender_allowed
-from worker.processing.delivery import Deps, Outcome, Status, status_of
+from worker.ledger import LedgerUnavailable
+from worker.processing.admission import forbidden_attachment, sender_allowed
+from worker.processing.attachment_reads import ClaimLost, read_attachments
+from worker.processing.delivery import (
+    Deps,
+    Outcome,
+    Status,
+    report_ledger_unavailable,
+    status_of,
+)
 from worker.processing.held_claims import HeldClaim
 from worker.sending.errors import EmailError, ThrottledError
+from worker.sending.service_config import ServiceConfig
 from worker.sending.ses_session import BaseSession
 
 __all__ = ["send_request"]
@@ -42,10 +52,50 @@ def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = Non
                 ErrorCode.SENDER_NOT_ALLOWED,
                 f"service {request.service_id!r} may not send from the domain {sender.domain!r}",
             )
+        if request.attachment_refs:
+            refused = _attachments_refused(request, config)
+            return refused or _send_with_read_attachments(request, session, sender, deps, held)
         message = build_message(request, default_from=default_from, sender=sender)
     except RequestRejected as error:
         return Outcome.refused(request, error.code, error.message)
     return _send_with_retries(request, session, message, deps, held)
+
+
+def _send_with_read_attachments(
+    request: EmailRequest,
+    session: BaseSession,
+    sender: Mailbox,
+    deps: Deps,
+    held: HeldClaim | None,
+) -> Outcome:
+    """Read the gs:// attachments (pinned, within the memory budget), then build and send."""
+    try:
+        with read_attachments(request, deps, held) as complete:
+            try:
+                message = build_message(complete, sender=sender)
+            except RequestRejected as error:
+                return Outcome.refused(request, error.code, error.message)
+            return _send_with_retries(request, session, message, deps, held)
+    except EmailError as error:
+        return _failure(request, error, retries=0)
+    except ClaimLost:
+        return Outcome.handed_back(request)
+    except LedgerUnavailable as error:
+        return report_ledger_unavailable(request, deps, error)
+
+
+def _attachments_refused(request: EmailRequest, config: ServiceConfig | None) -> Outcome | None:
+    """The refusal of a request naming a gs:// object outside its service's prefixes, decided
+    before anything is read."""
+    index = forbidden_attachment(request, config)
+    if index is None:
+        return None
+    return Outcome.refused(
+        request,
+        ErrorCode.ATTACHMENT_FORBIDDEN,
+        f"attachments[{index}].gcs is not under one of service {request.service_id!r}'s "
+        "attachment_prefixes",
+    )
 
 
 class _Stopped(Exception):

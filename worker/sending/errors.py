@@ -18,6 +18,8 @@ from typing import ClassVar
 
 __all__ = [
     "AccessDeniedError",
+    "AttachmentChangedError",
+    "AttachmentNotFoundError",
     "ConfigurationError",
     "EmailError",
     "IdentityNotVerifiedError",
@@ -167,3 +169,25 @@ class MessageTooLargeError(InvalidMessageError):
     """
 
     code = "message_too_large"
+
+
+# -- attachments by reference (gs://) ---------------------------------------------------
+
+
+class AttachmentNotFoundError(PermanentError):
+    """A ``gs://`` attachment does not exist (or no longer exists).
+
+    Not retryable: the request names a file that is not there; nothing was sent.
+    """
+
+    code = "attachment_not_found"
+
+
+class AttachmentChangedError(PermanentError):
+    """A ``gs://`` attachment was overwritten after its generation was pinned.
+
+    Not retryable: the bytes the request was first claimed with are gone, and sending the new
+    ones would make a redelivery a different email.
+    """
+
+    code = "attachment_changed"

@@ -7,8 +7,13 @@ A document is JSON::
       "service_role_arn": "arn:aws:iam::123456789012:role/email-billing",
       "aws_region": "eu-west-2",                    (optional)
       "default_from_address": "billing@example.org", (optional)
-      "allowed_from_domains": ["example.org"]        (optional)
+      "allowed_from_domains": ["example.org"],       (optional)
+      "attachment_prefixes": ["gs://billing-files/outgoing/"]  (optional)
     }
+
+``attachment_prefixes`` are where the service's attachments by reference may be read from
+(each ``gs://bucket/`` or ``gs://bucket/path/``, strictly, see `worker.config.gcs_uri`);
+without them a ``gcs`` attachment is ``attachment_forbidden``.
 
 It is found through a URL template with ``{environment}`` and ``{service_id}`` placeholders,
 ``file://`` or ``gs://``.
@@ -24,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from worker.config.gcs_uri import GcsPrefix, GcsUriError, parse_prefix_uri
 from worker.sending.envelope import idna_domain
 from worker.sending.errors import ConfigurationError, TransientError
 
@@ -57,8 +63,10 @@ _KNOWN_KEYS = frozenset(
         "aws_region",
         "default_from_address",
         "allowed_from_domains",
+        "attachment_prefixes",
     }
 )
+_MAX_ATTACHMENT_PREFIXES = 50
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class ServiceConfig:
     default_from_address: str | None = None
     allowed_from_domains: tuple[str, ...] = ()
     location: str = ""
+    attachment_prefixes: tuple[GcsPrefix, ...] = ()
 
 
 def config_location(service_id: str, environment: str, template: str | None = None) -> str:
@@ -143,6 +152,10 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
     for original, domain in zip(domains, ascii_domains, strict=True):
         if not _DOMAIN_RE.fullmatch(domain):
             raise fail(f"allowed_from_domains: {original!r} is not a domain name")
+    try:
+        prefixes = _attachment_prefixes(document.get("attachment_prefixes", []))
+    except GcsUriError as error:
+        raise fail(f"attachment_prefixes: {error}") from None
     return ServiceConfig(
         service_id=service_id,
         service_role_arn=role_arn,
@@ -150,7 +163,16 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
         default_from_address=default_from,
         allowed_from_domains=ascii_domains,
         location=location,
+        attachment_prefixes=prefixes,
     )
+
+
+def _attachment_prefixes(value: Any) -> tuple[GcsPrefix, ...]:
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise GcsUriError("expected a list of gs://bucket/path/ strings")
+    if len(value) > _MAX_ATTACHMENT_PREFIXES:
+        raise GcsUriError(f"more than {_MAX_ATTACHMENT_PREFIXES} prefixes")
+    return tuple(parse_prefix_uri(p) for p in value)
 
 
 def _ascii_domain(domain: str) -> str:
