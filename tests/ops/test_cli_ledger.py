@@ -115,6 +115,7 @@ def test_json_prints_one_object_with_every_field_of_the_record(
         "error_code": None,
         "error_message": None,
         "recipient_count": 3,
+        "template": None,
     }
     assert shown["takeovers"] == 0
     assert shown["owner"] == OWNER
