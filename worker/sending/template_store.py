@@ -245,7 +245,8 @@ class _GcsBackend(_Backend):
         # Imported here: only gs:// stores pay for loading the storage client.
         from google.cloud import storage
 
-        client = storage.Client(credentials=credentials) if credentials else storage.Client()
+        with _storage_errors(f"gs://{bucket}"):
+            client = storage.Client(credentials=credentials) if credentials else storage.Client()
         self.bucket = client.bucket(bucket)
         self.prefix = prefix
 
