@@ -105,11 +105,13 @@ def test_output_past_its_bound_fails() -> None:
         "{% import 'os' as os %}",
         "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
         "{% for x in %}",
+        "{{ items.append(1) }}",
+        "{{ order.update(paid=true) }}",
     ],
 )
 def test_a_hostile_template_fails_to_render(source: str) -> None:
     with pytest.raises(TemplateRenderFailed):
-        TemplateRenderer().render(version(text=source), {})
+        TemplateRenderer().render(version(text=source), {"items": [], "order": {}})
 
 
 def test_a_compiled_template_is_reused_for_the_same_version() -> None:

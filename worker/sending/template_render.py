@@ -1,6 +1,6 @@
 """Rendering a template version with a request's data: sandboxed, escaped, bounded.
 
-Jinja2's :class:`~jinja2.sandbox.SandboxedEnvironment` (the choice is explained in
+Jinja2's :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (the choice is explained in
 docs/formats.md). Templates come only from the strings of a published version: there is no
 loader, so no file, network or import access; the sandbox refuses attributes that reach
 Python's internals. HTML is auto-escaped, subject and text are not.
@@ -27,7 +27,7 @@ from typing import Any
 import jinja2
 import jsonschema
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from worker.sending.template_store import TemplateNotFound, TemplateVersion
 
@@ -106,7 +106,7 @@ class _Recording(jinja2.Undefined):
         return self
 
 
-class _Bounded(SandboxedEnvironment):
+class _Bounded(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
 
     def __init__(self, *, autoescape: bool) -> None:
