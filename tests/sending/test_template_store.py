@@ -84,3 +84,11 @@ def test_a_service_id_unfit_for_a_path_is_a_configuration_error(tmp_path: Path) 
 def test_an_unsupported_scheme_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="unsupported scheme"):
         store("https://example.org/{service_id}")
+
+
+def test_the_latest_is_the_newest_finished_version(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/{{service_id}}"
+    store(url).publish("invoice", MANIFEST, FILES)
+    (tmp_path / "billing" / "invoice" / "v2").mkdir()
+    (tmp_path / "billing" / "invoice" / "v2" / ".claim").write_bytes(b"")
+    assert store(url).load("invoice").version == 1

@@ -145,6 +145,13 @@ class TemplateStore:
                 found.append(int(match.group(1)))
         return sorted(found)
 
+    def _claimed(self, name: str) -> list[int]:
+        """The version numbers of ``name`` claimed so far, finished or not."""
+        if not valid_name(name):
+            return []
+        found = (_VERSION_DIR_RE.fullmatch(entry) for entry in self._backend.list(name))
+        return [int(match.group(1)) for match in found if match]
+
     def names(self) -> list[str]:
         """The service's template names, sorted."""
         return sorted(entry for entry in self._backend.list("") if valid_name(entry))
@@ -152,10 +159,13 @@ class TemplateStore:
     def load(self, name: str, version: int | None = None) -> TemplateVersion:
         """A published version (default: the latest); :class:`TemplateNotFound` otherwise."""
         if version is None:
-            versions = self.versions(name)
-            if not versions:
-                raise TemplateNotFound(f"no template {name!r}")
-            version = versions[-1]
+            # The newest folder with a manifest: usually one listing and one read.
+            for candidate in sorted(self._claimed(name), reverse=True):
+                try:
+                    return self.load(name, candidate)
+                except TemplateNotFound:
+                    continue  # claimed, not yet (or never) finished
+            raise TemplateNotFound(f"no template {name!r}")
         if not valid_name(name) or version < 1:
             raise TemplateNotFound(f"no template {name!r} version {version}")
         folder = f"{name}/v{version}"
@@ -178,8 +188,7 @@ class TemplateStore:
         if not valid_name(name):
             raise ConfigurationError(f"template name {name!r} is not allowed")
         for _ in range(20):
-            claimed = [_VERSION_DIR_RE.fullmatch(e) for e in self._backend.list(name)]
-            version = max([int(m.group(1)) for m in claimed if m] or [0]) + 1
+            version = max(self._claimed(name), default=0) + 1
             folder = f"{name}/v{version}"
             if not self._backend.create(f"{folder}/{_CLAIM}", b""):
                 continue  # another publisher took this version (or left it unfinished)
