@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,21 @@ def test_a_redelivery_of_a_sent_template_request_replays_its_template(
     process(delivery, deps(session, templates_url, ledger=ledger))
     again = process(delivery, deps(session, templates_url, ledger=ledger))
     assert (session.calls, again.template) == (1, ("invoice", 1, "en"))
+
+
+def test_naughty_strings_as_data_never_produce_markup_in_the_sent_html_part(
+    templates_url: str,
+) -> None:
+    from tests.support.naughty import NAUGHTY_STRINGS
+
+    publish(templates_url, {**INVOICE, "en.html": b"<p>{{ name }}</p>"})
+    session = RecordingSession(sent, service_config=CONFIG)
+    library_deps = deps(session, templates_url)
+    for index, value in enumerate(NAUGHTY_STRINGS):
+        request = template_request(data={**DATA, "name": value})
+        outcome = process(delivery_of({**request, "request_id": f"n{index}"}), library_deps)
+        assert outcome.status is Status.SENT, outcome.error_message
+        html = parts(session.last_message)["html"].removesuffix("\n")
+        inside = html.removeprefix("<p>").removesuffix("</p>")
+        assert not set("<>\"'") & set(inside), value
+        assert unescape(inside) == value.replace("\r\n", "\n")
