@@ -75,9 +75,7 @@ class _Recording(jinja2.Undefined):
     __slots__ = ()
 
     def _record(self) -> None:
-        if self._undefined_exception is SecurityError or issubclass(
-            self._undefined_exception, SecurityError
-        ):
+        if issubclass(self._undefined_exception, SecurityError):
             self._fail_with_undefined_error()
         names = _MISSING.get()
         if names is not None and self._undefined_name not in names:
@@ -159,10 +157,11 @@ class TemplateRenderer:
             )
         check_data(version, data)
         missing: list[str] = []
+        deadline = time.monotonic() + self.time_limit_s  # for all the parts together
         token = _MISSING.set(missing)
         try:
             out = {
-                part: self._render_part(version, language, part, parts[part], data)
+                part: self._render_part(version, language, part, deadline, data)
                 for part in ("subject", "text", "html")
                 if part in parts
             }
@@ -200,14 +199,14 @@ class TemplateRenderer:
         version: TemplateVersion,
         language: str,
         part: str,
-        source: str,
+        deadline: float,
         data: Mapping[str, Any],
     ) -> str:
         template = self.compile(version, language, part)
         chunks: list[str] = []
         size = 0
         try:
-            with _deadline(time.monotonic() + self.time_limit_s):
+            with _deadline(deadline):
                 for chunk in template.generate(dict(data)):
                     size += len(chunk)
                     if size > self.max_output_chars:
