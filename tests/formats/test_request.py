@@ -819,8 +819,18 @@ def test_rejection_messages_do_not_repeat_submitted_values(changes: dict[str, An
 # --------------------------------------------------------------------------- schema agreement
 
 
+TEMPLATED = doc(subject=_DROP, text=_DROP, template={"name": "invoice", "data": {"n": 1}})
+TEMPLATED_FULL = doc(
+    subject=_DROP,
+    text=_DROP,
+    template={"name": "invoice", "version": 3, "language": "de", "data": {}},
+    attachments=[attachment()],
+)
+
 VALID_SAMPLES: list[dict[str, Any]] = [
     doc(),
+    TEMPLATED,
+    TEMPLATED_FULL,
     doc(to="one@example.com", text=_DROP, html="<p>x</p>"),
     SECRET_DOC,
     doc(
@@ -835,6 +845,31 @@ VALID_SAMPLES: list[dict[str, Any]] = [
     raw_doc(RAW),
     raw_doc(RAW, to=["a@example.com"], tags={"t": "v"}, subject=None),
 ]
+
+
+def test_a_template_request_carries_name_version_language_and_data() -> None:
+    request = parse(TEMPLATED_FULL)
+    assert request.template is not None
+    assert (request.template.name, request.template.version) == ("invoice", 3)
+    assert (request.template.language, request.template.data) == ("de", {})
+    assert request.subject is None
+
+
+def test_a_template_request_without_version_or_language_means_latest_and_default() -> None:
+    template = parse(TEMPLATED).template
+    assert template is not None
+    assert (template.version, template.language, template.data) == (None, None, {"n": 1})
+
+
+def test_a_template_beside_a_subject_is_an_invalid_request() -> None:
+    error = rejection({**TEMPLATED, "text": "x"})
+    assert error.code is ErrorCode.INVALID_REQUEST
+    assert "template replaces subject" in error.message
+
+
+def test_the_template_repr_leaves_out_its_data() -> None:
+    request = parse(doc(subject=_DROP, text=_DROP, template={"name": "t", "data": {"pw": "s3"}}))
+    assert "s3" not in repr(request.template)
 
 
 def test_request_schema_is_a_valid_draft_2020_12_schema() -> None:
@@ -871,6 +906,14 @@ def test_requests_the_worker_accepts_validate_against_the_schema(sample: dict[st
         doc(to=_addresses(MAX_RECIPIENTS + 1, "t")),
         raw_doc(RAW, subject="s"),
         {"version": 1, "raw": "not base64!"},
+        {**TEMPLATED, "subject": "both"},
+        {**TEMPLATED, "template": {"name": "invoice"}},
+        {**TEMPLATED, "template": {"name": "../x", "data": {}}},
+        {**TEMPLATED, "template": {"name": "x", "version": 0, "data": {}}},
+        {**TEMPLATED, "template": {"name": "x", "language": "de/../x", "data": {}}},
+        {**TEMPLATED, "template": {"name": "x", "data": {}, "extra": 1}},
+        {**TEMPLATED, "template": {"name": "x", "data": []}},
+        raw_doc(RAW, template={"name": "x", "data": {}}),
     ],
 )
 def test_schema_rejects_what_the_worker_rejects_where_a_schema_can_say_so(
@@ -974,7 +1017,7 @@ def _docs_json_examples() -> list[Any]:
 
 def test_request_examples_in_the_docs_are_accepted_and_match_the_schema() -> None:
     examples = _docs_json_examples()
-    assert len(examples) == 3
+    assert len(examples) == 4  # plain, raw, a gs:// attachment, a template
     for example in examples:
         parse(example)
         SCHEMA_VALIDATOR.validate(example)

@@ -322,3 +322,19 @@ def test_result_example_in_the_docs_matches_the_schema() -> None:
     document = json.loads(example)
     RESULT_VALIDATOR.validate(document)
     assert EmailResult.from_json_bytes(example.encode()).to_dict() == document
+
+
+def test_a_result_with_a_template_validates_against_the_schema_and_round_trips() -> None:
+    result = EmailResult(
+        request_id="r1",
+        service_id="billing",
+        status="sent",
+        message_ids=["m"],
+        pubsub_message_id="p1",
+        completed_at=datetime.now(UTC),
+        template=("invoice", 2, "de"),
+    )
+    document = json.loads(result.to_json_bytes())
+    jsonschema.Draft202012Validator(load_schema("result-v1")).validate(document)
+    assert document["template"] == {"name": "invoice", "version": 2, "language": "de"}
+    assert EmailResult.from_json_bytes(result.to_json_bytes()).template == ("invoice", 2, "de")

@@ -110,6 +110,7 @@ def test_a_completed_record_keeps_every_result_field(ledger: Ledger, clock: Manu
         error_code="message_rejected",
         error_message="Email address is not verified: «ops@example.org»",
         recipient_count=3,
+        template=("invoice", 4, "pt-BR"),
     )
     ledger.claim(KEY, owner="w1", content_hash=HASH)
     clock.now += 5

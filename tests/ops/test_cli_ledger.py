@@ -85,6 +85,21 @@ def test_a_sent_request_is_shown_with_its_state_status_and_message_ids(
     assert result.stderr == ""
 
 
+def test_a_template_request_is_shown_with_its_template_name_version_and_language(
+    sqlite_ledger: SqliteLedger, env: dict[str, str]
+) -> None:
+    assert sqlite_ledger.claim(KEY, owner=OWNER, content_hash=HASH).state is ClaimState.CLAIMED
+    result = StoredResult("sent", message_ids=MESSAGE_IDS, template=("invoice", 2, "de"))
+    assert sqlite_ledger.complete(KEY, owner=OWNER, result=result)
+    shown = invoke(env, "ledger", "show", "billing", "order-17")
+    assert any(
+        line.split() == ["Template", "invoice", "version", "2,", "language", "de"]
+        for line in shown.stdout.splitlines()
+    )
+    as_json = json.loads(invoke(env, "ledger", "show", "billing", "order-17", "--json").stdout)
+    assert as_json["result"]["template"] == {"name": "invoice", "version": 2, "language": "de"}
+
+
 def test_a_claimed_request_is_shown_as_in_flight_with_its_owner_and_lease(
     sqlite_ledger: SqliteLedger, env: dict[str, str]
 ) -> None:
@@ -115,6 +130,7 @@ def test_json_prints_one_object_with_every_field_of_the_record(
         "error_code": None,
         "error_message": None,
         "recipient_count": 3,
+        "template": None,
     }
     assert shown["takeovers"] == 0
     assert shown["owner"] == OWNER

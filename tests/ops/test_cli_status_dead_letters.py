@@ -201,3 +201,21 @@ def test_status_says_a_per_service_request_the_ledger_does_not_know_cannot_be_re
     assert "Replay it with" not in result.stdout
     as_json = json.loads(invoke(env, "status", "billing", "r1", "--json").stdout)
     assert as_json["dead_letters"]["replay_command"] is None
+
+
+def test_status_of_a_template_request_names_its_template_version_and_language(
+    stack: Stack, env: dict[str, str]
+) -> None:
+    with SqliteLedger(stack.config_dir.resolve() / "ledger.db", claim_lease_s=60) as ledger:
+        key = LedgerKey("billing", "r1")
+        ledger.claim(key, owner="worker-1", content_hash=content_hash(b"{}"))
+        result = StoredResult(
+            "rejected",
+            error_code="template_data_invalid",
+            error_message="template 'invoice': data lacks total",
+            template=("invoice", 3, "de"),
+        )
+        ledger.complete(key, owner="worker-1", result=result)
+    shown = invoke(env, "status", "billing", "r1", "--dead-letter-search-s", "0")
+    assert shown.exit_code == 0, shown.output
+    assert "template invoice version 3, language de" in shown.stdout

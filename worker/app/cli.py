@@ -28,6 +28,7 @@ from worker.ops.commands.pause import pause, paused, resume
 from worker.ops.commands.send import send
 from worker.ops.commands.setup import setup
 from worker.ops.commands.status import status
+from worker.ops.commands.templates import templates
 
 __all__ = ["main"]
 
@@ -69,6 +70,7 @@ main.add_command(check)
 main.add_command(pause)
 main.add_command(resume)
 main.add_command(paused)
+main.add_command(templates)
 
 
 @main.command(

@@ -223,6 +223,15 @@ class Services:
         "worker/sending/service_config.py.",
         shown_default="`gs://email-worker-config/{environment}/{service_id}.json`",
     )
+    templates_url: str | None = setting(
+        "EMAIL_WORKER_TEMPLATES_URL",
+        None,
+        _TEXT,
+        "`file://` or `gs://` template of where each service's email templates live, with the "
+        "placeholders `{environment}` and `{service_id}` (layout in docs/formats.md). Unset: "
+        "the default shown, set in worker/sending/template_store.py.",
+        shown_default="`gs://email-worker-config/{environment}/templates/{service_id}`",
+    )
     config_environment: str = setting(
         "EMAIL_WORKER_ENVIRONMENT",
         "production",
@@ -245,6 +254,8 @@ class Services:
         problems = _positive(self, "session_ttl_s")
         if self.config_url is not None:
             problems.extend(_config_url_problems(self.config_url))
+        if self.templates_url is not None:
+            problems.extend(_config_url_problems(self.templates_url, "EMAIL_WORKER_TEMPLATES_URL"))
         return problems
 
 
@@ -692,13 +703,15 @@ class Process:
         )
 
 
-def _config_url_problems(template: str) -> list[str]:
+def _config_url_problems(
+    template: str, variable: str = "EMAIL_WORKER_SERVICE_CONFIG_URL"
+) -> list[str]:
     """What is wrong with a service configuration URL template, before anything is read."""
     problems = []
     scheme = urllib.parse.urlsplit(template).scheme
     if scheme not in _CONFIG_URL_SCHEMES:
         problems.append(
-            "EMAIL_WORKER_SERVICE_CONFIG_URL must be a file:// or gs:// URL"
+            f"{variable} must be a file:// or gs:// URL"
             + (f" ({scheme}:// is not supported)" if scheme else "")
         )
     try:
@@ -707,7 +720,6 @@ def _config_url_problems(template: str) -> list[str]:
         names = {""}
     if not names <= _CONFIG_URL_PLACEHOLDERS:
         problems.append(
-            "EMAIL_WORKER_SERVICE_CONFIG_URL may hold only the placeholders {environment} "
-            "and {service_id}"
+            f"{variable} may hold only the placeholders {{environment}} and {{service_id}}"
         )
     return problems

@@ -37,6 +37,9 @@ class ErrorCode(StrEnum):
     INVALID_BASE64 = "invalid_base64"
     TOO_MANY_RECIPIENTS = "too_many_recipients"
     MESSAGE_TOO_LARGE = "message_too_large"
+    TEMPLATE_NOT_FOUND = "template_not_found"
+    TEMPLATE_DATA_INVALID = "template_data_invalid"
+    TEMPLATE_RENDER_FAILED = "template_render_failed"
     # Policy decisions by the worker (status "rejected").
     UNKNOWN_SERVICE = "unknown_service"
     PUBLISHER_NOT_ALLOWED = "publisher_not_allowed"
@@ -87,6 +90,9 @@ _STATUS: dict[ErrorCode, ResultStatus] = {
     ErrorCode.INVALID_BASE64: _R,
     ErrorCode.TOO_MANY_RECIPIENTS: _R,
     ErrorCode.MESSAGE_TOO_LARGE: _R,
+    ErrorCode.TEMPLATE_NOT_FOUND: _R,
+    ErrorCode.TEMPLATE_DATA_INVALID: _R,
+    ErrorCode.TEMPLATE_RENDER_FAILED: _R,
     ErrorCode.UNKNOWN_SERVICE: _R,
     ErrorCode.PUBLISHER_NOT_ALLOWED: _R,
     ErrorCode.SENDER_NOT_ALLOWED: _R,
@@ -121,6 +127,11 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.INVALID_BASE64: "An attachment or raw message is not strict base64.",
     ErrorCode.TOO_MANY_RECIPIENTS: "More recipients than one message may have.",
     ErrorCode.MESSAGE_TOO_LARGE: "The built message is larger than the size limit.",
+    ErrorCode.TEMPLATE_NOT_FOUND: "The service has no such template, version or language.",
+    ErrorCode.TEMPLATE_DATA_INVALID: "The template's data lacks names it uses, or fails its "
+    "JSON Schema; the message names them.",
+    ErrorCode.TEMPLATE_RENDER_FAILED: "The template could not be rendered (syntax, a refused "
+    "operation, or its output size or time bound).",
     ErrorCode.UNKNOWN_SERVICE: "The service_id is not configured on this worker.",
     ErrorCode.PUBLISHER_NOT_ALLOWED: "Whoever published the request may not send as the "
     "service it names (or a replay matches no request the service published).",

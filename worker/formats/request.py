@@ -58,6 +58,7 @@ __all__ = [
     "AttachmentRef",
     "EmailRequest",
     "RequestRejected",
+    "TemplateRef",
     "is_reserved_header",
     "parse_request",
     "request_summary_for_logs",
@@ -125,7 +126,12 @@ _RAW_CHECKED_FIELD_RE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
-_STRUCTURED_FIELDS = frozenset({"subject", "text", "html", "headers", "attachments", "reply_to"})
+_STRUCTURED_FIELDS = frozenset(
+    {"subject", "text", "html", "template", "headers", "attachments", "reply_to"}
+)
+_TEMPLATE_FIELDS = frozenset({"name", "version", "language", "data"})
+_TEMPLATE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
 _TOP_LEVEL_FIELDS = frozenset(
     {"version", "request_id", "service_id", "from", "to", "cc", "bcc", "raw", "tags"}
     | _STRUCTURED_FIELDS
@@ -192,6 +198,19 @@ class AttachmentRef:
 
 
 @dataclass(frozen=True, repr=False)
+class TemplateRef:
+    """A request's template: its name, version and language (None: latest, default), data."""
+
+    name: str
+    version: int | None
+    language: str | None
+    data: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        return f"TemplateRef({self.name!r}, version={self.version}, language={self.language!r})"
+
+
+@dataclass(frozen=True, repr=False)
 class EmailRequest:
     """A validated v1 request, structured or raw.
 
@@ -219,6 +238,7 @@ class EmailRequest:
     raw: bytes | None = None
     replace_raw_recipients: bool = False
     replace_raw_sender: bool = False
+    template: TemplateRef | None = None
 
     @property
     def is_raw(self) -> bool:
@@ -279,6 +299,7 @@ def request_summary_for_logs(request: EmailRequest) -> dict[str, object]:
         ),
         "raw_bytes": len(request.raw) if request.raw is not None else 0,
         "tag_count": len(request.tags),
+        "template": request.template.name if request.template is not None else None,
     }
 
 
@@ -368,10 +389,11 @@ def _parse_structured_content(
     reply_to = parse_mailbox_list(
         fields.get("reply_to"), "reply_to", limit=MAX_REPLY_TO, too_many=ErrorCode.INVALID_REQUEST
     )
-    subject = _parse_subject(fields.get("subject"))
+    template = _parse_template(fields)
+    subject = None if template else _parse_subject(fields.get("subject"))
     text = _parse_body(fields, "text")
     html = _parse_body(fields, "html")
-    if text is None and html is None:
+    if text is None and html is None and template is None:
         reject(ErrorCode.INVALID_REQUEST, "at least one of text and html is required")
     return {
         "reply_to": reply_to,
@@ -380,6 +402,7 @@ def _parse_structured_content(
         "html": html,
         "headers": _parse_headers(fields.get("headers")),
         "attachments": _parse_attachments(fields.get("attachments")),
+        "template": template,
     }
 
 
@@ -524,6 +547,33 @@ def _check_recipient_count(count: int) -> None:
 
 # --------------------------------------------------------------------------
 # Structured content
+
+
+def _parse_template(fields: Mapping[str, Any]) -> TemplateRef | None:
+    value = fields.get("template")
+    if value is None:
+        return None
+    if any(name in fields for name in ("subject", "text", "html")):
+        reject(ErrorCode.INVALID_REQUEST, "template replaces subject, text and html: give one")
+    if not isinstance(value, dict):
+        reject(ErrorCode.INVALID_REQUEST, "template must be an object")
+    unknown = sorted(set(value) - _TEMPLATE_FIELDS)
+    if unknown:
+        names = ", ".join(_quote_name(n) for n in unknown[:5])
+        reject(ErrorCode.INVALID_REQUEST, f"unknown template field(s): {names}")
+    name, version = value.get("name"), value.get("version")
+    language, data = value.get("language"), value.get("data")
+    if not isinstance(name, str) or not _TEMPLATE_NAME_RE.fullmatch(name):
+        reject(ErrorCode.INVALID_REQUEST, "template.name must be a template name like 'invoice'")
+    if version is not None and (type(version) is not int or version < 1):
+        reject(ErrorCode.INVALID_REQUEST, "template.version must be a whole number from 1")
+    if language is not None and (
+        not isinstance(language, str) or not _LANGUAGE_RE.fullmatch(language)
+    ):
+        reject(ErrorCode.INVALID_REQUEST, "template.language must be a language tag like 'de'")
+    if not isinstance(data, dict):
+        reject(ErrorCode.INVALID_REQUEST, "template.data must be an object")
+    return TemplateRef(name, version, language, data)
 
 
 def _parse_subject(value: Any) -> str:

@@ -93,6 +93,8 @@ class EmailResult:
     pubsub_message_id: str
     completed_at: str
     version: Literal[1]
+    #: The template rendered: (name, version, language); None for a request without one.
+    template: tuple[str, int, str] | None
 
     def __init__(
         self,
@@ -105,6 +107,7 @@ class EmailResult:
         attempt: int | None = None,
         pubsub_message_id: str,
         completed_at: str | datetime,
+        template: tuple[str, int, str] | None = None,
     ) -> None:
         status = ResultStatus(status)
         if isinstance(completed_at, datetime):
@@ -125,6 +128,7 @@ class EmailResult:
             "pubsub_message_id": pubsub_message_id,
             "completed_at": completed_at,
             "version": RESULT_VERSION,
+            "template": template,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -178,8 +182,9 @@ class EmailResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The v1 JSON object, with every field present (null when unknown)."""
-        return {
+        """The v1 JSON object, with every field present (null when unknown); ``template`` only
+        for a request that named one."""
+        document = {
             "version": self.version,
             "request_id": self.request_id,
             "service_id": self.service_id,
@@ -190,6 +195,10 @@ class EmailResult:
             "pubsub_message_id": self.pubsub_message_id,
             "completed_at": self.completed_at,
         }
+        if self.template is not None:
+            name, version, language = self.template
+            document["template"] = {"name": name, "version": version, "language": language}
+        return document
 
     def to_json_bytes(self) -> bytes:
         """Compact UTF-8 JSON, the data of the result's Pub/Sub message."""
@@ -212,7 +221,7 @@ class EmailResult:
     def from_json_bytes(cls, data: bytes) -> EmailResult:
         """Parse a v1 result (for consumers and tests). Raises ValueError if malformed."""
         document = json.loads(data)
-        if not isinstance(document, dict) or set(document) != _RESULT_FIELDS:
+        if not isinstance(document, dict) or set(document) - {"template"} != _RESULT_FIELDS:
             raise ValueError("not a v1 result object")
         if document["version"] != RESULT_VERSION:
             raise ValueError("unsupported result version")
@@ -230,4 +239,13 @@ class EmailResult:
             attempt=document["attempt"],
             pubsub_message_id=document["pubsub_message_id"],
             completed_at=document["completed_at"],
+            template=_template_of(document.get("template")),
         )
+
+
+def _template_of(value: Any) -> tuple[str, int, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) != {"name", "version", "language"}:
+        raise ValueError("template must be an object with name, version and language")
+    return str(value["name"]), int(value["version"]), str(value["language"])

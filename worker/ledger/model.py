@@ -47,6 +47,8 @@ class StoredResult:
     # Provider text can quote addresses; keep it out of reprs that end up in logs.
     error_message: str | None = field(default=None, repr=False)
     recipient_count: int = 0
+    #: The template it rendered: (name, version, language); None for a request without one.
+    template: tuple[str, int, str] | None = None
 
 
 class ClaimState(enum.StrEnum):

@@ -112,13 +112,16 @@ def judge(
 
 def result_fields(result: StoredResult) -> dict[str, Any]:
     """``result`` as a plain mapping (lists, not tuples) that JSON and Firestore both store."""
-    return {
+    fields: dict[str, Any] = {
         "status": result.status,
         "message_ids": list(result.message_ids),
         "error_code": result.error_code,
         "error_message": result.error_message,
         "recipient_count": result.recipient_count,
     }
+    if result.template is not None:
+        fields["template"] = list(result.template)
+    return fields
 
 
 def result_from_fields(fields: Mapping[str, Any]) -> StoredResult:
@@ -129,7 +132,14 @@ def result_from_fields(fields: Mapping[str, Any]) -> StoredResult:
         error_code=fields.get("error_code"),
         error_message=fields.get("error_message"),
         recipient_count=int(fields.get("recipient_count") or 0),
+        template=_template_from(fields.get("template")),
     )
+
+
+def _template_from(value: Any) -> tuple[str, int, str] | None:
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        return None
+    return str(value[0]), int(value[1]), str(value[2])
 
 
 def sent_nothing(result: StoredResult | None) -> bool:

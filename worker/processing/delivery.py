@@ -12,6 +12,7 @@ import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import tenacity
 
@@ -28,6 +29,9 @@ from worker.processing.tenancy import Source
 from worker.sending.attachment_store import AttachmentStore
 from worker.sending.retry_policy import RetryPolicy
 from worker.sending.session_cache import SessionCache
+
+if TYPE_CHECKING:  # the template modules load Jinja2: only a template request needs them
+    from worker.sending.template_library import TemplateLibrary
 
 __all__ = [
     "Delivery",
@@ -104,6 +108,8 @@ class Outcome:
     #: tenancy's trusted body, or a replay the ledger confirmed). False: a replay refused
     #: before that, whose result would reach a service that may never have asked for it.
     service_confirmed: bool = True
+    #: The template the request rendered (name, version, language), once resolved.
+    template: tuple[str, int, str] | None = None
 
     @classmethod
     def for_request(
@@ -132,6 +138,7 @@ class Outcome:
             retries=retries,
             send_rate_wait_s=send_rate_wait_s,
             ledger=ledger,
+            template=_template_used(request),
         )
 
     @classmethod
@@ -162,6 +169,14 @@ class Outcome:
             retries=retries,
             send_rate_wait_s=send_rate_wait_s,
         )
+
+
+def _template_used(request: EmailRequest) -> tuple[str, int, str] | None:
+    """The template of ``request`` once its version and language are known."""
+    ref = request.template
+    if ref is None or ref.version is None or ref.language is None:
+        return None
+    return ref.name, ref.version, ref.language
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:
@@ -199,6 +214,8 @@ class Deps:
     attachment_store: AttachmentStore = field(default_factory=AttachmentStore)
     #: EMAIL_WORKER_ATTACHMENT_MEMORY_BYTES, shared by every thread; None: from the settings.
     attachment_budget: MemoryBudget = field(default=None)  # type: ignore[assignment]
+    #: The services' templates; None: built from the settings when a request first names one.
+    templates: TemplateLibrary | None = None
 
     def __post_init__(self) -> None:
         if self.attachment_budget is None:
@@ -236,6 +253,16 @@ class Deps:
             max_backoff_s=settings.sending.max_backoff_s,
         )
         return policy.retrying(sleep=self.pause, give_up=self._gives_up, before_sleep=_log_retry)
+
+    @functools.cached_property
+    def template_library(self) -> TemplateLibrary:
+        """``templates``, or one reading EMAIL_WORKER_TEMPLATES_URL, built on first use."""
+        if self.templates is not None:
+            return self.templates
+        from worker.sending.template_library import TemplateLibrary
+
+        services = self.settings.services
+        return TemplateLibrary(environment=services.config_environment, url=services.templates_url)
 
     def _gives_up(self) -> bool:
         return self.stopping.is_set() or self.holding

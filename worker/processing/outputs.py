@@ -40,6 +40,7 @@ def result_for(outcome: Outcome, delivery: Delivery, now: dt.datetime) -> EmailR
         attempt=delivery.delivery_attempt,
         pubsub_message_id=delivery.message_id,
         completed_at=format_timestamp(now),
+        template=outcome.template,
     )
 
 

@@ -9,6 +9,7 @@ stops before the SES call begins.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from email.message import EmailMessage
 
 from worker.formats.addresses import Mailbox
@@ -35,7 +36,13 @@ __all__ = ["send_request"]
 
 def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = None) -> Outcome:
     """Resolve the service's session, check the sender, build the message and send it
-    (under ``held``, the delivery's claim, if the ledger is on)."""
+    (under ``held``, the delivery's claim, if the ledger is on). A request naming a template is
+    rendered first."""
+    if request.template is not None:
+        rendered = _rendered(request, deps)
+        if isinstance(rendered, Outcome):
+            return rendered
+        request = rendered
     try:
         session = deps.sessions.get(request.service_id)
     except EmailError as error:
@@ -96,6 +103,38 @@ def _attachments_refused(request: EmailRequest, config: ServiceConfig | None) ->
         f"attachments[{index}].gcs is not under one of service {request.service_id!r}'s "
         "attachment_prefixes",
     )
+
+
+def _rendered(request: EmailRequest, deps: Deps) -> EmailRequest | Outcome:
+    """``request`` with its template's subject, text and HTML, and its version and language
+    resolved; or the outcome that refuses it (or hands it back, if storage is unreachable)."""
+    # Imported here: the template modules load Jinja2, and only template requests need them.
+    from worker.sending.template_render import TemplateDataInvalid, TemplateRenderFailed
+    from worker.sending.template_store import TemplateNotFound
+
+    ref = request.template
+    assert ref is not None
+    library = deps.template_library
+    try:
+        version = library.load(request.service_id, ref.name, ref.version)
+        language = ref.language or version.default_language
+        request = replace(
+            request, template=replace(ref, version=version.version, language=language)
+        )
+        rendered = library.render(version, ref.data, language)
+    except TemplateNotFound as error:
+        return Outcome.refused(request, ErrorCode.TEMPLATE_NOT_FOUND, str(error))
+    except TemplateDataInvalid as error:
+        return Outcome.refused(
+            request, ErrorCode.TEMPLATE_DATA_INVALID, f"template {ref.name!r}: {error}"
+        )
+    except TemplateRenderFailed as error:
+        return Outcome.refused(
+            request, ErrorCode.TEMPLATE_RENDER_FAILED, f"template {ref.name!r}: {error}"
+        )
+    except EmailError as error:  # storage unreachable (retried later) or misconfigured
+        return _failure(request, error, retries=0)
+    return replace(request, subject=rendered.subject, text=rendered.text, html=rendered.html)
 
 
 class _Stopped(Exception):

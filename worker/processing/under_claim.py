@@ -79,6 +79,7 @@ def _claim_and_send(
     request: EmailRequest, delivery: Delivery, deps: Deps, held: HeldClaim
 ) -> Outcome:
     try:
+        request = _pinned(request, delivery, deps, held)
         claim = _claim(delivery, deps, held)
     except LedgerUnavailable as error:
         return report_ledger_unavailable(request, deps, error)
@@ -96,6 +97,19 @@ def _claim_and_send(
             ledger=LedgerEvent.CONFLICT,
         )
     return _send_and_record(request, deps, held, takeover=claim.state is ClaimState.TAKEOVER)
+
+
+def _pinned(request: EmailRequest, delivery: Delivery, deps: Deps, held: HeldClaim) -> EmailRequest:
+    """A replay of a request naming no template version renders the version its earlier
+    delivery rendered (kept with its result), not one published since."""
+    ref = request.template
+    if ref is None or ref.version is not None or not _retries_unsent(delivery, deps):
+        return request
+    record = held.ledger.get(held.key)
+    used = record.result.template if record is not None and record.result is not None else None
+    if used is None or used[0] != ref.name:
+        return request
+    return replace(request, template=replace(ref, version=used[1]))
 
 
 def _claim(delivery: Delivery, deps: Deps, held: HeldClaim) -> Claim:
@@ -185,7 +199,7 @@ def _settled_from_events(request: EmailRequest, ledger: Ledger, key: LedgerKey) 
 
 def _replayed(request: EmailRequest, stored: StoredResult) -> Outcome:
     """The stored result of a finished request, published again."""
-    return Outcome.for_request(
+    outcome = Outcome.for_request(
         request,
         Status(stored.status),
         message_ids=stored.message_ids,
@@ -194,6 +208,7 @@ def _replayed(request: EmailRequest, stored: StoredResult) -> Outcome:
         recipient_count=stored.recipient_count,
         ledger=LedgerEvent.REPLAYED,
     )
+    return replace(outcome, template=stored.template)
 
 
 def _record(held: HeldClaim, outcome: Outcome) -> None:
@@ -213,6 +228,7 @@ def _record(held: HeldClaim, outcome: Outcome) -> None:
         error_code=outcome.error_code,
         error_message=outcome.error_message,
         recipient_count=outcome.recipient_count,
+        template=outcome.template,
     )
     try:
         if not held.ledger.complete(held.key, owner=held.owner, result=stored):

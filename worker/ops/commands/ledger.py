@@ -78,6 +78,7 @@ def record_json(record: LedgerRecord) -> dict[str, Any]:
             "error_code": result.error_code,
             "error_message": result.error_message,
             "recipient_count": result.recipient_count,
+            "template": _template(result.template),
         },
         "takeovers": record.takeovers,
         "owner": record.owner,
@@ -117,6 +118,7 @@ def _print_record(record: LedgerRecord) -> None:
         ("Recipients", str(result.recipient_count) if result else None),
         ("Error code", result.error_code if result else None),
         ("Error message", result.error_message if result else None),
+        ("Template", _template_line(result.template) if result and result.template else None),
         ("Takeovers", str(record.takeovers)),
         ("Owner", record.owner),
         ("Lease until", _lease(record, dt.datetime.now(dt.UTC))),
@@ -222,3 +224,13 @@ def show(service_id: str, request_id: str, as_json: bool) -> None:
         click.echo(json.dumps(record_json(record), ensure_ascii=False))
         return
     _print_record(record)
+
+
+def _template(used: tuple[str, int, str] | None) -> dict[str, object] | None:
+    if used is None:
+        return None
+    return {"name": used[0], "version": used[1], "language": used[2]}
+
+
+def _template_line(used: tuple[str, int, str]) -> str:
+    return f"{used[0]} version {used[1]}, language {used[2]}"

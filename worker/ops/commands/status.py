@@ -94,6 +94,9 @@ def _timeline(
         if record.takeovers:
             lines.append(("", f"taken over {record.takeovers} time(s) after a claim expired"))
         result = record.result
+        if result is not None and result.template is not None:
+            name, version, language = result.template
+            lines.append(("", f"template {name} version {version}, language {language}"))
         if result is None:
             lines.append((_iso(record.updated_at), "being sent, or waiting for a delivery"))
         elif result.status == "sent":

@@ -1,0 +1,120 @@
+"""Rendering templates: escaped HTML, every missing name reported, hostile templates bounded."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import time
+from collections.abc import Mapping
+
+import pytest
+
+from tests.support.naughty import NAUGHTY_STRINGS
+from worker.sending.template_render import (
+    TemplateDataInvalid,
+    TemplateRenderer,
+    TemplateRenderFailed,
+)
+from worker.sending.template_store import TemplateNotFound, TemplateVersion
+
+_VERSIONS = itertools.count(1)
+SCHEMA = {
+    "type": "object",
+    "required": ["name", "total"],
+    "properties": {"total": {"type": "number"}},
+}
+
+
+def version(schema: Mapping[str, object] | None = None, **parts: str) -> TemplateVersion:
+    parts.setdefault("subject", "Subject")
+    parts.setdefault("text", "Text")
+    return TemplateVersion("billing", "invoice", next(_VERSIONS), "en", {"en": parts}, schema)
+
+
+def test_html_is_escaped_and_subject_and_text_are_not() -> None:
+    template = version(subject="To {{ name }}", text="Dear {{ name }}", html="<p>{{ name }}</p>")
+    rendered = TemplateRenderer().render(template, {"name": "Tom & <Jerry>"})
+    assert rendered.subject == "To Tom & <Jerry>"
+    assert rendered.text == "Dear Tom & <Jerry>"
+    assert rendered.html == "<p>Tom &amp; &lt;Jerry&gt;</p>"
+
+
+@pytest.mark.parametrize("value", NAUGHTY_STRINGS)
+def test_naughty_data_never_produces_markup_in_the_html_part(value: str) -> None:
+    rendered = TemplateRenderer().render(version(html="<p>{{ value }}</p>"), {"value": value})
+    assert rendered.html is not None
+    inside = rendered.html.removeprefix("<p>").removesuffix("</p>")
+    assert not set("<>\"'") & set(inside)
+    assert html.unescape(inside) == value
+
+
+def test_every_missing_name_is_reported_together() -> None:
+    template = version(
+        subject="{{ greeting }}", text="{{ name }} {{ order.id }} {% if vip %}!{% endif %}"
+    )
+    with pytest.raises(TemplateDataInvalid) as caught:
+        TemplateRenderer().render(template, {"order": {}})
+    assert caught.value.names == ["greeting", "name", "id", "vip"]
+
+
+def test_a_name_tested_with_is_defined_is_not_missing() -> None:
+    template = version(text="{% if nickname is defined %}{{ nickname }}{% else %}you{% endif %}")
+    assert TemplateRenderer().render(template, {}).text == "you"
+
+
+def test_data_failing_the_templates_schema_names_the_fields() -> None:
+    with pytest.raises(TemplateDataInvalid) as caught:
+        TemplateRenderer().render(version(SCHEMA), {"total": "ten"})
+    assert caught.value.names == ["name", "total"]
+
+
+def test_a_language_the_template_lacks_is_not_found() -> None:
+    with pytest.raises(TemplateNotFound, match="'fr'"):
+        TemplateRenderer().render(version(), {}, "fr")
+
+
+def test_a_loop_bomb_fails_within_its_time_bound() -> None:
+    bomb = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
+    started = time.monotonic()
+    with pytest.raises(TemplateRenderFailed, match=r"took longer than 0\.2 s"):
+        TemplateRenderer(time_limit_s=0.2).render(version(text=bomb), {})
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_loop_over_the_datas_own_list_is_bounded_too() -> None:
+    bomb = "{% for a in l %}{% for b in l %}{% for c in l %}{% endfor %}{% endfor %}{% endfor %}"
+    with pytest.raises(TemplateRenderFailed, match="took longer"):
+        TemplateRenderer(time_limit_s=0.2).render(version(text=bomb), {"l": list(range(1000))})
+
+
+def test_output_past_its_bound_fails() -> None:
+    bomb = "{% for i in range(10000) %}{% for j in range(10000) %}xx{% endfor %}{% endfor %}"
+    with pytest.raises(TemplateRenderFailed, match="longer than 1000 characters"):
+        TemplateRenderer(max_output_chars=1000).render(version(text=bomb), {})
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'a' * 1000000000 }}",
+        "{{ 10 ** 10 ** 10 }}",
+        "{{ range(100000000) | list }}",
+        "{{ ''.__class__.__mro__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{% include 'secrets.txt' %}",
+        "{% import 'os' as os %}",
+        "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+        "{% for x in %}",
+        "{{ items.append(1) }}",
+        "{{ order.update(paid=true) }}",
+    ],
+)
+def test_a_hostile_template_fails_to_render(source: str) -> None:
+    with pytest.raises(TemplateRenderFailed):
+        TemplateRenderer().render(version(text=source), {"items": [], "order": {}})
+
+
+def test_a_compiled_template_is_reused_for_the_same_version() -> None:
+    renderer = TemplateRenderer()
+    template = version(text="{{ name }}")
+    assert renderer.compile(template, "en", "text") is renderer.compile(template, "en", "text")

@@ -1,0 +1,297 @@
+"""Rendering a template version with a request's data: sandboxed, escaped, bounded.
+
+Jinja2's :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (the choice is explained in
+docs/formats.md). Templates come only from the strings of a published version: there is no
+loader, so no file, network or import access; the sandbox refuses attributes that reach
+Python's internals. HTML is auto-escaped, subject and text are not.
+
+A missing variable does not stop rendering at the first one: every missing name is collected
+and reported together as :class:`TemplateDataInvalid`. Hostile templates are bounded: output
+past ``max_output_chars`` or a render past ``time_limit_s`` (checked on every line the compiled
+template runs, through a thread-local trace function) fails as :class:`TemplateRenderFailed`,
+as do ranges past ``_MAX_RANGE`` and repetitions or powers past ``_MAX_OPERAND``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import jinja2
+import jsonschema
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from worker.sending.template_store import TemplateNotFound, TemplateVersion
+
+__all__ = [
+    "Rendered",
+    "TemplateDataInvalid",
+    "TemplateRenderFailed",
+    "TemplateRenderer",
+]
+
+_MAX_RANGE = 10_000
+_MAX_OPERAND = 100_000
+_CACHE_SIZE = 512
+_FILENAME = "<template>"
+_MISSING: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "template_missing", default=None
+)
+
+
+class TemplateDataInvalid(ValueError):
+    """The data lacks names the template uses, or fails the template's JSON Schema."""
+
+    def __init__(self, reason: str, names: list[str]) -> None:
+        super().__init__(reason)
+        self.names = names
+
+
+class TemplateRenderFailed(ValueError):
+    """The template could not be rendered: a syntax error, a refused operation, a bound hit."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered template: what is sent, and which language it was."""
+
+    subject: str
+    text: str
+    html: str | None
+    language: str
+
+
+class _Recording(jinja2.Undefined):
+    """Undefined that notes its name wherever it is used, so every missing name is reported."""
+
+    __slots__ = ()
+
+    def _record(self) -> None:
+        if issubclass(self._undefined_exception, SecurityError):
+            self._fail_with_undefined_error()
+        names = _MISSING.get()
+        if names is not None and self._undefined_name not in names:
+            names.append(str(self._undefined_name))
+
+    def __str__(self) -> str:
+        self._record()
+        return ""
+
+    def __iter__(self) -> Iterator[Any]:
+        self._record()
+        return iter(())
+
+    def __bool__(self) -> bool:
+        self._record()
+        return False
+
+    def __len__(self) -> int:
+        self._record()
+        return 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._record()
+        return self
+
+
+class _Bounded(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, *, autoescape: bool) -> None:
+        super().__init__(autoescape=autoescape, undefined=_Recording, loader=None)
+        self.globals = {"range": _bounded_range}
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        for operand in (left, right):
+            if isinstance(operand, int) and abs(operand) > _MAX_OPERAND:
+                raise SecurityError(f"operand of {operator!r} larger than {_MAX_OPERAND}")
+        if operator == "*" and _repeated_length(left, right) > _MAX_OPERAND:
+            raise SecurityError("repetition too long")
+        return super().call_binop(context, operator, left, right)
+
+
+def _repeated_length(left: Any, right: Any) -> int:
+    if isinstance(left, int) and isinstance(right, str | list):
+        left, right = right, left
+    if isinstance(left, str | list) and isinstance(right, int):
+        return len(left) * right
+    return 0
+
+
+def _bounded_range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > _MAX_RANGE:
+        raise SecurityError(f"range longer than {_MAX_RANGE}")
+    return numbers
+
+
+class TemplateRenderer:
+    """Renders template versions, keeping compiled parts per version and language."""
+
+    def __init__(self, *, max_output_chars: int = 1_000_000, time_limit_s: float = 1.0) -> None:
+        self.max_output_chars = max_output_chars
+        self.time_limit_s = time_limit_s
+        self._environments = {True: _Bounded(autoescape=True), False: _Bounded(autoescape=False)}
+        self._compiled: OrderedDict[tuple[Any, ...], jinja2.Template] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def render(
+        self, version: TemplateVersion, data: Mapping[str, Any], language: str | None = None
+    ) -> Rendered:
+        """Render ``version`` in ``language`` (default: its own) with ``data``."""
+        language = language or version.default_language
+        parts = version.parts.get(language)
+        if parts is None:
+            raise TemplateNotFound(
+                f"template {version.name!r} v{version.version} has no language {language!r}"
+            )
+        check_data(version, data)
+        missing: list[str] = []
+        deadline = time.monotonic() + self.time_limit_s  # for all the parts together
+        token = _MISSING.set(missing)
+        try:
+            out = {
+                part: self._render_part(version, language, part, deadline, data)
+                for part in ("subject", "text", "html")
+                if part in parts
+            }
+        finally:
+            _MISSING.reset(token)
+        if missing:
+            raise TemplateDataInvalid(f"data lacks {', '.join(missing)}", missing)
+        if "subject" not in out or "text" not in out:
+            raise TemplateRenderFailed(f"template {version.name!r} lacks a subject or text part")
+        subject = " ".join(out["subject"].split())
+        return Rendered(subject, out["text"], out.get("html"), language)
+
+    def compile(self, version: TemplateVersion, language: str, part: str) -> jinja2.Template:
+        """The compiled part, from the cache when this version was compiled before."""
+        key = (version.service_id, version.name, version.version, language, part)
+        with self._lock:
+            cached = self._compiled.get(key)
+            if cached is not None:
+                self._compiled.move_to_end(key)
+                return cached
+        try:
+            template = self._environments[part == "html"].from_string(version.parts[language][part])
+        except jinja2.TemplateSyntaxError as error:
+            raise TemplateRenderFailed(
+                f"{language}.{part} line {error.lineno}: {error.message}"
+            ) from None
+        with self._lock:
+            self._compiled[key] = template
+            while len(self._compiled) > _CACHE_SIZE:
+                self._compiled.popitem(last=False)
+        return template
+
+    def _render_part(
+        self,
+        version: TemplateVersion,
+        language: str,
+        part: str,
+        deadline: float,
+        data: Mapping[str, Any],
+    ) -> str:
+        template = self.compile(version, language, part)
+        chunks: list[str] = []
+        size = 0
+        try:
+            with _deadline(deadline):
+                for chunk in template.generate(dict(data)):
+                    size += len(chunk)
+                    if size > self.max_output_chars:
+                        raise TemplateRenderFailed(
+                            f"{language}.{part} longer than {self.max_output_chars} characters"
+                        )
+                    chunks.append(chunk)
+        except _TimeUp:
+            raise TemplateRenderFailed(
+                f"{language}.{part} took longer than {self.time_limit_s} s"
+            ) from None
+        except TemplateRenderFailed:
+            raise
+        except jinja2.UndefinedError as error:
+            _note_missing(str(error))
+            return ""
+        except _RENDER_ERRORS as error:
+            # Only the template's own errors are quoted: others may repeat the data.
+            detail = f": {error}" if isinstance(error, jinja2.TemplateError) else ""
+            raise TemplateRenderFailed(
+                f"{language}.{part}: {type(error).__name__}{detail}"
+            ) from None
+        return "".join(chunks)
+
+
+_RENDER_ERRORS = (
+    jinja2.TemplateError,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    LookupError,
+    RecursionError,
+)
+
+
+def _note_missing(message: str) -> None:
+    # Jinja's message is "'name' is undefined" (or "... has no attribute 'name'").
+    quoted = message.split("'")
+    names = _MISSING.get()
+    if names is not None:
+        names.append(quoted[-2] if len(quoted) >= 3 else "?")
+
+
+def check_data(version: TemplateVersion, data: Mapping[str, Any]) -> None:
+    """Check ``data`` against the version's JSON Schema, naming every invalid field."""
+    if version.schema is None:
+        return
+    validator = jsonschema.Draft202012Validator(version.schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path)))
+    if errors:
+        names = sorted({".".join(map(str, e.path)) or _missing_name(e) for e in errors})
+        raise TemplateDataInvalid(f"data fails the template's schema at {', '.join(names)}", names)
+
+
+def _missing_name(error: jsonschema.ValidationError) -> str:
+    if error.validator == "required" and isinstance(error.instance, Mapping):
+        required: Any = error.validator_value
+        return ", ".join(name for name in required if name not in error.instance)
+    return "(data)"
+
+
+class _TimeUp(Exception):
+    pass
+
+
+class _deadline:
+    """Trace this thread's template frames, raising :class:`_TimeUp` once ``at`` has passed."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.previous: Callable[..., Any] | None = None
+
+    def _line(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if time.monotonic() > self.at:
+            raise _TimeUp
+        return self._line
+
+    def _call(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if time.monotonic() > self.at:
+            raise _TimeUp
+        return self._line if frame.f_code.co_filename == _FILENAME else None
+
+    def __enter__(self) -> None:
+        self.previous = sys.gettrace()
+        sys.settrace(self._call)
+
+    def __exit__(self, *_: object) -> None:
+        sys.settrace(self.previous)
