@@ -2100,7 +2100,7 @@ def test_the_worker_s_failures_are_counted_from_its_logs_and_alert() -> None:
     )
 
 
-def test_the_outage_breaker_s_hold_is_counted_from_its_warning_and_alerts_after_the_wait() -> None:
+def test_the_outage_hold_is_counted_from_its_warning_and_alerts_after_the_wait() -> None:
     message = TF.locals["outage_holding_message"]
     breaker = (ROOT / "worker" / "processing" / "breaker.py").read_text()
     assert f'"{message}"' in breaker, "the filter must name the warning the breaker logs"
