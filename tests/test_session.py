@@ -61,7 +61,7 @@ def test_the_public_api_matches_the_reference() -> None:
     assert str(inspect.signature(Session)) == (
         "(service_role_arn: 'str', *, impersonate_service_account: 'str | None' = None, "
         "role_session_name: 'str | None' = None, aws_region: 'str | None' = None, "
-        "default_from_address: 'str | None' = None) -> 'None'"
+        "default_from_address: 'str | None' = None, tenant_name: 'str | None' = None) -> 'None'"
     )
     assert isinstance(inspect.getattr_static(Session, "for_service"), staticmethod)
     assert list(inspect.signature(Session.for_service).parameters) == [
@@ -106,6 +106,36 @@ def test_120_recipients_give_three_ids_and_reach_everyone_once(aws_env: Any, mot
     assert [len(m.destinations) for m in sent] == [50, 50, 20]
     reached = [address for m in sent for address in m.destinations]
     assert sorted(reached) == sorted(f"user{n}@example.org" for n in range(120))
+
+
+def sent_tenants(proxy: Any) -> list[str | None]:
+    """The TenantName of every SendEmail the SES server was sent, in order."""
+    bodies = [json.loads(r.request.body) for r in proxy.requests if r.kind == "ses_send"]
+    return [body.get("TenantName") for body in bodies]
+
+
+def test_a_tenant_sessions_every_call_names_its_tenant(fault_proxy: Any, moto: Any) -> None:
+    to = ", ".join(f"user{n}@example.org" for n in range(120))
+    session = Session(ROLE, tenant_name="billing")
+    session.send_email(make_message(to=to))
+    session.send_email(make_message())
+    assert sent_tenants(fault_proxy) == ["billing"] * 4
+    assert len(moto.sent_messages()) == 4
+
+
+def test_a_session_without_a_tenant_names_none(fault_proxy: Any, moto: Any) -> None:
+    Session(ROLE).send_email(make_message())
+    assert sent_tenants(fault_proxy) == [None]
+
+
+def test_a_paused_tenant_is_a_tenant_paused_error_and_nothing_is_sent(
+    fault_proxy: Any, moto: Any
+) -> None:
+    fault_proxy.add_rule(faults.ses_error("SendingPausedException", 400, "Sending paused."))
+    with pytest.raises(errors.TenantPausedError) as caught:
+        Session(ROLE, tenant_name="billing").send_email(make_message())
+    assert caught.value.code == "sending_paused"
+    assert moto.sent_messages() == []
 
 
 def test_bcc_recipients_are_reached_but_not_shown(aws_env: Any, moto: Any) -> None:
@@ -386,6 +416,14 @@ def test_for_service_sends_with_a_file_configuration(
     session.send_email(make_message(sender=None))
     sent = moto.sent_messages()
     assert [m.source for m in sent] == ["my-service@example.com"]
+
+
+def test_for_service_sends_through_the_configured_ses_tenant(
+    fault_proxy: Any, moto: Any, file_configs: Path
+) -> None:
+    write_config(file_configs, "shop", service_role_arn=ROLE, ses_tenant="shop-tenant")
+    Session.for_service("shop").send_email(make_message())
+    assert sent_tenants(fault_proxy) == ["shop-tenant"]
 
 
 def test_for_service_derives_a_valid_role_session_name(

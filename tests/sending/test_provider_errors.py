@@ -9,6 +9,7 @@ import pytest
 from worker.sending import errors
 from worker.sending.provider_errors import (
     AWS_ERROR_CODES,
+    TENANT_ERROR_CODES,
     classify_aws_error,
     classify_exception,
     classify_google_error,
@@ -78,6 +79,34 @@ def test_each_known_aws_code_maps_to_its_class(code: str, expected: tuple[str, b
     error = classify_aws_error(client_error(code))
     assert (error.code, error.retryable) == expected
     assert error.provider_code == code
+
+
+# What a code means when the call named a tenant, where that differs.
+EXPECTED_FOR_TENANT = {"SendingPausedException": errors.TenantPausedError}
+
+
+def test_the_tenant_table_holds_exactly_the_codes_that_are_tested() -> None:
+    assert set(TENANT_ERROR_CODES) == set(EXPECTED_FOR_TENANT)
+
+
+@pytest.mark.parametrize(("code", "expected"), sorted(EXPECTED_FOR_TENANT.items()))
+def test_each_tenant_code_maps_to_its_class_when_the_call_named_a_tenant(
+    code: str, expected: type[errors.EmailError]
+) -> None:
+    error = classify_exception(client_error(code), tenant="billing")
+    assert type(error) is expected
+    assert (error.code, error.retryable, error.provider_code) == ("sending_paused", False, code)
+    assert "tenant 'billing'" in error.message
+
+
+def test_a_pause_answered_to_a_call_without_a_tenant_is_the_accounts() -> None:
+    error = classify_exception(client_error("SendingPausedException"))
+    assert type(error) is errors.SendingPausedError
+
+
+def test_an_account_suspension_stays_permanent_for_a_tenants_call() -> None:
+    error = classify_aws_error(client_error("AccountSuspendedException"), tenant="billing")
+    assert type(error) is errors.SendingPausedError
 
 
 def test_message_rejected_for_an_unverified_address_is_identity_not_verified() -> None:

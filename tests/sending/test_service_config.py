@@ -184,3 +184,34 @@ def test_a_document_without_attachment_prefixes_allows_no_attachment_by_referenc
     raw = json.dumps({"service_role_arn": ROLE}).encode()
     config = parse_service_config(raw, service_id="billing", location="file:///c.json")
     assert config.attachment_prefixes == ()
+
+
+def test_a_document_names_the_services_ses_tenant_and_its_reputation_policy() -> None:
+    raw = json.dumps(
+        {"service_role_arn": ROLE, "ses_tenant": "billing_eu-1", "reputation_policy": "strict"}
+    ).encode()
+    config = parse_service_config(raw, service_id="billing", location="file:///x.json")
+    assert (config.ses_tenant, config.reputation_policy) == ("billing_eu-1", "strict")
+
+
+def test_a_document_without_ses_tenant_sends_with_no_tenant() -> None:
+    raw = json.dumps({"service_role_arn": ROLE}).encode()
+    config = parse_service_config(raw, service_id="billing", location="file:///x.json")
+    assert (config.ses_tenant, config.reputation_policy) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"ses_tenant": "bill ing"}, "ses_tenant must be 1-64 letters"),
+        ({"ses_tenant": "x" * 65}, "ses_tenant must be 1-64 letters"),
+        ({"ses_tenant": 7}, "ses_tenant must be 1-64 letters"),
+        ({"reputation_policy": "lenient"}, "reputation_policy must be one of none, standard"),
+    ],
+)
+def test_an_invalid_tenant_or_reputation_policy_says_why(
+    document: dict[str, object], reason: str
+) -> None:
+    raw = json.dumps({"service_role_arn": ROLE, **document}).encode()
+    with pytest.raises(ConfigurationError, match=reason):
+        parse_service_config(raw, service_id="billing", location="file:///x.json")

@@ -22,6 +22,7 @@ from worker.sending.errors import (
     MessageTooLargeError,
     PermanentError,
     SendingPausedError,
+    TenantPausedError,
     ThrottledError,
     TransientError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "ServiceConfig",
     "Session",
     "SessionCache",
+    "TenantPausedError",
     "ThrottledError",
     "TransientError",
     "load_service_config",

@@ -29,6 +29,7 @@ __all__ = [
     "MessageTooLargeError",
     "PermanentError",
     "SendingPausedError",
+    "TenantPausedError",
     "ThrottledError",
     "TransientError",
 ]
@@ -140,6 +141,15 @@ class SendingPausedError(PermanentError):
     """
 
     code = "sending_paused"
+
+
+class TenantPausedError(SendingPausedError):
+    """SES has paused sending for the service's tenant (its reputation, or an operator).
+
+    Not retryable by the message's retries, and not a failure of the request either: the
+    worker holds the service's requests, unsent and with no delivery attempt used, and tries
+    again now and then until the tenant sends again. Other tenants are not affected.
+    """
 
 
 class ConfigurationError(PermanentError):

@@ -5,6 +5,15 @@ error class it becomes. The codes come from AWS's lists:
 
 * SES v2 SendEmail: https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_SendEmail.html#API_SendEmail_Errors
 * SES/AWS common errors: https://docs.aws.amazon.com/ses/latest/APIReference-V2/CommonErrors.html
+* SES tenants: https://docs.aws.amazon.com/ses/latest/dg/tenants.html
+
+:data:`TENANT_ERROR_CODES` overrides the table for a call made through a tenant
+(``TenantName``). SendEmail's documented errors have no code of their own for a paused
+tenant: its list names ``SendingPausedException`` ("sending is currently paused") and
+``AccountSuspendedException`` ("permanently restricted") only, so a pause answered to a
+tenant's call is taken for the tenant's pause (which the tenant's reputation policy, or an
+operator through the tenant's reputation entity, sets and lifts), and held rather than failed.
+
 * STS AssumeRoleWithWebIdentity: https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html#API_AssumeRoleWithWebIdentity_Errors
 """
 
@@ -26,11 +35,18 @@ from worker.sending.errors import (
     MessageRejectedError,
     PermanentError,
     SendingPausedError,
+    TenantPausedError,
     ThrottledError,
     TransientError,
 )
 
-__all__ = ["AWS_ERROR_CODES", "classify_aws_error", "classify_exception", "classify_google_error"]
+__all__ = [
+    "AWS_ERROR_CODES",
+    "TENANT_ERROR_CODES",
+    "classify_aws_error",
+    "classify_exception",
+    "classify_google_error",
+]
 
 AWS_ERROR_CODES: Mapping[str, type[EmailError]] = MappingProxyType(
     {
@@ -84,6 +100,14 @@ AWS_ERROR_CODES: Mapping[str, type[EmailError]] = MappingProxyType(
     }
 )
 
+#: The codes whose meaning changes when the call named a tenant: a pause is the tenant's,
+#: which lifts by itself (reputation policy) or by an operator, and holds its requests.
+TENANT_ERROR_CODES: Mapping[str, type[EmailError]] = MappingProxyType(
+    {
+        "SendingPausedException": TenantPausedError,
+    }
+)
+
 # SES reports an unverified From address as a plain MessageRejected; only its text says why.
 # The text is stable and documented ("Email address is not verified"), and telling it apart
 # matters to the requester: the fix is verifying the identity, not changing the message.
@@ -91,8 +115,11 @@ _NOT_VERIFIED_MARKERS = ("not verified", "unverified")
 _ADDRESS = re.compile(r"\S+@\S+")
 
 
-def classify_aws_error(error: botocore.exceptions.ClientError) -> EmailError:
-    """Map an AWS ``ClientError`` (SES or STS) to the library's error for it."""
+def classify_aws_error(
+    error: botocore.exceptions.ClientError, *, tenant: str | None = None
+) -> EmailError:
+    """Map an AWS ``ClientError`` (SES or STS) to the library's error for it; ``tenant``: the
+    SES tenant the call named, if any."""
     details = error.response.get("Error", {})
     code = str(details.get("Code", "")) or "Unknown"
     text = str(details.get("Message", "")) or code
@@ -100,7 +127,10 @@ def classify_aws_error(error: botocore.exceptions.ClientError) -> EmailError:
     operation = error.operation_name or "AWS"
     message = f"{operation} failed: {code}: {text}"
 
-    cls = AWS_ERROR_CODES.get(code)
+    cls = TENANT_ERROR_CODES.get(code) if tenant is not None else None
+    cls = cls or AWS_ERROR_CODES.get(code)
+    if cls is TenantPausedError:
+        message = f"{operation} failed: {code}: SES has paused sending for tenant {tenant!r}"
     wording = _ADDRESS.sub("", text).lower()  # judge SES's words, not the addresses it quotes
     if cls is MessageRejectedError and any(m in wording for m in _NOT_VERIFIED_MARKERS):
         cls = IdentityNotVerifiedError
@@ -139,12 +169,13 @@ def classify_google_error(error: google.auth.exceptions.GoogleAuthError) -> Emai
     )
 
 
-def classify_exception(error: BaseException) -> EmailError:
-    """Map any failure raised while talking to AWS or Google to the library's error."""
+def classify_exception(error: BaseException, *, tenant: str | None = None) -> EmailError:
+    """Map any failure raised while talking to AWS or Google to the library's error;
+    ``tenant``: the SES tenant the call named, if any."""
     if isinstance(error, EmailError):
         return error
     if isinstance(error, botocore.exceptions.ClientError):
-        return classify_aws_error(error)
+        return classify_aws_error(error, tenant=tenant)
     if isinstance(error, google.auth.exceptions.GoogleAuthError):
         return classify_google_error(error)
     if isinstance(error, botocore.exceptions.ParamValidationError):

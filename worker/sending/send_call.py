@@ -48,7 +48,8 @@ class SendEmailCall:
     """``client.send_email(...)`` for a raw message, made without the client's generic path.
 
     Called with the keyword arguments of ``send_email`` that the session uses
-    (``FromEmailAddress``, ``Destination``, ``Content`` with ``Raw`` data, ``EmailTags``); returns
+    (``FromEmailAddress``, ``Destination``, ``Content`` with ``Raw`` data, ``EmailTags``,
+    ``TenantName``); returns
     the parsed answer, or raises what the client would raise.
     """
 
@@ -96,8 +97,9 @@ class SendEmailCall:
         Destination: dict[str, Sequence[str]],
         Content: dict[str, dict[str, bytes]],
         EmailTags: list[dict[str, str]] | None = None,
+        TenantName: str | None = None,
     ) -> dict[str, Any]:
-        body = _request_body(FromEmailAddress, Destination, Content, EmailTags)
+        body = _request_body(FromEmailAddress, Destination, Content, EmailTags, TenantName)
         # One context for the retry handlers and the after-call handlers, as in a client call:
         # the standard retry quota is taken on a retry and given back after a success.
         context: dict[str, Any] = {}
@@ -177,6 +179,7 @@ def _request_body(
     destination: dict[str, Sequence[str]],
     content: dict[str, dict[str, bytes]],
     tags: list[dict[str, str]] | None,
+    tenant: str | None = None,
 ) -> bytes:
     """SendEmail's JSON body, its members in the order the client's serialiser writes them,
     the raw message in base64."""
@@ -187,4 +190,6 @@ def _request_body(
     }
     if tags is not None:
         document["EmailTags"] = tags
+    if tenant is not None:
+        document["TenantName"] = tenant
     return json.dumps(document).encode("utf-8")

@@ -8,12 +8,20 @@ A document is JSON::
       "aws_region": "eu-west-2",                    (optional)
       "default_from_address": "billing@example.org", (optional)
       "allowed_from_domains": ["example.org"],       (optional)
-      "attachment_prefixes": ["gs://billing-files/outgoing/"]  (optional)
+      "attachment_prefixes": ["gs://billing-files/outgoing/"], (optional)
+      "ses_tenant": "billing",                      (optional)
+      "reputation_policy": "standard"               (optional: none, standard, strict)
     }
 
 ``attachment_prefixes`` are where the service's attachments by reference may be read from
 (each ``gs://bucket/`` or ``gs://bucket/path/``, strictly, see `worker.config.gcs_uri`);
 without them a ``gcs`` attachment is ``attachment_forbidden``.
+
+``ses_tenant`` is the SES tenant the service's email is sent through (``TenantName`` on every
+``SendEmail``): SES then keeps the service's reputation, sending status and suppression list
+apart from the other services'. Without it the service sends with no tenant, as before
+tenants existed. ``reputation_policy`` is the policy terraform gives the tenant (SES's
+``none``, ``standard`` or ``strict``); the worker only checks it.
 
 It is found through a URL template with ``{environment}`` and ``{service_id}`` placeholders,
 ``file://`` or ``gs://``.
@@ -36,6 +44,7 @@ from worker.sending.errors import ConfigurationError, TransientError
 __all__ = [
     "DEFAULT_ENVIRONMENT",
     "DEFAULT_SERVICE_CONFIG_URL",
+    "REPUTATION_POLICIES",
     "SERVICE_CONFIG_URL_ENV",
     "ServiceConfig",
     "config_location",
@@ -64,8 +73,13 @@ _KNOWN_KEYS = frozenset(
         "default_from_address",
         "allowed_from_domains",
         "attachment_prefixes",
+        "ses_tenant",
+        "reputation_policy",
     }
 )
+# SES's rule for a tenant's name: up to 64 letters, digits, hyphens and underscores.
+_TENANT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+REPUTATION_POLICIES = ("none", "standard", "strict")
 _MAX_ATTACHMENT_PREFIXES = 50
 
 
@@ -80,6 +94,10 @@ class ServiceConfig:
     allowed_from_domains: tuple[str, ...] = ()
     location: str = ""
     attachment_prefixes: tuple[GcsPrefix, ...] = ()
+    #: The SES tenant every send names (``TenantName``); None: no tenant.
+    ses_tenant: str | None = None
+    #: The tenant's reputation policy, for terraform: none, standard or strict.
+    reputation_policy: str | None = None
 
 
 def config_location(service_id: str, environment: str, template: str | None = None) -> str:
@@ -156,6 +174,12 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
         prefixes = _attachment_prefixes(document.get("attachment_prefixes", []))
     except GcsUriError as error:
         raise fail(f"attachment_prefixes: {error}") from None
+    tenant = document.get("ses_tenant")
+    if tenant is not None and (not isinstance(tenant, str) or not _TENANT_RE.fullmatch(tenant)):
+        raise fail("ses_tenant must be 1-64 letters, digits, hyphens or underscores")
+    policy = document.get("reputation_policy")
+    if policy is not None and policy not in REPUTATION_POLICIES:
+        raise fail(f"reputation_policy must be one of {', '.join(REPUTATION_POLICIES)}")
     return ServiceConfig(
         service_id=service_id,
         service_role_arn=role_arn,
@@ -164,6 +188,8 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
         allowed_from_domains=ascii_domains,
         location=location,
         attachment_prefixes=prefixes,
+        ses_tenant=tenant,
+        reputation_policy=policy,
     )
 
 

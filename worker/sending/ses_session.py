@@ -95,6 +95,8 @@ class Session(BaseSession):
             digits and ``_+=,.@-``. Defaults to ``email-worker``.
         aws_region: The SES region to send from. Defaults to ``eu-west-2``.
         default_from_address: The sender used for messages that have no From header.
+        tenant_name: The SES tenant to send through (``TenantName`` on every call), which
+            keeps this sender's reputation and sending status apart; None: no tenant.
 
     Raises:
         ConfigurationError: an argument is invalid.
@@ -108,6 +110,7 @@ class Session(BaseSession):
         role_session_name: str | None = None,
         aws_region: str | None = None,
         default_from_address: str | None = None,
+        tenant_name: str | None = None,
     ) -> None:
         if not isinstance(service_role_arn, str) or not service_role_arn.startswith("arn:"):
             raise ConfigurationError("service_role_arn must be an AWS role ARN")
@@ -122,6 +125,7 @@ class Session(BaseSession):
         self.role_session_name = role_session_name
         self.aws_region = aws_region or DEFAULT_AWS_REGION
         self.default_from_address = default_from_address
+        self.tenant_name = tenant_name
         self.service_config = None
         #: How waits between attempts at a later recipient batch pass (tests replace it).
         self._sleep: Callable[[float], None] = time.sleep
@@ -195,6 +199,7 @@ class Session(BaseSession):
             or sanitise_role_session_name(f"{DEFAULT_ROLE_SESSION_NAME}-{service_id}"),
             aws_region=config.aws_region,
             default_from_address=config.default_from_address,
+            tenant_name=config.ses_tenant,
         )
         session.service_config = config
         return session
@@ -253,6 +258,8 @@ class Session(BaseSession):
         extra: dict[str, Any] = {}
         if tags is not None:
             extra["EmailTags"] = batch_tags(tags, index)
+        if self.tenant_name is not None:
+            extra["TenantName"] = self.tenant_name
         send = self._ses.send_email
         if self._send_call is not None and self._send_call.client is self._ses:
             send = self._send_call
@@ -271,7 +278,7 @@ class Session(BaseSession):
                 ) from error
             raise classify_exception(error) from error  # STS's, while fetching credentials
         except Exception as error:
-            raise classify_exception(error) from error
+            raise classify_exception(error, tenant=self.tenant_name) from error
         return str(response["MessageId"])
 
 
