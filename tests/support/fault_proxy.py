@@ -10,6 +10,7 @@ SigV4 signatures stay valid) and the upstream answer passes through the *rewrite
     proxy.add_rule(fail_every(10, ses_error("ThrottlingException", 400)))
     proxy.add_rule(fail_always(sts_error("InvalidIdentityToken", 400)))
     proxy.add_rule(fail_first(1, on_ses_send(connection_reset())))
+    proxy.add_rule(for_tenant("billing", ses_error("SendingPausedException", 400)))
     proxy.add_rewriter(sts_expiration_in(30))
 """
 
@@ -64,6 +65,17 @@ class ProxiedRequest:
     @property
     def is_ses_send(self) -> bool:
         return self.method == "POST" and self.path.rstrip("/") == "/v2/email/outbound-emails"
+
+    @property
+    def ses_tenant(self) -> str | None:
+        """The ``TenantName`` of an SES v2 send (JSON body), if it names one."""
+        if not self.is_ses_send:
+            return None
+        try:
+            tenant = json.loads(self.body).get("TenantName")
+        except (ValueError, AttributeError):
+            return None
+        return tenant if isinstance(tenant, str) else None
 
     @property
     def is_sts_web_identity(self) -> bool:
@@ -172,6 +184,11 @@ def hang_up() -> FakeResponse:
 
 def on_ses_send(response: FakeResponse) -> Rule:
     return lambda request: response if request.is_ses_send else None
+
+
+def for_tenant(tenant: str, rule: Rule) -> Rule:
+    """Let ``rule`` answer only SES sends made through the SES tenant ``tenant``."""
+    return lambda request: rule(request) if request.ses_tenant == tenant else None
 
 
 def on_sts_web_identity(response: FakeResponse) -> Rule:

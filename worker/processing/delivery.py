@@ -26,6 +26,7 @@ from worker.processing.held_claims import ClaimsHeld
 from worker.processing.memory_budget import MemoryBudget
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source
+from worker.processing.tenant_pauses import TenantPauses
 from worker.sending.attachment_store import AttachmentStore
 from worker.sending.retry_policy import RetryPolicy
 from worker.sending.session_cache import SessionCache
@@ -216,6 +217,8 @@ class Deps:
     attachment_budget: MemoryBudget = field(default=None)  # type: ignore[assignment]
     #: The services' templates; None: built from the settings when a request first names one.
     templates: TemplateLibrary | None = None
+    #: Services whose SES tenant SES has paused: their requests are held, not sent.
+    tenant_pauses: TenantPauses = field(default_factory=TenantPauses)
 
     def __post_init__(self) -> None:
         if self.attachment_budget is None:

@@ -36,8 +36,9 @@ def process(delivery: Delivery, deps: Deps) -> Outcome:
     """Turn one delivery into an outcome. Never raises."""
     try:
         outcome = _process(delivery, deps)
-        if outcome.status is Status.RETRY and deps.holding:
-            # The trouble is everyone's: keep the delivery for after the outage.
+        if outcome.status is Status.RETRY and (deps.holding or _tenant_paused(outcome)):
+            # The trouble is everyone's, or SES paused the service's tenant: keep the
+            # delivery for after it.
             return replace(outcome, status=Status.HELD)
         return outcome
     except Exception as error:  # a bug must not take the worker down or loop the message
@@ -56,12 +57,25 @@ def process(delivery: Delivery, deps: Deps) -> Outcome:
         )
 
 
+def _tenant_paused(outcome: Outcome) -> bool:
+    """Whether ``outcome`` is a request given back because SES paused its service's tenant
+    (the one retry that carries ``sending_paused``)."""
+    return outcome.error_code == ErrorCode.SENDING_PAUSED
+
+
 def _process(delivery: Delivery, deps: Deps) -> Outcome:
     request = admit(delivery, deps)
     if isinstance(request, Outcome):
         return request
     if deps.stopping.is_set():
         return Outcome.handed_back(request)  # nothing claimed yet: simply handed back
+    if deps.tenant_pauses.holds(request.service_id):
+        return Outcome.for_request(
+            request,
+            Status.RETRY,
+            error_code=ErrorCode.SENDING_PAUSED,
+            error_message="SES has paused sending for the service's tenant; the request waits",
+        )
     if deps.ledger is None:
         return send_request(request, deps)
     return send_under_claim(request, delivery, deps, deps.ledger)

@@ -27,7 +27,7 @@ from worker.processing.delivery import (
     status_of,
 )
 from worker.processing.held_claims import HeldClaim
-from worker.sending.errors import EmailError, ThrottledError
+from worker.sending.errors import EmailError, TenantPausedError, ThrottledError
 from worker.sending.service_config import ServiceConfig
 from worker.sending.ses_session import BaseSession
 
@@ -187,8 +187,11 @@ def _send_once(
     except Exception as error:
         # A transient error is SES's or STS's trouble; anything else is their answer.
         deps.report(service_id, failed=isinstance(error, EmailError) and error.retryable)
+        if isinstance(error, TenantPausedError):
+            deps.tenant_pauses.paused(service_id, getattr(session, "tenant_name", None))
         raise
     deps.report(service_id, failed=False)
+    deps.tenant_pauses.sent(service_id)
     return message_ids
 
 
@@ -229,7 +232,8 @@ def _failure(
             f"{len(error.sent_message_ids)} recipient batch(es) were sent before SES failed "
             f"({error.code}); the rest were not sent, and nothing is retried to avoid duplicates"
         )
-    elif error.retryable:
+    elif error.retryable or isinstance(error, TenantPausedError):
+        # A paused tenant is not the request's fault: given back (held, by the pipeline).
         status = Status.RETRY
     else:
         # The error code's documented status: the request's fault (rejected) or not (failed).
