@@ -155,11 +155,12 @@ data "aws_iam_policy_document" "send" {
     sid     = "SendFromAllowedAddresses"
     effect  = "Allow"
     actions = ["ses:SendEmail", "ses:SendRawEmail"]
-    # A send is authorised against the identity and the configuration set it uses.
-    resources = [
+    # A send is authorised against the identity and the configuration set it uses, and the
+    # tenant it names (ses_tenants.tf), if the service has one.
+    resources = concat([
       aws_sesv2_email_identity.domain[each.value.sending_domain].arn,
       aws_sesv2_configuration_set.events.arn,
-    ]
+    ], each.value.ses_tenant == null ? [] : [aws_sesv2_tenant.service[each.key].arn])
 
     condition {
       test     = "StringLike"

@@ -54,5 +54,7 @@ resource "google_storage_bucket_object" "service_config" {
     default_from_address = each.value.default_from_address
     allowed_from_domains = local.allowed_from_domains[each.key]
     attachment_prefixes  = length(each.value.attachment_prefixes) > 0 ? each.value.attachment_prefixes : null
+    ses_tenant           = each.value.ses_tenant
+    reputation_policy    = each.value.reputation_policy
   } : key => value if value != null })
 }

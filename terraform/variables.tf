@@ -570,6 +570,15 @@ variable "services" {
                             The worker gets read access to objects under them and nothing
                             else; no service's prefix may lie inside another's. The buckets
                             need uniform bucket-level access (IAM conditions). Default: none.
+      ses_tenant:           SES tenant the service sends through (TenantName on every send):
+                            terraform creates it and associates the service's domain identity
+                            and the configuration set with it, so that SES keeps the service's
+                            reputation, sending status and suppression apart. 1-64 letters,
+                            digits, '-' and '_', one tenant per service. Default: none (the
+                            service sends with no tenant, on the account's reputation).
+      reputation_policy:    SES's reputation policy for the tenant: "none", "standard" or
+                            "strict" (needs ses_tenant; applied with the AWS CLI, see
+                            ses_tenants.tf). Default: SES's own default for a new tenant.
     Use lower case: AWS compares From addresses case-sensitively.
   EOT
   type = map(object({
@@ -578,7 +587,24 @@ variable "services" {
     allowed_from_domains = optional(list(string))
     publishers           = optional(list(string), [])
     attachment_prefixes  = optional(list(string), [])
+    ses_tenant           = optional(string)
+    reputation_policy    = optional(string)
   }))
+
+  validation {
+    condition     = alltrue([for s in var.services : s.ses_tenant == null ? true : can(regex("^[A-Za-z0-9_-]{1,64}$", s.ses_tenant))])
+    error_message = "Each ses_tenant must be 1-64 letters, digits, '-' and '_' (SES's rule for a tenant's name)."
+  }
+
+  validation {
+    condition     = length(compact([for s in var.services : s.ses_tenant])) == length(distinct(compact([for s in var.services : s.ses_tenant])))
+    error_message = "Each service needs a tenant of its own: two services name the same ses_tenant."
+  }
+
+  validation {
+    condition     = alltrue([for s in var.services : s.reputation_policy == null ? true : (s.ses_tenant != null && contains(["none", "standard", "strict"], s.reputation_policy))])
+    error_message = "A reputation_policy must be none, standard or strict, and needs the service's ses_tenant."
+  }
 
   validation {
     condition     = length(var.services) > 0

@@ -16,9 +16,11 @@ terraform {
       source  = "hashicorp/google-beta"
       version = "~> 7.18"
     }
+    # 6.29 is the first release with aws_sesv2_tenant_resource_association (ses_tenants.tf);
+    # aws_sesv2_tenant came before it.
     aws = {
       source  = "hashicorp/aws"
-      version = "~> 5.99"
+      version = "~> 6.29"
     }
     # time_sleep: Cloud Monitoring accepts an alert on a new log-based metric only once it has
     # registered the metric, minutes after it was created (monitoring.tf).

@@ -1417,6 +1417,8 @@ def test_configuration_documents_are_written_where_and_as_the_worker_reads_them(
         "default_from_address": "billing@example.org",
         "allowed_from_domains": ["example.org"],
         "attachment_prefixes": ["gs://files/billing/"],
+        "ses_tenant": "billing",
+        "reputation_policy": "standard",
     }
     parsed = parse_service_config(
         json.dumps({k: v for k, v in sample.items() if k in keys}).encode(),
@@ -1459,10 +1461,14 @@ def test_ses_permissions_cover_only_sending_through_the_service_identity_from_it
     (statement,) = policy["statement"]
     assert statement["effect"] == "Allow"
     assert sorted(statement["actions"]) == ["ses:SendEmail", "ses:SendRawEmail"]
-    assert statement["resources"] == [
-        "${aws_sesv2_email_identity.domain[each.value.sending_domain].arn}",
-        "${aws_sesv2_configuration_set.events.arn}",
-    ]
+    resources = _ref(statement["resources"])
+    assert resources.startswith("concat([")
+    assert "aws_sesv2_email_identity.domain[each.value.sending_domain].arn," in resources
+    assert "aws_sesv2_configuration_set.events.arn]" in resources
+    # The tenant the service's sends name, for a service with one.
+    assert resources.endswith(
+        "each.value.ses_tenant == null ? [] : [aws_sesv2_tenant.service[each.key].arn])"
+    )
     (condition,) = statement["condition"]
     assert condition["test"] == "StringLike"
     assert condition["variable"] == "ses:FromAddress"
@@ -1473,6 +1479,44 @@ def test_ses_permissions_cover_only_sending_through_the_service_identity_from_it
     attached = TF.resource("aws_iam_role_policy", "send")
     assert attached["policy"] == "${data.aws_iam_policy_document.send[each.key].json}"
     assert attached["role"] == "${aws_iam_role.service[each.key].id}"
+
+
+def test_each_service_naming_a_tenant_gets_one_with_its_identity_and_configuration_set() -> None:
+    assert "ses_tenants.tf" in {p.name for p in TF_FILES}
+    assert TF.locals["tenant_services"] == (
+        "${{for id, s in var.services : id => s if s.ses_tenant != null}}"
+    )
+    tenant = TF.resource("aws_sesv2_tenant", "service")
+    assert tenant["for_each"] == "${local.tenant_services}"
+    assert tenant["tenant_name"] == "${each.value.ses_tenant}"
+    associations = _ref(TF.locals["tenant_associations"])
+    assert "aws_sesv2_email_identity.domain[s.sending_domain].arn" in associations
+    assert "aws_sesv2_configuration_set.events.arn" in associations
+    association = TF.resource("aws_sesv2_tenant_resource_association", "service")
+    assert association["for_each"] == "${local.tenant_associations}"
+    assert association["tenant_name"] == (
+        "${aws_sesv2_tenant.service[each.value.service].tenant_name}"
+    )
+    assert association["resource_arn"] == "${each.value.arn}"
+
+
+def test_a_tenants_reputation_policy_is_applied_as_the_ses_managed_policy_it_names() -> None:
+    policy = TF.resource("terraform_data", "tenant_reputation_policy")
+    assert "s.reputation_policy != null" in policy["for_each"]
+    (provisioner,) = policy["provisioner"]
+    command = provisioner["local-exec"]["command"]
+    assert "aws sesv2 update-reputation-entity-policy" in command
+    assert "--reputation-entity-reference ${aws_sesv2_tenant.service[each.key].arn}" in command
+    assert ":aws:reputation-policy/${each.value.reputation_policy}" in command
+    services = TF.variables["services"]
+    conditions = " ".join(v["condition"] for v in services["validation"])
+    assert '["none", "standard", "strict"]' in conditions
+
+
+def test_the_aws_provider_pin_has_the_tenant_resources() -> None:
+    (block,) = [b for b in TF.terraform if "required_providers" in b]
+    (providers,) = block["required_providers"]
+    assert providers["aws"]["version"] == "~> 6.29"
 
 
 def test_no_aws_policy_names_a_wildcard_action_or_resource() -> None:
@@ -2314,4 +2358,41 @@ def test_sibling_prefixes_of_two_services_in_one_bucket_pass_the_plan(tf: Terraf
     result = tf.plan(
         services=_services_with_prefixes(billing=["gs://files/a/"], alerts=["gs://files/ab/"])
     )
+    assert result.returncode == 0, result.stderr
+
+
+def _services_with_tenants(**tenants: dict[str, str]) -> dict[str, Any]:
+    return {sid: {"sending_domain": "example.org", **fields} for sid, fields in tenants.items()}
+
+
+@pytest.mark.parametrize(
+    ("services", "message"),
+    [
+        ({"billing": {"ses_tenant": "bill ing"}}, "Each ses_tenant must be 1-64 letters"),
+        (
+            {"billing": {"ses_tenant": "t"}, "shop": {"ses_tenant": "t"}},
+            "Each service needs a tenant of its own",
+        ),
+        ({"billing": {"reputation_policy": "strict"}}, "needs the service's ses_tenant"),
+        (
+            {"billing": {"ses_tenant": "billing", "reputation_policy": "lenient"}},
+            "A reputation_policy must be none, standard or strict",
+        ),
+    ],
+)
+def test_a_bad_tenant_or_reputation_policy_fails_the_plan(
+    tf: TerraformAlone, services: dict[str, dict[str, str]], message: str
+) -> None:
+    result = tf.plan(services=_services_with_tenants(**services))
+    assert result.returncode != 0
+    assert message in " ".join(result.stderr.split())
+
+
+def test_services_with_tenants_of_their_own_pass_the_plan(tf: TerraformAlone) -> None:
+    services = {
+        "billing": {"ses_tenant": "billing", "reputation_policy": "strict"},
+        "shop": {"ses_tenant": "shop"},
+        "alerts": {},
+    }
+    result = tf.plan(services=_services_with_tenants(**services))
     assert result.returncode == 0, result.stderr
