@@ -5,23 +5,33 @@ On a stop signal it finishes the batch in hand (its publishes confirmed and its 
 deleted) within EMAIL_WORKER_SHUTDOWN_TIMEOUT_S, flushes the publisher and exits 0. Long
 polls are kept shorter than that timeout, so a stop rarely has to leave a poll behind; when
 it does, the messages that poll brings return to the queue after their visibility timeout.
+
+Unless EMAIL_WORKER_REPUTATION_MIN_SENDS is 0, the reader counts each service's sends, hard
+bounces and complaints (:mod:`worker.events.reputation`) and pauses a service whose rates are
+too high, as ``email-worker pause`` would (:func:`worker.ops.pausing.pause`), by
+``reputation-breaker``. With shared tenancy one subscription carries every service's requests,
+so the breaker can only pause them all.
 """
 
 from __future__ import annotations
 
 import re
 import urllib.parse
+from typing import Any
 
-from worker.app.clients import open_clients
+from worker.app.clients import Clients, open_clients
 from worker.app.http_server import health_server
 from worker.app.lifecycle import EXIT_FAILURE, EXIT_OK, opened_or_logged, run_until_signalled
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.events import EventsMetrics, EventsReader, sqs_client
 from worker.events.reader import MAX_WAIT_TIME_S
+from worker.events.reputation import BREAKER_AUTHOR, ReputationBreaker, Thresholds
+from worker.ledger import ALL_SERVICES, Ledger
+from worker.ops.pausing import pause
 from worker.processing.metrics import Metrics
 
-__all__ = ["events_settings_problems", "run_events"]
+__all__ = ["events_settings_problems", "reputation_breaker", "run_events"]
 
 log = get_logger()
 
@@ -61,7 +71,11 @@ def run_events(settings: Settings) -> int:
     if queue_url is None or role_arn is None:
         raise ValueError("the events reader needs its queue and role (checked at start)")
     # The worker's own ledger: the recipients' statuses go next to each request's record.
-    clients = opened_or_logged(lambda: open_clients(settings, subscriber=False, sessions=False))
+    # A subscriber for the reputation breaker's pauses, which switch push subscriptions to pull.
+    breaker_on = settings.events.reputation_min_sends > 0
+    clients = opened_or_logged(
+        lambda: open_clients(settings, subscriber=breaker_on, sessions=False)
+    )
     if clients is None:
         return EXIT_FAILURE
     topic = clients.topic_path(settings.topics.events_topic)
@@ -76,6 +90,7 @@ def run_events(settings: Settings) -> int:
         ledger=clients.ledger,
         publish_timeout_s=settings.process.publish_timeout_s,
         wait_time_s=long_poll_s(settings),
+        reputation=reputation_breaker(settings, clients) if breaker_on else None,
     )
     http = health_server(settings, metrics, ready=lambda: not reader.stopping)
     log.info("reading SES events", queue=queue_url, topic=topic, long_poll_s=long_poll_s(settings))
@@ -85,6 +100,43 @@ def run_events(settings: Settings) -> int:
         shutdown_timeout_s=settings.process.shutdown_timeout_s,
         http=http,
     )
+
+
+def reputation_breaker(settings: Settings, clients: Clients) -> ReputationBreaker | None:
+    """The reputation breaker of EMAIL_WORKER_REPUTATION_*, pausing through the request
+    ledger; None (logged) without a ledger, where no pause could be recorded."""
+    if clients.ledger is None:
+        log.warning(
+            "reputation breaker off: it pauses services through the request ledger, and "
+            "EMAIL_WORKER_LEDGER names none"
+        )
+        return None
+    events = settings.events
+    thresholds = Thresholds(
+        window_s=events.reputation_window_s,
+        min_sends=events.reputation_min_sends,
+        bounce_percent=events.reputation_bounce_percent,
+        complaint_percent=events.reputation_complaint_percent,
+    )
+    return ReputationBreaker(thresholds, _pauser(settings, clients.ledger, clients.subscriber))
+
+
+def _pauser(settings: Settings, ledger: Ledger, subscriber: Any) -> Any:
+    """``pause(service_id, reason)`` as ``email-worker pause`` does it, by the breaker."""
+
+    def pause_service(service_id: str, reason: str) -> None:
+        scope = service_id if settings.services.per_service else ALL_SERVICES
+        pause(
+            ledger,
+            subscriber,
+            settings,
+            scope=scope,
+            by=BREAKER_AUTHOR,
+            reason=reason,
+            timeout_s=min(10.0, settings.process.publish_timeout_s),
+        )
+
+    return pause_service
 
 
 class _ReaderLoop:

@@ -661,9 +661,43 @@ class Events:
         "AWS role `email-worker events` assumes with the Google identity, as the senders' "
         "roles are (no keys), to read and delete from that queue (required for `events`).",
     )
+    reputation_window_s: float = setting(
+        "EMAIL_WORKER_REPUTATION_WINDOW_S",
+        3600.0,
+        number,
+        "Reputation breaker (`events`): how far back it counts each service's sends, hard "
+        "bounces and complaints, in per-minute buckets held in memory.",
+    )
+    reputation_min_sends: int = setting(
+        "EMAIL_WORKER_REPUTATION_MIN_SENDS",
+        500,
+        whole_number,
+        "Reputation breaker: recipients a service must have sent to in that window before its "
+        "rates are judged; `0` turns the breaker off.",
+    )
+    reputation_bounce_percent: float = setting(
+        "EMAIL_WORKER_REPUTATION_BOUNCE_PERCENT",
+        4.0,
+        number,
+        "Reputation breaker: the hard-bounce rate, in percent of recipients sent to, at which "
+        "it pauses the service (SES reviews an account at 5% and may pause it at 10%).",
+    )
+    reputation_complaint_percent: float = setting(
+        "EMAIL_WORKER_REPUTATION_COMPLAINT_PERCENT",
+        0.2,
+        number,
+        "Reputation breaker: the complaint rate, in percent, at which it pauses the service "
+        "(SES reviews at 0.1% and may pause at 0.5%). Only `email-worker resume` ends it.",
+    )
 
     def problems(self) -> list[str]:
-        return []
+        problems = _positive(self, "reputation_window_s")
+        if self.reputation_min_sends < 0:
+            problems.append("EMAIL_WORKER_REPUTATION_MIN_SENDS must not be negative")
+        for attribute in ("reputation_bounce_percent", "reputation_complaint_percent"):
+            if not 0 < getattr(self, attribute) <= 100:
+                problems.append(f"{env_name(self, attribute)} must be above 0 and at most 100")
+        return problems
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,13 @@ class EventsMetrics:
             ["call"],
             registry=r,
         )
+        self.reputation_pauses = Counter(
+            "email_worker_events_reputation_pauses",
+            "Services the reputation breaker paused (bounce or complaint rate over its "
+            "threshold), by service.",
+            ["service_id"],
+            registry=r,
+        )
         self.ledger_failures = Counter(
             "email_worker_events_ledger_failures",
             "Events whose recipients' statuses could not be recorded in the request ledger; "

@@ -13,7 +13,10 @@ For every SQS message, in each batch of up to ten:
 SQS delivers at least once, so an event may be published more than once; event consumers
 treat a repeated event as harmless. With a request ledger, each event's recipients' statuses
 are recorded there too (before the delete; a ledger failure leaves the message for SQS to
-deliver again), where they only ever move forward. Nothing a message contains stops the loop,
+deliver again), where they only ever move forward. With a
+:class:`~worker.events.reputation.ReputationBreaker`, each published event is counted for its
+service, and after each batch the breaker pauses a service whose bounce or complaint rate is
+over its threshold. Nothing a message contains stops the loop,
 and failing SQS or STS calls are retried with backoff until :meth:`EventsReader.stop`.
 """
 
@@ -29,6 +32,7 @@ from typing import Any
 from worker.config.logs import get_logger
 from worker.events.event_metrics import EventsMetrics
 from worker.events.event_records import Dropped, MalformedEvent, read_event
+from worker.events.reputation import ReputationBreaker
 from worker.formats.event import EmailEvent
 from worker.formats.pubsub import Publish
 from worker.ledger import Ledger, LedgerKey, LedgerUnavailable, RecipientStatus
@@ -78,6 +82,8 @@ class EventsReader:
             publish is unconfirmed are left for SQS to deliver again.
         wait_time_s: The long poll's wait (at most 20 s).
         sleep: How backoff waits pass (tests replace it); by default they end at :meth:`stop`.
+        reputation: Counts the published events per service and pauses a service whose
+            bounce or complaint rate is too high; None: no reputation breaker.
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class EventsReader:
         publish_timeout_s: float = 30.0,
         wait_time_s: int = MAX_WAIT_TIME_S,
         sleep: Callable[[float], object] | None = None,
+        reputation: ReputationBreaker | None = None,
     ) -> None:
         if not 0 <= wait_time_s <= MAX_WAIT_TIME_S:
             raise ValueError(f"wait_time_s must be 0-{MAX_WAIT_TIME_S}")
@@ -105,6 +112,7 @@ class EventsReader:
         self._wait_time_s = wait_time_s
         self._stopping = threading.Event()
         self._sleep = sleep if sleep is not None else self._stopping.wait
+        self._reputation = reputation
 
     def __repr__(self) -> str:
         return f"EventsReader(topic={self._topic!r})"
@@ -150,6 +158,9 @@ class EventsReader:
                     pending.append((message, handled, future))
         done.extend(self._confirmed(pending))
         self._delete(done)
+        if self._reputation is not None:
+            for service_id in self._reputation.check():
+                self.metrics.reputation_pauses.labels(service_id).inc()
         return len(messages)
 
     def _receive(self) -> list[_Received]:
@@ -224,6 +235,8 @@ class EventsReader:
             if not self._recorded(message, event):
                 continue
             confirmed.append(message)
+            if self._reputation is not None:
+                self._reputation.count(event)
             self.metrics.published.labels(event.event_type.value).inc()
             log.info(
                 "SES event published",
