@@ -24,6 +24,16 @@ locals {
     "EMAIL_WORKER_LEDGER_CLAIM_S",
     "EMAIL_WORKER_LEDGER_RETENTION_S",
     "EMAIL_WORKER_LEDGER_TAKEOVER",
+    # The reputation breaker pauses services as `email-worker pause` does: it needs to know
+    # the services and their subscriptions (worker/app/relaying.py).
+    "EMAIL_WORKER_ALLOWED_SERVICES",
+    "EMAIL_WORKER_TENANCY",
+    "EMAIL_WORKER_SERVICE_TOPIC",
+    "EMAIL_WORKER_SERVICE_SUBSCRIPTION",
+    "EMAIL_WORKER_REPLAY_TOPIC",
+    "EMAIL_WORKER_REPLAY_SUBSCRIPTION",
+    "EMAIL_WORKER_SUBSCRIPTION",
+    "EMAIL_WORKER_REQUESTS_TOPIC",
   ]
   events_reader_managed_env = merge(
     { for name in local.events_reader_shared_env : name => local.managed_env[name] },
@@ -238,6 +248,30 @@ resource "google_pubsub_topic_iam_member" "events_publisher_events_reader" {
   topic   = google_pubsub_topic.events[0].name
   role    = "roles/pubsub.publisher"
   member  = google_service_account.events_reader[0].member
+}
+
+# The reputation breaker's pauses (worker/events/reputation.py): like `email-worker pause`, it
+# reads each worker subscription it pauses and, in push mode, empties its push configuration
+# (pull from then on). It never puts one back (that is `email-worker resume`, an operator's),
+# so it needs no actAs on the push service account. A custom role with exactly those two
+# permissions, granted on the worker subscriptions only.
+resource "google_project_iam_custom_role" "subscription_pauser" {
+  count = var.events_enabled ? 1 : 0
+
+  project     = var.project_id
+  role_id     = "emailWorkerSubscriptionPauser"
+  title       = "email-worker subscription pauser"
+  description = "Read a subscription and switch it from push to pull: the reputation breaker's pause."
+  permissions = ["pubsub.subscriptions.get", "pubsub.subscriptions.update"]
+}
+
+resource "google_pubsub_subscription_iam_member" "pauser_events_reader" {
+  for_each = var.events_enabled ? google_pubsub_subscription.worker : {}
+
+  project      = each.value.project
+  subscription = each.value.name
+  role         = google_project_iam_custom_role.subscription_pauser[0].id
+  member       = google_service_account.events_reader[0].member
 }
 
 # The recipients' statuses, in the ledger database and no other: the same conditional project

@@ -17,6 +17,10 @@ locals {
 
   # The warning the worker logs when its outage breaker starts holding (breaker.py).
   outage_holding_message = "outage: downstream calls are failing for every service; holding new work"
+
+  # The warning the events reader logs when its reputation breaker pauses a service
+  # (worker/events/reputation.py).
+  reputation_breaker_message = "reputation breaker tripped: service paused"
 }
 
 # Dead letters nobody has looked at: they are kept dead_letter_retention_seconds, then lost.
@@ -271,6 +275,72 @@ resource "google_monitoring_alert_policy" "outage_holding" {
     subject   = "email-worker: holding through an outage"
     mime_type = "text/markdown"
     content   = "SES, STS or the request ledger failed for every service, so the worker holds new work instead of spending delivery attempts: nothing is lost or dead-lettered meanwhile, and it resumes by itself once a probe gets through (`outage over` in its logs). Check SES's and STS's health in the region and the ledger's Firestore database. ${local.runbook}"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# The reputation breaker's trips (worker/events/reputation.py): the events reader logs one
+# warning each time it pauses a service whose bounce or complaint rate reached its threshold.
+resource "google_logging_metric" "reputation_breaker" {
+  name        = "email-worker/reputation-breaker"
+  description = "Services the events reader's reputation breaker paused, by service."
+  filter      = "jsonPayload.message = \"${local.reputation_breaker_message}\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "service_id"
+      value_type  = "STRING"
+      description = "The paused service."
+    }
+  }
+
+  label_extractors = {
+    service_id = "EXTRACT(jsonPayload.service_id)"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "time_sleep" "reputation_breaker_metric_registered" {
+  create_duration = local.log_metric_registration_wait
+
+  triggers = {
+    metric = google_logging_metric.reputation_breaker.name
+  }
+}
+
+resource "google_monitoring_alert_policy" "reputation_breaker" {
+  display_name          = "email-worker: reputation breaker paused a service"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "The reputation breaker paused a service"
+    condition_threshold {
+      filter          = "metric.type = \"logging.googleapis.com/user/${time_sleep.reputation_breaker_metric_registered.triggers["metric"]}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.service_id"]
+      }
+    }
+  }
+
+  documentation {
+    subject   = "email-worker: reputation breaker paused a service"
+    mime_type = "text/markdown"
+    content   = "A service's hard-bounce or complaint rate reached the reputation breaker's threshold (EMAIL_WORKER_REPUTATION_*), so the events reader paused it before SES could review or pause the whole account. Its requests wait in Pub/Sub, none failed. `email-worker paused` shows the rates; find the cause with the service's owners (a bad list, a bug sending to wrong addresses), then `email-worker resume SERVICE`. Nothing resumes it by itself. ${local.runbook}"
   }
 
   depends_on = [google_project_service.enabled]

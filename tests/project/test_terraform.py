@@ -1024,6 +1024,10 @@ def test_nothing_is_granted_project_wide_and_no_basic_role_is_used() -> None:
             assert body["role"] == "roles/datastore.user"
             assert _block(body, "condition")["expression"] == LEDGER_CONDITION
             continue
+        if type_ == "google_project_iam_custom_role":
+            # A role's definition grants nothing; it is bound on single subscriptions.
+            assert "member" not in body
+            continue
         assert not type_.startswith(("google_project_iam", "google_organization_iam")), name
     for type_, name, body in _iam_members():
         assert body["role"] not in {"roles/owner", "roles/editor", "roles/viewer"}, (type_, name)
@@ -1832,13 +1836,16 @@ def test_the_events_reader_has_its_own_account_that_may_publish_events_and_use_t
         (
             type_,
             body["role"],
-            body.get("topic") or _block(body, "condition")["expression"],
+            body.get("topic")
+            or body.get("subscription")
+            or _block(body, "condition")["expression"],
         )
         for type_, _name, body in _iam_members()
         if body["member"] == reader
     }
     # Publish to email-events, and read and write documents in the ledger database: the
-    # narrowest Firestore grant IAM has (a database, not a collection).
+    # narrowest Firestore grant IAM has (a database, not a collection); and, for the
+    # reputation breaker's pauses, read the worker subscriptions and switch them to pull.
     assert grants == {
         (
             "google_pubsub_topic_iam_member",
@@ -1846,7 +1853,16 @@ def test_the_events_reader_has_its_own_account_that_may_publish_events_and_use_t
             "${google_pubsub_topic.events[0].name}",
         ),
         ("google_project_iam_member", "roles/datastore.user", LEDGER_CONDITION),
+        (
+            "google_pubsub_subscription_iam_member",
+            "${google_project_iam_custom_role.subscription_pauser[0].id}",
+            "${each.value.name}",
+        ),
     }
+    pauser = TF.resource("google_project_iam_custom_role", "subscription_pauser")
+    assert pauser["permissions"] == ["pubsub.subscriptions.get", "pubsub.subscriptions.update"]
+    granted = TF.resource("google_pubsub_subscription_iam_member", "pauser_events_reader")
+    assert granted["for_each"] == "${var.events_enabled ? google_pubsub_subscription.worker : {}}"
     # Nothing is granted on the account itself: nobody may act as it or mint its tokens.
     for _type, _name, body in _iam_members():
         assert "google_service_account.events_reader" not in str(body.get("service_account_id", ""))
@@ -1979,6 +1995,7 @@ def test_every_alert_policy_notifies_the_channels_given_and_says_what_to_do() ->
         "push_failures",
         "worker_failures",
         "outage_holding",
+        "reputation_breaker",
     }
     for name, policy in policies.items():
         assert policy["notification_channels"] == "${var.notification_channels}", name
@@ -2162,6 +2179,27 @@ def test_the_outage_hold_is_counted_from_its_warning_and_alerts_after_the_wait()
     threshold = _block(condition, "condition_threshold")
     assert threshold["threshold_value"] == 0
     assert threshold["comparison"] == "COMPARISON_GT"
+
+
+def test_the_reputation_breakers_trips_are_counted_from_its_warning_and_alert_by_service() -> None:
+    message = TF.locals["reputation_breaker_message"]
+    breaker = (ROOT / "worker" / "events" / "reputation.py").read_text()
+    assert f'"{message}"' in breaker, "the filter must name the warning the breaker logs"
+    metric = TF.resource("google_logging_metric", "reputation_breaker")
+    assert metric["filter"].replace('\\"', '"') == (
+        'jsonPayload.message = "${local.reputation_breaker_message}"'
+    )
+    assert metric["label_extractors"] == {"service_id": "EXTRACT(jsonPayload.service_id)"}
+    wait = TF.resource("time_sleep", "reputation_breaker_metric_registered")
+    assert wait["create_duration"] == "${local.log_metric_registration_wait}"
+    assert wait["triggers"] == {"metric": "${google_logging_metric.reputation_breaker.name}"}
+    policy = TF.resource("google_monitoring_alert_policy", "reputation_breaker")
+    (filter_,) = _condition_filters(policy)
+    assert "time_sleep.reputation_breaker_metric_registered" in filter_
+    (condition,) = policy["conditions"]
+    threshold = _block(condition, "condition_threshold")
+    assert (threshold["threshold_value"], threshold["comparison"]) == (0, "COMPARISON_GT")
+    assert "email-worker resume" in _block(policy, "documentation")["content"]
 
 
 def test_the_failures_alert_waits_until_monitoring_has_registered_its_log_based_metric() -> None:
