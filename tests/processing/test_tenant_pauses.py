@@ -10,7 +10,10 @@ from tests.support import fault_proxy as faults
 from tests.support.clock import ManualClock
 from worker.config.settings import Settings
 from worker.processing.decisions import decide
-from worker.processing.pipeline import Delivery, Deps, Status, process
+from worker.processing.handling import Handler
+from worker.processing.metrics import Metrics
+from worker.processing.outputs import Outputs
+from worker.processing.pipeline import Delivery, Deps, Outcome, Status, process
 from worker.processing.tenant_pauses import TenantPauses
 from worker.sending.ses_session import Session
 from worker.sending.session_cache import SessionCache
@@ -23,6 +26,10 @@ def tenant_session(service_id: str) -> Session:
     return Session(
         ROLE, tenant_name=f"{service_id}-tenant", default_from_address=f"{service_id}@example.com"
     )
+
+
+def unused_publish(topic: str, data: bytes, attributes: Any) -> Any:
+    raise AssertionError("nothing is published")
 
 
 def deps_with(pauses: TenantPauses) -> Deps:
@@ -124,3 +131,27 @@ def test_a_pause_lasts_until_a_send_is_accepted() -> None:
     pauses.sent("billing")
     assert not pauses.holds("billing")
     assert pauses.paused_services() == []
+
+
+def held_for_tenant(service_id: str) -> Outcome:
+    return Outcome(Status.HELD, request_id="r1", service_id=service_id, error_code="sending_paused")
+
+
+def test_a_held_request_of_a_paused_tenant_waits_for_its_services_next_probe() -> None:
+    clock = ManualClock()
+    pauses = TenantPauses(probe_interval_s=PROBE_S, clock=clock)
+    pauses.paused("billing", "billing-tenant")
+    clock.now += 15
+    outputs = Outputs(unused_publish, results_topic="r", dead_letter_topic="d", timeout_s=5)
+    handler = Handler(deps_with(pauses), outputs, max_delivery_attempts=5)
+    assert handler.seconds_until_admission(held_for_tenant("billing")) == PROBE_S - 15
+    assert handler.seconds_until_admission(held_for_tenant("shop")) == 0
+
+
+def test_a_paused_tenants_hold_is_not_counted_as_an_outage() -> None:
+    metrics = Metrics()
+    metrics.observe(held_for_tenant("billing"), acked=False, held=True, duration_s=0.01)
+    samples = {"stage": "after_failure"}
+    assert not metrics.registry.get_sample_value("email_worker_outage_held_total", samples)
+    counted = {"outcome": "held", "error_code": "sending_paused"}
+    assert metrics.registry.get_sample_value("email_worker_requests_total", counted) == 1

@@ -42,6 +42,7 @@ __all__ = [
     "Status",
     "report_ledger_unavailable",
     "status_of",
+    "tenant_held",
 ]
 
 log = get_logger()
@@ -71,6 +72,16 @@ class Status(enum.StrEnum):
     # Transient trouble while the outage breaker holds (worker.processing.breaker), or a
     # delivery it did not let start: kept back for after the outage, not retried now.
     HELD = "held"
+
+
+def tenant_held(outcome: Outcome) -> bool:
+    """Whether ``outcome`` is a request given back, or held, because SES paused its service's
+    tenant (:mod:`worker.processing.tenant_pauses`): the only retry or hold that carries
+    ``sending_paused``."""
+    return (
+        outcome.status in (Status.RETRY, Status.HELD)
+        and outcome.error_code == ErrorCode.SENDING_PAUSED
+    )
 
 
 def status_of(code: str) -> Status:

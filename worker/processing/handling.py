@@ -10,7 +10,7 @@ import structlog
 
 from worker.config.logs import get_logger
 from worker.processing.decisions import Decision, decide, is_last_attempt
-from worker.processing.delivery import Delivery, Deps, Outcome, Status
+from worker.processing.delivery import Delivery, Deps, Outcome, Status, tenant_held
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
 from worker.processing.pause_watch import PauseWatch
@@ -48,10 +48,14 @@ class Handler:
         their SES call are handed back, their claims released."""
         return self.deps.stopping
 
-    def seconds_until_admission(self) -> float:
-        """How long a held delivery should wait before it asks to start again."""
+    def seconds_until_admission(self, held: Outcome | None = None) -> float:
+        """How long a held delivery should wait before it asks to start again; ``held``: the
+        outcome that held it (a paused SES tenant's waits for its service's next probe)."""
         breaker = self.deps.breaker
-        return breaker.seconds_until_probe() if breaker is not None else 0.0
+        wait_s = breaker.seconds_until_probe() if breaker is not None else 0.0
+        if held is not None and held.service_id is not None and tenant_held(held):
+            wait_s = max(wait_s, self.deps.tenant_pauses.seconds_until_probe(held.service_id))
+        return wait_s
 
     def release_unsent_claims(self) -> int:
         """For a worker exiting with deliveries unfinished: give back the ledger claims of

@@ -23,7 +23,7 @@ from prometheus_client import (
 
 from worker.formats.pubsub import ERROR_CODE_ATTRIBUTE, Publish
 from worker.processing.breaker import BreakerState, OutageBreaker
-from worker.processing.delivery import Outcome, Status
+from worker.processing.delivery import Outcome, Status, tenant_held
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -173,7 +173,7 @@ class Metrics:
         if outcome.send_rate_wait_s:
             self.send_rate_wait.inc(outcome.send_rate_wait_s)
         self.settled.labels("ack" if acked else "hold" if held else "nack").inc()
-        if outcome.status is Status.HELD:
+        if outcome.status is Status.HELD and not tenant_held(outcome):
             self.outage_held.labels("after_failure").inc()
         if outcome.ledger is not None:
             self.ledger_events.labels(outcome.ledger.value).inc()

@@ -22,7 +22,7 @@ from dataclasses import replace
 from worker.config.logs import get_logger
 from worker.formats.result import ErrorCode
 from worker.processing.admission import admit
-from worker.processing.delivery import Delivery, Deps, LedgerEvent, Outcome, Status
+from worker.processing.delivery import Delivery, Deps, LedgerEvent, Outcome, Status, tenant_held
 from worker.processing.send_request import send_request
 from worker.processing.under_claim import send_under_claim
 
@@ -36,7 +36,7 @@ def process(delivery: Delivery, deps: Deps) -> Outcome:
     """Turn one delivery into an outcome. Never raises."""
     try:
         outcome = _process(delivery, deps)
-        if outcome.status is Status.RETRY and (deps.holding or _tenant_paused(outcome)):
+        if outcome.status is Status.RETRY and (deps.holding or tenant_held(outcome)):
             # The trouble is everyone's, or SES paused the service's tenant: keep the
             # delivery for after it.
             return replace(outcome, status=Status.HELD)
@@ -55,12 +55,6 @@ def process(delivery: Delivery, deps: Deps) -> Outcome:
             error_code=ErrorCode.INTERNAL_ERROR,
             error_message="the worker failed unexpectedly; the request was not sent",
         )
-
-
-def _tenant_paused(outcome: Outcome) -> bool:
-    """Whether ``outcome`` is a request given back because SES paused its service's tenant
-    (the one retry that carries ``sending_paused``)."""
-    return outcome.error_code == ErrorCode.SENDING_PAUSED
 
 
 def _process(delivery: Delivery, deps: Deps) -> Outcome:

@@ -79,6 +79,11 @@ class TenantPauses:
         if ended:
             log.info("the service's tenant sends again", service_id=service_id)
 
+    def seconds_until_probe(self, service_id: str) -> float:
+        """How long until ``service_id``'s next probe (0 when it is not held)."""
+        due = self._next_probe.get(service_id)
+        return 0.0 if due is None else max(0.0, due - self._clock())
+
     def paused_services(self) -> list[str]:
         """The services held now, sorted."""
         with self._lock:

@@ -22,7 +22,7 @@ from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.processing.handling import Handler
-from worker.processing.pipeline import Delivery, Status
+from worker.processing.pipeline import Delivery, Outcome, Status
 from worker.processing.tenancy import Source, subscription_sources
 
 __all__ = ["PullWorker", "flow_control"]
@@ -137,7 +137,7 @@ class PullWorker:
                     )
                 if not held:
                     break
-                if not self._wait_out_outage():
+                if not self._wait_out_outage(outcome):
                     handed_back.append(True)  # stopping: hand it back
                     break
             if handed_back:
@@ -149,12 +149,13 @@ class PullWorker:
             with self._in_flight_lock:
                 self._in_flight.pop(message.ack_id, None)
 
-    def _wait_out_outage(self) -> bool:
-        """Wait, keeping the message leased, until the outage breaker may let it start;
-        False when the worker stops meanwhile. The client library keeps renewing the lease,
+    def _wait_out_outage(self, held: Outcome) -> bool:
+        """Wait, keeping the message leased, until the outage breaker (or, for a paused SES
+        tenant's request, that tenant's next probe) may let it start; False when the worker
+        stops meanwhile. The client library keeps renewing the lease,
         and while every thread waits here flow control stops leasing more: the rest of the
         backlog stays in Pub/Sub, with no delivery attempt used."""
-        wait_s = max(self._handler.seconds_until_admission(), _HOLD_POLL_S)
+        wait_s = max(self._handler.seconds_until_admission(held), _HOLD_POLL_S)
         return not self._stop.wait(wait_s)
 
     def _defer(self, message: Any, source: Source) -> None:
