@@ -53,12 +53,13 @@ class Identity:
     role: Role
 
 
-@dataclass(frozen=True)
 class AccessDenied(Exception):
     """401 (no valid assertion) or 403 (valid, but no role); ``reason`` is a fixed word."""
 
-    status: int
-    reason: str
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}"

@@ -101,7 +101,7 @@ class Pages:
     async def _act(self, request: Request, action: str, act: Any) -> Response:
         require(request, Role.OPERATOR)
         form = await checked_form(request)
-        ids = sorted({str(i) for i in form.getlist("message_id") if i})
+        ids = sorted({i for i in form.get("message_id", []) if i})
         if not ids:
             raise AccessDenied(400, "nothing_selected")
         document = await run_in_threadpool(act, self.sources, ids)

@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -53,6 +52,8 @@ _HEADERS = {
 }
 CSRF_FIELD = "csrf"
 _CSRF_HEADER = "x-csrf-token"
+_MAX_FORM_BYTES = 1024 * 1024
+_MAX_FORM_FIELDS = 10_000
 LOCAL = Identity("local", Role.OPERATOR)
 
 
@@ -67,10 +68,26 @@ def require(request: Request, role: Role) -> None:
         raise AccessDenied(403, "operators_only")
 
 
-async def checked_form(request: Request) -> FormData:
+async def read_form(request: Request) -> dict[str, list[str]]:
+    """A URL-encoded form (what the console's forms post), at most ``_MAX_FORM_BYTES``."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise AccessDenied(415, "not_a_form")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            raise AccessDenied(413, "form_too_large")
+    try:
+        return urllib.parse.parse_qs(body.decode("ascii"), max_num_fields=_MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise AccessDenied(400, "malformed_form") from None
+
+
+async def checked_form(request: Request) -> dict[str, list[str]]:
     """The POST's form, once its CSRF token and origin are checked (else 403)."""
-    form = await request.form()
-    sent = form.get(CSRF_FIELD) or request.headers.get(_CSRF_HEADER) or ""
+    form = await read_form(request)
+    sent = (form.get(CSRF_FIELD) or [""])[0] or request.headers.get(_CSRF_HEADER) or ""
     cookie = request.cookies.get(request.state.csrf_cookie, "")
     if not (isinstance(sent, str) and cookie and hmac.compare_digest(sent, cookie)):
         raise AccessDenied(403, "csrf_token_mismatch")
