@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -38,7 +37,8 @@ def as_user(assertion: str | None) -> dict[str, str]:
     return {} if assertion is None else {IAP_HEADER: assertion}
 
 
-REFUSED = {
+Build = Callable[[IapKeys], str | None]
+REFUSED: dict[str, tuple[Build, int]] = {
     "missing": (lambda k: None, 401),
     "garbage": (lambda k: "not-a-jwt", 401),
     "forged": (lambda k: k.assertion(OPERATOR, forged=True), 401),
