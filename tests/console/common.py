@@ -20,10 +20,13 @@ def dead_lettered(
     message: str = "SendEmail failed: MessageRejected: Email address is not verified.",
     service_id: str = "billing",
     recorded: bool = True,
+    sender: str | None = None,
     **fields: Any,
 ) -> str:
     """A dead letter of ``request_id`` as the worker forwards it (recorded in the ledger as
     failed, unless not ``recorded``); its message id."""
+    if sender is not None:
+        fields["from"] = sender
     data = json.dumps(request(request_id=request_id, service_id=service_id, **fields)).encode()
     if recorded:
         with stack_ledger(stack) as ledger:

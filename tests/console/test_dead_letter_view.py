@@ -29,7 +29,7 @@ def three(stack: Stack) -> dict[str, str]:
     return {
         "unverified": dead_lettered(stack, "r1"),
         "throttled": dead_lettered(stack, "r2", code="throttled", message="Rate exceeded"),
-        "shop": dead_lettered(stack, "s1", service_id="shop", **{"from": "shop@example.com"}),
+        "shop": dead_lettered(stack, "s1", service_id="shop", sender="shop@example.com"),
     }
 
 

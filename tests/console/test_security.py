@@ -142,7 +142,7 @@ def test_naughty_subjects_names_tags_and_error_messages_are_escaped(
             recorded=False,
             subject=naughty,
             tags={"kind": naughty[:256]},
-            **{"from": f"{naughty} <billing@example.com>"},
+            sender=f"{naughty} <billing@example.com>",
         )
     page = console.get("/dead-letters").text
     parsed = _Tags()
