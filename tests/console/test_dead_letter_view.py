@@ -100,3 +100,11 @@ def test_a_replay_the_ledger_cannot_vouch_for_is_refused_and_stays(
 
 def test_an_unknown_action_is_refused(console: Console) -> None:
     assert console.get("/dead-letters/confirm?action=delete-everything").status_code == 400
+
+
+def test_a_missing_dead_letter_subscription_is_a_clear_503(stack: Stack) -> None:
+    with console_on(stack, EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION="no-such-subscription") as console:
+        response = console.get("/dead-letters")
+    assert response.status_code == 503
+    assert "Pub/Sub cannot be used now" in response.text
+    assert "Traceback" not in response.text

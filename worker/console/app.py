@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from google.api_core.exceptions import GoogleAPIError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -9,6 +10,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from worker.client.pubsub_rpc import describe_error
 from worker.config.logs import get_logger
 from worker.console.iap import AccessDenied, IapVerifier
 from worker.console.pages import Pages
@@ -38,6 +40,7 @@ def console_app(sources: Sources, verifier: IapVerifier | None) -> Starlette:
         exception_handlers={
             AccessDenied: _denied,
             LedgerUnavailable: _unavailable,
+            GoogleAPIError: _pubsub_error,
         },
     )
 
@@ -56,3 +59,9 @@ async def _denied(request: Request, error: Exception) -> Response:
 async def _unavailable(request: Request, error: Exception) -> Response:
     log.warning("console cannot read the ledger", path=request.url.path, error=str(error)[:200])
     return PlainTextResponse("The request ledger cannot be read now.\n", status_code=503)
+
+
+async def _pubsub_error(request: Request, error: Exception) -> Response:
+    detail = describe_error(error)
+    log.warning("console cannot reach Pub/Sub", path=request.url.path, error=detail)
+    return PlainTextResponse(f"Pub/Sub cannot be used now: {detail}\n", status_code=503)
