@@ -16,7 +16,13 @@ from tests.support.naughty import NAUGHTY_STRINGS
 from tests.support.worker_stack import Stack
 from worker.console.security import CONTENT_SECURITY_POLICY
 
-PAGES = ["/", "/dead-letters", "/request?service=billing&id=r1", "/static/console.css"]
+PAGES = [
+    "/",
+    "/dead-letters",
+    "/request?service=billing&id=r1",
+    "/recipient",
+    "/static/console.css",
+]
 
 
 @pytest.fixture
@@ -44,14 +50,14 @@ def test_every_answer_carries_a_strict_content_security_policy(console: Console,
 
 
 def test_the_pages_hold_no_script_and_no_inline_style(console: Console) -> None:
-    for path in PAGES[:3]:
+    for path in PAGES[:-1]:
         page = console.get(path).text.lower()
         assert "<script" not in page
         assert " style=" not in page
         assert "<style" not in page
 
 
-@pytest.mark.parametrize("path", PAGES[:3])
+@pytest.mark.parametrize("path", PAGES[:-1])
 def test_every_page_has_a_json_twin(console: Console, path: str) -> None:
     separator = "&" if "?" in path else "?"
     response = console.get(f"{path}{separator}format=json")
@@ -60,7 +66,11 @@ def test_every_page_has_a_json_twin(console: Console, path: str) -> None:
 
 
 def test_there_are_post_routes_to_guard(console: Console) -> None:
-    assert sorted(post_routes(console)) == ["/dead-letters/purge", "/dead-letters/replay"]
+    assert sorted(post_routes(console)) == [
+        "/dead-letters/purge",
+        "/dead-letters/replay",
+        "/recipient",
+    ]
 
 
 def test_every_post_without_the_csrf_token_is_refused_and_changes_nothing(

@@ -30,6 +30,7 @@ def console_app(sources: Sources, verifier: IapVerifier | None) -> Starlette:
         routes=[
             Route("/", pages.home),
             Route("/request", pages.request_page),
+            Route("/recipient", pages.recipient, methods=["GET", "POST"]),
             Route("/dead-letters", pages.dead_letters),
             Route("/dead-letters/confirm", pages.confirm),
             Route("/dead-letters/replay", pages.replay, methods=["POST"]),

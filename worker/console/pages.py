@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from worker.config.logs import get_logger
 from worker.console import dead_letter_view as dead
 from worker.console.iap import AccessDenied, Role
+from worker.console.recipient_view import recipient_document
 from worker.console.request_view import request_document
 from worker.console.security import checked_form, identity_of, require
 from worker.console.sources import Sources
@@ -36,6 +37,15 @@ def template_environment() -> Environment:
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
     )
+
+
+def _days(raw: str, retention_s: float) -> float:
+    """The days to look back: 7 unless given, at most the ledger's retention."""
+    try:
+        days = float(raw) if raw.strip() else 7.0
+    except ValueError:
+        days = 7.0
+    return min(max(days, 0.0), retention_s / 86400)
 
 
 class Pages:
@@ -64,7 +74,11 @@ class Pages:
         document = {
             "who": identity.who,
             "role": identity.role.name.lower(),
-            "pages": {"request": "/request", "dead_letters": "/dead-letters"},
+            "pages": {
+                "request": "/request",
+                "recipient": "/recipient",
+                "dead_letters": "/dead-letters",
+            },
         }
         return self.respond(request, "home.html", document)
 
@@ -76,6 +90,24 @@ class Pages:
             return self.respond(request, "home.html", {**document, "who": None}, 400)
         document = await run_in_threadpool(request_document, self.sources, service_id, request_id)
         return self.respond(request, "request.html", document, 200 if document["found"] else 404)
+
+    async def recipient(self, request: Request) -> Response:
+        """GET: the form. POST: what was sent to the posted address (POST keeps it out of
+        URLs, and so out of request logs)."""
+        if request.method == "GET":
+            return self.respond(request, "recipient.html", {"recipient": None, "emails": []})
+        form = await checked_form(request)
+        address = (form.get("address") or [""])[0].strip()
+        days = _days((form.get("days") or [""])[0], self.sources.settings.ledger.retention_s)
+        if "@" not in address or len(address) > 320:
+            document: dict[str, Any] = {
+                "recipient": None,
+                "emails": [],
+                "error": "give an email address",
+            }
+            return self.respond(request, "recipient.html", document, 400)
+        document = await run_in_threadpool(recipient_document, self.sources, address, days)
+        return self.respond(request, "recipient.html", document)
 
     async def dead_letters(self, request: Request) -> Response:
         filters = dead.Filters.from_query(request.query_params)
