@@ -4,6 +4,7 @@ worker running where a scenario needs one. Each page is also checked with axe-co
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import time
 from collections.abc import Iterator
@@ -94,6 +95,27 @@ def test_a_support_user_finds_a_request_by_id_by_keyboard_and_reads_the_statuses
     expect(rows.nth(1)).to_contain_text("bounced")
     accessible(page)
     keep_screenshot(page, "request")
+    assert watched.dialogs == []
+    assert watched.errors == []
+
+
+def test_a_support_user_finds_what_was_sent_to_a_recipient(
+    page: Page, stack: Stack, watched: Watched
+) -> None:
+    record_sent(stack, "order-7", at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    page.goto("/recipient")
+    accessible(page)
+    page.get_by_label("Email address (exactly as sent)").fill("bob@example.org")
+    page.get_by_role("button", name="Look up").click()
+    rows = page.locator("#emails tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.nth(0)).to_contain_text("order-7")
+    expect(rows.nth(0)).to_contain_text("bounced")
+    assert "bob@example.org" not in page.url
+    accessible(page)
+    keep_screenshot(page, "recipient")
+    page.get_by_role("link", name="order-7").click()
+    expect(page.locator("h1")).to_contain_text("Request order-7 of service billing")
     assert watched.dialogs == []
     assert watched.errors == []
 

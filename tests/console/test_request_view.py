@@ -23,7 +23,10 @@ def console(stack: Stack) -> Iterator[Console]:
 
 
 def record_sent(
-    stack: Stack, request_id: str, template: tuple[str, int, str] | None = None
+    stack: Stack,
+    request_id: str,
+    template: tuple[str, int, str] | None = None,
+    at: dt.datetime = AT,
 ) -> None:
     key = LedgerKey("billing", request_id)
     with stack_ledger(stack) as ledger:
@@ -33,9 +36,9 @@ def record_sent(
         ledger.record_statuses(
             key,
             [
-                RecipientStatus("ses-1", "alice@example.org", "delivery", AT),
+                RecipientStatus("ses-1", "alice@example.org", "delivery", at),
                 RecipientStatus(
-                    "ses-1", "bob@example.org", "bounce", AT, detail="Permanent/General"
+                    "ses-1", "bob@example.org", "bounce", at, detail="Permanent/General"
                 ),
             ],
         )
