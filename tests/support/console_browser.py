@@ -24,7 +24,7 @@ from tests.support.worker_stack import Stack
 CHROMIUM = "/usr/bin/chromium"
 EMAIL_WORKER = str(Path(sys.executable).parent / "email-worker")
 #: Set to a directory to keep a screenshot of each page the tests visit (docs/console.md's).
-SCREENSHOTS_VARIABLE = "EMAIL_WORKER_TEST_SCREENSHOTS"
+SCREENSHOTS_VARIABLE = "CONSOLE_TEST_SCREENSHOTS"
 
 
 def _answers(url: str) -> bool:
