@@ -16,7 +16,7 @@ from tests.support.worker_stack import Stack
 from worker.console.app import console_app
 from worker.console.serving import verifier_for
 from worker.console.sources import Sources, open_sources
-from worker.ledger import SqliteLedger
+from worker.ledger import Ledger, SqliteLedger
 
 _CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -58,10 +58,13 @@ def stack_ledger(stack: Stack) -> SqliteLedger:
 
 
 @contextmanager
-def console_on(stack: Stack, *, https: bool = False, **overrides: str) -> Iterator[Console]:
-    """The console over ``stack`` (``overrides`` are settings), in process."""
+def console_on(
+    stack: Stack, *, https: bool = False, ledger: Ledger | None = None, **overrides: str
+) -> Iterator[Console]:
+    """The console over ``stack`` (``overrides`` are settings) and its SQLite ledger, or
+    ``ledger``, in process."""
     settings = stack.settings(**overrides)
-    sources = open_sources(settings, stack_ledger(stack))
+    sources = open_sources(settings, ledger or stack_ledger(stack))
     app = console_app(sources, verifier_for(settings))
     base_url = "https://console.test" if https else "http://127.0.0.1"
     try:
