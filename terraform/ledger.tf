@@ -87,3 +87,26 @@ resource "google_firestore_field" "ledger_unindexed" {
 
   index_config {}
 }
+
+# The console's recipient page (`email-worker console`) finds what was sent to an address with
+# one collection group query over the statuses: this ledger's, that recipient's, newest first
+# (FirestoreLedger.sent_to). The index leads with the recipient, so its writes spread over
+# addresses rather than piling onto the newest timestamp.
+resource "google_firestore_index" "ledger_statuses_by_recipient" {
+  database    = google_firestore_database.ledger.name
+  collection  = local.ledger_statuses_collection
+  query_scope = "COLLECTION_GROUP"
+
+  fields {
+    field_path = "ledger"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "recipient"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "occurred_at"
+    order      = "DESCENDING"
+  }
+}

@@ -2434,3 +2434,20 @@ def test_services_with_tenants_of_their_own_pass_the_plan(tf: TerraformAlone) ->
     }
     result = tf.plan(services=_services_with_tenants(**services))
     assert result.returncode == 0, result.stderr
+
+
+def test_the_recipient_lookup_has_its_collection_group_index() -> None:
+    index = TF.resource("google_firestore_index", "ledger_statuses_by_recipient")
+    assert index["database"] == "${google_firestore_database.ledger.name}"
+    assert index["collection"] == "${local.ledger_statuses_collection}"
+    assert index["query_scope"] == "COLLECTION_GROUP"
+    assert [(f["field_path"], f["order"]) for f in index["fields"]] == [
+        ("ledger", "ASCENDING"),
+        ("recipient", "ASCENDING"),
+        ("occurred_at", "DESCENDING"),
+    ]
+    # The fields FirestoreLedger.sent_to filters and orders by, in that order.
+    source = (ROOT / "worker" / "ledger" / "firestore_ledger.py").read_text()
+    query = source[source.index("def sent_to") :].split("\n    def ", 1)[0]
+    positions = [query.index(f'"{name}"') for name in ("ledger", "recipient", "occurred_at")]
+    assert positions == sorted(positions)

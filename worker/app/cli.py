@@ -13,6 +13,7 @@ import click
 
 from worker.app.check_command import check, check_before_start
 from worker.config.logs import configure_logging
+from worker.console import console
 from worker.ops.commands.common import (
     EXIT_FAILURE,
     EXIT_NO_RESULT,
@@ -71,6 +72,7 @@ main.add_command(pause)
 main.add_command(resume)
 main.add_command(paused)
 main.add_command(templates)
+main.add_command(console)
 
 
 @main.command(

@@ -28,8 +28,10 @@ from worker.config.fields import (
 
 __all__ = [
     "GOOGLE_CERTS_URL",
+    "IAP_CERTS_URL",
     "MIN_ACK_DEADLINE_S",
     "SUBSCRIPTION_RE",
+    "Console",
     "Events",
     "Http",
     "Ledger",
@@ -48,6 +50,8 @@ __all__ = [
 
 #: Google's public certificates for the ID tokens Pub/Sub push attaches (PEM by key id).
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+#: Identity-Aware Proxy's public keys (PEM by key id), to verify its signed headers.
+IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key"
 # The client library renews a lease after at most 90% of the deadline: 30 s leaves 3 s for a
 # renewal to reach Pub/Sub from a starved process, and 10 s (Pub/Sub's own floor) only 1 s.
 MIN_ACK_DEADLINE_S = 30
@@ -735,6 +739,102 @@ class Process:
         return _positive(self, "publish_timeout_s", "shutdown_timeout_s") + _at_least_one(
             self, "concurrency"
         )
+
+
+def _principals(raw: str) -> frozenset[str]:
+    """A comma-separated list of email addresses or ``domain:NAME`` entries, lower-cased."""
+    entries = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+    for entry in entries:
+        if "@" not in entry and not (entry.startswith("domain:") and len(entry) > 7):
+            raise ValueError("each entry must be an email address or domain:NAME")
+    return entries
+
+
+def _loopback_http_or_https(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    return bool(parts.hostname) and (
+        parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
+    )
+
+
+@dataclass(frozen=True)
+class Console:
+    """Console: the operators' and support web console (`email-worker console`)."""
+
+    host: str = setting(
+        "EMAIL_WORKER_CONSOLE_HOST",
+        "127.0.0.1",
+        text,
+        "Address the console listens on. Anything but loopback needs "
+        "`EMAIL_WORKER_CONSOLE_IAP_AUDIENCE`: the console refuses to start otherwise.",
+    )
+    port: int = setting(
+        "EMAIL_WORKER_CONSOLE_PORT",
+        8081,
+        whole_number,
+        "Port the console listens on (`PORT`, when set, wins: Cloud Run sets it).",
+    )
+    iap_audience: str | None = setting(
+        "EMAIL_WORKER_CONSOLE_IAP_AUDIENCE",
+        None,
+        _TEXT,
+        "Identity-Aware Proxy's audience for the console's backend "
+        "(`/projects/NUMBER/global/backendServices/ID` or `/projects/NUMBER/apps/PROJECT`). "
+        "Set: every request must carry IAP's signed header, verified (signature, audience, "
+        "issuer, expiry). Unset: no authentication, loopback only.",
+    )
+    iap_certs_url: str = setting(
+        "EMAIL_WORKER_CONSOLE_IAP_CERTS_URL",
+        IAP_CERTS_URL,
+        text,
+        "IAP's public keys (PEM by key id): https only, except `http://` on loopback for tests.",
+    )
+    viewers: frozenset[str] = setting(
+        "EMAIL_WORKER_CONSOLE_VIEWERS",
+        frozenset(),
+        _principals,
+        "With IAP: who may look (comma-separated email addresses or `domain:NAME`).",
+        shown_default="none",
+    )
+    operators: frozenset[str] = setting(
+        "EMAIL_WORKER_CONSOLE_OPERATORS",
+        frozenset(),
+        _principals,
+        "With IAP: who may also replay and purge dead letters (same form as the viewers).",
+        shown_default="none",
+    )
+    dead_letter_search_s: float = setting(
+        "EMAIL_WORKER_CONSOLE_DEAD_LETTER_SEARCH_S",
+        3.0,
+        number,
+        "How long a request's page looks for its dead letters (0: not at all).",
+    )
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in _LOOPBACK_HOSTS or self.host.startswith("127.")
+
+    def problems(self) -> list[str]:
+        problems = []
+        if not 0 < self.port < 65536:
+            problems.append("EMAIL_WORKER_CONSOLE_PORT must be 1-65535")
+        if not _loopback_http_or_https(self.iap_certs_url):
+            problems.append(
+                "EMAIL_WORKER_CONSOLE_IAP_CERTS_URL must be an https URL (http only on loopback)"
+            )
+        if self.dead_letter_search_s < 0:
+            problems.append("EMAIL_WORKER_CONSOLE_DEAD_LETTER_SEARCH_S must not be negative")
+        return problems
+
+    def binding_problems(self) -> list[str]:
+        """For ``console``: anything but loopback needs IAP in front."""
+        if self.loopback or self.iap_audience:
+            return []
+        return [
+            f"EMAIL_WORKER_CONSOLE_HOST={self.host} is not a loopback address: the console "
+            "serves other hosts only behind Identity-Aware Proxy "
+            "(set EMAIL_WORKER_CONSOLE_IAP_AUDIENCE)"
+        ]
 
 
 def _config_url_problems(

@@ -22,6 +22,7 @@ from worker.config.fields import Spec, read_group, specs
 from worker.config.groups import (
     MIN_ACK_DEADLINE_S,
     SUBSCRIPTION_RE,
+    Console,
     Events,
     Http,
     Ledger,
@@ -83,6 +84,7 @@ class Settings:
     http: Http = field(default_factory=Http)
     events: Events = field(default_factory=Events)
     process: Process = field(default_factory=Process)
+    console: Console = field(default_factory=Console)
 
     @classmethod
     def from_env(

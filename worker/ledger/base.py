@@ -32,6 +32,8 @@ from worker.ledger.shared import Entry, Verdict, judge
 from worker.ledger.statuses import RecipientStatus
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from worker.ledger.model import LedgerRecord
 
 __all__ = ["CLAIM_ROUNDS", "DEFAULT_RETENTION_S", "Ledger", "LedgerTerms", "naming"]
@@ -165,6 +167,14 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def statuses(self, key: LedgerKey) -> list[RecipientStatus]:
         """The latest status of every recipient of ``key``'s SES messages, oldest first."""
+
+    @abc.abstractmethod
+    def sent_to(
+        self, recipient: str, since: datetime, *, limit: int = 200
+    ) -> list[tuple[LedgerKey, RecipientStatus]]:
+        """The latest status of each email to ``recipient`` (exactly as SES reported the
+        address) whose status changed at or after ``since``, newest first, at most ``limit``:
+        one indexed lookup, never a scan (the console's recipient page)."""
 
     @abc.abstractmethod
     def pauses(self) -> list[Pause]:

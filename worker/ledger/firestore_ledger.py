@@ -14,6 +14,10 @@ per scope, without ``expire_at``: they stay until resumed.
 Records expire through a TTL policy on the ``expire_at`` field, which the deployment creates.
 Firestore deletes expired documents lazily (up to about a day late), so this class also
 treats a document past its ``expire_at`` as absent.
+
+A little over 300 lines: the storage primitives, the statuses and their recipient lookup (one
+collection group query, on the index terraform/ledger.tf declares) and the pauses belong to
+the one client and retry policy kept here.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from google.api_core.exceptions import Conflict, FailedPrecondition, GoogleAPIEr
 from google.api_core.retry import Retry, if_transient_error
 from google.cloud import firestore
 from google.cloud.firestore import CollectionReference, DocumentReference
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from worker.ledger.base import CLAIM_ROUNDS, Ledger, LedgerTerms, naming
 from worker.ledger.firestore_documents import (
@@ -119,10 +124,15 @@ class FirestoreLedger(Ledger):
         parent = self._requests.ref(key).collection(STATUSES_COLLECTION)
         with self._unavailable_for(naming("record statuses of", key)):
             for status in statuses:
-                self._advance(parent.document(status_document_id(status)), status)
+                self._advance(parent.document(status_document_id(status)), status, key)
 
-    def _advance(self, ref: DocumentReference, status: RecipientStatus) -> None:
+    def _advance(self, ref: DocumentReference, status: RecipientStatus, key: LedgerKey) -> None:
         fields = {
+            # Which ledger and request: the recipient lookup (sent_to) finds status documents
+            # by a collection group query, and these fields name their request.
+            "ledger": self.collection,
+            "service_id": key.service_id,
+            "request_id": key.request_id,
             "message_id": status.message_id,
             "recipient": status.recipient,
             "event_type": status.event_type,
@@ -161,6 +171,28 @@ class FirestoreLedger(Ledger):
             if data is not None and _epoch(data["expire_at"]) >= now
         ]
         return sorted(found, key=lambda s: (s.occurred_at, s.message_id, s.recipient))
+
+    def sent_to(
+        self, recipient: str, since: datetime, *, limit: int = 200
+    ) -> list[tuple[LedgerKey, RecipientStatus]]:
+        # One indexed query (ledger, recipient, occurred_at descending; terraform declares
+        # the collection group index), never a scan.
+        query = (
+            self._client.collection_group(STATUSES_COLLECTION)
+            .where(filter=FieldFilter("ledger", "==", self.collection))
+            .where(filter=FieldFilter("recipient", "==", recipient))
+            .where(filter=FieldFilter("occurred_at", ">=", since))
+            .order_by("occurred_at", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        now = self._clock()
+        with self._unavailable_for("look up a recipient"):
+            documents = [snapshot.to_dict() for snapshot in query.stream(**self._call)]
+        return [
+            (LedgerKey(str(data["service_id"]), str(data["request_id"])), status_from(data))
+            for data in documents
+            if data is not None and _epoch(data["expire_at"]) >= now
+        ]
 
     def pauses(self) -> list[Pause]:
         with self._unavailable_for("read the pauses"):

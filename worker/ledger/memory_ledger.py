@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TypeVar, Unpack
 
 from worker.ledger.base import Ledger, LedgerTerms
@@ -60,6 +61,22 @@ class MemoryLedger(Ledger):
             kept = list(self._statuses.get(key, {}).values())
         found = [status for status, expire_at in kept if expire_at >= now]
         return sorted(found, key=lambda s: (s.occurred_at, s.message_id, s.recipient))
+
+    def sent_to(
+        self, recipient: str, since: datetime, *, limit: int = 200
+    ) -> list[tuple[LedgerKey, RecipientStatus]]:
+        now = self._clock()
+        with self._lock:
+            found = [
+                (key, status)
+                for key, kept in self._statuses.items()
+                for status, expire_at in kept.values()
+                if status.recipient == recipient
+                and status.occurred_at >= since
+                and expire_at >= now
+            ]
+        found.sort(key=lambda entry: entry[1].occurred_at, reverse=True)
+        return found[:limit]
 
     def pauses(self) -> list[Pause]:
         with self._lock:

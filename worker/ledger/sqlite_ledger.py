@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar, Unpack
 
 from worker.ledger import sqlite_schema as sql
@@ -98,6 +99,21 @@ class SqliteLedger(GroupCommit, Ledger):
             lambda: self._conn.execute(sql.SELECT_STATUSES, params).fetchall(),
         )
         return [_status(row) for row in rows]
+
+    def sent_to(
+        self, recipient: str, since: datetime, *, limit: int = 200
+    ) -> list[tuple[LedgerKey, RecipientStatus]]:
+        params = {
+            "recipient": recipient,
+            "since": since.timestamp(),
+            "now": self._clock(),
+            "limit": limit,
+        }
+        rows = self._reading(
+            "look up a recipient",
+            lambda: self._conn.execute(sql.SELECT_SENT_TO, params).fetchall(),
+        )
+        return [(LedgerKey(row["service_id"], row["request_id"]), _status(row)) for row in rows]
 
     def pauses(self) -> list[Pause]:
         with self._lock, self._unavailable_for("read the pauses"):

@@ -14,6 +14,7 @@ __all__ = [
     "REQUESTS",
     "SCHEMA",
     "SELECT_PAUSES",
+    "SELECT_SENT_TO",
     "SELECT_STATUSES",
     "SWEEP",
     "SWEEP_STATUSES",
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS statuses (
     PRIMARY KEY (service_id, request_id, message_id, recipient)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS statuses_by_expire_at ON statuses (expire_at);
+CREATE INDEX IF NOT EXISTS statuses_by_recipient ON statuses (recipient, occurred_at);
 CREATE TABLE IF NOT EXISTS pauses (
     scope              TEXT NOT NULL PRIMARY KEY,
     since              REAL NOT NULL,
@@ -154,3 +156,10 @@ def add_missing_columns(conn: sqlite3.Connection) -> None:
 
 SWEEP = "DELETE FROM requests WHERE expire_at < :now"
 SWEEP_STATUSES = "DELETE FROM statuses WHERE expire_at < :now"
+
+# The console's recipient page: statuses_by_recipient answers it without a scan.
+SELECT_SENT_TO = """
+SELECT * FROM statuses
+WHERE recipient = :recipient AND occurred_at >= :since AND expire_at >= :now
+ORDER BY occurred_at DESC LIMIT :limit
+"""
