@@ -23,7 +23,7 @@ import abc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Required, Self, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Required, Self, TypedDict, TypeVar, cast
 
 from worker.ledger.model import Claim, ClaimState, LedgerKey, LedgerUnavailable, StoredResult
 from worker.ledger.pauses import Pause, merged
@@ -129,7 +129,17 @@ class Ledger(abc.ABC):
         earlier delivery if there are any, else ``generations``, recorded now. None if
         ``owner`` no longer holds the claim (it must not send)."""
         return self._writing(
-            naming("pin attachments of", key), lambda: self._pin(key, owner, generations)
+            naming("pin attachments of", key),
+            lambda: self._pin(key, owner, "attachment_generations", generations),
+        )
+
+    def pin_template_version(self, key: LedgerKey, *, owner: str, version: int) -> int | None:
+        """The version of the template ``key``'s request names without one (the latest): the
+        one recorded by an earlier delivery if there is one, else ``version``, recorded now.
+        None if ``owner`` no longer holds the claim (it must not send)."""
+        return self._writing(
+            naming("pin the template version of", key),
+            lambda: self._pin(key, owner, "template_version", version),
         )
 
     def get(self, key: LedgerKey) -> LedgerRecord | None:
@@ -287,22 +297,21 @@ class Ledger(abc.ABC):
             result,
         )
 
-    def _pin(
-        self, key: LedgerKey, owner: str, generations: tuple[int, ...]
-    ) -> tuple[int, ...] | None:
+    def _pin(self, key: LedgerKey, owner: str, field: str, value: _T) -> _T | None:
+        """Record ``value`` in the entry's ``field`` unless an earlier delivery did: the first
+        pin wins. None if ``owner`` does not hold the claim."""
         for _ in range(CLAIM_ROUNDS):
             read = self._requests.read(key)
             if read is None or not read[0].held_by(owner):
                 return None
             entry, version = read
-            if entry.attachment_generations is not None:
-                return entry.attachment_generations
-            pinned = replace(entry, attachment_generations=generations, updated_at=self._clock())
+            earlier = getattr(entry, field)
+            if earlier is not None:
+                return cast(_T, earlier)
+            pinned = replace(entry, **{field: value}, updated_at=self._clock())  # type: ignore[arg-type]
             if self._requests.write_if_version(key, pinned, version):
-                return generations
-        raise LedgerUnavailable(
-            naming("the record kept changing while pinning attachments of", key)
-        )
+                return value
+        raise LedgerUnavailable(naming(f"the record kept changing while pinning {field} of", key))
 
     def _release(self, key: LedgerKey, owner: str) -> None:
         read = self._requests.read(key)

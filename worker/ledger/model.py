@@ -91,6 +91,8 @@ class LedgerRecord:
     expire_at: datetime
     #: Generations of the request's gs:// attachments, pinned when it was first sent.
     attachment_generations: tuple[int, ...] | None = None
+    #: The template version a request naming none (the latest) was first sent with.
+    template_version: int | None = None
 
 
 def content_hash(data: bytes) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 from worker.formats.addresses import Mailbox
 from worker.formats.message import build_message, resolve_sender
@@ -31,6 +32,9 @@ from worker.sending.errors import EmailError, ThrottledError
 from worker.sending.service_config import ServiceConfig
 from worker.sending.ses_session import BaseSession
 
+if TYPE_CHECKING:  # the template modules load Jinja2: only a template request needs them
+    from worker.sending.template_store import TemplateVersion
+
 __all__ = ["send_request"]
 
 
@@ -39,7 +43,7 @@ def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = Non
     (under ``held``, the delivery's claim, if the ledger is on). A request naming a template is
     rendered first."""
     if request.template is not None:
-        rendered = _rendered(request, deps)
+        rendered = _rendered(request, deps, held)
         if isinstance(rendered, Outcome):
             return rendered
         request = rendered
@@ -105,7 +109,7 @@ def _attachments_refused(request: EmailRequest, config: ServiceConfig | None) ->
     )
 
 
-def _rendered(request: EmailRequest, deps: Deps) -> EmailRequest | Outcome:
+def _rendered(request: EmailRequest, deps: Deps, held: HeldClaim | None) -> EmailRequest | Outcome:
     """``request`` with its template's subject, text and HTML, and its version and language
     resolved; or the outcome that refuses it (or hands it back, if storage is unreachable)."""
     # Imported here: the template modules load Jinja2, and only template requests need them.
@@ -116,7 +120,7 @@ def _rendered(request: EmailRequest, deps: Deps) -> EmailRequest | Outcome:
     assert ref is not None
     library = deps.template_library
     try:
-        version = library.load(request.service_id, ref.name, ref.version)
+        version = _template_version(request, deps, held)
         language = ref.language or version.default_language
         request = replace(
             request, template=replace(ref, version=version.version, language=language)
@@ -134,7 +138,29 @@ def _rendered(request: EmailRequest, deps: Deps) -> EmailRequest | Outcome:
         )
     except EmailError as error:  # storage unreachable (retried later) or misconfigured
         return _failure(request, error, retries=0)
+    except ClaimLost:
+        return Outcome.handed_back(request)
+    except LedgerUnavailable as error:
+        return report_ledger_unavailable(request, deps, error)
     return replace(request, subject=rendered.subject, text=rendered.text, html=rendered.html)
+
+
+def _template_version(request: EmailRequest, deps: Deps, held: HeldClaim | None) -> TemplateVersion:
+    """The version of the template to render: the one named, or else the latest, pinned on
+    the claim by the first delivery, so a redelivery, a takeover or a replay renders the
+    version the first one resolved even after a newer one was published."""
+    ref = request.template
+    assert ref is not None
+    library = deps.template_library
+    loaded = library.load(request.service_id, ref.name, ref.version)
+    if ref.version is not None or held is None:
+        return loaded
+    pinned = held.ledger.pin_template_version(held.key, owner=held.owner, version=loaded.version)
+    if pinned is None:
+        raise ClaimLost
+    if pinned == loaded.version:
+        return loaded
+    return library.load(request.service_id, ref.name, pinned)
 
 
 class _Stopped(Exception):

@@ -79,7 +79,6 @@ def _claim_and_send(
     request: EmailRequest, delivery: Delivery, deps: Deps, held: HeldClaim
 ) -> Outcome:
     try:
-        request = _pinned(request, delivery, deps, held)
         claim = _claim(delivery, deps, held)
     except LedgerUnavailable as error:
         return report_ledger_unavailable(request, deps, error)
@@ -97,19 +96,6 @@ def _claim_and_send(
             ledger=LedgerEvent.CONFLICT,
         )
     return _send_and_record(request, deps, held, takeover=claim.state is ClaimState.TAKEOVER)
-
-
-def _pinned(request: EmailRequest, delivery: Delivery, deps: Deps, held: HeldClaim) -> EmailRequest:
-    """A replay of a request naming no template version renders the version its earlier
-    delivery rendered (kept with its result), not one published since."""
-    ref = request.template
-    if ref is None or ref.version is not None or not _retries_unsent(delivery, deps):
-        return request
-    record = held.ledger.get(held.key)
-    used = record.result.template if record is not None and record.result is not None else None
-    if used is None or used[0] != ref.name:
-        return request
-    return replace(request, template=replace(ref, version=used[1]))
 
 
 def _claim(delivery: Delivery, deps: Deps, held: HeldClaim) -> Claim:
