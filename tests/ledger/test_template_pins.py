@@ -64,3 +64,64 @@ def test_a_template_version_and_attachment_generations_are_pinned_side_by_side(
     record = ledger.get(KEY)
     assert record is not None
     assert (record.template_version, record.attachment_generations) == (2, (9,))
+
+
+# -- pinned by the claim itself (no write of its own) ---------------------------------------
+
+
+def test_a_first_claim_pins_the_template_version_it_is_given(ledger: Ledger) -> None:
+    claim = ledger.claim(KEY, owner="w1", content_hash=HASH, template_version=3)
+    assert (claim.state, claim.template_version) == (ClaimState.CLAIMED, 3)
+    record = ledger.get(KEY)
+    assert record is not None
+    assert record.template_version == 3
+
+
+def test_a_claim_after_a_release_answers_the_version_pinned_first(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH, template_version=1)
+    ledger.release(KEY, owner="w1")
+    claim = ledger.claim(KEY, owner="w2", content_hash=HASH, template_version=2)
+    assert (claim.state, claim.template_version) == (ClaimState.CLAIMED, 1)
+
+
+def test_a_takeover_answers_the_version_pinned_first(ledger: Ledger, clock: ManualClock) -> None:
+    ledger.claim(KEY, owner="crashed", content_hash=HASH, template_version=1)
+    clock.now += LEASE_S + 1
+    claim = ledger.claim(KEY, owner="w2", content_hash=HASH, template_version=2)
+    assert (claim.state, claim.template_version) == (ClaimState.TAKEOVER, 1)
+
+
+def test_a_replay_claim_answers_the_version_pinned_first(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH, template_version=4)
+    ledger.complete(KEY, owner="w1", result=StoredResult("failed", error_code="throttled"))
+    claim = ledger.claim(
+        KEY, owner="replay", content_hash=HASH, retry_unsent=True, template_version=5
+    )
+    assert claim.template_version == 4
+
+
+def test_a_claim_answers_a_version_the_send_step_pinned(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    ledger.pin_template_version(KEY, owner="w1", version=1)
+    ledger.release(KEY, owner="w1")
+    assert (
+        ledger.claim(KEY, owner="w2", content_hash=HASH, template_version=2).template_version == 1
+    )
+
+
+def test_a_claim_of_a_record_without_a_pin_pins_the_version_given(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH)
+    ledger.release(KEY, owner="w1")
+    assert (
+        ledger.claim(KEY, owner="w2", content_hash=HASH, template_version=2).template_version == 2
+    )
+    record = ledger.get(KEY)
+    assert record is not None
+    assert record.template_version == 2
+
+
+def test_claiming_again_as_the_holder_answers_the_pinned_version(ledger: Ledger) -> None:
+    ledger.claim(KEY, owner="w1", content_hash=HASH, template_version=6)
+    assert (
+        ledger.claim(KEY, owner="w1", content_hash=HASH, template_version=7).template_version == 6
+    )

@@ -97,17 +97,26 @@ class Ledger(abc.ABC):
     # -- requests --------------------------------------------------------------------------
 
     def claim(
-        self, key: LedgerKey, *, owner: str, content_hash: str, retry_unsent: bool = False
+        self,
+        key: LedgerKey,
+        *,
+        owner: str,
+        content_hash: str,
+        retry_unsent: bool = False,
+        template_version: int | None = None,
     ) -> Claim:
         """Claim ``key`` for ``owner``, or say why not (see :class:`ClaimState`).
 
         Asking again as the owner that holds the claim answers CLAIMED and changes nothing.
         With ``retry_unsent``, a finished request whose result sent nothing (not ``sent``, no
         message ids) is claimed afresh instead of answered DONE: an operator's replay after
-        fixing what made it fail.
+        fixing what made it fail. ``template_version``: the version a request naming no
+        template version would render now; the claim pins it in the same write unless an
+        earlier delivery pinned one, and answers the one pinned (``Claim.template_version``).
         """
         return self._writing(
-            naming("claim", key), lambda: self._claim(key, owner, content_hash, retry_unsent)
+            naming("claim", key),
+            lambda: self._claim(key, owner, content_hash, retry_unsent, template_version),
         )
 
     def complete(self, key: LedgerKey, *, owner: str, result: StoredResult) -> bool:
@@ -195,15 +204,23 @@ class Ledger(abc.ABC):
 
     # -- the protocol ----------------------------------------------------------------------
 
-    def _claim(self, key: LedgerKey, owner: str, content_hash: str, retry_unsent: bool) -> Claim:
+    def _claim(
+        self,
+        key: LedgerKey,
+        owner: str,
+        content_hash: str,
+        retry_unsent: bool,
+        template_version: int | None,
+    ) -> Claim:
         # What our last conditional write would have made of the claim. Its answer can be lost
         # and the store's retry then fail its precondition; the next read shows it as ours.
         attempted: ClaimState | None = None
         for _ in range(CLAIM_ROUNDS):
+            fresh = self._fresh(key, owner, content_hash, self._clock())
             if self._requests.insert_if_absent(
-                key, self._fresh(key, owner, content_hash, self._clock())
+                key, replace(fresh, template_version=template_version)
             ):
-                return Claim(ClaimState.CLAIMED)
+                return Claim(ClaimState.CLAIMED, template_version=template_version)
             read = self._requests.read(key)
             if read is None:
                 continue  # deleted since the insert failed: insert again
@@ -221,8 +238,10 @@ class Ledger(abc.ABC):
             if step is None:
                 return _answer(verdict, entry, attempted)
             attempted, change = step
+            if change.template_version is None:  # the first pin wins
+                change = replace(change, template_version=template_version)
             if self._requests.write_if_version(key, change, version):
-                return Claim(attempted)
+                return Claim(attempted, template_version=change.template_version)
         return Claim(ClaimState.BUSY)
 
     def _claim_step(
@@ -357,7 +376,7 @@ class Ledger(abc.ABC):
 def _answer(verdict: Verdict, entry: Entry, attempted: ClaimState | None) -> Claim:
     """The answer to a claim whose verdict calls for no write."""
     if verdict is Verdict.MINE:
-        return Claim(attempted or ClaimState.CLAIMED)
+        return Claim(attempted or ClaimState.CLAIMED, template_version=entry.template_version)
     if verdict is Verdict.DONE:
         return Claim(ClaimState.DONE, entry.result)
     if verdict is Verdict.CONFLICT:

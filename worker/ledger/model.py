@@ -73,6 +73,8 @@ class Claim:
 
     state: ClaimState
     result: StoredResult | None = None
+    #: The template version pinned on the record, once the claim is held (see ``claim``).
+    template_version: int | None = None
 
 
 @dataclass(frozen=True)

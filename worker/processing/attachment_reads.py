@@ -21,16 +21,12 @@ from dataclasses import replace
 
 from worker.formats.request import Attachment, AttachmentRef, EmailRequest
 from worker.processing.delivery import Deps
-from worker.processing.held_claims import HeldClaim
+from worker.processing.held_claims import ClaimLost, HeldClaim
 from worker.sending.attachment_store import ObjectVersion
 from worker.sending.envelope import MAX_RAW_MESSAGE_BYTES
 from worker.sending.errors import AttachmentChangedError, MessageTooLargeError, ThrottledError
 
-__all__ = ["ClaimLost", "encoded_size", "read_attachments"]
-
-
-class ClaimLost(Exception):
-    """The delivery no longer holds its claim: it must not send."""
+__all__ = ["encoded_size", "read_attachments"]
 
 
 def encoded_size(size: int) -> int:

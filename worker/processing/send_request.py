@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
 
 from worker.formats.addresses import Mailbox
 from worker.formats.message import build_message, resolve_sender
@@ -19,7 +18,7 @@ from worker.formats.request import EmailRequest, RequestRejected
 from worker.formats.result import ErrorCode
 from worker.ledger import LedgerUnavailable
 from worker.processing.admission import forbidden_attachment, sender_allowed
-from worker.processing.attachment_reads import ClaimLost, read_attachments
+from worker.processing.attachment_reads import read_attachments
 from worker.processing.delivery import (
     Deps,
     Outcome,
@@ -27,13 +26,11 @@ from worker.processing.delivery import (
     report_ledger_unavailable,
     status_of,
 )
-from worker.processing.held_claims import HeldClaim
+from worker.processing.held_claims import ClaimLost, HeldClaim
+from worker.processing.template_versions import template_version
 from worker.sending.errors import EmailError, ThrottledError
 from worker.sending.service_config import ServiceConfig
 from worker.sending.ses_session import BaseSession
-
-if TYPE_CHECKING:  # the template modules load Jinja2: only a template request needs them
-    from worker.sending.template_store import TemplateVersion
 
 __all__ = ["send_request"]
 
@@ -120,7 +117,7 @@ def _rendered(request: EmailRequest, deps: Deps, held: HeldClaim | None) -> Emai
     assert ref is not None
     library = deps.template_library
     try:
-        version = _template_version(request, deps, held)
+        version = template_version(request, deps, held)
         language = ref.language or version.default_language
         request = replace(
             request, template=replace(ref, version=version.version, language=language)
@@ -143,24 +140,6 @@ def _rendered(request: EmailRequest, deps: Deps, held: HeldClaim | None) -> Emai
     except LedgerUnavailable as error:
         return report_ledger_unavailable(request, deps, error)
     return replace(request, subject=rendered.subject, text=rendered.text, html=rendered.html)
-
-
-def _template_version(request: EmailRequest, deps: Deps, held: HeldClaim | None) -> TemplateVersion:
-    """The version of the template to render: the one named, or else the latest, pinned on
-    the claim by the first delivery, so a redelivery, a takeover or a replay renders the
-    version the first one resolved even after a newer one was published."""
-    ref = request.template
-    assert ref is not None
-    library = deps.template_library
-    loaded = library.load(request.service_id, ref.name, ref.version)
-    if ref.version is not None or held is None:
-        return loaded
-    pinned = held.ledger.pin_template_version(held.key, owner=held.owner, version=loaded.version)
-    if pinned is None:
-        raise ClaimLost
-    if pinned == loaded.version:
-        return loaded
-    return library.load(request.service_id, ref.name, pinned)
 
 
 class _Stopped(Exception):
