@@ -310,8 +310,10 @@ class Sending:
         256 * 1024 * 1024,
         whole_number,
         "Most bytes of `gs://` attachments this instance holds in memory at once, across all "
-        "its threads; a send that would exceed it waits its turn (for at most "
-        "`EMAIL_WORKER_SEND_DEADLINE_S`, then it is handed back as `throttled`).",
+        "its threads, each counted with the copies its send makes (about 8 times its size: "
+        "its base64 in the message, in the bytes for SES and in SES's request); a send that "
+        "would exceed it waits its turn (for at most `EMAIL_WORKER_SEND_DEADLINE_S`, then it "
+        "is handed back as `throttled`), and one larger than all of it runs alone.",
     )
 
     def problems(self) -> list[str]:

@@ -83,6 +83,7 @@ def _send_with_read_attachments(
                 message = build_message(complete, sender=sender)
             except RequestRejected as error:
                 return Outcome.refused(request, error.code, error.message)
+            del complete  # its bytes are in the message now: not held twice while it is sent
             return _send_with_retries(request, session, message, deps, held)
     except EmailError as error:
         return _failure(request, error, retries=0)
