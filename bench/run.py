@@ -25,15 +25,18 @@ The figures printed are medians over rounds, and the worker/baseline and worker/
 The command exits non-zero if one of issue 13's targets (at most the lean subscriber's CPU per
 email, at least 1.5 times its throughput) is missed, or if any round had a non-``sent``
 result, a duplicate result or send, an unattributed or missing send, or did not stop cleanly.
-``--contenders`` runs a subset. ``--variant NAME:SETTING=VALUE[,SETTING=VALUE...]`` adds a
-contender: the worker with those settings (for example ``noledger:EMAIL_WORKER_LEDGER=none``),
-rotated with the others, so that what one setting costs is measured in the same run as the
-lean subscriber (its medians and its ratio to the lean subscriber are printed; the targets
-stay the worker's). ``--profile DIR`` records the first round's throughput phases
-with py-spy (that round's figures then include py-spy's overhead) and prints the hottest
-functions of each subscriber. ``--env`` (every subscriber) and ``--worker-env`` add
-environment, ``--timings FILE`` writes the latency phase's publish and result times: with
-bench/probe and bench/breakdown.py they show where time and CPU go (docs/scaling.md).
+``--contenders`` runs a subset; ``templated`` (never run unless named) adds the worker sent
+requests that name a template for the same email (``bench/templated.py``), and the report then
+gives its ratio to the plain worker (``tmpl/wrk``). ``--variant
+NAME:SETTING=VALUE[,SETTING=VALUE...]`` adds a contender: the worker with those settings (for
+example ``noledger:EMAIL_WORKER_LEDGER=none``), rotated with the others, so that what one
+setting costs is measured in the same run as the lean subscriber (its medians and its ratio to
+the lean subscriber are printed; the targets stay the worker's). ``--profile DIR`` records the
+first round's throughput phases with py-spy (that round's figures then include py-spy's
+overhead) and prints the hottest functions of each subscriber. ``--env`` (every subscriber) and
+``--worker-env`` add environment, ``--timings FILE`` writes the latency phase's publish and
+result times: with bench/probe and bench/breakdown.py they show where time and CPU go
+(docs/scaling.md).
 """
 
 from __future__ import annotations
