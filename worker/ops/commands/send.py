@@ -1,4 +1,8 @@
-"""``email-worker send``: publish one request, optionally wait for its result."""
+"""``email-worker send``: publish one request, optionally wait for its result.
+
+A little over 300 lines: one command's many options; reading a template's data and the
+``gs://`` attachments is in :mod:`worker.ops.commands.send_references`.
+"""
 
 from __future__ import annotations
 
