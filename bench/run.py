@@ -25,15 +25,18 @@ The figures printed are medians over rounds, and the worker/baseline and worker/
 The command exits non-zero if one of issue 13's targets (at most the lean subscriber's CPU per
 email, at least 1.5 times its throughput) is missed, or if any round had a non-``sent``
 result, a duplicate result or send, an unattributed or missing send, or did not stop cleanly.
-``--contenders`` runs a subset. ``--variant NAME:SETTING=VALUE[,SETTING=VALUE...]`` adds a
-contender: the worker with those settings (for example ``noledger:EMAIL_WORKER_LEDGER=none``),
-rotated with the others, so that what one setting costs is measured in the same run as the
-lean subscriber (its medians and its ratio to the lean subscriber are printed; the targets
-stay the worker's). ``--profile DIR`` records the first round's throughput phases
-with py-spy (that round's figures then include py-spy's overhead) and prints the hottest
-functions of each subscriber. ``--env`` (every subscriber) and ``--worker-env`` add
-environment, ``--timings FILE`` writes the latency phase's publish and result times: with
-bench/probe and bench/breakdown.py they show where time and CPU go (docs/scaling.md).
+``--contenders`` runs a subset; ``templated`` (never run unless named) adds the worker sent
+requests that name a template for the same email (``bench/templated.py``), and the report then
+gives its ratio to the plain worker (``tmpl/wrk``). ``--variant
+NAME:SETTING=VALUE[,SETTING=VALUE...]`` adds a contender: the worker with those settings (for
+example ``noledger:EMAIL_WORKER_LEDGER=none``), rotated with the others, so that what one
+setting costs is measured in the same run as the lean subscriber (its medians and its ratio to
+the lean subscriber are printed; the targets stay the worker's). ``--profile DIR`` records the
+first round's throughput phases with py-spy (that round's figures then include py-spy's
+overhead) and prints the hottest functions of each subscriber. ``--env`` (every subscriber) and
+``--worker-env`` add environment, ``--timings FILE`` writes the latency phase's publish and
+result times: with bench/probe and bench/breakdown.py they show where time and CPU go
+(docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -60,12 +63,15 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
+from bench import templated  # noqa: E402
 from bench.ses_standin import SesStandIn, marker  # noqa: E402
 from tests.support.metadata_server import MetadataServer  # noqa: E402
 from tests.support.pubsub_emulator import PubSubEmulator, unique_name  # noqa: E402
 
 VENV_BIN = ROOT / ".venv" / "bin"
 CONTENDERS = ("worker", "baseline", "lean")
+#: Contenders run only when --contenders names them.
+OPTIONAL_CONTENDERS = (templated.KIND,)
 SCRIPTS = {"baseline": "baseline.py", "lean": "lean_baseline.py"}
 SERVICE = "billing"
 ROLE = "arn:aws:iam::123456789012:role/email-sender"
@@ -78,18 +84,26 @@ HTML = "<html><body><p>" + TEXT.replace("\n", "<br>") + "</p></body></html>"
 
 
 def request_document(request_id: str) -> bytes:
-    return json.dumps(
-        {
-            "version": 1,
-            "request_id": request_id,
-            "service_id": SERVICE,
-            "from": "Billing <billing@example.com>",
-            "to": ["alice@example.org"],
-            "subject": f"Your invoice INV-2024-0042 {marker(request_id)}",
-            "text": f"{TEXT}\n{marker(request_id)}\n",
-            "html": HTML,
-        }
-    ).encode()
+    return json.dumps(plain_request(request_id)).encode()
+
+
+def templated_document(request_id: str) -> bytes:
+    """The request naming the benchmark's template with data (``bench/templated.py``) that
+    the worker turns into :func:`request_document`'s email."""
+    return templated.document(plain_request(request_id), marker(request_id))
+
+
+def plain_request(request_id: str) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "request_id": request_id,
+        "service_id": SERVICE,
+        "from": "Billing <billing@example.com>",
+        "to": ["alice@example.org"],
+        "subject": f"Your invoice INV-2024-0042 {marker(request_id)}",
+        "text": f"{TEXT}\n{marker(request_id)}\n",
+        "html": HTML,
+    }
 
 
 # -- results -----------------------------------------------------------------------------
@@ -274,6 +288,12 @@ class Bench:
         path = self.config_dir / "production" / f"{SERVICE}.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(document))
+        if templated.KIND in self.args.contenders:
+            plain = plain_request("check")
+            self.templates_url = templated.publish(
+                self.workdir / "templates", SERVICE, plain, marker("check")
+            )
+            templated.check_equivalent(self.templates_url, SERVICE, plain, marker("check"))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -313,6 +333,8 @@ class Bench:
         --worker-env, then its --variant's, which win."""
         pairs = (setting.partition("=") for setting in self.args.worker_env)
         settings = {name: value for name, _, value in pairs}
+        if kind == templated.KIND:
+            settings["EMAIL_WORKER_TEMPLATES_URL"] = self.templates_url
         settings.update(self.args.variants.get(kind, {}))
         return settings
 
@@ -322,7 +344,7 @@ class Bench:
 
     def is_worker(self, kind: str) -> bool:
         """Whether ``kind`` runs ``email-worker pull``: the worker or one of its variants."""
-        return kind == "worker" or kind in self.args.variants
+        return kind in ("worker", templated.KIND) or kind in self.args.variants
 
     def inbound(self, kind: str, queue: Any) -> tuple[str, str, dict[str, str]]:
         """The topic a round publishes to, the subscription read, and the worker's tenancy
@@ -410,13 +432,14 @@ class Bench:
         warmup = [f"{prefix}-warmup-{n}" for n in range(args.warmup)]
         ids = [f"{prefix}-bulk-{n}" for n in range(args.requests)]
         paced = [f"{prefix}-paced-{n}" for n in range(int(args.rate * args.latency_seconds))]
+        document = templated_document if kind == templated.KIND else request_document
         try:
             for request_id in warmup:
-                self.bulk_publisher.publish(topic, request_document(request_id))
+                self.bulk_publisher.publish(topic, document(request_id))
             collector.wait_for(warmup, timeout_s=120)
 
             # Throughput: N at once, clock from the first publish to the N-th result.
-            payloads = [request_document(r) for r in ids]
+            payloads = [document(r) for r in ids]
             profiler = self.start_profiler(kind, number, process.pid)
             cpu_before = tree_cpu_s(ps)
             machine_before = machine_cpu_s()
@@ -442,7 +465,7 @@ class Bench:
             published: dict[str, float] = {}
             begin = time.monotonic()
             for n, request_id in enumerate(paced):
-                payload = request_document(request_id)
+                payload = document(request_id)
                 delay = begin + n / args.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -574,7 +597,8 @@ def report(rounds: list[Round], args: argparse.Namespace) -> int:
             + ("  " + "; ".join(r.notes) if r.notes else "")
         )
 
-    kinds = [kind for kind in (*CONTENDERS, *args.variants) if any(r.kind == kind for r in rounds)]
+    every = (*CONTENDERS, *OPTIONAL_CONTENDERS, *args.variants)
+    kinds = [kind for kind in every if any(r.kind == kind for r in rounds)]
 
     def median(kind: str, name: str) -> float:
         values: list[float] = [getattr(r, name) for r in rounds if r.kind == kind]
@@ -601,11 +625,14 @@ def report(rounds: list[Round], args: argparse.Namespace) -> int:
     variants = [
         (f"{kind[:4]}/lean", kind) for kind in args.variants if kind in kinds and "lean" in kinds
     ]
+    # Templated requests against the same worker's plain ones (issue 23: at most 1.2x CPU).
+    templated_vs = "worker" if {templated.KIND, "worker"} <= set(kinds) else None
     print(
         f"  {'':34} "
         + " ".join(f"{kind[:9]:>9}" for kind in kinds)
         + "".join(f" {'w/' + kind[:4]:>7}" for kind in compared)
         + "".join(f" {heading:>9}" for heading, _ in variants)
+        + (f" {'tmpl/wrk':>9}" if templated_vs else "")
         + ("  target" if "lean" in compared else "")
     )
     verdicts = []
@@ -614,6 +641,8 @@ def report(rounds: list[Round], args: argparse.Namespace) -> int:
         line = f"  {label:34} " + " ".join(f"{fmt % values[kind]:>9}" for kind in kinds)
         line += "".join(f" {ratio(values['worker'], values[kind]):6.2f}x" for kind in compared)
         line += "".join(f" {ratio(values[kind], values['lean']):8.2f}x" for _, kind in variants)
+        if templated_vs:
+            line += f" {ratio(values[templated.KIND], values['worker']):8.2f}x"
         if target and "lean" in compared:
             vs_lean = ratio(values["worker"], values["lean"])
             met = vs_lean >= 1.5 if name == "emails_per_s" else vs_lean <= 1.0
@@ -674,7 +703,9 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--contenders",
         default=",".join(CONTENDERS),
-        help="comma-separated subset of %(default)s to run (targets need worker and lean)",
+        help="comma-separated subset of %(default)s to run (targets need worker and lean), "
+        f"and optionally {','.join(OPTIONAL_CONTENDERS)}: the worker sent templated requests "
+        "(bench/templated.py)",
     )
     parser.add_argument(
         "--cpu-hog",
@@ -711,16 +742,17 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
         "e.g. noledger:EMAIL_WORKER_LEDGER=none; repeatable",
     )
     args = parser.parse_args(argv)
-    contenders = tuple(kind for kind in CONTENDERS if kind in args.contenders.split(","))
-    if not contenders or set(args.contenders.split(",")) - set(CONTENDERS):
-        parser.error(f"--contenders takes a comma-separated subset of {','.join(CONTENDERS)}")
+    known = (*CONTENDERS, *OPTIONAL_CONTENDERS)
+    contenders = tuple(kind for kind in known if kind in args.contenders.split(","))
+    if not contenders or set(args.contenders.split(",")) - set(known):
+        parser.error(f"--contenders takes a comma-separated subset of {','.join(known)}")
     args.variants = {}
     for variant in args.variant:
         name, _, settings = variant.partition(":")
         pairs = [setting.partition("=") for setting in settings.split(",")]
         if (
             not name.isidentifier()
-            or name in (*CONTENDERS, *args.variants)
+            or name in (*known, *args.variants)
             or not all(key and sep for key, sep, _ in pairs)
         ):
             parser.error(f"--variant takes NAME:SETTING=VALUE[,SETTING=VALUE...], not {variant!r}")

@@ -159,3 +159,9 @@ def test_events_settings_are_read_into_their_group() -> None:
     assert settings.events == Events(
         queue_url="https://sqs.example/1/q", role_arn="arn:aws:iam::123456789012:role/reader"
     )
+
+
+def test_a_negative_template_latest_ttl_is_refused() -> None:
+    assert Services(template_latest_ttl_s=-1).problems() == [
+        "EMAIL_WORKER_TEMPLATE_LATEST_TTL_S must not be negative"
+    ]

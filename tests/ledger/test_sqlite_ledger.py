@@ -285,3 +285,21 @@ def test_a_file_from_before_pinned_attachments_gains_the_column_and_keeps_its_re
         record = ledger.get(key)
     assert record is not None
     assert record.attachment_generations == (3,)
+
+
+def test_a_file_from_before_pinned_template_versions_gains_the_column(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "ledger.db"
+    key = LedgerKey("billing", "r-1")
+    with SqliteLedger(path, claim_lease_s=LEASE_S, clock=clock) as ledger:
+        ledger.claim(key, owner="w1", content_hash=HASH)
+    with sqlite3.connect(path) as connection:  # as a ledger of the previous release left it
+        connection.execute("ALTER TABLE requests DROP COLUMN template_version")
+    connection.close()
+
+    with SqliteLedger(path, claim_lease_s=LEASE_S, clock=clock) as ledger:
+        assert ledger.pin_template_version(key, owner="w1", version=2) == 2
+        record = ledger.get(key)
+    assert record is not None
+    assert record.template_version == 2

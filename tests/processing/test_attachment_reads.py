@@ -26,6 +26,7 @@ from tests.support.gcs_emulator import GcsEmulator
 from tests.support.ports import free_port
 from worker.config.gcs_uri import parse_prefix_uri
 from worker.ledger import LedgerKey, SqliteLedger
+from worker.processing.attachment_reads import held_in_memory
 from worker.processing.memory_budget import MemoryBudget
 from worker.processing.pipeline import Delivery, Status, process
 from worker.sending import errors
@@ -228,7 +229,8 @@ def test_a_send_beyond_the_memory_budget_waits_for_the_one_holding_it(
         return [f"ses-{call}"]
 
     session = RecordingSession(slow_first, service_config=CONFIG)
-    deps = deps_for(session, {}, attachment_budget=MemoryBudget(15))
+    # Room for one 10-byte attachment with the copies its send makes, not for two.
+    deps = deps_for(session, {}, attachment_budget=MemoryBudget(held_in_memory(10) + 5))
     outcomes: list[Status] = []
     first = threading.Thread(
         target=lambda: outcomes.append(process(delivery(uri("out/a.bin")), deps).status)
@@ -240,7 +242,8 @@ def test_a_send_beyond_the_memory_budget_waits_for_the_one_holding_it(
     )
     second.start()
     time.sleep(0.5)
-    assert (session.calls, deps.attachment_budget.in_use_bytes) == (1, 10)  # b waits its turn
+    in_use = deps.attachment_budget.in_use_bytes
+    assert (session.calls, in_use) == (1, held_in_memory(10))  # b waits its turn
     finish.set()
     first.join(timeout=30)
     second.join(timeout=30)
@@ -264,3 +267,9 @@ def test_the_worked_example_in_the_docs_sends_its_attachment(gcs_env: GcsEmulato
     deps = deps_for(session, {"EMAIL_WORKER_SERVICE_ID": "billing"})
     assert process(item, deps).status is Status.SENT
     assert attachment_bytes(session.last_message) == [b"%PDF report"]
+
+
+def test_an_attachment_is_counted_with_the_copies_its_send_makes() -> None:
+    # The bytes, the message's base64, SES's copy of the message and its request (twice).
+    assert held_in_memory(10 * 2**20) > 7 * 10 * 2**20
+    assert held_in_memory(0) == 0

@@ -219,3 +219,29 @@ def test_naughty_strings_as_data_never_produce_markup_in_the_sent_html_part(
         inside = html.removeprefix("<p>").removesuffix("</p>")
         assert not set("<>\"'") & set(inside), value
         assert unescape(inside) == value.replace("\r\n", "\n")
+
+
+def test_the_documented_template_request_is_sent_rendered_from_the_documented_template(
+    templates_url: str,
+) -> None:
+    from tests.formats.test_request import _docs_json_examples
+    from tests.ops.test_cli_templates import documented_example
+
+    files, _ = documented_example()
+    template_files = {
+        path.removeprefix("invoice/"): content.encode()
+        for path, content in files.items()
+        if path.startswith("invoice/") and path.split(".")[-1] in ("subject", "text", "html")
+    }
+    manifest = json.loads(files["invoice/template.json"])
+    for _ in range(3):  # the documented request names version 3
+        publish(templates_url, template_files, **manifest)
+    [documented] = [example for example in _docs_json_examples() if "template" in example]
+    session = RecordingSession(sent, service_config=CONFIG)
+    request = {**documented, "service_id": "billing", "subject": None, "text": None}
+    outcome = process(delivery_of(request), deps(session, templates_url))
+    assert (outcome.status, outcome.template) == (Status.SENT, ("invoice", 3, "de")), outcome
+    assert parts(session.last_message) == {
+        "subject": "Rechnung für Ada",
+        "plain": "Hallo Ada, Sie schulden 12.50 EUR.\n",
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import sys
 import time
 from collections.abc import Mapping
 
@@ -118,3 +119,52 @@ def test_a_compiled_template_is_reused_for_the_same_version() -> None:
     renderer = TemplateRenderer()
     template = version(text="{{ name }}")
     assert renderer.compile(template, "en", "text") is renderer.compile(template, "en", "text")
+
+
+class TraceProbe:
+    """Data that notes, when the template prints it, whether the render is being traced."""
+
+    def __init__(self) -> None:
+        self.traced: list[bool] = []
+
+    def __str__(self) -> str:
+        self.traced.append(sys.gettrace() is not None)
+        return "probe"
+
+
+def test_a_part_without_loops_macros_or_blocks_renders_untraced() -> None:
+    probe = TraceProbe()
+    TemplateRenderer().render(version(text="{% if x %}{{ x }}{% endif %}"), {"x": probe})
+    assert probe.traced == [False]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{% for i in range(1) %}{{ x }}{% endfor %}",
+        "{% macro m() %}{{ x }}{% endmacro %}{{ m() }}",
+        "{% block b %}{{ x }}{% endblock %}",
+    ],
+)
+def test_a_part_that_can_repeat_itself_renders_traced(text: str) -> None:
+    probe = TraceProbe()
+    TemplateRenderer().render(version(text=text), {"x": probe})
+    assert probe.traced == [True]
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        "{% block a %}{{ self.a() }}{{ self.a() }}{% endblock %}",
+        "{% macro m() %}{{ caller() }}{{ caller() }}{% endmacro %}"
+        "{% call m() %}{% call m() %}{% call m() %}{% call m() %}{% call m() %}{% call m() %}"
+        "{% for i in range(10000) %}{% endfor %}"
+        "{% endcall %}{% endcall %}{% endcall %}{% endcall %}{% endcall %}{% endcall %}",
+    ],
+    ids=["a block calling itself", "nested call blocks"],
+)
+def test_a_recursion_bomb_fails_within_its_time_bound(bomb: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(TemplateRenderFailed):
+        TemplateRenderer(time_limit_s=0.2).render(version(text=bomb), {})
+    assert time.monotonic() - started < 1.0

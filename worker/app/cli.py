@@ -12,6 +12,7 @@ import sys
 import click
 
 from worker.app.check_command import check, check_before_start
+from worker.app.memory import tune_allocator
 from worker.config.logs import configure_logging
 from worker.console import console
 from worker.ops.commands.common import (
@@ -92,6 +93,7 @@ def pull() -> None:
     """
     settings = settings_from_env("pull", reject_unknown_names=True)
     configure_logging(settings.process.log_level)
+    tune_allocator()
     check_before_start(settings, "pull")
 
     from worker.app.pulling import run_pull  # imported here so that `--help` stays fast
@@ -117,6 +119,7 @@ def serve() -> None:
     """
     settings = settings_from_env("serve", reject_unknown_names=True)
     configure_logging(settings.process.log_level)
+    tune_allocator()
     check_before_start(settings, "serve")
 
     from worker.app.serving import run_serve  # imported here so that `--help` stays fast

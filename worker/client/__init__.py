@@ -15,10 +15,12 @@ from worker.client.email_client import (
     AttachmentSpec,
     EmailClient,
     EmailRequestSpec,
+    GcsAttachmentSpec,
     PendingResult,
     ReceivedResult,
     RequestRejected,
     ResultTimeout,
+    TemplateSpec,
     prepare_request,
 )
 
@@ -27,9 +29,11 @@ __all__ = [
     "AttachmentSpec",
     "EmailClient",
     "EmailRequestSpec",
+    "GcsAttachmentSpec",
     "PendingResult",
     "ReceivedResult",
     "RequestRejected",
     "ResultTimeout",
+    "TemplateSpec",
     "prepare_request",
 ]

@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import mimetypes
 import re
 import time
 import uuid
@@ -46,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.client.references import GcsAttachmentSpec, TemplateSpec, guessed_type
 from worker.client.results import ReceivedResult, pull_results
 from worker.config.names import RESULTS_SUBSCRIPTION_TEMPLATE, results_subscription_for
 from worker.formats.error_codes import ErrorCode
@@ -57,10 +57,12 @@ __all__ = [
     "AttachmentSpec",
     "EmailClient",
     "EmailRequestSpec",
+    "GcsAttachmentSpec",
     "PendingResult",
     "ReceivedResult",
     "RequestRejected",
     "ResultTimeout",
+    "TemplateSpec",
     "prepare_request",
 ]
 
@@ -97,9 +99,8 @@ class AttachmentSpec:
         """Read ``path``; the type is guessed from its name unless given."""
         path = Path(path)
         if content_type is None:
-            guessed, encoding = mimetypes.guess_type(path.name)
             # A compressed file (.tar.gz) is sent as opaque bytes, not as its inner type.
-            content_type = guessed if guessed and not encoding else "application/octet-stream"
+            content_type = guessed_type(path.name)
         return cls(filename=path.name, content=path.read_bytes(), content_type=content_type)
 
     def to_dict(self) -> dict[str, str]:
@@ -117,8 +118,9 @@ class AttachmentSpec:
 class EmailRequestSpec:
     """A v1 request (see docs/formats.md). Empty and ``None`` fields are left out.
 
-    ``sender`` is the request's ``from``. Give ``raw`` (a complete RFC 5322 message) instead
-    of ``subject``/``text``/``html`` for raw mode.
+    ``sender`` is the request's ``from``. Give ``raw`` (a complete RFC 5322 message), or a
+    ``template`` with its data, instead of ``subject``/``text``/``html``. ``attachments`` may
+    mix files (`AttachmentSpec`) and objects the worker reads (`GcsAttachmentSpec`).
     """
 
     to: Sequence[str] = ()
@@ -130,9 +132,10 @@ class EmailRequestSpec:
     sender: str | None = None
     reply_to: Sequence[str] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
-    attachments: Sequence[AttachmentSpec] = ()
+    attachments: Sequence[AttachmentSpec | GcsAttachmentSpec] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
     raw: bytes | None = None
+    template: TemplateSpec | None = None
     service_id: str | None = None
     request_id: str | None = None
 
@@ -158,6 +161,8 @@ class EmailRequestSpec:
                 document[name] = value
         if self.raw is not None:
             document["raw"] = base64.b64encode(self.raw).decode("ascii")
+        if self.template is not None:
+            document["template"] = self.template.to_dict()
         return document
 
     def __repr__(self) -> str:

@@ -236,6 +236,14 @@ class Services:
         "the default shown, set in worker/sending/template_store.py.",
         shown_default="`gs://email-worker-config/{environment}/templates/{service_id}`",
     )
+    template_latest_ttl_s: float = setting(
+        "EMAIL_WORKER_TEMPLATE_LATEST_TTL_S",
+        5.0,
+        number,
+        "How long the latest version of a template, once looked up, is used for requests "
+        "naming no version before storage is listed again (a version published meanwhile is "
+        "used after at most this long); 0 looks it up for every request.",
+    )
     config_environment: str = setting(
         "EMAIL_WORKER_ENVIRONMENT",
         "production",
@@ -256,6 +264,8 @@ class Services:
 
     def problems(self) -> list[str]:
         problems = _positive(self, "session_ttl_s")
+        if self.template_latest_ttl_s < 0:
+            problems.append("EMAIL_WORKER_TEMPLATE_LATEST_TTL_S must not be negative")
         if self.config_url is not None:
             problems.extend(_config_url_problems(self.config_url))
         if self.templates_url is not None:
@@ -304,8 +314,10 @@ class Sending:
         256 * 1024 * 1024,
         whole_number,
         "Most bytes of `gs://` attachments this instance holds in memory at once, across all "
-        "its threads; a send that would exceed it waits its turn (for at most "
-        "`EMAIL_WORKER_SEND_DEADLINE_S`, then it is handed back as `throttled`).",
+        "its threads, each counted with the copies its send makes (about 8 times its size: "
+        "its base64 in the message, in the bytes for SES and in SES's request); a send that "
+        "would exceed it waits its turn (for at most `EMAIL_WORKER_SEND_DEADLINE_S`, then it "
+        "is handed back as `throttled`), and one larger than all of it runs alone.",
     )
 
     def problems(self) -> list[str]:

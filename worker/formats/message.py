@@ -181,15 +181,19 @@ def _write_structured(
         later = _part([*later_headers, _MIME_VERSION], later_body)
         headers, body = _multipart("alternative", [_part(headers, body), later])
     if request.attachments:
-        parts = [_part(headers, body), *(_attachment(a) for a in request.attachments)]
-        headers, body = _multipart("mixed", parts)
+        # The parts are not kept beyond the join (nor is each copy of the body below beyond
+        # the next): a large attachment's base64 is held at most twice at once.
+        headers, body = _multipart(
+            "mixed", [_part(headers, body), *(_attachment(a) for a in request.attachments)]
+        )
     if request.attachments or second is not None:
         fields.append(_MIME_VERSION)
         fields.extend(headers)
     else:
         fields.extend((*headers, _MIME_VERSION))
     fields.append(tags_header)
-    return written_message(fields, ("\r\n" + body).encode("ascii", "surrogateescape"))
+    body = "\r\n" + body
+    return written_message(fields, body.encode("ascii", "surrogateescape"))
 
 
 _MIME_VERSION = VerbatimHeader("MIME-Version", "1.0")
@@ -245,27 +249,57 @@ def _part(headers: list[VerbatimHeader], body: str) -> str:
     return "".join(header.fold(policy=_WIRE_POLICY) for header in headers) + "\r\n" + body
 
 
-def _attachment(attachment: Attachment | AttachmentRef) -> str:
+def _attachment(attachment: Attachment | AttachmentRef) -> tuple[str, str]:
+    """An attachment's part, as its header block and its body (joined by the multipart)."""
     if isinstance(attachment, AttachmentRef):
         # The sending side replaces every reference with the object's bytes first.
         raise TypeError("a gs:// attachment must be read before the message is built")
+    # The email package writes the headers (of an empty body, which it encodes the same
+    # way); the body is base64 in lines of 76, as it writes them, but without the copies its
+    # generator makes, several times an attachment's size.
     part = EmailMessage(policy=_POLICY)
     part.set_content(
-        attachment.content,
+        b"",
         maintype=attachment.maintype,
         subtype=attachment.subtype,
         filename=attachment.filename,
     )
-    return part.as_bytes(policy=_WIRE_POLICY).decode("ascii", "surrogateescape")
+    head = part.as_bytes(policy=_WIRE_POLICY).decode("ascii", "surrogateescape")
+    return head, _base64_lines(attachment.content)
 
 
-def _multipart(subtype: str, parts: list[str]) -> tuple[list[VerbatimHeader], str]:
+# Whole lines of 57 bytes at a time: encoding everything at once keeps each of its lines as
+# an object of its own until they are joined, about twice the base64's size again.
+_BASE64_BLOCK_BYTES = 57 * 1024
+
+
+def _base64_lines(data: bytes) -> str:
+    """``data`` in base64, in CRLF lines of 76 characters, as the email package writes it."""
+    view = memoryview(data)
+    blocks = range(0, len(data), _BASE64_BLOCK_BYTES)
+    return b"".join(
+        [
+            base64.encodebytes(view[start : start + _BASE64_BLOCK_BYTES]).replace(b"\n", b"\r\n")
+            for start in blocks
+        ]
+    ).decode("ascii")
+
+
+def _multipart(
+    subtype: str, parts: list[str | tuple[str, str]]
+) -> tuple[list[VerbatimHeader], str]:
     """The Content-Type header and the body of a multipart of `parts`."""
-    boundary = _boundary(parts)
+    texts = [piece for part in parts for piece in ((part,) if isinstance(part, str) else part)]
+    boundary = _boundary(texts)
     content_type = VerbatimHeader("Content-Type", f'multipart/{subtype}; boundary="{boundary}"')
     delimiter = f"\r\n--{boundary}\r\n"
-    body = f"--{boundary}\r\n" + delimiter.join(parts) + f"\r\n--{boundary}--\r\n"
-    return [content_type], body
+    pieces = [f"--{boundary}\r\n"]
+    for index, part in enumerate(parts):
+        if index:
+            pieces.append(delimiter)
+        pieces.extend((part,) if isinstance(part, str) else part)
+    pieces.append(f"\r\n--{boundary}--\r\n")
+    return [content_type], "".join(pieces)  # one join: one copy of the parts at a time
 
 
 def _boundary(parts: list[str]) -> str:

@@ -23,7 +23,7 @@ import abc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Required, Self, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Required, Self, TypedDict, TypeVar, cast
 
 from worker.ledger.model import Claim, ClaimState, LedgerKey, LedgerUnavailable, StoredResult
 from worker.ledger.pauses import Pause, merged
@@ -99,17 +99,26 @@ class Ledger(abc.ABC):
     # -- requests --------------------------------------------------------------------------
 
     def claim(
-        self, key: LedgerKey, *, owner: str, content_hash: str, retry_unsent: bool = False
+        self,
+        key: LedgerKey,
+        *,
+        owner: str,
+        content_hash: str,
+        retry_unsent: bool = False,
+        template_version: int | None = None,
     ) -> Claim:
         """Claim ``key`` for ``owner``, or say why not (see :class:`ClaimState`).
 
         Asking again as the owner that holds the claim answers CLAIMED and changes nothing.
         With ``retry_unsent``, a finished request whose result sent nothing (not ``sent``, no
         message ids) is claimed afresh instead of answered DONE: an operator's replay after
-        fixing what made it fail.
+        fixing what made it fail. ``template_version``: the version a request naming no
+        template version would render now; the claim pins it in the same write unless an
+        earlier delivery pinned one, and answers the one pinned (``Claim.template_version``).
         """
         return self._writing(
-            naming("claim", key), lambda: self._claim(key, owner, content_hash, retry_unsent)
+            naming("claim", key),
+            lambda: self._claim(key, owner, content_hash, retry_unsent, template_version),
         )
 
     def complete(self, key: LedgerKey, *, owner: str, result: StoredResult) -> bool:
@@ -131,7 +140,17 @@ class Ledger(abc.ABC):
         earlier delivery if there are any, else ``generations``, recorded now. None if
         ``owner`` no longer holds the claim (it must not send)."""
         return self._writing(
-            naming("pin attachments of", key), lambda: self._pin(key, owner, generations)
+            naming("pin attachments of", key),
+            lambda: self._pin(key, owner, "attachment_generations", generations),
+        )
+
+    def pin_template_version(self, key: LedgerKey, *, owner: str, version: int) -> int | None:
+        """The version of the template ``key``'s request names without one (the latest): the
+        one recorded by an earlier delivery if there is one, else ``version``, recorded now.
+        None if ``owner`` no longer holds the claim (it must not send)."""
+        return self._writing(
+            naming("pin the template version of", key),
+            lambda: self._pin(key, owner, "template_version", version),
         )
 
     def get(self, key: LedgerKey) -> LedgerRecord | None:
@@ -195,15 +214,23 @@ class Ledger(abc.ABC):
 
     # -- the protocol ----------------------------------------------------------------------
 
-    def _claim(self, key: LedgerKey, owner: str, content_hash: str, retry_unsent: bool) -> Claim:
+    def _claim(
+        self,
+        key: LedgerKey,
+        owner: str,
+        content_hash: str,
+        retry_unsent: bool,
+        template_version: int | None,
+    ) -> Claim:
         # What our last conditional write would have made of the claim. Its answer can be lost
         # and the store's retry then fail its precondition; the next read shows it as ours.
         attempted: ClaimState | None = None
         for _ in range(CLAIM_ROUNDS):
+            fresh = self._fresh(key, owner, content_hash, self._clock())
             if self._requests.insert_if_absent(
-                key, self._fresh(key, owner, content_hash, self._clock())
+                key, replace(fresh, template_version=template_version)
             ):
-                return Claim(ClaimState.CLAIMED)
+                return Claim(ClaimState.CLAIMED, template_version=template_version)
             read = self._requests.read(key)
             if read is None:
                 continue  # deleted since the insert failed: insert again
@@ -221,8 +248,10 @@ class Ledger(abc.ABC):
             if step is None:
                 return _answer(verdict, entry, attempted)
             attempted, change = step
+            if change.template_version is None:  # the first pin wins
+                change = replace(change, template_version=template_version)
             if self._requests.write_if_version(key, change, version):
-                return Claim(attempted)
+                return Claim(attempted, template_version=change.template_version)
         return Claim(ClaimState.BUSY)
 
     def _claim_step(
@@ -297,22 +326,21 @@ class Ledger(abc.ABC):
             result,
         )
 
-    def _pin(
-        self, key: LedgerKey, owner: str, generations: tuple[int, ...]
-    ) -> tuple[int, ...] | None:
+    def _pin(self, key: LedgerKey, owner: str, field: str, value: _T) -> _T | None:
+        """Record ``value`` in the entry's ``field`` unless an earlier delivery did: the first
+        pin wins. None if ``owner`` does not hold the claim."""
         for _ in range(CLAIM_ROUNDS):
             read = self._requests.read(key)
             if read is None or not read[0].held_by(owner):
                 return None
             entry, version = read
-            if entry.attachment_generations is not None:
-                return entry.attachment_generations
-            pinned = replace(entry, attachment_generations=generations, updated_at=self._clock())
+            earlier = getattr(entry, field)
+            if earlier is not None:
+                return cast(_T, earlier)
+            pinned = replace(entry, **{field: value}, updated_at=self._clock())  # type: ignore[arg-type]
             if self._requests.write_if_version(key, pinned, version):
-                return generations
-        raise LedgerUnavailable(
-            naming("the record kept changing while pinning attachments of", key)
-        )
+                return value
+        raise LedgerUnavailable(naming(f"the record kept changing while pinning {field} of", key))
 
     def _release(self, key: LedgerKey, owner: str) -> None:
         read = self._requests.read(key)
@@ -358,7 +386,7 @@ class Ledger(abc.ABC):
 def _answer(verdict: Verdict, entry: Entry, attempted: ClaimState | None) -> Claim:
     """The answer to a claim whose verdict calls for no write."""
     if verdict is Verdict.MINE:
-        return Claim(attempted or ClaimState.CLAIMED)
+        return Claim(attempted or ClaimState.CLAIMED, template_version=entry.template_version)
     if verdict is Verdict.DONE:
         return Claim(ClaimState.DONE, entry.result)
     if verdict is Verdict.CONFLICT:

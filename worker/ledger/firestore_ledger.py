@@ -313,6 +313,7 @@ def _entry_fields(entry: Entry) -> dict[str, Any]:
         # A Firestore timestamp, so the TTL policy on this field can delete the document.
         "expire_at": utc(entry.expire_at),
         "attachment_generations": _generations_field(entry.attachment_generations),
+        "template_version": entry.template_version,
     }
 
 
@@ -337,6 +338,7 @@ def _entry(key: LedgerKey, data: Mapping[str, Any]) -> Entry:
         updated_at=_epoch(data["updated_at"]),
         expire_at=_epoch(data["expire_at"]),
         attachment_generations=_generations(data.get("attachment_generations")),
+        template_version=data.get("template_version"),
     )
 
 

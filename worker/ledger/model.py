@@ -73,6 +73,8 @@ class Claim:
 
     state: ClaimState
     result: StoredResult | None = None
+    #: The template version pinned on the record, once the claim is held (see ``claim``).
+    template_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class LedgerRecord:
     expire_at: datetime
     #: Generations of the request's gs:// attachments, pinned when it was first sent.
     attachment_generations: tuple[int, ...] | None = None
+    #: The template version a request naming none (the latest) was first sent with.
+    template_version: int | None = None
 
 
 def content_hash(data: bytes) -> str:

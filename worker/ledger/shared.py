@@ -52,6 +52,9 @@ class Entry:
     #: The generations of the request's gs:// attachments, pinned by its first send; None
     #: until then (and for requests without any).
     attachment_generations: tuple[int, ...] | None = None
+    #: The version a request naming no template version (the latest) resolved to on its first
+    #: send; None until then (and for requests without a template or naming a version).
+    template_version: int | None = None
 
     @property
     def unsent(self) -> bool:
@@ -76,6 +79,7 @@ class Entry:
             updated_at=utc(self.updated_at),
             expire_at=utc(self.expire_at),
             attachment_generations=self.attachment_generations,
+            template_version=self.template_version,
         )
 
 

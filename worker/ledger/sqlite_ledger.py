@@ -214,6 +214,7 @@ def _entry_params(entry: Entry) -> dict[str, Any]:
         "updated_at": entry.updated_at,
         "expire_at": entry.expire_at,
         "attachment_generations": _generations_column(entry.attachment_generations),
+        "template_version": entry.template_version,
     }
 
 
@@ -239,6 +240,7 @@ def _entry(key: LedgerKey, row: sqlite3.Row) -> Entry:
             if row["attachment_generations"] is None
             else tuple(int(g) for g in json.loads(row["attachment_generations"]))
         ),
+        template_version=row["template_version"],
     )
 
 

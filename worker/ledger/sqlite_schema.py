@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS requests (
     updated_at   REAL NOT NULL,
     expire_at    REAL NOT NULL,
     attachment_generations TEXT,
+    template_version INTEGER,
     PRIMARY KEY (service_id, request_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS requests_by_expire_at ON requests (expire_at);
@@ -96,6 +97,7 @@ REQUEST_COLUMNS = (
     "updated_at",
     "expire_at",
     "attachment_generations",
+    "template_version",
 )
 PAUSE_COLUMNS = ("since", "paused_by", "reason", "saved_push_configs")
 SELECT_PAUSES = "SELECT * FROM pauses ORDER BY scope"
@@ -137,7 +139,10 @@ PAUSES = statements("pauses", ("scope",), PAUSE_COLUMNS)
 
 # Columns added after the first release, with their definitions: a database created before
 # them gains them when the ledger opens it (SQLite adds a column without rewriting the table).
-ADDED_COLUMNS = (("requests", "attachment_generations", "TEXT"),)
+ADDED_COLUMNS = (
+    ("requests", "attachment_generations", "TEXT"),
+    ("requests", "template_version", "INTEGER"),
+)
 
 
 def add_missing_columns(conn: sqlite3.Connection) -> None:

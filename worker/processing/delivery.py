@@ -276,7 +276,11 @@ class Deps:
         from worker.sending.template_library import TemplateLibrary
 
         services = self.settings.services
-        return TemplateLibrary(environment=services.config_environment, url=services.templates_url)
+        return TemplateLibrary(
+            environment=services.config_environment,
+            url=services.templates_url,
+            latest_ttl_s=services.template_latest_ttl_s,
+        )
 
     def _gives_up(self) -> bool:
         return self.stopping.is_set() or self.holding

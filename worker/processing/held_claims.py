@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 from worker.config.logs import get_logger
 from worker.ledger import Ledger, LedgerKey, LedgerUnavailable
 
-__all__ = ["ClaimsHeld", "HeldClaim"]
+__all__ = ["ClaimLost", "ClaimsHeld", "HeldClaim"]
 
 log = get_logger()
+
+
+class ClaimLost(Exception):
+    """The delivery no longer holds its claim: it must not send."""
 
 
 @dataclass(eq=False)

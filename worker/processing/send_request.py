@@ -18,7 +18,7 @@ from worker.formats.request import EmailRequest, RequestRejected
 from worker.formats.result import ErrorCode
 from worker.ledger import LedgerUnavailable
 from worker.processing.admission import forbidden_attachment, sender_allowed
-from worker.processing.attachment_reads import ClaimLost, read_attachments
+from worker.processing.attachment_reads import read_attachments
 from worker.processing.delivery import (
     Deps,
     Outcome,
@@ -26,7 +26,8 @@ from worker.processing.delivery import (
     report_ledger_unavailable,
     status_of,
 )
-from worker.processing.held_claims import HeldClaim
+from worker.processing.held_claims import ClaimLost, HeldClaim
+from worker.processing.template_versions import template_version
 from worker.sending.errors import EmailError, TenantPausedError, ThrottledError
 from worker.sending.service_config import ServiceConfig
 from worker.sending.ses_session import BaseSession
@@ -39,7 +40,7 @@ def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = Non
     (under ``held``, the delivery's claim, if the ledger is on). A request naming a template is
     rendered first."""
     if request.template is not None:
-        rendered = _rendered(request, deps)
+        rendered = _rendered(request, deps, held)
         if isinstance(rendered, Outcome):
             return rendered
         request = rendered
@@ -82,6 +83,7 @@ def _send_with_read_attachments(
                 message = build_message(complete, sender=sender)
             except RequestRejected as error:
                 return Outcome.refused(request, error.code, error.message)
+            del complete  # its bytes are in the message now: not held twice while it is sent
             return _send_with_retries(request, session, message, deps, held)
     except EmailError as error:
         return _failure(request, error, retries=0)
@@ -105,7 +107,7 @@ def _attachments_refused(request: EmailRequest, config: ServiceConfig | None) ->
     )
 
 
-def _rendered(request: EmailRequest, deps: Deps) -> EmailRequest | Outcome:
+def _rendered(request: EmailRequest, deps: Deps, held: HeldClaim | None) -> EmailRequest | Outcome:
     """``request`` with its template's subject, text and HTML, and its version and language
     resolved; or the outcome that refuses it (or hands it back, if storage is unreachable)."""
     # Imported here: the template modules load Jinja2, and only template requests need them.
@@ -116,7 +118,7 @@ def _rendered(request: EmailRequest, deps: Deps) -> EmailRequest | Outcome:
     assert ref is not None
     library = deps.template_library
     try:
-        version = library.load(request.service_id, ref.name, ref.version)
+        version = template_version(request, deps, held)
         language = ref.language or version.default_language
         request = replace(
             request, template=replace(ref, version=version.version, language=language)
@@ -134,6 +136,10 @@ def _rendered(request: EmailRequest, deps: Deps) -> EmailRequest | Outcome:
         )
     except EmailError as error:  # storage unreachable (retried later) or misconfigured
         return _failure(request, error, retries=0)
+    except ClaimLost:
+        return Outcome.handed_back(request)
+    except LedgerUnavailable as error:
+        return report_ledger_unavailable(request, deps, error)
     return replace(request, subject=rendered.subject, text=rendered.text, html=rendered.html)
 
 

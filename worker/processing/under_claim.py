@@ -38,6 +38,7 @@ from worker.processing.delivery import (
 )
 from worker.processing.held_claims import HeldClaim
 from worker.processing.send_request import send_request
+from worker.processing.template_versions import latest_version, with_pinned_version
 from worker.processing.tenancy import SourceKind
 from worker.sending.envelope import MAX_RECIPIENTS_PER_CALL
 
@@ -79,10 +80,10 @@ def _claim_and_send(
     request: EmailRequest, delivery: Delivery, deps: Deps, held: HeldClaim
 ) -> Outcome:
     try:
-        request = _pinned(request, delivery, deps, held)
-        claim = _claim(delivery, deps, held)
+        claim = _claim(delivery, deps, held, latest_version(request, deps))
     except LedgerUnavailable as error:
         return report_ledger_unavailable(request, deps, error)
+    request = with_pinned_version(request, claim.template_version)
     if claim.state is ClaimState.DONE:
         assert claim.result is not None
         return _replayed(request, claim.result)
@@ -99,30 +100,27 @@ def _claim_and_send(
     return _send_and_record(request, deps, held, takeover=claim.state is ClaimState.TAKEOVER)
 
 
-def _pinned(request: EmailRequest, delivery: Delivery, deps: Deps, held: HeldClaim) -> EmailRequest:
-    """A replay of a request naming no template version renders the version its earlier
-    delivery rendered (kept with its result), not one published since."""
-    ref = request.template
-    if ref is None or ref.version is not None or not _retries_unsent(delivery, deps):
-        return request
-    record = held.ledger.get(held.key)
-    used = record.result.template if record is not None and record.result is not None else None
-    if used is None or used[0] != ref.name:
-        return request
-    return replace(request, template=replace(ref, version=used[1]))
-
-
-def _claim(delivery: Delivery, deps: Deps, held: HeldClaim) -> Claim:
-    """Ask the ledger for the claim, waiting briefly while another delivery holds it."""
-    ledger, key, owner = held.ledger, held.key, held.owner
+def _claim(delivery: Delivery, deps: Deps, held: HeldClaim, template_version: int | None) -> Claim:
+    """Ask the ledger for the claim, waiting briefly while another delivery holds it; the
+    claim pins ``template_version`` (see :mod:`worker.processing.template_versions`)."""
     digest = content_hash(delivery.data)
     retry_unsent = _retries_unsent(delivery, deps)
-    claim = ledger.claim(key, owner=owner, content_hash=digest, retry_unsent=retry_unsent)
+
+    def ask() -> Claim:
+        return held.ledger.claim(
+            held.key,
+            owner=held.owner,
+            content_hash=digest,
+            retry_unsent=retry_unsent,
+            template_version=template_version,
+        )
+
+    claim = ask()
     for wait_s in _BUSY_WAITS_S:
         if claim.state is not ClaimState.BUSY or deps.stopping.is_set():
             break
         deps.pause(wait_s)
-        claim = ledger.claim(key, owner=owner, content_hash=digest, retry_unsent=retry_unsent)
+        claim = ask()
     return claim
 
 

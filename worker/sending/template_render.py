@@ -7,13 +7,17 @@ Python's internals. HTML is auto-escaped, subject and text are not.
 
 A missing variable does not stop rendering at the first one: every missing name is collected
 and reported together as :class:`TemplateDataInvalid`. Hostile templates are bounded: output
-past ``max_output_chars`` or a render past ``time_limit_s`` (checked on every line the compiled
-template runs, through a thread-local trace function) fails as :class:`TemplateRenderFailed`,
-as do ranges past ``_MAX_RANGE`` and repetitions or powers past ``_MAX_OPERAND``.
+past ``max_output_chars`` or a render past ``time_limit_s`` fails as
+:class:`TemplateRenderFailed`, as do ranges past ``_MAX_RANGE`` and repetitions or powers past
+``_MAX_OPERAND``. The time is checked on every line the compiled template runs, through a
+thread-local trace function, but only in a part that can repeat itself (a loop, a macro, a
+call block or a block, which ``self`` can call again): without them a part runs each of its
+lines once, and tracing would cost four times the render.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import sys
 import threading
@@ -25,10 +29,11 @@ from types import FrameType
 from typing import Any
 
 import jinja2
-import jsonschema
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from worker.sending.template_data import SchemaChecks, TemplateDataInvalid
 from worker.sending.template_store import TemplateNotFound, TemplateVersion
 
 __all__ = [
@@ -45,14 +50,8 @@ _FILENAME = "<template>"
 _MISSING: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "template_missing", default=None
 )
-
-
-class TemplateDataInvalid(ValueError):
-    """The data lacks names the template uses, or fails the template's JSON Schema."""
-
-    def __init__(self, reason: str, names: list[str]) -> None:
-        super().__init__(reason)
-        self.names = names
+#: What lets a part run a line more than once; a part without any is rendered untraced.
+_REPEATING = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.Block)
 
 
 class TemplateRenderFailed(ValueError):
@@ -142,8 +141,10 @@ class TemplateRenderer:
         self.max_output_chars = max_output_chars
         self.time_limit_s = time_limit_s
         self._environments = {True: _Bounded(autoescape=True), False: _Bounded(autoescape=False)}
-        self._compiled: OrderedDict[tuple[Any, ...], jinja2.Template] = OrderedDict()
+        # Each compiled part, and whether it can repeat itself (its render is then traced).
+        self._compiled: OrderedDict[tuple[Any, ...], tuple[jinja2.Template, bool]] = OrderedDict()
         self._lock = threading.Lock()
+        self._schemas = SchemaChecks()
 
     def render(
         self, version: TemplateVersion, data: Mapping[str, Any], language: str | None = None
@@ -155,7 +156,7 @@ class TemplateRenderer:
             raise TemplateNotFound(
                 f"template {version.name!r} v{version.version} has no language {language!r}"
             )
-        check_data(version, data)
+        self._schemas.check(version, data)
         missing: list[str] = []
         deadline = time.monotonic() + self.time_limit_s  # for all the parts together
         token = _MISSING.set(missing)
@@ -176,23 +177,32 @@ class TemplateRenderer:
 
     def compile(self, version: TemplateVersion, language: str, part: str) -> jinja2.Template:
         """The compiled part, from the cache when this version was compiled before."""
+        return self._compiled_part(version, language, part)[0]
+
+    def _compiled_part(
+        self, version: TemplateVersion, language: str, part: str
+    ) -> tuple[jinja2.Template, bool]:
+        """The compiled part and whether it can repeat itself, kept per version."""
         key = (version.service_id, version.name, version.version, language, part)
         with self._lock:
             cached = self._compiled.get(key)
             if cached is not None:
                 self._compiled.move_to_end(key)
                 return cached
+        environment = self._environments[part == "html"]
+        source = version.parts[language][part]
         try:
-            template = self._environments[part == "html"].from_string(version.parts[language][part])
+            template = environment.from_string(source)
+            repeats = any(environment.parse(source).find(kind) for kind in _REPEATING)
         except jinja2.TemplateSyntaxError as error:
             raise TemplateRenderFailed(
                 f"{language}.{part} line {error.lineno}: {error.message}"
             ) from None
         with self._lock:
-            self._compiled[key] = template
+            self._compiled[key] = (template, repeats)
             while len(self._compiled) > _CACHE_SIZE:
                 self._compiled.popitem(last=False)
-        return template
+        return template, repeats
 
     def _render_part(
         self,
@@ -202,11 +212,11 @@ class TemplateRenderer:
         deadline: float,
         data: Mapping[str, Any],
     ) -> str:
-        template = self.compile(version, language, part)
+        template, repeats = self._compiled_part(version, language, part)
         chunks: list[str] = []
         size = 0
         try:
-            with _deadline(deadline):
+            with _deadline(deadline) if repeats else contextlib.nullcontext():
                 for chunk in template.generate(dict(data)):
                     size += len(chunk)
                     if size > self.max_output_chars:
@@ -248,24 +258,6 @@ def _note_missing(message: str) -> None:
     names = _MISSING.get()
     if names is not None:
         names.append(quoted[-2] if len(quoted) >= 3 else "?")
-
-
-def check_data(version: TemplateVersion, data: Mapping[str, Any]) -> None:
-    """Check ``data`` against the version's JSON Schema, naming every invalid field."""
-    if version.schema is None:
-        return
-    validator = jsonschema.Draft202012Validator(version.schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path)))
-    if errors:
-        names = sorted({".".join(map(str, e.path)) or _missing_name(e) for e in errors})
-        raise TemplateDataInvalid(f"data fails the template's schema at {', '.join(names)}", names)
-
-
-def _missing_name(error: jsonschema.ValidationError) -> str:
-    if error.validator == "required" and isinstance(error.instance, Mapping):
-        required: Any = error.validator_value
-        return ", ".join(name for name in required if name not in error.instance)
-    return "(data)"
 
 
 class _TimeUp(Exception):

@@ -1,4 +1,8 @@
-"""``email-worker send``: publish one request, optionally wait for its result."""
+"""``email-worker send``: publish one request, optionally wait for its result.
+
+A little over 300 lines: one command's many options; reading a template's data and the
+``gs://`` attachments is in :mod:`worker.ops.commands.send_references`.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from worker.ops.commands.common import (
     load_settings,
     pubsub_errors,
 )
+from worker.ops.commands.send_references import gcs_attachments, template_spec
 
 if TYPE_CHECKING:
     from worker.client import EmailClient, EmailRequestSpec
@@ -46,6 +51,27 @@ __all__ = ["send"]
     type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
     help="File to attach (type guessed from its name); repeatable.",
 )
+@click.option(
+    "--attach-gcs",
+    multiple=True,
+    metavar="[FILENAME=]gs://BUCKET/OBJECT",
+    help="Object the worker attaches, read from Cloud Storage when it sends (file name "
+    "default: the object's last segment; type guessed from it); repeatable.",
+)
+@click.option("--template", "template_name", metavar="NAME", help="Send the service's template.")
+@click.option(
+    "--template-data",
+    type=click.File("rb"),
+    metavar="FILE",
+    help="JSON object of the template's data ('-' reads stdin); needed with --template.",
+)
+@click.option(
+    "--template-version",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Template version (default: the latest).",
+)
+@click.option("--language", metavar="L", help="Template language (default: the template's).")
 @click.option(
     "--service",
     "service_id",
@@ -77,6 +103,11 @@ def send(
     text: str | None,
     html: str | None,
     attach: tuple[Path, ...],
+    attach_gcs: tuple[str, ...],
+    template_name: str | None,
+    template_data: IO[bytes] | None,
+    template_version: int | None,
+    language: str | None,
     service_id: str | None,
     request_id: str | None,
     request_file: IO[bytes] | None,
@@ -93,13 +124,22 @@ def send(
     \b
     Examples:
       email-worker send --to me@example.org --subject Hi --text Hello --wait
+      email-worker send --to me@example.org --template invoice --template-data data.json
       email-worker send --file request.json
     """
     settings, project = load_settings()
     from worker.client import EmailRequestSpec
 
     message = EmailRequestSpec(
-        to=to, cc=cc, bcc=bcc, sender=sender, subject=subject, text=text, html=html
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        sender=sender,
+        subject=subject,
+        text=text,
+        html=html,
+        attachments=gcs_attachments(attach_gcs),
+        template=template_spec(template_name, template_data, template_version, language),
     )
     if request_file is None:
         document = _document_from_options(message, attach, request_id)
@@ -245,6 +285,8 @@ def _message_options_given(
         "--text": message.text,
         "--html": message.html,
         "--attach": attach,
+        "--attach-gcs": message.attachments,
+        "--template": message.template,
         "--request-id": request_id,
     }
     return [name for name, value in given.items() if value]
@@ -262,7 +304,8 @@ def _document_from_options(
         attachments = [AttachmentSpec.from_path(path) for path in attach]
     except OSError as error:
         fail(f"cannot read an attachment: {error}", EXIT_USAGE)
-    return replace(message, attachments=attachments, request_id=request_id).to_document()
+    every = [*attachments, *message.attachments]  # files first, then gs:// objects
+    return replace(message, attachments=every, request_id=request_id).to_document()
 
 
 def _print_result(result: dict[str, Any]) -> None:
