@@ -5,13 +5,8 @@ from __future__ import annotations
 from tests.ledger.common import RETENTION_S, START
 from tests.support.clock import ManualClock
 from worker.ledger import Ledger, LedgerKey
-from worker.ledger.schedules import (
-    AddAnswer,
-    CancelAnswer,
-    Schedule,
-    ScheduleState,
-    schedules_of,
-)
+from worker.ledger.schedule_stores import schedules_of
+from worker.ledger.schedules import AddAnswer, CancelAnswer, Schedule, ScheduleState
 
 KEY = LedgerKey("billing", "invoice-1")
 LEASE_S = 20.0

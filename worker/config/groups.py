@@ -40,6 +40,7 @@ __all__ = [
     "Pull",
     "Push",
     "Redelivery",
+    "Schedule",
     "Sending",
     "Services",
     "Tenancy",
@@ -384,6 +385,42 @@ class Ledger:
         if self.send_event_wait_s < 0:
             problems.append("EMAIL_WORKER_SEND_EVENT_WAIT_S must not be negative")
         return problems
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Scheduled sending: how `pull` and `serve` dispatch the requests whose `send_at` is due."""
+
+    poll_s: float = setting(
+        "EMAIL_WORKER_SCHEDULE_POLL_S",
+        5.0,
+        number,
+        "How often each worker looks for scheduled requests that have fallen due "
+        "([formats.md](formats.md#scheduled-sending)); a request goes out at most about this "
+        "long after its `send_at`, under normal load.",
+    )
+    lease_s: float = setting(
+        "EMAIL_WORKER_SCHEDULE_LEASE_S",
+        60.0,
+        number,
+        "How long a worker holds a due request it took to send: if it dies, another worker "
+        "takes the request after this long (the request ledger still sends it once).",
+    )
+    batch: int = setting(
+        "EMAIL_WORKER_SCHEDULE_BATCH",
+        200,
+        whole_number,
+        "The most due requests one worker takes at a time.",
+    )
+    threads: int = setting(
+        "EMAIL_WORKER_SCHEDULE_THREADS",
+        8,
+        whole_number,
+        "How many due requests one worker sends at once.",
+    )
+
+    def problems(self) -> list[str]:
+        return _positive(self, "poll_s", "lease_s") + _at_least_one(self, "batch", "threads")
 
 
 @dataclass(frozen=True)

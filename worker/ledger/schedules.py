@@ -16,15 +16,13 @@ since its due time, so a late cancel is told it came too late.
 
 The backends' stores are in :mod:`~worker.ledger.schedules_sqlite`,
 :mod:`~worker.ledger.schedules_firestore` and :mod:`~worker.ledger.schedules_memory`;
-:func:`schedules_of` gives a ledger's one :class:`Schedules`.
+:func:`~worker.ledger.schedule_stores.schedules_of` gives a ledger's one :class:`Schedules`.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
-import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -40,7 +38,6 @@ __all__ = [
     "ScheduleRecords",
     "ScheduleState",
     "Schedules",
-    "schedules_of",
 ]
 
 _T = TypeVar("_T")
@@ -224,38 +221,3 @@ class Schedules:
             return self._records.write_if_version(key, unleased, read[1])
 
         return self._ledger._writing(naming(action + " the schedule of", key), write)
-
-
-_BOOKS: weakref.WeakKeyDictionary[Ledger, Schedules] = weakref.WeakKeyDictionary()
-_BOOKS_LOCK = threading.Lock()
-
-
-def schedules_of(ledger: Ledger) -> Schedules:
-    """``ledger``'s schedules: the same object for every caller, so that the memory
-    backend's records are shared like the ledger's own."""
-    with _BOOKS_LOCK:
-        book = _BOOKS.get(ledger)
-        if book is None:
-            book = _BOOKS[ledger] = Schedules(ledger, _records_for(ledger))
-        return book
-
-
-def _records_for(ledger: Ledger) -> ScheduleRecords:
-    # Imported here: each backend's module imports its own client library.
-    from worker.ledger.firestore_ledger import FirestoreLedger
-    from worker.ledger.memory_ledger import MemoryLedger
-    from worker.ledger.sqlite_ledger import SqliteLedger
-
-    if isinstance(ledger, SqliteLedger):
-        from worker.ledger.schedules_sqlite import sqlite_schedules
-
-        return sqlite_schedules(ledger)
-    if isinstance(ledger, FirestoreLedger):
-        from worker.ledger.schedules_firestore import firestore_schedules
-
-        return firestore_schedules(ledger)
-    if isinstance(ledger, MemoryLedger):
-        from worker.ledger.schedules_memory import MemorySchedules
-
-        return MemorySchedules()
-    raise TypeError(f"no schedule records for {type(ledger).__name__}")
