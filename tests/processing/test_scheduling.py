@@ -16,7 +16,7 @@ import pytest
 from tests.processing.test_pipeline import CONFIG
 from tests.support.clock import ManualClock
 from worker.config.settings import Settings
-from worker.ledger import LedgerKey, SqliteLedger
+from worker.ledger import FirestoreLedger, Ledger, LedgerKey, SqliteLedger
 from worker.ledger.schedule_stores import schedules_of
 from worker.ledger.schedules import ScheduleState
 from worker.processing.pipeline import Delivery, Deps, Outcome, Status, process
@@ -44,7 +44,7 @@ def session() -> RecordingSession:
     return RecordingSession(fresh_id, service_config=CONFIG)
 
 
-def deps(session: RecordingSession, ledger: SqliteLedger | None) -> Deps:
+def deps(session: RecordingSession, ledger: Ledger | None) -> Deps:
     settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing,shop"})
     return Deps(settings, SessionCache(lambda _: session, ttl_s=60), ledger=ledger)
 
@@ -234,3 +234,15 @@ def test_a_cancel_of_nothing_scheduled_is_refused_as_not_found(
     outcome = run(cancel(), session, ledger)
 
     assert (outcome.status, outcome.error_code) == (Status.CANCEL_REFUSED, "schedule_not_found")
+
+
+def test_a_request_too_large_for_a_firestore_document_is_refused_on_arrival(
+    session: RecordingSession, firestore_env: object, clock: ManualClock
+) -> None:
+    ledger = FirestoreLedger(claim_lease_s=60, clock=clock)
+    try:
+        outcome = process(published(request(text="x" * 1_000_001)), deps(session, ledger))
+    finally:
+        ledger.close()
+
+    assert (outcome.status, outcome.error_code) == (Status.REJECTED, "message_too_large")

@@ -86,6 +86,9 @@ class Schedule:
 class ScheduleRecords(Records[LedgerKey, Schedule]):
     """The schedule records of one backend: the ledger's primitives, and the range reads."""
 
+    #: The largest request the backend can keep (None: no limit of its own).
+    max_data_bytes: int | None = None
+
     @abc.abstractmethod
     def due(self, before: float, limit: int) -> list[LedgerKey]:
         """Keys of at most ``limit`` records still scheduled with ``due_at <= before``,
@@ -107,6 +110,11 @@ class Schedules:
     @property
     def clock(self) -> Callable[[], float]:
         return self._ledger._clock
+
+    @property
+    def max_data_bytes(self) -> int | None:
+        """The largest request this store can keep, or None."""
+        return self._records.max_data_bytes
 
     def add(self, schedule: Schedule) -> tuple[AddAnswer, Schedule]:
         """Record ``schedule`` unless its key has a record; the answer and the stored one."""

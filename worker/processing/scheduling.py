@@ -57,6 +57,14 @@ def kept_for_later(request: EmailRequest, delivery: Delivery, deps: Deps) -> Out
         return Outcome.refused(
             request, ErrorCode.SEND_AT_TOO_FAR, "send_at is more than 30 days ahead"
         )
+    limit = book.max_data_bytes
+    if limit is not None and len(delivery.data) > limit:
+        return Outcome.refused(
+            request,
+            ErrorCode.MESSAGE_TOO_LARGE,
+            f"a scheduled request may be at most {limit} bytes in this ledger; use gs:// "
+            "attachments",
+        )
     refused = check_sendable(request, deps)
     if refused is not None:
         return refused
