@@ -42,6 +42,7 @@ def shard_of(key: LedgerKey) -> int:
 class _Schedules(_Documents[LedgerKey, Schedule], ScheduleRecords):
     # A document holds at most 1 MiB, the other fields and their names included.
     max_data_bytes = 1_000_000
+
     def due(self, before: float, limit: int) -> list[LedgerKey]:
         # Every instance starts at a random shard, so that they do not all take the same
         # records first when more are due than one take holds.
