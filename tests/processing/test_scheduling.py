@@ -44,8 +44,8 @@ def session() -> RecordingSession:
     return RecordingSession(fresh_id, service_config=CONFIG)
 
 
-def deps(session: RecordingSession, ledger: Ledger | None) -> Deps:
-    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing,shop"})
+def deps(session: RecordingSession, ledger: Ledger | None, **env: str) -> Deps:
+    settings = Settings.from_env({"EMAIL_WORKER_ALLOWED_SERVICES": "billing,shop", **env})
     return Deps(settings, SessionCache(lambda _: session, ttl_s=60), ledger=ledger)
 
 
@@ -106,6 +106,15 @@ def test_a_request_due_in_the_past_or_within_a_minute_is_sent_now(
     assert outcome.status is Status.SENT
     assert session.calls == 1
     assert schedules_of(ledger).get(KEY) is None
+
+
+def test_the_nearest_send_at_that_is_kept_is_a_setting(
+    session: RecordingSession, ledger: SqliteLedger
+) -> None:
+    near = deps(session, ledger, EMAIL_WORKER_SCHEDULE_MIN_AHEAD_S="5")
+
+    assert process(published(request(10)), near).status is Status.SCHEDULED
+    assert session.calls == 0
 
 
 def test_a_request_more_than_thirty_days_ahead_is_rejected_at_once(

@@ -412,6 +412,13 @@ class Schedule:
         whole_number,
         "The most due requests one worker takes at a time.",
     )
+    min_ahead_s: float = setting(
+        "EMAIL_WORKER_SCHEDULE_MIN_AHEAD_S",
+        60.0,
+        number,
+        "A `send_at` less than this far ahead, or past, is sent at once rather than kept "
+        "(the request format says a minute; tests shorten it).",
+    )
     threads: int = setting(
         "EMAIL_WORKER_SCHEDULE_THREADS",
         8,
@@ -420,7 +427,10 @@ class Schedule:
     )
 
     def problems(self) -> list[str]:
-        return _positive(self, "poll_s", "lease_s") + _at_least_one(self, "batch", "threads")
+        problems = _positive(self, "poll_s", "lease_s") + _at_least_one(self, "batch", "threads")
+        if self.min_ahead_s < 0:
+            problems.append("EMAIL_WORKER_SCHEDULE_MIN_AHEAD_S must not be negative")
+        return problems
 
 
 @dataclass(frozen=True)

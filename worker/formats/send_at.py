@@ -58,12 +58,15 @@ def parse_send_at(value: Any) -> datetime | None:
         reject(ErrorCode.INVALID_REQUEST, "send_at is not a valid date and time")
 
 
-def send_at_verdict(send_at: datetime | None, now_s: float) -> SendAtVerdict:
-    """What ``send_at`` means at ``now_s`` (epoch seconds)."""
+def send_at_verdict(
+    send_at: datetime | None, now_s: float, *, send_now_within_s: float = SEND_NOW_WITHIN_S
+) -> SendAtVerdict:
+    """What ``send_at`` means at ``now_s`` (epoch seconds); ``send_now_within_s``: how near
+    is now."""
     if send_at is None:
         return SendAtVerdict.NOW
     ahead_s = send_at.timestamp() - now_s
-    if ahead_s <= SEND_NOW_WITHIN_S:
+    if ahead_s <= send_now_within_s:
         return SendAtVerdict.NOW
     if ahead_s > MAX_SCHEDULE_AHEAD_S:
         return SendAtVerdict.TOO_FAR

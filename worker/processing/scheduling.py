@@ -40,8 +40,11 @@ def kept_for_later(request: EmailRequest, delivery: Delivery, deps: Deps) -> Out
     if request.send_at is None or delivery.scheduled:
         return None
     ledger = deps.ledger
+    within_s = deps.settings.schedule.min_ahead_s
     if ledger is None:
-        if send_at_verdict(request.send_at, time.time()) is SendAtVerdict.NOW:
+        if send_at_verdict(request.send_at, time.time(), send_now_within_s=within_s) is (
+            SendAtVerdict.NOW
+        ):
             return None
         return Outcome.refused(
             request,
@@ -50,7 +53,7 @@ def kept_for_later(request: EmailRequest, delivery: Delivery, deps: Deps) -> Out
             "sending needs",
         )
     book = schedules_of(ledger)
-    verdict = send_at_verdict(request.send_at, book.clock())
+    verdict = send_at_verdict(request.send_at, book.clock(), send_now_within_s=within_s)
     if verdict is SendAtVerdict.NOW:
         return _cancelled_before(request, deps)
     if verdict is SendAtVerdict.TOO_FAR:
