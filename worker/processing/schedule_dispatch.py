@@ -1,7 +1,7 @@
 """The dispatcher: scheduled requests that have fallen due, sent through the one handler.
 
-Every ``EMAIL_WORKER_SCHEDULE_POLL_S`` a :class:`ScheduleDispatcher` takes up to
-``EMAIL_WORKER_SCHEDULE_BATCH`` due schedule records with a lease
+Every ``EMAIL_WORKER_SCHEDULE_POLL_S`` (at once again after a full batch) a
+:class:`ScheduleDispatcher` takes up to ``EMAIL_WORKER_SCHEDULE_BATCH`` due schedule records with a lease
 (:meth:`~worker.ledger.schedules.Schedules.take_due`) and hands each, as a
 :class:`~worker.processing.delivery.Delivery` from its service (``scheduled``: send now), to
 the same :class:`~worker.processing.handling.Handler` the transports call: tenancy, the outage
@@ -59,7 +59,8 @@ class ScheduleDispatcher:
         stopping = self._handler.stopping
         while not stopping.is_set():
             try:
-                self.dispatch_due()
+                if self.dispatch_due() >= self._batch:
+                    continue  # more may be due: take them at once, not after a poll
             except LedgerUnavailable as error:
                 log.warning("cannot take the due scheduled requests", error=str(error)[:300])
             stopping.wait(self._poll_s)
