@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from tests.ledger.common import RETENTION_S, START
 from tests.support.clock import ManualClock
-from worker.ledger import Ledger, LedgerKey
+from worker.ledger import Ledger, LedgerKey, SqliteLedger
 from worker.ledger.schedule_stores import schedules_of
 from worker.ledger.schedules import AddAnswer, CancelAnswer, Schedule, ScheduleState
 
@@ -157,3 +160,28 @@ def test_a_service_lists_only_its_own_pending_records_due_before_a_time(
     assert [s.key.request_id for s in book.scheduled("billing")] == ["soon", "late"]
     listed = book.scheduled("billing", due_before=START + 100)
     assert [s.key.request_id for s in listed] == ["soon"]
+
+
+def test_records_past_their_retention_are_gone(ledger: Ledger, clock: ManualClock) -> None:
+    book = schedules_of(ledger)
+    book.add(schedule())
+    clock.now = START + 120 + RETENTION_S + 1
+
+    assert book.take_due(owner="a", lease_s=LEASE_S, limit=10) == []
+    assert book.get(KEY) is None
+    assert book.scheduled("billing") == []
+
+
+def test_sqlite_deletes_the_records_past_their_retention(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "ledger.db"
+    with SqliteLedger(path, claim_lease_s=30, retention_s=RETENTION_S, clock=clock) as ledger:
+        book = schedules_of(ledger)
+        book.add(schedule())
+        book.add(schedule(LedgerKey("billing", "later"), due_in_s=RETENTION_S))
+        clock.now = START + 120 + RETENTION_S + 1
+        book.take_due(owner="a", lease_s=LEASE_S, limit=10)
+    with sqlite3.connect(path) as conn:
+        left = conn.execute("SELECT request_id FROM schedules").fetchall()
+    assert left == [("later",)]

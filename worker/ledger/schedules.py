@@ -42,6 +42,9 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+#: How often a dispatcher deletes the records whose retention has passed.
+SWEEP_INTERVAL_S = 3600.0
+
 
 class ScheduleState(enum.StrEnum):
     SCHEDULED = "scheduled"  # waiting for its time, or being dispatched under a lease
@@ -99,6 +102,11 @@ class ScheduleRecords(Records[LedgerKey, Schedule]):
         """At most ``limit`` of ``service_id``'s records still scheduled, due before
         ``before`` if given, earliest first."""
 
+    def sweep(self, now: float) -> int:
+        """Delete the records whose retention has passed; how many went. Firestore's TTL
+        policy does it there: by default nothing."""
+        return 0
+
 
 class Schedules:
     """The scheduling protocol on ``ledger``'s store (see the module docstring)."""
@@ -106,6 +114,7 @@ class Schedules:
     def __init__(self, ledger: Ledger, records: ScheduleRecords) -> None:
         self._ledger = ledger
         self._records = records
+        self._next_sweep = 0.0
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -154,6 +163,9 @@ class Schedules:
 
         def take() -> list[Schedule]:
             now = self.clock()
+            if now >= self._next_sweep:
+                self._records.sweep(now)
+                self._next_sweep = now + SWEEP_INTERVAL_S
             taken = []
             for key in self._records.due(now, limit):
                 read = self._read(key)

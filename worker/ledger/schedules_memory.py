@@ -28,6 +28,12 @@ class MemorySchedules(_Table[LedgerKey, Schedule], ScheduleRecords):
         ]
         return sorted(found, key=lambda s: s.due_at)[:limit]
 
+    def sweep(self, now: float) -> int:
+        gone = [key for key, (s, _) in self.rows.items() if s.expire_at < now]
+        for key in gone:
+            del self.rows[key]
+        return len(gone)
+
 
 def _pending(schedule: Schedule) -> bool:
     return schedule.state is ScheduleState.SCHEDULED

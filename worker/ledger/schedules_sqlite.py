@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS schedules (
 CREATE INDEX IF NOT EXISTS schedules_due ON schedules (due_at) WHERE state = 'scheduled';
 CREATE INDEX IF NOT EXISTS schedules_of_service ON schedules (service_id, due_at)
     WHERE state = 'scheduled';
+CREATE INDEX IF NOT EXISTS schedules_by_expire_at ON schedules (expire_at);
 """
+_SWEEP = "DELETE FROM schedules WHERE expire_at < :now"
 
 _COLUMNS = (
     "due_at",
@@ -73,6 +75,9 @@ class _Schedules(_Rows[LedgerKey, Schedule], ScheduleRecords):
         }
         rows = self.conn.execute(_OF_SERVICE, params).fetchall()
         return [_schedule(LedgerKey(row["service_id"], row["request_id"]), row) for row in rows]
+
+    def sweep(self, now: float) -> int:
+        return self.conn.execute(_SWEEP, {"now": now}).rowcount
 
 
 def sqlite_schedules(ledger: SqliteLedger) -> ScheduleRecords:

@@ -1,8 +1,8 @@
 """The dispatcher: scheduled requests that have fallen due, sent through the one handler.
 
 Every ``EMAIL_WORKER_SCHEDULE_POLL_S`` (at once again after a full batch) a
-:class:`ScheduleDispatcher` takes up to ``EMAIL_WORKER_SCHEDULE_BATCH`` due schedule records with a lease
-(:meth:`~worker.ledger.schedules.Schedules.take_due`) and hands each, as a
+:class:`ScheduleDispatcher` takes up to ``EMAIL_WORKER_SCHEDULE_BATCH`` due schedule records
+with a lease (:meth:`~worker.ledger.schedules.Schedules.take_due`) and hands each, as a
 :class:`~worker.processing.delivery.Delivery` from its service (``scheduled``: send now), to
 the same :class:`~worker.processing.handling.Handler` the transports call: tenancy, the outage
 breaker, the send rate and the ledger's claim apply as to any delivery, and its result is
@@ -63,6 +63,8 @@ class ScheduleDispatcher:
                     continue  # more may be due: take them at once, not after a poll
             except LedgerUnavailable as error:
                 log.warning("cannot take the due scheduled requests", error=str(error)[:300])
+            except Exception as error:  # a bug must not end the dispatching for good
+                log.error("dispatching scheduled requests failed", error=type(error).__name__)
             stopping.wait(self._poll_s)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
