@@ -152,3 +152,18 @@ def test_status_of_a_request_not_yet_sent_says_when_it_is_scheduled_for(
 
     assert result.exit_code == 0, result.output
     assert f"scheduled for {due}" in result.stdout
+
+
+def test_status_json_of_a_cancelled_request_has_its_schedule(
+    ledger: SqliteLedger, env: dict[str, str]
+) -> None:
+    scheduled(ledger, "invoice-1", 600)
+    schedules_of(ledger).cancel(LedgerKey("billing", "invoice-1"))
+
+    result = invoke(env, "status", "billing", "invoice-1", "--json", "--dead-letter-search-s", "0")
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["record"] is None
+    assert document["schedule"]["state"] == "cancelled"
+    assert document["schedule"]["send_at"].endswith("Z")
