@@ -216,6 +216,7 @@ def test_a_cancel_from_the_replay_topic_is_refused(
     outcome = process(Delivery(data, {}, message_id="m9", source=REPLAY), deps(session, ledger))
 
     assert outcome.error_code == "publisher_not_allowed"
+    assert not outcome.service_confirmed  # no result: dead-lettered for the operators
     kept = schedules_of(ledger).get(KEY)
     assert kept is not None
     assert kept.state is ScheduleState.SCHEDULED

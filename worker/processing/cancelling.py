@@ -11,6 +11,8 @@ nothing. The answer is the request's final ``cancelled`` result, or ``cancel_ref
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from worker.config.logs import get_logger
 from worker.formats.cancel import CancelRequest, parse_cancel
 from worker.formats.rejection import RequestRejected
@@ -100,12 +102,14 @@ def _cancelling_service(cancel: CancelRequest, delivery: Delivery, deps: Deps) -
     source = delivery.source
     if deps.settings.services.per_service:
         if source is None or source.kind is not SourceKind.SERVICE or source.service_id is None:
-            return _refused(
+            # Nobody it could be answered to: the operators' business (a dead letter, a log).
+            refused = _refused(
                 cancel.request_id,
                 None,
                 ErrorCode.PUBLISHER_NOT_ALLOWED,
                 "a cancel is taken only from a service's own topic",
             )
+            return replace(refused, service_confirmed=False)
         publisher = source.service_id
     else:
         publisher = cancel.service_id or deps.settings.services.default_id or ""
