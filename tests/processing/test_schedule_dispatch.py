@@ -167,3 +167,18 @@ def test_two_instances_whose_clocks_disagree_send_a_due_request_once(
     assert behind.statuses() == ["scheduled", "sent"]
     behind.ledger.close()
     ahead.ledger.close()
+
+
+def test_a_due_request_a_stopping_worker_hands_back_is_free_for_another_at_once(
+    worker: Worker, session: RecordingSession, clock: ManualClock
+) -> None:
+    worker.receive(request(120))
+    clock.now = NOW + 121
+    worker.handler.stopping.set()
+
+    assert worker.dispatcher.dispatch_due() == 1
+    assert session.calls == 0
+    kept = schedules_of(worker.ledger).get(KEY)
+    assert kept is not None
+    assert not kept.leased(clock.now)
+    assert kept.state is ScheduleState.SCHEDULED

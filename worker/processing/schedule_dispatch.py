@@ -8,7 +8,8 @@ the same :class:`~worker.processing.handling.Handler` the transports call: tenan
 breaker, the send rate and the ledger's claim apply as to any delivery, and its result is
 published as any other. A record whose delivery was acked is finished. One that was nacked or
 held keeps its lease, which runs out in ``EMAIL_WORKER_SCHEDULE_LEASE_S``: then it is taken
-again (the backoff). A record of a paused service is given back at once, untouched.
+again (the backoff). One that a stopping worker handed back, and one of a paused service,
+is given back at once.
 
 Several instances (and clocks that disagree) may dispatch the same record: its lease can run
 out under a slow instance, or look run out to a fast clock. The send is once all the same,
@@ -25,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
+from worker.formats.result import ErrorCode
 from worker.ledger import Ledger, LedgerUnavailable
 from worker.ledger.schedule_stores import schedules_of
 from worker.ledger.schedules import Schedule
@@ -93,7 +95,7 @@ class ScheduleDispatcher:
                 source=source,
                 scheduled=True,
             )
-            self._handler(
+            outcome = self._handler(
                 delivery,
                 ack=lambda: settled.append(True),
                 nack=lambda: settled.append(False),
@@ -101,6 +103,8 @@ class ScheduleDispatcher:
             )
             if settled == [True]:
                 self._book.finish(key, owner=self._owner)
+            elif outcome.error_code == ErrorCode.WORKER_STOPPED:
+                self._book.release(key, owner=self._owner)  # for another instance at once
         except LedgerUnavailable as error:
             # The lease runs out, and the record is taken again.
             log.warning("a scheduled request's record could not be updated", error=str(error)[:300])
