@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,21 @@ def test_send_wait_passes_over_another_services_result_for_its_request_id(stack:
     result = outcome["result"]
     assert result.exit_code == 0, result.output
     assert '"service_id": "billing"' in result.stdout
+
+
+def test_a_waiting_client_passes_over_a_scheduled_result_to_the_final_one(stack: Stack) -> None:
+    with billing_client(stack) as client, client.expect_result("o-5") as pending:
+        scheduled = EmailResult(
+            request_id="o-5",
+            service_id="billing",
+            status="scheduled",
+            pubsub_message_id="1",
+            completed_at=datetime.now(UTC),
+            send_at="2027-01-31T09:00:00.000Z",
+        )
+        stack.emulator.publish(
+            stack.results_topic, scheduled.to_json_bytes(), **scheduled.pubsub_attributes()
+        )
+        publish_result(stack, "o-5", "billing", "sent")
+        result = pending.wait(30)
+    assert result.status == "sent"

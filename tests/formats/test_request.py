@@ -1016,8 +1016,21 @@ def _docs_json_examples() -> list[Any]:
 
 
 def test_request_examples_in_the_docs_are_accepted_and_match_the_schema() -> None:
-    examples = _docs_json_examples()
+    # Scheduled sending shows a scheduled result and a cancel message among them.
+    examples = [e for e in _docs_json_examples() if "status" not in e and "cancel" not in e]
     assert len(examples) == 4  # plain, raw, a gs:// attachment, a template
     for example in examples:
         parse(example)
         SCHEMA_VALIDATOR.validate(example)
+
+
+def test_the_scheduled_sending_examples_in_the_docs_match_their_schemas() -> None:
+    from worker.formats.cancel import parse_cancel
+    from worker.formats.result import EmailResult
+
+    (scheduled,) = [e for e in _docs_json_examples() if "status" in e]
+    (cancel,) = [e for e in _docs_json_examples() if "cancel" in e]
+    jsonschema.Draft202012Validator(load_schema("result-v1")).validate(scheduled)
+    assert EmailResult.from_json_bytes(json.dumps(scheduled).encode()).status == "scheduled"
+    jsonschema.Draft202012Validator(load_schema("cancel-v1")).validate(cancel)
+    assert parse_cancel(json.dumps(cancel).encode()) is not None

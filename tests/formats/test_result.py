@@ -297,7 +297,7 @@ def test_every_schema_loads_with_its_id() -> None:
 
 def test_every_error_code_has_a_status_and_a_meaning() -> None:
     for code in ErrorCode:
-        assert code.status in (ResultStatus.REJECTED, ResultStatus.FAILED)
+        assert code.status not in (ResultStatus.SENT, ResultStatus.SCHEDULED)
         assert code.meaning
 
 
@@ -310,7 +310,11 @@ def test_codes_raised_by_the_session_library_are_result_error_codes() -> None:
 
 def test_docs_table_lists_every_error_code_with_its_status() -> None:
     rows = dict(
-        re.findall(r"^\| `([a-z0-9_]+)` \| (sent|rejected|failed) \|", DOCS.read_text(), re.M)
+        re.findall(
+            r"^\| `([a-z0-9_]+)` \| (sent|rejected|failed|cancelled|cancel_refused) \|",
+            DOCS.read_text(),
+            re.M,
+        )
     )
     assert rows == {code.value: code.status.value for code in ErrorCode}
 
@@ -338,3 +342,49 @@ def test_a_result_with_a_template_validates_against_the_schema_and_round_trips()
     jsonschema.Draft202012Validator(load_schema("result-v1")).validate(document)
     assert document["template"] == {"name": "invoice", "version": 2, "language": "de"}
     assert EmailResult.from_json_bytes(result.to_json_bytes()).template == ("invoice", 2, "de")
+
+
+def test_a_scheduled_result_says_when_validates_and_round_trips() -> None:
+    result = EmailResult(
+        request_id="order-1",
+        service_id="billing",
+        status="scheduled",
+        pubsub_message_id="pubsub-1",
+        completed_at=WHEN,
+        send_at="2027-01-31T09:00:00.000Z",
+    )
+
+    document = result.to_dict()
+    RESULT_VALIDATOR.validate(document)
+    assert (document["status"], document["error"], document["send_at"]) == (
+        "scheduled",
+        None,
+        "2027-01-31T09:00:00.000Z",
+    )
+    assert EmailResult.from_json_bytes(result.to_json_bytes()) == result
+
+
+def test_a_result_of_any_other_status_has_no_send_at() -> None:
+    with pytest.raises(ValueError, match="scheduled"):
+        EmailResult(
+            request_id="r",
+            service_id="billing",
+            status="sent",
+            pubsub_message_id="p",
+            completed_at=WHEN,
+            send_at="2027-01-31T09:00:00.000Z",
+        )
+
+
+def test_a_cancelled_result_carries_its_code_and_validates() -> None:
+    result = EmailResult.for_error(
+        ErrorCode.CANCELLED,
+        "cancelled by its service",
+        request_id="order-1",
+        service_id="billing",
+        pubsub_message_id="pubsub-1",
+        completed_at=WHEN,
+    )
+
+    RESULT_VALIDATOR.validate(result.to_dict())
+    assert result.status is ResultStatus.CANCELLED

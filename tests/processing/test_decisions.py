@@ -55,3 +55,12 @@ def test_an_outcome_whose_service_is_unconfirmed_publishes_no_result(
 ) -> None:
     unconfirmed = Outcome(status, request_id="r1", service_id="svc", service_confirmed=False)
     assert decide(unconfirmed, delivery_attempt=attempt, max_delivery_attempts=5) == expected
+
+
+@pytest.mark.parametrize("status", [Status.SCHEDULED, Status.CANCELLED, Status.CANCEL_REFUSED])
+def test_a_scheduled_or_cancelled_request_or_a_refused_cancel_is_published_and_acked(
+    status: Status,
+) -> None:
+    decision = decide(Outcome(status, "r1"), delivery_attempt=1, max_delivery_attempts=5)
+
+    assert decision == Decision(publish_result=True, dead_letter=False, ack=True)

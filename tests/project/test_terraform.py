@@ -2451,3 +2451,22 @@ def test_the_recipient_lookup_has_its_collection_group_index() -> None:
     query = source[source.index("def sent_to") :].split("\n    def ", 1)[0]
     positions = [query.index(f'"{name}"') for name in ("ledger", "recipient", "occurred_at")]
     assert positions == sorted(positions)
+
+
+def test_scheduled_requests_expire_and_are_read_through_composite_indexes() -> None:
+    from worker.ledger.schedules_firestore import COLLECTION
+
+    assert TF.locals["schedules_collection"] == COLLECTION
+    expire_at = TF.resource("google_firestore_field", "schedules_expire_at")
+    assert (expire_at["collection"], expire_at["field"]) == (
+        "${local.schedules_collection}",
+        "expire_at",
+    )
+    assert expire_at["ttl_config"] == [{}]
+    due = TF.resource("google_firestore_index", "schedules_due")
+    assert [f["field_path"] for f in due["fields"]] == ["shard", "state", "due_at"]
+    of_service = TF.resource("google_firestore_index", "schedules_of_service")
+    assert [f["field_path"] for f in of_service["fields"]] == ["service_id", "state", "due_at"]
+    unindexed = TF.resource("google_firestore_field", "schedules_unindexed")
+    assert unindexed["for_each"] == "${local.schedules_unindexed_fields}"
+    assert "data" in TF.locals["schedules_unindexed_fields"]

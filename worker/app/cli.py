@@ -27,6 +27,7 @@ from worker.ops.commands.common import (
 from worker.ops.commands.dlq import dlq
 from worker.ops.commands.ledger import EXIT_NOT_FOUND, ledger
 from worker.ops.commands.pause import pause, paused, resume
+from worker.ops.commands.schedule import schedule
 from worker.ops.commands.send import send
 from worker.ops.commands.setup import setup
 from worker.ops.commands.status import status
@@ -43,7 +44,7 @@ _MAIN_EPILOG = exit_codes_text(
         EXIT_USAGE: "invalid settings, options or request",
         EXIT_NOT_SENT: "send --wait: the request was not sent",
         EXIT_NO_RESULT: "send --wait: no result in time",
-        EXIT_NOT_FOUND: "ledger show, status: nothing known of that request",
+        EXIT_NOT_FOUND: "ledger show, status, schedule cancel: nothing known of that request",
     }
 )
 _RUN_EXIT_CODES = {
@@ -74,6 +75,7 @@ main.add_command(resume)
 main.add_command(paused)
 main.add_command(templates)
 main.add_command(console)
+main.add_command(schedule)
 
 
 @main.command(

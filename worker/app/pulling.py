@@ -30,6 +30,7 @@ def run_pull(settings: Settings) -> int:
     if runtime is None:
         return EXIT_FAILURE
     stopping = runtime.handler.stopping
+    runtime.start_schedule_dispatch()
     return run_until_signalled(
         _Pulling(PullWorker(settings, runtime.handler, runtime.subscriber), stopping),
         runtime.clients,

@@ -17,6 +17,7 @@ from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
 from worker.processing.pause_watch import PauseWatch
 from worker.processing.pipeline import Deps
+from worker.processing.schedule_dispatch import ScheduleDispatcher
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind, subscription_sources
 
@@ -47,6 +48,12 @@ class Runtime:
     def close(self) -> None:
         """Flush pending publishes and close the clients and the ledger."""
         self.clients.close()
+
+    def start_schedule_dispatch(self) -> None:
+        """Send the scheduled requests as they fall due, in a thread, until the handler's
+        ``stopping`` is set; nothing without a ledger (nothing can be scheduled then)."""
+        if self.ledger is not None:
+            ScheduleDispatcher(self.handler, self.ledger, self.settings).start()
 
 
 def build_runtime(

@@ -58,6 +58,7 @@ def run_serve(settings: Settings) -> int:
     port = settings.http.port or DEFAULT_PORT
     app = push_app(runtime.handler, authenticator, settings=settings)
     server = _PushServer(runtime, app, host=settings.http.host, port=port)
+    runtime.start_schedule_dispatch()
     log.info(
         "serving",
         host=settings.http.host,

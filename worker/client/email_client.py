@@ -48,7 +48,7 @@ from typing import Any
 from worker.client.references import GcsAttachmentSpec, TemplateSpec, guessed_type
 from worker.client.results import ReceivedResult, pull_results
 from worker.config.names import RESULTS_SUBSCRIPTION_TEMPLATE, results_subscription_for
-from worker.formats.error_codes import ErrorCode
+from worker.formats.error_codes import ErrorCode, ResultStatus
 from worker.formats.request import EmailRequest, RequestRejected, parse_request
 from worker.formats.result import EmailResult
 
@@ -216,6 +216,10 @@ def _topic_path(project_id: str, topic: str) -> str:
     return topic if topic.startswith("projects/") else f"projects/{project_id}/topics/{topic}"
 
 
+#: Results that are not a request's final outcome (docs/formats.md, "Scheduled sending").
+_NOT_FINAL = frozenset({ResultStatus.SCHEDULED, ResultStatus.CANCEL_REFUSED})
+
+
 class PendingResult:
     """A result being awaited; see `EmailClient.expect_result`."""
 
@@ -283,6 +287,8 @@ class PendingResult:
                 result.service_id,
             )
             return None
+        if result.status in _NOT_FINAL:
+            return None  # scheduled for later, or a cancel's answer: the outcome follows
         return result
 
 

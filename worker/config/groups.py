@@ -42,6 +42,7 @@ __all__ = [
     "Pull",
     "Push",
     "Redelivery",
+    "Schedule",
     "Sending",
     "Services",
     "Tenancy",
@@ -399,6 +400,52 @@ class Ledger:
         problems.extend(_positive(self, "pause_poll_s"))
         if self.send_event_wait_s < 0:
             problems.append("EMAIL_WORKER_SEND_EVENT_WAIT_S must not be negative")
+        return problems
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Scheduled sending: how `pull` and `serve` dispatch the requests whose `send_at` is due."""
+
+    poll_s: float = setting(
+        "EMAIL_WORKER_SCHEDULE_POLL_S",
+        5.0,
+        number,
+        "How often each worker looks for scheduled requests that have fallen due "
+        "([formats.md](formats.md#scheduled-sending)); a request goes out at most about this "
+        "long after its `send_at`, under normal load.",
+    )
+    lease_s: float = setting(
+        "EMAIL_WORKER_SCHEDULE_LEASE_S",
+        60.0,
+        number,
+        "How long a worker holds a due request it took to send: if it dies, another worker "
+        "takes the request after this long (the request ledger still sends it once).",
+    )
+    batch: int = setting(
+        "EMAIL_WORKER_SCHEDULE_BATCH",
+        200,
+        whole_number,
+        "The most due requests one worker takes at a time.",
+    )
+    min_ahead_s: float = setting(
+        "EMAIL_WORKER_SCHEDULE_MIN_AHEAD_S",
+        60.0,
+        number,
+        "A `send_at` less than this far ahead, or past, is sent at once rather than kept "
+        "(the request format says a minute; tests shorten it).",
+    )
+    threads: int = setting(
+        "EMAIL_WORKER_SCHEDULE_THREADS",
+        8,
+        whole_number,
+        "How many due requests one worker sends at once.",
+    )
+
+    def problems(self) -> list[str]:
+        problems = _positive(self, "poll_s", "lease_s") + _at_least_one(self, "batch", "threads")
+        if self.min_ahead_s < 0:
+            problems.append("EMAIL_WORKER_SCHEDULE_MIN_AHEAD_S must not be negative")
         return problems
 
 

@@ -33,6 +33,7 @@ from worker.config.groups import (
     Pull,
     Push,
     Redelivery,
+    Schedule,
     Sending,
     Services,
     Tenancy,
@@ -78,6 +79,7 @@ class Settings:
     sending: Sending = field(default_factory=Sending)
     ledger: Ledger = field(default_factory=Ledger)
     redelivery: Redelivery = field(default_factory=Redelivery)
+    schedule: Schedule = field(default_factory=Schedule)
     outage: Outage = field(default_factory=Outage)
     pull: Pull = field(default_factory=Pull)
     push: Push = field(default_factory=Push)

@@ -21,6 +21,12 @@ class ResultStatus(StrEnum):
     """The request itself is unacceptable; sending it again unchanged fails again."""
     FAILED = "failed"
     """Something outside the request went wrong; the same request may succeed later."""
+    SCHEDULED = "scheduled"
+    """Not final: the request is valid and kept until its ``send_at``; its outcome follows."""
+    CANCELLED = "cancelled"
+    """A scheduled request cancelled by its service or an operator: it will not be sent."""
+    CANCEL_REFUSED = "cancel_refused"
+    """Not about the request's outcome: a cancel that could not cancel it."""
 
 
 class ErrorCode(StrEnum):
@@ -64,6 +70,11 @@ class ErrorCode(StrEnum):
     ATTACHMENT_FORBIDDEN = "attachment_forbidden"
     ATTACHMENT_NOT_FOUND = "attachment_not_found"
     ATTACHMENT_CHANGED = "attachment_changed"
+    # Scheduled sending.
+    SEND_AT_TOO_FAR = "send_at_too_far"
+    CANCELLED = "cancelled"
+    CANCEL_TOO_LATE = "cancel_too_late"
+    SCHEDULE_NOT_FOUND = "schedule_not_found"
 
     @property
     def status(self) -> ResultStatus:
@@ -114,6 +125,11 @@ _STATUS: dict[ErrorCode, ResultStatus] = {
     ErrorCode.ATTACHMENT_FORBIDDEN: _R,
     ErrorCode.ATTACHMENT_NOT_FOUND: _R,
     ErrorCode.ATTACHMENT_CHANGED: _R,
+    # Scheduled sending.
+    ErrorCode.SEND_AT_TOO_FAR: _R,
+    ErrorCode.CANCELLED: ResultStatus.CANCELLED,
+    ErrorCode.CANCEL_TOO_LATE: ResultStatus.CANCEL_REFUSED,
+    ErrorCode.SCHEDULE_NOT_FOUND: ResultStatus.CANCEL_REFUSED,
 }
 
 _MEANING: dict[ErrorCode, str] = {
@@ -159,4 +175,10 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.ATTACHMENT_NOT_FOUND: "A gs:// attachment does not exist (or no longer exists).",
     ErrorCode.ATTACHMENT_CHANGED: "A gs:// attachment was overwritten after the request was "
     "first claimed; the pinned version is gone.",
+    # Scheduled sending.
+    ErrorCode.SEND_AT_TOO_FAR: "send_at is more than 30 days ahead.",
+    ErrorCode.CANCELLED: "The scheduled request was cancelled before its time; nothing was sent.",
+    ErrorCode.CANCEL_TOO_LATE: "A cancel came after the scheduled request was sent, or while "
+    "it was being sent.",
+    ErrorCode.SCHEDULE_NOT_FOUND: "A cancel named no request scheduled by its service.",
 }

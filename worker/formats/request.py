@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Any, NoReturn
 
@@ -33,6 +34,7 @@ from worker.formats.error_codes import ErrorCode
 from worker.formats.json_depth import MAX_JSON_DEPTH, nested_too_deep
 from worker.formats.mime import MalformedHeaderLineDefect, load_raw_message
 from worker.formats.rejection import LINE_BREAK_RE, RequestRejected, check_header_text, reject
+from worker.formats.send_at import parse_send_at
 from worker.formats.tags import TAG_PREFIX, is_reserved_tag_name
 
 __all__ = [
@@ -134,6 +136,7 @@ _TEMPLATE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
 _TOP_LEVEL_FIELDS = frozenset(
     {"version", "request_id", "service_id", "from", "to", "cc", "bcc", "raw", "tags"}
+    | {"send_at"}
     | _STRUCTURED_FIELDS
 )
 _ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content_base64"})
@@ -239,6 +242,8 @@ class EmailRequest:
     replace_raw_recipients: bool = False
     replace_raw_sender: bool = False
     template: TemplateRef | None = None
+    #: When to send it (docs/formats.md, "Scheduled sending"); None: now.
+    send_at: datetime | None = None
 
     @property
     def is_raw(self) -> bool:
@@ -357,6 +362,7 @@ def _parse_document(
     request_id = _parse_request_id(fields.get("request_id"), pubsub_message_id)
     service_id = _parse_service_id(fields.get("service_id"), default_service_id)
     tags = _parse_tags(fields.get("tags"))
+    send_at = parse_send_at(fields.get("send_at"))
     sender = parse_mailbox(fields["from"], field_name="from") if "from" in fields else None
     recipients: Mapping[str, tuple[Mailbox, ...]] = {
         name: parse_mailbox_list(
@@ -377,6 +383,7 @@ def _parse_document(
         cc=recipients["cc"],
         bcc=recipients["bcc"],
         tags=tags,
+        send_at=send_at,
         **content,
     )
 

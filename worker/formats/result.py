@@ -47,6 +47,9 @@ _RESULT_FIELDS = frozenset(
     }
 )
 
+_OPTIONAL_FIELDS = frozenset({"template", "send_at"})
+_WITHOUT_ERROR = frozenset({ResultStatus.SENT, ResultStatus.SCHEDULED})
+
 
 def format_timestamp(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds, e.g. ``2026-11-26T05:00:00.123Z``."""
@@ -78,8 +81,9 @@ class ResultError:
 class EmailResult:
     """The outcome of one request, as published to the results topic.
 
-    Invariants (checked on construction, ValueError otherwise): ``sent`` has
-    no `error`; ``rejected`` and ``failed`` have one. `message_ids` are the
+    Invariants (checked on construction, ValueError otherwise): ``sent`` and
+    ``scheduled`` have no `error`; every other status has one. Only
+    ``scheduled`` (not final: the request waits for its time) has `send_at`. `message_ids` are the
     SES ids accepted so far: all of them for ``sent``, the batches that went
     out for ``failed``/``partially_sent``, otherwise none.
     """
@@ -95,6 +99,8 @@ class EmailResult:
     version: Literal[1]
     #: The template rendered: (name, version, language); None for a request without one.
     template: tuple[str, int, str] | None
+    #: When a ``scheduled`` request will be sent (RFC 3339 UTC); None for any other status.
+    send_at: str | None
 
     def __init__(
         self,
@@ -108,14 +114,19 @@ class EmailResult:
         pubsub_message_id: str,
         completed_at: str | datetime,
         template: tuple[str, int, str] | None = None,
+        send_at: str | None = None,
     ) -> None:
         status = ResultStatus(status)
         if isinstance(completed_at, datetime):
             completed_at = format_timestamp(completed_at)
         if not _TIMESTAMP_RE.fullmatch(completed_at):
             raise ValueError("completed_at must look like 2026-11-26T05:00:00.123Z")
-        if (status is ResultStatus.SENT) != (error is None):
-            raise ValueError("a sent result has no error; any other result must have one")
+        if (status in _WITHOUT_ERROR) != (error is None):
+            raise ValueError(
+                "a sent or scheduled result has no error; any other result must have one"
+            )
+        if (status is ResultStatus.SCHEDULED) != (send_at is not None):
+            raise ValueError("a scheduled result, and only one, says when it will be sent")
         if attempt is not None and (isinstance(attempt, bool) or attempt < 1):
             raise ValueError("attempt must be a positive integer")
         values = {
@@ -129,6 +140,7 @@ class EmailResult:
             "completed_at": completed_at,
             "version": RESULT_VERSION,
             "template": template,
+            "send_at": send_at,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -198,6 +210,8 @@ class EmailResult:
         if self.template is not None:
             name, version, language = self.template
             document["template"] = {"name": name, "version": version, "language": language}
+        if self.send_at is not None:
+            document["send_at"] = self.send_at
         return document
 
     def to_json_bytes(self) -> bytes:
@@ -221,7 +235,7 @@ class EmailResult:
     def from_json_bytes(cls, data: bytes) -> EmailResult:
         """Parse a v1 result (for consumers and tests). Raises ValueError if malformed."""
         document = json.loads(data)
-        if not isinstance(document, dict) or set(document) - {"template"} != _RESULT_FIELDS:
+        if not isinstance(document, dict) or set(document) - _OPTIONAL_FIELDS != _RESULT_FIELDS:
             raise ValueError("not a v1 result object")
         if document["version"] != RESULT_VERSION:
             raise ValueError("unsupported result version")
@@ -240,6 +254,7 @@ class EmailResult:
             pubsub_message_id=document["pubsub_message_id"],
             completed_at=document["completed_at"],
             template=_template_of(document.get("template")),
+            send_at=document.get("send_at"),
         )
 
 

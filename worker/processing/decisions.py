@@ -14,6 +14,8 @@ replayed from ledger     yes (as stored) no           ack
 refused replay [#]_      no              as above     as above
 held, transport can      no              no           hold [#]_
 held, transport cannot   as retry        no           nack
+scheduled, cancelled,    yes             no           ack
+cancel refused
 =======================  ==============  ===========  =========
 
 .. [#] On the last delivery attempt Pub/Sub's own dead-letter policy moves the message once it
@@ -41,6 +43,8 @@ from dataclasses import dataclass
 from worker.processing.delivery import LedgerEvent, Outcome, Status
 
 __all__ = ["Decision", "decide", "is_last_attempt"]
+
+_KEPT_OR_CANCELLED = frozenset({Status.SCHEDULED, Status.CANCELLED, Status.CANCEL_REFUSED})
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ def decide(
         return Decision(publish_result=False, dead_letter=False, ack=False, hold=True)
     if outcome.status is Status.IN_PROGRESS:
         return Decision(publish_result=False, dead_letter=False, ack=False)
+    if outcome.status in _KEPT_OR_CANCELLED:
+        # A request stored for later, or a cancel's answer: nothing to retry or inspect.
+        return Decision(publish_result=outcome.service_confirmed, dead_letter=False, ack=True)
     if outcome.status is Status.SENT or outcome.ledger is LedgerEvent.REPLAYED:
         # A replay was dead-lettered, if at all, by the delivery that stored it.
         return Decision(publish_result=True, dead_letter=False, ack=True)

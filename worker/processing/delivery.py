@@ -59,6 +59,8 @@ class Delivery:
     #: The subscription's word on who published it (:mod:`worker.processing.tenancy`); None:
     #: unknown, which only shared tenancy accepts.
     source: Source | None = None
+    #: A scheduled request the dispatcher took from the ledger at its time: send it now.
+    scheduled: bool = False
 
 
 class Status(enum.StrEnum):
@@ -72,6 +74,11 @@ class Status(enum.StrEnum):
     # Transient trouble while the outage breaker holds (worker.processing.breaker), or a
     # delivery it did not let start: kept back for after the outage, not retried now.
     HELD = "held"
+    # Scheduled sending (worker.processing.scheduling, .cancelling): kept for its send_at
+    # (not final); cancelled (final); a cancel that could not cancel (not about the request).
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
+    CANCEL_REFUSED = "cancel_refused"
 
 
 def tenant_held(outcome: Outcome) -> bool:
@@ -122,6 +129,8 @@ class Outcome:
     service_confirmed: bool = True
     #: The template the request rendered (name, version, language), once resolved.
     template: tuple[str, int, str] | None = None
+    #: For SCHEDULED: when it will be sent (RFC 3339 UTC).
+    send_at: str | None = None
 
     @classmethod
     def for_request(

@@ -41,6 +41,7 @@ def result_for(outcome: Outcome, delivery: Delivery, now: dt.datetime) -> EmailR
         pubsub_message_id=delivery.message_id,
         completed_at=format_timestamp(now),
         template=outcome.template,
+        send_at=outcome.send_at,
     )
 
 

@@ -4,6 +4,8 @@
 
 1. :func:`~worker.processing.admission.admit`: decode and validate the request, and check
    that its service may send it (tenancy, the allowed services, a replay's ledger record);
+   a cancel message is answered before (:mod:`~worker.processing.cancelling`), and a request
+   whose ``send_at`` is ahead is kept for then (:mod:`~worker.processing.scheduling`);
 2. unless the worker is stopping, either (with a ledger)
    :func:`~worker.processing.under_claim.send_under_claim`: claim the request, send it unless
    the ledger says otherwise, record the outcome;
@@ -22,7 +24,9 @@ from dataclasses import replace
 from worker.config.logs import get_logger
 from worker.formats.result import ErrorCode
 from worker.processing.admission import admit
+from worker.processing.cancelling import cancel_outcome
 from worker.processing.delivery import Delivery, Deps, LedgerEvent, Outcome, Status, tenant_held
+from worker.processing.scheduling import kept_for_later
 from worker.processing.send_request import send_request
 from worker.processing.under_claim import send_under_claim
 
@@ -58,11 +62,17 @@ def process(delivery: Delivery, deps: Deps) -> Outcome:
 
 
 def _process(delivery: Delivery, deps: Deps) -> Outcome:
+    cancelled = cancel_outcome(delivery, deps)
+    if cancelled is not None:
+        return cancelled
     request = admit(delivery, deps)
     if isinstance(request, Outcome):
         return request
     if deps.stopping.is_set():
         return Outcome.handed_back(request)  # nothing claimed yet: simply handed back
+    later = kept_for_later(request, delivery, deps)
+    if later is not None:
+        return later
     if deps.tenant_pauses.holds(request.service_id):
         return Outcome.for_request(
             request,

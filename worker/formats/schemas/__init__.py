@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["SCHEMA_NAMES", "load_schema"]
 
-SCHEMA_NAMES: tuple[str, ...] = ("request-v1", "result-v1", "event-v1")
+SCHEMA_NAMES: tuple[str, ...] = ("request-v1", "result-v1", "event-v1", "cancel-v1")
 
 
 def load_schema(name: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from worker.ops.commands.ledger import (
 
 if TYPE_CHECKING:
     from worker.ledger import LedgerRecord, RecipientStatus
+    from worker.ledger.schedules import Schedule
 
 __all__ = ["status"]
 
@@ -168,8 +169,8 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
         settings = Settings.from_env(os.environ)
     except SettingsError as error:
         fail(str(error), EXIT_USAGE)
-    record, statuses = _read_ledger(settings, service_id, request_id)
-    unknown = record is None and not statuses
+    record, statuses, scheduled = _read_ledger(settings, service_id, request_id)
+    unknown = record is None and not statuses and scheduled is None
     location = None
     if unknown or _not_sent(record):
         location = locate_dead_letter(settings, service_id, request_id, dead_letter_search_s)
@@ -179,6 +180,7 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
         location.replayable = False
     if as_json:
         document = status_json(record, statuses, service_id, request_id, location)
+        document["schedule"] = _schedule_json(scheduled)
         click.echo(json.dumps(document, ensure_ascii=False))
         return
     stdout_console().print(f"Request {request_id} of service {service_id}", markup=False)
@@ -186,7 +188,7 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
         # Refused before the worker recorded it (an invalid request, say), or past retention.
         click.echo("Not in the request ledger: never claimed there, or past its retention")
     else:
-        _print_timeline(record, statuses)
+        _print_timeline(_schedule_lines(scheduled) + _timeline(record, statuses))
     # Not through rich, which would wrap them: the commands must stay whole to be copied.
     for line in location.lines(with_reasons=unknown) if location is not None else []:
         click.echo(line)
@@ -194,32 +196,60 @@ def status(service_id: str, request_id: str, as_json: bool, dead_letter_search_s
 
 def _read_ledger(
     settings: Settings, service_id: str, request_id: str
-) -> tuple[LedgerRecord | None, list[RecipientStatus]]:
-    """The ledger's record and recipients' statuses, or a clear message and exit code."""
+) -> tuple[LedgerRecord | None, list[RecipientStatus], Schedule | None]:
+    """The ledger's record, recipients' statuses and schedule record (a request with a
+    send_at), or a clear message and exit code."""
     store = open_for_lookup(settings)
 
     from google.auth.exceptions import GoogleAuthError
 
     from worker.ledger import LedgerKey, LedgerUnavailable
+    from worker.ledger.schedule_stores import schedules_of
 
     key = LedgerKey(service_id, request_id)
     try:
         with store:
-            return store.get(key), store.statuses(key)
+            return store.get(key), store.statuses(key), schedules_of(store).get(key)
     except LedgerUnavailable as error:
         fail(str(error))
     except GoogleAuthError as error:
         fail(f"Google credentials were refused while reading the ledger: {type(error).__name__}")
 
 
-def _print_timeline(record: LedgerRecord | None, statuses: list[RecipientStatus]) -> None:
+def _print_timeline(lines: list[tuple[str, str]]) -> None:
     from rich.table import Table
     from rich.text import Text
 
     grid = Table.grid(padding=(0, 2))
     grid.add_column(no_wrap=True, style="dim")
     grid.add_column(overflow="fold")
-    for when, what in _timeline(record, statuses):
+    for when, what in lines:
         # Text, not markup: addresses and SES's details may hold brackets.
         grid.add_row(when, Text(what))
     stdout_console().print(grid)
+
+
+def _epoch_iso(epoch_s: float) -> str:
+    from datetime import UTC, datetime
+
+    return _iso(datetime.fromtimestamp(epoch_s, UTC))
+
+
+def _schedule_lines(scheduled: Schedule | None) -> list[tuple[str, str]]:
+    """The timeline's first lines for a request that arrived with a send_at ahead."""
+    if scheduled is None:
+        return []
+    lines = [(_epoch_iso(scheduled.created_at), f"scheduled for {_epoch_iso(scheduled.due_at)}")]
+    if scheduled.state == "cancelled":
+        lines.append(("", "cancelled before its time: not sent"))
+    return lines
+
+
+def _schedule_json(scheduled: Schedule | None) -> dict[str, Any] | None:
+    if scheduled is None:
+        return None
+    return {
+        "send_at": _epoch_iso(scheduled.due_at),
+        "scheduled_at": _epoch_iso(scheduled.created_at),
+        "state": scheduled.state.value,
+    }
