@@ -32,7 +32,7 @@ from worker.events.sqs import queue_region
 from worker.formats.event import EventType
 from worker.formats.result import EmailResult
 from worker.ledger import DEFAULT_COLLECTION, DEFAULT_RETENTION_S
-from worker.ledger.firestore_ledger import STATUSES_COLLECTION
+from worker.ledger.firestore_ledger import HEARTBEATS_COLLECTION, STATUSES_COLLECTION
 from worker.sending.identity import TOKEN_AUDIENCE
 from worker.sending.service_config import _KNOWN_KEYS, config_location, parse_service_config
 
@@ -1294,6 +1294,16 @@ def test_recipients_statuses_expire_by_the_same_ttl_policy_in_their_collection_g
     # Not only when the events path is on: statuses written earlier still expire.
     assert "count" not in field
     assert "for_each" not in field
+
+
+def test_instances_heartbeats_expire_by_a_ttl_policy_in_their_collection() -> None:
+    field = TF.resource("google_firestore_field", "ledger_heartbeats_expire_at")
+    assert field["database"] == "${google_firestore_database.ledger.name}"
+    assert field["collection"] == "${local.ledger_heartbeats_collection}"
+    assert TF.locals["ledger_heartbeats_collection"] == HEARTBEATS_COLLECTION
+    assert field["field"] == "expire_at"
+    assert field["ttl_config"] == [{}]
+    assert field["index_config"] == [{}]
 
 
 def test_every_timestamp_the_worker_writes_is_exempt_from_single_field_indexes() -> None:
