@@ -22,7 +22,14 @@ from dataclasses import replace
 from worker.config.logs import get_logger
 from worker.formats.result import ErrorCode
 from worker.processing.admission import admit
-from worker.processing.delivery import Delivery, Deps, LedgerEvent, Outcome, Status
+from worker.processing.delivery import (
+    DAILY_CAP_HELD,
+    Delivery,
+    Deps,
+    LedgerEvent,
+    Outcome,
+    Status,
+)
 from worker.processing.send_request import send_request
 from worker.processing.under_claim import send_under_claim
 
@@ -62,6 +69,14 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
         return request
     if deps.stopping.is_set():
         return Outcome.handed_back(request)  # nothing claimed yet: simply handed back
+    if deps.quota is not None and deps.quota.daily_cap_reached():
+        # Nothing claimed or sent: the request waits in Pub/Sub for the window to reopen.
+        return Outcome.for_request(
+            request,
+            Status.HELD,
+            error_code=ErrorCode.THROTTLED,
+            error_message=DAILY_CAP_HELD,
+        )
     if deps.ledger is None:
         return send_request(request, deps)
     return send_under_claim(request, delivery, deps, deps.ledger)

@@ -162,6 +162,8 @@ def _send_with_retries(
         return Outcome.handed_back(request, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
     except EmailError as error:
         return _failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
+    if deps.quota is not None:
+        deps.quota.sent(request.recipient_count)
     return Outcome.for_request(
         request,
         Status.SENT,
@@ -187,6 +189,8 @@ def _send_once(
     except Exception as error:
         # A transient error is SES's or STS's trouble; anything else is their answer.
         deps.report(service_id, failed=isinstance(error, EmailError) and error.retryable)
+        if deps.quota is not None and isinstance(error, ThrottledError):
+            deps.quota.throttled_by(error)  # SES's own throttling: ours is raised earlier
         raise
     deps.report(service_id, failed=False)
     return message_ids

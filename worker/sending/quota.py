@@ -76,9 +76,7 @@ def quota_group(role_arn: str, region: str) -> QuotaGroup:
     return QuotaGroup(found.group(1), region)
 
 
-def read_send_quota(
-    ses_client: Any, *, sleep: Callable[[float], None] = time.sleep
-) -> SendQuota:
+def read_send_quota(ses_client: Any, *, sleep: Callable[[float], None] = time.sleep) -> SendQuota:
     """Ask SES (a ``sesv2`` client of the account and region) for its quota.
 
     Raises:
