@@ -8,9 +8,9 @@ API answers a throttling error, HTTP 400 with the code ``Throttling`` and one of
 answers the quota and what was sent in the last 24 hours.
 
 :class:`SesQuota` decides each send: a token bucket of ``rate_per_s`` recipients that holds
-one second's worth (at least one recipient), and the accepted recipients of the last 24 hours by a clock the test
-controls. Both limits can change while it runs. It keeps what the benchmark reads: accepted
-and throttled calls, and each second's accepted recipients.
+one second's worth (at least one recipient), and the accepted recipients of the last 24 hours
+by a clock the test controls. Both limits can change while it runs. It keeps what the
+benchmark reads: accepted and throttled calls, and each second's accepted recipients.
 """
 
 from __future__ import annotations

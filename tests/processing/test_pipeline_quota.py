@@ -53,7 +53,7 @@ def test_a_request_over_the_daily_cap_is_held_unsent_and_neither_failed_nor_dead
     assert (outcome.status, outcome.error_code) == (Status.HELD, ErrorCode.THROTTLED)
     assert session.calls == 0
     decision = decide(outcome, delivery_attempt=5, max_delivery_attempts=5, can_hold=True)
-    assert decision.hold and not decision.dead_letter and not decision.publish_result
+    assert (decision.hold, decision.dead_letter, decision.publish_result) == (True, False, False)
 
 
 def test_each_sent_recipient_counts_towards_the_daily_cap() -> None:
