@@ -173,18 +173,19 @@ def test_aimd_settles_below_a_rate_that_ses_enforces_below_the_quota() -> None:
     assert sum(last_half) / len(last_half) >= 60 * (1 + DECREASE) / 2 * 0.95
 
 
-def test_a_new_quota_applies_at_the_next_read_at_the_same_factor() -> None:
+def test_a_new_quota_applies_in_full_at_the_next_read() -> None:
     clock = ManualClock()
     account = Account(rate=100)
     paced = pacer(account, clock, refresh_s=10)
     paced.tick()
+    paced.throttled()  # SES lowered the rate: throttled before the read tells
     account.quota = SendQuota(300, None, 0)
     clock.now += 5
     paced.tick()
-    assert paced.rate_per_s == 100  # not read yet
+    assert paced.rate_per_s == pytest.approx((DECREASE + 5 * INCREASE_PER_S) * 100)  # unread
     clock.now += 5
     paced.tick()
-    assert paced.rate_per_s == 300
+    assert paced.rate_per_s == 300  # and the cut is forgotten
 
 
 def test_the_upper_bound_caps_the_share() -> None:
@@ -300,3 +301,15 @@ def test_an_account_without_a_daily_limit_is_never_capped() -> None:
     paced.tick()
     paced.sent(10**6)
     assert not paced.daily_cap_reached()
+
+
+def test_a_new_instance_count_applies_in_full_and_forgets_the_cuts_before_it() -> None:
+    clock = ManualClock()
+    account, ledger = Account(rate=200), shared_ledger(clock)
+    a, b = (pacer(account, clock, ledger=ledger, instance=name) for name in "ab")
+    a.tick()  # a counts itself alone: 200/s, and SES throttles once b starts too
+    b.tick()
+    a.throttled()
+    clock.now += 5
+    a.tick()
+    assert a.rate_per_s == 100

@@ -335,10 +335,11 @@ class Quota:
     )
     refresh_s: float = setting(
         "EMAIL_WORKER_QUOTA_REFRESH_S",
-        10.0,
+        5.0,
         number,
-        "How often each instance reads the SES quota (one `GetAccount` per account and region); "
-        "requests held by the 24-hour cap are looked at again this often.",
+        "How often each instance reads the SES quota (one `GetAccount` per account and region; "
+        "a throttled read keeps the last quota, so with many instances raise it); requests held "
+        "by the 24-hour cap are looked at again this often.",
     )
     heartbeat_s: float = setting(
         "EMAIL_WORKER_INSTANCE_HEARTBEAT_S",

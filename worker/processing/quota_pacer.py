@@ -16,7 +16,8 @@ Every few seconds the pacer (:meth:`QuotaPacer.tick`, from its own thread):
 ``factor`` is the AIMD part: SES answering "Maximum sending rate exceeded" (:meth:`throttled`)
 cuts it by :data:`DECREASE` (at most once per :data:`CUT_COOLDOWN_S`, so one burst of
 throttled calls in flight counts once); each second it grows back by :data:`INCREASE_PER_S`,
-up to 1. A share that changes (quota, instance count) applies at once, at the same factor.
+up to 1. A share that changes (quota, instance count) applies at once, and the factor starts
+again at 1: the change explains the throttling seen before it.
 
 The daily cap: the account is counted full when ``SentLast24Hours`` plus what this instance
 sent since that read, times the live instances (each sends about its share), reaches
@@ -83,7 +84,7 @@ class PacerTerms:
 
     fraction: float = 0.98
     upper_bound_per_s: float | None = None
-    refresh_s: float = 10.0
+    refresh_s: float = 5.0
     heartbeat_s: float = 5.0
 
 
@@ -302,6 +303,9 @@ class QuotaPacer:
             bound = self._terms.upper_bound_per_s
             target = min([*shares, *([bound] if bound is not None else [])], default=None)
             changed = target != self._target
+            if changed and self._target is not None:
+                # The new quota or count explains the throttling seen before it: start afresh.
+                self._factor = 1.0
             self._target = target
             rate = UNLIMITED_PER_S if target is None else max(target * self._factor, 0.01)
             instances = {str(g): s.instances for g, s in self._groups.items()}
