@@ -313,3 +313,18 @@ def test_a_new_instance_count_applies_in_full_and_forgets_the_cuts_before_it() -
     clock.now += 5
     a.tick()
     assert a.rate_per_s == 100
+
+
+def test_throttled_answers_just_after_a_new_share_are_the_old_shares_and_cut_nothing() -> None:
+    clock = ManualClock()
+    account = Account(rate=100)
+    paced = pacer(account, clock, refresh_s=10)
+    paced.tick()
+    account.quota = SendQuota(50, None, 0)
+    clock.now += 10
+    paced.tick()
+    paced.throttled()  # a call sent at 100/s, answered after the read
+    assert paced.rate_per_s == 50
+    clock.now += 2 * CUT_COOLDOWN_S
+    paced.throttled()
+    assert paced.rate_per_s == pytest.approx(50 * DECREASE)

@@ -17,7 +17,8 @@ Every few seconds the pacer (:meth:`QuotaPacer.tick`, from its own thread):
 cuts it by :data:`DECREASE` (at most once per :data:`CUT_COOLDOWN_S`, so one burst of
 throttled calls in flight counts once); each second it grows back by :data:`INCREASE_PER_S`,
 up to 1. A share that changes (quota, instance count) applies at once, and the factor starts
-again at 1: the change explains the throttling seen before it.
+again at 1: the change explains the throttling seen before it (and throttled answers to calls
+made before it are ignored for two cooldowns).
 
 The daily cap: the account is counted full when ``SentLast24Hours`` plus what this instance
 sent since that read, times the live instances (each sends about its share), reaches
@@ -304,8 +305,10 @@ class QuotaPacer:
             target = min([*shares, *([bound] if bound is not None else [])], default=None)
             changed = target != self._target
             if changed and self._target is not None:
-                # The new quota or count explains the throttling seen before it: start afresh.
+                # The new quota or count explains the throttling seen before it: start afresh,
+                # and let the answers to calls made before the change go unheeded a while.
                 self._factor = 1.0
+                self._cut_at = self._clock() + CUT_COOLDOWN_S
             self._target = target
             rate = UNLIMITED_PER_S if target is None else max(target * self._factor, 0.01)
             instances = {str(g): s.instances for g, s in self._groups.items()}
