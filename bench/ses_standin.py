@@ -5,8 +5,11 @@ so the benchmark answers the two calls the worker makes with a small threaded HT
 
 * ``POST /v2/email/outbound-emails`` -> ``{"MessageId": "<unique>"}``
 * ``POST /`` with ``Action=AssumeRoleWithWebIdentity`` -> STS XML credentials for an hour
+* ``GET /v2/email/account`` -> the account's ``SendQuota``
 
-It checks nothing (no signature, no token) and keeps only counters: it is a load sink. To
+It checks nothing (no signature, no token) and keeps only counters: it is a load sink. Given a
+:class:`~bench.ses_quota.SesQuota`, it also enforces SES's sending quota as SES does: a send
+over the maximum send rate or the 24-hour cap is answered with SES's throttling error. To
 count duplicate sends it also records which request each SendEmail was for: the benchmark
 puts ``[bench-request <request_id>]`` into every request's subject (and text body), and the
 stand-in finds that marker in the message it is asked to send, raw MIME (base64 in the JSON,
@@ -32,6 +35,7 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from bench.ses_quota import SesQuota
 from tests.support.servers import ThreadedServer
 
 _STS_RESPONSE = """<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
@@ -108,8 +112,10 @@ def request_id_of_send(body: bytes) -> str | None:
 class SesStandIn(ThreadedServer):
     """SES v2 SendEmail and STS web-identity on one loopback port; counts what it answers."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, quota: SesQuota | None = None) -> None:
         super().__init__(_Handler, "ses-standin", port)  # 0: the OS picks it at start()
+        #: SES's limits; None: none (every send is accepted, GetAccount says 1,000,000/s).
+        self.quota = quota
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.sends = 0
@@ -139,6 +145,21 @@ class SesStandIn(ThreadedServer):
         return _STS_RESPONSE.format(expiration=expiration.strftime("%Y-%m-%dT%H:%M:%SZ")).encode()
 
 
+_NO_QUOTA = {"Max24HourSend": -1.0, "MaxSendRate": 1_000_000.0, "SentLast24Hours": 0.0}
+
+
+def _recipient_count(body: bytes) -> int:
+    """The recipients of a SendEmail call (each counts against SES's quota)."""
+    try:
+        destination = json.loads(body).get("Destination") or {}
+        return max(1, sum(len(destination.get(k) or ()) for k in _DESTINATION_KEYS))
+    except (ValueError, AttributeError, TypeError):
+        return 1
+
+
+_DESTINATION_KEYS = ("ToAddresses", "CcAddresses", "BccAddresses")
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: botocore pools its connections
     # Buffer the reply so that its head and body leave in one segment: written separately,
@@ -152,6 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/v2/email/outbound-emails":
+            refusal = owner.quota.admit(_recipient_count(body)) if owner.quota else None
+            if refusal is not None:
+                error = json.dumps({"message": refusal.message})
+                self._reply(refusal.status, "application/json", error, refusal.code)
+                return
             try:
                 request_id = request_id_of_send(body)
             except Exception:  # an odd body must not fail the send: it counts as unattributed
@@ -165,10 +191,29 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._reply(404, "application/json", b'{"message": "not served by the stand-in"}')
 
-    def _reply(self, status: int, content_type: str, body: str | bytes) -> None:
+    def do_GET(self) -> None:
+        owner: SesStandIn = self.server.owner  # type: ignore[attr-defined]
+        if self.path.split("?", 1)[0].rstrip("/") == "/v2/email/account":
+            quota = owner.quota.send_quota() if owner.quota else _NO_QUOTA
+            answer = {
+                "SendQuota": quota,
+                "SendingEnabled": True,
+                "ProductionAccessEnabled": True,
+                "EnforcementStatus": "HEALTHY",
+            }
+            self._reply(200, "application/json", json.dumps(answer))
+            return
+        self._reply(404, "application/json", b'{"message": "not served by the stand-in"}')
+
+    def _reply(
+        self, status: int, content_type: str, body: str | bytes, error_type: str | None = None
+    ) -> None:
         data = body.encode() if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if error_type is not None:
+            # How SES v2 (rest-json) names its error: botocore reads the code from here.
+            self.send_header("x-amzn-ErrorType", error_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

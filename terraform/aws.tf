@@ -168,6 +168,15 @@ data "aws_iam_policy_document" "send" {
       values   = local.allowed_from_patterns[each.key]
     }
   }
+
+  # The worker paces itself to the account's quota (EMAIL_WORKER_QUOTA_PACING): GetAccount
+  # reads it. It names no resource, so IAM allows it only on "*"; it reads, and changes nothing.
+  statement {
+    sid       = "ReadSendingQuota"
+    effect    = "Allow"
+    actions   = ["ses:GetAccount"]
+    resources = ["*"]
+  }
 }
 
 resource "aws_iam_role_policy" "send" {

@@ -15,6 +15,8 @@ locals {
   # recipients' latest statuses. A field policy names a collection group, so this one covers
   # the statuses of every request.
   ledger_statuses_collection = "statuses"
+  # The worker instances' heartbeats (worker/ledger/heartbeats.py).
+  ledger_heartbeats_collection = "email-worker-instances"
 
   # The timestamps the worker writes in every record besides expire_at. The worker reads
   # records only by id and never queries them, so their single-field indexes serve nothing;
@@ -61,6 +63,19 @@ resource "google_firestore_field" "ledger_expire_at" {
   ttl_config {}
 
   # No single-field indexes: nothing queries the field (see ledger_unindexed_fields).
+  index_config {}
+}
+
+# The instances' heartbeats expire the same way, seconds after an instance stops beating (the
+# worker skips expired ones; the policy only keeps the collection from growing).
+resource "google_firestore_field" "ledger_heartbeats_expire_at" {
+  database   = google_firestore_database.ledger.name
+  collection = local.ledger_heartbeats_collection
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # Heartbeats are queried by group, never by this field.
   index_config {}
 }
 

@@ -304,7 +304,7 @@ variable "pull_instances" {
 }
 
 variable "ses_max_send_rate_per_s" {
-  description = "The SES account's maximum send rate in aws_region, in recipients per second (the SES console's account dashboard, or aws sesv2 get-account). Each instance is limited to this divided by the instance count (max_instances in push mode, pull_instances in pull mode: EMAIL_WORKER_SEND_RATE_PER_S), so that together they stay under it. null: no limit of the worker's own; SES throttling is retried."
+  description = "An upper bound on the worker's sending, in recipients per second, for the whole deployment. The worker reads the SES account's quota itself (GetAccount) and splits it between its live instances, so leave this null unless you want it to use less. Each instance is limited to this divided by the instance count (max_instances in push mode, pull_instances in pull mode: EMAIL_WORKER_SEND_RATE_PER_S), below its share of the quota. null: the quota alone."
   type        = number
   default     = null
 

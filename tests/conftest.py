@@ -57,6 +57,9 @@ _isolate_environment()
 import pytest  # noqa: E402
 import structlog  # noqa: E402
 
+from bench.ses_quota import SesQuota  # noqa: E402
+from bench.ses_standin import SesStandIn  # noqa: E402
+from tests.support.clock import ManualClock  # noqa: E402
 from tests.support.fault_proxy import FaultProxy  # noqa: E402
 from tests.support.firestore_emulator import FirestoreEmulator  # noqa: E402
 from tests.support.gcs_emulator import GcsEmulator  # noqa: E402
@@ -131,6 +134,16 @@ def fault_proxy(aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterato
         yield proxy
 
 
+@pytest.fixture
+def ses_standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SesStandIn]:
+    """The SES stand-in enforcing a quota (bench/ses_quota.py: 1,000 recipients per second,
+    no daily cap, until the test changes them), with STS/SES v2 env -> it."""
+    with SesStandIn(quota=SesQuota(1000, day_clock=ManualClock(1_800_000_000.0))) as standin:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", standin.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", standin.endpoint)
+        yield standin
+
+
 # -- Google Cloud Storage ------------------------------------------------------------
 
 
@@ -202,7 +215,15 @@ def firestore_env(
 
 #: Fixtures that start a real local server (emulator, moto, GCS) or build an environment.
 _INTEGRATION_FIXTURES = frozenset(
-    {"moto", "gcs", "pubsub_emulator", "firestore_emulator", "metadata_server", "image_venv"}
+    {
+        "moto",
+        "gcs",
+        "pubsub_emulator",
+        "firestore_emulator",
+        "metadata_server",
+        "image_venv",
+        "ses_standin",
+    }
 )
 
 

@@ -254,6 +254,8 @@ def test_a_push_stuck_before_its_ses_call_at_the_shutdown_timeout_gives_its_clai
             tmp_path,
             EMAIL_WORKER_PUSH_AUTH="off",
             EMAIL_WORKER_SHUTDOWN_TIMEOUT_S="1",
+            # The quota pacer would load the service's session at start, before the FIFO.
+            EMAIL_WORKER_QUOTA_PACING="off",
         ) as server,
     ):
         # Once the server has started (its checks read the configuration): reading the

@@ -101,3 +101,30 @@ def test_threads_sharing_the_bucket_lose_no_reservation() -> None:
 def test_a_rate_that_is_not_positive_is_refused(rate: float) -> None:
     with pytest.raises(ValueError, match="positive"):
         SendRateLimiter(rate)
+
+
+def test_a_new_rate_paces_the_sends_after_it() -> None:
+    bucket, _ = limiter(10)
+    for _ in range(10):
+        bucket.reserve(1, max_wait_s=60)
+    bucket.set_rate_per_s(2)
+    waits = [bucket.reserve(1, max_wait_s=60) for _ in range(3)]
+    assert waits == pytest.approx([0.0, 0.5, 1.0])
+
+
+def test_a_new_rate_keeps_what_the_old_rate_refilled_until_then() -> None:
+    bucket, clock = limiter(10)
+    for _ in range(10):
+        bucket.reserve(1, max_wait_s=60)
+    clock.now += 0.5  # five recipients' worth refilled at 10 per second
+    bucket.set_rate_per_s(100)
+    # The five refilled recipients, then one more into debt, go at once; then 100 per second.
+    assert [bucket.reserve(1, max_wait_s=60) for _ in range(6)] == [0.0] * 6
+    assert bucket.reserve(1, max_wait_s=60) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("rate", [0, -1])
+def test_a_new_rate_that_is_not_positive_is_refused(rate: float) -> None:
+    bucket, _ = limiter(10)
+    with pytest.raises(ValueError, match="positive"):
+        bucket.set_rate_per_s(rate)

@@ -32,7 +32,7 @@ from worker.events.sqs import queue_region
 from worker.formats.event import EventType
 from worker.formats.result import EmailResult
 from worker.ledger import DEFAULT_COLLECTION, DEFAULT_RETENTION_S
-from worker.ledger.firestore_ledger import STATUSES_COLLECTION
+from worker.ledger.firestore_ledger import HEARTBEATS_COLLECTION, STATUSES_COLLECTION
 from worker.sending.identity import TOKEN_AUDIENCE
 from worker.sending.service_config import _KNOWN_KEYS, config_location, parse_service_config
 
@@ -1300,6 +1300,16 @@ def test_recipients_statuses_expire_by_the_same_ttl_policy_in_their_collection_g
     assert "for_each" not in field
 
 
+def test_instances_heartbeats_expire_by_a_ttl_policy_in_their_collection() -> None:
+    field = TF.resource("google_firestore_field", "ledger_heartbeats_expire_at")
+    assert field["database"] == "${google_firestore_database.ledger.name}"
+    assert field["collection"] == "${local.ledger_heartbeats_collection}"
+    assert TF.locals["ledger_heartbeats_collection"] == HEARTBEATS_COLLECTION
+    assert field["field"] == "expire_at"
+    assert field["ttl_config"] == [{}]
+    assert field["index_config"] == [{}]
+
+
 def test_every_timestamp_the_worker_writes_is_exempt_from_single_field_indexes() -> None:
     expire_at = TF.resource("google_firestore_field", "ledger_expire_at")
     assert expire_at["index_config"] == [{}]
@@ -1462,7 +1472,13 @@ def test_ses_permissions_cover_only_sending_through_the_service_identity_from_it
 ):
     policy = TF.data[("aws_iam_policy_document", "send")]
     assert policy["for_each"] == "${var.services}"
-    (statement,) = policy["statement"]
+    statement, quota = policy["statement"]
+    assert quota == {
+        "sid": "ReadSendingQuota",
+        "effect": "Allow",
+        "actions": ["ses:GetAccount"],
+        "resources": ["*"],
+    }
     assert statement["effect"] == "Allow"
     assert sorted(statement["actions"]) == ["ses:SendEmail", "ses:SendRawEmail"]
     resources = _ref(statement["resources"])
@@ -1523,6 +1539,10 @@ def test_the_aws_provider_pin_has_the_tenant_resources() -> None:
     assert providers["aws"]["version"] == "~> 6.29"
 
 
+#: The only actions allowed on "*": they take no resource, and they only read.
+_RESOURCELESS_READS = ["ses:GetAccount"]
+
+
 def test_no_aws_policy_names_a_wildcard_action_or_resource() -> None:
     for (type_, name), body in TF.data.items():
         if type_ != "aws_iam_policy_document":
@@ -1530,6 +1550,8 @@ def test_no_aws_policy_names_a_wildcard_action_or_resource() -> None:
         for statement in body["statement"]:
             for action in statement.get("actions", []):
                 assert "*" not in action, f"{name}: action {action}"
+            if statement.get("actions") == _RESOURCELESS_READS:
+                continue  # IAM allows an action without resource types only on "*"
             for resource in statement.get("resources", []):
                 assert "*" not in resource, f"{name}: resource {resource}"
             assert "not_actions" not in statement

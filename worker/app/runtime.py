@@ -17,9 +17,17 @@ from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
 from worker.processing.pause_watch import PauseWatch
 from worker.processing.pipeline import Deps
+from worker.processing.quota_pacer import (
+    UNLIMITED_PER_S,
+    PacerTerms,
+    QuotaPacer,
+    instance_id,
+    session_sources,
+)
 from worker.processing.schedule_dispatch import ScheduleDispatcher
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind, subscription_sources
+from worker.sending.session_cache import SessionCache
 
 __all__ = ["Runtime", "build_runtime"]
 
@@ -46,7 +54,11 @@ class Runtime:
         return self.clients.ledger
 
     def close(self) -> None:
-        """Flush pending publishes and close the clients and the ledger."""
+        """Stop the quota pacer (its heartbeats removed), flush pending publishes and close
+        the clients and the ledger."""
+        quota = self.handler.deps.quota
+        if quota is not None:
+            quota.stop()
         self.clients.close()
 
     def start_schedule_dispatch(self) -> None:
@@ -85,12 +97,18 @@ def _build(
 ) -> Runtime:
     if clients.sessions is None or clients.subscriber is None:
         raise ValueError("the handler needs clients opened with a subscriber and sessions")
+    send_rate = (
+        SendRateLimiter(settings.sending.rate_per_s) if settings.sending.rate_per_s else None
+    )
+    quota = None
+    if settings.quota.pacing:
+        send_rate = send_rate or SendRateLimiter(UNLIMITED_PER_S)
+        quota = quota_pacer(settings, send_rate, clients.sessions, clients.ledger)
     deps = Deps(
         settings=settings,
         sessions=clients.sessions,
-        send_rate=(
-            SendRateLimiter(settings.sending.rate_per_s) if settings.sending.rate_per_s else None
-        ),
+        send_rate=send_rate,
+        quota=quota,
         ledger=clients.ledger,
         breaker=outage_breaker(settings),
     )
@@ -120,6 +138,8 @@ def _build(
     handler = Handler(
         deps, outputs, max_delivery_attempts=max_attempts, metrics=metrics, pauses=pauses
     )
+    if quota is not None:
+        quota.start()
     return Runtime(settings=settings, handler=handler, clients=clients, metrics=metrics)
 
 
@@ -157,6 +177,24 @@ def _max_delivery_attempts(
             subscription=path,
         )
     return max_attempts
+
+
+def quota_pacer(
+    settings: Settings, limiter: SendRateLimiter, sessions: SessionCache, ledger: Ledger | None
+) -> QuotaPacer:
+    """The pacer that keeps ``limiter`` at this instance's share of SES's quota."""
+    return QuotaPacer(
+        limiter,
+        session_sources(settings.services.allowed, sessions),
+        ledger=ledger,
+        instance=instance_id(),
+        terms=PacerTerms(
+            fraction=settings.quota.fraction,
+            upper_bound_per_s=settings.sending.rate_per_s,
+            refresh_s=settings.quota.refresh_s,
+            heartbeat_s=settings.quota.heartbeat_s,
+        ),
+    )
 
 
 def outage_breaker(settings: Settings) -> OutageBreaker | None:

@@ -41,6 +41,7 @@ __all__ = [
     "Process",
     "Pull",
     "Push",
+    "Quota",
     "Redelivery",
     "Schedule",
     "Sending",
@@ -306,8 +307,9 @@ class Sending:
         _NUMBER,
         "Most recipients per second this instance sends to SES (SES counts each recipient); "
         "sends wait their turn, and one that would wait longer than "
-        "`EMAIL_WORKER_SEND_DEADLINE_S` is handed back as `throttled`. Unset: no limit. Set "
-        "it to the account's SES maximum send rate divided by the number of instances.",
+        "`EMAIL_WORKER_SEND_DEADLINE_S` is handed back as `throttled`. An upper bound on the "
+        "instance's share of the SES quota (`EMAIL_WORKER_QUOTA_PACING`). Unset: the share "
+        "alone paces (or nothing, with pacing off). See [scaling.md](scaling.md).",
         shown_default="none",
     )
     attachment_memory_bytes: int = setting(
@@ -331,6 +333,50 @@ class Sending:
             )
         if self.rate_per_s is not None and not self.rate_per_s > 0:
             problems.append("EMAIL_WORKER_SEND_RATE_PER_S must be positive")
+        return problems
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Quota: pacing from SES's live quota (worker/processing/quota_pacer.py)."""
+
+    pacing: bool = setting(
+        "EMAIL_WORKER_QUOTA_PACING",
+        True,
+        switch,
+        "`on`: each instance reads its SES account's quota (`GetAccount`, which the services' "
+        "roles must be allowed) and sends at most its share of the maximum send rate (the "
+        "rate divided by the live instances, counted by heartbeats in the request ledger), "
+        "cutting it when SES throttles; near the 24-hour cap requests wait in Pub/Sub. `off`: "
+        "only `EMAIL_WORKER_SEND_RATE_PER_S` paces. See [scaling.md](scaling.md).",
+    )
+    refresh_s: float = setting(
+        "EMAIL_WORKER_QUOTA_REFRESH_S",
+        5.0,
+        number,
+        "How often each instance reads the SES quota (one `GetAccount` per account and region; "
+        "a throttled read keeps the last quota, so with many instances raise it); requests held "
+        "by the 24-hour cap are looked at again this often.",
+    )
+    heartbeat_s: float = setting(
+        "EMAIL_WORKER_INSTANCE_HEARTBEAT_S",
+        5.0,
+        number,
+        "How often each instance writes its heartbeat in the ledger and counts the live ones; "
+        "an instance that stops beating stops counting three of these later.",
+    )
+    fraction: float = setting(
+        "EMAIL_WORKER_QUOTA_FRACTION",
+        0.98,
+        number,
+        "The share of SES's maximum send rate the instances use together; the rest absorbs "
+        "the jitter of independent instances.",
+    )
+
+    def problems(self) -> list[str]:
+        problems = _positive(self, "refresh_s", "heartbeat_s")
+        if not 0 < self.fraction <= 1:
+            problems.append("EMAIL_WORKER_QUOTA_FRACTION must be above 0 and at most 1")
         return problems
 
 

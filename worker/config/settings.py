@@ -1,8 +1,8 @@
 """The worker's settings: read once from the environment at the entry point, then passed down.
 
 :class:`Settings` is a frozen set of groups, one per concern (:mod:`worker.config.groups`):
-``settings.topics``, ``.services``, ``.sending``, ``.ledger``, ``.redelivery``, ``.outage``,
-``.pull``, ``.push``, ``.http``, ``.events``, ``.process``. Every variable has the
+``settings.topics``, ``.services``, ``.sending``, ``.quota``, ``.ledger``, ``.redelivery``,
+``.outage``, ``.pull``, ``.push``, ``.http``, ``.events``, ``.process``. Every variable has the
 ``EMAIL_WORKER_`` prefix except the platform's own (``GOOGLE_CLOUD_PROJECT``, ``PORT``).
 Invalid values are collected and reported together: each group's ``problems()``, then the
 checks that need two groups (:func:`cross_group_problems`). docs/configuration.md is
@@ -32,6 +32,7 @@ from worker.config.groups import (
     Process,
     Pull,
     Push,
+    Quota,
     Redelivery,
     Schedule,
     Sending,
@@ -77,6 +78,7 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     services: Services = field(default_factory=Services)
     sending: Sending = field(default_factory=Sending)
+    quota: Quota = field(default_factory=Quota)
     ledger: Ledger = field(default_factory=Ledger)
     redelivery: Redelivery = field(default_factory=Redelivery)
     schedule: Schedule = field(default_factory=Schedule)

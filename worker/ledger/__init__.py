@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from worker.ledger.base import DEFAULT_RETENTION_S, Ledger, LedgerTerms
 from worker.ledger.firestore_ledger import DEFAULT_COLLECTION, FirestoreLedger, document_id
+from worker.ledger.heartbeats import Heartbeat
 from worker.ledger.memory_ledger import MemoryLedger
 from worker.ledger.model import (
     Claim,
@@ -44,6 +45,7 @@ __all__ = [
     "Claim",
     "ClaimState",
     "FirestoreLedger",
+    "Heartbeat",
     "Ledger",
     "LedgerKey",
     "LedgerRecord",

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Required, Self, TypedDict, TypeVar, cast
 
+from worker.ledger.heartbeats import Heartbeat, HeartbeatKey, remove, upsert
 from worker.ledger.model import Claim, ClaimState, LedgerKey, LedgerUnavailable, StoredResult
 from worker.ledger.pauses import Pause, merged
 from worker.ledger.records import Records
@@ -77,11 +78,12 @@ class Ledger(abc.ABC):
     keeps them out, for SES's Send event of its holder's send to arrive. ``clock``: epoch
     seconds, replaced in tests.
 
-    A backend sets ``_requests`` and ``_paused`` in its constructor.
+    A backend sets ``_requests``, ``_paused`` and ``_heartbeats`` in its constructor.
     """
 
     _requests: Records[LedgerKey, Entry]
     _paused: Records[str, Pause]
+    _heartbeats: Records[HeartbeatKey, Heartbeat]
 
     def __init__(
         self,
@@ -175,7 +177,29 @@ class Ledger(abc.ABC):
         """Remove the pause of ``scope`` and return it; None when it was not paused."""
         return self._writing("resume " + scope, lambda: self._remove_pause(scope))
 
+    # -- instances' heartbeats (worker.ledger.heartbeats) -----------------------------------
+
+    def beat(self, group: str, instance: str, *, expire_after_s: float) -> Heartbeat:
+        """Record that ``instance`` of ``group`` is alive, until ``expire_after_s`` from now."""
+        now = self._clock()
+        heartbeat = Heartbeat(group, instance, beat_at=now, expire_at=now + expire_after_s)
+        self._writing(
+            "record the heartbeat of " + instance, lambda: upsert(self._heartbeats, heartbeat)
+        )
+        return heartbeat
+
+    def end_heartbeat(self, group: str, instance: str) -> None:
+        """Remove ``instance``'s heartbeat: it stops counting as alive at once."""
+        self._writing(
+            "remove the heartbeat of " + instance,
+            lambda: remove(self._heartbeats, (group, instance)),
+        )
+
     # -- what each backend does ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def heartbeats(self, group: str) -> list[Heartbeat]:
+        """The live (unexpired) heartbeats of ``group``, by instance."""
 
     @abc.abstractmethod
     def record_statuses(self, key: LedgerKey, statuses: Sequence[RecipientStatus]) -> None:

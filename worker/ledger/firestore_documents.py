@@ -9,12 +9,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.ledger.heartbeats import Heartbeat, HeartbeatKey
 from worker.ledger.model import LedgerKey
 from worker.ledger.pauses import Pause
 from worker.ledger.statuses import RecipientStatus
 
 __all__ = [
     "document_id",
+    "heartbeat_document_id",
+    "heartbeat_fields",
+    "heartbeat_from",
     "pause_document_id",
     "pause_fields",
     "pause_from",
@@ -93,4 +97,28 @@ def pause_from(data: Mapping[str, Any]) -> Pause:
             str(entry["subscription"]): str(entry["push_config"])
             for entry in data.get("saved_push_configs") or ()
         },
+    )
+
+
+def heartbeat_document_id(key: HeartbeatKey) -> str:
+    """The id of an instance's heartbeat document: its group and instance, quoted."""
+    return f"{urllib.parse.quote(key[0], safe='')}:{urllib.parse.quote(key[1], safe='')}"
+
+
+def heartbeat_fields(beat: Heartbeat) -> dict[str, Any]:
+    return {
+        "group": beat.group,
+        "instance": beat.instance,
+        "beat_at": datetime.fromtimestamp(beat.beat_at, UTC),
+        # A Firestore timestamp, so the TTL policy on this field can delete the document.
+        "expire_at": datetime.fromtimestamp(beat.expire_at, UTC),
+    }
+
+
+def heartbeat_from(key: HeartbeatKey, data: Mapping[str, Any]) -> Heartbeat:
+    return Heartbeat(
+        key[0],
+        key[1],
+        beat_at=data["beat_at"].timestamp(),
+        expire_at=data["expire_at"].timestamp(),
     )

@@ -37,6 +37,9 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from worker.ledger.base import CLAIM_ROUNDS, Ledger, LedgerTerms, naming
 from worker.ledger.firestore_documents import (
     document_id,
+    heartbeat_document_id,
+    heartbeat_fields,
+    heartbeat_from,
     pause_document_id,
     pause_fields,
     pause_from,
@@ -44,6 +47,7 @@ from worker.ledger.firestore_documents import (
     status_document_id,
     status_from,
 )
+from worker.ledger.heartbeats import Heartbeat
 from worker.ledger.model import LedgerKey, LedgerUnavailable
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
@@ -52,6 +56,7 @@ from worker.ledger.statuses import RecipientStatus, advances
 
 __all__ = [
     "DEFAULT_COLLECTION",
+    "HEARTBEATS_COLLECTION",
     "PAUSES_COLLECTION",
     "STATUSES_COLLECTION",
     "FirestoreLedger",
@@ -65,6 +70,8 @@ DEFAULT_COLLECTION = "email-worker-requests"
 #: Collection of the pause records, one document per scope (no TTL: a pause stays until
 #: resumed).
 PAUSES_COLLECTION = "email-worker-pauses"
+#: Collection of the instances' heartbeats (the TTL policy on ``expire_at`` deletes them).
+HEARTBEATS_COLLECTION = "email-worker-instances"
 #: Subcollection of a request's document holding its recipients' statuses (one document each;
 #: the deployment's TTL policy on ``expire_at`` covers this collection group too).
 STATUSES_COLLECTION = "statuses"
@@ -88,6 +95,7 @@ class FirestoreLedger(Ledger):
         database: str | None = None,
         collection: str = DEFAULT_COLLECTION,
         pauses_collection: str = PAUSES_COLLECTION,
+        heartbeats_collection: str = HEARTBEATS_COLLECTION,
         timeout_s: float = 10.0,
         **terms: Unpack[LedgerTerms],
     ) -> None:
@@ -97,6 +105,7 @@ class FirestoreLedger(Ledger):
         self.collection = collection
         self._collection = self._client.collection(collection)
         self._pauses = self._client.collection(pauses_collection)
+        self._instances = self._client.collection(heartbeats_collection)
         # The library's default retries run for up to a minute; a delivery should rather be
         # nacked and come back than hold its lease waiting out an outage.
         retry = Retry(
@@ -113,6 +122,9 @@ class FirestoreLedger(Ledger):
         )
         self._paused = _Documents(
             self._calls, self._pauses, pause_document_id, pause_fields, _pause_from
+        )
+        self._heartbeats = _Documents(
+            self._calls, self._instances, heartbeat_document_id, heartbeat_fields, heartbeat_from
         )
 
     def __repr__(self) -> str:
@@ -199,6 +211,14 @@ class FirestoreLedger(Ledger):
             documents = [snapshot.to_dict() for snapshot in self._pauses.stream(**self._call)]
         found = [pause_from(data) for data in documents if data is not None]
         return sorted(found, key=lambda pause: pause.scope)
+
+    def heartbeats(self, group: str) -> list[Heartbeat]:
+        query = self._instances.where(filter=FieldFilter("group", "==", group))
+        with self._unavailable_for("read the heartbeats"):
+            documents = [snapshot.to_dict() for snapshot in query.stream(**self._call)]
+        now = self._clock()
+        found = [heartbeat_from((group, str(d["instance"])), d) for d in documents if d]
+        return sorted((b for b in found if b.live_at(now)), key=lambda b: b.instance)
 
     def close(self) -> None:
         self._client.close()

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TypeVar, Unpack
 
 from worker.ledger.base import Ledger, LedgerTerms
+from worker.ledger.heartbeats import Heartbeat, HeartbeatKey
 from worker.ledger.model import LedgerKey
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
@@ -37,6 +38,7 @@ class MemoryLedger(Ledger):
         self._lock = threading.Lock()
         self._requests = _Table[LedgerKey, Entry]()
         self._paused: _Table[str, Pause] = _Table()
+        self._heartbeats: _Table[HeartbeatKey, Heartbeat] = _Table()
         # Per key: (message id, recipient) -> the status and when it expires.
         self._statuses: dict[LedgerKey, dict[tuple[str, str], tuple[RecipientStatus, float]]] = {}
 
@@ -81,6 +83,12 @@ class MemoryLedger(Ledger):
     def pauses(self) -> list[Pause]:
         with self._lock:
             return [pause for _, (pause, _) in sorted(self._paused.rows.items())]
+
+    def heartbeats(self, group: str) -> list[Heartbeat]:
+        now = self._clock()
+        with self._lock:
+            found = [beat for beat, _ in self._heartbeats.rows.values() if beat.group == group]
+        return sorted((b for b in found if b.live_at(now)), key=lambda b: b.instance)
 
     def close(self) -> None:
         """Nothing to release; the records stay readable until the object is dropped."""

@@ -24,6 +24,7 @@ from typing import Any, TypeVar, Unpack
 from worker.ledger import sqlite_schema as sql
 from worker.ledger.base import Ledger, LedgerTerms, naming
 from worker.ledger.group_commit import GroupCommit
+from worker.ledger.heartbeats import Heartbeat, HeartbeatKey
 from worker.ledger.model import LedgerKey, LedgerUnavailable
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
@@ -75,6 +76,9 @@ class SqliteLedger(GroupCommit, Ledger):
             ) from error
         self._requests = _Rows(self._conn, sql.REQUESTS, _key_params, _entry_params, _entry)
         self._paused = _Rows(self._conn, sql.PAUSES, _scope_params, _pause_params, _pause)
+        self._heartbeats = _Rows(
+            self._conn, sql.HEARTBEATS, _beat_key_params, _beat_params, _heartbeat
+        )
         self._next_sweep = 0.0
         self.sweep()
 
@@ -120,6 +124,12 @@ class SqliteLedger(GroupCommit, Ledger):
             rows = self._conn.execute(sql.SELECT_PAUSES).fetchall()
         return [_pause(row["scope"], row) for row in rows]
 
+    def heartbeats(self, group: str) -> list[Heartbeat]:
+        params = {"grp": group, "now": self._clock()}
+        with self._lock, self._unavailable_for("read the heartbeats"):
+            rows = self._conn.execute(sql.SELECT_HEARTBEATS, params).fetchall()
+        return [_heartbeat((group, row["instance"]), row) for row in rows]
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -132,6 +142,7 @@ class SqliteLedger(GroupCommit, Ledger):
     def _sweep(self, now: float) -> int:
         deleted = self._conn.execute(sql.SWEEP, {"now": now}).rowcount
         self._conn.execute(sql.SWEEP_STATUSES, {"now": now})
+        self._conn.execute(sql.SWEEP_HEARTBEATS, {"now": now})
         self._next_sweep = now + SWEEP_INTERVAL_S
         return deleted
 
@@ -287,3 +298,15 @@ def _pause(scope: str, row: sqlite3.Row) -> Pause:
         reason=row["reason"],
         saved_push_configs=json.loads(row["saved_push_configs"]),
     )
+
+
+def _beat_key_params(key: HeartbeatKey) -> dict[str, Any]:
+    return {"grp": key[0], "instance": key[1]}
+
+
+def _beat_params(beat: Heartbeat) -> dict[str, Any]:
+    return {**_beat_key_params(beat.key), "beat_at": beat.beat_at, "expire_at": beat.expire_at}
+
+
+def _heartbeat(key: HeartbeatKey, row: sqlite3.Row) -> Heartbeat:
+    return Heartbeat(key[0], key[1], beat_at=row["beat_at"], expire_at=row["expire_at"])

@@ -10,13 +10,16 @@ import sqlite3
 from dataclasses import dataclass
 
 __all__ = [
+    "HEARTBEATS",
     "PAUSES",
     "REQUESTS",
     "SCHEMA",
+    "SELECT_HEARTBEATS",
     "SELECT_PAUSES",
     "SELECT_SENT_TO",
     "SELECT_STATUSES",
     "SWEEP",
+    "SWEEP_HEARTBEATS",
     "SWEEP_STATUSES",
     "UPSERT_STATUS",
     "Statements",
@@ -64,6 +67,13 @@ CREATE TABLE IF NOT EXISTS pauses (
     reason             TEXT,
     saved_push_configs TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heartbeats (
+    grp       TEXT NOT NULL,
+    instance  TEXT NOT NULL,
+    beat_at   REAL NOT NULL,
+    expire_at REAL NOT NULL,
+    PRIMARY KEY (grp, instance)
+) WITHOUT ROWID;
 """
 
 # One statement decides and writes, so concurrent writers of the same recipient cannot
@@ -101,6 +111,10 @@ REQUEST_COLUMNS = (
 )
 PAUSE_COLUMNS = ("since", "paused_by", "reason", "saved_push_configs")
 SELECT_PAUSES = "SELECT * FROM pauses ORDER BY scope"
+HEARTBEAT_COLUMNS = ("beat_at", "expire_at")
+SELECT_HEARTBEATS = (
+    "SELECT * FROM heartbeats WHERE grp = :grp AND expire_at >= :now ORDER BY instance"
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,7 @@ def statements(table: str, key: tuple[str, ...], columns: tuple[str, ...]) -> St
 
 REQUESTS = statements("requests", ("service_id", "request_id"), REQUEST_COLUMNS)
 PAUSES = statements("pauses", ("scope",), PAUSE_COLUMNS)
+HEARTBEATS = statements("heartbeats", ("grp", "instance"), HEARTBEAT_COLUMNS)
 
 # Columns added after the first release, with their definitions: a database created before
 # them gains them when the ledger opens it (SQLite adds a column without rewriting the table).
@@ -168,3 +183,4 @@ SELECT * FROM statuses
 WHERE recipient = :recipient AND occurred_at >= :since AND expire_at >= :now
 ORDER BY occurred_at DESC LIMIT :limit
 """
+SWEEP_HEARTBEATS = "DELETE FROM heartbeats WHERE expire_at < :now"

@@ -25,7 +25,7 @@ def check_sendable(request: EmailRequest, deps: Deps) -> Outcome | None:
     """None if ``request`` passes every check before the SES call; else the outcome that
     refuses it (or hands it back, when a store or STS is unreachable for now)."""
     if request.template is not None:
-        rendered = _rendered(request, deps)
+        rendered = _rendered(request, deps, None)
         if isinstance(rendered, Outcome):
             return rendered
         request = rendered

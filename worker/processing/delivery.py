@@ -24,6 +24,7 @@ from worker.ledger import Ledger, LedgerUnavailable
 from worker.processing.breaker import OutageBreaker
 from worker.processing.held_claims import ClaimsHeld
 from worker.processing.memory_budget import MemoryBudget
+from worker.processing.quota_pacer import QuotaPacer
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source
 from worker.processing.tenant_pauses import TenantPauses
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # the template modules load Jinja2: only a template request n
     from worker.sending.template_library import TemplateLibrary
 
 __all__ = [
+    "DAILY_CAP_HELD",
     "Delivery",
     "Deps",
     "LedgerEvent",
@@ -46,6 +48,9 @@ __all__ = [
 ]
 
 log = get_logger()
+
+#: The error message of a request held by SES's 24-hour cap (the metrics tell it apart).
+DAILY_CAP_HELD = "SES's 24-hour sending quota is used up; the request waits in Pub/Sub"
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,9 @@ class Deps:
     sleep: Callable[[float], object] | None = None
     #: EMAIL_WORKER_SEND_RATE_PER_S, shared by every thread; None: no limit of our own.
     send_rate: SendRateLimiter | None = None
+    #: Keeps ``send_rate`` at this instance's share of SES's quota, told of SES's throttling,
+    #: and holds sends at the 24-hour cap (EMAIL_WORKER_QUOTA_PACING); None: off.
+    quota: QuotaPacer | None = None
     #: Set on shutdown: waits end at once, and a delivery not yet inside its SES call is
     #: handed back (its claim released) instead of sent.
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -253,7 +261,9 @@ class Deps:
 
     @property
     def holding(self) -> bool:
-        """Whether the outage breaker is holding work back."""
+        """Whether the outage breaker, or SES's 24-hour cap, is holding work back."""
+        if self.quota is not None and self.quota.daily_cap_reached():
+            return True
         return self.breaker is not None and self.breaker.holding
 
     def pause(self, seconds: float) -> None:

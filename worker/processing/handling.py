@@ -41,6 +41,8 @@ class Handler:
         self.metrics = metrics if metrics is not None else Metrics()
         if deps.breaker is not None:
             self.metrics.watch_breaker(deps.breaker)
+        if deps.quota is not None:
+            self.metrics.watch_quota(deps.quota)
 
     @property
     def stopping(self) -> threading.Event:
@@ -55,6 +57,10 @@ class Handler:
         wait_s = breaker.seconds_until_probe() if breaker is not None else 0.0
         if held is not None and held.service_id is not None and tenant_held(held):
             wait_s = max(wait_s, self.deps.tenant_pauses.seconds_until_probe(held.service_id))
+        quota = self.deps.quota
+        if quota is not None and quota.daily_cap_reached():
+            # Only a later quota read can show room in SES's 24-hour window.
+            wait_s = max(wait_s, quota.seconds_until_recheck())
         return wait_s
 
     def release_unsent_claims(self) -> int:

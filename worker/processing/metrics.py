@@ -23,7 +23,8 @@ from prometheus_client import (
 
 from worker.formats.pubsub import ERROR_CODE_ATTRIBUTE, Publish
 from worker.processing.breaker import BreakerState, OutageBreaker
-from worker.processing.delivery import Outcome, Status, tenant_held
+from worker.processing.delivery import DAILY_CAP_HELD, Outcome, Status, tenant_held
+from worker.processing.quota_pacer import QuotaPacer
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -143,6 +144,22 @@ class Metrics:
             "Times the outage breaker started holding.",
             registry=r,
         )
+        self.quota_held = Counter(
+            "email_worker_quota_held",
+            "Deliveries held in Pub/Sub because SES's 24-hour sending quota was used up.",
+            registry=r,
+        )
+        self.quota_rate = Gauge(
+            "email_worker_send_rate_share_per_second",
+            "This instance's send rate: its share of SES's maximum send rate after AIMD, "
+            "or EMAIL_WORKER_SEND_RATE_PER_S if lower (recipients per second).",
+            registry=r,
+        )
+        self.quota_instances = Gauge(
+            "email_worker_live_instances",
+            "The live worker instances sharing this instance's SES account, by heartbeats.",
+            registry=r,
+        )
         self.outage_held = Counter(
             "email_worker_outage_held",
             "Deliveries held back by the outage breaker: not_started (refused before "
@@ -150,6 +167,11 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+
+    def watch_quota(self, pacer: QuotaPacer) -> None:
+        """Report ``pacer``'s share of the SES quota and the live instances it counts."""
+        self.quota_rate.set_function(lambda: pacer.rate_per_s or 0.0)
+        self.quota_instances.set_function(lambda: pacer.instances)
 
     def watch_breaker(self, breaker: OutageBreaker) -> None:
         """Keep the outage gauge and trip counter up to date with ``breaker``."""
@@ -173,7 +195,9 @@ class Metrics:
         if outcome.send_rate_wait_s:
             self.send_rate_wait.inc(outcome.send_rate_wait_s)
         self.settled.labels("ack" if acked else "hold" if held else "nack").inc()
-        if outcome.status is Status.HELD and not tenant_held(outcome):
+        if outcome.status is Status.HELD and outcome.error_message == DAILY_CAP_HELD:
+            self.quota_held.inc()
+        elif outcome.status is Status.HELD and not tenant_held(outcome):
             self.outage_held.labels("after_failure").inc()
         if outcome.ledger is not None:
             self.ledger_events.labels(outcome.ledger.value).inc()

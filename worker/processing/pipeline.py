@@ -25,7 +25,15 @@ from worker.config.logs import get_logger
 from worker.formats.result import ErrorCode
 from worker.processing.admission import admit
 from worker.processing.cancelling import cancel_outcome
-from worker.processing.delivery import Delivery, Deps, LedgerEvent, Outcome, Status, tenant_held
+from worker.processing.delivery import (
+    DAILY_CAP_HELD,
+    Delivery,
+    Deps,
+    LedgerEvent,
+    Outcome,
+    Status,
+    tenant_held,
+)
 from worker.processing.scheduling import kept_for_later
 from worker.processing.send_request import send_request
 from worker.processing.under_claim import send_under_claim
@@ -79,6 +87,14 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
             Status.RETRY,
             error_code=ErrorCode.SENDING_PAUSED,
             error_message="SES has paused sending for the service's tenant; the request waits",
+        )
+    if deps.quota is not None and deps.quota.daily_cap_reached():
+        # Nothing claimed or sent: the request waits in Pub/Sub for the window to reopen.
+        return Outcome.for_request(
+            request,
+            Status.HELD,
+            error_code=ErrorCode.THROTTLED,
+            error_message=DAILY_CAP_HELD,
         )
     if deps.ledger is None:
         return send_request(request, deps)

@@ -38,6 +38,19 @@ class SendRateLimiter:
         self._tokens = self._capacity
         self._updated = clock()
 
+    def set_rate_per_s(self, rate_per_s: float) -> None:
+        """Refill at ``rate_per_s`` from now on (what was refilled until now stays)."""
+        if rate_per_s <= 0:
+            raise ValueError("the send rate must be positive")
+        with self._lock:
+            now = self._clock()
+            elapsed = max(now - self._updated, 0.0)
+            self._tokens = min(self._capacity, self._tokens + elapsed * self.rate_per_s)
+            self._updated = now
+            self.rate_per_s = rate_per_s
+            self._capacity = max(rate_per_s, 1.0)
+            self._tokens = min(self._tokens, self._capacity)
+
     def reserve(self, recipients: int, *, max_wait_s: float) -> float | None:
         """Take ``recipients`` and return the seconds to wait before sending.
 

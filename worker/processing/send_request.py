@@ -168,6 +168,8 @@ def _send_with_retries(
         return Outcome.handed_back(request, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
     except EmailError as error:
         return _failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
+    if deps.quota is not None:
+        deps.quota.sent(request.recipient_count)
     return Outcome.for_request(
         request,
         Status.SENT,
@@ -195,6 +197,8 @@ def _send_once(
         deps.report(service_id, failed=isinstance(error, EmailError) and error.retryable)
         if isinstance(error, TenantPausedError):
             deps.tenant_pauses.paused(service_id, getattr(session, "tenant_name", None))
+        if deps.quota is not None and isinstance(error, ThrottledError):
+            deps.quota.throttled_by(error)  # SES's own throttling: ours is raised earlier
         raise
     deps.report(service_id, failed=False)
     deps.tenant_pauses.sent(service_id)

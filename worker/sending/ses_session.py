@@ -47,6 +47,7 @@ from worker.sending.envelope import (
 from worker.sending.errors import ConfigurationError, EmailError, MaybeSentError
 from worker.sending.identity import TOKEN_AUDIENCE, GoogleIdTokenSource, storage_credentials
 from worker.sending.provider_errors import classify_exception
+from worker.sending.quota import QuotaGroup, SendQuota, quota_group, read_send_quota
 from worker.sending.retry_policy import RetryPolicy
 from worker.sending.send_call import SendEmailCall
 from worker.sending.service_config import DEFAULT_ENVIRONMENT, ServiceConfig, load_service_config
@@ -76,6 +77,11 @@ class BaseSession(abc.ABC):
     @abc.abstractmethod
     def send_email(self, message: EmailMessage) -> list[str]:
         """Send ``message``; return one id per email sent, to match SES's event logs."""
+
+    def quota_reader(self) -> tuple[QuotaGroup, Callable[[], SendQuota]] | None:
+        """The AWS account and region this session's sends count against, and how to read
+        their SES quota; None when the session cannot tell (a stand-in)."""
+        return None
 
 
 class Session(BaseSession):
@@ -203,6 +209,14 @@ class Session(BaseSession):
         )
         session.service_config = config
         return session
+
+    def quota_reader(self) -> tuple[QuotaGroup, Callable[[], SendQuota]]:
+        """The role's account in the session's region, and its ``GetAccount`` quota read
+        through the role's own credentials (ConfigurationError: an ARN without an account)."""
+        return quota_group(self.service_role_arn, self.aws_region), self._read_quota
+
+    def _read_quota(self) -> SendQuota:
+        return read_send_quota(self._ses)
 
     def send_email(self, message: EmailMessage) -> list[str]:
         """Send ``message`` through SES; return one SES message id per SES call.
