@@ -108,11 +108,32 @@ def test_output_past_its_bound_fails() -> None:
         "{% for x in %}",
         "{{ items.append(1) }}",
         "{{ order.update(paid=true) }}",
+        "{{ '%0999999999d' % 1 }}",
+        "{{ '%*d' % (999999999, 1) }}",
+        "{{ '%0999999999d' | format(1) }}",
+        "{{ '{:0999999999d}'.format(1) }}",
+        "{{ 'a'.ljust(999999999) }}",
+        "{{ 'a'.center(big) }}",
+        "{{ 'a' | center(999999999) }}",
+        "{{ 'x' | indent(999999999, true) }}",
+        "{{ ('a' * 100000).replace('a', 'b' * 100000) }}",
+        "{{ ('a' * 100000) | replace('a', 'b' * 100000) }}",
     ],
 )
 def test_a_hostile_template_fails_to_render(source: str) -> None:
     with pytest.raises(TemplateRenderFailed):
-        TemplateRenderer().render(version(text=source), {"items": [], "order": {}})
+        TemplateRenderer().render(
+            version(text=source), {"items": [], "order": {}, "big": 999_999_999}
+        )
+
+
+def test_bounded_widths_and_replacements_still_render() -> None:
+    text = (
+        "{{ '%05d' % 42 }} {{ '{:>6}'.format(total) }} {{ name | center(9) }}|"
+        "{{ 'ab'.replace('a', 'x') }}"
+    )
+    rendered = TemplateRenderer().render(version(text=text), {"name": "Ann", "total": 7})
+    assert rendered.text == "00042      7    Ann   |xb"
 
 
 def test_a_compiled_template_is_reused_for_the_same_version() -> None:

@@ -8,11 +8,13 @@ Python's internals. HTML is auto-escaped, subject and text are not.
 A missing variable does not stop rendering at the first one: every missing name is collected
 and reported together as :class:`TemplateDataInvalid`. Hostile templates are bounded: output
 past ``max_output_chars`` or a render past ``time_limit_s`` fails as
-:class:`TemplateRenderFailed`, as do ranges past ``_MAX_RANGE`` and repetitions or powers past
-``_MAX_OPERAND``. The time is checked on every line the compiled template runs, through a
-thread-local trace function, but only in a part that can repeat itself (a loop, a macro, a
-call block or a block, which ``self`` can call again): without them a part runs each of its
-lines once, and tracing would cost four times the render.
+:class:`TemplateRenderFailed`, as does whatever
+:mod:`worker.sending.template_sandbox` refuses (long ranges, repetitions, powers, widths and
+replacements, before they are made). The time is checked
+on every line the compiled template runs, through a thread-local trace function, but only in
+a part that can repeat itself (a loop, a macro, a call block or a block, which ``self`` can
+call again): without them a part runs each of its lines once, and tracing would cost four
+times the render.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from worker.sending.template_data import SchemaChecks, TemplateDataInvalid
+from worker.sending.template_sandbox import BoundedEnvironment
 from worker.sending.template_store import TemplateNotFound, TemplateVersion
 
 __all__ = [
@@ -43,8 +45,6 @@ __all__ = [
     "TemplateRenderer",
 ]
 
-_MAX_RANGE = 10_000
-_MAX_OPERAND = 100_000
 _CACHE_SIZE = 512
 _FILENAME = "<template>"
 _MISSING: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -103,44 +103,16 @@ class _Recording(jinja2.Undefined):
         return self
 
 
-class _Bounded(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
-
-    def __init__(self, *, autoescape: bool) -> None:
-        super().__init__(autoescape=autoescape, undefined=_Recording, loader=None)
-        self.globals = {"range": _bounded_range}
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        for operand in (left, right):
-            if isinstance(operand, int) and abs(operand) > _MAX_OPERAND:
-                raise SecurityError(f"operand of {operator!r} larger than {_MAX_OPERAND}")
-        if operator == "*" and _repeated_length(left, right) > _MAX_OPERAND:
-            raise SecurityError("repetition too long")
-        return super().call_binop(context, operator, left, right)
-
-
-def _repeated_length(left: Any, right: Any) -> int:
-    if isinstance(left, int) and isinstance(right, str | list):
-        left, right = right, left
-    if isinstance(left, str | list) and isinstance(right, int):
-        return len(left) * right
-    return 0
-
-
-def _bounded_range(*args: int) -> range:
-    numbers = range(*args)
-    if len(numbers) > _MAX_RANGE:
-        raise SecurityError(f"range longer than {_MAX_RANGE}")
-    return numbers
-
-
 class TemplateRenderer:
     """Renders template versions, keeping compiled parts per version and language."""
 
     def __init__(self, *, max_output_chars: int = 1_000_000, time_limit_s: float = 1.0) -> None:
         self.max_output_chars = max_output_chars
         self.time_limit_s = time_limit_s
-        self._environments = {True: _Bounded(autoescape=True), False: _Bounded(autoescape=False)}
+        self._environments = {
+            True: BoundedEnvironment(autoescape=True, undefined=_Recording),
+            False: BoundedEnvironment(autoescape=False, undefined=_Recording),
+        }
         # Each compiled part, and whether it can repeat itself (its render is then traced).
         self._compiled: OrderedDict[tuple[Any, ...], tuple[jinja2.Template, bool]] = OrderedDict()
         self._lock = threading.Lock()
