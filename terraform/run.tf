@@ -42,8 +42,9 @@ resource "google_cloud_run_v2_service" "worker" {
           cpu    = var.cpu
           memory = var.memory
         }
-        # CPU only while requests are in flight: a push worker has no work between them.
-        cpu_idle          = true
+        # CPU only while requests are in flight, unless the worker has work of its own between
+        # them (scheduled requests falling due, the quota pacer's heartbeats).
+        cpu_idle          = !var.push_cpu_always_allocated
         startup_cpu_boost = true
       }
 

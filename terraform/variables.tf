@@ -281,6 +281,12 @@ variable "min_instances" {
   }
 }
 
+variable "push_cpu_always_allocated" {
+  description = "Push mode: keep the worker's CPU allocated between pushes (Cloud Run's instance-based billing), so that its own threads run while no push is in flight: scheduled requests are dispatched when they fall due and the quota pacer's heartbeats keep its share right. Set it, with min_instances of 1 or more, where services schedule requests; false: CPU only during pushes."
+  type        = bool
+  default     = false
+}
+
 variable "max_instances" {
   description = "Push mode: most Cloud Run instances. Bounds the SES send rate and the cost; each instance is limited to ses_max_send_rate_per_s divided by this."
   type        = number

@@ -1196,6 +1196,13 @@ def test_push_scaling_ingress_and_resources_are_variables() -> None:
     }
 
 
+def test_push_cpu_is_allocated_between_pushes_only_when_asked() -> None:
+    service = TF.resource("google_cloud_run_v2_service", "worker")
+    (container,) = _block(service, "template")["containers"]
+    assert _block(container, "resources")["cpu_idle"] == "${!var.push_cpu_always_allocated}"
+    assert TF.variables["push_cpu_always_allocated"]["default"] is False
+
+
 def test_request_concurrency_is_also_the_worker_s_thread_count() -> None:
     # A push that waited for a thread would spend its ack deadline waiting.
     service = TF.resource("google_cloud_run_v2_service", "worker")
