@@ -8,12 +8,21 @@ A document is JSON::
       "aws_region": "eu-west-2",                    (optional)
       "default_from_address": "billing@example.org", (optional)
       "allowed_from_domains": ["example.org"],       (optional)
-      "attachment_prefixes": ["gs://billing-files/outgoing/"]  (optional)
+      "attachment_prefixes": ["gs://billing-files/outgoing/"],  (optional)
+      "weight": 3,                                   (optional, default 1)
+      "max_per_day": 50000,                          (optional, default none)
+      "over_daily_cap": "wait"                       (optional: "wait" or "reject")
     }
 
 ``attachment_prefixes`` are where the service's attachments by reference may be read from
 (each ``gs://bucket/`` or ``gs://bucket/path/``, strictly, see `worker.config.gcs_uri`);
 without them a ``gcs`` attachment is ``attachment_forbidden``.
+
+``weight`` is the service's share of the worker's send rate when several services have sends
+waiting (a positive number; 3 against another's 1 sends three times as fast), see
+`worker.processing.send_rate`. ``max_per_day`` caps the recipients the service sends in any
+24 hours, counted over every instance (`worker.processing.daily_cap`); over it a request waits
+in Pub/Sub (``"wait"``) or is rejected with ``daily_cap_reached`` (``"reject"``).
 
 It is found through a URL template with ``{environment}`` and ``{service_id}`` placeholders,
 ``file://`` or ``gs://``.
@@ -36,6 +45,7 @@ from worker.sending.errors import ConfigurationError, TransientError
 __all__ = [
     "DEFAULT_ENVIRONMENT",
     "DEFAULT_SERVICE_CONFIG_URL",
+    "OVER_DAILY_CAP_CHOICES",
     "SERVICE_CONFIG_URL_ENV",
     "ServiceConfig",
     "config_location",
@@ -64,8 +74,16 @@ _KNOWN_KEYS = frozenset(
         "default_from_address",
         "allowed_from_domains",
         "attachment_prefixes",
+        "weight",
+        "max_per_day",
+        "over_daily_cap",
     }
 )
+#: What a request over its service's ``max_per_day`` does.
+OVER_DAILY_CAP_CHOICES = ("wait", "reject")
+# Bounds that catch typos (a weight of 1e9 would starve every other service).
+_MAX_WEIGHT = 1000.0
+_MAX_PER_DAY = 10**9
 _MAX_ATTACHMENT_PREFIXES = 50
 
 
@@ -80,6 +98,12 @@ class ServiceConfig:
     allowed_from_domains: tuple[str, ...] = ()
     location: str = ""
     attachment_prefixes: tuple[GcsPrefix, ...] = ()
+    #: The service's share of the send rate against other services with sends waiting.
+    weight: float = 1.0
+    #: Most recipients sent in any 24 hours (over all instances); None: no cap of its own.
+    max_per_day: int | None = None
+    #: Over ``max_per_day``: "wait" (held in Pub/Sub) or "reject" (``daily_cap_reached``).
+    over_daily_cap: str = "wait"
 
 
 def config_location(service_id: str, environment: str, template: str | None = None) -> str:
@@ -156,6 +180,10 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
         prefixes = _attachment_prefixes(document.get("attachment_prefixes", []))
     except GcsUriError as error:
         raise fail(f"attachment_prefixes: {error}") from None
+    try:
+        weight, max_per_day, over_daily_cap = _sharing(document)
+    except ValueError as error:
+        raise fail(str(error)) from None
     return ServiceConfig(
         service_id=service_id,
         service_role_arn=role_arn,
@@ -164,7 +192,35 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
         allowed_from_domains=ascii_domains,
         location=location,
         attachment_prefixes=prefixes,
+        weight=weight,
+        max_per_day=max_per_day,
+        over_daily_cap=over_daily_cap,
     )
+
+
+def _sharing(document: Mapping[str, Any]) -> tuple[float, int | None, str]:
+    """The document's ``weight``, ``max_per_day`` and ``over_daily_cap``, checked strictly
+    (a JSON boolean is not a number here)."""
+    weight = document.get("weight", 1)
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, int | float)
+        or not 0 < weight <= _MAX_WEIGHT
+    ):
+        raise ValueError(f"weight must be a number above 0 and at most {_MAX_WEIGHT:g}")
+    max_per_day = document.get("max_per_day")
+    if max_per_day is not None and (
+        isinstance(max_per_day, bool)
+        or not isinstance(max_per_day, int)
+        or not 0 <= max_per_day <= _MAX_PER_DAY
+    ):
+        raise ValueError(f"max_per_day must be a whole number from 0 to {_MAX_PER_DAY}")
+    over = document.get("over_daily_cap", "wait")
+    if over not in OVER_DAILY_CAP_CHOICES:
+        raise ValueError('over_daily_cap must be "wait" or "reject"')
+    if "over_daily_cap" in document and max_per_day is None:
+        raise ValueError("over_daily_cap needs max_per_day")
+    return float(weight), max_per_day, over
 
 
 def _attachment_prefixes(value: Any) -> tuple[GcsPrefix, ...]:
