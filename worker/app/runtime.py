@@ -82,7 +82,9 @@ def _build(
         settings=settings,
         sessions=clients.sessions,
         send_rate=(
-            SendRateLimiter(settings.sending.rate_per_s) if settings.sending.rate_per_s else None
+            SendRateLimiter(settings.sending.rate_per_s, places=settings.process.concurrency)
+            if settings.sending.rate_per_s
+            else None
         ),
         ledger=clients.ledger,
         breaker=outage_breaker(settings),

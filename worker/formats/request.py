@@ -133,7 +133,7 @@ _TEMPLATE_FIELDS = frozenset({"name", "version", "language", "data"})
 _TEMPLATE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
 _TOP_LEVEL_FIELDS = frozenset(
-    {"version", "request_id", "service_id", "from", "to", "cc", "bcc", "raw", "tags"}
+    {"version", "request_id", "service_id", "from", "to", "cc", "bcc", "raw", "tags", "priority"}
     | _STRUCTURED_FIELDS
 )
 _ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content_base64"})
@@ -239,6 +239,8 @@ class EmailRequest:
     replace_raw_recipients: bool = False
     replace_raw_sender: bool = False
     template: TemplateRef | None = None
+    #: ``priority: "high"``: goes before its own service's other waiting sends.
+    high_priority: bool = False
 
     @property
     def is_raw(self) -> bool:
@@ -357,6 +359,7 @@ def _parse_document(
     request_id = _parse_request_id(fields.get("request_id"), pubsub_message_id)
     service_id = _parse_service_id(fields.get("service_id"), default_service_id)
     tags = _parse_tags(fields.get("tags"))
+    high_priority = _parse_priority(fields.get("priority"))
     sender = parse_mailbox(fields["from"], field_name="from") if "from" in fields else None
     recipients: Mapping[str, tuple[Mailbox, ...]] = {
         name: parse_mailbox_list(
@@ -377,6 +380,7 @@ def _parse_document(
         cc=recipients["cc"],
         bcc=recipients["bcc"],
         tags=tags,
+        high_priority=high_priority,
         **content,
     )
 
@@ -710,6 +714,15 @@ def _attachment_location(uri: str, label: str) -> GcsLocation:
     except GcsUriError as error:
         # An ambiguous name is never readable, whatever the service's prefixes.
         reject(ErrorCode.ATTACHMENT_FORBIDDEN, f"{label} is refused: {error}")
+
+
+def _parse_priority(value: Any) -> bool:
+    """Whether ``priority`` asks for "high" (None and "normal" do not)."""
+    if value is None or value == "normal":
+        return False
+    if value == "high":
+        return True
+    reject(ErrorCode.INVALID_REQUEST, 'priority must be "high" or "normal"')
 
 
 def _parse_tags(value: Any) -> tuple[tuple[str, str], ...]:

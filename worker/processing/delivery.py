@@ -11,7 +11,7 @@ import enum
 import functools
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import tenacity
@@ -57,6 +57,9 @@ class Delivery:
     #: The subscription's word on who published it (:mod:`worker.processing.tenancy`); None:
     #: unknown, which only shared tenancy accepts.
     source: Source | None = None
+    #: Whether the transport can keep the message while it waits (pull): a service over its
+    #: share of the worker's threads is then held outside the send-rate limiter.
+    may_hold: bool = False
 
 
 class Status(enum.StrEnum):
@@ -110,6 +113,11 @@ class Outcome:
     service_confirmed: bool = True
     #: The template the request rendered (name, version, language), once resolved.
     template: tuple[str, int, str] | None = None
+    #: Why a HELD delivery waits when no outage holds it: "share" (its service holds its
+    #: share of the send-rate limiter's places) or "daily_cap" (its max_per_day is reached).
+    held_for: str | None = None
+    #: How long a HELD delivery should wait before it is processed again (at least).
+    hold_s: float = 0.0
 
     @classmethod
     def for_request(
@@ -168,6 +176,13 @@ class Outcome:
             "unsent",
             retries=retries,
             send_rate_wait_s=send_rate_wait_s,
+        )
+
+    @classmethod
+    def waiting(cls, request: EmailRequest, held_for: str, *, hold_s: float) -> Outcome:
+        """``request`` not started: kept (pull) or handed back (push) until its turn comes."""
+        return replace(
+            cls.for_request(request, Status.HELD), held_for=held_for, hold_s=max(hold_s, 0.0)
         )
 
 

@@ -150,6 +150,13 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        self.waiting_turn = Counter(
+            "email_worker_waiting_turn",
+            "Deliveries held, not started, by reason: share (their service held its share of "
+            "the send-rate limiter's threads) or daily_cap (its max_per_day was reached).",
+            ["reason"],
+            registry=r,
+        )
 
     def watch_breaker(self, breaker: OutageBreaker) -> None:
         """Keep the outage gauge and trip counter up to date with ``breaker``."""
@@ -173,7 +180,9 @@ class Metrics:
         if outcome.send_rate_wait_s:
             self.send_rate_wait.inc(outcome.send_rate_wait_s)
         self.settled.labels("ack" if acked else "hold" if held else "nack").inc()
-        if outcome.status is Status.HELD:
+        if outcome.held_for is not None:
+            self.waiting_turn.labels(outcome.held_for).inc()
+        elif outcome.status is Status.HELD:
             self.outage_held.labels("after_failure").inc()
         if outcome.ledger is not None:
             self.ledger_events.labels(outcome.ledger.value).inc()

@@ -150,11 +150,13 @@ def _send_with_retries(
 ) -> Outcome:
     attempts = 0
     waited_s = 0.0
+    config = session.service_config
+    weight = config.weight if config is not None else 1.0
     try:
         for attempt in deps.send_retrying:
             with attempt:
                 attempts = attempt.retry_state.attempt_number
-                waited_s += _wait_for_send_rate(request, deps)
+                waited_s += _wait_for_send_rate(request, deps, weight)
                 if not _may_send(deps, held):
                     raise _Stopped
                 message_ids = _send_once(session, message, request.service_id, deps)
@@ -192,15 +194,19 @@ def _send_once(
     return message_ids
 
 
-def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
-    """Pace sends to the configured rate; refuse, like SES throttling, when the wait is long.
-
-    Returns the seconds waited.
-    """
+def _wait_for_send_rate(request: EmailRequest, deps: Deps, weight: float) -> float:
+    """Wait for the send's turn at the configured rate, shared fairly between services by
+    ``weight``; refuse, like SES throttling, when the wait is long. Returns the seconds
+    waited."""
     if deps.send_rate is None:
         return 0.0
     wait_s = deps.send_rate.reserve(
-        request.recipient_count, max_wait_s=deps.settings.sending.deadline_s
+        request.recipient_count,
+        max_wait_s=deps.settings.sending.deadline_s,
+        service_id=request.service_id,
+        weight=weight,
+        high=request.high_priority,
+        stopping=deps.stopping,
     )
     if wait_s is None:
         # Retried with backoff like SES's own throttling, then handed back to Pub/Sub.
@@ -208,10 +214,8 @@ def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
             f"the worker's send rate limit ({deps.send_rate.rate_per_s:g} recipients per "
             "second, EMAIL_WORKER_SEND_RATE_PER_S) is saturated"
         )
-    if wait_s > 0:
-        deps.pause(wait_s)
-        if deps.stopping.is_set():
-            raise _Stopped  # the shutdown cut the wait short: hand it back, don't send early
+    if deps.stopping.is_set():
+        raise _Stopped  # the shutdown cut the wait short: hand it back, don't send early
     return wait_s
 
 

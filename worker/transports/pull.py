@@ -123,6 +123,7 @@ class PullWorker:
                 message_id=message.message_id,
                 delivery_attempt=message.delivery_attempt,
                 source=source,
+                may_hold=True,
             )
             handed_back: list[bool] = []
             held: list[bool] = []
@@ -137,7 +138,7 @@ class PullWorker:
                     )
                 if not held:
                     break
-                if not self._wait_out_outage():
+                if not self._wait_out_outage(outcome.hold_s):
                     handed_back.append(True)  # stopping: hand it back
                     break
             if handed_back:
@@ -149,12 +150,13 @@ class PullWorker:
             with self._in_flight_lock:
                 self._in_flight.pop(message.ack_id, None)
 
-    def _wait_out_outage(self) -> bool:
-        """Wait, keeping the message leased, until the outage breaker may let it start;
-        False when the worker stops meanwhile. The client library keeps renewing the lease,
-        and while every thread waits here flow control stops leasing more: the rest of the
+    def _wait_out_outage(self, hold_s: float = 0.0) -> bool:
+        """Wait, keeping the message leased, until the outage breaker may let it start (and
+        at least ``hold_s``, the outcome's own wait: its service's turn or daily cap); False
+        when the worker stops meanwhile. The client library keeps renewing the lease, and
+        while every thread waits here flow control stops leasing more: the rest of the
         backlog stays in Pub/Sub, with no delivery attempt used."""
-        wait_s = max(self._handler.seconds_until_admission(), _HOLD_POLL_S)
+        wait_s = max(self._handler.seconds_until_admission(), hold_s, _HOLD_POLL_S)
         return not self._stop.wait(wait_s)
 
     def _defer(self, message: Any, source: Source) -> None:
