@@ -64,6 +64,8 @@ class ErrorCode(StrEnum):
     ATTACHMENT_FORBIDDEN = "attachment_forbidden"
     ATTACHMENT_NOT_FOUND = "attachment_not_found"
     ATTACHMENT_CHANGED = "attachment_changed"
+    # The service's own max_per_day, with over_daily_cap "reject" (status "failed").
+    DAILY_CAP_REACHED = "daily_cap_reached"
 
     @property
     def status(self) -> ResultStatus:
@@ -114,6 +116,7 @@ _STATUS: dict[ErrorCode, ResultStatus] = {
     ErrorCode.ATTACHMENT_FORBIDDEN: _R,
     ErrorCode.ATTACHMENT_NOT_FOUND: _R,
     ErrorCode.ATTACHMENT_CHANGED: _R,
+    ErrorCode.DAILY_CAP_REACHED: _F,
 }
 
 _MEANING: dict[ErrorCode, str] = {
@@ -159,4 +162,6 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.ATTACHMENT_NOT_FOUND: "A gs:// attachment does not exist (or no longer exists).",
     ErrorCode.ATTACHMENT_CHANGED: "A gs:// attachment was overwritten after the request was "
     "first claimed; the pinned version is gone.",
+    ErrorCode.DAILY_CAP_REACHED: "The service sent its max_per_day recipients in the last 24 "
+    "hours and its configuration rejects requests beyond them; nothing was sent.",
 }

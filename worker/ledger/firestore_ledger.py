@@ -29,6 +29,7 @@ from google.api_core.retry import Retry, if_transient_error
 from google.cloud import firestore
 from google.cloud.firestore import CollectionReference, DocumentReference
 
+from worker.ledger import send_counts as counts
 from worker.ledger.base import CLAIM_ROUNDS, Ledger, LedgerTerms, naming
 from worker.ledger.firestore_documents import (
     document_id,
@@ -42,10 +43,12 @@ from worker.ledger.firestore_documents import (
 from worker.ledger.model import LedgerKey, LedgerUnavailable
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
+from worker.ledger.send_counts import Increments
 from worker.ledger.shared import Entry, result_fields, result_from_fields, utc
 from worker.ledger.statuses import RecipientStatus, advances
 
 __all__ = [
+    "COUNTS_COLLECTION",
     "DEFAULT_COLLECTION",
     "PAUSES_COLLECTION",
     "STATUSES_COLLECTION",
@@ -60,6 +63,9 @@ DEFAULT_COLLECTION = "email-worker-requests"
 #: Collection of the pause records, one document per scope (no TTL: a pause stays until
 #: resumed).
 PAUSES_COLLECTION = "email-worker-pauses"
+#: Collection of the services' hourly send counters (worker.ledger.send_counts), which the
+#: TTL policy on ``expire_at`` removes two days after their hour.
+COUNTS_COLLECTION = "email-worker-send-counts"
 #: Subcollection of a request's document holding its recipients' statuses (one document each;
 #: the deployment's TTL policy on ``expire_at`` covers this collection group too).
 STATUSES_COLLECTION = "statuses"
@@ -83,6 +89,7 @@ class FirestoreLedger(Ledger):
         database: str | None = None,
         collection: str = DEFAULT_COLLECTION,
         pauses_collection: str = PAUSES_COLLECTION,
+        counts_collection: str = COUNTS_COLLECTION,
         timeout_s: float = 10.0,
         **terms: Unpack[LedgerTerms],
     ) -> None:
@@ -92,6 +99,7 @@ class FirestoreLedger(Ledger):
         self.collection = collection
         self._collection = self._client.collection(collection)
         self._pauses = self._client.collection(pauses_collection)
+        self._counts = self._client.collection(counts_collection)
         # The library's default retries run for up to a minute; a delivery should rather be
         # nacked and come back than hold its lease waiting out an outage.
         retry = Retry(
@@ -167,6 +175,25 @@ class FirestoreLedger(Ledger):
             documents = [snapshot.to_dict() for snapshot in self._pauses.stream(**self._call)]
         found = [pause_from(data) for data in documents if data is not None]
         return sorted(found, key=lambda pause: pause.scope)
+
+    def add_send_counts(self, increments: Increments) -> None:
+        with self._unavailable_for("add send counts"):
+            for (service_id, hour), recipients in increments.items():
+                fields = {
+                    "service_id": service_id,
+                    "hour": hour,
+                    "recipients": firestore.Increment(recipients),
+                    "expire_at": utc(hour * counts.HOUR_S + counts.COUNTER_RETENTION_S),
+                }
+                ref = self._counts.document(counts.counter_document_id(service_id, hour))
+                ref.set(fields, merge=True, **self._call)
+
+    def sent_in_last_day(self, service_id: str) -> int:
+        hours = counts.window_hours(self._clock())
+        refs = [self._counts.document(counts.counter_document_id(service_id, h)) for h in hours]
+        with self._unavailable_for("read the send counts of " + service_id):
+            snapshots = list(self._client.get_all(refs, **self._call))
+        return sum(int((s.to_dict() or {}).get("recipients", 0)) for s in snapshots if s.exists)
 
     def close(self) -> None:
         self._client.close()

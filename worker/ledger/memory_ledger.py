@@ -18,6 +18,7 @@ from worker.ledger.base import Ledger, LedgerTerms
 from worker.ledger.model import LedgerKey
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
+from worker.ledger.send_counts import Increments, window_hours
 from worker.ledger.shared import Entry
 from worker.ledger.statuses import RecipientStatus, advances
 
@@ -38,6 +39,7 @@ class MemoryLedger(Ledger):
         self._paused: _Table[str, Pause] = _Table()
         # Per key: (message id, recipient) -> the status and when it expires.
         self._statuses: dict[LedgerKey, dict[tuple[str, str], tuple[RecipientStatus, float]]] = {}
+        self._send_counts: dict[tuple[str, int], int] = {}
 
     def __repr__(self) -> str:
         return "MemoryLedger()"
@@ -64,6 +66,16 @@ class MemoryLedger(Ledger):
     def pauses(self) -> list[Pause]:
         with self._lock:
             return [pause for _, (pause, _) in sorted(self._paused.rows.items())]
+
+    def add_send_counts(self, increments: Increments) -> None:
+        with self._lock:
+            for slot, recipients in increments.items():
+                self._send_counts[slot] = self._send_counts.get(slot, 0) + recipients
+
+    def sent_in_last_day(self, service_id: str) -> int:
+        hours = window_hours(self._clock())
+        with self._lock:
+            return sum(self._send_counts.get((service_id, hour), 0) for hour in hours)
 
     def close(self) -> None:
         """Nothing to release; the records stay readable until the object is dropped."""
