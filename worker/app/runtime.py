@@ -9,9 +9,10 @@ from typing import Any
 from worker.app.clients import Clients, open_clients
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
-from worker.ledger import Ledger
+from worker.ledger import Ledger, MemoryLedger
 from worker.ops.topology import read_max_delivery_attempts
 from worker.processing.breaker import OutageBreaker
+from worker.processing.daily_cap import DailyCounts
 from worker.processing.handling import Handler
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
@@ -45,7 +46,10 @@ class Runtime:
         return self.clients.ledger
 
     def close(self) -> None:
-        """Flush pending publishes and close the clients and the ledger."""
+        """Flush pending publishes and send counts, and close the clients and the ledger."""
+        counts = self.handler.deps.daily_counts
+        if counts is not None:
+            counts.close()
         self.clients.close()
 
 
@@ -88,6 +92,8 @@ def _build(
         ),
         ledger=clients.ledger,
         breaker=outage_breaker(settings),
+        # Without a ledger each instance counts its own sends for the services' max_per_day.
+        daily_counts=DailyCounts(clients.ledger or MemoryLedger(claim_lease_s=60.0)),
     )
     results_topic = clients.topic_path(settings.topics.results_topic)
     dead_letter_topic = clients.topic_path(settings.topics.dead_letter_topic)

@@ -177,8 +177,8 @@ class Ledger(abc.ABC):
         (:mod:`worker.ledger.send_counts`), atomically against other instances' additions."""
 
     @abc.abstractmethod
-    def sent_in_last_day(self, service_id: str) -> int:
-        """The recipients ``service_id`` sent in the counters' last day (25 hourly ones)."""
+    def sent_in_hours(self, service_id: str, hours: range) -> int:
+        """The recipients ``service_id`` sent in ``hours`` (numbers of hourly counters)."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -188,8 +188,9 @@ class FirestoreLedger(Ledger):
                 ref = self._counts.document(counts.counter_document_id(service_id, hour))
                 ref.set(fields, merge=True, **self._call)
 
-    def sent_in_last_day(self, service_id: str) -> int:
-        hours = counts.window_hours(self._clock())
+    def sent_in_hours(self, service_id: str, hours: range) -> int:
+        if not hours:
+            return 0
         refs = [self._counts.document(counts.counter_document_id(service_id, h)) for h in hours]
         with self._unavailable_for("read the send counts of " + service_id):
             snapshots = list(self._client.get_all(refs, **self._call))

@@ -18,7 +18,7 @@ from worker.ledger.base import Ledger, LedgerTerms
 from worker.ledger.model import LedgerKey
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
-from worker.ledger.send_counts import Increments, window_hours
+from worker.ledger.send_counts import Increments
 from worker.ledger.shared import Entry
 from worker.ledger.statuses import RecipientStatus, advances
 
@@ -72,8 +72,7 @@ class MemoryLedger(Ledger):
             for slot, recipients in increments.items():
                 self._send_counts[slot] = self._send_counts.get(slot, 0) + recipients
 
-    def sent_in_last_day(self, service_id: str) -> int:
-        hours = window_hours(self._clock())
+    def sent_in_hours(self, service_id: str, hours: range) -> int:
         with self._lock:
             return sum(self._send_counts.get((service_id, hour), 0) for hour in hours)
 

@@ -121,8 +121,9 @@ class SqliteLedger(GroupCommit, Ledger):
         ]
         self._writing("add send counts", lambda: self._conn.executemany(counts.SQLITE_ADD, rows))
 
-    def sent_in_last_day(self, service_id: str) -> int:
-        hours = counts.window_hours(self._clock())
+    def sent_in_hours(self, service_id: str, hours: range) -> int:
+        if not hours:
+            return 0
         params = {"service_id": service_id, "first": hours[0], "last": hours[-1]}
         row = self._reading(
             "read the send counts of " + service_id,

@@ -4,7 +4,8 @@
 who published it (a service sends only as itself; a replay only if the ledger holds the very
 request), then the worker's list of services. :func:`sender_allowed` is the service's own rule
 on its From address, which the send step applies once the service's configuration is loaded.
-Nothing here sends, claims or writes.
+:func:`over_daily_cap` is the service's ``max_per_day``. Nothing here sends, claims or
+writes.
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ from worker.processing.delivery import (
     status_of,
 )
 from worker.processing.tenancy import SourceKind
+from worker.sending.errors import EmailError
 from worker.sending.service_config import ServiceConfig
 
-__all__ = ["admit", "forbidden_attachment", "sender_allowed"]
+__all__ = ["admit", "forbidden_attachment", "over_daily_cap", "sender_allowed"]
+
+# The longest a request held by its service's daily cap waits before it is looked at again
+# (the window moves on the hour; a raised cap is seen sooner).
+_DAILY_CAP_RECHECK_S = 60.0
 
 
 def admit(delivery: Delivery, deps: Deps) -> EmailRequest | Outcome:
@@ -153,3 +159,34 @@ def forbidden_attachment(request: EmailRequest, config: ServiceConfig | None) ->
         ):
             return index
     return None
+
+
+def over_daily_cap(request: EmailRequest, deps: Deps) -> Outcome | None:
+    """What becomes of ``request`` if it would take its service past its ``max_per_day``
+    (held until the window moves, or refused with ``daily_cap_reached``); None if it may be
+    sent, or cannot be judged here (no configuration: the send step reports that)."""
+    counts = deps.daily_counts
+    if counts is None:
+        return None
+    try:
+        config = deps.sessions.get(request.service_id).service_config
+    except EmailError:
+        return None
+    if config is None or config.max_per_day is None:
+        return None
+    try:
+        sent = counts.sent(request.service_id)
+    except LedgerUnavailable:
+        return None  # the claim that follows meets the same trouble and reports it
+    cap = config.max_per_day
+    if sent + request.recipient_count <= cap:
+        return None
+    if config.over_daily_cap == "reject" or request.recipient_count > cap:
+        return Outcome.refused(
+            request,
+            ErrorCode.DAILY_CAP_REACHED,
+            f"service {request.service_id!r} may send {cap} recipients a day (max_per_day) "
+            f"and sent {sent} in the last 24 hours; this request has {request.recipient_count}",
+        )
+    wait_s = min(counts.seconds_until_the_window_moves(), _DAILY_CAP_RECHECK_S)
+    return Outcome.waiting(request, "daily_cap", hold_s=wait_s)

@@ -22,6 +22,7 @@ from worker.formats.request import EmailRequest
 from worker.formats.result import ErrorCode
 from worker.ledger import Ledger, LedgerUnavailable
 from worker.processing.breaker import OutageBreaker
+from worker.processing.daily_cap import DailyCounts
 from worker.processing.held_claims import ClaimsHeld
 from worker.processing.memory_budget import MemoryBudget
 from worker.processing.send_rate import SendRateLimiter
@@ -231,6 +232,8 @@ class Deps:
     attachment_budget: MemoryBudget = field(default=None)  # type: ignore[assignment]
     #: The services' templates; None: built from the settings when a request first names one.
     templates: TemplateLibrary | None = None
+    #: Each service's recipients sent in the last day, for its max_per_day; None: no caps.
+    daily_counts: DailyCounts | None = None
 
     def __post_init__(self) -> None:
         if self.attachment_budget is None:

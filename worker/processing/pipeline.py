@@ -22,7 +22,7 @@ from dataclasses import replace
 from worker.config.logs import get_logger
 from worker.formats.request import EmailRequest
 from worker.formats.result import ErrorCode
-from worker.processing.admission import admit
+from worker.processing.admission import admit, over_daily_cap
 from worker.processing.delivery import Delivery, Deps, LedgerEvent, Outcome, Status
 from worker.processing.send_request import send_request
 from worker.processing.under_claim import send_under_claim
@@ -63,6 +63,20 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
         return request
     if deps.stopping.is_set():
         return Outcome.handed_back(request)  # nothing claimed yet: simply handed back
+    capped = over_daily_cap(request, deps)
+    if capped is not None:
+        return capped
+    outcome = _take_turn(request, delivery, deps)
+    # A replay of a stored result sent nothing new.
+    new_send = bool(outcome.message_ids) and outcome.ledger is not LedgerEvent.REPLAYED
+    if deps.daily_counts is not None and new_send:
+        deps.daily_counts.add(request.service_id, outcome.recipient_count)
+    return outcome
+
+
+def _take_turn(request: EmailRequest, delivery: Delivery, deps: Deps) -> Outcome:
+    """Send ``request`` in its service's turn: a pull delivery whose service holds its share
+    of the send-rate limiter's places waits outside."""
     limiter = deps.send_rate
     if limiter is None or not delivery.may_hold:
         return _send(request, delivery, deps)
