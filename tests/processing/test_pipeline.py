@@ -312,3 +312,28 @@ def test_sends_in_several_threads_share_one_retry_policy_and_each_counts_its_own
     assert (outcomes["steady"].status, outcomes["steady"].retries) == (Status.SENT, 0)
     assert (outcomes["flaky"].status, outcomes["flaky"].retries) == (Status.SENT, 2)
     assert outcomes["flaky"].message_ids == ("ses-flaky",)
+
+
+def held_delivery(document: dict[str, Any] | None = None) -> Delivery:
+    plain = delivery_of(document)
+    return Delivery(plain.data, {}, message_id="m1", delivery_attempt=1, may_hold=True)
+
+
+def test_a_pull_delivery_whose_service_holds_its_share_of_places_waits_outside_unsent() -> None:
+    send_rate = SendRateLimiter(10, places=1)
+    assert send_rate.enter("billing")  # another of billing's sends holds the only place
+    session = RecordingSession(sent, service_config=CONFIG)
+    outcome = process(held_delivery(), deps_for(session, send_rate=send_rate))
+    assert (outcome.status, outcome.held_for) == (Status.HELD, "share")
+    assert session.calls == 0
+    send_rate.leave("billing")
+    assert process(held_delivery(), deps_for(session, send_rate=send_rate)).status is Status.SENT
+    assert send_rate.enter("billing")  # the send gave its place back
+
+
+def test_a_push_delivery_is_not_held_outside_the_send_rate_limiter() -> None:
+    send_rate = SendRateLimiter(10, places=1)
+    assert send_rate.enter("billing")
+    outcome, session, _ = run(sent, send_rate=send_rate)
+    assert outcome.status is Status.SENT
+    assert session.calls == 1
