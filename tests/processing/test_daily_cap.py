@@ -189,3 +189,14 @@ def test_a_service_without_a_cap_is_never_held() -> None:
     counts.add("billing", 10**6)
     outcome, _ = run(counts, replace(CONFIG, max_per_day=None))
     assert outcome.status is Status.SENT
+
+
+def test_sends_under_way_count_against_the_cap_until_settled() -> None:
+    clock = ManualClock(START)
+    counts = DailyCounts(ledger_at(clock), clock=clock)
+    assert counts.take("billing", 2, cap=3) is None
+    assert counts.take("billing", 2, cap=3) == 2  # the first two are being sent
+    counts.settle("billing", 2, sent=False)  # ...and were not
+    assert counts.take("billing", 3, cap=3) is None
+    counts.settle("billing", 3, sent=True)
+    assert counts.sent("billing") == 3

@@ -163,30 +163,33 @@ def forbidden_attachment(request: EmailRequest, config: ServiceConfig | None) ->
 
 def over_daily_cap(request: EmailRequest, deps: Deps) -> Outcome | None:
     """What becomes of ``request`` if it would take its service past its ``max_per_day``
-    (held until the window moves, or refused with ``daily_cap_reached``); None if it may be
-    sent, or cannot be judged here (no configuration: the send step reports that)."""
+    (held until the window moves, or refused with ``daily_cap_reached``). None: it may be
+    sent, and its recipients are set aside in ``deps.daily_counts`` (if any), which the
+    caller must settle once it is sent or not."""
     counts = deps.daily_counts
     if counts is None:
         return None
+    service_id, recipients = request.service_id, request.recipient_count
     try:
-        config = deps.sessions.get(request.service_id).service_config
+        config = deps.sessions.get(service_id).service_config
     except EmailError:
-        return None
-    if config is None or config.max_per_day is None:
-        return None
+        config = None  # the send step reports it
+    cap = config.max_per_day if config is not None else None
     try:
-        sent = counts.sent(request.service_id)
+        sent = counts.take(service_id, recipients, cap)
     except LedgerUnavailable:
-        return None  # the claim that follows meets the same trouble and reports it
-    cap = config.max_per_day
-    if sent + request.recipient_count <= cap:
+        # The claim that follows meets the same trouble and reports it.
+        sent = counts.take(service_id, recipients, None)
+    if sent is None:
         return None
-    if config.over_daily_cap == "reject" or request.recipient_count > cap:
+    assert config is not None
+    assert cap is not None
+    if config.over_daily_cap == "reject" or recipients > cap:
         return Outcome.refused(
             request,
             ErrorCode.DAILY_CAP_REACHED,
-            f"service {request.service_id!r} may send {cap} recipients a day (max_per_day) "
-            f"and sent {sent} in the last 24 hours; this request has {request.recipient_count}",
+            f"service {service_id!r} may send {cap} recipients a day (max_per_day) and sent "
+            f"{sent} in the last 24 hours; this request has {recipients}",
         )
     wait_s = min(counts.seconds_until_the_window_moves(), _DAILY_CAP_RECHECK_S)
     return Outcome.waiting(request, "daily_cap", hold_s=wait_s)

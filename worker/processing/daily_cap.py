@@ -4,9 +4,10 @@
 counters (:mod:`worker.ledger.send_counts`) every ``flush_interval_s``, in one increment per
 service and hour, from a background thread: no ledger write per email. What a service sent
 is the ledger's sum over the last day, read again at most every ``refresh_s``, plus what this
-worker has counted since. Other instances' sends therefore show up within about
-``flush_interval_s + refresh_s``, and a cap can be overshot by what the instances send in
-that time; the hourly counters make the window reopen an hour at a time.
+worker has counted since, plus the sends it has under way. So one instance never goes past a
+cap; other instances' sends show up within about ``flush_interval_s + refresh_s``, and
+several instances can together overshoot a cap by what they send in that time. The hourly
+counters make the window reopen an hour at a time.
 """
 
 from __future__ import annotations
@@ -43,10 +44,32 @@ class DailyCounts:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._pending: Counter[tuple[str, int]] = Counter()
+        # Recipients of sends under way, per service (set aside by take).
+        self._sending: Counter[str] = Counter()
         # Per service: (hour read in, when read, the ledger's sum then plus flushes since).
         self._known: dict[str, tuple[int, float, int]] = {}
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def take(self, service_id: str, recipients: int, cap: int | None) -> int | None:
+        """Set ``recipients`` aside for a send of ``service_id`` if they fit in ``cap`` (any
+        number fits in None) with what it sent and is sending; then None, and the send must
+        be :meth:`settle`d. Otherwise what the service sent and is sending, and nothing is
+        set aside. Raises LedgerUnavailable as :meth:`sent` does."""
+        sent = self.sent(service_id)
+        with self._lock:
+            total = sent + self._sending[service_id]
+            if cap is not None and total + recipients > cap:
+                return total
+            self._sending[service_id] += recipients
+            return None
+
+    def settle(self, service_id: str, recipients: int, *, sent: bool) -> None:
+        """End a send :meth:`take` set ``recipients`` aside for: counted if ``sent``."""
+        with self._lock:
+            self._sending[service_id] -= recipients
+        if sent:
+            self.add(service_id, recipients)
 
     def add(self, service_id: str, recipients: int) -> None:
         """Count ``recipients`` sent by ``service_id`` now."""

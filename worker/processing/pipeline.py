@@ -66,12 +66,15 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
     capped = over_daily_cap(request, deps)
     if capped is not None:
         return capped
-    outcome = _take_turn(request, delivery, deps)
-    # A replay of a stored result sent nothing new.
-    new_send = bool(outcome.message_ids) and outcome.ledger is not LedgerEvent.REPLAYED
-    if deps.daily_counts is not None and new_send:
-        deps.daily_counts.add(request.service_id, outcome.recipient_count)
-    return outcome
+    sent = False
+    try:
+        outcome = _take_turn(request, delivery, deps)
+        # A replay of a stored result sent nothing new.
+        sent = bool(outcome.message_ids) and outcome.ledger is not LedgerEvent.REPLAYED
+        return outcome
+    finally:
+        if deps.daily_counts is not None:
+            deps.daily_counts.settle(request.service_id, request.recipient_count, sent=sent)
 
 
 def _take_turn(request: EmailRequest, delivery: Delivery, deps: Deps) -> Outcome:
