@@ -147,7 +147,7 @@ def test_over_the_cap_a_request_waits_unsent_until_the_window_moves() -> None:
     counts.add("billing", 3)
     outcome, calls = run(counts, CONFIG)
     assert (outcome.status, outcome.held_for, outcome.hold_s) == (Status.HELD, "daily_cap", 30)
-    assert outcome.error_code is None
+    assert outcome.error_code == "daily_cap_reached"  # in a result only on push's last attempt
     assert calls == 0
 
 

@@ -184,12 +184,16 @@ def over_daily_cap(request: EmailRequest, deps: Deps) -> Outcome | None:
         return None
     assert config is not None
     assert cap is not None
+    reason = (
+        f"service {service_id!r} may send {cap} recipients a day (max_per_day) and sent "
+        f"{sent} in the last 24 hours; this request has {recipients}"
+    )
     if config.over_daily_cap == "reject" or recipients > cap:
-        return Outcome.refused(
-            request,
-            ErrorCode.DAILY_CAP_REACHED,
-            f"service {service_id!r} may send {cap} recipients a day (max_per_day) and sent "
-            f"{sent} in the last 24 hours; this request has {recipients}",
-        )
+        return Outcome.refused(request, ErrorCode.DAILY_CAP_REACHED, reason)
     wait_s = min(counts.seconds_until_the_window_moves(), _DAILY_CAP_RECHECK_S)
-    return Outcome.waiting(request, "daily_cap", hold_s=wait_s)
+    # The code is reported only if push's last delivery attempt finds it still waiting.
+    return replace(
+        Outcome.waiting(request, "daily_cap", hold_s=wait_s),
+        error_code=ErrorCode.DAILY_CAP_REACHED,
+        error_message=reason,
+    )
