@@ -33,7 +33,12 @@ class CountingLedger(MemoryLedger):
     def __init__(self, clock: ManualClock) -> None:
         super().__init__(claim_lease_s=30, clock=clock)
         self.writes: list[dict[tuple[str, int], int]] = []
+        self.reads = 0
         self.down = False
+
+    def sent_in_hours(self, service_id: str, hours: range) -> int:
+        self.reads += 1
+        return super().sent_in_hours(service_id, hours)
 
     def add_send_counts(self, increments: Increments) -> None:
         if self.down:
@@ -200,3 +205,15 @@ def test_sends_under_way_count_against_the_cap_until_settled() -> None:
     assert counts.take("billing", 3, cap=3) is None
     counts.settle("billing", 3, sent=True)
     assert counts.sent("billing") == 3
+
+
+def test_a_service_without_a_cap_is_counted_without_reading_the_ledger() -> None:
+    clock = ManualClock(START)
+    ledger = ledger_at(clock)
+    counts = DailyCounts(ledger, clock=clock)
+    for _ in range(10):
+        assert counts.take("billing", 1, cap=None) is None
+        counts.settle("billing", 1, sent=True)
+    assert ledger.reads == 0
+    counts.flush()
+    assert ledger.writes == [{("billing", hour_of(START)): 10}]

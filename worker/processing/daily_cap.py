@@ -56,10 +56,14 @@ class DailyCounts:
         number fits in None) with what it sent and is sending; then None, and the send must
         be :meth:`settle`d. Otherwise what the service sent and is sending, and nothing is
         set aside. Raises LedgerUnavailable as :meth:`sent` does."""
+        if cap is None:  # nothing to read: a service without a cap is only counted
+            with self._lock:
+                self._sending[service_id] += recipients
+            return None
         sent = self.sent(service_id)
         with self._lock:
             total = sent + self._sending[service_id]
-            if cap is not None and total + recipients > cap:
+            if total + recipients > cap:
                 return total
             self._sending[service_id] += recipients
             return None
