@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.support.clock import ManualClock
 from worker.config.settings import Settings
-from worker.ledger import LedgerUnavailable, MemoryLedger
+from worker.ledger import LedgerKey, LedgerUnavailable, MemoryLedger
 from worker.ledger.send_counts import HOUR_S, Increments, hour_of
 from worker.processing.daily_cap import DailyCounts
 from worker.processing.pipeline import Delivery, Deps, Outcome, Status, process
@@ -217,3 +217,24 @@ def test_a_service_without_a_cap_is_counted_without_reading_the_ledger() -> None
     assert ledger.reads == 0
     counts.flush()
     assert ledger.writes == [{("billing", hour_of(START)): 10}]
+
+
+def test_a_request_held_by_the_cap_gives_its_ledger_claim_back_and_stores_no_result() -> None:
+    clock = ManualClock(START)
+    ledger = ledger_at(clock)
+    counts = DailyCounts(ledger, clock=clock)
+    counts.add("billing", 3)
+    session = RecordingSession(lambda _: ["ses-1"], service_config=CONFIG)
+    settings = Settings.from_env(
+        {"EMAIL_WORKER_ALLOWED_SERVICES": "billing", "EMAIL_WORKER_TENANCY": "shared"}
+    )
+    deps = Deps(
+        settings, SessionCache(lambda _: session, ttl_s=60), daily_counts=counts, ledger=ledger
+    )
+    document = {"version": 1, "service_id": "billing", "request_id": "r1", "to": ["a@x.net"]}
+    document |= {"subject": "Hi", "text": "Hello"}
+    delivery = Delivery(json.dumps(document).encode(), {}, message_id="m1", may_hold=True)
+    assert process(delivery, deps).status is Status.HELD
+    record = ledger.get(LedgerKey("billing", "r1"))
+    assert record is not None
+    assert (record.owner, record.result) == (None, None)

@@ -28,7 +28,6 @@ from worker.processing.delivery import (
     status_of,
 )
 from worker.processing.tenancy import SourceKind
-from worker.sending.errors import EmailError
 from worker.sending.service_config import ServiceConfig
 
 __all__ = ["admit", "forbidden_attachment", "over_daily_cap", "sender_allowed"]
@@ -161,19 +160,17 @@ def forbidden_attachment(request: EmailRequest, config: ServiceConfig | None) ->
     return None
 
 
-def over_daily_cap(request: EmailRequest, deps: Deps) -> Outcome | None:
-    """What becomes of ``request`` if it would take its service past its ``max_per_day``
-    (held until the window moves, or refused with ``daily_cap_reached``). None: it may be
-    sent, and its recipients are set aside in ``deps.daily_counts`` (if any), which the
-    caller must settle once it is sent or not."""
+def over_daily_cap(
+    request: EmailRequest, config: ServiceConfig | None, deps: Deps
+) -> Outcome | None:
+    """What becomes of ``request`` if it would take its service past its ``max_per_day`` in
+    ``config`` (held until the window moves, or refused with ``daily_cap_reached``). None: it
+    may be sent, and its recipients are set aside in ``deps.daily_counts`` (if any), which
+    the caller must settle once it is sent or not."""
     counts = deps.daily_counts
     if counts is None:
         return None
     service_id, recipients = request.service_id, request.recipient_count
-    try:
-        config = deps.sessions.get(service_id).service_config
-    except EmailError:
-        config = None  # the send step reports it
     cap = config.max_per_day if config is not None else None
     try:
         sent = counts.take(service_id, recipients, cap)

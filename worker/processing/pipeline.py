@@ -22,7 +22,7 @@ from dataclasses import replace
 from worker.config.logs import get_logger
 from worker.formats.request import EmailRequest
 from worker.formats.result import ErrorCode
-from worker.processing.admission import admit, over_daily_cap
+from worker.processing.admission import admit
 from worker.processing.delivery import Delivery, Deps, LedgerEvent, Outcome, Status
 from worker.processing.send_request import send_request
 from worker.processing.under_claim import send_under_claim
@@ -63,18 +63,7 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
         return request
     if deps.stopping.is_set():
         return Outcome.handed_back(request)  # nothing claimed yet: simply handed back
-    capped = over_daily_cap(request, deps)
-    if capped is not None:
-        return capped
-    sent = False
-    try:
-        outcome = _take_turn(request, delivery, deps)
-        # A replay of a stored result sent nothing new.
-        sent = bool(outcome.message_ids) and outcome.ledger is not LedgerEvent.REPLAYED
-        return outcome
-    finally:
-        if deps.daily_counts is not None:
-            deps.daily_counts.settle(request.service_id, request.recipient_count, sent=sent)
+    return _take_turn(request, delivery, deps)
 
 
 def _take_turn(request: EmailRequest, delivery: Delivery, deps: Deps) -> Outcome:

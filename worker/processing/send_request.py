@@ -17,7 +17,7 @@ from worker.formats.message import build_message, resolve_sender
 from worker.formats.request import EmailRequest, RequestRejected
 from worker.formats.result import ErrorCode
 from worker.ledger import LedgerUnavailable
-from worker.processing.admission import forbidden_attachment, sender_allowed
+from worker.processing.admission import forbidden_attachment, over_daily_cap, sender_allowed
 from worker.processing.attachment_reads import ClaimLost, read_attachments
 from worker.processing.delivery import (
     Deps,
@@ -36,8 +36,8 @@ __all__ = ["send_request"]
 
 def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = None) -> Outcome:
     """Resolve the service's session, check the sender, build the message and send it
-    (under ``held``, the delivery's claim, if the ledger is on). A request naming a template is
-    rendered first."""
+    (under ``held``, the delivery's claim, if the ledger is on), unless it would take the
+    service past its max_per_day. A request naming a template is rendered first."""
     if request.template is not None:
         rendered = _rendered(request, deps)
         if isinstance(rendered, Outcome):
@@ -48,7 +48,23 @@ def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = Non
     except EmailError as error:
         deps.report(request.service_id, failed=error.retryable)
         return _failure(request, error, retries=0)
+    capped = over_daily_cap(request, session.service_config, deps)
+    if capped is not None:
+        return capped
+    sent = False
+    try:
+        outcome = _checked_and_sent(request, session, deps, held)
+        sent = bool(outcome.message_ids)
+        return outcome
+    finally:
+        if deps.daily_counts is not None:
+            deps.daily_counts.settle(request.service_id, request.recipient_count, sent=sent)
 
+
+def _checked_and_sent(
+    request: EmailRequest, session: BaseSession, deps: Deps, held: HeldClaim | None
+) -> Outcome:
+    """Apply the service's sender and attachment rules, build the message and send it."""
     config = session.service_config
     default_from = config.default_from_address if config is not None else None
     try:
