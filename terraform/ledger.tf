@@ -17,6 +17,7 @@ locals {
   ledger_statuses_collection = "statuses"
   # The worker instances' heartbeats (worker/ledger/heartbeats.py).
   ledger_heartbeats_collection = "email-worker-instances"
+  ledger_counts_collection     = "email-worker-send-counts"
 
   # The timestamps the worker writes in every record besides expire_at. The worker reads
   # records only by id and never queries them, so their single-field indexes serve nothing;
@@ -90,6 +91,18 @@ resource "google_firestore_field" "ledger_statuses_expire_at" {
   ttl_config {}
 
   # Statuses are read by listing their request's subcollection, never queried by this field.
+  index_config {}
+}
+
+# The services' hourly send counters (max_per_day, docs/scaling.md "Fair shares") carry an
+# expire_at two days after their hour; read by document id, never queried.
+resource "google_firestore_field" "ledger_counts_expire_at" {
+  database   = google_firestore_database.ledger.name
+  collection = local.ledger_counts_collection
+  field      = "expire_at"
+
+  ttl_config {}
+
   index_config {}
 }
 

@@ -1034,3 +1034,27 @@ def test_the_scheduled_sending_examples_in_the_docs_match_their_schemas() -> Non
     assert EmailResult.from_json_bytes(json.dumps(scheduled).encode()).status == "scheduled"
     jsonschema.Draft202012Validator(load_schema("cancel-v1")).validate(cancel)
     assert parse_cancel(json.dumps(cancel).encode()) is not None
+
+
+def test_priority_high_is_kept_and_normal_or_absent_is_not_high() -> None:
+    assert parse(doc(priority="high")).high_priority
+    assert not parse(doc(priority="normal")).high_priority
+    assert not parse(doc(priority=None)).high_priority
+    assert not parse(doc()).high_priority
+
+
+def test_priority_is_a_common_field_of_raw_requests_too() -> None:
+    assert parse(raw_doc(RAW, priority="high")).high_priority
+
+
+@pytest.mark.parametrize("priority", ["urgent", "HIGH", 1, True])
+def test_any_other_priority_is_rejected_as_invalid_request(priority: Any) -> None:
+    error = rejection(doc(priority=priority))
+    assert error.code == ErrorCode.INVALID_REQUEST
+    assert "priority" in error.message
+
+
+def test_the_schema_accepts_the_priorities_the_worker_accepts() -> None:
+    assert SCHEMA_VALIDATOR.is_valid(doc(priority="high"))
+    assert SCHEMA_VALIDATOR.is_valid(doc(priority="normal"))
+    assert not SCHEMA_VALIDATOR.is_valid(doc(priority="urgent"))

@@ -12,6 +12,7 @@ from worker.config.settings import Settings
 from worker.processing.handling import Handler
 from worker.processing.outputs import Outputs
 from worker.processing.pipeline import Delivery, Deps, Status
+from worker.processing.send_rate import SendRateLimiter
 from worker.sending.service_config import ServiceConfig
 from worker.sending.session_cache import SessionCache
 from worker.sending.testing import RecordingSession
@@ -130,3 +131,25 @@ def test_the_handler_tells_transports_when_the_worker_is_stopping() -> None:
     assert not handler.stopping.is_set()
     handler.stopping.set()  # what a transport does on SIGTERM
     assert handler.deps.stopping.is_set()  # the pipeline stops retrying
+
+
+def test_a_delivery_waiting_for_its_services_share_is_held_counted_and_not_logged() -> None:
+    published: list[tuple[str, bytes, dict[str, str]]] = []
+    handler = make_handler(published)
+    handler.deps.send_rate = SendRateLimiter(10, places=1)
+    assert handler.deps.send_rate.enter("billing")
+    plain = delivery()
+    waiting = Delivery(plain.data, {}, message_id="m1", delivery_attempt=2, may_hold=True)
+    settled: list[str] = []
+    with capture_logs() as logs:
+        outcome = handler(
+            waiting,
+            ack=lambda: settled.append("ack"),
+            nack=lambda: settled.append("nack"),
+            hold=lambda: settled.append("hold"),
+        )
+    assert (outcome.status, outcome.held_for) == (Status.HELD, "share")
+    assert settled == ["hold"]
+    assert published == []
+    assert [entry for entry in logs if entry["event"] == "request processed"] == []
+    assert handler.metrics.waiting_turn.labels("share")._value.get() == 1

@@ -188,18 +188,31 @@ def test_a_service_that_is_not_allowed_is_rejected(service: str) -> None:
     assert session.calls == 0
 
 
+def paced(rate_per_s: float) -> tuple[SendRateLimiter, list[float]]:
+    """A limiter on a clock that its waits move, and the waits it made."""
+    clock = ManualClock()
+    waits: list[float] = []
+
+    def wait(seconds: float, _stopping: object) -> None:
+        waits.append(seconds)
+        clock.now += seconds
+
+    return SendRateLimiter(rate_per_s, clock=clock, wait=wait), waits
+
+
 def test_under_a_send_rate_limit_a_send_waits_for_the_debt_before_it() -> None:
-    send_rate = SendRateLimiter(2, clock=ManualClock())
+    send_rate, waits = paced(2)
     send_rate.reserve(3, max_wait_s=60)  # one recipient more than the burst
     outcome, session, sleeps = run(sent, send_rate=send_rate)
     assert outcome.status is Status.SENT
-    assert sleeps == [0.5]
+    assert waits == [0.25, 0.25]  # looked again at least every quarter second
+    assert sleeps == []
     assert outcome.send_rate_wait_s == 0.5
     assert session.calls == 1
 
 
 def test_the_send_rate_limit_counts_every_recipient() -> None:
-    send_rate = SendRateLimiter(1, clock=ManualClock())
+    send_rate, _ = paced(1)
     outcome, _, _ = run(
         sent,
         {"to": ["a@example.net"], "cc": ["b@example.net"], "bcc": ["c@example.net"]},
@@ -209,8 +222,18 @@ def test_the_send_rate_limit_counts_every_recipient() -> None:
     assert send_rate.reserve(1, max_wait_s=60) == 2.0
 
 
+def test_a_high_priority_request_is_queued_before_its_services_bulk() -> None:
+    send_rate, _ = paced(1)
+    send_rate.reserve(2, max_wait_s=60)  # a second of debt
+    bulk = send_rate.request(1, max_wait_s=60, service_id="billing")
+    assert bulk is not None
+    outcome, _, _ = run(sent, {"priority": "high"}, send_rate=send_rate)
+    assert outcome.status is Status.SENT
+    assert not bulk.granted  # the high one went first, ahead of the bulk send
+
+
 def test_a_send_rate_limit_saturated_past_the_deadline_hands_the_delivery_back_unsent() -> None:
-    send_rate = SendRateLimiter(1, clock=ManualClock())
+    send_rate, _ = paced(1)
     send_rate.reserve(1000, max_wait_s=60)  # 999 s of debt, beyond the 30 s send deadline
     outcome, session, sleeps = run(sent, send_rate=send_rate)
     assert (outcome.status, outcome.error_code) == (Status.RETRY, "throttled")
@@ -289,3 +312,28 @@ def test_sends_in_several_threads_share_one_retry_policy_and_each_counts_its_own
     assert (outcomes["steady"].status, outcomes["steady"].retries) == (Status.SENT, 0)
     assert (outcomes["flaky"].status, outcomes["flaky"].retries) == (Status.SENT, 2)
     assert outcomes["flaky"].message_ids == ("ses-flaky",)
+
+
+def held_delivery(document: dict[str, Any] | None = None) -> Delivery:
+    plain = delivery_of(document)
+    return Delivery(plain.data, {}, message_id="m1", delivery_attempt=1, may_hold=True)
+
+
+def test_a_pull_delivery_whose_service_holds_its_share_of_places_waits_outside_unsent() -> None:
+    send_rate = SendRateLimiter(10, places=1)
+    assert send_rate.enter("billing")  # another of billing's sends holds the only place
+    session = RecordingSession(sent, service_config=CONFIG)
+    outcome = process(held_delivery(), deps_for(session, send_rate=send_rate))
+    assert (outcome.status, outcome.held_for) == (Status.HELD, "share")
+    assert session.calls == 0
+    send_rate.leave("billing")
+    assert process(held_delivery(), deps_for(session, send_rate=send_rate)).status is Status.SENT
+    assert send_rate.enter("billing")  # the send gave its place back
+
+
+def test_a_push_delivery_is_not_held_outside_the_send_rate_limiter() -> None:
+    send_rate = SendRateLimiter(10, places=1)
+    assert send_rate.enter("billing")
+    outcome, session, _ = run(sent, send_rate=send_rate)
+    assert outcome.status is Status.SENT
+    assert session.calls == 1

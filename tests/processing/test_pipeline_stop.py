@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.processing.test_pipeline import CONFIG, delivery_of, deps_for, sent
+from tests.support.clock import ManualClock
 from worker.ledger import LedgerKey, SqliteLedger
 from worker.processing.held_claims import ClaimsHeld
 from worker.processing.pipeline import Deps, LedgerEvent, Outcome, Status, process
@@ -159,20 +160,22 @@ def test_at_exit_the_claims_are_released_except_where_the_ses_call_has_begun(
     waiting, in_ses = threading.Event(), threading.Event()
     let_go = threading.Event()
 
-    def stuck_wait(_: float) -> None:
+    clock = ManualClock()
+
+    def stuck_wait(seconds: float, _stopping: object) -> None:
         waiting.set()
         let_go.wait(10)
+        clock.now += seconds
 
     def stuck_send(_: int) -> list[str]:
         in_ses.set()
         let_go.wait(10)
         return ["ses-b"]
 
-    send_rate = SendRateLimiter(1)
+    send_rate = SendRateLimiter(1, clock=clock, wait=stuck_wait)
     send_rate.reserve(11, max_wait_s=60)
     session_a = RecordingSession(sent, service_config=CONFIG)
     deps_a = deps_for(session_a, ledger=ledger, send_rate=send_rate, claims=claims)
-    deps_a.sleep = stuck_wait
     deps_b = deps_for(
         RecordingSession(stuck_send, service_config=CONFIG), ledger=ledger, claims=claims
     )

@@ -32,7 +32,11 @@ from worker.events.sqs import queue_region
 from worker.formats.event import EventType
 from worker.formats.result import EmailResult
 from worker.ledger import DEFAULT_COLLECTION, DEFAULT_RETENTION_S
-from worker.ledger.firestore_ledger import HEARTBEATS_COLLECTION, STATUSES_COLLECTION
+from worker.ledger.firestore_ledger import (
+    COUNTS_COLLECTION,
+    HEARTBEATS_COLLECTION,
+    STATUSES_COLLECTION,
+)
 from worker.sending.identity import TOKEN_AUDIENCE
 from worker.sending.service_config import _KNOWN_KEYS, config_location, parse_service_config
 
@@ -1286,6 +1290,15 @@ def test_the_ttl_policy_is_on_expire_at_in_the_collection_the_worker_uses() -> N
     assert TF.locals["ledger_collection"] == DEFAULT_COLLECTION
     assert field["field"] == "expire_at"
     assert "expire_at" in _ledger_timestamps(), "the worker writes no expire_at timestamp"
+    assert field["ttl_config"] == [{}]
+
+
+def test_the_send_counters_expire_by_a_ttl_policy_in_their_collection() -> None:
+    field = TF.resource("google_firestore_field", "ledger_counts_expire_at")
+    assert field["database"] == "${google_firestore_database.ledger.name}"
+    assert field["collection"] == "${local.ledger_counts_collection}"
+    assert TF.locals["ledger_counts_collection"] == COUNTS_COLLECTION
+    assert field["field"] == "expire_at"
     assert field["ttl_config"] == [{}]
 
 

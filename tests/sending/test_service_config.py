@@ -9,7 +9,12 @@ import pytest
 
 from tests.support.ports import free_port
 from worker.sending.errors import ConfigurationError
-from worker.sending.service_config import config_location, load_service_config, parse_service_config
+from worker.sending.service_config import (
+    ServiceConfig,
+    config_location,
+    load_service_config,
+    parse_service_config,
+)
 
 ROLE = "arn:aws:iam::123456789012:role/email-billing"
 
@@ -215,3 +220,45 @@ def test_an_invalid_tenant_or_reputation_policy_says_why(
     raw = json.dumps({"service_role_arn": ROLE, **document}).encode()
     with pytest.raises(ConfigurationError, match=reason):
         parse_service_config(raw, service_id="billing", location="file:///x.json")
+
+
+def _parsed(**fields: object) -> ServiceConfig:
+    raw = json.dumps({"service_role_arn": ROLE, **fields}).encode()
+    return parse_service_config(raw, service_id="billing", location="file:///c.json")
+
+
+def test_a_document_without_sharing_keys_has_weight_1_and_no_daily_cap() -> None:
+    config = _parsed()
+    assert (config.weight, config.max_per_day, config.over_daily_cap) == (1.0, None, "wait")
+
+
+def test_weight_max_per_day_and_over_daily_cap_are_read() -> None:
+    config = _parsed(weight=2.5, max_per_day=50_000, over_daily_cap="reject")
+    assert (config.weight, config.max_per_day, config.over_daily_cap) == (2.5, 50_000, "reject")
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"weight": 0}, "weight must be a number above 0"),
+        ({"weight": -1}, "weight must be a number above 0"),
+        ({"weight": "3"}, "weight must be a number above 0"),
+        ({"weight": True}, "weight must be a number above 0"),
+        ({"weight": 1e6}, "at most 1000"),
+        ({"max_per_day": 1.5}, "max_per_day must be a whole number"),
+        ({"max_per_day": -1}, "max_per_day must be a whole number"),
+        ({"max_per_day": "100"}, "max_per_day must be a whole number"),
+        ({"max_per_day": 10, "over_daily_cap": "drop"}, 'over_daily_cap must be "wait" or'),
+        ({"over_daily_cap": "reject"}, "over_daily_cap needs max_per_day"),
+    ],
+)
+def test_invalid_sharing_keys_say_why(fields: dict[str, object], reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=reason) as caught:
+        _parsed(**fields)
+    assert "'billing'" in caught.value.message
+
+
+def test_a_nan_weight_is_invalid() -> None:
+    raw = b'{"service_role_arn": "' + ROLE.encode() + b'", "weight": NaN}'
+    with pytest.raises(ConfigurationError, match="weight must be a number above 0"):
+        parse_service_config(raw, service_id="billing", location="file:///c.json")

@@ -9,9 +9,10 @@ from typing import Any
 from worker.app.clients import Clients, open_clients
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
-from worker.ledger import Ledger
+from worker.ledger import Ledger, MemoryLedger
 from worker.ops.topology import read_max_delivery_attempts
 from worker.processing.breaker import OutageBreaker
+from worker.processing.daily_cap import DailyCounts
 from worker.processing.handling import Handler
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
@@ -54,11 +55,14 @@ class Runtime:
         return self.clients.ledger
 
     def close(self) -> None:
-        """Stop the quota pacer (its heartbeats removed), flush pending publishes and close
-        the clients and the ledger."""
+        """Stop the quota pacer (its heartbeats removed), flush pending publishes and send
+        counts, and close the clients and the ledger."""
         quota = self.handler.deps.quota
         if quota is not None:
             quota.stop()
+        counts = self.handler.deps.daily_counts
+        if counts is not None:
+            counts.close()
         self.clients.close()
 
     def start_schedule_dispatch(self) -> None:
@@ -97,12 +101,15 @@ def _build(
 ) -> Runtime:
     if clients.sessions is None or clients.subscriber is None:
         raise ValueError("the handler needs clients opened with a subscriber and sessions")
+    places = settings.process.concurrency
     send_rate = (
-        SendRateLimiter(settings.sending.rate_per_s) if settings.sending.rate_per_s else None
+        SendRateLimiter(settings.sending.rate_per_s, places=places)
+        if settings.sending.rate_per_s
+        else None
     )
     quota = None
     if settings.quota.pacing:
-        send_rate = send_rate or SendRateLimiter(UNLIMITED_PER_S)
+        send_rate = send_rate or SendRateLimiter(UNLIMITED_PER_S, places=places)
         quota = quota_pacer(settings, send_rate, clients.sessions, clients.ledger)
     deps = Deps(
         settings=settings,
@@ -111,6 +118,8 @@ def _build(
         quota=quota,
         ledger=clients.ledger,
         breaker=outage_breaker(settings),
+        # Without a ledger each instance counts its own sends for the services' max_per_day.
+        daily_counts=DailyCounts(clients.ledger or MemoryLedger(claim_lease_s=60.0)),
     )
     results_topic = clients.topic_path(settings.topics.results_topic)
     dead_letter_topic = clients.topic_path(settings.topics.dead_letter_topic)

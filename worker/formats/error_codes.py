@@ -75,6 +75,8 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"
     CANCEL_TOO_LATE = "cancel_too_late"
     SCHEDULE_NOT_FOUND = "schedule_not_found"
+    # The service's own max_per_day, with over_daily_cap "reject" (status "failed").
+    DAILY_CAP_REACHED = "daily_cap_reached"
 
     @property
     def status(self) -> ResultStatus:
@@ -130,6 +132,7 @@ _STATUS: dict[ErrorCode, ResultStatus] = {
     ErrorCode.CANCELLED: ResultStatus.CANCELLED,
     ErrorCode.CANCEL_TOO_LATE: ResultStatus.CANCEL_REFUSED,
     ErrorCode.SCHEDULE_NOT_FOUND: ResultStatus.CANCEL_REFUSED,
+    ErrorCode.DAILY_CAP_REACHED: _F,
 }
 
 _MEANING: dict[ErrorCode, str] = {
@@ -181,4 +184,6 @@ _MEANING: dict[ErrorCode, str] = {
     ErrorCode.CANCEL_TOO_LATE: "A cancel came after the scheduled request was sent, or while "
     "it was being sent.",
     ErrorCode.SCHEDULE_NOT_FOUND: "A cancel named no request scheduled by its service.",
+    ErrorCode.DAILY_CAP_REACHED: "The service sent its max_per_day recipients in the last 24 "
+    "hours and its configuration rejects requests beyond them; nothing was sent.",
 }

@@ -136,7 +136,7 @@ _TEMPLATE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
 _TOP_LEVEL_FIELDS = frozenset(
     {"version", "request_id", "service_id", "from", "to", "cc", "bcc", "raw", "tags"}
-    | {"send_at"}
+    | {"send_at", "priority"}
     | _STRUCTURED_FIELDS
 )
 _ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content_base64"})
@@ -244,6 +244,8 @@ class EmailRequest:
     template: TemplateRef | None = None
     #: When to send it (docs/formats.md, "Scheduled sending"); None: now.
     send_at: datetime | None = None
+    #: ``priority: "high"``: goes before its own service's other waiting sends.
+    high_priority: bool = False
 
     @property
     def is_raw(self) -> bool:
@@ -363,6 +365,7 @@ def _parse_document(
     service_id = _parse_service_id(fields.get("service_id"), default_service_id)
     tags = _parse_tags(fields.get("tags"))
     send_at = parse_send_at(fields.get("send_at"))
+    high_priority = _parse_priority(fields.get("priority"))
     sender = parse_mailbox(fields["from"], field_name="from") if "from" in fields else None
     recipients: Mapping[str, tuple[Mailbox, ...]] = {
         name: parse_mailbox_list(
@@ -384,6 +387,7 @@ def _parse_document(
         bcc=recipients["bcc"],
         tags=tags,
         send_at=send_at,
+        high_priority=high_priority,
         **content,
     )
 
@@ -717,6 +721,15 @@ def _attachment_location(uri: str, label: str) -> GcsLocation:
     except GcsUriError as error:
         # An ambiguous name is never readable, whatever the service's prefixes.
         reject(ErrorCode.ATTACHMENT_FORBIDDEN, f"{label} is refused: {error}")
+
+
+def _parse_priority(value: Any) -> bool:
+    """Whether ``priority`` asks for "high" (None and "normal" do not)."""
+    if value is None or value == "normal":
+        return False
+    if value == "high":
+        return True
+    reject(ErrorCode.INVALID_REQUEST, 'priority must be "high" or "normal"')
 
 
 def _parse_tags(value: Any) -> tuple[tuple[str, str], ...]:

@@ -29,6 +29,7 @@ from worker.ledger.heartbeats import Heartbeat, HeartbeatKey, remove, upsert
 from worker.ledger.model import Claim, ClaimState, LedgerKey, LedgerUnavailable, StoredResult
 from worker.ledger.pauses import Pause, merged
 from worker.ledger.records import Records
+from worker.ledger.send_counts import Increments
 from worker.ledger.shared import Entry, Verdict, judge
 from worker.ledger.statuses import RecipientStatus
 
@@ -222,6 +223,15 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def pauses(self) -> list[Pause]:
         """Every pause in force, by scope."""
+
+    @abc.abstractmethod
+    def add_send_counts(self, increments: Increments) -> None:
+        """Add recipients to the services' hourly send counters
+        (:mod:`worker.ledger.send_counts`), atomically against other instances' additions."""
+
+    @abc.abstractmethod
+    def sent_in_hours(self, service_id: str, hours: range) -> int:
+        """The recipients ``service_id`` sent in ``hours`` (numbers of hourly counters)."""
 
     @abc.abstractmethod
     def close(self) -> None:

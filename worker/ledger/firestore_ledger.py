@@ -34,6 +34,7 @@ from google.cloud import firestore
 from google.cloud.firestore import CollectionReference, DocumentReference
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from worker.ledger import send_counts as counts
 from worker.ledger.base import CLAIM_ROUNDS, Ledger, LedgerTerms, naming
 from worker.ledger.firestore_documents import (
     document_id,
@@ -51,10 +52,12 @@ from worker.ledger.heartbeats import Heartbeat
 from worker.ledger.model import LedgerKey, LedgerUnavailable
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
+from worker.ledger.send_counts import Increments
 from worker.ledger.shared import Entry, result_fields, result_from_fields, utc
 from worker.ledger.statuses import RecipientStatus, advances
 
 __all__ = [
+    "COUNTS_COLLECTION",
     "DEFAULT_COLLECTION",
     "HEARTBEATS_COLLECTION",
     "PAUSES_COLLECTION",
@@ -72,6 +75,9 @@ DEFAULT_COLLECTION = "email-worker-requests"
 PAUSES_COLLECTION = "email-worker-pauses"
 #: Collection of the instances' heartbeats (the TTL policy on ``expire_at`` deletes them).
 HEARTBEATS_COLLECTION = "email-worker-instances"
+#: Collection of the services' hourly send counters (worker.ledger.send_counts), which the
+#: TTL policy on ``expire_at`` removes two days after their hour.
+COUNTS_COLLECTION = "email-worker-send-counts"
 #: Subcollection of a request's document holding its recipients' statuses (one document each;
 #: the deployment's TTL policy on ``expire_at`` covers this collection group too).
 STATUSES_COLLECTION = "statuses"
@@ -96,6 +102,7 @@ class FirestoreLedger(Ledger):
         collection: str = DEFAULT_COLLECTION,
         pauses_collection: str = PAUSES_COLLECTION,
         heartbeats_collection: str = HEARTBEATS_COLLECTION,
+        counts_collection: str = COUNTS_COLLECTION,
         timeout_s: float = 10.0,
         **terms: Unpack[LedgerTerms],
     ) -> None:
@@ -106,6 +113,7 @@ class FirestoreLedger(Ledger):
         self._collection = self._client.collection(collection)
         self._pauses = self._client.collection(pauses_collection)
         self._instances = self._client.collection(heartbeats_collection)
+        self._counts = self._client.collection(counts_collection)
         # The library's default retries run for up to a minute; a delivery should rather be
         # nacked and come back than hold its lease waiting out an outage.
         retry = Retry(
@@ -219,6 +227,26 @@ class FirestoreLedger(Ledger):
         now = self._clock()
         found = [heartbeat_from((group, str(d["instance"])), d) for d in documents if d]
         return sorted((b for b in found if b.live_at(now)), key=lambda b: b.instance)
+
+    def add_send_counts(self, increments: Increments) -> None:
+        with self._unavailable_for("add send counts"):
+            for (service_id, hour), recipients in increments.items():
+                fields = {
+                    "service_id": service_id,
+                    "hour": hour,
+                    "recipients": firestore.Increment(recipients),
+                    "expire_at": utc(hour * counts.HOUR_S + counts.COUNTER_RETENTION_S),
+                }
+                ref = self._counts.document(counts.counter_document_id(service_id, hour))
+                ref.set(fields, merge=True, **self._call)
+
+    def sent_in_hours(self, service_id: str, hours: range) -> int:
+        if not hours:
+            return 0
+        refs = [self._counts.document(counts.counter_document_id(service_id, h)) for h in hours]
+        with self._unavailable_for("read the send counts of " + service_id):
+            snapshots = list(self._client.get_all(refs, **self._call))
+        return sum(int((s.to_dict() or {}).get("recipients", 0)) for s in snapshots if s.exists)
 
     def close(self) -> None:
         self._client.close()

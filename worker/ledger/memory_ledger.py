@@ -20,6 +20,7 @@ from worker.ledger.heartbeats import Heartbeat, HeartbeatKey
 from worker.ledger.model import LedgerKey
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
+from worker.ledger.send_counts import Increments
 from worker.ledger.shared import Entry
 from worker.ledger.statuses import RecipientStatus, advances
 
@@ -41,6 +42,7 @@ class MemoryLedger(Ledger):
         self._heartbeats: _Table[HeartbeatKey, Heartbeat] = _Table()
         # Per key: (message id, recipient) -> the status and when it expires.
         self._statuses: dict[LedgerKey, dict[tuple[str, str], tuple[RecipientStatus, float]]] = {}
+        self._send_counts: dict[tuple[str, int], int] = {}
 
     def __repr__(self) -> str:
         return "MemoryLedger()"
@@ -89,6 +91,15 @@ class MemoryLedger(Ledger):
         with self._lock:
             found = [beat for beat, _ in self._heartbeats.rows.values() if beat.group == group]
         return sorted((b for b in found if b.live_at(now)), key=lambda b: b.instance)
+
+    def add_send_counts(self, increments: Increments) -> None:
+        with self._lock:
+            for slot, recipients in increments.items():
+                self._send_counts[slot] = self._send_counts.get(slot, 0) + recipients
+
+    def sent_in_hours(self, service_id: str, hours: range) -> int:
+        with self._lock:
+            return sum(self._send_counts.get((service_id, hour), 0) for hour in hours)
 
     def close(self) -> None:
         """Nothing to release; the records stay readable until the object is dropped."""

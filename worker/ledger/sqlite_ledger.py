@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, Unpack
 
+from worker.ledger import send_counts as counts
 from worker.ledger import sqlite_schema as sql
 from worker.ledger.base import Ledger, LedgerTerms, naming
 from worker.ledger.group_commit import GroupCommit
@@ -28,6 +29,7 @@ from worker.ledger.heartbeats import Heartbeat, HeartbeatKey
 from worker.ledger.model import LedgerKey, LedgerUnavailable
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
+from worker.ledger.send_counts import Increments
 from worker.ledger.shared import Entry, result_fields, result_from_fields, utc
 from worker.ledger.statuses import RANK, RecipientStatus
 
@@ -69,6 +71,7 @@ class SqliteLedger(GroupCommit, Ledger):
             if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.executescript(sql.SCHEMA)
+            self._conn.executescript(counts.SQLITE_SCHEMA)
             sql.add_missing_columns(self._conn)
         except sqlite3.Error as error:
             raise LedgerUnavailable(
@@ -130,6 +133,30 @@ class SqliteLedger(GroupCommit, Ledger):
             rows = self._conn.execute(sql.SELECT_HEARTBEATS, params).fetchall()
         return [_heartbeat((group, row["instance"]), row) for row in rows]
 
+    def add_send_counts(self, increments: Increments) -> None:
+        if not increments:
+            return
+        rows = [
+            {
+                "service_id": service_id,
+                "hour": hour,
+                "recipients": recipients,
+                "expire_at": hour * counts.HOUR_S + counts.COUNTER_RETENTION_S,
+            }
+            for (service_id, hour), recipients in increments.items()
+        ]
+        self._writing("add send counts", lambda: self._conn.executemany(counts.SQLITE_ADD, rows))
+
+    def sent_in_hours(self, service_id: str, hours: range) -> int:
+        if not hours:
+            return 0
+        params = {"service_id": service_id, "first": hours[0], "last": hours[-1]}
+        row = self._reading(
+            "read the send counts of " + service_id,
+            lambda: self._conn.execute(counts.SQLITE_SUM, params).fetchone(),
+        )
+        return int(row[0])
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -143,6 +170,7 @@ class SqliteLedger(GroupCommit, Ledger):
         deleted = self._conn.execute(sql.SWEEP, {"now": now}).rowcount
         self._conn.execute(sql.SWEEP_STATUSES, {"now": now})
         self._conn.execute(sql.SWEEP_HEARTBEATS, {"now": now})
+        self._conn.execute(counts.SQLITE_SWEEP, {"now": now})
         self._next_sweep = now + SWEEP_INTERVAL_S
         return deleted
 

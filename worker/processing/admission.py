@@ -4,7 +4,8 @@
 who published it (a service sends only as itself; a replay only if the ledger holds the very
 request), then the worker's list of services. :func:`sender_allowed` is the service's own rule
 on its From address, which the send step applies once the service's configuration is loaded.
-Nothing here sends, claims or writes.
+:func:`over_daily_cap` is the service's ``max_per_day``. Nothing here sends, claims or
+writes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from worker.processing.delivery import (
 from worker.processing.tenancy import SourceKind
 from worker.sending.service_config import ServiceConfig
 
-__all__ = ["admit", "forbidden_attachment", "sender_allowed"]
+__all__ = ["admit", "forbidden_attachment", "over_daily_cap", "sender_allowed"]
+
+# The longest a request held by its service's daily cap waits before it is looked at again
+# (the window moves on the hour; a raised cap is seen sooner).
+_DAILY_CAP_RECHECK_S = 60.0
 
 
 def admit(delivery: Delivery, deps: Deps) -> EmailRequest | Outcome:
@@ -153,3 +158,39 @@ def forbidden_attachment(request: EmailRequest, config: ServiceConfig | None) ->
         ):
             return index
     return None
+
+
+def over_daily_cap(
+    request: EmailRequest, config: ServiceConfig | None, deps: Deps
+) -> Outcome | None:
+    """What becomes of ``request`` if it would take its service past its ``max_per_day`` in
+    ``config`` (held until the window moves, or refused with ``daily_cap_reached``). None: it
+    may be sent, and its recipients are set aside in ``deps.daily_counts`` (if any), which
+    the caller must settle once it is sent or not."""
+    counts = deps.daily_counts
+    if counts is None:
+        return None
+    service_id, recipients = request.service_id, request.recipient_count
+    cap = config.max_per_day if config is not None else None
+    try:
+        sent = counts.take(service_id, recipients, cap)
+    except LedgerUnavailable:
+        # The claim that follows meets the same trouble and reports it.
+        sent = counts.take(service_id, recipients, None)
+    if sent is None:
+        return None
+    assert config is not None
+    assert cap is not None
+    reason = (
+        f"service {service_id!r} may send {cap} recipients a day (max_per_day) and sent "
+        f"{sent} in the last 24 hours; this request has {recipients}"
+    )
+    if config.over_daily_cap == "reject" or recipients > cap:
+        return Outcome.refused(request, ErrorCode.DAILY_CAP_REACHED, reason)
+    wait_s = min(counts.seconds_until_the_window_moves(), _DAILY_CAP_RECHECK_S)
+    # The code is reported only if push's last delivery attempt finds it still waiting.
+    return replace(
+        Outcome.waiting(request, "daily_cap", hold_s=wait_s),
+        error_code=ErrorCode.DAILY_CAP_REACHED,
+        error_message=reason,
+    )

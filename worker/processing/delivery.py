@@ -11,7 +11,7 @@ import enum
 import functools
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import tenacity
@@ -22,6 +22,7 @@ from worker.formats.request import EmailRequest
 from worker.formats.result import ErrorCode
 from worker.ledger import Ledger, LedgerUnavailable
 from worker.processing.breaker import OutageBreaker
+from worker.processing.daily_cap import DailyCounts
 from worker.processing.held_claims import ClaimsHeld
 from worker.processing.memory_budget import MemoryBudget
 from worker.processing.quota_pacer import QuotaPacer
@@ -66,6 +67,9 @@ class Delivery:
     source: Source | None = None
     #: A scheduled request the dispatcher took from the ledger at its time: send it now.
     scheduled: bool = False
+    #: Whether the transport can keep the message while it waits (pull): a service over its
+    #: share of the worker's threads is then held outside the send-rate limiter.
+    may_hold: bool = False
 
 
 class Status(enum.StrEnum):
@@ -136,6 +140,11 @@ class Outcome:
     template: tuple[str, int, str] | None = None
     #: For SCHEDULED: when it will be sent (RFC 3339 UTC).
     send_at: str | None = None
+    #: Why a HELD delivery waits when no outage holds it: "share" (its service holds its
+    #: share of the send-rate limiter's places) or "daily_cap" (its max_per_day is reached).
+    held_for: str | None = None
+    #: How long a HELD delivery should wait before it is processed again (at least).
+    hold_s: float = 0.0
 
     @classmethod
     def for_request(
@@ -196,6 +205,13 @@ class Outcome:
             send_rate_wait_s=send_rate_wait_s,
         )
 
+    @classmethod
+    def waiting(cls, request: EmailRequest, held_for: str, *, hold_s: float) -> Outcome:
+        """``request`` not started: kept (pull) or handed back (push) until its turn comes."""
+        return replace(
+            cls.for_request(request, Status.HELD), held_for=held_for, hold_s=max(hold_s, 0.0)
+        )
+
 
 def _template_used(request: EmailRequest) -> tuple[str, int, str] | None:
     """The template of ``request`` once its version and language are known."""
@@ -247,6 +263,8 @@ class Deps:
     templates: TemplateLibrary | None = None
     #: Services whose SES tenant SES has paused: their requests are held, not sent.
     tenant_pauses: TenantPauses = field(default_factory=TenantPauses)
+    #: Each service's recipients sent in the last day, for its max_per_day; None: no caps.
+    daily_counts: DailyCounts | None = None
 
     def __post_init__(self) -> None:
         if self.attachment_budget is None:

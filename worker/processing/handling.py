@@ -126,6 +126,11 @@ class Handler:
             processed_s = time.monotonic() - started
             decision = self._decide(delivery, outcome, can_hold=hold is not None)
             acked = self.outputs.settle(delivery, outcome, decision, ack=ack, nack=nack, hold=hold)
+            self.metrics.observe(outcome, acked=acked, held=decision.hold, duration_s=processed_s)
+            if outcome.held_for == "share":
+                # Asked again every half second while its service holds its share: counted
+                # (email_worker_waiting_turn), not logged each time.
+                return outcome
             log.info(
                 "request processed",
                 request_id=outcome.request_id,
@@ -142,6 +147,6 @@ class Handler:
                 acked=acked,
                 held=decision.hold,
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
+                held_for=outcome.held_for,
             )
-            self.metrics.observe(outcome, acked=acked, held=decision.hold, duration_s=processed_s)
         return outcome

@@ -167,6 +167,13 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        self.waiting_turn = Counter(
+            "email_worker_waiting_turn",
+            "Deliveries held, not started, by reason: share (their service held its share of "
+            "the send-rate limiter's threads) or daily_cap (its max_per_day was reached).",
+            ["reason"],
+            registry=r,
+        )
 
     def watch_quota(self, pacer: QuotaPacer) -> None:
         """Report ``pacer``'s share of the SES quota and the live instances it counts."""
@@ -197,6 +204,8 @@ class Metrics:
         self.settled.labels("ack" if acked else "hold" if held else "nack").inc()
         if outcome.status is Status.HELD and outcome.error_message == DAILY_CAP_HELD:
             self.quota_held.inc()
+        elif outcome.held_for is not None:
+            self.waiting_turn.labels(outcome.held_for).inc()
         elif outcome.status is Status.HELD and not tenant_held(outcome):
             self.outage_held.labels("after_failure").inc()
         if outcome.ledger is not None:

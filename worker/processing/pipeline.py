@@ -22,6 +22,7 @@ import traceback
 from dataclasses import replace
 
 from worker.config.logs import get_logger
+from worker.formats.request import EmailRequest
 from worker.formats.result import ErrorCode
 from worker.processing.admission import admit
 from worker.processing.cancelling import cancel_outcome
@@ -96,6 +97,26 @@ def _process(delivery: Delivery, deps: Deps) -> Outcome:
             error_code=ErrorCode.THROTTLED,
             error_message=DAILY_CAP_HELD,
         )
+    return _take_turn(request, delivery, deps)
+
+
+def _take_turn(request: EmailRequest, delivery: Delivery, deps: Deps) -> Outcome:
+    """Send ``request`` in its service's turn: a pull delivery whose service holds its share
+    of the send-rate limiter's places waits outside."""
+    limiter = deps.send_rate
+    if limiter is None or not delivery.may_hold:
+        return _send(request, delivery, deps)
+    if not limiter.enter(request.service_id):
+        # The service holds its share of the threads waiting for the send rate: this one
+        # waits outside (leased, unclaimed), leaving the others' sends a thread.
+        return Outcome.waiting(request, "share", hold_s=0.0)
+    try:
+        return _send(request, delivery, deps)
+    finally:
+        limiter.leave(request.service_id)
+
+
+def _send(request: EmailRequest, delivery: Delivery, deps: Deps) -> Outcome:
     if deps.ledger is None:
         return send_request(request, deps)
     return send_under_claim(request, delivery, deps, deps.ledger)

@@ -17,7 +17,7 @@ from worker.formats.message import build_message, resolve_sender
 from worker.formats.request import EmailRequest, RequestRejected
 from worker.formats.result import ErrorCode
 from worker.ledger import LedgerUnavailable
-from worker.processing.admission import forbidden_attachment, sender_allowed
+from worker.processing.admission import forbidden_attachment, over_daily_cap, sender_allowed
 from worker.processing.attachment_reads import read_attachments
 from worker.processing.delivery import (
     Deps,
@@ -37,8 +37,8 @@ __all__ = ["send_request"]
 
 def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = None) -> Outcome:
     """Resolve the service's session, check the sender, build the message and send it
-    (under ``held``, the delivery's claim, if the ledger is on). A request naming a template is
-    rendered first."""
+    (under ``held``, the delivery's claim, if the ledger is on), unless it would take the
+    service past its max_per_day. A request naming a template is rendered first."""
     if request.template is not None:
         rendered = _rendered(request, deps, held)
         if isinstance(rendered, Outcome):
@@ -49,7 +49,23 @@ def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = Non
     except EmailError as error:
         deps.report(request.service_id, failed=error.retryable)
         return _failure(request, error, retries=0)
+    capped = over_daily_cap(request, session.service_config, deps)
+    if capped is not None:
+        return capped
+    sent = False
+    try:
+        outcome = _checked_and_sent(request, session, deps, held)
+        sent = bool(outcome.message_ids)
+        return outcome
+    finally:
+        if deps.daily_counts is not None:
+            deps.daily_counts.settle(request.service_id, request.recipient_count, sent=sent)
 
+
+def _checked_and_sent(
+    request: EmailRequest, session: BaseSession, deps: Deps, held: HeldClaim | None
+) -> Outcome:
+    """Apply the service's sender and attachment rules, build the message and send it."""
     config = session.service_config
     default_from = config.default_from_address if config is not None else None
     try:
@@ -156,11 +172,13 @@ def _send_with_retries(
 ) -> Outcome:
     attempts = 0
     waited_s = 0.0
+    config = session.service_config
+    weight = config.weight if config is not None else 1.0
     try:
         for attempt in deps.send_retrying:
             with attempt:
                 attempts = attempt.retry_state.attempt_number
-                waited_s += _wait_for_send_rate(request, deps)
+                waited_s += _wait_for_send_rate(request, deps, weight)
                 if not _may_send(deps, held):
                     raise _Stopped
                 message_ids = _send_once(session, message, request.service_id, deps)
@@ -205,15 +223,19 @@ def _send_once(
     return message_ids
 
 
-def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
-    """Pace sends to the configured rate; refuse, like SES throttling, when the wait is long.
-
-    Returns the seconds waited.
-    """
+def _wait_for_send_rate(request: EmailRequest, deps: Deps, weight: float) -> float:
+    """Wait for the send's turn at the configured rate, shared fairly between services by
+    ``weight``; refuse, like SES throttling, when the wait is long. Returns the seconds
+    waited."""
     if deps.send_rate is None:
         return 0.0
     wait_s = deps.send_rate.reserve(
-        request.recipient_count, max_wait_s=deps.settings.sending.deadline_s
+        request.recipient_count,
+        max_wait_s=deps.settings.sending.deadline_s,
+        service_id=request.service_id,
+        weight=weight,
+        high=request.high_priority,
+        stopping=deps.stopping,
     )
     if wait_s is None:
         # Retried with backoff like SES's own throttling, then handed back to Pub/Sub.
@@ -221,10 +243,8 @@ def _wait_for_send_rate(request: EmailRequest, deps: Deps) -> float:
             f"the worker's send rate limit ({deps.send_rate.rate_per_s:g} recipients per "
             "second, EMAIL_WORKER_SEND_RATE_PER_S) is saturated"
         )
-    if wait_s > 0:
-        deps.pause(wait_s)
-        if deps.stopping.is_set():
-            raise _Stopped  # the shutdown cut the wait short: hand it back, don't send early
+    if deps.stopping.is_set():
+        raise _Stopped  # the shutdown cut the wait short: hand it back, don't send early
     return wait_s
 
 

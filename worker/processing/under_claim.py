@@ -210,9 +210,10 @@ def _replayed(request: EmailRequest, stored: StoredResult) -> Outcome:
 
 
 def _record(held: HeldClaim, outcome: Outcome) -> None:
-    """Store a final outcome under our claim; give the claim up after a transient failure,
-    unless SES may have accepted the send."""
-    if outcome.status is Status.RETRY:
+    """Store a final outcome under our claim; give the claim up after a transient failure
+    (unless SES may have accepted the send) or when the request waits for its daily cap."""
+    # HELD here: its service's max_per_day, before any send; the claim waits for nobody.
+    if outcome.status in (Status.RETRY, Status.HELD):
         if outcome.error_code == ErrorCode.OUTCOME_UNKNOWN:
             # SES's answer was lost. The claim is kept until it expires; the delivery that
             # then takes it over settles the request from SES's events (sent, or send it).

@@ -10,7 +10,10 @@ A document is JSON::
       "allowed_from_domains": ["example.org"],       (optional)
       "attachment_prefixes": ["gs://billing-files/outgoing/"], (optional)
       "ses_tenant": "billing",                      (optional)
-      "reputation_policy": "standard"               (optional: none, standard, strict)
+      "reputation_policy": "standard",              (optional: none, standard, strict)
+      "weight": 3,                                  (optional, default 1)
+      "max_per_day": 50000,                         (optional, default none)
+      "over_daily_cap": "wait"                      (optional: "wait" or "reject")
     }
 
 ``attachment_prefixes`` are where the service's attachments by reference may be read from
@@ -22,6 +25,12 @@ without them a ``gcs`` attachment is ``attachment_forbidden``.
 apart from the other services'. Without it the service sends with no tenant, as before
 tenants existed. ``reputation_policy`` is the policy terraform gives the tenant (SES's
 ``none``, ``standard`` or ``strict``); the worker only checks it.
+
+``weight`` is the service's share of the worker's send rate when several services have sends
+waiting (a positive number; 3 against another's 1 sends three times as fast), see
+`worker.processing.send_rate`. ``max_per_day`` caps the recipients the service sends in any
+24 hours, counted over every instance (`worker.processing.daily_cap`); over it a request waits
+in Pub/Sub (``"wait"``) or is rejected with ``daily_cap_reached`` (``"reject"``).
 
 It is found through a URL template with ``{environment}`` and ``{service_id}`` placeholders,
 ``file://`` or ``gs://``.
@@ -44,6 +53,7 @@ from worker.sending.errors import ConfigurationError, TransientError
 __all__ = [
     "DEFAULT_ENVIRONMENT",
     "DEFAULT_SERVICE_CONFIG_URL",
+    "OVER_DAILY_CAP_CHOICES",
     "REPUTATION_POLICIES",
     "SERVICE_CONFIG_URL_ENV",
     "ServiceConfig",
@@ -75,11 +85,19 @@ _KNOWN_KEYS = frozenset(
         "attachment_prefixes",
         "ses_tenant",
         "reputation_policy",
+        "weight",
+        "max_per_day",
+        "over_daily_cap",
     }
 )
 # SES's rule for a tenant's name: up to 64 letters, digits, hyphens and underscores.
 _TENANT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 REPUTATION_POLICIES = ("none", "standard", "strict")
+#: What a request over its service's ``max_per_day`` does.
+OVER_DAILY_CAP_CHOICES = ("wait", "reject")
+# Bounds that catch typos (a weight of 1e9 would starve every other service).
+_MAX_WEIGHT = 1000.0
+_MAX_PER_DAY = 10**9
 _MAX_ATTACHMENT_PREFIXES = 50
 
 
@@ -98,6 +116,12 @@ class ServiceConfig:
     ses_tenant: str | None = None
     #: The tenant's reputation policy, for terraform: none, standard or strict.
     reputation_policy: str | None = None
+    #: The service's share of the send rate against other services with sends waiting.
+    weight: float = 1.0
+    #: Most recipients sent in any 24 hours (over all instances); None: no cap of its own.
+    max_per_day: int | None = None
+    #: Over ``max_per_day``: "wait" (held in Pub/Sub) or "reject" (``daily_cap_reached``).
+    over_daily_cap: str = "wait"
 
 
 def config_location(service_id: str, environment: str, template: str | None = None) -> str:
@@ -180,6 +204,10 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
     policy = document.get("reputation_policy")
     if policy is not None and policy not in REPUTATION_POLICIES:
         raise fail(f"reputation_policy must be one of {', '.join(REPUTATION_POLICIES)}")
+    try:
+        weight, max_per_day, over_daily_cap = _sharing(document)
+    except ValueError as error:
+        raise fail(str(error)) from None
     return ServiceConfig(
         service_id=service_id,
         service_role_arn=role_arn,
@@ -190,7 +218,35 @@ def parse_service_config(raw: bytes, *, service_id: str, location: str) -> Servi
         attachment_prefixes=prefixes,
         ses_tenant=tenant,
         reputation_policy=policy,
+        weight=weight,
+        max_per_day=max_per_day,
+        over_daily_cap=over_daily_cap,
     )
+
+
+def _sharing(document: Mapping[str, Any]) -> tuple[float, int | None, str]:
+    """The document's ``weight``, ``max_per_day`` and ``over_daily_cap``, checked strictly
+    (a JSON boolean is not a number here)."""
+    weight = document.get("weight", 1)
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, int | float)
+        or not 0 < weight <= _MAX_WEIGHT
+    ):
+        raise ValueError(f"weight must be a number above 0 and at most {_MAX_WEIGHT:g}")
+    max_per_day = document.get("max_per_day")
+    if max_per_day is not None and (
+        isinstance(max_per_day, bool)
+        or not isinstance(max_per_day, int)
+        or not 0 <= max_per_day <= _MAX_PER_DAY
+    ):
+        raise ValueError(f"max_per_day must be a whole number from 0 to {_MAX_PER_DAY}")
+    over = document.get("over_daily_cap", "wait")
+    if over not in OVER_DAILY_CAP_CHOICES:
+        raise ValueError('over_daily_cap must be "wait" or "reject"')
+    if "over_daily_cap" in document and max_per_day is None:
+        raise ValueError("over_daily_cap needs max_per_day")
+    return float(weight), max_per_day, over
 
 
 def _attachment_prefixes(value: Any) -> tuple[GcsPrefix, ...]:

@@ -123,6 +123,7 @@ class PullWorker:
                 message_id=message.message_id,
                 delivery_attempt=message.delivery_attempt,
                 source=source,
+                may_hold=True,
             )
             handed_back: list[bool] = []
             held: list[bool] = []
@@ -151,11 +152,12 @@ class PullWorker:
 
     def _wait_out_outage(self, held: Outcome) -> bool:
         """Wait, keeping the message leased, until the outage breaker (or, for a paused SES
-        tenant's request, that tenant's next probe) may let it start; False when the worker
-        stops meanwhile. The client library keeps renewing the lease,
-        and while every thread waits here flow control stops leasing more: the rest of the
-        backlog stays in Pub/Sub, with no delivery attempt used."""
-        wait_s = max(self._handler.seconds_until_admission(held), _HOLD_POLL_S)
+        tenant's request, that tenant's next probe) may let it start, and at least the
+        outcome's own ``hold_s`` (its service's turn or daily cap); False when the worker stops
+        meanwhile. The client library keeps renewing the lease, and while every thread waits
+        here flow control stops leasing more: the rest of the backlog stays in Pub/Sub, with no
+        delivery attempt used."""
+        wait_s = max(self._handler.seconds_until_admission(held), held.hold_s, _HOLD_POLL_S)
         return not self._stop.wait(wait_s)
 
     def _defer(self, message: Any, source: Source) -> None:

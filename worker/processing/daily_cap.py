@@ -1,0 +1,140 @@
+"""Each service's recipients sent in the last day, over every instance: its ``max_per_day``.
+
+:class:`DailyCounts` counts a worker's sends in memory and adds them to the ledger's hourly
+counters (:mod:`worker.ledger.send_counts`) every ``flush_interval_s``, in one increment per
+service and hour, from a background thread: no ledger write per email. What a service sent
+is the ledger's sum over the last day, read again at most every ``refresh_s``, plus what this
+worker has counted since, plus the sends it has under way. So one instance never goes past a
+cap; other instances' sends show up within about ``flush_interval_s + refresh_s``, and
+several instances can together overshoot a cap by what they send in that time. The hourly
+counters make the window reopen an hour at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from worker.config.logs import get_logger
+from worker.ledger import Ledger, LedgerUnavailable
+from worker.ledger.send_counts import HOUR_S, hour_of, window_hours
+
+__all__ = ["DailyCounts"]
+
+log = get_logger()
+
+
+class DailyCounts:
+    """Recipients sent per service in the last day, shared through ``ledger``."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        clock: Callable[[], float] = time.time,
+        flush_interval_s: float = 5.0,
+        refresh_s: float = 5.0,
+    ) -> None:
+        self._ledger = ledger
+        self._clock = clock
+        self._flush_interval_s = flush_interval_s
+        self._refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._pending: Counter[tuple[str, int]] = Counter()
+        # Recipients of sends under way, per service (set aside by take).
+        self._sending: Counter[str] = Counter()
+        # Per service: (hour read in, when read, the ledger's sum then plus flushes since).
+        self._known: dict[str, tuple[int, float, int]] = {}
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def take(self, service_id: str, recipients: int, cap: int | None) -> int | None:
+        """Set ``recipients`` aside for a send of ``service_id`` if they fit in ``cap`` (any
+        number fits in None) with what it sent and is sending; then None, and the send must
+        be :meth:`settle`d. Otherwise what the service sent and is sending, and nothing is
+        set aside. Raises LedgerUnavailable as :meth:`sent` does."""
+        if cap is None:  # nothing to read: a service without a cap is only counted
+            with self._lock:
+                self._sending[service_id] += recipients
+            return None
+        sent = self.sent(service_id)
+        with self._lock:
+            total = sent + self._sending[service_id]
+            if total + recipients > cap:
+                return total
+            self._sending[service_id] += recipients
+            return None
+
+    def settle(self, service_id: str, recipients: int, *, sent: bool) -> None:
+        """End a send :meth:`take` set ``recipients`` aside for: counted if ``sent``."""
+        with self._lock:
+            self._sending[service_id] -= recipients
+        if sent:
+            self.add(service_id, recipients)
+
+    def add(self, service_id: str, recipients: int) -> None:
+        """Count ``recipients`` sent by ``service_id`` now."""
+        with self._lock:
+            self._pending[(service_id, hour_of(self._clock()))] += recipients
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(
+                    target=self._flush_regularly, name="daily-counts", daemon=True
+                )
+                self._thread.start()
+
+    def sent(self, service_id: str) -> int:
+        """What ``service_id`` sent in the last day, as far as this worker knows. Raises
+        LedgerUnavailable when the ledger must be read and cannot be."""
+        now = self._clock()
+        with self._lock:
+            known = self._known.get(service_id)
+        if known is None or known[0] != hour_of(now) or now - known[1] >= self._refresh_s:
+            total = self._ledger.sent_in_hours(service_id, window_hours(now))
+            known = (hour_of(now), now, total)
+            with self._lock:
+                self._known[service_id] = known
+        with self._lock:
+            window = window_hours(now)
+            pending = sum(
+                n for (s, hour), n in self._pending.items() if s == service_id and hour in window
+            )
+        return known[2] + pending
+
+    def seconds_until_the_window_moves(self) -> float:
+        """Until the oldest hour of the window drops out of it."""
+        return HOUR_S - self._clock() % HOUR_S
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the ledger's counters (kept for the
+        next flush if the ledger cannot be reached)."""
+        with self._flushing:
+            with self._lock:
+                increments, self._pending = self._pending, Counter()
+            if not increments:
+                return
+            try:
+                self._ledger.add_send_counts(dict(increments))
+            except LedgerUnavailable as error:
+                log.warning("could not add the send counts to the ledger", error=str(error)[:300])
+                with self._lock:
+                    self._pending.update(increments)
+                return
+            with self._lock:
+                for (service_id, _hour), recipients in increments.items():
+                    known = self._known.get(service_id)
+                    if known is not None:
+                        self._known[service_id] = (known[0], known[1], known[2] + recipients)
+
+    def close(self) -> None:
+        """Stop the background flushes and flush what is left."""
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+
+    def _flush_regularly(self) -> None:
+        while not self._closed.wait(self._flush_interval_s):
+            self.flush()
