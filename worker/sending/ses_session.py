@@ -33,6 +33,7 @@ from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 from worker.sending.aws import (
     ROLE_SESSION_NAME_PATTERN,
     SES_CLIENT_CONFIG,
+    leave_throttling_to_the_worker,
     make_web_identity_session,
     refuse_blind_resends,
     sanitise_role_session_name,
@@ -52,6 +53,8 @@ from worker.sending.retry_policy import RetryPolicy
 from worker.sending.send_call import SendEmailCall
 from worker.sending.service_config import DEFAULT_ENVIRONMENT, ServiceConfig, load_service_config
 
+# The library's names (worker.session re-exports exactly these); the worker also imports
+# leave_throttled_sends_to_the_caller.
 __all__ = ["DEFAULT_AWS_REGION", "DEFAULT_ROLE_SESSION_NAME", "BaseSession", "Session"]
 
 #: The region used when neither the caller nor the service configuration names one.
@@ -294,6 +297,13 @@ class Session(BaseSession):
         except Exception as error:
             raise classify_exception(error, tenant=self.tenant_name) from error
         return str(response["MessageId"])
+
+
+def leave_throttled_sends_to_the_caller(session: Session) -> None:
+    """Make ``session`` raise SES's throttling of a send at once, without botocore's quick
+    retries, for a caller with its own paced retry (the worker: see
+    :func:`worker.sending.aws.leave_throttling_to_the_worker`). Library sessions keep them."""
+    leave_throttling_to_the_worker(session._ses)
 
 
 def _later_batch_policy() -> RetryPolicy:
