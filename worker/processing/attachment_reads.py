@@ -27,7 +27,13 @@ from worker.sending.attachment_store import ObjectVersion
 from worker.sending.envelope import MAX_RAW_MESSAGE_BYTES
 from worker.sending.errors import AttachmentChangedError, MessageTooLargeError, ThrottledError
 
-__all__ = ["encoded_size", "held_in_memory", "read_attachments"]
+__all__ = [
+    "checked_size",
+    "described_attachments",
+    "encoded_size",
+    "held_in_memory",
+    "read_attachments",
+]
 
 
 def encoded_size(size: int) -> int:
@@ -55,20 +61,15 @@ def read_attachments(
     `ThrottledError` when the memory budget stays full for longer than the send deadline,
     `ClaimLost`, and `worker.ledger.LedgerUnavailable`.
     """
-    refs = [(i, a) for i, a in enumerate(request.attachments) if isinstance(a, AttachmentRef)]
-    versions = [
-        deps.send_retrying(
-            deps.attachment_store.describe, a.location.bucket, a.location.name, _label(i)
-        )
-        for i, a in refs
-    ]
+    refs = _refs(request)
+    versions = described_attachments(request, deps)
     generations = _pinned(tuple(v.generation for v in versions), held)
     for (index, _), version, pinned in zip(refs, versions, generations, strict=True):
         if version.generation != pinned:
             raise AttachmentChangedError(
                 f"{_label(index)}: the object changed since the request was first claimed"
             )
-    budgeted = held_in_memory(_check_size(request, versions))
+    budgeted = held_in_memory(checked_size(request, versions))
     if not deps.attachment_budget.acquire(budgeted, timeout_s=deps.settings.sending.deadline_s):
         raise ThrottledError("the worker's attachment memory budget stayed full")
     try:
@@ -102,7 +103,22 @@ def _pinned(generations: tuple[int, ...], held: HeldClaim | None) -> tuple[int, 
     return pinned
 
 
-def _check_size(request: EmailRequest, versions: list[ObjectVersion]) -> int:
+def described_attachments(request: EmailRequest, deps: Deps) -> list[ObjectVersion]:
+    """Each ``gs://`` attachment's current generation and size, in the request's order
+    (storage errors raised once the send's retries ran out)."""
+    return [
+        deps.send_retrying(
+            deps.attachment_store.describe, a.location.bucket, a.location.name, _label(i)
+        )
+        for i, a in _refs(request)
+    ]
+
+
+def _refs(request: EmailRequest) -> list[tuple[int, AttachmentRef]]:
+    return [(i, a) for i, a in enumerate(request.attachments) if isinstance(a, AttachmentRef)]
+
+
+def checked_size(request: EmailRequest, versions: list[ObjectVersion]) -> int:
     """The bytes to read; `MessageTooLargeError` if, encoded, they alone exceed SES's limit
     (the whole message is measured again before the SES call)."""
     total = sum(v.size for v in versions)

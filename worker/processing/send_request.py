@@ -13,23 +13,21 @@ from dataclasses import replace
 from email.message import EmailMessage
 
 from worker.formats.addresses import Mailbox
-from worker.formats.message import build_message, resolve_sender
+from worker.formats.message import build_message
 from worker.formats.request import EmailRequest, RequestRejected
-from worker.formats.result import ErrorCode
 from worker.ledger import LedgerUnavailable
-from worker.processing.admission import forbidden_attachment, over_daily_cap, sender_allowed
+from worker.processing.admission import over_daily_cap
 from worker.processing.attachment_reads import read_attachments
-from worker.processing.delivery import (
-    Deps,
-    Outcome,
-    Status,
-    report_ledger_unavailable,
-    status_of,
-)
+from worker.processing.delivery import Deps, Outcome, Status, report_ledger_unavailable
 from worker.processing.held_claims import ClaimLost, HeldClaim
-from worker.processing.template_versions import template_version
+from worker.processing.send_checks import (
+    allowed_sender,
+    attachments_refused,
+    failure,
+    rendered,
+    session_for,
+)
 from worker.sending.errors import EmailError, TenantPausedError, ThrottledError
-from worker.sending.service_config import ServiceConfig
 from worker.sending.ses_session import BaseSession
 
 __all__ = ["send_request"]
@@ -40,15 +38,13 @@ def send_request(request: EmailRequest, deps: Deps, held: HeldClaim | None = Non
     (under ``held``, the delivery's claim, if the ledger is on), unless it would take the
     service past its max_per_day. A request naming a template is rendered first."""
     if request.template is not None:
-        rendered = _rendered(request, deps, held)
-        if isinstance(rendered, Outcome):
-            return rendered
-        request = rendered
-    try:
-        session = deps.sessions.get(request.service_id)
-    except EmailError as error:
-        deps.report(request.service_id, failed=error.retryable)
-        return _failure(request, error, retries=0)
+        templated = rendered(request, deps, held)
+        if isinstance(templated, Outcome):
+            return templated
+        request = templated
+    session = session_for(request, deps)
+    if isinstance(session, Outcome):
+        return session
     capped = over_daily_cap(request, session.service_config, deps)
     if capped is not None:
         return capped
@@ -67,19 +63,14 @@ def _checked_and_sent(
 ) -> Outcome:
     """Apply the service's sender and attachment rules, build the message and send it."""
     config = session.service_config
-    default_from = config.default_from_address if config is not None else None
+    sender = allowed_sender(request, config)
+    if isinstance(sender, Outcome):
+        return sender
+    if request.attachment_refs:
+        refused = attachments_refused(request, config)
+        return refused or _send_with_read_attachments(request, session, sender, deps, held)
     try:
-        sender = resolve_sender(request, default_from)
-        if config is not None and not sender_allowed(sender, config):
-            return Outcome.refused(
-                request,
-                ErrorCode.SENDER_NOT_ALLOWED,
-                f"service {request.service_id!r} may not send from the domain {sender.domain!r}",
-            )
-        if request.attachment_refs:
-            refused = _attachments_refused(request, config)
-            return refused or _send_with_read_attachments(request, session, sender, deps, held)
-        message = build_message(request, default_from=default_from, sender=sender)
+        message = build_message(request, sender=sender)
     except RequestRejected as error:
         return Outcome.refused(request, error.code, error.message)
     return _send_with_retries(request, session, message, deps, held)
@@ -102,61 +93,11 @@ def _send_with_read_attachments(
             del complete  # its bytes are in the message now: not held twice while it is sent
             return _send_with_retries(request, session, message, deps, held)
     except EmailError as error:
-        return _failure(request, error, retries=0)
+        return failure(request, error, retries=0)
     except ClaimLost:
         return Outcome.handed_back(request)
     except LedgerUnavailable as error:
         return report_ledger_unavailable(request, deps, error)
-
-
-def _attachments_refused(request: EmailRequest, config: ServiceConfig | None) -> Outcome | None:
-    """The refusal of a request naming a gs:// object outside its service's prefixes, decided
-    before anything is read."""
-    index = forbidden_attachment(request, config)
-    if index is None:
-        return None
-    return Outcome.refused(
-        request,
-        ErrorCode.ATTACHMENT_FORBIDDEN,
-        f"attachments[{index}].gcs is not under one of service {request.service_id!r}'s "
-        "attachment_prefixes",
-    )
-
-
-def _rendered(request: EmailRequest, deps: Deps, held: HeldClaim | None) -> EmailRequest | Outcome:
-    """``request`` with its template's subject, text and HTML, and its version and language
-    resolved; or the outcome that refuses it (or hands it back, if storage is unreachable)."""
-    # Imported here: the template modules load Jinja2, and only template requests need them.
-    from worker.sending.template_render import TemplateDataInvalid, TemplateRenderFailed
-    from worker.sending.template_store import TemplateNotFound
-
-    ref = request.template
-    assert ref is not None
-    library = deps.template_library
-    try:
-        version = template_version(request, deps, held)
-        language = ref.language or version.default_language
-        request = replace(
-            request, template=replace(ref, version=version.version, language=language)
-        )
-        rendered = library.render(version, ref.data, language)
-    except TemplateNotFound as error:
-        return Outcome.refused(request, ErrorCode.TEMPLATE_NOT_FOUND, str(error))
-    except TemplateDataInvalid as error:
-        return Outcome.refused(
-            request, ErrorCode.TEMPLATE_DATA_INVALID, f"template {ref.name!r}: {error}"
-        )
-    except TemplateRenderFailed as error:
-        return Outcome.refused(
-            request, ErrorCode.TEMPLATE_RENDER_FAILED, f"template {ref.name!r}: {error}"
-        )
-    except EmailError as error:  # storage unreachable (retried later) or misconfigured
-        return _failure(request, error, retries=0)
-    except ClaimLost:
-        return Outcome.handed_back(request)
-    except LedgerUnavailable as error:
-        return report_ledger_unavailable(request, deps, error)
-    return replace(request, subject=rendered.subject, text=rendered.text, html=rendered.html)
 
 
 class _Stopped(Exception):
@@ -189,7 +130,7 @@ def _send_with_retries(
         )
         return calls.noted_in(outcome)
     except EmailError as error:
-        outcome = _failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
+        outcome = failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
         return calls.noted_in(outcome)
     if deps.quota is not None:
         deps.quota.sent(request.recipient_count)
@@ -275,34 +216,3 @@ def _wait_for_send_rate(request: EmailRequest, deps: Deps, weight: float) -> flo
     if deps.stopping.is_set():
         raise _Stopped  # the shutdown cut the wait short: hand it back, don't send early
     return wait_s
-
-
-def _failure(
-    request: EmailRequest, error: EmailError, *, retries: int, send_rate_wait_s: float = 0.0
-) -> Outcome:
-    """The outcome of a send that failed with ``error``: a partial send, a transient failure
-    (to retry later), or the code's documented status."""
-    status: Status
-    code: str = error.code
-    text = error.message
-    if error.sent_message_ids:
-        status, code = Status.FAILED, ErrorCode.PARTIALLY_SENT
-        text = (
-            f"{len(error.sent_message_ids)} recipient batch(es) were sent before SES failed "
-            f"({error.code}); the rest were not sent, and nothing is retried to avoid duplicates"
-        )
-    elif error.retryable or isinstance(error, TenantPausedError):
-        # A paused tenant is not the request's fault: given back (held, by the pipeline).
-        status = Status.RETRY
-    else:
-        # The error code's documented status: the request's fault (rejected) or not (failed).
-        status = status_of(code)
-    return Outcome.for_request(
-        request,
-        status,
-        message_ids=error.sent_message_ids,
-        error_code=code,
-        error_message=text,
-        retries=retries,
-        send_rate_wait_s=send_rate_wait_s,
-    )
