@@ -36,7 +36,8 @@ def paused(stack: Stack, scope: str, by: str, reason: str) -> None:
 
 
 def service(console: Console, service_id: str) -> dict[str, Any]:
-    [found] = [s for s in console.json("/services")["services"] if s["service_id"] == service_id]
+    services: list[dict[str, Any]] = console.json("/services")["services"]
+    [found] = [s for s in services if s["service_id"] == service_id]
     return found
 
 
@@ -68,7 +69,8 @@ def test_the_charts_periods_are_24_hours_and_7_days_ending_now(
     counted(stack, 0, sent=2, recipients=2)
     counted(stack, 25, failed=1)
     billing = service(console, "billing")
-    assert len(billing["hourly"]) == 24 and len(billing["daily"]) == 7
+    assert len(billing["hourly"]) == 24
+    assert len(billing["daily"]) == 7
     assert billing["hourly"][-1]["sent"] == 2
     assert [d["failed"] for d in billing["daily"]] == [0, 0, 0, 0, 0, 1, 0]
     assert sum(d["sent"] for d in billing["daily"]) == 2
@@ -83,11 +85,13 @@ def test_without_recipients_there_is_no_rate_to_show(console: Console, stack: St
 def test_a_paused_service_says_who_paused_it_and_why(console: Console, stack: Stack) -> None:
     paused(stack, "shop", "reputation-breaker", "hard bounces 6.00% (30/500)")
     shop, billing = service(console, "shop"), service(console, "billing")
-    assert shop["paused"] and not billing["paused"]
+    assert shop["paused"]
+    assert not billing["paused"]
     assert shop["pause"]["by"] == "reputation-breaker"
     assert shop["pause"]["reason"] == "hard bounces 6.00% (30/500)"
     page = console.get("/services").text
-    assert "reputation-breaker" in page and "hard bounces 6.00% (30/500)" in page
+    assert "reputation-breaker" in page
+    assert "hard bounces 6.00% (30/500)" in page
 
 
 def test_a_pause_of_every_service_shows_on_each(console: Console, stack: Stack) -> None:
@@ -137,7 +141,8 @@ def test_the_html_page_draws_labelled_svg_charts_and_repeats_the_numbers_in_tabl
     assert html.count('<svg role="img"') == 8  # four charts per service
     assert '<title id="billing-hourly-counts-title">Requests per hour' in html
     assert "in all 3 sent, 0 rejected, 1 failed." in html
-    assert 'id="hourly-billing"' in html and 'id="daily-shop"' in html
+    assert 'id="hourly-billing"' in html
+    assert 'id="daily-shop"' in html
     assert "<script" not in html
     assert "charts" not in console.json("/services")["services"][0]
 

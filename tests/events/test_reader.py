@@ -20,7 +20,7 @@ from tests.support.ses_events import SesEventsQueue
 from worker.ledger import LedgerKey, MemoryLedger, SqliteLedger
 from worker.ledger.send_counts import hour_of
 from worker.ledger.service_count_stores import service_counts_of
-from worker.ledger.service_counts import ServiceCounter
+from worker.ledger.service_counter import ServiceCounter
 
 
 def counter(reader: Any, name: str, **labels: str) -> float:
@@ -244,8 +244,8 @@ def test_hard_bounces_and_complaints_are_counted_for_the_services_page(
     ledger = MemoryLedger(claim_lease_s=60)
     counts = ServiceCounter(ledger, flush_interval_s=3600)
     ses_events.put_event(ses_record("Bounce", message_id="m-1"))
-    soft = {"bounceType": "Transient", "bounceSubType": "MailboxFull"}
-    ses_events.put_event(ses_record("Bounce", message_id="m-2", **soft))
+    soft = ses_record("Bounce", message_id="m-2", bounceType="Transient", bounceSubType="General")
+    ses_events.put_event(soft)
     ses_events.put_event(ses_record("Complaint", message_id="m-3"))
     ses_events.put_event(ses_record("Delivery", message_id="m-4"))
     reader = make_reader(outcome_counts=counts)

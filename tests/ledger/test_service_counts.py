@@ -11,7 +11,8 @@ from tests.support.clock import ManualClock
 from worker.ledger import Ledger, MemoryLedger, SqliteLedger
 from worker.ledger.send_counts import HOUR_S, hour_of
 from worker.ledger.service_count_stores import service_counts_of
-from worker.ledger.service_counts import RETENTION_S, WEEK_HOURS, ServiceCounter
+from worker.ledger.service_counter import ServiceCounter
+from worker.ledger.service_counts import KINDS, RETENTION_S, WEEK_HOURS
 
 
 def week(clock: ManualClock) -> range:
@@ -102,9 +103,7 @@ def test_the_counter_flushes_by_itself_every_interval(clock: ManualClock) -> Non
         if service_counts_of(ledger).read("billing", week(clock)):
             break
         threading.Event().wait(0.05)
-    assert service_counts_of(ledger).read("billing", week(clock)) == {
-        hour_of(clock()): {"sent": 3}
-    }
+    assert service_counts_of(ledger).read("billing", week(clock)) == {hour_of(clock()): {"sent": 3}}
     counter.close()
 
 
@@ -125,3 +124,10 @@ def test_counts_a_failed_flush_could_not_write_are_kept_for_the_next(
         assert service_counts_of(ledger).read("billing", week(clock)) == {
             hour_of(clock()): {"sent": 3}
         }
+
+
+def test_the_sqlite_table_has_a_column_for_each_kind(tmp_path: Path) -> None:
+    with SqliteLedger(tmp_path / "ledger.db", claim_lease_s=60) as ledger:
+        service_counts_of(ledger)
+        columns = [row[1] for row in ledger._conn.execute("PRAGMA table_info(service_counts)")]
+    assert columns == ["service_id", "hour", *KINDS, "expire_at"]

@@ -13,7 +13,7 @@ from worker.config.settings import Settings
 from worker.ledger import MemoryLedger
 from worker.ledger.send_counts import hour_of
 from worker.ledger.service_count_stores import service_counts_of
-from worker.ledger.service_counts import ServiceCounter
+from worker.ledger.service_counter import ServiceCounter
 from worker.processing.handling import Handler
 from worker.processing.outputs import Outputs
 from worker.processing.pipeline import Delivery, Deps, Status

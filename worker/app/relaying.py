@@ -28,7 +28,7 @@ from worker.events import EventsMetrics, EventsReader, sqs_client
 from worker.events.reader import MAX_WAIT_TIME_S
 from worker.events.reputation import BREAKER_AUTHOR, ReputationBreaker, Thresholds
 from worker.ledger import ALL_SERVICES, Ledger
-from worker.ledger.service_counts import ServiceCounter
+from worker.ledger.service_counter import ServiceCounter
 from worker.ops.pausing import pause
 from worker.processing.metrics import Metrics
 

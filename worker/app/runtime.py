@@ -10,7 +10,7 @@ from worker.app.clients import Clients, open_clients
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.ledger import Ledger, MemoryLedger
-from worker.ledger.service_counts import ServiceCounter
+from worker.ledger.service_counter import ServiceCounter
 from worker.ops.topology import read_max_delivery_attempts
 from worker.processing.breaker import OutageBreaker
 from worker.processing.daily_cap import DailyCounts

@@ -69,7 +69,9 @@ def _config(sources: Sources, service_id: str) -> ServiceConfig | str:
 
 def _week(sources: Sources, service_id: str, now: float) -> dict[int, HourCounts]:
     last = hour_of(now)
-    return service_counts_of(sources.ledger).read(service_id, range(last - WEEK_HOURS + 1, last + 1))
+    return service_counts_of(sources.ledger).read(
+        service_id, range(last - WEEK_HOURS + 1, last + 1)
+    )
 
 
 def _service(
@@ -84,15 +86,15 @@ def _service(
     last = hour_of(now)
     hourly = [_period(counted, hour, 1) for hour in range(last - 23, last + 1)]
     daily = [_period(counted, first, 24) for first in range(last - WEEK_HOURS + 1, last, 24)]
-    configured = isinstance(config, ServiceConfig)
+    known = config if isinstance(config, ServiceConfig) else None
     return {
         "service_id": service_id,
         "paused": pause is not None,
         "pause": None if pause is None else _pause(pause),
-        "config_error": None if configured else config,
-        "weight": config.weight if configured else None,
+        "config_error": None if known else config,
+        "weight": known.weight if known else None,
         "share_percent": _share(config, weights),
-        "max_per_day": config.max_per_day if configured else None,
+        "max_per_day": known.max_per_day if known else None,
         # Recipients sent in max_per_day's window (worker.processing.daily_cap).
         "sent_in_cap_window": sum(
             counted.get(hour, {}).get("recipients", 0)

@@ -36,7 +36,7 @@ from worker.events.reputation import ReputationBreaker
 from worker.formats.event import EmailEvent, EventType
 from worker.formats.pubsub import Publish
 from worker.ledger import Ledger, LedgerKey, LedgerUnavailable, RecipientStatus
-from worker.ledger.service_counts import ServiceCounter
+from worker.ledger.service_counter import ServiceCounter
 
 __all__ = ["EventsReader", "statuses_of"]
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import structlog
 
 from worker.config.logs import get_logger
-from worker.ledger.service_counts import ServiceCounter
+from worker.ledger.service_counter import ServiceCounter
 from worker.processing.decisions import Decision, decide, is_last_attempt
 from worker.processing.delivery import (
     Delivery,
