@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from tests.support.console import Console, console_on, stack_ledger
+from tests.support.naughty import NAUGHTY_STRINGS
 from tests.support.worker_stack import Stack, request
 from worker.ledger import ALL_SERVICES, Pause
 from worker.ledger.send_counts import hour_of
@@ -174,3 +176,14 @@ def test_the_worker_counts_what_a_run_produced_and_the_page_shows_it(
         day = service(console, "billing")["last_24_hours"]
     assert (day["sent"], day["recipients"], day["rejected"], day["failed"]) == (2, 3, 1, 1)
     assert ledger_day == {"sent": 2, "recipients": 3}
+
+
+def test_naughty_pause_reasons_and_authors_render_as_text(console: Console, stack: Stack) -> None:
+    for naughty in NAUGHTY_STRINGS[::4]:
+        with stack_ledger(stack) as ledger:
+            ledger.remove_pause("shop")
+        paused(stack, "shop", naughty, naughty)
+        html = console.get("/services").text
+        assert str(escape(naughty)) in html
+        if "<" in naughty:
+            assert naughty not in html
