@@ -187,3 +187,10 @@ def test_naughty_pause_reasons_and_authors_render_as_text(console: Console, stac
         assert str(escape(naughty)) in html
         if "<" in naughty:
             assert naughty not in html
+
+
+def test_without_allowed_services_the_page_says_what_to_set(stack: Stack) -> None:
+    with console_on(stack, EMAIL_WORKER_ALLOWED_SERVICES="") as console:
+        response = console.get("/services")
+    assert response.status_code == 200
+    assert "EMAIL_WORKER_ALLOWED_SERVICES" in response.text
