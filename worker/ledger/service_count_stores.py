@@ -5,9 +5,10 @@
   range of the primary key. Expired rows are deleted at most once an hour, by a write.
 * Firestore: one document per service and hour (``service@hour``) in
   ``email-worker-service-counts``, each kind a field added with ``Increment``; a flush is one
-  batched write, a read one ``get_all`` by id. The TTL policy on ``expire_at`` (terraform)
-  deletes old ones. Ids begin with the service, so one hour's writes do not crowd one stretch
-  of the key space.
+  batched write, a read one ``get_all`` by id. The TTL policy on ``expire_at`` (terraform,
+  which also exempts it from indexing) deletes old ones; the hour is only in the id, so no
+  indexed field grows monotonically. Ids begin with the service, so one hour's writes do not
+  crowd one stretch of the key space.
 * Memory: a dictionary under the ledger's lock.
 """
 
@@ -192,7 +193,9 @@ class _FirestoreCounts(ServiceCountRecords):
                     fields: dict[str, Any] = {
                         kind: firestore.Increment(count) for kind, count in kinds.items()
                     }
-                    fields.update(service_id=service_id, hour=hour, expire_at=utc(expire_at(hour)))
+                    # The hour only in the id: an indexed field that only grows would make
+                    # every instance's writes land on one end of its index.
+                    fields.update(service_id=service_id, expire_at=utc(expire_at(hour)))
                     ref = self._collection.document(counter_document_id(service_id, hour))
                     batch.set(ref, fields, merge=True)
                 batch.commit(**self._ledger._call)
@@ -208,5 +211,5 @@ class _FirestoreCounts(ServiceCountRecords):
         for snapshot in snapshots:
             data = snapshot.to_dict() if snapshot.exists else None
             if data and data["expire_at"].timestamp() >= now and _present(data):
-                found[int(data["hour"])] = _present(data)
+                found[int(snapshot.id.rpartition("@")[2])] = _present(data)
         return found
