@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -18,6 +19,7 @@ from worker.processing.handling import Handler
 from worker.processing.outputs import Outputs
 from worker.processing.pipeline import Delivery, Deps, Status
 from worker.processing.send_rate import SendRateLimiter
+from worker.sending.errors import IdentityNotVerifiedError, TransientError
 from worker.sending.service_config import ServiceConfig
 from worker.sending.session_cache import SessionCache
 from worker.sending.testing import RecordingSession
@@ -196,3 +198,27 @@ def test_requests_of_services_the_worker_does_not_send_for_are_not_counted() -> 
     handler, counter = counting_handler(ledger)
     handler(delivery(service_id="stranger"), ack=lambda: None, nack=lambda: None)
     assert counted(ledger, counter, "stranger") == {}
+
+
+def test_a_failure_and_a_last_attempt_that_ran_out_count_as_failed_an_earlier_one_not() -> None:
+    ledger = MemoryLedger(claim_lease_s=60)
+    handler, counter = counting_handler(ledger)
+    handler.deps.sleep = lambda _: None
+
+    def unavailable(_: int) -> list[str]:
+        raise TransientError("SES answered 503")
+
+    def unverified(_: int) -> list[str]:
+        raise IdentityNotVerifiedError("the From domain is not verified")
+
+    for behaviour, request_id, attempt in (
+        (unavailable, "r1", 2),  # nacked: Pub/Sub delivers it again
+        (unavailable, "r2", 5),  # the last attempt: the requester is told it failed
+        (unverified, "r3", 1),
+    ):
+        handler.deps.sessions = SessionCache(
+            lambda _, b=behaviour: RecordingSession(b, service_config=CONFIG), ttl_s=60
+        )
+        late = replace(delivery(request_id=request_id), delivery_attempt=attempt)
+        handler(late, ack=lambda: None, nack=lambda: None)
+    assert counted(ledger, counter, "billing") == {"failed": 2}
