@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
@@ -200,6 +201,11 @@ def test_requests_of_services_the_worker_does_not_send_for_are_not_counted() -> 
     assert counted(ledger, counter, "stranger") == {}
 
 
+def sessions_of(behaviour: Callable[[int], list[str]]) -> Callable[[str], RecordingSession]:
+    session = RecordingSession(behaviour, service_config=CONFIG)
+    return lambda _: session
+
+
 def test_a_failure_and_a_last_attempt_that_ran_out_count_as_failed_an_earlier_one_not() -> None:
     ledger = MemoryLedger(claim_lease_s=60)
     handler, counter = counting_handler(ledger)
@@ -216,9 +222,7 @@ def test_a_failure_and_a_last_attempt_that_ran_out_count_as_failed_an_earlier_on
         (unavailable, "r2", 5),  # the last attempt: the requester is told it failed
         (unverified, "r3", 1),
     ):
-        handler.deps.sessions = SessionCache(
-            lambda _, b=behaviour: RecordingSession(b, service_config=CONFIG), ttl_s=60
-        )
+        handler.deps.sessions = SessionCache(sessions_of(behaviour), ttl_s=60)
         late = replace(delivery(request_id=request_id), delivery_attempt=attempt)
         handler(late, ack=lambda: None, nack=lambda: None)
     assert counted(ledger, counter, "billing") == {"failed": 2}
