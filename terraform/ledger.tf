@@ -18,6 +18,9 @@ locals {
   # The worker instances' heartbeats (worker/ledger/heartbeats.py).
   ledger_heartbeats_collection = "email-worker-instances"
   ledger_counts_collection     = "email-worker-send-counts"
+  # The services' hourly outcome counters (worker/ledger/service_count_stores.py), which the
+  # console's services page reads.
+  ledger_service_counts_collection = "email-worker-service-counts"
 
   # The timestamps the worker writes in every record besides expire_at. The worker reads
   # records only by id and never queries them, so their single-field indexes serve nothing;
@@ -99,6 +102,18 @@ resource "google_firestore_field" "ledger_statuses_expire_at" {
 resource "google_firestore_field" "ledger_counts_expire_at" {
   database   = google_firestore_database.ledger.name
   collection = local.ledger_counts_collection
+  field      = "expire_at"
+
+  ttl_config {}
+
+  index_config {}
+}
+
+# The services' hourly outcome counters (the console's services page, docs/console.md) carry an
+# expire_at eight days after their hour; read by document id, never queried.
+resource "google_firestore_field" "ledger_service_counts_expire_at" {
+  database   = google_firestore_database.ledger.name
+  collection = local.ledger_service_counts_collection
   field      = "expire_at"
 
   ttl_config {}

@@ -25,6 +25,9 @@ from tests.support.console_browser import (
 )
 from tests.support.naughty import NAUGHTY_STRINGS
 from tests.support.worker_stack import Stack, request
+from worker.ledger import Pause
+from worker.ledger.send_counts import hour_of
+from worker.ledger.service_count_stores import service_counts_of
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +223,54 @@ def test_naughty_strings_render_inert(page: Page, stack: Stack, watched: Watched
     expect(page.locator("#dead-letters li")).to_contain_text("<script>alert(1)</script>")
     assert page.locator(f"main :is({INJECTED})").count() == 0
     accessible(page)
+    time.sleep(0.5)  # give any injected handler its chance
+    assert watched.dialogs == []
+    assert watched.errors == []
+
+
+PAUSE_REASON = "<script>alert(1)</script> <img src=x onerror=alert(1)> </p><h1>injected</h1>"
+
+
+def ledger_last_day(stack: Stack, service_id: str) -> dict[str, int]:
+    now = hour_of(time.time())
+    with stack_ledger(stack) as ledger:
+        hours = service_counts_of(ledger).read(service_id, range(now - 23, now + 1))
+    kinds = ("sent", "rejected", "failed", "recipients")
+    return {kind: sum(h.get(kind, 0) for h in hours.values()) for kind in kinds}
+
+
+def test_the_services_page_shows_the_counts_of_a_run_as_the_ledger_holds_them_and_a_pause(
+    page: Page, stack: Stack, moto: Any, watched: Watched
+) -> None:
+    with stack.running():
+        stack.publish_as("billing", request(request_id="s-1"))
+        stack.publish_as("billing", request(request_id="s-2", to=["a@example.org", "b@x.org"]))
+        stack.publish_as("billing", request(request_id="s-3", to=[]))
+        stack.publish_as(
+            "billing", request(request_id="s-4", **{"from": "Billing <b@unverified.example>"})
+        )
+        stack.results(4)
+    with stack_ledger(stack) as ledger:
+        since = dt.datetime.now(dt.UTC)
+        ledger.add_pause(Pause("shop", since, by="reputation-breaker", reason=PAUSE_REASON))
+    expected = ledger_last_day(stack, "billing")
+    assert expected == {"sent": 2, "rejected": 1, "failed": 1, "recipients": 3}
+    page.goto("/")
+    tab_to(page, "nav-services")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Services")
+    day = page.locator('#totals-billing tr[data-period="1"]')
+    for kind, count in expected.items():
+        expect(day.locator(f'[data-field="{kind}"]')).to_have_text(str(count))
+    expect(page.locator('#service-billing [data-field="pause"]')).to_contain_text("not paused")
+    shop = page.locator("#service-shop")
+    expect(shop.locator('[data-field="paused-by"]')).to_have_text("reputation-breaker")
+    expect(shop.locator('[data-field="pause-reason"]')).to_have_text(PAUSE_REASON)
+    assert page.locator(f"main :is({INJECTED.replace('svg, ', '')})").count() == 0
+    assert page.locator("main svg[role=img]").count() == 8
+    assert page.locator("h1").count() == 1
+    accessible(page)
+    keep_screenshot(page, "services")
     time.sleep(0.5)  # give any injected handler its chance
     assert watched.dialogs == []
     assert watched.errors == []

@@ -1,9 +1,10 @@
-"""The console's ledger pages over the Firestore ledger (the emulator): a request's page and
-a recipient's lookup read the same there as in SQLite."""
+"""The console's ledger pages over the Firestore ledger (the emulator): a request's page, a
+recipient's lookup and the services page read the same there as in SQLite."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,9 @@ import pytest
 from tests.support.console import Console, console_on
 from tests.support.pubsub_emulator import unique_name
 from tests.support.worker_stack import Stack
-from worker.ledger import FirestoreLedger, LedgerKey, RecipientStatus, StoredResult
+from worker.ledger import FirestoreLedger, LedgerKey, Pause, RecipientStatus, StoredResult
+from worker.ledger.send_counts import hour_of
+from worker.ledger.service_count_stores import service_counts_of
 
 ALICE = "alice@example.org"
 
@@ -45,3 +48,18 @@ def test_a_recipient_lookup_finds_its_request_in_the_firestore_ledger(console: C
     assert [(e["service_id"], e["request_id"], e["status"]) for e in document["emails"]] == [
         ("billing", "order-7", "delivery")
     ]
+
+
+def test_the_services_page_reads_the_counters_and_pauses_of_the_firestore_ledger(
+    console: Console,
+) -> None:
+    ledger = console.sources.ledger
+    hour = hour_of(time.time())
+    service_counts_of(ledger).add({("shop", hour): {"sent": 2, "recipients": 4, "bounced": 1}})
+    ledger.add_pause(Pause("shop", dt.datetime.now(dt.UTC), by="alice", reason="incident 42"))
+    [_, shop] = console.json("/services")["services"]
+    assert (shop["last_24_hours"]["sent"], shop["last_24_hours"]["bounce_rate_percent"]) == (
+        2,
+        25.0,
+    )
+    assert (shop["pause"]["by"], shop["pause"]["reason"]) == ("alice", "incident 42")

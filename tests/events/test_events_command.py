@@ -20,6 +20,9 @@ from worker.app.cli import main
 from worker.app.relaying import long_poll_s
 from worker.config.groups import Process
 from worker.config.settings import Settings
+from worker.ledger import SqliteLedger
+from worker.ledger.send_counts import hour_of
+from worker.ledger.service_count_stores import service_counts_of
 
 
 def test_events_without_its_queue_and_role_exits_2_naming_both() -> None:
@@ -88,3 +91,37 @@ def test_the_command_publishes_events_and_stops_cleanly_on_sigterm(
     assert "alice@example.org" not in log_path.read_text()
     assert records[-1]["message"] == "stopped"
     assert ses_events.counts() == (0, 0)
+
+
+def test_hard_bounces_counted_before_a_sigterm_reach_the_ledger(
+    ses_events: SesEventsQueue,
+    events_topic: EventsTopic,
+    clean_metadata: object,
+    tmp_path: Path,
+) -> None:
+    ledger_path = tmp_path / "ledger.db"
+    env = {
+        **os.environ,
+        "EMAIL_WORKER_SES_EVENTS_QUEUE_URL": ses_events.url,
+        "EMAIL_WORKER_SES_EVENTS_ROLE_ARN": EVENTS_ROLE,
+        "EMAIL_WORKER_EVENTS_TOPIC": events_topic.topic.rsplit("/", 1)[-1],
+        "EMAIL_WORKER_SHUTDOWN_TIMEOUT_S": "4",
+        "EMAIL_WORKER_LEDGER": f"sqlite:///{ledger_path}",
+        "EMAIL_WORKER_REPUTATION_MIN_SENDS": "0",
+    }
+    log_path = tmp_path / "events.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([EMAIL_WORKER, "events"], env=env, stdout=log, stderr=log)
+    try:
+        ses_events.put_event(ses_record("Bounce"))
+        events_topic.published(timeout_s=30)
+        process.send_signal(signal.SIGTERM)  # before the counter's first 5 s flush
+        assert process.wait(timeout=15) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    now = hour_of(time.time())
+    with SqliteLedger(ledger_path, claim_lease_s=60) as ledger:
+        hours = service_counts_of(ledger).read("billing", range(now - 1, now + 1))
+    assert list(hours.values()) == [{"bounced": 1}]

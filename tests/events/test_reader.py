@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -16,7 +17,10 @@ from tests.events.conftest import (
 from tests.events.ses_records import eventbridge_body, ses_record, ses_tags
 from tests.support.fault_proxy import FaultProxy
 from tests.support.ses_events import SesEventsQueue
-from worker.ledger import LedgerKey, SqliteLedger
+from worker.ledger import LedgerKey, MemoryLedger, SqliteLedger
+from worker.ledger.send_counts import hour_of
+from worker.ledger.service_count_stores import service_counts_of
+from worker.ledger.service_counter import ServiceCounter
 
 
 def counter(reader: Any, name: str, **labels: str) -> float:
@@ -232,3 +236,21 @@ def test_an_event_the_ledger_cannot_record_is_left_to_be_received_again(
     reader.poll_once()
     assert counter(reader, "ledger_failures") == 1
     assert sum(ses_events.counts()) == 1
+
+
+def test_hard_bounces_and_complaints_are_counted_for_the_services_page(
+    ses_events: SesEventsQueue, events_topic: EventsTopic, make_reader: MakeReader
+) -> None:
+    ledger = MemoryLedger(claim_lease_s=60)
+    counts = ServiceCounter(ledger, flush_interval_s=3600)
+    ses_events.put_event(ses_record("Bounce", message_id="m-1"))
+    soft = ses_record("Bounce", message_id="m-2", bounceType="Transient", bounceSubType="General")
+    ses_events.put_event(soft)
+    ses_events.put_event(ses_record("Complaint", message_id="m-3"))
+    ses_events.put_event(ses_record("Delivery", message_id="m-4"))
+    reader = make_reader(outcome_counts=counts)
+    wait_until(lambda: reader.poll_once() == 0 and ses_events.counts() == (0, 0))
+    counts.close()
+    now = hour_of(time.time())
+    hours = service_counts_of(ledger).read("billing", range(now - 1, now + 1))
+    assert list(hours.values()) == [{"bounced": 1, "complained": 1}]

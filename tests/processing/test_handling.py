@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from structlog.testing import capture_logs
 
 from worker.config.settings import Settings
+from worker.ledger import MemoryLedger
+from worker.ledger.send_counts import hour_of
+from worker.ledger.service_count_stores import service_counts_of
+from worker.ledger.service_counter import ServiceCounter
 from worker.processing.handling import Handler
 from worker.processing.outputs import Outputs
 from worker.processing.pipeline import Delivery, Deps, Status
 from worker.processing.send_rate import SendRateLimiter
+from worker.sending.errors import IdentityNotVerifiedError, TransientError
 from worker.sending.service_config import ServiceConfig
 from worker.sending.session_cache import SessionCache
 from worker.sending.testing import RecordingSession
@@ -153,3 +161,68 @@ def test_a_delivery_waiting_for_its_services_share_is_held_counted_and_not_logge
     assert published == []
     assert [entry for entry in logs if entry["event"] == "request processed"] == []
     assert handler.metrics.waiting_turn.labels("share")._value.get() == 1
+
+
+def counting_handler(ledger: MemoryLedger) -> tuple[Handler, ServiceCounter]:
+    handler = make_handler([])
+    handler.deps.ledger = ledger
+    handler.outcome_counts = ServiceCounter(ledger, flush_interval_s=3600)
+    return handler, handler.outcome_counts
+
+
+def counted(ledger: MemoryLedger, counter: ServiceCounter, service_id: str) -> dict[str, int]:
+    counter.flush()
+    now = hour_of(time.time())
+    hours = service_counts_of(ledger).read(service_id, range(now - 1, now + 1))
+    return {kind: n for counts in hours.values() for kind, n in counts.items()}
+
+
+def test_each_finished_request_is_counted_for_its_service_sent_with_its_recipients() -> None:
+    ledger = MemoryLedger(claim_lease_s=60)
+    handler, counter = counting_handler(ledger)
+    for request_id in ("r1", "r2"):
+        handler(delivery(request_id=request_id), ack=lambda: None, nack=lambda: None)
+    handler(delivery(request_id="r3", to=[]), ack=lambda: None, nack=lambda: None)
+    assert counted(ledger, counter, "billing") == {"sent": 2, "recipients": 4, "rejected": 1}
+
+
+def test_a_result_replayed_from_the_ledger_is_not_counted_again() -> None:
+    ledger = MemoryLedger(claim_lease_s=60)
+    handler, counter = counting_handler(ledger)
+    for _ in range(3):  # Pub/Sub delivers the same request three times
+        handler(delivery(request_id="r1"), ack=lambda: None, nack=lambda: None)
+    assert counted(ledger, counter, "billing") == {"sent": 1, "recipients": 2}
+
+
+def test_requests_of_services_the_worker_does_not_send_for_are_not_counted() -> None:
+    ledger = MemoryLedger(claim_lease_s=60)
+    handler, counter = counting_handler(ledger)
+    handler(delivery(service_id="stranger"), ack=lambda: None, nack=lambda: None)
+    assert counted(ledger, counter, "stranger") == {}
+
+
+def sessions_of(behaviour: Callable[[int], list[str]]) -> Callable[[str], RecordingSession]:
+    session = RecordingSession(behaviour, service_config=CONFIG)
+    return lambda _: session
+
+
+def test_a_failure_and_a_last_attempt_that_ran_out_count_as_failed_an_earlier_one_not() -> None:
+    ledger = MemoryLedger(claim_lease_s=60)
+    handler, counter = counting_handler(ledger)
+    handler.deps.sleep = lambda _: None
+
+    def unavailable(_: int) -> list[str]:
+        raise TransientError("SES answered 503")
+
+    def unverified(_: int) -> list[str]:
+        raise IdentityNotVerifiedError("the From domain is not verified")
+
+    for behaviour, request_id, attempt in (
+        (unavailable, "r1", 2),  # nacked: Pub/Sub delivers it again
+        (unavailable, "r2", 5),  # the last attempt: the requester is told it failed
+        (unverified, "r3", 1),
+    ):
+        handler.deps.sessions = SessionCache(sessions_of(behaviour), ttl_s=60)
+        late = replace(delivery(request_id=request_id), delivery_attempt=attempt)
+        handler(late, ack=lambda: None, nack=lambda: None)
+    assert counted(ledger, counter, "billing") == {"failed": 2}

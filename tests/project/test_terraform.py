@@ -37,6 +37,7 @@ from worker.ledger.firestore_ledger import (
     HEARTBEATS_COLLECTION,
     STATUSES_COLLECTION,
 )
+from worker.ledger.service_count_stores import FIRESTORE_COLLECTION as SERVICE_COUNTS_COLLECTION
 from worker.sending.identity import TOKEN_AUDIENCE
 from worker.sending.service_config import _KNOWN_KEYS, config_location, parse_service_config
 
@@ -1298,6 +1299,15 @@ def test_the_send_counters_expire_by_a_ttl_policy_in_their_collection() -> None:
     assert field["database"] == "${google_firestore_database.ledger.name}"
     assert field["collection"] == "${local.ledger_counts_collection}"
     assert TF.locals["ledger_counts_collection"] == COUNTS_COLLECTION
+    assert field["field"] == "expire_at"
+    assert field["ttl_config"] == [{}]
+
+
+def test_the_outcome_counters_expire_by_a_ttl_policy_in_their_collection() -> None:
+    field = TF.resource("google_firestore_field", "ledger_service_counts_expire_at")
+    assert field["database"] == "${google_firestore_database.ledger.name}"
+    assert field["collection"] == "${local.ledger_service_counts_collection}"
+    assert TF.locals["ledger_service_counts_collection"] == SERVICE_COUNTS_COLLECTION
     assert field["field"] == "expire_at"
     assert field["ttl_config"] == [{}]
 

@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 
 from tests.support import fault_proxy as faults
+from tests.support.console import stack_ledger
 from tests.support.tcp_relay import TcpRelay
 from tests.support.worker_process import ResultCollector
 from tests.support.worker_stack import Stack, make_stack, request
+from worker.ledger.send_counts import hour_of
+from worker.ledger.service_count_stores import service_counts_of
 
 EMAIL_WORKER = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "email-worker")
 
@@ -111,3 +114,23 @@ def test_pull_from_a_missing_subscription_exits_1_without_a_traceback(
     worker = start_worker(stack, log_path, EMAIL_WORKER_SUBSCRIPTION="does-not-exist")
     assert worker.wait(timeout=60) == 1
     assert "Traceback" not in log_path.read_text()
+
+
+def test_a_sigterm_flushes_the_outcome_counts_to_the_ledger(
+    stack: Stack, moto: Any, tmp_path: Path
+) -> None:
+    stack.publish(request(request_id="counted-1", to=["a@example.org", "b@example.org"]))
+    stack.publish(request(request_id="counted-2", to=[]))
+    log_path = tmp_path / "worker.log"
+    with (
+        TcpRelay(stack.emulator.port, end_streams=True) as relay,
+        ResultCollector(stack.emulator, stack.results_subscription) as collector,
+    ):
+        worker = start_worker(stack, log_path, PUBSUB_EMULATOR_HOST=relay.host)
+        collector.wait_for_count(2, timeout_s=60)
+        worker.send_signal(signal.SIGTERM)  # most likely before the counter's first flush
+        assert worker.wait(timeout=20) == 0, log_path.read_text()
+    now = hour_of(time.time())
+    with stack_ledger(stack) as ledger:
+        hours = service_counts_of(ledger).read("billing", range(now - 1, now + 1))
+    assert list(hours.values()) == [{"sent": 1, "recipients": 2, "rejected": 1}]

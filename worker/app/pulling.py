@@ -33,7 +33,7 @@ def run_pull(settings: Settings) -> int:
     runtime.start_schedule_dispatch()
     return run_until_signalled(
         _Pulling(PullWorker(settings, runtime.handler, runtime.subscriber), stopping),
-        runtime.clients,
+        runtime,
         shutdown_timeout_s=settings.process.shutdown_timeout_s,
         http=health_server(settings, runtime.metrics, ready=lambda: not stopping.is_set()),
         settle_s=HAND_BACK_S,

@@ -28,6 +28,7 @@ from worker.events import EventsMetrics, EventsReader, sqs_client
 from worker.events.reader import MAX_WAIT_TIME_S
 from worker.events.reputation import BREAKER_AUTHOR, ReputationBreaker, Thresholds
 from worker.ledger import ALL_SERVICES, Ledger
+from worker.ledger.service_counter import ServiceCounter
 from worker.ops.pausing import pause
 from worker.processing.metrics import Metrics
 
@@ -81,6 +82,7 @@ def run_events(settings: Settings) -> int:
     topic = clients.topic_path(settings.topics.events_topic)
     # One registry for /metrics: the HTTP app's own counters and the reader's.
     metrics = Metrics()
+    counts = None if clients.ledger is None else ServiceCounter(clients.ledger)
     reader = EventsReader(
         sqs_client(role_arn=role_arn, queue_url=queue_url),
         queue_url=queue_url,
@@ -91,11 +93,12 @@ def run_events(settings: Settings) -> int:
         publish_timeout_s=settings.process.publish_timeout_s,
         wait_time_s=long_poll_s(settings),
         reputation=reputation_breaker(settings, clients) if breaker_on else None,
+        outcome_counts=counts,
     )
     http = health_server(settings, metrics, ready=lambda: not reader.stopping)
     log.info("reading SES events", queue=queue_url, topic=topic, long_poll_s=long_poll_s(settings))
     return run_until_signalled(
-        _ReaderLoop(reader),
+        _ReaderLoop(reader, counts),
         clients,
         shutdown_timeout_s=settings.process.shutdown_timeout_s,
         http=http,
@@ -146,12 +149,15 @@ class _ReaderLoop:
 
     abandoned = 0
 
-    def __init__(self, reader: EventsReader) -> None:
+    def __init__(self, reader: EventsReader, counts: ServiceCounter | None = None) -> None:
         self._reader = reader
+        self._counts = counts
 
     def stop(self) -> None:
         self._reader.stop()
 
     def run(self) -> int:
         self._reader.run()
+        if self._counts is not None:
+            self._counts.close()  # what the last batches counted, before the ledger closes
         return EXIT_OK if self._reader.stopping else EXIT_FAILURE

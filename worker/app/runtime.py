@@ -10,6 +10,7 @@ from worker.app.clients import Clients, open_clients
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.ledger import Ledger, MemoryLedger
+from worker.ledger.service_counter import ServiceCounter
 from worker.ops.topology import read_max_delivery_attempts
 from worker.processing.breaker import OutageBreaker
 from worker.processing.daily_cap import DailyCounts
@@ -54,16 +55,19 @@ class Runtime:
     def ledger(self) -> Ledger | None:
         return self.clients.ledger
 
-    def close(self) -> None:
-        """Stop the quota pacer (its heartbeats removed), flush pending publishes and send
-        counts, and close the clients and the ledger."""
+    def close(self, *, ledger: bool = True) -> None:
+        """Stop the quota pacer (its heartbeats removed), flush the send and outcome counts
+        and the pending publishes, and close the clients and (unless ``ledger`` is False:
+        threads left running may still use it) the ledger."""
         quota = self.handler.deps.quota
         if quota is not None:
             quota.stop()
         counts = self.handler.deps.daily_counts
         if counts is not None:
             counts.close()
-        self.clients.close()
+        if self.handler.outcome_counts is not None:
+            self.handler.outcome_counts.close()
+        self.clients.close(ledger=ledger)
 
     def start_schedule_dispatch(self) -> None:
         """Send the scheduled requests as they fall due, in a thread, until the handler's
@@ -145,7 +149,12 @@ def _build(
         )
     )
     handler = Handler(
-        deps, outputs, max_delivery_attempts=max_attempts, metrics=metrics, pauses=pauses
+        deps,
+        outputs,
+        max_delivery_attempts=max_attempts,
+        metrics=metrics,
+        pauses=pauses,
+        outcome_counts=None if clients.ledger is None else ServiceCounter(clients.ledger),
     )
     if quota is not None:
         quota.start()

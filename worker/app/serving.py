@@ -68,7 +68,7 @@ def run_serve(settings: Settings) -> int:
     )
     return run_until_signalled(
         server,
-        runtime.clients,
+        runtime,
         shutdown_timeout_s=settings.process.shutdown_timeout_s,
         settle_s=HAND_BACK_S,
     )

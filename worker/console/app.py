@@ -32,6 +32,7 @@ def console_app(sources: Sources, verifier: IapVerifier | None) -> Starlette:
             Route("/request", pages.request_page),
             Route("/recipient", pages.recipient, methods=["GET", "POST"]),
             Route("/dead-letters", pages.dead_letters),
+            Route("/services", pages.services),
             Route("/dead-letters/confirm", pages.confirm),
             Route("/dead-letters/replay", pages.replay, methods=["POST"]),
             Route("/dead-letters/purge", pages.purge, methods=["POST"]),

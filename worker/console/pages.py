@@ -18,10 +18,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from worker.config.logs import get_logger
 from worker.console import dead_letter_view as dead
+from worker.console.charts import with_charts
 from worker.console.iap import AccessDenied, Role
 from worker.console.recipient_view import recipient_document
 from worker.console.request_view import request_document
 from worker.console.security import checked_form, identity_of, require
+from worker.console.services_view import services_document
 from worker.console.sources import Sources
 
 __all__ = ["Pages"]
@@ -78,6 +80,7 @@ class Pages:
                 "request": "/request",
                 "recipient": "/recipient",
                 "dead_letters": "/dead-letters",
+                "services": "/services",
             },
         }
         return self.respond(request, "home.html", document)
@@ -113,6 +116,12 @@ class Pages:
         filters = dead.Filters.from_query(request.query_params)
         document = await run_in_threadpool(dead.list_document, self.sources, filters)
         return self.respond(request, "dead_letters.html", document)
+
+    async def services(self, request: Request) -> Response:
+        document = await run_in_threadpool(services_document, self.sources)
+        if request.query_params.get("format") != "json":
+            document = with_charts(document)
+        return self.respond(request, "services.html", document)
 
     async def confirm(self, request: Request) -> Response:
         require(request, Role.OPERATOR)

@@ -33,9 +33,10 @@ from worker.config.logs import get_logger
 from worker.events.event_metrics import EventsMetrics
 from worker.events.event_records import Dropped, MalformedEvent, read_event
 from worker.events.reputation import ReputationBreaker
-from worker.formats.event import EmailEvent
+from worker.formats.event import EmailEvent, EventType
 from worker.formats.pubsub import Publish
 from worker.ledger import Ledger, LedgerKey, LedgerUnavailable, RecipientStatus
+from worker.ledger.service_counter import ServiceCounter
 
 __all__ = ["EventsReader", "statuses_of"]
 
@@ -84,6 +85,8 @@ class EventsReader:
         sleep: How backoff waits pass (tests replace it); by default they end at :meth:`stop`.
         reputation: Counts the published events per service and pauses a service whose
             bounce or complaint rate is too high; None: no reputation breaker.
+        outcome_counts: Counts each service's hard-bounced and complaining recipients for
+            the console's services page (flushed to the ledger every few seconds).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class EventsReader:
         wait_time_s: int = MAX_WAIT_TIME_S,
         sleep: Callable[[float], object] | None = None,
         reputation: ReputationBreaker | None = None,
+        outcome_counts: ServiceCounter | None = None,
     ) -> None:
         if not 0 <= wait_time_s <= MAX_WAIT_TIME_S:
             raise ValueError(f"wait_time_s must be 0-{MAX_WAIT_TIME_S}")
@@ -113,6 +117,7 @@ class EventsReader:
         self._stopping = threading.Event()
         self._sleep = sleep if sleep is not None else self._stopping.wait
         self._reputation = reputation
+        self._outcome_counts = outcome_counts
 
     def __repr__(self) -> str:
         return f"EventsReader(topic={self._topic!r})"
@@ -237,6 +242,7 @@ class EventsReader:
             confirmed.append(message)
             if self._reputation is not None:
                 self._reputation.count(event)
+            self._count(event)
             self.metrics.published.labels(event.event_type.value).inc()
             log.info(
                 "SES event published",
@@ -250,6 +256,16 @@ class EventsReader:
                 sqs_message_id=message.sqs_message_id,
             )
         return confirmed
+
+    def _count(self, event: EmailEvent) -> None:
+        """Count a hard bounce or a complaint for its service (in memory)."""
+        counts = self._outcome_counts
+        if counts is None:
+            return
+        if event.event_type is EventType.BOUNCE and event.bounce_type == "Permanent":
+            counts.add(event.service_id, "bounced", len(event.recipients))
+        elif event.event_type is EventType.COMPLAINT:
+            counts.add(event.service_id, "complained", len(event.recipients))
 
     def _recorded(self, message: _Received, event: EmailEvent) -> bool:
         """Keep the recipients' statuses in the request ledger (``email-worker status`` reads

@@ -9,8 +9,16 @@ from collections.abc import Callable
 import structlog
 
 from worker.config.logs import get_logger
+from worker.ledger.service_counter import ServiceCounter
 from worker.processing.decisions import Decision, decide, is_last_attempt
-from worker.processing.delivery import Delivery, Deps, Outcome, Status, tenant_held
+from worker.processing.delivery import (
+    Delivery,
+    Deps,
+    LedgerEvent,
+    Outcome,
+    Status,
+    tenant_held,
+)
 from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
 from worker.processing.pause_watch import PauseWatch
@@ -32,8 +40,11 @@ class Handler:
         max_delivery_attempts: int | None,
         metrics: Metrics | None = None,
         pauses: PauseWatch | None = None,
+        outcome_counts: ServiceCounter | None = None,
     ) -> None:
         self.deps = deps
+        #: Each allowed service's finished requests, for the console's services page.
+        self.outcome_counts = outcome_counts
         #: The operators' pauses, which the transports honour (None: no ledger, no pauses).
         self.pauses = pauses
         self.outputs = outputs
@@ -107,6 +118,26 @@ class Handler:
             can_hold=can_hold,
         )
 
+    def _count(self, outcome: Outcome, decision: Decision) -> None:
+        """Count a request finished now (sent, rejected or failed, its result published or
+        dead-lettered): in memory, flushed to the ledger every few seconds. Not a result
+        replayed from the ledger (counted when it was first stored), nor a service this
+        worker does not send for."""
+        counts, service_id = self.outcome_counts, outcome.service_id
+        if (
+            counts is None
+            or service_id not in self.deps.settings.services.allowed
+            or outcome.ledger is LedgerEvent.REPLAYED
+        ):
+            return
+        if outcome.status is Status.SENT:
+            counts.add(service_id, "sent")
+            counts.add(service_id, "recipients", outcome.recipient_count)
+        elif outcome.status in (Status.REJECTED, Status.FAILED):
+            counts.add(service_id, outcome.status.value)
+        elif outcome.status is Status.RETRY and decision.publish_result:
+            counts.add(service_id, "failed")  # the last attempt: the requester is told failed
+
     def _handle(
         self,
         delivery: Delivery,
@@ -127,6 +158,7 @@ class Handler:
             decision = self._decide(delivery, outcome, can_hold=hold is not None)
             acked = self.outputs.settle(delivery, outcome, decision, ack=ack, nack=nack, hold=hold)
             self.metrics.observe(outcome, acked=acked, held=decision.hold, duration_s=processed_s)
+            self._count(outcome, decision)
             if outcome.held_for == "share":
                 # Asked again every half second while its service holds its share: counted
                 # (email_worker_waiting_turn), not logged each time.
