@@ -127,9 +127,11 @@ resource "google_cloud_run_v2_service" "console" {
 
   template {
     service_account = google_service_account.console[0].email
-    # A replay or purge of a large selection runs in the background after its page answered
-    # (its progress is on /jobs/ID, kept in the instance's memory): the CPU stays allocated,
-    # and one instance serves every page, so that each job's page finds its job.
+    # A replay or purge of a large selection runs in the background after its POST answered
+    # (its progress is streamed on /jobs/ID, kept in the instance's memory): the CPU stays
+    # allocated, one instance serves every page, so that each job's page finds its job, and a
+    # job's page may stay open for an hour.
+    timeout = "3600s"
     scaling {
       min_instance_count = 0
       max_instance_count = 1

@@ -3,12 +3,15 @@ reloading itself without script, then the outcome; and each is logged with who d
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import uvicorn
 from google.api_core.exceptions import ServiceUnavailable
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -16,11 +19,11 @@ from structlog.testing import capture_logs
 
 from tests.console.common import dead_lettered
 from tests.support.console import Console, console_on
+from tests.support.ports import free_port
 from tests.support.worker_stack import Stack
 from worker.console.jobs import INLINE_LIMIT, Job, Jobs
 from worker.console.security import CONTENT_SECURITY_POLICY
 
-REFRESH = '<meta http-equiv="refresh" content="1">'
 #: What a purge of one dead letter reports (dead_letter_view.purge_selected).
 OUTCOME: dict[str, Any] = {
     "action": "purge",
@@ -108,27 +111,63 @@ def jobs_of(console: Console) -> Jobs:
     return jobs
 
 
+@contextmanager
+def serving(app: Any) -> Iterator[int]:
+    """``app`` under uvicorn on a free loopback port, in a thread; the port."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def many_dead_letters(stack: Stack, count: int) -> list[str]:
     return [dead_lettered(stack, f"bulk-{index}") for index in range(count)]
 
 
-def test_a_running_job_s_page_reloads_itself_without_script_then_stops_reloading(
+def test_a_job_s_page_lists_its_progress_then_its_outcome_without_script_or_reloading(
     console: Console,
 ) -> None:
     release = threading.Event()
     job = jobs_of(console).start("purge", "local", 60, held_work(release, 20), lambda _: None)
-    time.sleep(0.2)
-    running = console.get(f"/jobs/{job.id}")
-    assert running.status_code == 200
-    assert REFRESH in running.text
-    assert '<progress id="progress" max="60" value="20">' in running.text
-    assert "<script" not in running.text
-    assert running.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
-    release.set()
-    wait_until_finished(job)
-    finished = console.get(f"/jobs/{job.id}")
-    assert REFRESH not in finished.text
-    assert 'Purged <span data-field="done">1</span>' in finished.text
+    threading.Timer(0.5, release.set).start()
+    response = console.get(f"/jobs/{job.id}")
+    assert response.status_code == 200
+    text = response.text
+    assert '<span data-field="processed">20</span> of 60 dealt with' in text
+    assert '<span data-field="processed">60</span> of 60 dealt with' in text
+    assert text.index("20</span> of 60") < text.index('Purged <span data-field="done">1</span>')
+    assert "<script" not in text
+    assert "http-equiv" not in text
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+
+
+def test_a_job_s_page_is_sent_as_the_job_goes_not_when_it_ends(stack: Stack) -> None:
+    # Over a real HTTP server: the progress arrives while the job is still held.
+    with console_on(stack) as console, serving(console.client.app) as port:
+        release = threading.Event()
+        job = jobs_of(console).start("purge", "local", 60, held_work(release, 20), lambda _: None)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", f"/jobs/{job.id}")
+        response = connection.getresponse()
+        received = ""
+        while "20</span> of 60 dealt with" not in received:
+            chunk = response.read1(4096)
+            assert chunk, received
+            received += chunk.decode()
+        assert not job.finished
+        release.set()
+        received += response.read().decode()
+        connection.close()
+    assert 'Purged <span data-field="done">1</span>' in received
+    assert received.rstrip().endswith("</html>")
 
 
 def test_a_large_purge_answers_at_once_with_its_job_page_and_removes_exactly_the_selection(

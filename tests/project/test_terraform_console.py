@@ -104,6 +104,7 @@ def test_the_console_runs_the_console_command_behind_iap_as_its_account() -> Non
     # Jobs (replays and purges of large selections) live in one instance's memory and run
     # after their page answered.
     assert _block(template, "scaling")["max_instance_count"] == 1
+    assert template["timeout"] == "3600s"  # a job's streamed page may stay open
     assert _block(container, "resources")["cpu_idle"] is False
 
 

@@ -1,11 +1,13 @@
 """Replays and purges of large selections, run in the background while a page shows progress.
 
 A selection of more than :data:`INLINE_LIMIT` dead letters would keep the confirming POST
-waiting for as long as the replay or purge takes. Instead it becomes a :class:`Job`, run on a
-thread of its own, and the POST answers at once with the job's page, ``/jobs/ID``: how many
-of the selection are done, refreshed by the browser itself (``<meta http-equiv="refresh">``,
-which the Content-Security-Policy leaves alone: no script runs) until the job has finished,
-then the same outcome a small selection gets.
+waiting for as long as the replay or purge takes, with nothing to show. Instead it becomes a
+:class:`Job`, run on a thread of its own, and the POST answers at once with a redirect to the
+job's page, ``/jobs/ID``. That page is streamed: it says how many of the selection are done
+each time the number changes (:meth:`Job.steps`), then the same outcome a small selection
+gets, and ends. The browser shows each line as it arrives, so progress needs no script (the
+Content-Security-Policy is unchanged) and no self-reloading page (``<meta http-equiv=
+"refresh">`` takes the pace out of the user's hands, which accessibility checks refuse).
 
 Jobs live in the console's memory: the last :data:`KEPT_JOBS` are kept, and a restart forgets
 them (what they did is in the structured log). A job's id is random, so one job's page cannot
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +30,7 @@ from worker.client.pubsub_rpc import describe_error
 from worker.config.logs import get_logger
 from worker.ledger import LedgerUnavailable
 
-__all__ = ["INLINE_LIMIT", "REFRESH_S", "Job", "Jobs"]
+__all__ = ["INLINE_LIMIT", "Job", "Jobs"]
 
 log = get_logger()
 
@@ -35,8 +38,8 @@ log = get_logger()
 INLINE_LIMIT = 50
 #: The most jobs kept (finished or not); the oldest is forgotten first.
 KEPT_JOBS = 100
-#: How often a running job's page reloads itself, in seconds.
-REFRESH_S = 1
+#: How often a job's streamed page looks for progress, in seconds.
+POLL_S = 0.25
 
 #: The work of a job: given a callback told how many more are done, returns the outcome.
 Work = Callable[[Callable[[int], None]], dict[str, Any]]
@@ -63,6 +66,19 @@ class Job:
         with self._lock:
             self.processed = min(self.total, self.processed + count)
 
+    def steps(self, poll_s: float = POLL_S) -> Iterator[dict[str, Any]]:
+        """The job's document now, then again each time more are done, until it has finished
+        (the last one yielded may be the finished job's)."""
+        shown = -1
+        while True:
+            document = self.document()
+            if document["processed"] != shown:
+                shown = document["processed"]
+                yield document
+            if document["finished"]:
+                return
+            time.sleep(poll_s)
+
     def finish(self, result: dict[str, Any] | None, error: str | None) -> None:
         with self._lock:
             if result is not None:
@@ -80,7 +96,6 @@ class Job:
                 "finished": self.finished,
                 "error": self.error,
                 "result": self.result,
-                "refresh_s": REFRESH_S,
             }
 
 

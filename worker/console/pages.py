@@ -16,7 +16,13 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 from worker.config.logs import get_logger
 from worker.console import dead_letter_view as dead
@@ -155,12 +161,24 @@ class Pages:
         return self.respond(request, "done.html", document)
 
     async def job(self, request: Request) -> Response:
-        """A replay or purge in the background: its progress, then its outcome."""
+        """A replay or purge in the background: its progress as it goes, then its outcome
+        (streamed, see :mod:`worker.console.jobs`)."""
         require(request, Role.OPERATOR)
         job = self.jobs.get(request.path_params["job_id"])
         if job is None:
             return self.respond(request, "job.html", {"found": False}, 404)
-        return self.respond(request, "job.html", {"found": True, **job.document()})
+        if request.query_params.get("format") == "json":
+            return JSONResponse({"found": True, **job.document()})
+        identity = identity_of(request)
+        chunks = self._templates.get_template("job.html").generate(
+            page={"found": True, **job.document()},
+            steps=job.steps(),
+            outcome=job.document,
+            who=identity.who,
+            operator=True,
+            csrf=request.state.csrf,
+        )
+        return StreamingResponse(chunks, media_type="text/html; charset=utf-8")
 
 
 def _job_started(request: Request, job: Job) -> Response:
