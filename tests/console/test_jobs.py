@@ -18,7 +18,9 @@ from starlette.routing import Route
 from structlog.testing import capture_logs
 
 from tests.console.common import dead_lettered
+from tests.console.test_iap import OPERATOR, VIEWER, as_user
 from tests.support.console import Console, console_on
+from tests.support.iap_keys import AUDIENCE, IapKeys
 from tests.support.ports import free_port
 from tests.support.worker_stack import Stack
 from worker.console.jobs import INLINE_LIMIT, Job, Jobs
@@ -214,3 +216,33 @@ def test_a_job_has_a_json_twin_and_a_script_gets_202_with_its_location(
 def test_an_unknown_job_is_404(console: Console) -> None:
     assert console.get("/jobs/nothing-like-it").status_code == 404
     assert console.json("/jobs/nothing-like-it") == {"found": False}
+
+
+def test_behind_iap_a_job_logs_its_operator_and_a_viewer_cannot_see_it(
+    stack: Stack, iap_keys: IapKeys
+) -> None:
+    selection = many_dead_letters(stack, INLINE_LIMIT + 1)
+    with console_on(
+        stack,
+        https=True,
+        EMAIL_WORKER_CONSOLE_IAP_AUDIENCE=AUDIENCE,
+        EMAIL_WORKER_CONSOLE_IAP_CERTS_URL=iap_keys.certs_url,
+        EMAIL_WORKER_CONSOLE_VIEWERS=VIEWER,
+        EMAIL_WORKER_CONSOLE_OPERATORS=OPERATOR,
+    ) as console:
+        operator = as_user(iap_keys.assertion(OPERATOR))
+        form = {"csrf": console.csrf_token(operator), "message_id": selection}
+        with capture_logs() as logs:
+            started = console.client.post(
+                "/dead-letters/purge", data=form, headers=operator, follow_redirects=False
+            )
+            assert started.status_code == 303
+            location = started.headers["location"]
+            job = jobs_of(console).get(location.removeprefix("/jobs/"))
+            assert job is not None
+            wait_until_finished(job, timeout_s=60)
+        viewer = as_user(iap_keys.assertion(VIEWER))
+        assert console.get(location, headers=viewer).status_code == 403
+        assert console.get(location, headers=operator).status_code == 200
+    [entry] = [e for e in logs if e["event"] == "console purge"]
+    assert (entry["who"], entry["done"]) == (OPERATOR, len(selection))
