@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV = $(UV) tool run --from checkov==$(CHECKOV_VERSION) checkov --quiet --compact --skip-download
 
-.PHONY: venv test test-fast lint lint-deploy typecheck check demo clean
+.PHONY: venv test test-fast lint lint-deploy typecheck check demo console clean
 
 venv: .venv/.synced
 
@@ -28,6 +28,10 @@ $(TOOLS)/bin/uv: tools/uv-requirements.txt
 # The whole pipeline on a local stack: demo/__main__.py starts and stops every server it needs.
 demo: venv
 	.venv/bin/python -m demo
+
+# The web console over the demo's local stack (demo/console.py), with its URL printed, until Ctrl-C.
+console: venv
+	.venv/bin/python -m demo.console
 
 test: venv
 	.venv/bin/python -m pytest $(PYTEST_ARGS)

@@ -177,3 +177,13 @@ output "ses_events_role_arn" {
   description = "ARN of the AWS role the events reader assumes with its own Google identity (EMAIL_WORKER_SES_EVENTS_ROLE_ARN); null when events_enabled is false."
   value       = one(aws_iam_role.events_reader[*].arn)
 }
+
+output "console_url" {
+  description = "URL of the web console behind IAP (console_enabled); null otherwise."
+  value       = one(google_cloud_run_v2_service.console[*].uri)
+}
+
+output "console_service_account" {
+  description = "Email of the console's service account (console_enabled); null otherwise."
+  value       = one(google_service_account.console[*].email)
+}

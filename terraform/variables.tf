@@ -821,3 +821,68 @@ variable "ses_events_max_receive_count" {
     error_message = "ses_events_max_receive_count must be a whole number from 1 to 1000, as SQS requires."
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# The web console (console.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "console_enabled" {
+  description = "Run the web console (`email-worker console`, docs/console.md) as a Cloud Run service of its own (<service_name>-console) behind Identity-Aware Proxy, as a service account that may only read the ledger, read and acknowledge the operators' dead-letter subscription and publish replays. IAP on a Cloud Run service needs the project to be in an organization whose identities sign in."
+  type        = bool
+  default     = false
+}
+
+variable "console_service_account_id" {
+  description = "Account id of the console's service account (console_enabled)."
+  type        = string
+  default     = "email-worker-console"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.console_service_account_id))
+    error_message = "console_service_account_id must be a service account id: 6-30 lower-case letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "console_viewer_groups" {
+  description = "IAM members (group:, user: or domain:) IAP lets through to the console to look (roles/iap.httpsResourceAccessor on the console service only)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for member in var.console_viewer_groups : can(regex("^(group|user|domain):.+", member))])
+    error_message = "console_viewer_groups entries must be group:, user: or domain: IAM members."
+  }
+}
+
+variable "console_operator_groups" {
+  description = "IAM members (group:, user: or domain:) IAP lets through to the console who may also replay and purge dead letters once the console knows them as operators (console_operators)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for member in var.console_operator_groups : can(regex("^(group|user|domain):.+", member))])
+    error_message = "console_operator_groups entries must be group:, user: or domain: IAM members."
+  }
+}
+
+variable "console_viewers" {
+  description = "Who the console lets look, by the address IAP signs in (EMAIL_WORKER_CONSOLE_VIEWERS): email addresses and domain:NAME entries. IAP's assertion does not name groups, so a group's members are listed here or admitted by domain. null: the user: and domain: members of console_viewer_groups."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.console_viewers == null || alltrue([for entry in(var.console_viewers == null ? [] : var.console_viewers) : can(regex("^(domain:.+|[^@:,\\s]+@[^@,\\s]+)$", entry))])
+    error_message = "console_viewers entries must be email addresses or domain:NAME."
+  }
+}
+
+variable "console_operators" {
+  description = "Who the console lets also replay and purge, by address (EMAIL_WORKER_CONSOLE_OPERATORS): email addresses and domain:NAME entries, as console_viewers. null: the user: and domain: members of console_operator_groups."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.console_operators == null || alltrue([for entry in(var.console_operators == null ? [] : var.console_operators) : can(regex("^(domain:.+|[^@:,\\s]+@[^@,\\s]+)$", entry))])
+    error_message = "console_operators entries must be email addresses or domain:NAME."
+  }
+}

@@ -57,6 +57,7 @@ PROVIDER_FREE = (
     "tenancy.tf",
     "events_routing.tf",
     "checks.tf",
+    "console_access.tf",
 )
 
 
@@ -1023,10 +1024,14 @@ def test_nothing_is_granted_project_wide_and_no_basic_role_is_used() -> None:
     # A Firestore database has no IAM policy of its own, so the worker's access to the ledger
     # database is the one project binding allowed: a member binding whose IAM condition admits
     # that database alone. Anything else at project or organisation level fails here.
-    ledger_users = {"ledger_user_worker", "ledger_user_events_reader"}
+    ledger_users = {
+        "ledger_user_worker": "roles/datastore.user",
+        "ledger_user_events_reader": "roles/datastore.user",
+        "ledger_viewer_console": "roles/datastore.viewer",
+    }
     for (type_, name), body in TF.resources.items():
         if type_ == "google_project_iam_member" and name in ledger_users:
-            assert body["role"] == "roles/datastore.user"
+            assert body["role"] == ledger_users[name]
             assert _block(body, "condition")["expression"] == LEDGER_CONDITION
             continue
         if type_ == "google_project_iam_custom_role":

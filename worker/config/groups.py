@@ -883,8 +883,9 @@ class Console:
         "EMAIL_WORKER_CONSOLE_IAP_AUDIENCE",
         None,
         _TEXT,
-        "Identity-Aware Proxy's audience for the console's backend "
-        "(`/projects/NUMBER/global/backendServices/ID` or `/projects/NUMBER/apps/PROJECT`). "
+        "Identity-Aware Proxy's audience for the console "
+        "(`/projects/NUMBER/locations/REGION/services/NAME` with IAP on the Cloud Run service, "
+        "`/projects/NUMBER/global/backendServices/ID` behind a load balancer). "
         "Set: every request must carry IAP's signed header, verified (signature, audience, "
         "issuer, expiry). Unset: no authentication, loopback only.",
     )

@@ -36,6 +36,7 @@ def console_app(sources: Sources, verifier: IapVerifier | None) -> Starlette:
             Route("/dead-letters/confirm", pages.confirm),
             Route("/dead-letters/replay", pages.replay, methods=["POST"]),
             Route("/dead-letters/purge", pages.purge, methods=["POST"]),
+            Route("/jobs/{job_id}", pages.job),
             Mount("/static", StaticFiles(packages=[("worker.console", "static")])),
         ],
         middleware=[Middleware(Guard, verifier=verifier)],

@@ -10,7 +10,7 @@ rule for the replay topic) and publishes only those it vouches for.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,13 @@ __all__ = [
 
 #: At most this many dead letters are listed on one page.
 PAGE_LIMIT = 500
+
+#: Told how many more of a selection a replay or purge has dealt with.
+Progress = Callable[[int], None]
+
+
+def _ignore(count: int) -> None:
+    """No one to tell."""
 
 
 @dataclass(frozen=True)
@@ -147,12 +154,17 @@ def _refused(sources: Sources, found: list[DeadLetter]) -> dict[str, str]:
     return unvouched_replays(found, sources.ledger, retention_days=retention_days)
 
 
-def replay_selected(sources: Sources, message_ids: Collection[str]) -> dict[str, Any]:
-    """Replay exactly these dead letters, those the ledger vouches for."""
+def replay_selected(
+    sources: Sources, message_ids: Collection[str], on_progress: Progress = _ignore
+) -> dict[str, Any]:
+    """Replay exactly these dead letters, those the ledger vouches for; ``on_progress`` is
+    told how many more have been dealt with as the replay goes."""
     queue = sources.queue()
     found = list(queue.find(message_ids).values())
     refused = _refused(sources, found)
-    report = queue.replay([d.message_id for d in found if d.message_id not in refused])
+    on_progress(len(refused) + len(set(message_ids)) - len(found))
+    acting = [d.message_id for d in found if d.message_id not in refused]
+    report = queue.replay(acting, on_progress=on_progress)
     return {
         "action": "replay",
         "target": sources.requests_topic,
@@ -165,9 +177,11 @@ def replay_selected(sources: Sources, message_ids: Collection[str]) -> dict[str,
     }
 
 
-def purge_selected(sources: Sources, message_ids: Collection[str]) -> dict[str, Any]:
-    """Delete exactly these dead letters."""
-    report = sources.queue().purge(message_ids)
+def purge_selected(
+    sources: Sources, message_ids: Collection[str], on_progress: Progress = _ignore
+) -> dict[str, Any]:
+    """Delete exactly these dead letters (``on_progress`` as for a replay)."""
+    report = sources.queue().purge(message_ids, on_progress=on_progress)
     return {
         "action": "purge",
         "target": sources.subscription,

@@ -4,7 +4,9 @@ Each handler builds one document (`request_view`, `dead_letter_view`) and :func:
 renders it with the page's template or returns it as JSON: the twin is the same data. Reads
 that block (the ledger, Pub/Sub) run in Starlette's thread pool. Actions are POSTs that pass
 :func:`~worker.console.security.checked_form` (CSRF) and need the operator role; each is
-logged with who did it and what it did (counts and message ids, never content).
+logged with who did it and what it did (counts and message ids, never content). A selection
+larger than :data:`~worker.console.jobs.INLINE_LIMIT` runs as a background job whose page,
+``/jobs/ID``, shows its progress (:mod:`worker.console.jobs`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 from worker.config.logs import get_logger
 from worker.console import dead_letter_view as dead
 from worker.console.charts import with_charts
 from worker.console.iap import AccessDenied, Role
+from worker.console.jobs import INLINE_LIMIT, Job, Jobs
 from worker.console.recipient_view import recipient_document
 from worker.console.request_view import request_document
 from worker.console.security import checked_form, identity_of, require
@@ -56,6 +65,7 @@ class Pages:
     def __init__(self, sources: Sources) -> None:
         self.sources = sources
         self._templates = template_environment()
+        self.jobs = Jobs()
 
     def respond(
         self, request: Request, template: str, document: dict[str, Any], status: int = 200
@@ -145,15 +155,77 @@ class Pages:
         ids = sorted({i for i in form.get("message_id", []) if i})
         if not ids:
             raise AccessDenied(400, "nothing_selected")
+        who = identity_of(request).who
+        if len(ids) > INLINE_LIMIT:
+            job = self.jobs.start(
+                action,
+                who,
+                len(ids),
+                lambda advance: act(self.sources, ids, advance),
+                lambda job: _log_job(job, ids),
+            )
+            return _job_started(request, job)
         document = await run_in_threadpool(act, self.sources, ids)
-        log.info(
-            f"console {action}",
-            who=identity_of(request).who,
-            selected=len(ids),
-            done=len(document["done"]),
-            refused=len(document["refused"]),
-            failed=len(document["failed"]),
-            not_found=len(document["not_found"]),
-            message_ids=document["done"],
-        )
+        _log_action(action, who, ids, document)
         return self.respond(request, "done.html", document)
+
+    async def job(self, request: Request) -> Response:
+        """A replay or purge in the background: its progress as it goes, then its outcome
+        (streamed, see :mod:`worker.console.jobs`)."""
+        require(request, Role.OPERATOR)
+        job = self.jobs.get(request.path_params["job_id"])
+        if job is None:
+            return self.respond(request, "job.html", {"found": False}, 404)
+        if request.query_params.get("format") == "json":
+            return JSONResponse({"found": True, **job.document()})
+        identity = identity_of(request)
+        chunks = self._templates.get_template("job.html").generate(
+            page={"found": True, **job.document()},
+            steps=job.steps(),
+            outcome=job.document,
+            who=identity.who,
+            operator=True,
+            csrf=request.state.csrf,
+        )
+        return StreamingResponse(chunks, media_type="text/html; charset=utf-8")
+
+
+def _job_started(request: Request, job: Job) -> Response:
+    """The answer to a POST that started ``job``: its page (303), or for scripts 202 and
+    the job's document."""
+    location = f"/jobs/{job.id}"
+    if request.query_params.get("format") == "json":
+        document = {"location": location, **job.document()}
+        return JSONResponse(document, status_code=202, headers={"Location": location})
+    return RedirectResponse(location, status_code=303)
+
+
+def _log_action(
+    action: str, who: str, ids: list[str], document: dict[str, Any], job_id: str | None = None
+) -> None:
+    """One line per replay or purge: who, how many, and the message ids done."""
+    log.info(
+        f"console {action}",
+        who=who,
+        job=job_id,
+        selected=len(ids),
+        done=len(document["done"]),
+        refused=len(document["refused"]),
+        failed=len(document["failed"]),
+        not_found=len(document["not_found"]),
+        message_ids=document["done"],
+    )
+
+
+def _log_job(job: Job, ids: list[str]) -> None:
+    if job.result is not None:
+        _log_action(job.action, job.who, ids, job.result, job.id)
+    else:
+        log.warning(
+            f"console {job.action} stopped",
+            who=job.who,
+            job=job.id,
+            selected=len(ids),
+            processed=job.processed,
+            error=job.error,
+        )
