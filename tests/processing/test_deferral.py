@@ -23,10 +23,13 @@ from worker.processing.daily_cap import DailyCounts
 from worker.processing.handling import Handler
 from worker.processing.outputs import Outputs
 from worker.processing.pipeline import Delivery, Deps, Outcome, Status
+from worker.processing.quota_pacer import PacerTerms, QuotaPacer
 from worker.processing.schedule_dispatch import ScheduleDispatcher
+from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source
 from worker.processing.tenant_pauses import TENANT_PAUSE_PROBE_S, TenantPauses
 from worker.sending.errors import TenantPausedError
+from worker.sending.quota import QuotaGroup, SendQuota
 from worker.sending.session_cache import SessionCache
 from worker.sending.testing import RecordingSession
 
@@ -187,6 +190,34 @@ def test_a_push_of_a_paused_tenant_is_deferred_to_the_next_probe_and_sent_after_
 
     assert sorted(uncapped.sent()) == ["r1", "r2"]
     assert len(uncapped.results) == 2
+
+
+def test_a_push_held_by_ses_24_hour_cap_is_deferred_until_the_next_quota_read(
+    uncapped: Worker, clock: ManualClock
+) -> None:
+    quotas = [SendQuota(14, 200, 200)]  # SES's 24-hour cap is used up
+    group = QuotaGroup("123456789012", "eu-west-2")
+    pacer = QuotaPacer(
+        SendRateLimiter(1000, clock=clock),
+        lambda: {group: lambda: quotas[-1]},
+        ledger=None,
+        instance="a",
+        terms=PacerTerms(fraction=1),
+        clock=clock,
+    )
+    pacer.tick()
+    uncapped.handler.deps.quota = pacer
+
+    outcome = uncapped.push("r1")
+    assert outcome.deferred_until == NOW + pacer.seconds_until_recheck()
+    assert (uncapped.answers, uncapped.results, uncapped.session.calls) == ([True], [], 0)
+
+    quotas.append(SendQuota(14, 200, 100))  # the window moved: room again
+    clock.now = outcome.deferred_until
+    pacer.tick()
+    uncapped.dispatcher.dispatch_due()
+    assert uncapped.sent() == ["r1"]
+    assert uncapped.session.calls == 1
 
 
 def test_without_a_ledger_a_held_push_is_handed_back_as_before(
