@@ -76,10 +76,12 @@ class Worker:
         future.set_result("id")
         return future
 
-    def push(self, request_id: str, attempt: int = 1) -> Outcome:
-        """Hand the handler a push of ``request_id``, as the push endpoint does."""
+    def push(self, request_id: str, attempt: int = 1, **fields: Any) -> Outcome:
+        """Hand the handler a push of ``request_id`` (or of ``fields``), as the push endpoint
+        does."""
         document = {"version": 1, "request_id": request_id, "to": ["a@example.net"]}
-        data = json.dumps({**document, "subject": "Hi", "text": "Hello"}).encode()
+        document = fields or {**document, "subject": "Hi", "text": "Hello"}
+        data = json.dumps(document).encode()
         delivery = Delivery(
             data,
             {},
@@ -164,6 +166,20 @@ def test_a_deferred_request_is_sent_once_when_the_daily_window_reopens(
     assert capped.session.calls == 3
     assert capped.sent() == ["r1", "r2", "r3"]
     assert capped.answers == [True] * 4
+
+
+def test_a_deferred_request_can_be_cancelled_and_is_then_never_sent(
+    capped: Worker, clock: ManualClock
+) -> None:
+    for request_id in ("r1", "r2", "r3"):
+        capped.push(request_id)
+    capped.push("r3", version=1, cancel="r3")
+    capped.push("r3")  # a redelivery of the deferred message: answered cancelled
+    clock.now = NOW + 600 + DAY_S
+
+    assert capped.dispatcher.dispatch_due() == 0
+    assert capped.session.calls == 2
+    assert [r["status"] for r in capped.results] == ["sent", "sent", "cancelled", "cancelled"]
 
 
 def test_a_push_of_a_paused_tenant_is_deferred_to_the_next_probe_and_sent_after_the_resume(
