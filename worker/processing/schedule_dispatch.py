@@ -11,8 +11,9 @@ paused tenant is deferred: due again when the hold may lift
 (:func:`~worker.processing.deferral.hold_lifts_in`), which also keeps it out of the due reads
 meanwhile. One that was nacked or otherwise held keeps its lease, which runs out in
 ``EMAIL_WORKER_SCHEDULE_LEASE_S``: then it is taken again (the backoff). One that a stopping
-worker handed back, and one of a paused service, is given back at once. The records of held
-push deliveries (:mod:`worker.processing.deferral`) are dispatched the same way.
+worker handed back is given back at once; one of a paused service is due again after
+``EMAIL_WORKER_PAUSE_POLL_S``. The records of held push deliveries
+(:mod:`worker.processing.deferral`) are dispatched the same way.
 
 Several instances (and clocks that disagree) may dispatch the same record: its lease can run
 out under a slow instance, or look run out to a fast clock. The send is once all the same,
@@ -89,7 +90,10 @@ class ScheduleDispatcher:
         try:
             pauses = self._handler.pauses
             if pauses is not None and pauses.holds(source):
-                self._book.release(key, owner=self._owner)
+                # Due again after the next read of the pauses: behind the records due now, so
+                # a paused service's many deferred requests never crowd them out.
+                due_at = self._book.clock() + self._settings.ledger.pause_poll_s
+                self._book.defer(key, owner=self._owner, due_at=due_at)
                 return
             settled: list[bool] = []
             delivery = Delivery(
