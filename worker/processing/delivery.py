@@ -84,7 +84,9 @@ class Status(enum.StrEnum):
     # one reports nothing and comes back later, to find the result.
     IN_PROGRESS = "in_progress"
     # Transient trouble while the outage breaker holds (worker.processing.breaker), or a
-    # delivery it did not let start: kept back for after the outage, not retried now.
+    # delivery it did not let start: kept back for after the outage, not retried now. Also
+    # a request held by a daily cap or a paused SES tenant (a push is then deferred into
+    # the ledger's schedule records: worker.processing.deferral).
     HELD = "held"
     # Scheduled sending (worker.processing.scheduling, .cancelling): kept for its send_at
     # (not final); cancelled (final); a cancel that could not cancel (not about the request).
