@@ -345,3 +345,82 @@ resource "google_monitoring_alert_policy" "reputation_breaker" {
 
   depends_on = [google_project_service.enabled]
 }
+
+# SES throttling (worker/processing/handling.py's `request processed` line carries ses_calls
+# and ses_throttled): the share of requests that called SES and met throttling at least once.
+# The quota pacing keeps it near zero; a lasting share over 1% means the pacing is off, SES's
+# quota dropped, or something else sends through the same account.
+resource "google_logging_metric" "ses_requests" {
+  name        = "email-worker/ses-requests"
+  description = "email-worker requests that called SES SendEmail."
+  filter      = "jsonPayload.message = \"request processed\" AND jsonPayload.ses_calls > 0"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_logging_metric" "ses_throttled_requests" {
+  name        = "email-worker/ses-throttled-requests"
+  description = "email-worker requests of which SES throttled at least one SendEmail call."
+  filter      = "jsonPayload.message = \"request processed\" AND jsonPayload.ses_throttled > 0"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "time_sleep" "ses_throttling_metrics_registered" {
+  create_duration = local.log_metric_registration_wait
+
+  triggers = {
+    requests  = google_logging_metric.ses_requests.name
+    throttled = google_logging_metric.ses_throttled_requests.name
+  }
+}
+
+resource "google_monitoring_alert_policy" "ses_throttling" {
+  display_name          = "email-worker: SES throttling"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "SES throttled more than ${var.alerts.ses_throttled_percent}% of the requests that called it, over 10 minutes"
+    condition_threshold {
+      filter             = "metric.type = \"logging.googleapis.com/user/${time_sleep.ses_throttling_metrics_registered.triggers["throttled"]}\""
+      denominator_filter = "metric.type = \"logging.googleapis.com/user/${time_sleep.ses_throttling_metrics_registered.triggers["requests"]}\""
+      comparison         = "COMPARISON_GT"
+      threshold_value    = var.alerts.ses_throttled_percent / 100
+      duration           = "600s"
+
+      aggregations {
+        alignment_period     = "600s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      denominator_aggregations {
+        alignment_period     = "600s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    subject   = "email-worker: SES throttling"
+    mime_type = "text/markdown"
+    content   = "SES answered more than ${var.alerts.ses_throttled_percent}% of the worker's requests with throttling. The worker retries them, paced, so nothing is lost, but the quota pacing is not keeping up: check that EMAIL_WORKER_QUOTA_PACING is on and the instances' heartbeats are written (email_worker_live_instances), whether SES's sending quota was lowered (aws sesv2 get-account), and whether anything else sends through the same SES account and region. ${local.runbook}"
+  }
+
+  depends_on = [google_project_service.enabled]
+}

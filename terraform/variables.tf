@@ -447,6 +447,8 @@ variable "alerts" {
                                  5 minutes (push mode; 0: any).
       failed_requests_per_hour:  more requests than this ended failed (SES refused or kept
                                  failing), or found the request ledger unavailable, in an hour.
+      ses_throttled_percent:     SES throttled more than this share of the requests that called
+                                 it, over 10 minutes.
   EOT
   type = object({
     dead_letter_age_hours    = optional(number, 24)
@@ -454,13 +456,14 @@ variable "alerts" {
     push_5xx_per_minute      = optional(number, 5)
     push_4xx_per_minute      = optional(number, 0)
     failed_requests_per_hour = optional(number, 0)
+    ses_throttled_percent    = optional(number, 1)
   })
   default = {}
 
   validation {
     condition = (var.alerts.dead_letter_age_hours > 0 && var.alerts.request_age_minutes > 0 &&
       var.alerts.push_5xx_per_minute >= 0 && var.alerts.push_4xx_per_minute >= 0 &&
-    var.alerts.failed_requests_per_hour >= 0)
+    var.alerts.failed_requests_per_hour >= 0 && var.alerts.ses_throttled_percent >= 0)
     error_message = "alerts: the ages must be positive, the rates must not be negative."
   }
 }

@@ -77,6 +77,39 @@ def test_time_spent_waiting_for_the_send_rate_limit_is_added_up() -> None:
     assert value(metrics, "email_worker_send_rate_wait_seconds_total") == 1.75
 
 
+def test_sends_ses_calls_throttling_and_waits_are_counted_per_service() -> None:
+    metrics = Metrics()
+    for outcome in (
+        Outcome(
+            Status.SENT,
+            request_id="a",
+            service_id="billing",
+            recipient_count=3,
+            ses_calls=2,
+            ses_throttled=1,
+            send_rate_wait_s=0.5,
+        ),
+        Outcome(Status.RETRY, request_id="b", service_id="billing", ses_calls=1, ses_throttled=1),
+        Outcome(Status.SENT, request_id="c", service_id="shop", recipient_count=1, ses_calls=1),
+    ):
+        metrics.observe(outcome, acked=True, duration_s=1.0)
+    assert value(metrics, "email_worker_recipients_sent_total", service_id="billing") == 3
+    assert value(metrics, "email_worker_ses_calls_total", service_id="billing") == 3
+    assert value(metrics, "email_worker_ses_throttled_total", service_id="billing") == 2
+    assert value(metrics, "email_worker_ses_throttled_total", service_id="shop") == 0
+    assert value(metrics, "email_worker_recipients_sent_total", service_id="shop") == 1
+    wait = "email_worker_service_send_rate_wait_seconds_total"
+    assert value(metrics, wait, service_id="billing") == 0.5
+
+
+def test_a_service_never_admitted_to_send_gets_no_per_service_series() -> None:
+    # A rejected request's service id may come from its body: it never becomes a label value.
+    metrics = Metrics()
+    outcome = Outcome(Status.REJECTED, request_id="r", service_id="made-up", recipient_count=1)
+    metrics.observe(outcome, acked=True, duration_s=0.1)
+    assert b"made-up" not in metrics.exposition()
+
+
 def test_confirmed_publishes_are_counted_by_result_status_and_dead_letter_code() -> None:
     metrics = Metrics()
     publish = metrics.counting(

@@ -105,6 +105,24 @@ def test_a_transient_failure_is_retried_with_backoff_then_sent() -> None:
     assert all(0 < s <= 8 for s in sleeps)
 
 
+def test_the_outcome_counts_the_ses_calls_made_and_those_ses_throttled() -> None:
+    def flaky(call: int) -> list[str]:
+        if call == 1:
+            raise errors.ThrottledError("slow down")
+        if call == 2:
+            raise errors.TransientError("unavailable")
+        return ["ses-1"]
+
+    outcome, _, _ = run(flaky)
+    assert outcome.status is Status.SENT
+    assert (outcome.ses_calls, outcome.ses_throttled) == (3, 1)
+
+
+def test_a_request_refused_before_sending_counts_no_ses_call() -> None:
+    outcome, _, _ = run(sent, {"from": "news@example.com"})
+    assert (outcome.ses_calls, outcome.ses_throttled) == (0, 0)
+
+
 def test_retries_stop_at_the_configured_attempts_and_hand_the_delivery_back() -> None:
     def throttled(_: int) -> list[str]:
         raise errors.ThrottledError("slow down")
@@ -112,6 +130,7 @@ def test_retries_stop_at_the_configured_attempts_and_hand_the_delivery_back() ->
     outcome, session, _ = run(throttled, EMAIL_WORKER_SEND_MAX_ATTEMPTS="3")
     assert (outcome.status, outcome.error_code) == (Status.RETRY, "throttled")
     assert session.calls == 3
+    assert (outcome.ses_calls, outcome.ses_throttled) == (3, 3)
 
 
 def test_a_permanent_failure_is_not_retried() -> None:

@@ -2038,6 +2038,7 @@ def test_every_alert_policy_notifies_the_channels_given_and_says_what_to_do() ->
         "worker_failures",
         "outage_holding",
         "reputation_breaker",
+        "ses_throttling",
     }
     for name, policy in policies.items():
         assert policy["notification_channels"] == "${var.notification_channels}", name
@@ -2201,6 +2202,33 @@ def test_the_worker_s_failures_are_counted_from_its_logs_and_alert() -> None:
         'metric.type = "logging.googleapis.com/user/'
         '${time_sleep.worker_failures_metric_registered.triggers["metric"]}"'
     )
+
+
+def test_ses_throttling_alerts_on_the_share_of_requests_that_met_it() -> None:
+    handling = (ROOT / "worker" / "processing" / "handling.py").read_text()
+    for field in ("ses_calls=", "ses_throttled="):
+        assert field in handling, "the filters name fields of the `request processed` line"
+    requests = TF.resource("google_logging_metric", "ses_requests")["filter"].replace('\\"', '"')
+    throttled = TF.resource("google_logging_metric", "ses_throttled_requests")["filter"]
+    assert requests == 'jsonPayload.message = "request processed" AND jsonPayload.ses_calls > 0'
+    assert throttled.replace('\\"', '"') == (
+        'jsonPayload.message = "request processed" AND jsonPayload.ses_throttled > 0'
+    )
+    policy = TF.resource("google_monitoring_alert_policy", "ses_throttling")
+    (condition,) = policy["conditions"]
+    threshold = _block(condition, "condition_threshold")
+    assert 'triggers["throttled"]' in threshold["filter"]
+    assert 'triggers["requests"]' in threshold["denominator_filter"]
+    assert threshold["threshold_value"] == "${var.alerts.ses_throttled_percent / 100}"
+    assert threshold["comparison"] == "COMPARISON_GT"
+    wait = TF.resource("time_sleep", "ses_throttling_metrics_registered")
+    assert wait["triggers"] == {
+        "requests": "${google_logging_metric.ses_requests.name}",
+        "throttled": "${google_logging_metric.ses_throttled_requests.name}",
+    }
+    alerts_type = TF.variables["alerts"]["type"]
+    assert "ses_throttled_percent" in alerts_type
+    assert "optional(number, 1)" in alerts_type.split("ses_throttled_percent")[1].splitlines()[0]
 
 
 def test_the_outage_hold_is_counted_from_its_warning_and_alerts_after_the_wait() -> None:

@@ -100,8 +100,9 @@ class SlowSes:
         request_id = request_id_of_send(proxied.body)
         with self._lock:
             since_signal = None if self._signal_at is None else time.monotonic() - self._signal_at
-            # botocore's own quick retries of a throttled call belong to that call: only a
-            # request that had no send in flight at the signal can start one late.
+            # botocore's own quick retries (of 5xx answers) belong to their call: only a
+            # request that had no send in flight at the signal can start one late. A throttled
+            # answer is not retried within the call (the worker retries it, if not stopping).
             late = (
                 since_signal is not None
                 and since_signal > GRACE_S

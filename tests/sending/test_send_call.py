@@ -20,7 +20,11 @@ import botocore.exceptions
 import botocore.session
 import pytest
 
-from worker.sending.aws import SES_CLIENT_CONFIG, refuse_blind_resends
+from worker.sending.aws import (
+    SES_CLIENT_CONFIG,
+    leave_throttling_to_the_worker,
+    refuse_blind_resends,
+)
 from worker.sending.send_call import SendEmailCall
 from worker.sending.ses_session import Session
 
@@ -195,6 +199,49 @@ def test_a_failure_that_persists_gets_the_clients_attempts_then_its_exception() 
     with pytest.raises(ses.exceptions.TooManyRequestsException):
         fast_call(ses, session, ours)(**PARAMS)
     assert len(ours.requests) == len(theirs.requests) == 4  # the call and 3 retries
+
+
+QUOTA_USED_UP = Answer(
+    400,
+    {"message": "Daily message quota exceeded"},
+    **{"x-amzn-ErrorType": "LimitExceededException"},
+)
+SLOW_DOWN = Answer(429, {"message": "slow down"}, **{"x-amzn-ErrorType": "SomethingNewException"})
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (THROTTLED, "TooManyRequestsException"),
+        (QUOTA_USED_UP, "LimitExceededException"),
+        (SLOW_DOWN, "SomethingNewException"),
+    ],
+    ids=["too many requests", "daily quota", "an unknown code with 429"],
+)
+def test_a_throttled_send_is_left_to_the_worker_after_one_attempt(
+    answer: Answer, error: str
+) -> None:
+    ses, session = client()
+    leave_throttling_to_the_worker(ses)
+    theirs = PlayBack(answer, SENT)
+    with pytest.raises(botocore.exceptions.ClientError) as raised_by_client:
+        client_call(ses, theirs, **PARAMS)
+    ours = PlayBack(answer, SENT)
+    with pytest.raises(botocore.exceptions.ClientError) as raised_by_call:
+        fast_call(ses, session, ours)(**PARAMS)
+    assert raised_by_client.value.response["Error"]["Code"] == error
+    assert raised_by_call.value.response == raised_by_client.value.response
+    assert len(ours.requests) == len(theirs.requests) == 1
+
+
+def test_provider_trouble_is_still_retried_by_botocore_when_throttling_is_left_to_the_worker() -> (
+    None
+):
+    ses, session = client()
+    leave_throttling_to_the_worker(ses)
+    http = PlayBack(UNAVAILABLE, SENT)
+    assert fast_call(ses, session, http)(**PARAMS)["MessageId"] == "0100-sent"
+    assert len(http.requests) == 2
 
 
 def test_a_connection_that_never_opened_is_retried() -> None:

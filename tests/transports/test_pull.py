@@ -97,8 +97,8 @@ def test_120_recipients_are_sent_in_three_batches(stack: Stack, moto: Any) -> No
 def test_a_throttled_second_batch_is_retried_alone_and_everyone_is_reached_once(
     stack: Stack, moto: Any, fault_proxy: Any
 ) -> None:
-    # The second batch's call and botocore's three retries are throttled; the session
-    # retries that batch alone rather than leave the request partially sent.
+    # The second batch's first four calls are throttled; the session retries that batch alone
+    # rather than leave the request partially sent.
     fault_proxy.add_rule(faults.fail_after(1, 4, faults.ses_error("TooManyRequestsException", 429)))
     send_to_120_and_check_each_is_reached_once(stack, moto)
 
@@ -146,19 +146,20 @@ def test_an_unverified_identity_fails_and_is_dead_lettered(stack: Stack, moto: A
     assert moto.sent_messages() == []
 
 
-def test_transient_throttling_is_retried_and_then_sent(
+def test_transient_throttling_is_retried_by_the_worker_s_paced_attempts_and_then_sent(
     stack: Stack, moto: Any, fault_proxy: Any
 ) -> None:
-    # botocore makes four calls per worker attempt (three retries); four throttles outlast
-    # the first attempt.
-    fault_proxy.add_rule(faults.fail_first(4, faults.ses_error("TooManyRequestsException", 429)))
+    # The worker's sessions leave SES's throttling to its own retry (botocore does not repeat
+    # the call): each throttle is one of the worker's attempts, with its backoff.
+    fault_proxy.add_rule(faults.fail_first(2, faults.ses_error("TooManyRequestsException", 429)))
     with stack.running():
         stack.publish(request())
         [result] = stack.results(1)
     assert result["status"] == "sent"
     assert result["attempt"] == 1
     assert len(moto.sent_messages()) == 1
-    assert len(stack.sleeps) == 1  # one backoff between the worker's two attempts
+    assert fault_proxy.count("ses_send") == 3
+    assert len(stack.sleeps) == 2  # one backoff before each of the worker's two retries
 
 
 def test_persistent_throttling_fails_on_the_last_attempt_and_pubsub_dead_letters_it(

@@ -16,7 +16,7 @@ from typing import Any
 from worker.client.pubsub_rpc import new_publisher, new_subscriber
 from worker.config.settings import Settings
 from worker.ledger import Ledger, open_ledger
-from worker.sending.ses_session import BaseSession, Session
+from worker.sending.ses_session import BaseSession, Session, leave_throttled_sends_to_the_caller
 from worker.sending.session_cache import SessionCache
 
 __all__ = ["Clients", "open_clients"]
@@ -78,10 +78,12 @@ def open_clients(settings: Settings, *, subscriber: bool = True, sessions: bool 
 
 def _session_cache(settings: Settings) -> SessionCache:
     def new_session(service_id: str) -> BaseSession:
-        return Session.for_service(
+        session = Session.for_service(
             service_id,
             environment=settings.services.config_environment,
             config_url=settings.services.config_url,
         )
+        leave_throttled_sends_to_the_caller(session)  # the pipeline's paced retry takes them
+        return session
 
     return SessionCache(new_session, ttl_s=settings.services.session_ttl_s)

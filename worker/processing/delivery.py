@@ -135,6 +135,10 @@ class Outcome:
     retries: int = 0
     #: Time spent waiting for EMAIL_WORKER_SEND_RATE_PER_S.
     send_rate_wait_s: float = 0.0
+    #: SES SendEmail calls this delivery made (first batches; the session retries later
+    #: batches itself), and how many of them SES answered with throttling.
+    ses_calls: int = 0
+    ses_throttled: int = 0
     #: What the request ledger said; None without a ledger or before the request was known.
     ledger: LedgerEvent | None = None
     #: Whether ``service_id`` is known to have published the request (its own topic, shared

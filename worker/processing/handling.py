@@ -141,6 +141,8 @@ class Handler:
                 recipient_count=outcome.recipient_count,
                 retries=outcome.retries,
                 send_rate_wait_ms=round(outcome.send_rate_wait_s * 1000, 1),
+                ses_calls=outcome.ses_calls,
+                ses_throttled=outcome.ses_throttled,
                 ledger=outcome.ledger.value if outcome.ledger else None,
                 publish_result=decision.publish_result,
                 dead_letter=decision.dead_letter,

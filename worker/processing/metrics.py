@@ -3,7 +3,8 @@
 Nothing is registered globally: each :class:`Metrics` has its own
 :class:`~prometheus_client.CollectorRegistry`, so every app (and every test) sees only its own
 counts. The names are documented in ``docs/push.md``. Label values come from small closed sets
-(outcome statuses, error codes, reasons, HTTP status codes), never from request content.
+(outcome statuses, error codes, reasons, HTTP status codes, and the services admitted to
+send), never from request content.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Metrics:
             "(EMAIL_WORKER_SEND_RATE_PER_S).",
             registry=r,
         )
+        self._add_per_service(r)
         self.ledger_events = Counter(
             "email_worker_ledger_events",
             "What the request ledger said per delivery: claimed, replayed (stored result "
@@ -81,6 +83,47 @@ class Metrics:
             "Deliveries being processed right now.",
             registry=r,
         )
+
+    def _add_per_service(self, r: CollectorRegistry) -> None:
+        """Each service's sends, SES calls and throttling, and waits for the send rate."""
+        self.recipients_sent = Counter(
+            "email_worker_recipients_sent",
+            "Recipients sent to, by service.",
+            ["service_id"],
+            registry=r,
+        )
+        self.ses_calls = Counter(
+            "email_worker_ses_calls",
+            "SES SendEmail calls made for a request's first batch, by service.",
+            ["service_id"],
+            registry=r,
+        )
+        self.ses_throttled = Counter(
+            "email_worker_ses_throttled",
+            "Of those, the calls SES answered with throttling, by service.",
+            ["service_id"],
+            registry=r,
+        )
+        self.service_send_rate_wait = Counter(
+            "email_worker_service_send_rate_wait_seconds",
+            "Time sends waited for their turn at the send rate, by service.",
+            ["service_id"],
+            registry=r,
+        )
+
+    def _observe_service(self, outcome: Outcome) -> None:
+        service = outcome.service_id
+        # Only a delivery admitted to send names a service allowed here (the label's values).
+        if service is None or not (outcome.ses_calls or outcome.send_rate_wait_s):
+            return
+        if outcome.status is Status.SENT:
+            self.recipients_sent.labels(service).inc(outcome.recipient_count)
+        if outcome.ses_calls:
+            self.ses_calls.labels(service).inc(outcome.ses_calls)
+        if outcome.ses_throttled:
+            self.ses_throttled.labels(service).inc(outcome.ses_throttled)
+        if outcome.send_rate_wait_s:
+            self.service_send_rate_wait.labels(service).inc(outcome.send_rate_wait_s)
 
     def _add_settlement(self, r: CollectorRegistry) -> None:
         """How deliveries were settled, and what was published for them."""
@@ -201,6 +244,7 @@ class Metrics:
             self.retries.inc(outcome.retries)
         if outcome.send_rate_wait_s:
             self.send_rate_wait.inc(outcome.send_rate_wait_s)
+        self._observe_service(outcome)
         self.settled.labels("ack" if acked else "hold" if held else "nack").inc()
         if outcome.status is Status.HELD and outcome.error_message == DAILY_CAP_HELD:
             self.quota_held.inc()

@@ -172,6 +172,7 @@ def _send_with_retries(
 ) -> Outcome:
     attempts = 0
     waited_s = 0.0
+    calls = _Calls()
     config = session.service_config
     weight = config.weight if config is not None else 1.0
     try:
@@ -181,20 +182,48 @@ def _send_with_retries(
                 waited_s += _wait_for_send_rate(request, deps, weight)
                 if not _may_send(deps, held):
                     raise _Stopped
-                message_ids = _send_once(session, message, request.service_id, deps)
+                message_ids = calls.send(session, message, request.service_id, deps)
     except _Stopped:
-        return Outcome.handed_back(request, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
+        outcome = Outcome.handed_back(
+            request, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s
+        )
+        return calls.noted_in(outcome)
     except EmailError as error:
-        return _failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
+        outcome = _failure(request, error, retries=max(attempts - 1, 0), send_rate_wait_s=waited_s)
+        return calls.noted_in(outcome)
     if deps.quota is not None:
         deps.quota.sent(request.recipient_count)
-    return Outcome.for_request(
+    outcome = Outcome.for_request(
         request,
         Status.SENT,
         message_ids=tuple(message_ids),
         retries=attempts - 1,
         send_rate_wait_s=waited_s,
     )
+    return calls.noted_in(outcome)
+
+
+class _Calls:
+    """The SES calls one delivery made, and how many SES throttled (metrics and logs)."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self.throttled = 0
+
+    def send(
+        self, session: BaseSession, message: EmailMessage, service_id: str, deps: Deps
+    ) -> list[str]:
+        self.made += 1
+        try:
+            return _send_once(session, message, service_id, deps)
+        except ThrottledError:
+            self.throttled += 1
+            raise
+
+    def noted_in(self, outcome: Outcome) -> Outcome:
+        if not self.made:
+            return outcome
+        return replace(outcome, ses_calls=self.made, ses_throttled=self.throttled)
 
 
 def _may_send(deps: Deps, held: HeldClaim | None) -> bool:

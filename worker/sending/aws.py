@@ -21,6 +21,7 @@ import botocore.session
 
 __all__ = [
     "ROLE_SESSION_NAME_PATTERN",
+    "leave_throttling_to_the_worker",
     "make_web_identity_session",
     "refuse_blind_resends",
     "sanitise_role_session_name",
@@ -79,9 +80,10 @@ def make_web_identity_session(
     return session
 
 
-#: Client settings for SES: botocore's standard retry mode (a few quick retries of throttling
-#: and 5xx with backoff) and timeouts short enough to stay inside a Pub/Sub ack deadline. The
-#: worker layers its own, longer retry policy on top.
+#: Client settings for SES: botocore's standard retry mode (a few quick retries of 5xx and
+#: dropped connections with backoff; throttling of SendEmail is left to the worker, see
+#: :func:`leave_throttling_to_the_worker`) and timeouts short enough to stay inside a Pub/Sub
+#: ack deadline. The worker layers its own, longer retry policy on top.
 SES_CLIENT_CONFIG = botocore.config.Config(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=5,
@@ -109,3 +111,33 @@ def refuse_blind_resends(ses_client: Any) -> None:
             raise caught_exception
 
     ses_client.meta.events.register_first("needs-retry.sesv2.SendEmail", no_retry_when_maybe_sent)
+
+
+# SES's codes for "too fast" (AWS_ERROR_CODES in worker.sending.provider_errors classifies
+# them as ThrottledError); an unknown code with HTTP 429 means the same.
+_THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException"}
+)
+
+
+def leave_throttling_to_the_worker(ses_client: Any) -> None:
+    """Stop botocore from repeating a SendEmail that SES throttled: the worker retries it.
+
+    botocore's standard mode would try again within the call, up to a second or two later,
+    without the worker knowing. The worker's own retry of the send waits for its turn at the
+    send rate, tells the quota pacer at once (so its AIMD cut comes one answer earlier instead
+    of after botocore's attempts), and does not start if the worker is stopping: a throttled
+    answer just before SIGTERM must not turn into an SES call after it. Raising the answer's
+    own client exception from the first ``needs-retry`` handler ends the call there, as the
+    client would have raised it after its last attempt.
+    """
+
+    def no_retry_when_throttled(response: Any = None, **_: Any) -> None:
+        if response is None:
+            return
+        http_response, parsed = response
+        code = parsed.get("Error", {}).get("Code")
+        if code in _THROTTLING_CODES or (code and http_response.status_code == 429):
+            raise ses_client.exceptions.from_code(code)(parsed, "SendEmail")
+
+    ses_client.meta.events.register_first("needs-retry.sesv2.SendEmail", no_retry_when_throttled)

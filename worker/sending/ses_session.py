@@ -33,6 +33,7 @@ from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 from worker.sending.aws import (
     ROLE_SESSION_NAME_PATTERN,
     SES_CLIENT_CONFIG,
+    leave_throttling_to_the_worker,
     make_web_identity_session,
     refuse_blind_resends,
     sanitise_role_session_name,
@@ -52,6 +53,8 @@ from worker.sending.retry_policy import RetryPolicy
 from worker.sending.send_call import SendEmailCall
 from worker.sending.service_config import DEFAULT_ENVIRONMENT, ServiceConfig, load_service_config
 
+# The library's names (worker.session re-exports exactly these); the worker also imports
+# leave_throttled_sends_to_the_caller.
 __all__ = ["DEFAULT_AWS_REGION", "DEFAULT_ROLE_SESSION_NAME", "BaseSession", "Session"]
 
 #: The region used when neither the caller nor the service configuration names one.
@@ -64,6 +67,8 @@ LATER_BATCH_ATTEMPTS = 4
 #: No new attempt at a later batch starts after this long, so that one delivery stays well
 #: inside a push request's timeout (the subscription's ack deadline).
 LATER_BATCH_DEADLINE_S = 15.0
+#: The first call and botocore's retries (``SES_CLIENT_CONFIG``'s standard mode).
+BOTOCORE_CALLS_PER_ATTEMPT = 4
 
 
 class BaseSession(abc.ABC):
@@ -135,6 +140,8 @@ class Session(BaseSession):
         self.service_config = None
         #: How waits between attempts at a later recipient batch pass (tests replace it).
         self._sleep: Callable[[float], None] = time.sleep
+        #: Attempts at a later recipient batch (more when botocore leaves throttling to us).
+        self._later_batch_attempts = LATER_BATCH_ATTEMPTS
 
         token_source = GoogleIdTokenSource(
             TOKEN_AUDIENCE, impersonate_service_account=impersonate_service_account
@@ -254,7 +261,9 @@ class Session(BaseSession):
         retrying: tenacity.Retrying | None = None
         for index, batch in batches:
             if retrying is None:
-                retrying = _later_batch_policy().retrying(sleep=self._sleep)
+                retrying = _later_batch_policy(self._later_batch_attempts).retrying(
+                    sleep=self._sleep
+                )
             try:
                 message_ids.append(retrying(self._send_batch, prepared, index, batch, tags))
             except EmailError as failure:
@@ -296,9 +305,22 @@ class Session(BaseSession):
         return str(response["MessageId"])
 
 
-def _later_batch_policy() -> RetryPolicy:
+def leave_throttled_sends_to_the_caller(session: Session) -> None:
+    """Make ``session`` raise SES's throttling of a send at once, without botocore's quick
+    retries, for a caller with its own paced retry (the worker: see
+    :func:`worker.sending.aws.leave_throttling_to_the_worker`). Library sessions keep them.
+
+    A later recipient batch cannot be left to the caller (its retry would resend the accepted
+    batches), so the session's own retry of it gets the calls botocore would have made: each
+    of its attempts was up to :data:`BOTOCORE_CALLS_PER_ATTEMPT` calls, still within
+    ``LATER_BATCH_DEADLINE_S``."""
+    leave_throttling_to_the_worker(session._ses)
+    session._later_batch_attempts = LATER_BATCH_ATTEMPTS * BOTOCORE_CALLS_PER_ATTEMPT
+
+
+def _later_batch_policy(max_attempts: int) -> RetryPolicy:
     return RetryPolicy(
-        max_attempts=LATER_BATCH_ATTEMPTS,
+        max_attempts=max_attempts,
         deadline_s=LATER_BATCH_DEADLINE_S,
         initial_backoff_s=0.5,
         max_backoff_s=4.0,
