@@ -185,3 +185,55 @@ def test_sqlite_deletes_the_records_past_their_retention(
     with sqlite3.connect(path) as conn:
         left = conn.execute("SELECT request_id FROM schedules").fetchall()
     assert left == [("later",)]
+
+
+def test_a_deferred_record_is_left_out_of_the_due_reads_until_its_new_time(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    book = schedules_of(ledger)
+    book.add(schedule())
+    book.add(schedule(LedgerKey("billing", "next"), due_in_s=130))
+    clock.now = START + 121
+    [taken] = book.take_due(owner="a", lease_s=LEASE_S, limit=1)
+
+    assert book.defer(KEY, owner="a", due_at=START + 3600)
+    clock.now = START + 131
+    # Neither leased nor due: the other record is taken, though only one is taken at a time.
+    other = LedgerKey("billing", "next")
+    assert [s.key for s in book.take_due(owner="b", lease_s=LEASE_S, limit=1)] == [other]
+    book.finish(other, owner="b")
+    clock.now = START + 3599
+    assert book.take_due(owner="b", lease_s=LEASE_S, limit=10) == []
+    clock.now = START + 3600
+    assert [s.key for s in book.take_due(owner="b", lease_s=LEASE_S, limit=10)] == [KEY]
+    assert taken.key == KEY
+
+
+def test_a_deferred_record_is_kept_the_retention_past_its_new_time(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    book = schedules_of(ledger)
+    book.add(schedule())
+    clock.now = START + 121
+    book.take_due(owner="a", lease_s=LEASE_S, limit=1)
+    book.defer(KEY, owner="a", due_at=START + 2 * RETENTION_S)
+
+    clock.now = START + 120 + RETENTION_S + 1
+    kept = book.get(KEY)
+    assert kept is not None
+    assert kept.expire_at == START + 3 * RETENTION_S
+    assert kept.state is ScheduleState.SCHEDULED
+
+
+def test_only_the_dispatcher_holding_the_record_can_defer_it(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    book = schedules_of(ledger)
+    book.add(schedule())
+    clock.now = START + 121
+    book.take_due(owner="a", lease_s=LEASE_S, limit=1)
+
+    assert not book.defer(KEY, owner="b", due_at=START + 3600)
+    kept = book.get(KEY)
+    assert kept is not None
+    assert kept.due_at == START + 120

@@ -64,3 +64,20 @@ def test_a_scheduled_or_cancelled_request_or_a_refused_cancel_is_published_and_a
     decision = decide(Outcome(status, "r1"), delivery_attempt=1, max_delivery_attempts=5)
 
     assert decision == Decision(publish_result=True, dead_letter=False, ack=True)
+
+
+@pytest.mark.parametrize("attempt", [1, 5])
+def test_a_held_request_deferred_into_the_ledger_is_acked_without_a_result(attempt: int) -> None:
+    deferred = Outcome(Status.HELD, "r1", "svc", held_for="daily_cap", deferred_until=1e9)
+
+    decision = decide(deferred, delivery_attempt=attempt, max_delivery_attempts=5)
+
+    assert decision == Decision(publish_result=False, dead_letter=False, ack=True)
+
+
+def test_a_held_push_that_was_not_deferred_is_still_nacked() -> None:
+    held = Outcome(Status.HELD, "r1", "svc", held_for="daily_cap")
+
+    decision = decide(held, delivery_attempt=1, max_delivery_attempts=5)
+
+    assert decision == Decision(publish_result=False, dead_letter=False, ack=False)

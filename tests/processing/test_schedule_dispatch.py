@@ -127,8 +127,12 @@ def test_a_paused_services_due_request_waits_and_can_still_be_cancelled_then_goe
     kept = schedules_of(worker.ledger).get(KEY)
     assert kept is not None
     assert not kept.leased(clock.now)
+    # Due again after the next read of the pauses, behind any record due now.
+    assert kept.due_at == clock.now + SETTINGS.ledger.pause_poll_s
+    assert worker.dispatcher.dispatch_due() == 0
 
     worker.ledger.remove_pause("billing")
+    clock.now += SETTINGS.ledger.pause_poll_s
     worker.dispatcher.dispatch_due()
     assert session.calls == 1
 

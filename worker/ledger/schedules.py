@@ -189,6 +189,17 @@ class Schedules:
         """Give up ``owner``'s lease, for the record to be taken again."""
         return self._change(key, owner, "release", lambda s: s)
 
+    def defer(self, key: LedgerKey, *, owner: str, due_at: float) -> bool:
+        """Give up ``owner``'s lease on a record whose request is held, making it due again
+        at ``due_at`` (kept at least the retention past it); False if not its."""
+        retention_s = self._ledger._retention_s
+
+        def later(stored: Schedule) -> Schedule:
+            expire_at = max(stored.expire_at, due_at + retention_s)
+            return replace(stored, due_at=due_at, expire_at=expire_at)
+
+        return self._change(key, owner, "defer", later)
+
     def cancel(self, key: LedgerKey) -> tuple[CancelAnswer, Schedule | None]:
         """Cancel ``key``'s record unless it is sent or being dispatched."""
 

@@ -13,6 +13,7 @@ in progress              no              no           nack [#]_
 replayed from ledger     yes (as stored) no           ack
 refused replay [#]_      no              as above     as above
 held, transport can      no              no           hold [#]_
+held and deferred [#]_   no              no           ack
 held, transport cannot   as retry        no           nack
 scheduled, cancelled,    yes             no           ack
 cancel refused
@@ -31,6 +32,11 @@ cancel refused
    none of its delivery attempts. Push cannot hold a message: its answer is a nack, which
    Pub/Sub backs off on, and the subscription's attempts are sized to outlast an outage
    (:mod:`worker.config.budget`).
+.. [#] A push held by SES's 24-hour cap, its service's ``max_per_day`` or its paused tenant,
+   stored in the ledger's schedule records to be processed again when the hold may lift
+   (``Outcome.deferred_until``, :mod:`worker.processing.deferral`): acked once stored, with
+   no result, as a held pull delivery publishes none; its final result comes from the
+   dispatch that sends (or refuses) it.
 
 Acking always waits until the publishes it depends on are confirmed; a failed publish turns
 the ack into a nack (see :mod:`worker.processing.outputs`).
@@ -75,6 +81,8 @@ def decide(
 ) -> Decision:
     """The decision for ``outcome`` on the given delivery attempt; ``can_hold``: whether the
     transport can keep the message without an answer (pull) or not (push)."""
+    if outcome.status is Status.HELD and outcome.deferred_until is not None:
+        return Decision(publish_result=False, dead_letter=False, ack=True)
     if outcome.status is Status.HELD and can_hold:
         return Decision(publish_result=False, dead_letter=False, ack=False, hold=True)
     if outcome.status is Status.IN_PROGRESS:

@@ -70,6 +70,9 @@ class Delivery:
     #: Whether the transport can keep the message while it waits (pull): a service over its
     #: share of the worker's threads is then held outside the send-rate limiter.
     may_hold: bool = False
+    #: Whether a held request is deferred into the ledger's schedule records and its message
+    #: acked (push, which cannot keep a message: :mod:`worker.processing.deferral`).
+    defer_held: bool = False
 
 
 class Status(enum.StrEnum):
@@ -81,7 +84,9 @@ class Status(enum.StrEnum):
     # one reports nothing and comes back later, to find the result.
     IN_PROGRESS = "in_progress"
     # Transient trouble while the outage breaker holds (worker.processing.breaker), or a
-    # delivery it did not let start: kept back for after the outage, not retried now.
+    # delivery it did not let start: kept back for after the outage, not retried now. Also
+    # a request held by a daily cap or a paused SES tenant (a push is then deferred into
+    # the ledger's schedule records: worker.processing.deferral).
     HELD = "held"
     # Scheduled sending (worker.processing.scheduling, .cancelling): kept for its send_at
     # (not final); cancelled (final); a cancel that could not cancel (not about the request).
@@ -149,6 +154,9 @@ class Outcome:
     held_for: str | None = None
     #: How long a HELD delivery should wait before it is processed again (at least).
     hold_s: float = 0.0
+    #: For a HELD request deferred into the ledger's schedule records: when it is due again
+    #: (epoch seconds). Its message is then acked (:mod:`worker.processing.deferral`).
+    deferred_until: float | None = None
 
     @classmethod
     def for_request(

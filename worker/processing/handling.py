@@ -182,5 +182,6 @@ class Handler:
                 held=decision.hold,
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
                 held_for=outcome.held_for,
+                deferred_until=outcome.deferred_until,
             )
         return outcome

@@ -6,6 +6,8 @@
    that its service may send it (tenancy, the allowed services, a replay's ledger record);
    a cancel message is answered before (:mod:`~worker.processing.cancelling`), and a request
    whose ``send_at`` is ahead is kept for then (:mod:`~worker.processing.scheduling`);
+   a push held by a cap or a paused tenant is kept in the ledger until the hold may lift
+   (:mod:`~worker.processing.deferral`);
 2. unless the worker is stopping, either (with a ledger)
    :func:`~worker.processing.under_claim.send_under_claim`: claim the request, send it unless
    the ledger says otherwise, record the outcome;
@@ -26,6 +28,7 @@ from worker.formats.request import EmailRequest
 from worker.formats.result import ErrorCode
 from worker.processing.admission import admit
 from worker.processing.cancelling import cancel_outcome
+from worker.processing.deferral import deferred
 from worker.processing.delivery import (
     DAILY_CAP_HELD,
     Delivery,
@@ -52,7 +55,10 @@ def process(delivery: Delivery, deps: Deps) -> Outcome:
         if outcome.status is Status.RETRY and (deps.holding or tenant_held(outcome)):
             # The trouble is everyone's, or SES paused the service's tenant: keep the
             # delivery for after it.
-            return replace(outcome, status=Status.HELD)
+            outcome = replace(outcome, status=Status.HELD)
+        if outcome.status is Status.HELD and delivery.defer_held:
+            # A push cannot be kept: it is kept in the ledger instead, if it may be.
+            return deferred(outcome, delivery, deps)
         return outcome
     except Exception as error:  # a bug must not take the worker down or loop the message
         # The exception's text may quote the request, so only its type and place are logged.

@@ -6,10 +6,14 @@ with a lease (:meth:`~worker.ledger.schedules.Schedules.take_due`) and hands eac
 :class:`~worker.processing.delivery.Delivery` from its service (``scheduled``: send now), to
 the same :class:`~worker.processing.handling.Handler` the transports call: tenancy, the outage
 breaker, the send rate and the ledger's claim apply as to any delivery, and its result is
-published as any other. A record whose delivery was acked is finished. One that was nacked or
-held keeps its lease, which runs out in ``EMAIL_WORKER_SCHEDULE_LEASE_S``: then it is taken
-again (the backoff). One that a stopping worker handed back, and one of a paused service,
-is given back at once.
+published as any other. A record whose delivery was acked is finished. One held by a cap or a
+paused tenant is deferred: due again when the hold may lift
+(:func:`~worker.processing.deferral.hold_lifts_in`), which also keeps it out of the due reads
+meanwhile. One that was nacked or otherwise held keeps its lease, which runs out in
+``EMAIL_WORKER_SCHEDULE_LEASE_S``: then it is taken again (the backoff). One that a stopping
+worker handed back is given back at once; one of a paused service is due again after
+``EMAIL_WORKER_PAUSE_POLL_S``. The records of held push deliveries
+(:mod:`worker.processing.deferral`) are dispatched the same way.
 
 Several instances (and clocks that disagree) may dispatch the same record: its lease can run
 out under a slow instance, or look run out to a fast clock. The send is once all the same,
@@ -27,10 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 from worker.config.logs import get_logger
 from worker.config.settings import Settings
 from worker.formats.result import ErrorCode
-from worker.ledger import Ledger, LedgerUnavailable
+from worker.ledger import Ledger, LedgerKey, LedgerUnavailable
 from worker.ledger.schedule_stores import schedules_of
 from worker.ledger.schedules import Schedule
-from worker.processing.delivery import Delivery
+from worker.processing.deferral import hold_lifts_in
+from worker.processing.delivery import Delivery, Outcome
 from worker.processing.handling import Handler
 from worker.processing.tenancy import SHARED, Source
 
@@ -85,7 +90,10 @@ class ScheduleDispatcher:
         try:
             pauses = self._handler.pauses
             if pauses is not None and pauses.holds(source):
-                self._book.release(key, owner=self._owner)
+                # Due again after the next read of the pauses: behind the records due now, so
+                # a paused service's many deferred requests never crowd them out.
+                due_at = self._book.clock() + self._settings.ledger.pause_poll_s
+                self._book.defer(key, owner=self._owner, due_at=due_at)
                 return
             settled: list[bool] = []
             delivery = Delivery(
@@ -105,9 +113,19 @@ class ScheduleDispatcher:
                 self._book.finish(key, owner=self._owner)
             elif outcome.error_code == ErrorCode.WORKER_STOPPED:
                 self._book.release(key, owner=self._owner)  # for another instance at once
+            else:
+                self._defer_if_held(key, outcome)
         except LedgerUnavailable as error:
             # The lease runs out, and the record is taken again.
             log.warning("a scheduled request's record could not be updated", error=str(error)[:300])
+
+    def _defer_if_held(self, key: LedgerKey, outcome: Outcome) -> None:
+        """Make a record whose request a cap or a paused tenant holds due again when the hold
+        may lift; any other stays leased until its lease runs out."""
+        wait_s = hold_lifts_in(outcome, self._handler.deps)
+        if wait_s is not None:
+            due_at = self._book.clock() + max(wait_s, self._poll_s)
+            self._book.defer(key, owner=self._owner, due_at=due_at)
 
     def _source(self, service_id: str) -> Source:
         """Who published it: the service, whose own topic carried it when it arrived."""

@@ -8,6 +8,8 @@ Pub/Sub sends each message as a JSON envelope::
 and treats 2xx answers as acks and anything else as nacks (redelivered with backoff). So the
 handler's ack becomes ``204 No Content`` and its nack ``503`` (``429`` when SES throttled),
 exactly the decisions the pull transport carries out (see :mod:`worker.processing.decisions`).
+A request held by a daily cap or a paused SES tenant, which pull would keep leased, is
+deferred into the ledger's schedule records and acked (:mod:`worker.processing.deferral`).
 
 Requests are refused before anything is processed: a bad or missing token gets 401/403, a
 content type other than JSON 415, a body larger than Pub/Sub can send 413, an envelope
@@ -295,7 +297,7 @@ class PushEndpoint:
         answers: list[bool] = []
         try:
             outcome = self._handler(
-                replace(envelope.delivery, source=source),
+                replace(envelope.delivery, source=source, defer_held=True),
                 ack=lambda: answers.append(True),
                 nack=lambda: answers.append(False),
             )
