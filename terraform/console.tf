@@ -37,6 +37,8 @@ locals {
     "EMAIL_WORKER_SUBSCRIPTION",
     "EMAIL_WORKER_REQUESTS_TOPIC",
     "EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION",
+    # The services page shows each service's weight and max_per_day from its document.
+    "EMAIL_WORKER_SERVICE_CONFIG_URL",
   ]
   console_managed_env = merge(
     { for name in local.console_shared_env : name => local.managed_env[name] },
@@ -92,6 +94,16 @@ resource "google_project_iam_member" "ledger_viewer_console" {
     description = "Documents of the Firestore database ${google_firestore_database.ledger.name} only."
     expression  = "resource.name == \"projects/${var.project_id}/databases/${google_firestore_database.ledger.name}\""
   }
+}
+
+# The services page reads the services' configuration documents (weight, max_per_day): read
+# access to the documents the worker reads, which hold role ARNs and sender rules, no secret.
+resource "google_storage_bucket_iam_member" "config_viewer_console" {
+  count = var.console_enabled ? 1 : 0
+
+  bucket = google_storage_bucket.config.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.console[0].member
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber_console" {

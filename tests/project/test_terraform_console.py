@@ -36,6 +36,7 @@ def _target(body: dict[str, Any]) -> str:
         body.get("topic")
         or body.get("subscription")
         or body.get("name")
+        or body.get("bucket")
         or _block(body, "condition")["expression"]
     )
 
@@ -48,7 +49,7 @@ def test_the_console_is_off_unless_enabled() -> None:
             assert "var.console_enabled" in switch, (type_, name)
 
 
-def test_the_console_account_may_read_the_ledger_and_dead_letters_and_publish_replays_only() -> (
+def test_the_console_account_reads_the_ledger_dead_letters_and_configs_and_publishes_replays() -> (
     None
 ):
     grants = {
@@ -67,6 +68,12 @@ def test_the_console_account_may_read_the_ledger_and_dead_letters_and_publish_re
             "google_pubsub_topic_iam_member",
             "roles/pubsub.publisher",
             "${local.console_replay_topic}",
+        ),
+        # The services page: each service's weight and max_per_day.
+        (
+            "google_storage_bucket_iam_member",
+            "roles/storage.objectViewer",
+            "${google_storage_bucket.config.name}",
         ),
     }
     # Replays go where `email-worker dlq replay` sends them: never a service's topic.
