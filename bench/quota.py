@@ -236,7 +236,8 @@ def drain_phase(bench: Run) -> list[str]:
     psutil.cpu_percent()  # from here
     while quota.accepted_calls - accepted0 < args.requests:
         bench.check_workers()
-    took = time.monotonic() - started
+    ended = time.monotonic()
+    took = ended - started
     accepted = quota.accepted_calls - accepted0
     throttled = quota.throttled_calls - throttled0
     rate, share = accepted / took, throttled / (accepted + throttled)
@@ -245,6 +246,8 @@ def drain_phase(bench: Run) -> list[str]:
         f"drain: {accepted} sends in {took:.1f} s = {rate:.1f}/s = {rate / args.rate:.3f} R; "
         f"{throttled} of {accepted + throttled} SES calls throttled ({share:.2%})"
     )
+    print(f"  first seconds: {timeline(quota, started, started + 8)}")
+    print(f"  last seconds: {timeline(quota, ended - 6, ended)}")
     problems = []
     if rate < 0.97 * args.rate:
         problems.append(f"drain rate {rate / args.rate:.3f} R < 0.97 R")
