@@ -53,11 +53,12 @@ class Worker:
         self.ledger = SqliteLedger(path, claim_lease_s=60, clock=clock)
         self.results: list[dict[str, Any]] = []
         self.answers: list[bool] = []
+        self.daily_counts = DailyCounts(self.ledger, clock=clock)
         deps = Deps(
             SETTINGS,
             SessionCache(lambda _: self.session, ttl_s=60),
             ledger=self.ledger,
-            daily_counts=DailyCounts(self.ledger, clock=clock),
+            daily_counts=self.daily_counts,
             tenant_pauses=TenantPauses(clock=clock),
         )
         outputs = Outputs(self._publish, results_topic="r", dead_letter_topic="d", timeout_s=5)
@@ -106,6 +107,9 @@ def clock() -> ManualClock:
 def worker_with(tmp_path: Path, clock: ManualClock, max_per_day: int | None) -> Iterator[Worker]:
     made = Worker(tmp_path / "ledger.db", clock, max_per_day=max_per_day)
     yield made
+    # As the runtime closes them: the counts' flushing thread stops before the ledger closes
+    # (left running, it would log its failed writes into later tests' output).
+    made.daily_counts.close()
     made.ledger.close()
 
 
