@@ -18,6 +18,7 @@ from worker.processing.quota_pacer import (
     PacerTerms,
     QuotaPacer,
 )
+from worker.processing.rate_split import FLOOR, HEADROOM
 from worker.processing.send_rate import SendRateLimiter
 from worker.sending.errors import AccessDeniedError
 from worker.sending.quota import QuotaGroup, SendQuota
@@ -62,6 +63,24 @@ def shared_ledger(clock: ManualClock) -> MemoryLedger:
     return MemoryLedger(claim_lease_s=30, clock=lambda: 1_800_000_000.0 + clock.now)
 
 
+def wanting_more(paced: QuotaPacer) -> QuotaPacer:
+    """Make a send wait for its turn at ``paced``'s rate: its instance wants more than it has
+    (one send takes the bucket into debt, the next must wait and is handed back)."""
+    paced.limiter.request(int(paced.limiter.rate_per_s) + 1, max_wait_s=0.0)
+    assert paced.limiter.request(1, max_wait_s=0.0) is None
+    return paced
+
+
+def sending(paced: QuotaPacer, clock: ManualClock, recipients: int, over_s: float) -> None:
+    """``recipients`` sent through ``paced``'s limiter evenly over ``over_s``, none waiting."""
+    start = clock.now
+    for sent in range(1, recipients + 1):
+        clock.now = start + over_s * sent / recipients
+        ticket = paced.limiter.request(1, max_wait_s=0.0)
+        assert ticket is not None
+        assert ticket.granted
+
+
 def test_alone_an_instance_paces_at_the_accounts_max_send_rate() -> None:
     clock = ManualClock()
     alone = pacer(Account(rate=200), clock)
@@ -82,9 +101,9 @@ def test_live_instances_split_the_rate_between_them() -> None:
     pacers = [pacer(account, clock, ledger=ledger, instance=name) for name in "abcd"]
     for each in pacers:
         each.tick()
-    clock.now += 5  # the next count sees all four
+    clock.now += 5  # the next count sees all four, each with more to send than its share
     for each in pacers:
-        each.tick()
+        wanting_more(each).tick()
     assert [each.rate_per_s for each in pacers] == [50] * 4
 
 
@@ -111,11 +130,11 @@ def test_an_instance_that_stops_cleanly_leaves_its_share_at_the_others_next_coun
     a.tick()
     b.tick()
     clock.now += 5
-    a.tick()
+    wanting_more(a).tick()
     assert a.rate_per_s == 100
     b.stop()
     clock.now += 5
-    a.tick()
+    wanting_more(a).tick()
     assert a.rate_per_s == 200
 
 
@@ -239,7 +258,7 @@ def test_an_unreachable_ledger_keeps_the_last_instance_count() -> None:
     a.tick()
     b.tick()
     clock.now += 5
-    a.tick()
+    wanting_more(a).tick()
 
     def unavailable(*args: object, **kwargs: object) -> None:
         raise LedgerUnavailable("down")
@@ -311,7 +330,7 @@ def test_a_new_instance_count_applies_in_full_and_forgets_the_cuts_before_it() -
     b.tick()
     a.throttled()
     clock.now += 5
-    a.tick()
+    wanting_more(a).tick()
     assert a.rate_per_s == 100
 
 
@@ -328,3 +347,77 @@ def test_throttled_answers_just_after_a_new_share_are_the_old_shares_and_cut_not
     clock.now += 2 * CUT_COOLDOWN_S
     paced.throttled()
     assert paced.rate_per_s == pytest.approx(50 * DECREASE)
+
+
+def test_an_idle_instance_lends_all_but_a_floor_of_its_share_to_a_busy_one() -> None:
+    clock = ManualClock()
+    account, ledger = Account(rate=200), shared_ledger(clock)
+    busy, idle = (pacer(account, clock, ledger=ledger, instance=name) for name in "ab")
+    busy.tick()
+    idle.tick()
+    clock.now += 5
+    idle.tick()  # sent nothing and never waited
+    wanting_more(busy).tick()
+    assert idle.rate_per_s == pytest.approx(FLOOR * 100)
+    assert busy.rate_per_s == pytest.approx(200 - FLOOR * 100)
+
+
+def test_an_instance_sending_below_its_share_keeps_what_it_sends_with_headroom() -> None:
+    clock = ManualClock()
+    account, ledger = Account(rate=200), shared_ledger(clock)
+    busy, light = (pacer(account, clock, ledger=ledger, instance=name) for name in "ab")
+    busy.tick()
+    light.tick()
+    sending(light, clock, 100, over_s=5)  # 20 recipients a second
+    light.tick()
+    wanting_more(busy).tick()
+    assert light.rate_per_s == pytest.approx(20 * HEADROOM)
+    assert busy.rate_per_s == pytest.approx(200 - 20 * HEADROOM)
+
+
+def test_an_instance_that_gets_busy_again_takes_back_an_equal_share_at_its_next_heartbeat() -> None:
+    clock = ManualClock()
+    account, ledger = Account(rate=200), shared_ledger(clock)
+    busy, idle = (pacer(account, clock, ledger=ledger, instance=name) for name in "ab")
+    busy.tick()
+    idle.tick()
+    clock.now += 5
+    idle.tick()
+    wanting_more(busy).tick()
+    assert idle.rate_per_s == pytest.approx(FLOOR * 100)
+    clock.now += 5
+    wanting_more(idle).tick()  # its sends now wait at its floor
+    wanting_more(busy).tick()
+    assert idle.rate_per_s == busy.rate_per_s == 100
+
+
+def test_when_no_instance_is_busy_the_rate_is_split_equally() -> None:
+    clock = ManualClock()
+    account, ledger = Account(rate=300), shared_ledger(clock)
+    pacers = [pacer(account, clock, ledger=ledger, instance=name) for name in "abc"]
+    for each in pacers:
+        each.tick()  # a first heartbeat has measured nothing yet: it claims a full share
+    for _ in range(2):
+        clock.now += 5
+        for each in pacers:
+            each.tick()  # none sent anything
+    assert [each.rate_per_s for each in pacers] == [pytest.approx(100)] * 3
+
+
+def test_a_share_moved_by_lending_keeps_the_aimd_factor() -> None:
+    clock = ManualClock()
+    account, ledger = Account(rate=200), shared_ledger(clock)
+    busy, idle = (
+        pacer(account, clock, ledger=ledger, instance=name, heartbeat_s=1) for name in "ab"
+    )
+    busy.tick()
+    idle.tick()
+    clock.now = 1
+    wanting_more(busy).tick()  # two instances now: a new basis, the factor starts at 1
+    idle.tick()  # it sent nothing and never waited
+    clock.now = 1 + 2 * CUT_COOLDOWN_S
+    busy.throttled()
+    assert busy.factor == pytest.approx(DECREASE)
+    wanting_more(busy).tick()  # it now borrows what the idle instance leaves
+    assert busy.share_per_s == pytest.approx(200 - FLOOR * 100)
+    assert busy.factor == pytest.approx(DECREASE + 2 * CUT_COOLDOWN_S * INCREASE_PER_S)

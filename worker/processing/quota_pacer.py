@@ -9,16 +9,19 @@ Every few seconds the pacer (:meth:`QuotaPacer.tick`, from its own thread):
   account and region (every ``EMAIL_WORKER_INSTANCE_HEARTBEAT_S``; a heartbeat expires after
   three of those; :mod:`worker.ledger.heartbeats`);
 * sets the worker's :class:`~worker.processing.send_rate.SendRateLimiter` to
-  ``share x factor``, where ``share`` is ``EMAIL_WORKER_QUOTA_FRACTION x MaxSendRate /
-  live instances`` (the smallest over the accounts, if the services use several), capped by
-  ``EMAIL_WORKER_SEND_RATE_PER_S`` when that is set.
+  ``share x factor``, where ``share`` is this instance's part of ``EMAIL_WORKER_QUOTA_FRACTION
+  x MaxSendRate``: an equal part when every live instance is busy, more when some send less
+  than theirs and lend the rest (:mod:`worker.processing.rate_split`, from the load each
+  heartbeat carries); the smallest over the accounts, if the services use several, and
+  capped by ``EMAIL_WORKER_SEND_RATE_PER_S`` when that is set.
 
 ``factor`` is the AIMD part: SES answering "Maximum sending rate exceeded" (:meth:`throttled`)
 cuts it by :data:`DECREASE` (at most once per :data:`CUT_COOLDOWN_S`, so one burst of
 throttled calls in flight counts once); each second it grows back by :data:`INCREASE_PER_S`,
 up to 1. A share that changes (quota, instance count) applies at once, and the factor starts
 again at 1: the change explains the throttling seen before it (and throttled answers to calls
-made before it are ignored for two cooldowns).
+made before it are ignored for two cooldowns). A share that moves because instances lend
+more or less keeps the factor.
 
 The daily cap: the account is counted full when ``SentLast24Hours`` plus what this instance
 sent since that read, times the live instances (each sends about its share), reaches
@@ -39,7 +42,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from worker.config.logs import get_logger
-from worker.ledger import Ledger, LedgerUnavailable
+from worker.ledger import Heartbeat, Ledger, LedgerUnavailable
+from worker.processing.rate_split import LoadMeter, share_of
 from worker.processing.send_rate import SendRateLimiter
 from worker.sending.errors import EmailError, ThrottledError
 from worker.sending.quota import QuotaGroup, SendQuota
@@ -95,14 +99,23 @@ class _Group:
 
     quota: SendQuota | None = None
     instances: int = 1
+    #: The live heartbeats at the last count (empty: none read yet).
+    beats: tuple[Heartbeat, ...] = ()
     sent_since_read: int = 0
     #: SES said the daily quota is used up; until a read shows room.
     exhausted: bool = False
 
-    def share_per_s(self, fraction: float) -> float | None:
+    def share_per_s(self, fraction: float, instance: str) -> float | None:
         if self.quota is None:
             return None
-        return fraction * self.quota.max_send_rate_per_s / max(self.instances, 1)
+        total = fraction * self.quota.max_send_rate_per_s
+        if not self.beats:
+            return total / max(self.instances, 1)
+        return share_of(instance, total, self.beats)
+
+    def basis(self) -> tuple[float | None, int]:
+        """What a share is split from: a change here restarts the AIMD factor."""
+        return (None if self.quota is None else self.quota.max_send_rate_per_s, self.instances)
 
     def cap_reached(self) -> bool:
         if self.exhausted:
@@ -148,6 +161,8 @@ class QuotaPacer:
         self._thread: threading.Thread | None = None
         self._target: float | None = None
         self._applied: float | None = None
+        self._basis: object = None
+        self._load = LoadMeter(limiter, clock)
 
     # -- what the pipeline tells and asks ---------------------------------------------------
 
@@ -285,31 +300,39 @@ class QuotaPacer:
         if self._ledger is None:
             return
         expire_after_s = 3 * self._terms.heartbeat_s
+        sent_per_s, limited = self._load.measure()
         for group in list(self._readers):
             try:
-                self._ledger.beat(str(group), self.instance, expire_after_s=expire_after_s)
-                live = len(self._ledger.heartbeats(str(group)))
+                self._ledger.beat(
+                    str(group),
+                    self.instance,
+                    expire_after_s=expire_after_s,
+                    sent_per_s=sent_per_s,
+                    limited=limited,
+                )
+                live = tuple(self._ledger.heartbeats(str(group)))
             except LedgerUnavailable as error:
                 log.warning("cannot count the live instances", detail=str(error)[:300])
                 continue
             with self._lock:
-                self._groups.setdefault(group, _Group()).instances = max(live, 1)
+                state = self._groups.setdefault(group, _Group())
+                state.instances, state.beats = max(len(live), 1), live
 
     def _apply(self) -> None:
         """Set the limiter to the share times the factor; say when the share changes."""
         with self._lock:
-            shares = [
-                s for g in self._groups.values() if (s := g.share_per_s(self._terms.fraction))
-            ]
+            fraction, instance = self._terms.fraction, self.instance
+            shares = [s for g in self._groups.values() if (s := g.share_per_s(fraction, instance))]
             bound = self._terms.upper_bound_per_s
             target = min([*shares, *([bound] if bound is not None else [])], default=None)
-            changed = target != self._target
-            if changed and self._target is not None:
+            basis = (bound, sorted((str(g), s.basis()) for g, s in self._groups.items()))
+            changed = basis != self._basis
+            if changed and self._basis is not None:
                 # The new quota or count explains the throttling seen before it: start afresh,
                 # and let the answers to calls made before the change go unheeded a while.
                 self._factor = 1.0
                 self._cut_at = self._clock() + CUT_COOLDOWN_S
-            self._target = target
+            self._basis, self._target = basis, target
             rate = UNLIMITED_PER_S if target is None else max(target * self._factor, 0.01)
             instances = {str(g): s.instances for g, s in self._groups.items()}
             apply = rate != self._applied

@@ -1,0 +1,103 @@
+"""Splitting an account's send rate between its live instances, lending what one instance
+leaves unused to those that want more (max-min fairness).
+
+Every heartbeat says how many recipients a second its instance sent since its previous one,
+and whether its sends waited for their turn (``limited``; :class:`LoadMeter` measures both
+from the instance's :class:`~worker.processing.send_rate.SendRateLimiter`). From the same live
+heartbeats each instance computes the same split, without asking the others:
+
+* a limited instance claims all it can get;
+* one that is not limited claims what it sent, times :data:`HEADROOM` so that it can grow,
+  and at least :data:`FLOOR` of an equal share, so that a quiet instance can start at once;
+* water-filling shares the rate: a claim below the level gets what it claims, the rest get
+  the level, and the level is such that the shares add up to the rate. Claims that together
+  leave some of the rate over share that over equally.
+
+So when every instance is busy each gets an equal share, as without lending. One that sends
+less (its stream is quiet, its machine slower) keeps what it uses plus room to grow, and the
+busy ones split the rest. When a quiet instance gets busy, its sends wait at its own share,
+its next heartbeat says so, and from the next split it gets an equal share again: within two
+heartbeats. Until the others' next split, the instances together may exceed the rate by as
+much as that instance's demand grew beyond its headroom; SES's throttling answers cut that
+(the pacer's AIMD factor).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+
+from worker.ledger import Heartbeat
+from worker.processing.send_rate import SendRateLimiter, Usage
+
+__all__ = ["FLOOR", "HEADROOM", "LoadMeter", "claim_per_s", "share_of", "split_per_s"]
+
+#: An instance that is not limited claims what it sent times this.
+HEADROOM = 1.5
+#: ... and at least this fraction of an equal share.
+FLOOR = 0.1
+
+
+def claim_per_s(beat: Heartbeat, equal_share_per_s: float) -> float | None:
+    """What ``beat``'s instance claims of the rate; None: all it can get."""
+    if beat.limited:
+        return None
+    return max(beat.sent_per_s * HEADROOM, FLOOR * equal_share_per_s)
+
+
+def split_per_s(total_per_s: float, claims: Mapping[str, float | None]) -> dict[str, float]:
+    """Share ``total_per_s`` between the instances of ``claims`` by water-filling (see the
+    module's text); the shares add up to ``total_per_s``."""
+    if not claims:
+        return {}
+    shares: dict[str, float] = {}
+    remaining, left = total_per_s, len(claims)
+    finite = sorted((c, name) for name, c in claims.items() if c is not None)
+    for claim, name in finite:
+        if claim >= remaining / left:
+            break  # this claim and every larger one reach the level
+        shares[name] = claim
+        remaining -= claim
+        left -= 1
+    if left:
+        level = remaining / left
+        return {name: shares.get(name, level) for name in claims}
+    over = remaining / len(claims)  # every claim is met: share what is left over
+    return {name: share + over for name, share in shares.items()}
+
+
+def share_of(instance: str, total_per_s: float, beats: Collection[Heartbeat]) -> float:
+    """``instance``'s share of ``total_per_s`` among the live ``beats``; an equal share
+    when its own heartbeat is not among them."""
+    live = max(len(beats), 1)
+    equal = total_per_s / live
+    if not any(beat.instance == instance for beat in beats):
+        return equal
+    claims = {beat.instance: claim_per_s(beat, equal) for beat in beats}
+    return split_per_s(total_per_s, claims)[instance]
+
+
+class LoadMeter:
+    """How busy this instance was between two calls of :meth:`measure`, from its limiter."""
+
+    def __init__(
+        self, limiter: SendRateLimiter, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._limiter = limiter
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: tuple[float, Usage] | None = None
+
+    def measure(self) -> tuple[float, bool]:
+        """Recipients sent per second since the last call, and whether a send waited for
+        its turn meanwhile. The first call has measured nothing yet: (0.0, True), which
+        claims a full share."""
+        now, usage = self._clock(), self._limiter.usage()
+        with self._lock:
+            last, self._last = self._last, (now, usage)
+        if last is None or now <= last[0]:
+            return 0.0, True
+        elapsed = now - last[0]
+        sent_per_s = (usage.recipients - last[1].recipients) / elapsed
+        return sent_per_s, usage.waits > last[1].waits
