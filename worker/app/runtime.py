@@ -23,9 +23,8 @@ from worker.processing.quota_pacer import (
     UNLIMITED_PER_S,
     PacerTerms,
     QuotaPacer,
-    instance_id,
-    session_sources,
 )
+from worker.processing.quota_sources import instance_id, session_sources
 from worker.processing.schedule_dispatch import ScheduleDispatcher
 from worker.processing.send_rate import SendRateLimiter
 from worker.processing.tenancy import Source, SourceKind, subscription_sources

@@ -28,17 +28,16 @@ sent since that read, times the live instances (each sends about its share), rea
 ``Max24HourSend``, or when SES answered "Daily message quota exceeded"; until a later read
 shows room, :meth:`daily_cap_reached` is true and requests wait in Pub/Sub (held).
 
-The module runs a little over 300 lines so that the whole of the pacing reads in one place.
+The module runs a little over 300 lines so that the whole of the pacing reads in one place;
+how the rate is split between instances is in :mod:`worker.processing.rate_split`, and where
+the quotas come from in :mod:`worker.processing.quota_sources`.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from worker.config.logs import get_logger
@@ -47,7 +46,6 @@ from worker.processing.rate_split import LoadMeter, share_of
 from worker.processing.send_rate import SendRateLimiter
 from worker.sending.errors import EmailError, ThrottledError
 from worker.sending.quota import QuotaGroup, SendQuota
-from worker.sending.session_cache import SessionCache
 
 __all__ = [
     "CUT_COOLDOWN_S",
@@ -57,8 +55,6 @@ __all__ = [
     "PacerTerms",
     "QuotaPacer",
     "QuotaSources",
-    "instance_id",
-    "session_sources",
 ]
 
 log = get_logger()
@@ -341,31 +337,3 @@ class QuotaPacer:
             log.info("send rate share", share_per_s=target, instances=instances)
         if apply:
             self.limiter.set_rate_per_s(rate)
-
-
-def session_sources(services: Collection[str], sessions: SessionCache) -> QuotaSources:
-    """The accounts and regions ``services`` send through, from their sessions (a service
-    whose session cannot be built is left out, and its requests fail on their own)."""
-
-    def sources() -> Mapping[QuotaGroup, Callable[[], SendQuota]]:
-        found: dict[QuotaGroup, Callable[[], SendQuota]] = {}
-        for service_id in sorted(services):
-            try:
-                reader = sessions.get(service_id).quota_reader()
-            except EmailError as error:
-                log.warning(
-                    "cannot tell a service's SES account",
-                    service_id=service_id,
-                    error_code=error.code,
-                )
-                continue
-            if reader is not None:
-                found.setdefault(*reader)
-        return found
-
-    return sources
-
-
-def instance_id() -> str:
-    """This process's id among the instances: host, process and a random part."""
-    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -36,7 +36,7 @@ __all__ = ["FLOOR", "HEADROOM", "LoadMeter", "claim_per_s", "share_of", "split_p
 #: An instance that is not limited claims what it sent times this.
 HEADROOM = 1.5
 #: ... and at least this fraction of an equal share.
-FLOOR = 0.1
+FLOOR = 0.05
 
 
 def claim_per_s(beat: Heartbeat, equal_share_per_s: float) -> float | None:

@@ -135,6 +135,7 @@ class SendRateLimiter:
         with self._lock:
             self._weights[service_id] = weight
             ticket = self._queue.add(service_id, recipients, weight=weight, high=high)
+            self._refill()  # the expected wait counts what the bucket holds now
             if self._expected_wait_s(ticket) > max_wait_s:
                 self._queue.remove(ticket)
                 self._held_back += 1
