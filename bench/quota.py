@@ -300,7 +300,8 @@ def tally(bench: Run) -> list[str]:
     duplicate_sends = sum(c - 1 for c in sends if c > 1)
     print(
         f"{len(bench.collector.arrivals)} results, {failures} not sent, "
-        f"{bench.collector.duplicates} duplicate results, {duplicate_sends} duplicate SES "
+        f"{bench.collector.duplicates} duplicate results ({bench.collector.redelivered} "
+        f"result messages redelivered to the collector), {duplicate_sends} duplicate SES "
         f"sends, {bench.ses.unattributed} unattributed; GetAccount called "
         f"{bench.quota.get_account_calls} times; logs in {bench.workdir}"
     )

@@ -110,12 +110,19 @@ def plain_request(request_id: str) -> dict[str, Any]:
 
 
 class Collector:
-    """Streaming-pull of one results subscription: arrival time of each request_id."""
+    """Streaming-pull of one results subscription: arrival time of each request_id.
+
+    ``duplicates`` counts results the workers published more than once for a request (two
+    messages); ``redelivered`` counts Pub/Sub delivering the collector one message again (the
+    same message id: at-least-once delivery to this subscriber, not a second result).
+    """
 
     def __init__(self, subscriber: Any, subscription: str) -> None:
         self.arrivals: dict[str, float] = {}
         self.statuses: collections.Counter[str] = collections.Counter()
         self.duplicates = 0
+        self.redelivered = 0
+        self._message_ids: set[str] = set()
         self.last_message = time.monotonic()
         self._lock = threading.Lock()
         self._waiters: list[tuple[set[str], threading.Event]] = []
@@ -128,6 +135,10 @@ class Collector:
         request_id = result["request_id"]
         with self._lock:
             self.last_message = now
+            if message.message_id in self._message_ids:
+                self.redelivered += 1
+                return
+            self._message_ids.add(message.message_id)
             if request_id in self.arrivals:
                 self.duplicates += 1
                 return
