@@ -130,4 +130,4 @@ def test_the_sqlite_table_has_a_column_for_each_kind(tmp_path: Path) -> None:
     with SqliteLedger(tmp_path / "ledger.db", claim_lease_s=60) as ledger:
         service_counts_of(ledger)
         columns = [row[1] for row in ledger._conn.execute("PRAGMA table_info(service_counts)")]
-    assert columns == ["service_id", "hour", *KINDS, "expire_at"]
+    assert columns == ["service_id", "hour", "shard", *KINDS, "expire_at"]

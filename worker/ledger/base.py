@@ -225,9 +225,10 @@ class Ledger(abc.ABC):
         """Every pause in force, by scope."""
 
     @abc.abstractmethod
-    def add_send_counts(self, increments: Increments) -> None:
+    def add_send_counts(self, increments: Increments, shard: int | None = None) -> None:
         """Add recipients to the services' hourly send counters
-        (:mod:`worker.ledger.send_counts`), atomically against other instances' additions."""
+        (:mod:`worker.ledger.send_counts`), atomically against other instances' additions, in
+        ``shard`` (None: a random one; ValueError if not one of ``SHARDS``)."""
 
     @abc.abstractmethod
     def sent_in_hours(self, service_id: str, hours: range) -> int:

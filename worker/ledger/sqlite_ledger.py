@@ -73,6 +73,7 @@ class SqliteLedger(GroupCommit, Ledger):
             self._conn.executescript(sql.SCHEMA)
             self._conn.executescript(counts.SQLITE_SCHEMA)
             sql.add_missing_columns(self._conn)
+            sql.add_shard_key(self._conn, "send_counts", counts.SQLITE_SCHEMA)
         except sqlite3.Error as error:
             raise LedgerUnavailable(
                 f"SQLite ledger {self.path} could not be opened: {error}"
@@ -133,13 +134,15 @@ class SqliteLedger(GroupCommit, Ledger):
             rows = self._conn.execute(sql.SELECT_HEARTBEATS, params).fetchall()
         return [_heartbeat((group, row["instance"]), row) for row in rows]
 
-    def add_send_counts(self, increments: Increments) -> None:
+    def add_send_counts(self, increments: Increments, shard: int | None = None) -> None:
         if not increments:
             return
+        shard = counts.check_shard(shard)
         rows = [
             {
                 "service_id": service_id,
                 "hour": hour,
+                "shard": shard,
                 "recipients": recipients,
                 "expire_at": hour * counts.HOUR_S + counts.COUNTER_RETENTION_S,
             }
