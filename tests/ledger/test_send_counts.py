@@ -134,6 +134,34 @@ def test_a_sqlite_ledger_made_before_sharding_keeps_its_counts_as_shard_zero(
         assert last_day(reopened, clock, "billing") == 9
 
 
+def test_workers_opening_a_ledger_made_before_sharding_at_once_rebuild_it_once(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path = tmp_path / "ledger.db"
+    hour = hour_of(clock())
+    with sqlite3.connect(path) as old:
+        old.executescript(UNSHARDED_SCHEMA)
+        old.execute("INSERT INTO send_counts VALUES ('billing', ?, 4, ?)", (hour, clock() + 9e9))
+    old.close()
+    opened: list[SqliteLedger] = []
+
+    def open_and_add(shard: int) -> None:
+        ledger = SqliteLedger(path, claim_lease_s=60, clock=clock)
+        opened.append(ledger)
+        ledger.add_send_counts({("billing", hour): 1}, shard=shard)
+
+    threads = [threading.Thread(target=open_and_add, args=(n,)) for n in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(opened) == 4
+    assert send_count_shards(opened[0], "billing", hour) == {0: 4, 1: 1, 2: 1, 3: 1, 4: 1}
+    assert last_day(opened[0], clock, "billing") == 8
+    for ledger in opened:
+        ledger.close()
+
+
 @pytest.mark.usefixtures("firestore_env")
 def test_a_firestore_counter_written_before_sharding_counts_as_shard_zero(
     clock: ManualClock,

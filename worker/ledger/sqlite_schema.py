@@ -182,7 +182,7 @@ def add_shard_key(conn: sqlite3.Connection, table: str, create: str) -> None:
     into the new table, so another process opening the file waits and then finds it done."""
     if "shard" in _columns(conn, table):
         return
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("BEGIN IMMEDIATE")  # raises before anything began when the file is busy
     try:
         old = _columns(conn, table)
         if "shard" not in old:
@@ -193,7 +193,8 @@ def add_shard_key(conn: sqlite3.Connection, table: str, create: str) -> None:
             conn.execute(f"DROP TABLE {table}_unsharded")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 
