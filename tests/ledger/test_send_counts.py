@@ -76,6 +76,18 @@ def test_a_flush_without_a_shard_lands_in_a_random_one(ledger: Ledger, clock: Ma
     assert sum(shards.values()) == last_day(ledger, clock, "billing") == 40
 
 
+def test_one_flush_adds_all_its_counters_to_one_shard(ledger: Ledger, clock: ManualClock) -> None:
+    hour = hour_of(clock())
+    ledger.add_send_counts({("billing", hour): 1, ("billing", hour - 1): 2, ("shop", hour): 3})
+    shards = [
+        send_count_shards(ledger, "billing", hour),
+        send_count_shards(ledger, "billing", hour - 1),
+        send_count_shards(ledger, "shop", hour),
+    ]
+    assert [list(found.values()) for found in shards] == [[1], [2], [3]]
+    assert len({shard for found in shards for shard in found}) == 1
+
+
 def test_a_shard_that_does_not_exist_is_refused(ledger: Ledger, clock: ManualClock) -> None:
     with pytest.raises(ValueError, match="a counter shard is 0 to 7, not 8"):
         ledger.add_send_counts({("billing", hour_of(clock())): 1}, shard=SHARDS)

@@ -167,6 +167,28 @@ def test_a_flush_without_a_shard_lands_in_a_random_one(ledger: Ledger, clock: Ma
     assert records.read("billing", week(clock)) == {hour: {"sent": 40}}
 
 
+def test_one_flush_adds_all_its_counters_to_one_shard(ledger: Ledger, clock: ManualClock) -> None:
+    hour = hour_of(clock())
+    service_counts_of(ledger).add(
+        {
+            ("billing", hour): {"sent": 1},
+            ("billing", hour - 1): {"failed": 2},
+            ("shop", hour): {"sent": 3},
+        }
+    )
+    shards = [
+        service_count_shards(ledger, "billing", hour),
+        service_count_shards(ledger, "billing", hour - 1),
+        service_count_shards(ledger, "shop", hour),
+    ]
+    assert [list(found.values()) for found in shards] == [
+        [{"sent": 1}],
+        [{"failed": 2}],
+        [{"sent": 3}],
+    ]
+    assert len({shard for found in shards for shard in found}) == 1
+
+
 def test_a_shard_that_does_not_exist_is_refused(ledger: Ledger, clock: ManualClock) -> None:
     records = service_counts_of(ledger)
     with pytest.raises(ValueError, match="a counter shard is 0 to 7, not -1"):
