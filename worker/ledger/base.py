@@ -231,8 +231,13 @@ class Ledger(abc.ABC):
         ``shard`` (None: a random one; ValueError if not one of ``SHARDS``)."""
 
     @abc.abstractmethod
+    def sent_by_hour(self, service_id: str, hours: range) -> dict[int, int]:
+        """The recipients ``service_id`` sent in each of ``hours`` (numbers of hourly
+        counters), every shard summed; hours without a counter are left out."""
+
     def sent_in_hours(self, service_id: str, hours: range) -> int:
-        """The recipients ``service_id`` sent in ``hours`` (numbers of hourly counters)."""
+        """The recipients ``service_id`` sent in ``hours`` altogether."""
+        return sum(self.sent_by_hour(service_id, hours).values())
 
     @abc.abstractmethod
     def close(self) -> None:

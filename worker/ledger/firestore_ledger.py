@@ -241,18 +241,22 @@ class FirestoreLedger(Ledger):
                 document_id = counts.counter_document_id(service_id, hour, shard)
                 self._counts.document(document_id).set(fields, merge=True, **self._call)
 
-    def sent_in_hours(self, service_id: str, hours: range) -> int:
-        refs = [
-            self._counts.document(counts.counter_document_id(service_id, hour, shard))
+    def sent_by_hour(self, service_id: str, hours: range) -> dict[int, int]:
+        hour_of_id = {
+            counts.counter_document_id(service_id, hour, shard): hour
             for hour in hours
             for shard in range(counts.SHARDS)
-        ]
-        total = 0
+        }
+        refs = [self._counts.document(document_id) for document_id in hour_of_id]
+        found: dict[int, int] = {}
         with self._unavailable_for("read the send counts of " + service_id):
             for batch in counts.batches(refs):
                 for snapshot in self._client.get_all(batch, **self._call):
-                    total += int((snapshot.to_dict() or {}).get("recipients", 0))
-        return total
+                    if snapshot.exists:
+                        hour = hour_of_id[snapshot.id]
+                        recipients = int((snapshot.to_dict() or {}).get("recipients", 0))
+                        found[hour] = found.get(hour, 0) + recipients
+        return found
 
     def close(self) -> None:
         self._client.close()

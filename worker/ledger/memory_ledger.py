@@ -100,10 +100,14 @@ class MemoryLedger(Ledger):
                 slot = (service_id, hour, shard)
                 self._send_counts[slot] = self._send_counts.get(slot, 0) + recipients
 
-    def sent_in_hours(self, service_id: str, hours: range) -> int:
-        slots = [(service_id, hour, shard) for hour in hours for shard in range(SHARDS)]
+    def sent_by_hour(self, service_id: str, hours: range) -> dict[int, int]:
+        found: dict[int, int] = {}
         with self._lock:
-            return sum(self._send_counts.get(slot, 0) for slot in slots)
+            for hour in hours:
+                shards = [self._send_counts.get((service_id, hour, n)) for n in range(SHARDS)]
+                if any(n is not None for n in shards):
+                    found[hour] = sum(n or 0 for n in shards)
+        return found
 
     def close(self) -> None:
         """Nothing to release; the records stay readable until the object is dropped."""

@@ -128,9 +128,10 @@ VALUES (:service_id, :hour, :shard, :recipients, :expire_at)
 ON CONFLICT (service_id, hour, shard) DO UPDATE SET
     recipients = recipients + excluded.recipients
 """
-# A range of the primary key: every shard of the hours asked for.
+# A range of the primary key: every shard of the hours asked for, summed by hour.
 SQLITE_SUM = """
-SELECT COALESCE(SUM(recipients), 0) FROM send_counts
+SELECT hour, SUM(recipients) FROM send_counts
 WHERE service_id = :service_id AND hour BETWEEN :first AND :last
+GROUP BY hour
 """
 SQLITE_SWEEP = "DELETE FROM send_counts WHERE expire_at < :now"

@@ -150,15 +150,15 @@ class SqliteLedger(GroupCommit, Ledger):
         ]
         self._writing("add send counts", lambda: self._conn.executemany(counts.SQLITE_ADD, rows))
 
-    def sent_in_hours(self, service_id: str, hours: range) -> int:
+    def sent_by_hour(self, service_id: str, hours: range) -> dict[int, int]:
         if not hours:
-            return 0
+            return {}
         params = {"service_id": service_id, "first": hours[0], "last": hours[-1]}
-        row = self._reading(
+        rows = self._reading(
             "read the send counts of " + service_id,
-            lambda: self._conn.execute(counts.SQLITE_SUM, params).fetchone(),
+            lambda: self._conn.execute(counts.SQLITE_SUM, params).fetchall(),
         )
-        return int(row[0])
+        return {int(row[0]): int(row[1]) for row in rows}
 
     def close(self) -> None:
         with self._lock:
