@@ -4,6 +4,7 @@ read reached the storage (by key, in how many batches, or by a scan)."""
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,7 +57,8 @@ class ReadLog:
 
     #: Requests to the storage (memory: none; SQLite: statements; Firestore: get_all calls).
     batches: int = 0
-    #: Keys asked for by those requests (memory: dictionary lookups; SQLite: not counted).
+    #: Keys asked for by those requests (memory: dictionary lookups; SQLite: every shard of
+    #: the hours in the statements' ranges).
     keys: int = 0
     #: Reads that went through a whole table or collection.
     scans: int = 0
@@ -96,7 +98,10 @@ def watching_reads(
             return get_all(references, **kwargs)
 
         monkeypatch.setattr(ledger._client, "get_all", counted)
-        yield log
+        try:
+            yield log
+        finally:  # reads after the block are not this log's
+            monkeypatch.setattr(ledger._client, "get_all", get_all)
 
 
 class _KeyReads(dict[Any, Any]):
@@ -123,6 +128,10 @@ class _KeyReads(dict[Any, Any]):
         return super().values()
 
 
+# The range of hours in a traced (parameters filled in) read of the counters.
+_HOUR_RANGE = re.compile(r"hour BETWEEN (-?\d+) AND (-?\d+)")
+
+
 def _explain(conn: sqlite3.Connection, statements: list[str], log: ReadLog) -> None:
     for statement in statements:
         if statement.lstrip().upper().startswith("SELECT"):
@@ -130,6 +139,8 @@ def _explain(conn: sqlite3.Connection, statements: list[str], log: ReadLog) -> N
             plan = " ".join(str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + statement))
             log.plans.append(plan)
             log.scans += "SCAN" in plan
+            for first, last in _HOUR_RANGE.findall(statement):
+                log.keys += (int(last) - int(first) + 1) * SHARDS
 
 
 def _store_counts(ledger: MemoryLedger) -> Any:
