@@ -3,13 +3,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.ledger.counter_shards import watching_reads
 from tests.support.clock import ManualClock
 from worker.ledger import Ledger
-from worker.ledger.final_hours import SAFETY_MARGIN_S, FinalHours, settle_margin_s
+from worker.ledger.final_hours import (
+    DEFAULT_MAX_SERVICES,
+    SAFETY_MARGIN_S,
+    FinalHours,
+    settle_margin_s,
+)
 from worker.ledger.send_counts import HOUR_S, SHARDS, WINDOW_HOURS, hour_of, window_hours
+from worker.ledger.service_counter import FLUSH_INTERVAL_S
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 SETTLE_S = settle_margin_s(5.0)
 
@@ -118,6 +128,15 @@ def test_an_hour_is_final_once_its_end_is_the_settle_margin_in_the_past() -> Non
 
 def test_the_settle_margin_is_the_flush_interval_and_five_minutes() -> None:
     assert settle_margin_s(5.0) == 5.0 + SAFETY_MARGIN_S == 305.0
+
+
+def test_the_margin_and_the_bound_the_docs_state_are_the_codes() -> None:
+    scaling = " ".join((DOCS / "scaling.md").read_text().split())
+    console = " ".join((DOCS / "console.md").read_text().split())
+    margin = f"{settle_margin_s(FLUSH_INTERVAL_S):g} seconds ago"
+    assert margin in scaling
+    assert margin in console
+    assert f"up to {DEFAULT_MAX_SERVICES} services" in scaling
 
 
 def test_the_first_read_fetches_the_whole_window_in_one_call() -> None:

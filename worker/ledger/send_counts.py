@@ -20,7 +20,9 @@ leave some shard two or three of them), while increments do not care where they 
 Eight shards keep a document at a quarter of the guideline's rate with ten instances
 flushing every five seconds, and to 40 instances within it; the price is the reads: a day of
 one service is 25 x 8 = 200 keys, a week 168 x 8 = 1,344 (Firestore bills each key read,
-found or not).
+found or not). Readers pay it once: they keep the totals of hours that can no longer change
+(:mod:`worker.ledger.final_hours`) and read again only the current hour's 8 keys (16 in an
+hour's first minutes).
 
 Shard 0 keeps the id a counter had before sharding (Firestore ``service@hour``; SQLite's
 rows are moved to shard 0 by :func:`worker.ledger.sqlite_schema.add_shard_key`), so counters

@@ -9,7 +9,9 @@ every kind that moved, which each backend applies atomically (SQLite's upsert, F
 Like the send counters, each service and hour is :data:`~worker.ledger.send_counts.SHARDS`
 counters, a flush incrementing one drawn at random (:mod:`worker.ledger.send_counts` says
 why), and a read summing them: a service's last week is :data:`WEEK_HOURS` x ``SHARDS``
-reads by key, in batches. Counters expire :data:`RETENTION_S` after their hour.
+reads by key, in batches, which the services page makes once per console and then only for
+the hours that can still change (:mod:`worker.ledger.final_hours`). Counters expire
+:data:`RETENTION_S` after their hour.
 
 The kinds (:data:`KINDS`):
 
