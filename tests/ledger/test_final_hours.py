@@ -27,10 +27,7 @@ SETTLE_S = settle_margin_s(5.0)
 def read_day(final: FinalHours[int], ledger: Ledger, now: float) -> int:
     """What the daily cap reads: the day's total, final hours from memory."""
 
-    def fetch(hours: range) -> dict[int, int]:
-        return ledger.sent_by_hour("billing", hours)
-
-    return sum(final.read("billing", window_hours(now), now, fetch).values())
+    return sum(final.read("billing", window_hours(now), now, ledger.sent_by_hour).values())
 
 
 def mid_hour(clock: ManualClock) -> None:
@@ -45,7 +42,7 @@ class Recording:
         self.counts = counts
         self.asked: list[range] = []
 
-    def __call__(self, hours: range) -> dict[int, int]:
+    def __call__(self, service_id: str, hours: range) -> dict[int, int]:
         self.asked.append(hours)
         return {hour: self.counts[hour] for hour in hours if hour in self.counts}
 

@@ -20,7 +20,6 @@ The same document is the page's JSON twin and, with the charts
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -56,9 +55,7 @@ class ServiceWeeks:
         """``service_id``'s counters of the week ending at ``now``, by hour."""
         last = hour_of(now)
         week = range(last - WEEK_HOURS + 1, last + 1)
-        return self.final.read(
-            service_id, week, now, functools.partial(self._records.read, service_id)
-        )
+        return self.final.read(service_id, week, now, self._records.read)
 
 
 def services_document(

@@ -69,16 +69,16 @@ class FinalHours(Generic[V]):
         service_id: str,
         hours: range,
         now: float,
-        fetch: Callable[[range], Mapping[int, V]],
+        fetch: Callable[[str, range], Mapping[int, V]],
     ) -> dict[int, V]:
         """``service_id``'s totals of ``hours`` (those with a counter): the final hours kept,
-        and the rest from ``fetch`` (a read of the ledger, for a range of hours), one call
-        from the first hour not kept to the last. Totals returned are shared: do not change
-        them."""
+        and the rest from ``fetch`` (a read of the ledger: a service and a range of hours),
+        one call from the first hour not kept to the last. Totals returned are shared: do
+        not change them."""
         found, first_unknown = self._kept(service_id, hours)
         unknown = range(first_unknown, hours.stop)
         if unknown:
-            fresh = fetch(unknown)
+            fresh = fetch(service_id, unknown)
             found.update(fresh)
             self._keep(service_id, unknown, fresh, now)
         return found

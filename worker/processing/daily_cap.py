@@ -14,7 +14,6 @@ usually the current hour's shards, not the whole day's.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections import Counter
@@ -42,6 +41,7 @@ class DailyCounts:
         refresh_s: float = 5.0,
     ) -> None:
         self._ledger = ledger
+        self._final = FinalHours[int](settle_margin_s(flush_interval_s))  # the ledger's sums
         self._clock = clock
         self._flush_interval_s = flush_interval_s
         self._refresh_s = refresh_s
@@ -52,7 +52,6 @@ class DailyCounts:
         self._sending: Counter[str] = Counter()
         # Per service: (hour read in, when read, the ledger's sum then plus flushes since).
         self._known: dict[str, tuple[int, float, int]] = {}
-        self._final = FinalHours[int](settle_margin_s(flush_interval_s))  # the ledger's sums
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -97,8 +96,8 @@ class DailyCounts:
         with self._lock:
             known = self._known.get(service_id)
         if known is None or known[0] != hour_of(now) or now - known[1] >= self._refresh_s:
-            read = functools.partial(self._ledger.sent_by_hour, service_id)
-            total = sum(self._final.read(service_id, window_hours(now), now, read).values())
+            hours = self._final.read(service_id, window_hours(now), now, self._ledger.sent_by_hour)
+            total = sum(hours.values())
             known = (hour_of(now), now, total)
             with self._lock:
                 self._known[service_id] = known
