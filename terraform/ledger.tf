@@ -97,8 +97,9 @@ resource "google_firestore_field" "ledger_statuses_expire_at" {
   index_config {}
 }
 
-# The services' hourly send counters (max_per_day, docs/scaling.md "Fair shares") carry an
-# expire_at two days after their hour; read by document id, never queried.
+# The services' hourly send counters (max_per_day, docs/scaling.md "Fair shares"), 8 shard
+# documents per service and hour, carry an expire_at two days after their hour; read by
+# document id, never queried.
 resource "google_firestore_field" "ledger_counts_expire_at" {
   database   = google_firestore_database.ledger.name
   collection = local.ledger_counts_collection
@@ -109,8 +110,9 @@ resource "google_firestore_field" "ledger_counts_expire_at" {
   index_config {}
 }
 
-# The services' hourly outcome counters (the console's services page, docs/console.md) carry an
-# expire_at eight days after their hour; read by document id, never queried.
+# The services' hourly outcome counters (the console's services page, docs/console.md), 8
+# shard documents per service and hour, carry an expire_at eight days after their hour; read
+# by document id, never queried.
 resource "google_firestore_field" "ledger_service_counts_expire_at" {
   database   = google_firestore_database.ledger.name
   collection = local.ledger_service_counts_collection

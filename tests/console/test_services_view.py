@@ -6,16 +6,21 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from markupsafe import escape
 
+from tests.ledger.counter_shards import watching_reads
+from tests.support.clock import ManualClock
 from tests.support.console import Console, console_on, stack_ledger
 from tests.support.naughty import NAUGHTY_STRINGS
 from tests.support.worker_stack import Stack, request
-from worker.ledger import ALL_SERVICES, Pause
-from worker.ledger.send_counts import hour_of
+from worker.console.services_view import ServiceWeeks
+from worker.ledger import ALL_SERVICES, FirestoreLedger, Ledger, Pause, SqliteLedger
+from worker.ledger.final_hours import settle_margin_s
+from worker.ledger.send_counts import HOUR_S, SHARDS, hour_of
 from worker.ledger.service_count_stores import service_counts_of
 from worker.ledger.service_counts import WEEK_HOURS
 
@@ -194,3 +199,85 @@ def test_without_allowed_services_the_page_says_what_to_set(stack: Stack) -> Non
         response = console.get("/services")
     assert response.status_code == 200
     assert "EMAIL_WORKER_ALLOWED_SERVICES" in response.text
+
+
+# -- what a view reads -------------------------------------------------------------------
+
+
+def test_a_second_view_reads_only_the_counters_of_the_hours_not_yet_final(
+    console: Console, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted(stack, 30, sent=4)
+    ledger = console.sources.ledger
+    with watching_reads(ledger, monkeypatch, outcome_counts=True) as first:
+        assert service(console, "billing")["last_7_days"]["sent"] == 4
+    with watching_reads(ledger, monkeypatch, outcome_counts=True) as second:
+        assert service(console, "billing")["last_7_days"]["sent"] == 4
+    services = 2
+    assert first.keys == services * WEEK_HOURS * SHARDS
+    # The current hour, and in an hour's first minutes the one before it.
+    assert second.keys in (services * SHARDS, services * 2 * SHARDS)
+
+
+def test_counts_added_in_the_current_hour_after_a_view_show_in_the_next(
+    console: Console, stack: Stack
+) -> None:
+    counted(stack, 0, sent=1)
+    assert service(console, "billing")["last_24_hours"]["sent"] == 1
+    counted(stack, 0, sent=2, failed=1)
+    day = service(console, "billing")["last_24_hours"]
+    assert (day["sent"], day["failed"]) == (3, 1)
+
+
+# -- ServiceWeeks, on a clock the test moves ---------------------------------------------
+
+# The middle of an hour: only the current hour can still change.
+MIDDLE = 1_800_000_000.0 + HOUR_S / 2
+
+
+@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.integration)])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    clock = ManualClock(MIDDLE)
+    built: Ledger
+    if request.param == "sqlite":
+        built = SqliteLedger(tmp_path / "ledger.db", claim_lease_s=30, clock=clock)
+    else:
+        request.getfixturevalue("firestore_env")
+        built = FirestoreLedger(claim_lease_s=30, clock=clock)
+    yield built
+    built.close()
+
+
+def add(ledger: Ledger, hour: int, **kinds: int) -> None:
+    service_counts_of(ledger).add({("billing", hour): kinds})
+
+
+def test_the_weeks_totals_stay_exact_as_hours_become_final(ledger: Ledger) -> None:
+    weeks = ServiceWeeks(ledger)
+    now = MIDDLE
+    for step in range(12):  # six hours, every half hour, one count in the margin
+        hour = hour_of(now)
+        add(ledger, hour, sent=step + 1)
+        if now % HOUR_S < settle_margin_s(5.0):
+            add(ledger, hour - 1, failed=1)
+        week = range(hour - WEEK_HOURS + 1, hour + 1)
+        assert weeks.read("billing", now) == service_counts_of(ledger).read("billing", week)
+        now += HOUR_S / 2 + (-100 if step % 2 else 100)
+
+
+def test_hours_that_left_the_week_are_dropped_from_memory(ledger: Ledger) -> None:
+    weeks = ServiceWeeks(ledger)
+    weeks.read("billing", MIDDLE)
+    weeks.read("billing", MIDDLE + 3 * HOUR_S)
+    first = hour_of(MIDDLE + 3 * HOUR_S) - WEEK_HOURS + 1
+    assert weeks.final.hours_kept("billing") == list(range(first, first + WEEK_HOURS - 1))
+
+
+def test_the_page_keeps_the_final_hours_of_at_most_max_services_services(
+    ledger: Ledger,
+) -> None:
+    weeks = ServiceWeeks(ledger, max_services=2)
+    for service_id in ("billing", "shop", "news"):
+        weeks.read(service_id, MIDDLE)
+    assert weeks.final.services() == 2
+    assert weeks.final.hours_kept("billing") == []

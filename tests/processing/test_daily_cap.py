@@ -36,15 +36,15 @@ class CountingLedger(MemoryLedger):
         self.reads = 0
         self.down = False
 
-    def sent_in_hours(self, service_id: str, hours: range) -> int:
+    def sent_by_hour(self, service_id: str, hours: range) -> dict[int, int]:
         self.reads += 1
-        return super().sent_in_hours(service_id, hours)
+        return super().sent_by_hour(service_id, hours)
 
-    def add_send_counts(self, increments: Increments) -> None:
+    def add_send_counts(self, increments: Increments, shard: int | None = None) -> None:
         if self.down:
             raise LedgerUnavailable("the ledger is down")
         self.writes.append(dict(increments))
-        super().add_send_counts(increments)
+        super().add_send_counts(increments, shard)
 
 
 def ledger_at(clock: ManualClock) -> CountingLedger:

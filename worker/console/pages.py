@@ -32,7 +32,7 @@ from worker.console.jobs import INLINE_LIMIT, Job, Jobs
 from worker.console.recipient_view import recipient_document
 from worker.console.request_view import request_document
 from worker.console.security import checked_form, identity_of, require
-from worker.console.services_view import services_document
+from worker.console.services_view import ServiceWeeks, services_document
 from worker.console.sources import Sources
 
 __all__ = ["Pages"]
@@ -66,6 +66,7 @@ class Pages:
         self.sources = sources
         self._templates = template_environment()
         self.jobs = Jobs()
+        self._service_weeks = ServiceWeeks(sources.ledger)
 
     def respond(
         self, request: Request, template: str, document: dict[str, Any], status: int = 200
@@ -128,7 +129,9 @@ class Pages:
         return self.respond(request, "dead_letters.html", document)
 
     async def services(self, request: Request) -> Response:
-        document = await run_in_threadpool(services_document, self.sources)
+        document = await run_in_threadpool(
+            services_document, self.sources, None, self._service_weeks
+        )
         if request.query_params.get("format") != "json":
             document = with_charts(document)
         return self.respond(request, "services.html", document)

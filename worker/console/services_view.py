@@ -7,8 +7,12 @@ that cap's window (from its configuration document), and what became of its emai
 last 24 hours (hourly) and 7 days (daily): requests sent, rejected and failed, and the bounce
 and complaint rates (hard-bounced and complaining recipients per recipient sent to).
 
-The numbers are the ledger's outcome counters (:mod:`worker.ledger.service_counts`): one read
-of :data:`~worker.ledger.service_counts.WEEK_HOURS` counters by key per service, never a scan.
+The numbers are the ledger's outcome counters (:mod:`worker.ledger.service_counts`), read by
+key, never a scan. The console keeps the totals of the week's final hours
+(:class:`ServiceWeeks`), so a view reads again only the hours that can still change: the
+current hour's shards, and for the first minutes of an hour the previous one's too. The first
+view after the console starts reads each service's whole week,
+:data:`~worker.ledger.service_counts.WEEK_HOURS` hours of shards.
 The same document is the page's JSON twin and, with the charts
 :func:`worker.console.charts.with_charts` adds, what its template renders.
 """
@@ -22,27 +26,50 @@ from typing import Any
 
 from worker.console.sources import Sources
 from worker.formats.result import format_timestamp
-from worker.ledger import ALL_SERVICES, Pause
+from worker.ledger import ALL_SERVICES, Ledger, Pause
+from worker.ledger.final_hours import DEFAULT_MAX_SERVICES, FinalHours, settle_margin_s
 from worker.ledger.send_counts import HOUR_S, WINDOW_HOURS, hour_of
 from worker.ledger.service_count_stores import service_counts_of
+from worker.ledger.service_counter import FLUSH_INTERVAL_S
 from worker.ledger.service_counts import KINDS, WEEK_HOURS, HourCounts
 from worker.sending.errors import EmailError
 from worker.sending.service_config import ServiceConfig, load_service_config
 
-__all__ = ["services_document", "totals"]
+__all__ = ["ServiceWeeks", "services_document", "totals"]
 
 # Services read at once: configuration documents and counters, each a round trip.
 _READERS = 8
 
 
-def services_document(sources: Sources, now: float | None = None) -> dict[str, Any]:
-    """Everything the services page shows, for the allowed services in name order."""
+class ServiceWeeks:
+    """Each service's outcome counters of the last week, as the page reads them: the totals of
+    final hours kept (:mod:`worker.ledger.final_hours`, for at most ``max_services``), the
+    hours that can still change read at each view. One per console process."""
+
+    def __init__(self, ledger: Ledger, *, max_services: int = DEFAULT_MAX_SERVICES) -> None:
+        self._records = service_counts_of(ledger)
+        settle_s = settle_margin_s(FLUSH_INTERVAL_S)
+        self.final = FinalHours[HourCounts](settle_s, max_services=max_services)
+
+    def read(self, service_id: str, now: float) -> dict[int, HourCounts]:
+        """``service_id``'s counters of the week ending at ``now``, by hour."""
+        last = hour_of(now)
+        week = range(last - WEEK_HOURS + 1, last + 1)
+        return self.final.read(service_id, week, now, self._records.read)
+
+
+def services_document(
+    sources: Sources, now: float | None = None, weeks: ServiceWeeks | None = None
+) -> dict[str, Any]:
+    """Everything the services page shows, for the allowed services in name order (their
+    counters through ``weeks``, a fresh one if None)."""
     now = time.time() if now is None else now
+    read = (weeks or ServiceWeeks(sources.ledger)).read
     service_ids = sorted(sources.settings.services.allowed)
     pauses = {pause.scope: pause for pause in sources.ledger.pauses()}
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
         configs = list(pool.map(lambda s: _config(sources, s), service_ids))
-        counts = list(pool.map(lambda s: _week(sources, s, now), service_ids))
+        counts = list(pool.map(lambda s: read(s, now), service_ids))
     weights = sum(c.weight for c in configs if isinstance(c, ServiceConfig))
     services = [
         _service(service_id, config, pauses, counted, weights, now)
@@ -65,13 +92,6 @@ def _config(sources: Sources, service_id: str) -> ServiceConfig | str:
         )
     except EmailError as error:
         return error.message
-
-
-def _week(sources: Sources, service_id: str, now: float) -> dict[int, HourCounts]:
-    last = hour_of(now)
-    return service_counts_of(sources.ledger).read(
-        service_id, range(last - WEEK_HOURS + 1, last + 1)
-    )
 
 
 def _service(

@@ -241,13 +241,19 @@ class Ledger(abc.ABC):
         """Every pause in force, by scope."""
 
     @abc.abstractmethod
-    def add_send_counts(self, increments: Increments) -> None:
+    def add_send_counts(self, increments: Increments, shard: int | None = None) -> None:
         """Add recipients to the services' hourly send counters
-        (:mod:`worker.ledger.send_counts`), atomically against other instances' additions."""
+        (:mod:`worker.ledger.send_counts`), atomically against other instances' additions, in
+        ``shard`` (None: a random one; ValueError if not one of ``SHARDS``)."""
 
     @abc.abstractmethod
+    def sent_by_hour(self, service_id: str, hours: range) -> dict[int, int]:
+        """The recipients ``service_id`` sent in each of ``hours`` (numbers of hourly
+        counters), every shard summed; hours without a counter are left out."""
+
     def sent_in_hours(self, service_id: str, hours: range) -> int:
-        """The recipients ``service_id`` sent in ``hours`` (numbers of hourly counters)."""
+        """The recipients ``service_id`` sent in ``hours`` altogether."""
+        return sum(self.sent_by_hour(service_id, hours).values())
 
     @abc.abstractmethod
     def close(self) -> None:

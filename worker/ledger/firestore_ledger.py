@@ -228,7 +228,8 @@ class FirestoreLedger(Ledger):
         found = [heartbeat_from((group, str(d["instance"])), d) for d in documents if d]
         return sorted((b for b in found if b.live_at(now)), key=lambda b: b.instance)
 
-    def add_send_counts(self, increments: Increments) -> None:
+    def add_send_counts(self, increments: Increments, shard: int | None = None) -> None:
+        shard = counts.check_shard(shard)
         with self._unavailable_for("add send counts"):
             for (service_id, hour), recipients in increments.items():
                 fields = {
@@ -237,16 +238,25 @@ class FirestoreLedger(Ledger):
                     "recipients": firestore.Increment(recipients),
                     "expire_at": utc(hour * counts.HOUR_S + counts.COUNTER_RETENTION_S),
                 }
-                ref = self._counts.document(counts.counter_document_id(service_id, hour))
-                ref.set(fields, merge=True, **self._call)
+                document_id = counts.counter_document_id(service_id, hour, shard)
+                self._counts.document(document_id).set(fields, merge=True, **self._call)
 
-    def sent_in_hours(self, service_id: str, hours: range) -> int:
-        if not hours:
-            return 0
-        refs = [self._counts.document(counts.counter_document_id(service_id, h)) for h in hours]
+    def sent_by_hour(self, service_id: str, hours: range) -> dict[int, int]:
+        hour_of_id = {
+            counts.counter_document_id(service_id, hour, shard): hour
+            for hour in hours
+            for shard in range(counts.SHARDS)
+        }
+        refs = [self._counts.document(document_id) for document_id in hour_of_id]
+        found: dict[int, int] = {}
         with self._unavailable_for("read the send counts of " + service_id):
-            snapshots = list(self._client.get_all(refs, **self._call))
-        return sum(int((s.to_dict() or {}).get("recipients", 0)) for s in snapshots if s.exists)
+            for batch in counts.batches(refs):
+                for snapshot in self._client.get_all(batch, **self._call):
+                    if snapshot.exists:
+                        hour = hour_of_id[snapshot.id]
+                        recipients = int((snapshot.to_dict() or {}).get("recipients", 0))
+                        found[hour] = found.get(hour, 0) + recipients
+        return found
 
     def close(self) -> None:
         self._client.close()

@@ -20,7 +20,7 @@ from worker.ledger.heartbeats import Heartbeat, HeartbeatKey
 from worker.ledger.model import LedgerKey
 from worker.ledger.pauses import Pause
 from worker.ledger.records import K, R, Records, Version
-from worker.ledger.send_counts import Increments
+from worker.ledger.send_counts import SHARDS, Increments, check_shard
 from worker.ledger.shared import Entry
 from worker.ledger.statuses import RecipientStatus, advances
 
@@ -42,7 +42,8 @@ class MemoryLedger(Ledger):
         self._heartbeats: _Table[HeartbeatKey, Heartbeat] = _Table()
         # Per key: (message id, recipient) -> the status and when it expires.
         self._statuses: dict[LedgerKey, dict[tuple[str, str], tuple[RecipientStatus, float]]] = {}
-        self._send_counts: dict[tuple[str, int], int] = {}
+        # Per (service id, hour, shard): recipients.
+        self._send_counts: dict[tuple[str, int, int], int] = {}
 
     def __repr__(self) -> str:
         return "MemoryLedger()"
@@ -92,14 +93,21 @@ class MemoryLedger(Ledger):
             found = [beat for beat, _ in self._heartbeats.rows.values() if beat.group == group]
         return sorted((b for b in found if b.live_at(now)), key=lambda b: b.instance)
 
-    def add_send_counts(self, increments: Increments) -> None:
+    def add_send_counts(self, increments: Increments, shard: int | None = None) -> None:
+        shard = check_shard(shard)
         with self._lock:
-            for slot, recipients in increments.items():
+            for (service_id, hour), recipients in increments.items():
+                slot = (service_id, hour, shard)
                 self._send_counts[slot] = self._send_counts.get(slot, 0) + recipients
 
-    def sent_in_hours(self, service_id: str, hours: range) -> int:
+    def sent_by_hour(self, service_id: str, hours: range) -> dict[int, int]:
+        found: dict[int, int] = {}
         with self._lock:
-            return sum(self._send_counts.get((service_id, hour), 0) for hour in hours)
+            for hour in hours:
+                shards = [self._send_counts.get((service_id, hour, n)) for n in range(SHARDS)]
+                if any(n is not None for n in shards):
+                    found[hour] = sum(n or 0 for n in shards)
+        return found
 
     def close(self) -> None:
         """Nothing to release; the records stay readable until the object is dropped."""

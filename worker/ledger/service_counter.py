@@ -15,9 +15,12 @@ from worker.ledger.model import LedgerUnavailable
 from worker.ledger.send_counts import hour_of
 from worker.ledger.service_count_stores import service_counts_of
 
-__all__ = ["ServiceCounter"]
+__all__ = ["FLUSH_INTERVAL_S", "ServiceCounter"]
 
 log = get_logger()
+
+#: How often a counter writes what it counted, unless told otherwise.
+FLUSH_INTERVAL_S = 5.0
 
 
 class ServiceCounter:
@@ -29,7 +32,7 @@ class ServiceCounter:
         ledger: Ledger,
         *,
         clock: Callable[[], float] = time.time,
-        flush_interval_s: float = 5.0,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
         self._records = service_counts_of(ledger)
         self._clock = clock

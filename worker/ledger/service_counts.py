@@ -6,7 +6,11 @@ outcomes in memory (:class:`~worker.ledger.service_counter.ServiceCounter`, an a
 under a lock) and write them every few seconds, one increment per service and hour holding
 every kind that moved, which each backend applies atomically (SQLite's upsert, Firestore's
 ``Increment``, memory under its lock), so instances never overwrite each other's counts.
-Reading a service's last week is :data:`WEEK_HOURS` reads by key. Counters expire
+Like the send counters, each service and hour is :data:`~worker.ledger.send_counts.SHARDS`
+counters, a flush incrementing one drawn at random (:mod:`worker.ledger.send_counts` says
+why), and a read summing them: a service's last week is :data:`WEEK_HOURS` x ``SHARDS``
+reads by key, in batches, which the services page makes once per console and then only for
+the hours that can still change (:mod:`worker.ledger.final_hours`). Counters expire
 :data:`RETENTION_S` after their hour.
 
 The kinds (:data:`KINDS`):
@@ -26,7 +30,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 
-from worker.ledger.send_counts import HOUR_S
+from worker.ledger.send_counts import HOUR_S, counter_document_id
 
 __all__ = [
     "KINDS",
@@ -51,11 +55,6 @@ HourCounts = dict[str, int]
 Increments = Mapping[tuple[str, int], Mapping[str, int]]
 
 
-def counter_document_id(service_id: str, hour: int) -> str:
-    """Firestore's document id of a counter (service ids are ``[a-z0-9_-]``)."""
-    return f"{service_id}@{hour}"
-
-
 def expire_at(hour: int) -> float:
     """When the counter of ``hour`` may be deleted (epoch seconds)."""
     return hour * HOUR_S + RETENTION_S
@@ -66,10 +65,11 @@ class ServiceCountRecords(abc.ABC):
     raise :class:`LedgerUnavailable` when the store fails."""
 
     @abc.abstractmethod
-    def add(self, increments: Increments) -> None:
-        """Add ``increments``, atomically against other instances' additions."""
+    def add(self, increments: Increments, shard: int | None = None) -> None:
+        """Add ``increments`` to ``shard`` of their counters (None: a random one; ValueError
+        if not one of ``SHARDS``), atomically against other instances' additions."""
 
     @abc.abstractmethod
     def read(self, service_id: str, hours: range) -> dict[int, HourCounts]:
-        """``service_id``'s counters of ``hours`` (by key), by hour; hours without one are
-        left out."""
+        """``service_id``'s counters of ``hours`` (every shard's, by key, summed), by hour;
+        hours without one are left out."""

@@ -73,6 +73,7 @@ class SqliteLedger(GroupCommit, Ledger):
             self._conn.executescript(sql.SCHEMA)
             self._conn.executescript(counts.SQLITE_SCHEMA)
             sql.add_missing_columns(self._conn)
+            sql.add_shard_key(self._conn, "send_counts", counts.SQLITE_SCHEMA)
         except sqlite3.Error as error:
             raise LedgerUnavailable(
                 f"SQLite ledger {self.path} could not be opened: {error}"
@@ -133,13 +134,15 @@ class SqliteLedger(GroupCommit, Ledger):
             rows = self._conn.execute(sql.SELECT_HEARTBEATS, params).fetchall()
         return [_heartbeat((group, row["instance"]), row) for row in rows]
 
-    def add_send_counts(self, increments: Increments) -> None:
+    def add_send_counts(self, increments: Increments, shard: int | None = None) -> None:
         if not increments:
             return
+        shard = counts.check_shard(shard)
         rows = [
             {
                 "service_id": service_id,
                 "hour": hour,
+                "shard": shard,
                 "recipients": recipients,
                 "expire_at": hour * counts.HOUR_S + counts.COUNTER_RETENTION_S,
             }
@@ -147,15 +150,15 @@ class SqliteLedger(GroupCommit, Ledger):
         ]
         self._writing("add send counts", lambda: self._conn.executemany(counts.SQLITE_ADD, rows))
 
-    def sent_in_hours(self, service_id: str, hours: range) -> int:
+    def sent_by_hour(self, service_id: str, hours: range) -> dict[int, int]:
         if not hours:
-            return 0
+            return {}
         params = {"service_id": service_id, "first": hours[0], "last": hours[-1]}
-        row = self._reading(
+        rows = self._reading(
             "read the send counts of " + service_id,
-            lambda: self._conn.execute(counts.SQLITE_SUM, params).fetchone(),
+            lambda: self._conn.execute(counts.SQLITE_SUM, params).fetchall(),
         )
-        return int(row[0])
+        return {int(row[0]): int(row[1]) for row in rows}
 
     def close(self) -> None:
         with self._lock:

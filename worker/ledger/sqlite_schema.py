@@ -24,6 +24,7 @@ __all__ = [
     "UPSERT_STATUS",
     "Statements",
     "add_missing_columns",
+    "add_shard_key",
     "statements",
 ]
 
@@ -176,6 +177,33 @@ def add_missing_columns(conn: sqlite3.Connection) -> None:
             # Another process opening the same database added it first.
             if "duplicate column" not in str(error):
                 raise
+
+
+def add_shard_key(conn: sqlite3.Connection, table: str, create: str) -> None:
+    """Rebuild ``table``, a counters table made before counters were sharded, as ``create``
+    (its statement, whose key ends in a ``shard`` column defaulting to 0): its rows become
+    shard 0. SQLite cannot change a primary key in place; one transaction copies the rows
+    into the new table, so another process opening the file waits and then finds it done."""
+    if "shard" in _columns(conn, table):
+        return
+    conn.execute("BEGIN IMMEDIATE")  # raises before anything began when the file is busy
+    try:
+        old = _columns(conn, table)
+        if "shard" not in old:
+            conn.execute(f"ALTER TABLE {table} RENAME TO {table}_unsharded")
+            conn.execute(create)
+            names = ", ".join(old)
+            conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_unsharded")  # noqa: S608
+            conn.execute(f"DROP TABLE {table}_unsharded")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
 
 
 SWEEP = "DELETE FROM requests WHERE expire_at < :now"

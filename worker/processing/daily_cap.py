@@ -7,7 +7,9 @@ is the ledger's sum over the last day, read again at most every ``refresh_s``, p
 worker has counted since, plus the sends it has under way. So one instance never goes past a
 cap; other instances' sends show up within about ``flush_interval_s + refresh_s``, and
 several instances can together overshoot a cap by what they send in that time. The hourly
-counters make the window reopen an hour at a time.
+counters make the window reopen an hour at a time. A refresh reads only the hours that can still
+change: the totals of final hours are kept (:mod:`worker.ledger.final_hours`), so it is
+usually the current hour's shards, not the whole day's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 
 from worker.config.logs import get_logger
 from worker.ledger import Ledger, LedgerUnavailable
+from worker.ledger.final_hours import FinalHours, settle_margin_s
 from worker.ledger.send_counts import HOUR_S, hour_of, window_hours
 
 __all__ = ["DailyCounts"]
@@ -38,6 +41,7 @@ class DailyCounts:
         refresh_s: float = 5.0,
     ) -> None:
         self._ledger = ledger
+        self._final = FinalHours[int](settle_margin_s(flush_interval_s))  # the ledger's sums
         self._clock = clock
         self._flush_interval_s = flush_interval_s
         self._refresh_s = refresh_s
@@ -92,7 +96,8 @@ class DailyCounts:
         with self._lock:
             known = self._known.get(service_id)
         if known is None or known[0] != hour_of(now) or now - known[1] >= self._refresh_s:
-            total = self._ledger.sent_in_hours(service_id, window_hours(now))
+            hours = self._final.read(service_id, window_hours(now), now, self._ledger.sent_by_hour)
+            total = sum(hours.values())
             known = (hour_of(now), now, total)
             with self._lock:
                 self._known[service_id] = known
