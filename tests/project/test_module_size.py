@@ -1,7 +1,7 @@
 """The size rule of docs/architecture.md: short functions, and long modules say why.
 
 A module under ``worker/`` may run over 300 lines only when its docstring says why, in the
-form ``(over 300 lines: <the reason>)``. No function or method may run over 80 lines (the
+form ``... over 300 lines: <the reason>``. No function or method may run over 80 lines (the
 project aims at 60; the check catches the worst).
 """
 
@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "worker"
 MODULE_LINES = 300
 FUNCTION_LINES = 80
-# The agreed phrase: a reason of a few words inside "(over 300 lines: ...)".
-REASON = re.compile(r"\(over 300 lines: [^)]{12,}\)")
+# The agreed phrase: "over 300 lines:" then the reason, a few words at least.
+REASON = re.compile(r"over 300 lines: \S[^.]{11,}", re.IGNORECASE)
 
 # Long modules without a stated reason that other branches are changing at the same time;
 # fixed at merge by the lead (split, or the reason added to the docstring), then removed here.
@@ -28,7 +28,6 @@ ALLOWED_UNTIL_MERGE = frozenset(
     {
         "worker/events/reader.py",
         "worker/ledger/base.py",
-        "worker/ledger/firestore_ledger.py",
         "worker/ledger/sqlite_ledger.py",
         "worker/processing/quota_pacer.py",
         "worker/transports/push.py",
@@ -81,7 +80,7 @@ def test_every_module_over_300_lines_states_why_in_its_docstring() -> None:
         if _module_name(entry) not in ALLOWED_UNTIL_MERGE
     ]
     assert unexplained == [], (
-        "modules over 300 lines without '(over 300 lines: <reason>)' in their docstring: "
+        "modules over 300 lines without 'over 300 lines: <reason>' in their docstring: "
         "split them, or state the reason: " + ", ".join(unexplained)
     )
 
@@ -103,14 +102,14 @@ def test_a_long_module_without_a_reason_is_reported(tmp_path: Path) -> None:
 
 def test_a_long_module_stating_its_reason_passes(tmp_path: Path) -> None:
     body = "\n".join(f"X{i} = {i}" for i in range(MODULE_LINES))
-    docstring = '"""A module (over 300 lines: one constant per line, read together)."""'
+    docstring = '"""A module, over 300 lines: one constant per line, read together."""'
     (tmp_path / "long.py").write_text(f"{docstring}\n{body}\n", encoding="utf-8")
     assert unexplained_long_modules(tmp_path) == []
 
 
-def test_a_bare_mention_of_the_phrase_without_a_reason_is_not_enough(tmp_path: Path) -> None:
+def test_the_phrase_without_a_reason_of_a_few_words_is_not_enough(tmp_path: Path) -> None:
     body = "\n".join(f"X{i} = {i}" for i in range(MODULE_LINES))
-    (tmp_path / "long.py").write_text(f'"""(over 300 lines: )"""\n{body}\n', encoding="utf-8")
+    (tmp_path / "long.py").write_text(f'"""Over 300 lines: long."""\n{body}\n', encoding="utf-8")
     assert len(unexplained_long_modules(tmp_path)) == 1
 
 
