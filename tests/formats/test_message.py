@@ -521,7 +521,7 @@ def test_the_header_class_cache_changes_no_byte_of_the_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cached = wire(build(rich_request()))
-    monkeypatch.setattr("worker.formats.message._POLICY", email.policy.default)
+    monkeypatch.setattr("worker.formats.message_parts._POLICY", email.policy.default)
     stock = wire(build(rich_request()))
     # Only the MIME boundaries are random; align them before comparing.
     boundaries = re.findall(rb'boundary="([^"]+)"', stock)

@@ -27,13 +27,12 @@ from worker.formats.addresses import Mailbox
 from worker.formats.message import (
     TAGS_HEADER,
     WrittenMessage,
-    _format_mailbox,
-    _text_cte,
-    _unstructured,
     build_message,
     message_size,
     resolve_sender,
 )
+from worker.formats.message_headers import format_mailbox, unstructured
+from worker.formats.message_parts import text_cte
 from worker.formats.mime import MESSAGE_POLICY, VerbatimHeader
 from worker.formats.request import Attachment, EmailRequest, RequestRejected
 from worker.formats.tags import worker_tags
@@ -53,18 +52,18 @@ def email_package_message(request: EmailRequest, sender: Mailbox, date: datetime
         ("Reply-To", request.reply_to),
     ):
         if mailboxes:
-            message[name] = VerbatimHeader(name, ", ".join(_format_mailbox(m) for m in mailboxes))
-    message["Subject"] = _unstructured("Subject", request.subject or "")
+            message[name] = VerbatimHeader(name, ", ".join(format_mailbox(m) for m in mailboxes))
+    message["Subject"] = unstructured("Subject", request.subject or "")
     message["Date"] = format_datetime(date.astimezone(UTC))
     for name, value in request.headers:
-        message[name] = _unstructured(name, value)
+        message[name] = unstructured(name, value)
     if request.text is not None:
-        message.set_content(request.text, cte=_text_cte(request.text))
+        message.set_content(request.text, cte=text_cte(request.text))
         if request.html is not None:
-            message.add_alternative(request.html, subtype="html", cte=_text_cte(request.html))
+            message.add_alternative(request.html, subtype="html", cte=text_cte(request.html))
     else:
         html = request.html or ""
-        message.set_content(html, subtype="html", cte=_text_cte(html))
+        message.set_content(html, subtype="html", cte=text_cte(html))
     for attachment in request.attachments:
         assert isinstance(attachment, Attachment)
         message.add_attachment(

@@ -111,7 +111,7 @@ def test_deeply_nested_json_is_rejected_as_invalid_json_before_it_is_parsed(
     def must_not_parse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a document nested this deep must not reach json.loads")
 
-    monkeypatch.setattr("worker.formats.request.json.loads", must_not_parse)
+    monkeypatch.setattr("worker.formats.request_json.json.loads", must_not_parse)
     data = b'{"version": 1, "headers": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     refused = rejection(data)
     assert refused.code == ErrorCode.INVALID_JSON

@@ -22,7 +22,7 @@ from tests.support.cli_runner import (
 )
 from tests.support.ports import free_port
 from tests.support.worker_stack import Stack, b64, make_stack, request
-from worker.ops.commands import dlq as dlq_command
+from worker.ops.commands import dlq_queue
 
 
 @pytest.fixture
@@ -282,7 +282,7 @@ def test_a_replay_whose_publish_fails_part_way_loses_nothing(
     ids = [
         dead_letter(stack, request(request_id=f"r{n}"), **worker_reason(f"r{n}")) for n in range(6)
     ]
-    real_make_publish = dlq_command.make_publish
+    real_make_publish = dlq_queue.make_publish
 
     def failing_after_two(publisher: Any) -> Any:
         real = real_make_publish(publisher)
@@ -299,7 +299,7 @@ def test_a_replay_whose_publish_fails_part_way_loses_nothing(
 
         return publish
 
-    monkeypatch.setattr(dlq_command, "make_publish", failing_after_two)
+    monkeypatch.setattr(dlq_queue, "make_publish", failing_after_two)
     result = invoke(env, "dlq", "replay", "--all", "--yes")
     assert result.exit_code == 1
     assert "Replayed 2" in result.stdout

@@ -27,29 +27,33 @@ interruption; should deletion fail, the subscription expires by itself after a d
 inactivity. Creating it needs ``pubsub.subscriptions.create`` in the project and
 ``pubsub.topics.attachSubscription`` on the results topic.
 
-The module runs over 300 lines: the request specs, their local check and the client that
-publishes and awaits them are one interface; reading results subscriptions lives apart.
+The request specs and their local check are in :mod:`worker.client.request_specs`, awaiting
+one result in :mod:`worker.client.pending_result`, reading results subscriptions in
+:mod:`worker.client.results`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import re
-import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from worker.client.references import GcsAttachmentSpec, TemplateSpec, guessed_type
+from worker.client.pending_result import PendingResult, ResultTimeout
+from worker.client.references import GcsAttachmentSpec, TemplateSpec
+from worker.client.request_specs import (
+    MAX_REQUEST_BYTES,
+    AttachmentSpec,
+    EmailRequestSpec,
+    prepare_checked,
+    prepare_request,
+)
 from worker.client.results import ReceivedResult, pull_results
 from worker.config.names import RESULTS_SUBSCRIPTION_TEMPLATE, results_subscription_for
-from worker.formats.error_codes import ErrorCode, ResultStatus
-from worker.formats.request import EmailRequest, RequestRejected, parse_request
+from worker.formats.error_codes import ErrorCode
+from worker.formats.request import RequestRejected
 from worker.formats.result import EmailResult
 
 __all__ = [
@@ -68,228 +72,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Pub/Sub's limit on one message's data.
-MAX_REQUEST_BYTES = 10_000_000
-# Placeholder service for local checks when neither the request nor the client names one:
-# the worker may still have a default (EMAIL_WORKER_SERVICE_ID), so this is not an error here.
-_PLACEHOLDER_SERVICE = "local-check"
 # Request ids that can be written into a filter's string literal as they are.
 _FILTERABLE_ID = re.compile(r"[ !#-\[\]-~]{1,128}")
 
 
-class ResultTimeout(TimeoutError):
-    """No result arrived in time. The request may still be processed later."""
-
-    def __init__(self, request_id: str, timeout_s: float) -> None:
-        super().__init__(f"no result for request {request_id} within {timeout_s:g} s")
-        self.request_id = request_id
-        self.timeout_s = timeout_s
-
-
-@dataclass(frozen=True, repr=False)
-class AttachmentSpec:
-    """A file to attach: its name, bytes and MIME type (``type/subtype``, no parameters)."""
-
-    filename: str
-    content: bytes
-    content_type: str = "application/octet-stream"
-
-    @classmethod
-    def from_path(cls, path: str | Path, content_type: str | None = None) -> AttachmentSpec:
-        """Read ``path``; the type is guessed from its name unless given."""
-        path = Path(path)
-        if content_type is None:
-            # A compressed file (.tar.gz) is sent as opaque bytes, not as its inner type.
-            content_type = guessed_type(path.name)
-        return cls(filename=path.name, content=path.read_bytes(), content_type=content_type)
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "filename": self.filename,
-            "content_type": self.content_type,
-            "content_base64": base64.b64encode(self.content).decode("ascii"),
-        }
-
-    def __repr__(self) -> str:
-        return f"AttachmentSpec(content_type={self.content_type!r}, size={len(self.content)})"
-
-
-@dataclass(frozen=True, repr=False)
-class EmailRequestSpec:
-    """A v1 request (see docs/formats.md). Empty and ``None`` fields are left out.
-
-    ``sender`` is the request's ``from``. Give ``raw`` (a complete RFC 5322 message), or a
-    ``template`` with its data, instead of ``subject``/``text``/``html``. ``attachments`` may
-    mix files (`AttachmentSpec`) and objects the worker reads (`GcsAttachmentSpec`).
-    """
-
-    to: Sequence[str] = ()
-    cc: Sequence[str] = ()
-    bcc: Sequence[str] = ()
-    subject: str | None = None
-    text: str | None = None
-    html: str | None = None
-    sender: str | None = None
-    reply_to: Sequence[str] = ()
-    headers: Mapping[str, str] = field(default_factory=dict)
-    attachments: Sequence[AttachmentSpec | GcsAttachmentSpec] = ()
-    tags: Mapping[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
-    template: TemplateSpec | None = None
-    service_id: str | None = None
-    request_id: str | None = None
-
-    def to_document(self) -> dict[str, Any]:
-        """The request as the JSON object the worker reads."""
-        document: dict[str, Any] = {"version": 1}
-        for name, value in (
-            ("request_id", self.request_id),
-            ("service_id", self.service_id),
-            ("from", self.sender),
-            ("to", list(self.to)),
-            ("cc", list(self.cc)),
-            ("bcc", list(self.bcc)),
-            ("reply_to", list(self.reply_to)),
-            ("subject", self.subject),
-            ("text", self.text),
-            ("html", self.html),
-            ("headers", dict(self.headers)),
-            ("attachments", [a.to_dict() for a in self.attachments]),
-            ("tags", dict(self.tags)),
-        ):
-            if value is not None and value != [] and value != {}:
-                document[name] = value
-        if self.raw is not None:
-            document["raw"] = base64.b64encode(self.raw).decode("ascii")
-        if self.template is not None:
-            document["template"] = self.template.to_dict()
-        return document
-
-    def __repr__(self) -> str:
-        return f"EmailRequestSpec(request_id={self.request_id!r}, service_id={self.service_id!r})"
-
-
-def prepare_request(
-    request: Mapping[str, Any] | EmailRequestSpec, *, default_service_id: str | None = None
-) -> tuple[str, bytes]:
-    """``(request_id, data)`` for publishing ``request``, checked like the worker would.
-
-    A ``request_id`` is generated (a UUID) when the request has none, and ``service_id`` is
-    filled in from ``default_service_id`` when given. Raises `RequestRejected`.
-    """
-    parsed, data, _ = _prepare(request, default_service_id=default_service_id)
-    return parsed.request_id, data
-
-
-def _prepare(
-    request: Mapping[str, Any] | EmailRequestSpec, *, default_service_id: str | None
-) -> tuple[EmailRequest, bytes, str | None]:
-    """What :func:`prepare_request` does, also returning the parsed request and the service
-    it names (None when it names none)."""
-    document = dict(request.to_document() if isinstance(request, EmailRequestSpec) else request)
-    if document.get("request_id") is None:
-        document["request_id"] = str(uuid.uuid4())
-    if document.get("service_id") is None and default_service_id is not None:
-        document["service_id"] = default_service_id
-    try:
-        data = json.dumps(document, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError) as error:
-        raise RequestRejected(
-            ErrorCode.INVALID_JSON, f"the request cannot be written as JSON: {error}"
-        ) from None
-    parsed = parse_request(
-        data,
-        pubsub_message_id="local-check",
-        default_service_id=default_service_id or _PLACEHOLDER_SERVICE,
-    )
-    if len(data) > MAX_REQUEST_BYTES:
-        raise RequestRejected(
-            ErrorCode.MESSAGE_TOO_LARGE,
-            f"the request is {len(data)} bytes; Pub/Sub messages are limited to "
-            f"{MAX_REQUEST_BYTES} bytes",
-        )
-    service_id = document.get("service_id")
-    return parsed, data, service_id if isinstance(service_id, str) else None
-
-
 def _topic_path(project_id: str, topic: str) -> str:
     return topic if topic.startswith("projects/") else f"projects/{project_id}/topics/{topic}"
-
-
-#: Results that are not a request's final outcome (docs/formats.md, "Scheduled sending").
-_NOT_FINAL = frozenset({ResultStatus.SCHEDULED, ResultStatus.CANCEL_REFUSED})
-
-
-class PendingResult:
-    """A result being awaited; see `EmailClient.expect_result`."""
-
-    def __init__(
-        self,
-        subscriber: Any,
-        subscription: str,
-        request_id: str,
-        rpc_timeout_s: float,
-        service_id: str | None = None,
-    ) -> None:
-        self.subscription = subscription
-        self.request_id = request_id
-        #: The service whose result is awaited; None: any (the worker's default service).
-        self.service_id = service_id
-        self._subscriber = subscriber
-        self._rpc_timeout_s = rpc_timeout_s
-
-    def wait(self, timeout_s: float) -> EmailResult:
-        """The request's result; `ResultTimeout` if none arrives within ``timeout_s``."""
-        from worker.client.pubsub_rpc import bounded, pull_once
-
-        deadline = time.monotonic() + timeout_s
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ResultTimeout(self.request_id, timeout_s)
-            received = pull_once(
-                self._subscriber,
-                self.subscription,
-                max_messages=10,
-                timeout_s=max(0.5, min(remaining, self._rpc_timeout_s)),
-            )
-            if not received:
-                continue
-            # The subscription is private; acknowledge everything, including results for
-            # other requests that a filter-less emulator delivers anyway.
-            self._subscriber.acknowledge(
-                request={
-                    "subscription": self.subscription,
-                    "ack_ids": [m.ack_id for m in received],
-                },
-                **bounded(self._rpc_timeout_s),
-            )
-            for message in received:
-                result = self._awaited(message.message)
-                if result is not None:
-                    return result
-
-    def _awaited(self, message: Any) -> EmailResult | None:
-        """``message`` as a result if it is the awaited one: this request of this service."""
-        if message.attributes.get("request_id") != self.request_id:
-            return None
-        try:
-            result = EmailResult.from_json_bytes(bytes(message.data))
-        except (ValueError, TypeError, KeyError):
-            logger.warning("ignoring a malformed result for request %s", self.request_id)
-            return None
-        if result.request_id != self.request_id:
-            return None
-        if self.service_id is not None and result.service_id != self.service_id:
-            logger.warning(
-                "ignoring a result for request %s of another service (%s)",
-                self.request_id,
-                result.service_id,
-            )
-            return None
-        if result.status in _NOT_FINAL:
-            return None  # scheduled for later, or a cancel's answer: the outcome follows
-        return result
 
 
 class EmailClient:
@@ -361,7 +149,9 @@ class EmailClient:
         Raises `RequestRejected` for a request the worker would reject (nothing is published),
         or the Pub/Sub error if publishing fails.
         """
-        parsed, data, service_id = _prepare(request, default_service_id=self.default_service_id)
+        parsed, data, service_id = prepare_checked(
+            request, default_service_id=self.default_service_id
+        )
         topic = self._topic_for(service_id)
         self.publisher.publish(topic, data).result(timeout=self.timeout_s)
         return parsed.request_id
@@ -423,7 +213,9 @@ class EmailClient:
         Raises `RequestRejected` before publishing, or `ResultTimeout` when no result arrives
         within ``timeout_s`` (the request may still be sent later).
         """
-        parsed, data, service_id = _prepare(request, default_service_id=self.default_service_id)
+        parsed, data, service_id = prepare_checked(
+            request, default_service_id=self.default_service_id
+        )
         topic = self._topic_for(service_id)
         with self.expect_result(parsed.request_id, service_id=service_id) as pending:
             self.publisher.publish(topic, data).result(timeout=self.timeout_s)

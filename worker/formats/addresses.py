@@ -123,7 +123,7 @@ def parse_address_header(
         if header.defects:
             raise ValueError("defective address header")
         addresses: Sequence[Address] = getattr(header, "addresses", ())
-    except Exception:  # as in worker.formats.request's _load_raw: parser bugs mean malformed input
+    except Exception:  # as in request_raw's _load_raw: parser bugs mean malformed input
         reject(ErrorCode.INVALID_ADDRESS, f"the {label} is not a valid address list")
     return tuple(_header_mailbox(address, label) for address in addresses)
 

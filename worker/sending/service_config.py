@@ -33,7 +33,7 @@ waiting (a positive number; 3 against another's 1 sends three times as fast), se
 in Pub/Sub (``"wait"``) or is rejected with ``daily_cap_reached`` (``"reject"``).
 
 It is found through a URL template with ``{environment}`` and ``{service_id}`` placeholders,
-``file://`` or ``gs://``.
+``file://`` or ``gs://``, and read by `worker.sending.service_config_fetch`.
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from worker.config.gcs_uri import GcsPrefix, GcsUriError, parse_prefix_uri
 from worker.sending.envelope import idna_domain
-from worker.sending.errors import ConfigurationError, TransientError
+from worker.sending.errors import ConfigurationError
+from worker.sending.service_config_fetch import fetch_document
 
 __all__ = [
     "DEFAULT_ENVIRONMENT",
@@ -68,7 +68,6 @@ DEFAULT_SERVICE_CONFIG_URL = "gs://email-worker-config/{environment}/{service_id
 SERVICE_CONFIG_URL_ENV = "EMAIL_WORKER_SERVICE_CONFIG_URL"
 DEFAULT_ENVIRONMENT = "production"
 
-_MAX_DOCUMENT_BYTES = 64 * 1024
 # An IAM role's ARN in any AWS partition: arn:aws:iam::ACCOUNT:role/PATH/NAME.
 _ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
 # A domain name in its ASCII form: dot-separated labels of letters, digits and inner hyphens.
@@ -152,7 +151,7 @@ def load_service_config(
     reached.
     """
     location = config_location(service_id, environment, template)
-    raw = _fetch(location, service_id, credentials)
+    raw = fetch_document(location, service_id, credentials)
     return parse_service_config(raw, service_id=service_id, location=location)
 
 
@@ -266,76 +265,3 @@ def _ascii_domain(domain: str) -> str:
         return idna_domain(domain)
     except UnicodeError:
         return domain
-
-
-def _fetch(location: str, service_id: str, credentials: Any) -> bytes:
-    url = urllib.parse.urlsplit(location)
-    if url.scheme == "file":
-        return _fetch_file(urllib.parse.unquote(url.path), location, service_id)
-    if url.scheme == "gs":
-        return _fetch_gcs(url.netloc, url.path.lstrip("/"), location, service_id, credentials)
-    raise ConfigurationError(
-        f"configuration for service {service_id!r} at {location}: unsupported scheme "
-        f"{url.scheme!r} (use file:// or gs://)"
-    )
-
-
-def _fetch_file(path: str, location: str, service_id: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(_MAX_DOCUMENT_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigurationError(
-            f"no configuration for service {service_id!r}: {location} does not exist"
-        ) from None
-    except OSError as error:
-        raise ConfigurationError(
-            f"configuration for service {service_id!r} at {location} is unreadable "
-            f"({type(error).__name__})"
-        ) from None
-    return _bounded(data, location, service_id)
-
-
-def _fetch_gcs(bucket: str, name: str, location: str, service_id: str, credentials: Any) -> bytes:
-    # Imported here: only gs:// configurations pay for loading the storage client.
-    from google.api_core import exceptions as gexc
-    from google.auth import exceptions as auth_exc
-    from google.cloud import storage
-
-    try:
-        client = storage.Client(credentials=credentials) if credentials else storage.Client()
-        data = client.bucket(bucket).blob(name).download_as_bytes(timeout=10)
-    except gexc.NotFound:
-        raise ConfigurationError(
-            f"no configuration for service {service_id!r}: {location} does not exist"
-        ) from None
-    except auth_exc.DefaultCredentialsError:
-        raise ConfigurationError(
-            f"configuration for service {service_id!r} at {location} is unreadable: no Google "
-            "credentials"
-        ) from None
-    except (gexc.Forbidden, gexc.Unauthorized):
-        raise ConfigurationError(
-            f"configuration for service {service_id!r} at {location} is unreadable: "
-            "access denied to this identity"
-        ) from None
-    except (gexc.ServerError, gexc.TooManyRequests, auth_exc.TransportError, OSError) as error:
-        raise TransientError(
-            f"could not fetch configuration for service {service_id!r} from {location} "
-            f"({type(error).__name__})"
-        ) from None
-    except (gexc.GoogleAPICallError, auth_exc.GoogleAuthError) as error:
-        raise ConfigurationError(
-            f"configuration for service {service_id!r} at {location} is unreadable "
-            f"({type(error).__name__})"
-        ) from None
-    return _bounded(data, location, service_id)
-
-
-def _bounded(data: bytes, location: str, service_id: str) -> bytes:
-    if len(data) > _MAX_DOCUMENT_BYTES:
-        raise ConfigurationError(
-            f"configuration for service {service_id!r} at {location} is larger than "
-            f"{_MAX_DOCUMENT_BYTES} bytes"
-        )
-    return data

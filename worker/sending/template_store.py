@@ -13,23 +13,21 @@ A version exists once its ``template.json`` does; it is written last. Publishing
 ``v{N}/.claim`` with a create-only write, so two publishers never share a version and a
 published version is never overwritten. Names, languages and service ids are checked against
 strict patterns before any path is built, so one service's base can never reach another's.
-
-The module is a little over the usual length because the two backends (a directory, a GCS
-bucket) stay beside the store they serve: four small operations each.
+The store's files are kept by a backend (`worker.sending.template_backends`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from worker.sending.errors import ConfigurationError, TransientError
+from worker.sending.template_backends import Backend, FileBackend, GcsBackend
 
 __all__ = [
     "DEFAULT_TEMPLATES_URL",
@@ -50,7 +48,6 @@ PARTS = ("subject", "text", "html")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
 _VERSION_DIR_RE = re.compile(r"v([1-9][0-9]{0,8})")
-_MAX_PART_BYTES = 256 * 1024
 _MANIFEST = "template.json"
 _CLAIM = ".claim"
 
@@ -112,9 +109,9 @@ class TemplateStore:
         self.base = base.rstrip("/")
         url = urllib.parse.urlsplit(self.base)
         if url.scheme == "file":
-            self._backend: _Backend = _FileBackend(urllib.parse.unquote(url.path))
+            self._backend: Backend = FileBackend(urllib.parse.unquote(url.path))
         elif url.scheme == "gs":
-            self._backend = _GcsBackend(url.netloc, url.path.strip("/"), credentials)
+            self._backend = GcsBackend(url.netloc, url.path.strip("/"), credentials)
         else:
             raise ConfigurationError(
                 f"{TEMPLATES_URL_ENV}: unsupported scheme {url.scheme!r} (use file:// or gs://)"
@@ -200,123 +197,3 @@ class TemplateStore:
             self._backend.create(f"{folder}/{_MANIFEST}", manifest)
             return version
         raise TransientError(f"could not claim a new version of template {name!r}")
-
-
-class _Backend:
-    def list(self, folder: str) -> list[str]:
-        raise NotImplementedError
-
-    def read(self, path: str) -> bytes | None:
-        raise NotImplementedError
-
-    def exists(self, path: str) -> bool:
-        raise NotImplementedError
-
-    def create(self, path: str, data: bytes) -> bool:
-        """Write ``data`` only if ``path`` does not exist yet; whether it was written."""
-        raise NotImplementedError
-
-
-class _FileBackend(_Backend):
-    def __init__(self, root: str) -> None:
-        self.root = root
-
-    def _path(self, path: str) -> str:
-        return os.path.join(self.root, path) if path else self.root
-
-    def list(self, folder: str) -> list[str]:
-        try:
-            return os.listdir(self._path(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-
-    def read(self, path: str) -> bytes | None:
-        try:
-            with open(self._path(path), "rb") as handle:
-                return _bounded(handle.read(_MAX_PART_BYTES + 1), path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-
-    def exists(self, path: str) -> bool:
-        return os.path.isfile(self._path(path))
-
-    def create(self, path: str, data: bytes) -> bool:
-        full = self._path(path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        try:
-            descriptor = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        return True
-
-
-class _GcsBackend(_Backend):
-    def __init__(self, bucket: str, prefix: str, credentials: Any) -> None:
-        # Imported here: only gs:// stores pay for loading the storage client.
-        from google.cloud import storage
-
-        with _storage_errors(f"gs://{bucket}"):
-            client = storage.Client(credentials=credentials) if credentials else storage.Client()
-        self.bucket = client.bucket(bucket)
-        self.prefix = prefix
-
-    def _key(self, path: str) -> str:
-        return "/".join(part for part in (self.prefix, path) if part)
-
-    def list(self, folder: str) -> list[str]:
-        prefix = self._key(folder) + "/"
-        with _storage_errors(prefix):
-            blobs = self.bucket.client.list_blobs(self.bucket, prefix=prefix, delimiter="/")
-            files = [blob.name[len(prefix) :] for blob in blobs]
-            folders = [p[len(prefix) :].rstrip("/") for p in blobs.prefixes]
-        return files + folders
-
-    def read(self, path: str) -> bytes | None:
-        from google.api_core import exceptions as gexc
-
-        with _storage_errors(path):
-            try:
-                data = self.bucket.blob(self._key(path)).download_as_bytes(timeout=10)
-            except gexc.NotFound:
-                return None
-        return _bounded(data, path)
-
-    def exists(self, path: str) -> bool:
-        with _storage_errors(path):
-            return bool(self.bucket.blob(self._key(path)).exists(timeout=10))
-
-    def create(self, path: str, data: bytes) -> bool:
-        from google.api_core import exceptions as gexc
-
-        with _storage_errors(path):
-            try:
-                self.bucket.blob(self._key(path)).upload_from_string(
-                    data, if_generation_match=0, timeout=30
-                )
-            except gexc.PreconditionFailed:
-                return False
-        return True
-
-
-@contextlib.contextmanager
-def _storage_errors(where: str) -> Iterator[None]:
-    """Turn storage failures into the worker's transient or configuration errors."""
-    from google.api_core import exceptions as gexc
-    from google.auth import exceptions as auth_exc
-
-    try:
-        yield
-    except (gexc.ServerError, gexc.TooManyRequests, auth_exc.TransportError, OSError) as error:
-        name = type(error).__name__
-        raise TransientError(f"template storage unreachable at {where} ({name})") from None
-    except (gexc.GoogleAPICallError, auth_exc.GoogleAuthError) as error:
-        name = type(error).__name__
-        raise ConfigurationError(f"template storage unreadable at {where} ({name})") from None
-
-
-def _bounded(data: bytes, path: str) -> bytes:
-    if len(data) > _MAX_PART_BYTES:
-        raise ConfigurationError(f"template file {path} is larger than {_MAX_PART_BYTES} bytes")
-    return data

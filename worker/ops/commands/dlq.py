@@ -1,35 +1,43 @@
 """``email-worker dlq``: list, show, replay, purge and export dead letters.
 
 Each command selects by message id and by ``--service``, ``--request-id`` and ``--code``
-(`worker.ops.selection`); how dead letters are shown is in `dlq_views`. A replay through
-the replay topic is checked against the request ledger first, by the worker's own rule.
-
-Longer than most modules: five commands, each with its options, help and exit codes, and
-the reports of replays and purges that fail part-way. What is not a command is elsewhere.
+(`worker.ops.selection`); how dead letters are shown is in `dlq_views`, the queue and the
+selection options the commands share in `dlq_queue`, and replay's ledger check and the reports
+of replays and purges that stop part-way in `dlq_replays`. A replay through the replay topic is
+checked against the request ledger first, by the worker's own rule.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
 from worker.ops.commands import common
 from worker.ops.commands import dlq_views as views
 from worker.ops.commands.common import EXIT_USAGE, fail, load_settings, stdout_console
+from worker.ops.commands.dlq_queue import (
+    confirm,
+    fail_no_match,
+    make_publish,
+    not_found,
+    open_queue,
+    require_selection,
+    selecting,
+)
+from worker.ops.commands.dlq_replays import (
+    refused_replays,
+    replay_confirmed,
+    replay_problems,
+    unfinished,
+)
 
 if TYPE_CHECKING:
-    from worker.config.settings import Settings
-    from worker.formats.pubsub import Publish
-    from worker.ops.dead_letter_queue import DeadLetterQueue, ReplayReport
     from worker.ops.dead_letters import DeadLetter
     from worker.ops.selection import Selection
 
-__all__ = ["dlq"]
+__all__ = ["dlq", "make_publish"]
 
 _NO_MATCH = "no dead letter matches the message ids or filters given"
 _USAGE = "invalid settings or options, or nothing selected (no message id, filter or --all)"
@@ -39,15 +47,6 @@ def _epilog(ok: str, failure: str, usage: str = _USAGE) -> str:
     return common.exit_codes_text(
         {common.EXIT_OK: ok, common.EXIT_FAILURE: failure, EXIT_USAGE: usage}
     )
-
-
-def make_publish(publisher: Any) -> Publish:
-    """The publish function replay uses (a seam for tests that make publishes fail)."""
-
-    def publish(topic: str, data: bytes, attributes: Any) -> Any:
-        return publisher.publish(topic, data, **attributes)
-
-    return publish
 
 
 @click.group(
@@ -70,78 +69,6 @@ def dlq() -> None:
     """
 
 
-def _selecting(*, by_message_id: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the selection options (MESSAGE_IDS when ``by_message_id``, then
-    --service, --request-id and --code); it receives them as one ``selection``."""
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(command)
-        def selecting(
-            *,
-            service_id: str | None,
-            request_id: str | None,
-            error_code: str | None,
-            message_ids: tuple[str, ...] = (),
-            **options: Any,
-        ) -> Any:
-            from worker.ops.selection import Selection
-
-            selection = Selection(frozenset(message_ids), service_id, request_id, error_code)
-            return command(selection=selection, **options)
-
-        for option in (
-            click.option("--code", "error_code", metavar="CODE", help="With this error code."),
-            click.option("--request-id", metavar="ID", help="Of this request id."),
-            click.option("--service", "service_id", metavar="SERVICE", help="Of this service."),
-        ):
-            selecting = option(selecting)
-        if by_message_id:
-            selecting = click.argument("message_ids", nargs=-1)(selecting)
-        return selecting
-
-    return decorate
-
-
-def _replay_topic(settings: Settings) -> str:
-    """Where ``dlq replay`` publishes: the replay topic, or with shared tenancy the one
-    requests topic."""
-    topics = settings.topics
-    return topics.replay_topic if settings.services.per_service else topics.requests_topic
-
-
-@contextmanager
-def _open_queue(settings: Settings, *, for_replay: bool = False) -> Iterator[DeadLetterQueue]:
-    from worker.client.pubsub_rpc import new_publisher, new_subscriber
-    from worker.ops.dead_letter_queue import DeadLetterQueue
-
-    project = settings.require_project()
-    subscription = f"projects/{project}/subscriptions/{settings.topics.dead_letter_subscription}"
-    with common.pubsub_errors(
-        f"reading {subscription}",
-        not_found=f"subscription {subscription} does not exist (set "
-        "EMAIL_WORKER_DEAD_LETTER_SUBSCRIPTION, or create it with `email-worker setup`)",
-    ):
-        subscriber = new_subscriber()
-        publisher = new_publisher(settings.process.publish_timeout_s) if for_replay else None
-        try:
-            queue = DeadLetterQueue(
-                subscriber,
-                subscription,
-                publish=make_publish(publisher) if publisher is not None else None,
-                # Per-service tenancy: operators may publish only to the replay topic, and
-                # the worker sends a replay only if it is a request a service published.
-                requests_topic=f"projects/{project}/topics/{_replay_topic(settings)}",
-                rpc_timeout_s=common.rpc_timeout_s(settings),
-                publish_timeout_s=settings.process.publish_timeout_s,
-            )
-            queue.check()
-            yield queue
-        finally:
-            if publisher is not None:
-                publisher.stop()
-            subscriber.close()
-
-
 @dlq.command(
     "list",
     epilog=_epilog(
@@ -150,7 +77,7 @@ def _open_queue(settings: Settings, *, for_replay: bool = False) -> Iterator[Dea
         "invalid settings or options",
     ),
 )
-@_selecting(by_message_id=False)
+@selecting(by_message_id=False)
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
@@ -164,7 +91,7 @@ def list_(selection: Selection, limit: int, as_json: bool) -> None:
     from worker.ops.selection import select
 
     settings, _ = load_settings()
-    with _open_queue(settings) as queue:
+    with open_queue(settings) as queue:
         dead_letters = select(queue, selection, limit=limit or None)
     if as_json:
         moment = views.now()
@@ -181,13 +108,13 @@ def list_(selection: Selection, limit: int, as_json: bool) -> None:
     elif not selection.filtered:
         click.echo(f"No dead letters in {queue.subscription}.")
     if selection.filtered and not dead_letters:
-        _fail_no_match(selection, queue)
+        fail_no_match(selection, queue)
 
 
 @dlq.command(
     epilog=_epilog("success", f"Pub/Sub unreachable, the subscription missing, or {_NO_MATCH}")
 )
-@_selecting(by_message_id=True)
+@selecting(by_message_id=True)
 @click.option("--full", is_flag=True, help="Include bodies, attachments and raw messages.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter and line.")
 def show(selection: Selection, full: bool, as_json: bool) -> None:
@@ -202,41 +129,17 @@ def show(selection: Selection, full: bool, as_json: bool) -> None:
     if selection.empty:
         fail("give the message ids to show, or --service, --request-id or --code", EXIT_USAGE)
     settings, _ = load_settings()
-    with _open_queue(settings) as queue:
+    with open_queue(settings) as queue:
         found = select(queue, selection)
     if not found:
-        _fail_no_match(selection, queue)
+        fail_no_match(selection, queue)
     for index, dead_letter in enumerate(found):
         if index and not as_json:
             click.echo()
         views.print_shown(views.shown_record(dead_letter, full=full), as_json=as_json)
-    missing = _not_found(selection, found)
+    missing = not_found(selection, found)
     if missing:
         fail(f"not found: {views.listed(missing)}")
-
-
-def _confirm(question: str, *, yes: bool) -> None:
-    """Ask ``question`` on stderr (abort on no), unless ``yes``."""
-    if not yes:
-        click.confirm(question, abort=True, err=True)
-
-
-def _fail_no_match(selection: Selection, queue: DeadLetterQueue) -> NoReturn:
-    fail(f"no dead letter with {selection.describe()} in {queue.subscription}")
-
-
-def _require_selection(selection: Selection, all_: bool, verb: str) -> None:
-    if all_ and selection.message_ids:
-        fail("give message ids or --all, not both", EXIT_USAGE)
-    if not all_ and selection.empty:
-        fail(
-            f"give the message ids to {verb}, or --service, --request-id or --code, or --all",
-            EXIT_USAGE,
-        )
-
-
-def _not_found(selection: Selection, found: list[DeadLetter]) -> list[str]:
-    return sorted(selection.message_ids - {d.message_id for d in found})
 
 
 _REPLAY_FAILURE = (
@@ -247,7 +150,7 @@ _REPLAY_FAILURE = (
 
 
 @dlq.command(epilog=_epilog("every selected dead letter replayed (or would be)", _REPLAY_FAILURE))
-@_selecting(by_message_id=True)
+@selecting(by_message_id=True)
 @click.option("--all", "all_", is_flag=True, help="Every dead letter present now.")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -272,16 +175,16 @@ def replay(selection: Selection, all_: bool, dry_run: bool, yes: bool) -> None:
     """
     from worker.ops.selection import select
 
-    _require_selection(selection, all_, "replay")
+    require_selection(selection, all_, "replay")
     settings, _ = load_settings()
-    with _open_queue(settings, for_replay=not dry_run) as queue:
+    with open_queue(settings, for_replay=not dry_run) as queue:
         found = select(queue, selection)
         if not found and not selection.empty:
-            _fail_no_match(selection, queue)
+            fail_no_match(selection, queue)
         if not found:
             click.echo(f"No dead letters in {queue.subscription}; nothing to replay.")
             return
-        refused = _refused_replays(settings, found)
+        refused = refused_replays(settings, found)
         to_replay = [d for d in found if d.message_id not in refused]
         if dry_run:
             if to_replay:
@@ -289,9 +192,9 @@ def replay(selection: Selection, all_: bool, dry_run: bool, yes: bool) -> None:
                 stdout_console().print(views.dead_letter_table(to_replay, title))
             report = None
         else:
-            report = _replay_confirmed(queue, [d.message_id for d in to_replay], yes=yes)
-    problems = _replay_problems(report) if report is not None else []
-    missing = _not_found(selection, found)
+            report = replay_confirmed(queue, [d.message_id for d in to_replay], yes=yes)
+    problems = replay_problems(report) if report is not None else []
+    missing = not_found(selection, found)
     if missing:
         problems.append(f"not found: {views.listed(missing)}")
     if refused:
@@ -300,92 +203,13 @@ def replay(selection: Selection, all_: bool, dry_run: bool, yes: bool) -> None:
         fail("; ".join(problems))
 
 
-def _replay_confirmed(queue: DeadLetterQueue, ids: list[str], *, yes: bool) -> ReplayReport:
-    """Replay ``ids`` once confirmed (or ``yes``); say how many were replayed."""
-    from worker.ops.dead_letter_queue import ReplayReport
-
-    report = ReplayReport()
-    if ids:
-        _confirm(
-            f"Replay {len(ids)} dead letter(s) from {queue.subscription} to "
-            f"{queue.requests_topic}?",
-            yes=yes,
-        )
-        with views.progress(len(ids), "Replaying") as advance:
-            report = queue.replay(ids, on_progress=advance)
-    click.echo(f"Replayed {len(report.replayed)} dead letter(s) to {queue.requests_topic}.")
-    return report
-
-
-def _refused_replays(settings: Settings, found: list[DeadLetter]) -> dict[str, str]:
-    """Message id -> reason, for each of ``found`` the worker would refuse to send, each
-    also reported on stderr. Only per-service tenancy checks replays against the ledger:
-    with shared tenancy the worker claims a request the ledger does not know afresh."""
-    if not settings.services.per_service:
-        return {}
-    from google.auth.exceptions import GoogleAuthError
-
-    from worker.ledger import LedgerUnavailable
-    from worker.ops.commands.ledger import open_for_lookup
-    from worker.ops.selection import unvouched_replays
-
-    retention_days = settings.ledger.retention_s / 86400
-    try:
-        with open_for_lookup(settings) as ledger:
-            refused = unvouched_replays(found, ledger, retention_days=retention_days)
-    except LedgerUnavailable as error:
-        fail(f"cannot check the request ledger, nothing replayed: {error}")
-    except GoogleAuthError as error:
-        fail(f"Google credentials were refused by the request ledger: {type(error).__name__}")
-    for dead_letter in found:
-        reason = refused.get(dead_letter.message_id)
-        if reason is not None:
-            which = f"{dead_letter.service_id or '?'}/{dead_letter.request_id or '?'}"
-            click.echo(
-                f"email-worker: {dead_letter.message_id} ({which}) cannot be replayed: {reason}",
-                err=True,
-            )
-    return refused
-
-
-def _unfinished(
-    failed: dict[str, str], failed_as: str, skipped: list[str], skipped_as: str
-) -> list[str]:
-    """The problems of a replay or purge that stopped: what failed (with the first error),
-    and what was not attempted after."""
-    problems = []
-    if failed:
-        first = next(iter(failed.values()))
-        problems.append(f"{len(failed)} {failed_as} ({views.listed(list(failed))}): {first}")
-    if skipped:
-        problems.append(f"{len(skipped)} {skipped_as}: {views.listed(skipped)}")
-    return problems
-
-
-def _replay_problems(report: ReplayReport) -> list[str]:
-    problems = _unfinished(
-        report.failed,
-        "could not be republished and stay dead-lettered",
-        report.skipped,
-        "not attempted after that failure, still dead-lettered",
-    )
-    if report.not_removed:
-        problems.append(
-            f"{len(report.not_removed)} were republished but could not be removed; do NOT "
-            f"replay them again, purge them: {views.listed(list(report.not_removed))}"
-        )
-    if report.not_found:
-        problems.append(f"not found: {views.listed(report.not_found)}")
-    return problems
-
-
 @dlq.command(
     epilog=_epilog(
         "every selected dead letter purged",
         f"Pub/Sub unreachable, the subscription missing, {_NO_MATCH}, or a purge not completed",
     )
 )
-@_selecting(by_message_id=True)
+@selecting(by_message_id=True)
 @click.option("--all", "all_", is_flag=True, help="Every dead letter present now.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def purge(selection: Selection, all_: bool, yes: bool) -> None:
@@ -395,23 +219,23 @@ def purge(selection: Selection, all_: bool, yes: bool) -> None:
     """
     from worker.ops.selection import select
 
-    _require_selection(selection, all_, "purge")
+    require_selection(selection, all_, "purge")
     settings, _ = load_settings()
-    with _open_queue(settings) as queue:
+    with open_queue(settings) as queue:
         if selection.filtered:
             ids = [d.message_id for d in select(queue, selection)]
             if not ids:
-                _fail_no_match(selection, queue)
+                fail_no_match(selection, queue)
         else:
             ids = queue.message_ids() if all_ else sorted(selection.message_ids)
         if not ids:
             click.echo(f"No dead letters in {queue.subscription}; nothing to purge.")
             return
-        _confirm(f"Delete {len(ids)} dead letter(s) from {queue.subscription} for good?", yes=yes)
+        confirm(f"Delete {len(ids)} dead letter(s) from {queue.subscription} for good?", yes=yes)
         with views.progress(len(ids), "Purging") as advance:
             report = queue.purge(ids, on_progress=advance)
     click.echo(f"Purged {len(report.purged)} dead letter(s) from {queue.subscription}.")
-    problems = _unfinished(report.failed, "could not be removed", report.skipped, "not attempted")
+    problems = unfinished(report.failed, "could not be removed", report.skipped, "not attempted")
     missing = sorted({*report.not_found, *(selection.message_ids - set(ids))})
     if missing:
         problems.append(f"not found: {views.listed(missing)}")
@@ -428,7 +252,7 @@ def purge(selection: Selection, all_: bool, yes: bool) -> None:
     )
 )
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@_selecting(by_message_id=False)
+@selecting(by_message_id=False)
 def export(file: str, selection: Selection) -> None:
     """Write every dead letter (or those matching the filters) to FILE as JSON lines ('-'
     for stdout). Consumes nothing.
@@ -441,7 +265,7 @@ def export(file: str, selection: Selection) -> None:
     count = seen = 0
     # Atomic: an interrupted export leaves no partial file behind.
     with (
-        _open_queue(settings) as queue,
+        open_queue(settings) as queue,
         click.open_file(file, "w", encoding="utf-8", atomic=file != "-") as out,
         views.counting_progress("Exporting") as advance,
     ):
@@ -462,4 +286,4 @@ def export(file: str, selection: Selection) -> None:
         err=True,
     )
     if selection.filtered and not count:
-        _fail_no_match(selection, queue)
+        fail_no_match(selection, queue)
