@@ -14,7 +14,8 @@ A backend also says how a whole operation runs (:meth:`Ledger._writing`,
 timeout. Each turns its own store's errors into
 :class:`~worker.ledger.model.LedgerUnavailable`.
 
-The module runs a little over 300 lines so that the whole protocol reads in one place.
+The module runs over 300 lines: the whole protocol, and every operation a backend offers,
+read in one place.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ a writer waits up to ``busy_timeout_s`` for another, and each of the protocol's 
 process can write between its read and its write. Those transactions are committed in groups
 (:mod:`worker.ledger.group_commit`). A record's version is the row as read: a conditional
 write matches every column, so it is correct on its own too.
+
+The module runs over 300 lines: one backend's every kind of record (requests, statuses,
+pauses, heartbeats, hourly counters) maps to its tables here, beside the connection
+they share.
 """
 
 from __future__ import annotations

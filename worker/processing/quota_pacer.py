@@ -28,7 +28,7 @@ sent since that read, times the live instances (each sends about its share), rea
 ``Max24HourSend``, or when SES answered "Daily message quota exceeded"; until a later read
 shows room, :meth:`daily_cap_reached` is true and requests wait in Pub/Sub (held).
 
-The module runs a little over 300 lines so that the whole of the pacing reads in one place;
+The module runs over 300 lines: the whole of the pacing reads in one place;
 how the rate is split between instances is in :mod:`worker.processing.rate_split`, and where
 the quotas come from in :mod:`worker.processing.quota_sources`.
 """
