@@ -249,6 +249,7 @@ class FirestoreLedger(Ledger):
         return sum(int((s.to_dict() or {}).get("recipients", 0)) for s in snapshots if s.exists)
 
     def close(self) -> None:
+        self._closed = True
         self._client.close()
 
     # -- storage ---------------------------------------------------------------------------
