@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from click.testing import CliRunner, Result
+from structlog.testing import capture_logs
 
 from worker.app.cli import main
 from worker.config.logs import get_logger
 from worker.ledger import ClaimState, LedgerKey, SqliteLedger, StoredResult
 
 KEY = LedgerKey("billing", "order-17")
+# A module's logger, as the worker's modules keep theirs.
+module_log = get_logger()
 
 
 @pytest.fixture
@@ -41,7 +45,7 @@ def logging_on_open(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def open_and_log(*args: Any, **kwargs: Any) -> Any:
         get_logger().info("opening the ledger")
-        get_logger().warning("the ledger is slow today", detail="a warning on the way")
+        module_log.warning("the ledger is slow today", detail="a warning on the way")
         return opened(*args, **kwargs)
 
     monkeypatch.setattr(worker.ledger, "open_ledger", open_and_log)
@@ -80,3 +84,14 @@ def test_an_operator_command_logs_at_the_configured_log_level(ledger_file: Path)
     messages = [line["message"] for line in log_lines(result.stderr)]
     assert messages == ["opening the ledger", "the ledger is slow today"]
     json.loads(result.stdout)
+
+
+@pytest.mark.usefixtures("logging_on_open")
+def test_a_command_run_in_process_leaves_the_loggers_free_for_a_later_capture(
+    ledger_file: Path,
+) -> None:
+    show_json(ledger_file)
+    structlog.reset_defaults()  # as after each test
+    with capture_logs() as logs:
+        module_log.warning("seen by the capture")
+    assert [line["event"] for line in logs] == ["seen by the capture"]

@@ -48,10 +48,14 @@ class StderrAtWriteTime:
 
 
 def configure_logging(
-    level: str = "INFO", stream: TextIO | StderrAtWriteTime | None = None
+    level: str = "INFO",
+    stream: TextIO | StderrAtWriteTime | None = None,
+    *,
+    cache_loggers: bool = True,
 ) -> None:
     """Send structlog (and stdlib logging from libraries) to ``stream`` (stdout by default)
-    as JSON lines."""
+    as JSON lines. ``cache_loggers``: each logger keeps this configuration once it has logged
+    (faster, and final: for a process that configures logging once)."""
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
         processors=[
@@ -64,7 +68,7 @@ def configure_logging(
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(cast("TextIO", stream or sys.stdout)),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
     # Libraries log through the standard library; keep their warnings, in plain text on stderr.
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=StderrAtWriteTime(), force=True)

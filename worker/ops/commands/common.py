@@ -115,14 +115,15 @@ def configure_operator_logging(environ: Mapping[str, str]) -> None:
     when it is set (and valid: the command reports it otherwise), else at WARNING.
 
     Its stdout carries what it prints (``--json`` that scripts parse), so no log line may
-    land there. A program that runs the commands in-process and configured structlog
-    itself (a test capturing logs) keeps its configuration.
+    land there. A program that runs the commands in-process keeps its own configuration if
+    it made one (a test capturing logs), and its loggers are not tied to this one (no
+    caching: a command logs little).
     """
     if structlog.is_configured():
         return
     raw = environ.get("EMAIL_WORKER_LOG_LEVEL", "").strip().upper()
     level = raw if raw in LogLevel.__members__ else LogLevel.WARNING.value
-    configure_logging(level, stream=StderrAtWriteTime())
+    configure_logging(level, stream=StderrAtWriteTime(), cache_loggers=False)
 
 
 def load_settings() -> tuple[Settings, str]:
