@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
+import pytest
 import structlog
 
 from tests.support.clock import ManualClock
-from worker.config.logs import OncePerInterval, configure_logging, get_logger
+from worker.config.logs import OncePerInterval, StderrAtWriteTime, configure_logging, get_logger
 
 
 def test_a_log_line_is_json_with_severity_message_and_time() -> None:
@@ -35,6 +37,16 @@ def test_records_below_the_level_are_dropped() -> None:
     finally:
         structlog.reset_defaults()
     assert stream.getvalue() == ""
+
+
+def test_logs_to_stderr_go_to_the_stderr_of_the_moment_they_are_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure_logging("INFO", stream=StderrAtWriteTime())
+    later = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", later)  # as a CLI test runner swaps it, after set-up
+    get_logger().warning("written now")
+    assert json.loads(later.getvalue())["message"] == "written now"
 
 
 def test_once_per_interval_lets_the_first_of_a_kind_through_and_holds_back_the_rest() -> None:

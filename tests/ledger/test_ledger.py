@@ -434,3 +434,9 @@ def test_pinning_without_holding_the_claim_pins_nothing(ledger: Ledger) -> None:
     record = ledger.get(KEY)
     assert record is not None
     assert record.attachment_generations is None
+
+
+def test_a_ledger_says_whether_it_was_closed(ledger: Ledger) -> None:
+    assert not ledger.closed
+    ledger.close()
+    assert ledger.closed

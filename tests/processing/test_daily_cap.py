@@ -4,13 +4,18 @@ cap becomes, on a clock the test moves."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from tests.support.clock import ManualClock
+from tests.support.counted_writes import WriteCountingSqliteLedger, wait_for_writes
 from worker.config.settings import Settings
 from worker.ledger import LedgerKey, LedgerUnavailable, MemoryLedger
-from worker.ledger.send_counts import HOUR_S, Increments, hour_of
+from worker.ledger.send_counts import HOUR_S, Increments, hour_of, window_hours
 from worker.processing.daily_cap import DailyCounts
 from worker.processing.pipeline import Delivery, Deps, Outcome, Status, process
 from worker.sending.service_config import ServiceConfig
@@ -238,3 +243,52 @@ def test_a_request_held_by_the_cap_gives_its_ledger_claim_back_and_stores_no_res
     record = ledger.get(LedgerKey("billing", "r1"))
     assert record is not None
     assert (record.owner, record.result) == (None, None)
+
+
+def test_closed_daily_counts_write_nothing_more_and_log_nothing(tmp_path: Path) -> None:
+    ledger = WriteCountingSqliteLedger(tmp_path / "ledger.db")
+    counts = DailyCounts(ledger, flush_interval_s=0.01)
+    counts.add("billing", 2)
+    counts.close()
+    written = ledger.writes
+    with capture_logs() as logs:
+        counts.add("billing", 1)
+        counts.flush()
+        time.sleep(0.2)  # twenty flush intervals
+        counts.close()
+    assert ledger.sent_in_hours("billing", window_hours(time.time())) == 2
+    ledger.close()
+    assert ledger.writes == written
+    assert logs == []
+
+
+def test_daily_counts_stop_flushing_with_one_info_line_once_their_ledger_is_closed(
+    tmp_path: Path,
+) -> None:
+    ledger = WriteCountingSqliteLedger(tmp_path / "ledger.db")
+    counts = DailyCounts(ledger, flush_interval_s=0.01)
+    with capture_logs() as logs:
+        ledger.close()
+        counts.add("billing", 2)  # starts the background flushes
+        wait_for_writes(ledger, 1)
+        counts.add("billing", 1)
+        counts.flush()
+        counts.close()
+    assert ledger.writes == 1
+    assert [(line["log_level"], line["event"]) for line in logs] == [
+        ("info", "the ledger is closed: send counts no longer written")
+    ]
+
+
+def test_daily_counts_closed_after_their_ledger_log_one_info_line_and_no_warning(
+    tmp_path: Path,
+) -> None:
+    ledger = WriteCountingSqliteLedger(tmp_path / "ledger.db")
+    counts = DailyCounts(ledger, flush_interval_s=60.0)
+    counts.add("billing", 2)
+    ledger.close()
+    with capture_logs() as logs:
+        counts.close()
+        counts.flush()
+    assert ledger.writes == 1
+    assert [line["log_level"] for line in logs] == ["info"]

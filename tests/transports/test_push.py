@@ -288,7 +288,7 @@ def test_a_deeply_nested_envelope_is_refused_before_it_is_parsed(
     def must_not_parse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a body nested this deep must not reach json.loads")
 
-    monkeypatch.setattr("worker.transports.push.json.loads", must_not_parse)
+    monkeypatch.setattr("worker.transports.push_envelope.json.loads", must_not_parse)
     response = push.client.post(
         "/pubsub/push",
         content=b"[" * 100_000 + b"]" * 100_000,

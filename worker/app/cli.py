@@ -7,6 +7,7 @@ result in time). The operators' commands live in :mod:`worker.ops.commands`.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -21,6 +22,7 @@ from worker.ops.commands.common import (
     EXIT_NOT_SENT,
     EXIT_OK,
     EXIT_USAGE,
+    configure_operator_logging,
     exit_codes_text,
     settings_from_env,
 )
@@ -47,6 +49,7 @@ _MAIN_EPILOG = exit_codes_text(
         EXIT_NOT_FOUND: "ledger show, status, schedule cancel: nothing known of that request",
     }
 )
+_LOGGING_TO_STDOUT = frozenset({"pull", "serve", "events", "console"})
 _RUN_EXIT_CODES = {
     EXIT_OK: "stopped by SIGTERM or SIGINT, in-flight work finished or handed back",
     EXIT_USAGE: "invalid settings",
@@ -60,8 +63,13 @@ _RUN_EXIT_CODES = {
 @click.version_option(
     package_name="email-worker", prog_name="email-worker", message="%(prog)s %(version)s"
 )
-def main() -> None:
+@click.pass_context
+def main(context: click.Context) -> None:
     """Send email requests from Pub/Sub through Amazon SES."""
+    # The long-running commands log to stdout, where Cloud Run reads them, once they have
+    # their settings; the others print their output there, and log to stderr.
+    if context.invoked_subcommand not in _LOGGING_TO_STDOUT:
+        configure_operator_logging(os.environ)
 
 
 main.add_command(send)

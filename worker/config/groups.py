@@ -838,7 +838,8 @@ class Process:
         "EMAIL_WORKER_LOG_LEVEL",
         LogLevel.INFO,
         choice(LogLevel, ignore_case=True),
-        "`DEBUG`, `INFO`, `WARNING` or `ERROR` (any case).",
+        "`DEBUG`, `INFO`, `WARNING` or `ERROR` (any case). The operators' commands log to "
+        "stderr, at `WARNING` unless this is set.",
     )
 
     def problems(self) -> list[str]:

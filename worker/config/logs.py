@@ -12,12 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["OncePerInterval", "configure_logging", "get_logger"]
+__all__ = ["OncePerInterval", "StderrAtWriteTime", "configure_logging", "get_logger"]
 
 # Cloud Logging's severities for the standard level names.
 _SEVERITY = {
@@ -36,8 +36,26 @@ def _add_severity(_: WrappedLogger, method_name: str, event_dict: EventDict) -> 
     return event_dict
 
 
-def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Send structlog (and stdlib logging from libraries) to ``stream`` as JSON lines."""
+class StderrAtWriteTime:
+    """Writes to whatever ``sys.stderr`` is when a line is written, not when logging was
+    configured: a stream for the operators' commands, whose stdout carries their output."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def configure_logging(
+    level: str = "INFO",
+    stream: TextIO | StderrAtWriteTime | None = None,
+    *,
+    cache_loggers: bool = True,
+) -> None:
+    """Send structlog (and stdlib logging from libraries) to ``stream`` (stdout by default)
+    as JSON lines. ``cache_loggers``: each logger keeps this configuration once it has logged
+    (faster, and final: for a process that configures logging once)."""
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
         processors=[
@@ -49,11 +67,11 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", stream or sys.stdout)),
+        cache_logger_on_first_use=cache_loggers,
     )
     # Libraries log through the standard library; keep their warnings, in plain text on stderr.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=StderrAtWriteTime(), force=True)
 
 
 def get_logger(**initial: Any) -> Any:

@@ -26,49 +26,32 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 from worker.config.logs import get_logger
 from worker.events.event_metrics import EventsMetrics
 from worker.events.event_records import Dropped, MalformedEvent, read_event
+from worker.events.recipient_statuses import statuses_of
 from worker.events.reputation import ReputationBreaker
+from worker.events.sqs_batches import (
+    MAX_WAIT_TIME_S,
+    Received,
+    SqsFailure,
+    delete_batch,
+    receive_batch,
+)
 from worker.formats.event import EmailEvent, EventType
 from worker.formats.pubsub import Publish
-from worker.ledger import Ledger, LedgerKey, LedgerUnavailable, RecipientStatus
+from worker.ledger import Ledger, LedgerKey, LedgerUnavailable
 from worker.ledger.service_counter import ServiceCounter
 
-__all__ = ["EventsReader", "statuses_of"]
+__all__ = ["MAX_WAIT_TIME_S", "EventsReader", "statuses_of"]
 
 log = get_logger()
 
-#: SQS's most messages per receive.
-MAX_MESSAGES_PER_RECEIVE = 10
-#: SQS's longest long poll.
-MAX_WAIT_TIME_S = 20
 # Waits after a failed SQS call: doubling from the first to the cap.
 _FIRST_BACKOFF_S = 1.0
 _MAX_BACKOFF_S = 30.0
-
-
-@dataclass(frozen=True)
-class _Received:
-    """One SQS message. The repr leaves out the body and the receipt handle."""
-
-    sqs_message_id: str
-    receipt_handle: str = field(repr=False)
-    body: str = field(repr=False)
-    receive_count: int | None = None
-
-    @classmethod
-    def of(cls, message: dict[str, Any]) -> _Received:
-        count = message.get("Attributes", {}).get("ApproximateReceiveCount")
-        return cls(
-            sqs_message_id=str(message.get("MessageId", "")),
-            receipt_handle=str(message["ReceiptHandle"]),
-            body=message.get("Body") or "",
-            receive_count=int(count) if count and str(count).isdigit() else None,
-        )
 
 
 class EventsReader:
@@ -138,7 +121,7 @@ class EventsReader:
             try:
                 self.poll_once()
             except Exception as error:
-                if not isinstance(error, _SqsFailure):  # a bug: logged, and the loop goes on
+                if not isinstance(error, SqsFailure):  # a bug: logged, and the loop goes on
                     log.error("unexpected failure in the events reader", error=type(error).__name__)
                 backoff_s = min(_MAX_BACKOFF_S, max(_FIRST_BACKOFF_S, backoff_s * 2))
                 self._sleep(backoff_s)
@@ -148,11 +131,13 @@ class EventsReader:
     def poll_once(self) -> int:
         """Receive one batch (waiting up to ``wait_time_s``) and handle it; return its size.
 
-        Raises ``_SqsFailure`` (logged and counted) when the receive itself failed.
+        Raises ``SqsFailure`` (logged and counted) when the receive itself failed.
         """
-        messages = self._receive()
-        done: list[_Received] = []
-        pending: list[tuple[_Received, EmailEvent, Future[Any]]] = []
+        messages = receive_batch(
+            self._sqs, self._queue_url, wait_time_s=self._wait_time_s, metrics=self.metrics
+        )
+        done: list[Received] = []
+        pending: list[tuple[Received, EmailEvent, Future[Any]]] = []
         for message in messages:
             handled = self._read(message)
             if isinstance(handled, Dropped):
@@ -162,31 +147,13 @@ class EventsReader:
                 if future is not None:
                     pending.append((message, handled, future))
         done.extend(self._confirmed(pending))
-        self._delete(done)
+        delete_batch(self._sqs, self._queue_url, done, metrics=self.metrics)
         if self._reputation is not None:
             for service_id in self._reputation.check():
                 self.metrics.reputation_pauses.labels(service_id).inc()
         return len(messages)
 
-    def _receive(self) -> list[_Received]:
-        try:
-            response = self._sqs.receive_message(
-                QueueUrl=self._queue_url,
-                MaxNumberOfMessages=MAX_MESSAGES_PER_RECEIVE,
-                WaitTimeSeconds=self._wait_time_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            )
-        except Exception as error:
-            self.metrics.sqs_failures.labels("receive").inc()
-            log.warning(
-                "cannot receive SES events from SQS",
-                error=type(error).__name__,
-                detail=str(error)[:300],
-            )
-            raise _SqsFailure from error
-        return [_Received.of(message) for message in response.get("Messages", [])]
-
-    def _read(self, message: _Received) -> EmailEvent | Dropped | None:
+    def _read(self, message: Received) -> EmailEvent | Dropped | None:
         """The message's event, or why it is dropped; None (logged, counted) if malformed."""
         try:
             read = read_event(message.body)
@@ -218,7 +185,7 @@ class EventsReader:
         )
         return None
 
-    def _start_publish(self, message: _Received, event: EmailEvent) -> Future[Any] | None:
+    def _start_publish(self, message: Received, event: EmailEvent) -> Future[Any] | None:
         try:
             return self._publish(self._topic, event.to_json_bytes(), event.pubsub_attributes())
         except Exception as error:
@@ -226,11 +193,11 @@ class EventsReader:
             return None
 
     def _confirmed(
-        self, pending: Sequence[tuple[_Received, EmailEvent, Future[Any]]]
-    ) -> list[_Received]:
+        self, pending: Sequence[tuple[Received, EmailEvent, Future[Any]]]
+    ) -> list[Received]:
         """The messages whose publish Pub/Sub confirmed within the publish timeout."""
         deadline = time.monotonic() + self._publish_timeout_s
-        confirmed: list[_Received] = []
+        confirmed: list[Received] = []
         for message, event, future in pending:
             try:
                 future.result(timeout=max(0.0, deadline - time.monotonic()))
@@ -267,7 +234,7 @@ class EventsReader:
         elif event.event_type is EventType.COMPLAINT:
             counts.add(event.service_id, "complained", len(event.recipients))
 
-    def _recorded(self, message: _Received, event: EmailEvent) -> bool:
+    def _recorded(self, message: Received, event: EmailEvent) -> bool:
         """Keep the recipients' statuses in the request ledger (``email-worker status`` reads
         them); False when the ledger failed, so that SQS delivers the event again."""
         if self._ledger is None:
@@ -289,7 +256,7 @@ class EventsReader:
             return False
         return True
 
-    def _publish_failed(self, message: _Received, event: EmailEvent, error: BaseException) -> None:
+    def _publish_failed(self, message: Received, event: EmailEvent, error: BaseException) -> None:
         self.metrics.publish_failures.inc()
         log.warning(
             "could not publish an SES event; SQS delivers it again",
@@ -300,57 +267,3 @@ class EventsReader:
             service_id=event.service_id,
             sqs_message_id=message.sqs_message_id,
         )
-
-    def _delete(self, messages: Sequence[_Received]) -> None:
-        if not messages:
-            return
-        entries = [
-            {"Id": str(index), "ReceiptHandle": message.receipt_handle}
-            for index, message in enumerate(messages)
-        ]
-        try:
-            response = self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
-        except Exception as error:
-            failed = len(entries)
-            detail = f"{type(error).__name__}: {str(error)[:300]}"
-        else:
-            failed = len(response.get("Failed", []))
-            detail = ", ".join(sorted({str(f.get("Code")) for f in response.get("Failed", [])}))
-        if failed:
-            # Those messages come back after their visibility timeout and are published again.
-            self.metrics.sqs_failures.labels("delete").inc(failed)
-            log.warning("could not delete SQS messages", count=failed, detail=detail)
-
-
-class _SqsFailure(Exception):
-    """A receive from SQS failed (already logged and counted). Retried by :meth:`run` after a
-    backoff: SQS, STS or the network may be back by then."""
-
-
-def statuses_of(event: EmailEvent) -> list[RecipientStatus]:
-    """What ``event`` says about each of its recipients, for the request ledger."""
-    detail = _detail(event)
-    return [
-        RecipientStatus(
-            message_id=event.message_id,
-            recipient=recipient,
-            event_type=event.event_type.value,
-            occurred_at=event.occurred_at,
-            batch=event.batch,
-            detail=detail,
-        )
-        for recipient in event.recipients
-    ]
-
-
-def _detail(event: EmailEvent) -> str | None:
-    pairs = (
-        (event.bounce_type, event.bounce_subtype),
-        (event.complaint_type, event.complaint_subtype),
-        (event.delay_type, None),
-        (event.reject_reason, None),
-    )
-    for kind, subtype in pairs:
-        if kind is not None:
-            return f"{kind}/{subtype}" if subtype else kind
-    return None

@@ -99,6 +99,7 @@ class Ledger(abc.ABC):
         self._retention_s = retention_s
         self._takeover_wait_s = takeover_wait_s
         self._clock = clock
+        self._closed = False  # set by each backend's close
 
     # -- requests --------------------------------------------------------------------------
 
@@ -259,6 +260,11 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections; the ledger must not be used afterwards."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: what fails afterwards will never work again."""
+        return self._closed
 
     @abc.abstractmethod
     def _writing(self, action: str, work: Callable[[], _T]) -> _T:

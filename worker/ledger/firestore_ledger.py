@@ -259,6 +259,7 @@ class FirestoreLedger(Ledger):
         return found
 
     def close(self) -> None:
+        self._closed = True
         self._client.close()
 
     # -- storage ---------------------------------------------------------------------------

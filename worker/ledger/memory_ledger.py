@@ -111,6 +111,7 @@ class MemoryLedger(Ledger):
 
     def close(self) -> None:
         """Nothing to release; the records stay readable until the object is dropped."""
+        self._closed = True
 
     # -- storage ---------------------------------------------------------------------------
 

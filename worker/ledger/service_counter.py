@@ -34,13 +34,15 @@ class ServiceCounter:
         clock: Callable[[], float] = time.time,
         flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
+        self._ledger = ledger
         self._records = service_counts_of(ledger)
         self._clock = clock
         self._flush_interval_s = flush_interval_s
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._pending: Counter[tuple[str, int, str]] = Counter()
-        self._closed = threading.Event()
+        self._closed = threading.Event()  # no more background flushes
+        self._finished = False  # no more writes at all (under _flushing)
         self._thread: threading.Thread | None = None
 
     def add(self, service_id: str, kind: str, count: int = 1) -> None:
@@ -58,30 +60,45 @@ class ServiceCounter:
 
     def flush(self) -> None:
         """Add what was counted since the last flush to the ledger (kept for the next flush
-        when the ledger cannot be reached)."""
+        when the ledger cannot be reached). Nothing once closed."""
         with self._flushing:
-            with self._lock:
-                pending, self._pending = self._pending, Counter()
-            if not pending:
-                return
-            increments: dict[tuple[str, int], dict[str, int]] = {}
-            for (service_id, hour, kind), count in pending.items():
-                increments.setdefault((service_id, hour), {})[kind] = count
-            try:
-                self._records.add(increments)
-            except LedgerUnavailable as error:
-                log.warning(
-                    "could not add the outcome counts to the ledger", error=str(error)[:300]
-                )
-                with self._lock:
-                    self._pending.update(pending)
+            if not self._finished:
+                self._write_pending()
 
     def close(self) -> None:
-        """Stop the background flushes and flush what is left."""
+        """Stop the background flushes and flush what is left; nothing is written after."""
         self._closed.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.flush()
+        with self._flushing:
+            if not self._finished:
+                self._write_pending()
+            self._finished = True
+
+    def _write_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, Counter()
+        if not pending:
+            return
+        increments: dict[tuple[str, int], dict[str, int]] = {}
+        for (service_id, hour, kind), count in pending.items():
+            increments.setdefault((service_id, hour), {})[kind] = count
+        try:
+            self._records.add(increments)
+        except LedgerUnavailable as error:
+            if self._ledger.closed:
+                self._stop_for_the_closed_ledger(len(increments))
+                return
+            log.warning("could not add the outcome counts to the ledger", error=str(error)[:300])
+            with self._lock:
+                self._pending.update(pending)
+
+    def _stop_for_the_closed_ledger(self, slots: int) -> None:
+        """The ledger was closed under these counts (the process is stopping): no write can
+        work again, so the flushes stop, and say so once."""
+        self._finished = True
+        self._closed.set()
+        log.info("the ledger is closed: outcome counts no longer written", slots=slots)
 
     def _flush_regularly(self) -> None:
         while not self._closed.wait(self._flush_interval_s):

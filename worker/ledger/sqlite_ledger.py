@@ -166,6 +166,7 @@ class SqliteLedger(GroupCommit, Ledger):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
 
     def sweep(self) -> int:

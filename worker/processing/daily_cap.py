@@ -52,7 +52,8 @@ class DailyCounts:
         self._sending: Counter[str] = Counter()
         # Per service: (hour read in, when read, the ledger's sum then plus flushes since).
         self._known: dict[str, tuple[int, float, int]] = {}
-        self._closed = threading.Event()
+        self._closed = threading.Event()  # no more background flushes
+        self._finished = False  # no more writes at all (under _flushing)
         self._thread: threading.Thread | None = None
 
     def take(self, service_id: str, recipients: int, cap: int | None) -> int | None:
@@ -114,31 +115,48 @@ class DailyCounts:
 
     def flush(self) -> None:
         """Add what was counted since the last flush to the ledger's counters (kept for the
-        next flush if the ledger cannot be reached)."""
+        next flush if the ledger cannot be reached). Nothing once closed."""
         with self._flushing:
-            with self._lock:
-                increments, self._pending = self._pending, Counter()
-            if not increments:
-                return
-            try:
-                self._ledger.add_send_counts(dict(increments))
-            except LedgerUnavailable as error:
-                log.warning("could not add the send counts to the ledger", error=str(error)[:300])
-                with self._lock:
-                    self._pending.update(increments)
-                return
-            with self._lock:
-                for (service_id, _hour), recipients in increments.items():
-                    known = self._known.get(service_id)
-                    if known is not None:
-                        self._known[service_id] = (known[0], known[1], known[2] + recipients)
+            if not self._finished:
+                self._write_pending()
 
     def close(self) -> None:
-        """Stop the background flushes and flush what is left."""
+        """Stop the background flushes and flush what is left; nothing is written after."""
         self._closed.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.flush()
+        with self._flushing:
+            if not self._finished:
+                self._write_pending()
+            self._finished = True
+
+    def _write_pending(self) -> None:
+        with self._lock:
+            increments, self._pending = self._pending, Counter()
+        if not increments:
+            return
+        try:
+            self._ledger.add_send_counts(dict(increments))
+        except LedgerUnavailable as error:
+            if self._ledger.closed:
+                self._stop_for_the_closed_ledger(sum(increments.values()))
+                return
+            log.warning("could not add the send counts to the ledger", error=str(error)[:300])
+            with self._lock:
+                self._pending.update(increments)
+            return
+        with self._lock:
+            for (service_id, _hour), recipients in increments.items():
+                known = self._known.get(service_id)
+                if known is not None:
+                    self._known[service_id] = (known[0], known[1], known[2] + recipients)
+
+    def _stop_for_the_closed_ledger(self, recipients: int) -> None:
+        """The ledger was closed under these counts (the worker is stopping): no write can
+        work again, so the flushes stop, and say so once."""
+        self._finished = True
+        self._closed.set()
+        log.info("the ledger is closed: send counts no longer written", recipients=recipients)
 
     def _flush_regularly(self) -> None:
         while not self._closed.wait(self._flush_interval_s):

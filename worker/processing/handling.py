@@ -23,6 +23,7 @@ from worker.processing.metrics import Metrics
 from worker.processing.outputs import Outputs
 from worker.processing.pause_watch import PauseWatch
 from worker.processing.pipeline import process
+from worker.processing.service_labels import vouched_service
 
 __all__ = ["Handler"]
 
@@ -123,12 +124,11 @@ class Handler:
         dead-lettered): in memory, flushed to the ledger every few seconds. Not a result
         replayed from the ledger (counted when it was first stored), nor a service this
         worker does not send for."""
-        counts, service_id = self.outcome_counts, outcome.service_id
-        if (
-            counts is None
-            or service_id not in self.deps.settings.services.allowed
-            or outcome.ledger is LedgerEvent.REPLAYED
-        ):
+        counts = self.outcome_counts
+        if counts is None or outcome.ledger is LedgerEvent.REPLAYED:
+            return
+        service_id = vouched_service(outcome, self.deps.settings.services.allowed)
+        if service_id is None:
             return
         if outcome.status is Status.SENT:
             counts.add(service_id, "sent")

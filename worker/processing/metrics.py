@@ -26,6 +26,7 @@ from worker.formats.pubsub import ERROR_CODE_ATTRIBUTE, Publish
 from worker.processing.breaker import BreakerState, OutageBreaker
 from worker.processing.delivery import DAILY_CAP_HELD, Outcome, Status, tenant_held
 from worker.processing.quota_pacer import QuotaPacer
+from worker.processing.service_labels import vouched_service
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -112,9 +113,9 @@ class Metrics:
         )
 
     def _observe_service(self, outcome: Outcome) -> None:
-        service = outcome.service_id
-        # Only a delivery admitted to send names a service allowed here (the label's values).
-        if service is None or not (outcome.ses_calls or outcome.send_rate_wait_s):
+        # Without the settings, only a delivery admitted to send vouches for its service.
+        service = vouched_service(outcome)
+        if service is None:
             return
         if outcome.status is Status.SENT:
             self.recipients_sent.labels(service).inc(outcome.recipient_count)

@@ -5,9 +5,10 @@ Pub/Sub sends each message as a JSON envelope::
     {"message": {"data": "<base64>", "attributes": {...}, "messageId": "..."},
      "subscription": "projects/P/subscriptions/S", "deliveryAttempt": 3}
 
-and treats 2xx answers as acks and anything else as nacks (redelivered with backoff). So the
-handler's ack becomes ``204 No Content`` and its nack ``503`` (``429`` when SES throttled),
-exactly the decisions the pull transport carries out (see :mod:`worker.processing.decisions`).
+(decoded by :mod:`worker.transports.push_envelope`) and treats 2xx answers as acks and
+anything else as nacks (redelivered with backoff). So the handler's ack becomes ``204 No
+Content`` and its nack ``503`` (``429`` when SES throttled), exactly the decisions the pull
+transport carries out (see :mod:`worker.processing.decisions`).
 A request held by a daily cap or a paused SES tenant, which pull would keep leased, is
 deferred into the ledger's schedule records and acked (:mod:`worker.processing.deferral`).
 
@@ -24,12 +25,9 @@ The app around the endpoint also serves ``/healthz``, ``/readyz`` and ``/metrics
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -42,9 +40,8 @@ from starlette.routing import Route
 from worker.config.logs import OncePerInterval, get_logger
 from worker.config.settings import Settings
 from worker.formats.error_codes import ErrorCode
-from worker.formats.json_depth import nested_too_deep
 from worker.processing.handling import Handler
-from worker.processing.pipeline import Delivery, Status
+from worker.processing.pipeline import Status
 from worker.processing.tenancy import SHARED, Source, subscription_sources
 from worker.transports.http_app import create_app
 from worker.transports.push_auth import (
@@ -53,6 +50,7 @@ from worker.transports.push_auth import (
     CertsUnavailable,
     PushAuthenticator,
 )
+from worker.transports.push_envelope import EnvelopeError, PushEnvelope, parse_envelope
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -71,70 +69,8 @@ PUSH_PATH = "/pubsub/push"
 #: Pub/Sub messages carry at most 10 MB of data: 13.4 MiB in base64, plus up to 100
 #: attributes (256-byte keys, 1024-byte values, JSON-escaped) and the envelope's fields.
 MAX_BODY_BYTES = 16 * 1024 * 1024
-_MAX_MESSAGE_ID_LENGTH = 256
 # Refused pushes are logged at most this often per status and reason (see docs/push.md).
 _REFUSAL_LOG_INTERVAL_S = 60.0
-
-
-class EnvelopeError(ValueError):
-    """The body is not a push envelope Pub/Sub would send. The message is safe to show."""
-
-
-@dataclass(frozen=True)
-class PushEnvelope:
-    delivery: Delivery
-    subscription: str | None
-
-
-def parse_envelope(body: bytes) -> PushEnvelope:
-    """The delivery in a wrapped push envelope; :class:`EnvelopeError` when malformed."""
-    if nested_too_deep(body):
-        raise EnvelopeError("the body nests arrays and objects too deep")
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise EnvelopeError("the body is not JSON") from None
-    if not isinstance(document, dict):
-        raise EnvelopeError("the body is not a JSON object")
-    message = document.get("message")
-    if not isinstance(message, dict):
-        raise EnvelopeError("'message' must be an object")
-    data = message.get("data")
-    if data is None:
-        data = ""  # Pub/Sub leaves out empty data (a message with attributes only)
-    if not isinstance(data, str):
-        raise EnvelopeError("'message.data' must be a base64 string")
-    try:
-        decoded = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise EnvelopeError("'message.data' is not valid base64") from None
-    attributes = message.get("attributes")
-    if attributes is None:
-        attributes = {}
-    if not isinstance(attributes, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
-    ):
-        raise EnvelopeError("'message.attributes' must map strings to strings")
-    message_id = message.get("messageId", message.get("message_id"))
-    if not isinstance(message_id, str) or not 0 < len(message_id) <= _MAX_MESSAGE_ID_LENGTH:
-        raise EnvelopeError("'message.messageId' must be a non-empty string")
-    attempt = document.get("deliveryAttempt")
-    if attempt is not None and (
-        isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1
-    ):
-        raise EnvelopeError("'deliveryAttempt' must be a positive whole number")
-    subscription = document.get("subscription")
-    if subscription is not None and not isinstance(subscription, str):
-        raise EnvelopeError("'subscription' must be a string")
-    return PushEnvelope(
-        Delivery(
-            data=decoded,
-            attributes=attributes,
-            message_id=message_id,
-            delivery_attempt=attempt,
-        ),
-        subscription=subscription,
-    )
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:

@@ -10,9 +10,11 @@ from contextlib import contextmanager
 from typing import Literal, NoReturn
 
 import click
+import structlog
 from rich.console import Console
 
-from worker.config.settings import Settings, SettingsError, unknown_setting_names
+from worker.config.logs import StderrAtWriteTime, configure_logging
+from worker.config.settings import LogLevel, Settings, SettingsError, unknown_setting_names
 
 __all__ = [
     "EXIT_CODES",
@@ -21,6 +23,7 @@ __all__ = [
     "EXIT_NO_RESULT",
     "EXIT_OK",
     "EXIT_USAGE",
+    "configure_operator_logging",
     "exit_codes_epilog",
     "exit_codes_text",
     "fail",
@@ -105,6 +108,22 @@ def settings_from_env(
     if problems:
         fail(str(SettingsError(problems)), EXIT_USAGE)
     return settings
+
+
+def configure_operator_logging(environ: Mapping[str, str]) -> None:
+    """Send an operator's command's logs to stderr as JSON lines, at EMAIL_WORKER_LOG_LEVEL
+    when it is set (and valid: the command reports it otherwise), else at WARNING.
+
+    Its stdout carries what it prints (``--json`` that scripts parse), so no log line may
+    land there. A program that runs the commands in-process keeps its own configuration if
+    it made one (a test capturing logs), and its loggers are not tied to this one (no
+    caching: a command logs little).
+    """
+    if structlog.is_configured():
+        return
+    raw = environ.get("EMAIL_WORKER_LOG_LEVEL", "").strip().upper()
+    level = raw if raw in LogLevel.__members__ else LogLevel.WARNING.value
+    configure_logging(level, stream=StderrAtWriteTime(), cache_loggers=False)
 
 
 def load_settings() -> tuple[Settings, str]:
