@@ -22,15 +22,6 @@ FUNCTION_LINES = 80
 # The agreed phrase: "over 300 lines:" then the reason, a few words at least.
 REASON = re.compile(r"over 300 lines: \S[^.]{11,}", re.IGNORECASE)
 
-# Long modules without a stated reason that other branches are changing at the same time;
-# fixed at merge by the lead (split, or the reason added to the docstring), then removed here.
-ALLOWED_UNTIL_MERGE = frozenset(
-    {
-        "worker/events/reader.py",
-        "worker/transports/push.py",
-    }
-)
-
 
 def _modules(root: Path) -> list[Path]:
     return sorted(root.rglob("*.py"))
@@ -66,25 +57,12 @@ def long_functions(root: Path) -> list[str]:
     return found
 
 
-def _module_name(entry: str) -> str:
-    return entry.split(" (", 1)[0]
-
-
 def test_every_module_over_300_lines_states_why_in_its_docstring() -> None:
-    unexplained = [
-        entry
-        for entry in unexplained_long_modules(WORKER)
-        if _module_name(entry) not in ALLOWED_UNTIL_MERGE
-    ]
+    unexplained = unexplained_long_modules(WORKER)
     assert unexplained == [], (
         "modules over 300 lines without 'over 300 lines: <reason>' in their docstring: "
         "split them, or state the reason: " + ", ".join(unexplained)
     )
-
-
-def test_the_merge_allow_list_names_only_modules_that_still_need_it() -> None:
-    still_long = {_module_name(entry) for entry in unexplained_long_modules(WORKER)}
-    assert sorted(ALLOWED_UNTIL_MERGE - still_long) == []
 
 
 def test_no_function_in_the_worker_runs_over_80_lines() -> None:
