@@ -19,17 +19,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from worker.config.logs import get_logger
 from worker.ledger import Ledger, LedgerUnavailable
 from worker.ledger.final_hours import FinalHours, settle_margin_s
+from worker.ledger.flushed_counts import FlushedCounts
 from worker.ledger.send_counts import HOUR_S, hour_of, window_hours
 
 __all__ = ["DailyCounts"]
 
-log = get_logger()
 
-
-class DailyCounts:
+class DailyCounts(FlushedCounts):
     """Recipients sent per service in the last day, shared through ``ledger``."""
 
     def __init__(
@@ -40,21 +38,21 @@ class DailyCounts:
         flush_interval_s: float = 5.0,
         refresh_s: float = 5.0,
     ) -> None:
-        self._ledger = ledger
+        super().__init__(
+            ledger,
+            flush_interval_s=flush_interval_s,
+            kind="send counts",
+            thread_name="daily-counts",
+        )
         self._final = FinalHours[int](settle_margin_s(flush_interval_s))  # the ledger's sums
         self._clock = clock
-        self._flush_interval_s = flush_interval_s
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
-        self._flushing = threading.Lock()
         self._pending: Counter[tuple[str, int]] = Counter()
         # Recipients of sends under way, per service (set aside by take).
         self._sending: Counter[str] = Counter()
         # Per service: (hour read in, when read, the ledger's sum then plus flushes since).
         self._known: dict[str, tuple[int, float, int]] = {}
-        self._closed = threading.Event()  # no more background flushes
-        self._finished = False  # no more writes at all (under _flushing)
-        self._thread: threading.Thread | None = None
 
     def take(self, service_id: str, recipients: int, cap: int | None) -> int | None:
         """Set ``recipients`` aside for a send of ``service_id`` if they fit in ``cap`` (any
@@ -84,11 +82,7 @@ class DailyCounts:
         """Count ``recipients`` sent by ``service_id`` now."""
         with self._lock:
             self._pending[(service_id, hour_of(self._clock()))] += recipients
-            if self._thread is None and not self._closed.is_set():
-                self._thread = threading.Thread(
-                    target=self._flush_regularly, name="daily-counts", daemon=True
-                )
-                self._thread.start()
+            self._start_flushing()
 
     def sent(self, service_id: str) -> int:
         """What ``service_id`` sent in the last day, as far as this worker knows. Raises
@@ -113,23 +107,6 @@ class DailyCounts:
         """Until the oldest hour of the window drops out of it."""
         return HOUR_S - self._clock() % HOUR_S
 
-    def flush(self) -> None:
-        """Add what was counted since the last flush to the ledger's counters (kept for the
-        next flush if the ledger cannot be reached). Nothing once closed."""
-        with self._flushing:
-            if not self._finished:
-                self._write_pending()
-
-    def close(self) -> None:
-        """Stop the background flushes and flush what is left; nothing is written after."""
-        self._closed.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        with self._flushing:
-            if not self._finished:
-                self._write_pending()
-            self._finished = True
-
     def _write_pending(self) -> None:
         with self._lock:
             increments, self._pending = self._pending, Counter()
@@ -137,27 +114,12 @@ class DailyCounts:
             return
         try:
             self._ledger.add_send_counts(dict(increments))
-        except LedgerUnavailable as error:
-            if self._ledger.closed:
-                self._stop_for_the_closed_ledger(sum(increments.values()))
-                return
-            log.warning("could not add the send counts to the ledger", error=str(error)[:300])
+        except LedgerUnavailable:
             with self._lock:
                 self._pending.update(increments)
-            return
+            raise
         with self._lock:
             for (service_id, _hour), recipients in increments.items():
                 known = self._known.get(service_id)
                 if known is not None:
                     self._known[service_id] = (known[0], known[1], known[2] + recipients)
-
-    def _stop_for_the_closed_ledger(self, recipients: int) -> None:
-        """The ledger was closed under these counts (the worker is stopping): no write can
-        work again, so the flushes stop, and say so once."""
-        self._finished = True
-        self._closed.set()
-        log.info("the ledger is closed: send counts no longer written", recipients=recipients)
-
-    def _flush_regularly(self) -> None:
-        while not self._closed.wait(self._flush_interval_s):
-            self.flush()
