@@ -63,6 +63,15 @@ def shared_ledger(clock: ManualClock) -> MemoryLedger:
     return MemoryLedger(claim_lease_s=30, clock=lambda: 1_800_000_000.0 + clock.now)
 
 
+def two_instances(clock: ManualClock) -> tuple[QuotaPacer, QuotaPacer]:
+    """Two instances of an account of 200/s sharing a ledger, each with a first heartbeat."""
+    account, ledger = Account(rate=200), shared_ledger(clock)
+    a, b = (pacer(account, clock, ledger=ledger, instance=name) for name in "ab")
+    a.tick()
+    b.tick()
+    return a, b
+
+
 def wanting_more(paced: QuotaPacer) -> QuotaPacer:
     """Make a send wait for its turn at ``paced``'s rate: its instance wants more than it has
     (one send takes the bucket into debt, the next must wait and is handed back)."""
@@ -351,10 +360,7 @@ def test_throttled_answers_just_after_a_new_share_are_the_old_shares_and_cut_not
 
 def test_an_idle_instance_lends_all_but_a_floor_of_its_share_to_a_busy_one() -> None:
     clock = ManualClock()
-    account, ledger = Account(rate=200), shared_ledger(clock)
-    busy, idle = (pacer(account, clock, ledger=ledger, instance=name) for name in "ab")
-    busy.tick()
-    idle.tick()
+    busy, idle = two_instances(clock)
     clock.now += 5
     idle.tick()  # sent nothing and never waited
     wanting_more(busy).tick()
@@ -364,10 +370,7 @@ def test_an_idle_instance_lends_all_but_a_floor_of_its_share_to_a_busy_one() -> 
 
 def test_an_instance_sending_below_its_share_keeps_what_it_sends_with_headroom() -> None:
     clock = ManualClock()
-    account, ledger = Account(rate=200), shared_ledger(clock)
-    busy, light = (pacer(account, clock, ledger=ledger, instance=name) for name in "ab")
-    busy.tick()
-    light.tick()
+    busy, light = two_instances(clock)
     sending(light, clock, 100, over_s=5)  # 20 recipients a second
     light.tick()
     wanting_more(busy).tick()
@@ -377,10 +380,7 @@ def test_an_instance_sending_below_its_share_keeps_what_it_sends_with_headroom()
 
 def test_an_instance_that_gets_busy_again_takes_back_an_equal_share_at_its_next_heartbeat() -> None:
     clock = ManualClock()
-    account, ledger = Account(rate=200), shared_ledger(clock)
-    busy, idle = (pacer(account, clock, ledger=ledger, instance=name) for name in "ab")
-    busy.tick()
-    idle.tick()
+    busy, idle = two_instances(clock)
     clock.now += 5
     idle.tick()
     wanting_more(busy).tick()
