@@ -1857,9 +1857,11 @@ def test_the_reader_role_trusts_only_the_reader_s_own_account_and_only_reads_the
     assert statement["resources"] == ["${aws_sqs_queue.ses_events[0].arn}"]
     assert "condition" not in statement
     # Every SQS call the reader makes is one of those actions.
-    reader = (ROOT / "worker" / "events" / "reader.py").read_text()
-    calls = set(re.findall(r"self\._sqs\.(\w+)\(", reader))
-    assert {"receive_message"} <= calls
+    reader = "".join(
+        (ROOT / "worker" / "events" / name).read_text() for name in ("reader.py", "sqs_batches.py")
+    )
+    calls = set(re.findall(r"sqs\.(\w+)\(", reader))
+    assert {"receive_message", "delete_message_batch"} <= calls
     for call in calls:
         assert SQS_CALL_ACTIONS[call] in statement["actions"], call
     # Only the services' roles and this one exist, and each has just its inline policy.
