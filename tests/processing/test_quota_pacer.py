@@ -274,7 +274,7 @@ def test_an_unreachable_ledger_keeps_the_last_instance_count() -> None:
 
     ledger.beat = unavailable  # type: ignore[method-assign,assignment]
     clock.now += 30
-    a.tick()
+    wanting_more(a).tick()
     assert a.rate_per_s == 100
 
 
@@ -378,7 +378,7 @@ def test_an_instance_sending_below_its_share_keeps_what_it_sends_with_headroom()
     assert busy.rate_per_s == pytest.approx(200 - 20 * HEADROOM)
 
 
-def test_an_instance_that_gets_busy_again_takes_back_an_equal_share_at_its_next_heartbeat() -> None:
+def test_an_instance_that_gets_busy_again_says_so_then_takes_an_equal_share_back() -> None:
     clock = ManualClock()
     busy, idle = two_instances(clock)
     clock.now += 5
@@ -386,9 +386,31 @@ def test_an_instance_that_gets_busy_again_takes_back_an_equal_share_at_its_next_
     wanting_more(busy).tick()
     assert idle.rate_per_s == pytest.approx(FLOOR * 100)
     clock.now += 5
-    wanting_more(idle).tick()  # its sends now wait at its floor
-    wanting_more(busy).tick()
+    wanting_more(idle).tick()  # its sends now wait at its floor: its heartbeat says so
+    wanting_more(busy).tick()  # and the busy one gives the part back at once
+    assert busy.rate_per_s == 100
+    assert idle.rate_per_s is not None
+    assert idle.rate_per_s + busy.rate_per_s <= 200  # the idle one has not taken it yet
+    clock.now += 5
+    wanting_more(idle).tick()  # one heartbeat later, the other has read it: it takes it
     assert idle.rate_per_s == busy.rate_per_s == 100
+
+
+def test_instances_getting_busy_together_never_hold_more_than_the_rate_between_them() -> None:
+    clock = ManualClock()
+    account, ledger = Account(rate=200), shared_ledger(clock)
+    pacers = [pacer(account, clock, ledger=ledger, instance=name) for name in "abcd"]
+    for second in range(0, 40):
+        clock.now = second
+        for number, each in enumerate(pacers):
+            if second >= 11 + number:  # idle at first, then busy one after another
+                wanting_more(each)
+            if second % 5 == number % 5:  # their heartbeats fall at different seconds
+                each.tick()
+        rates = [each.rate_per_s or 0.0 for each in pacers]
+        if second >= 11:
+            assert sum(rates) <= 200 * 1.0001, (second, rates)
+    assert [each.rate_per_s for each in pacers] == [pytest.approx(50)] * 4
 
 
 def test_when_no_instance_is_busy_the_rate_is_split_equally() -> None:
@@ -397,10 +419,10 @@ def test_when_no_instance_is_busy_the_rate_is_split_equally() -> None:
     pacers = [pacer(account, clock, ledger=ledger, instance=name) for name in "abc"]
     for each in pacers:
         each.tick()  # a first heartbeat has measured nothing yet: it claims a full share
-    for _ in range(2):
+    for _ in range(3):
         clock.now += 5
         for each in pacers:
-            each.tick()  # none sent anything
+            each.tick()  # none sent anything; the split grows a heartbeat late
     assert [each.rate_per_s for each in pacers] == [pytest.approx(100)] * 3
 
 
@@ -418,6 +440,9 @@ def test_a_share_moved_by_lending_keeps_the_aimd_factor() -> None:
     clock.now = 1 + 2 * CUT_COOLDOWN_S
     busy.throttled()
     assert busy.factor == pytest.approx(DECREASE)
-    wanting_more(busy).tick()  # it now borrows what the idle instance leaves
+    wanting_more(busy).tick()
+    clock.now += 1
+    wanting_more(busy).tick()  # a heartbeat later it borrows what the idle one leaves
     assert busy.share_per_s == pytest.approx(200 - FLOOR * 100)
-    assert busy.factor == pytest.approx(DECREASE + 2 * CUT_COOLDOWN_S * INCREASE_PER_S)
+    grown = (clock.now - 1) * INCREASE_PER_S  # since the tick before the cut
+    assert busy.factor == pytest.approx(min(1.0, DECREASE + grown))

@@ -95,8 +95,9 @@ class _Group:
 
     quota: SendQuota | None = None
     instances: int = 1
-    #: The live heartbeats at the last count (empty: none read yet).
+    #: The live heartbeats at the last count (empty: none read yet), and at the one before.
     beats: tuple[Heartbeat, ...] = ()
+    beats_before: tuple[Heartbeat, ...] = ()
     sent_since_read: int = 0
     #: SES said the daily quota is used up; until a read shows room.
     exhausted: bool = False
@@ -107,7 +108,14 @@ class _Group:
         total = fraction * self.quota.max_send_rate_per_s
         if not self.beats:
             return total / max(self.instances, 1)
-        return share_of(instance, total, self.beats)
+        share = share_of(instance, total, self.beats)
+        # A share grows a heartbeat late (rate_split), but what a stopped instance held is
+        # free at once: the count before is taken without the instances gone since.
+        live = {beat.instance for beat in self.beats}
+        before = [beat for beat in self.beats_before if beat.instance in live]
+        if before:
+            share = min(share, share_of(instance, total, before))
+        return share
 
     def basis(self) -> tuple[float | None, int]:
         """What a share is split from: a change here restarts the AIMD factor."""
@@ -312,7 +320,8 @@ class QuotaPacer:
                 continue
             with self._lock:
                 state = self._groups.setdefault(group, _Group())
-                state.instances, state.beats = max(len(live), 1), live
+                state.instances = max(len(live), 1)
+                state.beats_before, state.beats = state.beats, live
 
     def _apply(self) -> None:
         """Set the limiter to the share times the factor; say when the share changes."""

@@ -15,11 +15,18 @@ heartbeats each instance computes the same split, without asking the others:
 
 So when every instance is busy each gets an equal share, as without lending. One that sends
 less (its stream is quiet, its machine slower) keeps what it uses plus room to grow, and the
-busy ones split the rest. When a quiet instance gets busy, its sends wait at its own share,
-its next heartbeat says so, and from the next split it gets an equal share again: within two
-heartbeats. Until the others' next split, the instances together may exceed the rate by as
-much as that instance's demand grew beyond its headroom; SES's throttling answers cut that
-(the pacer's AIMD factor).
+busy ones split the rest.
+
+A share shrinks at once and grows a heartbeat late: an instance holds the smaller of what the
+last two counts' splits give it (the pacer keeps both; an instance gone since the earlier
+count is left out of it, since it holds nothing). Each instance splits at its own heartbeat,
+from what the others said at theirs, so a share grown from the latest count could count on a
+part another instance has not given back yet; one heartbeat later, every other instance has
+split again from a count that holds what this one said. So when a quiet instance gets busy,
+its sends wait at its part, its next heartbeat says so, the others give the rest back at
+their next split, and it has an equal share again two heartbeats after it got busy, without
+the shares adding up to more than the rate on the way (but for the heartbeats' jitter, which
+AIMD absorbs). A new quota is not delayed: both splits use it.
 """
 
 from __future__ import annotations
