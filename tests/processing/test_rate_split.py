@@ -83,9 +83,9 @@ def test_an_instance_s_share_comes_from_the_split_of_every_live_heartbeat() -> N
     assert share_of("a", 200, beats) == pytest.approx(200 - FLOOR * 100)
 
 
-def test_the_first_measure_claims_a_full_share() -> None:
+def test_the_first_measure_is_a_quiet_instance_s() -> None:
     meter = LoadMeter(SendRateLimiter(10, clock=ManualClock()), ManualClock())
-    assert meter.measure() == (0.0, True)
+    assert meter.measure() == (0.0, False)
 
 
 def test_the_load_is_the_recipients_let_through_per_second_since_the_last_measure() -> None:

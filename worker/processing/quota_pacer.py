@@ -109,13 +109,15 @@ class _Group:
         if not self.beats:
             return total / max(self.instances, 1)
         share = share_of(instance, total, self.beats)
-        # A share grows a heartbeat late (rate_split), but what a stopped instance held is
-        # free at once: the count before is taken without the instances gone since.
-        live = {beat.instance for beat in self.beats}
-        before = [beat for beat in self.beats_before if beat.instance in live]
-        if before:
-            share = min(share, share_of(instance, total, before))
+        if self.beats_before:  # a share grows a heartbeat late (rate_split)
+            share = min(share, share_of(instance, total, self._before()))
         return share
+
+    def _before(self) -> list[Heartbeat]:
+        """The live instances as the count before saw them: one it did not know yet as it is
+        now, and none that has gone since (what a stopped instance held is free at once)."""
+        earlier = {beat.instance: beat for beat in self.beats_before}
+        return [earlier.get(beat.instance, beat) for beat in self.beats]
 
     def basis(self) -> tuple[float | None, int]:
         """What a share is split from: a change here restarts the AIMD factor."""

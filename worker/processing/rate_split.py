@@ -18,8 +18,9 @@ less (its stream is quiet, its machine slower) keeps what it uses plus room to g
 busy ones split the rest.
 
 A share shrinks at once and grows a heartbeat late: an instance holds the smaller of what the
-last two counts' splits give it (the pacer keeps both; an instance gone since the earlier
-count is left out of it, since it holds nothing). Each instance splits at its own heartbeat,
+last two counts' splits give it (the pacer keeps both; the earlier split is of the instances
+alive now, an instance the earlier count did not know taken as it is now, and one gone since
+left out: it holds nothing). Each instance splits at its own heartbeat,
 from what the others said at theirs, so a share grown from the latest count could count on a
 part another instance has not given back yet; one heartbeat later, every other instance has
 split again from a count that holds what this one said. So when a quiet instance gets busy,
@@ -98,13 +99,15 @@ class LoadMeter:
 
     def measure(self) -> tuple[float, bool]:
         """Recipients sent per second since the last call, and whether a send waited for
-        its turn meanwhile. The first call has measured nothing yet: (0.0, True), which
-        claims a full share."""
+        its turn meanwhile. The first call has measured nothing yet: (0.0, False), a quiet
+        instance's claim; one that starts with work to do says so at its next heartbeat. (A
+        first heartbeat claiming a full share would have the others, starting together, each
+        count the rest as busy and hold only their floor until they all had beaten twice.)"""
         now, usage = self._clock(), self._limiter.usage()
         with self._lock:
             last, self._last = self._last, (now, usage)
         if last is None or now <= last[0]:
-            return 0.0, True
+            return 0.0, False
         elapsed = now - last[0]
         sent_per_s = (usage.recipients - last[1].recipients) / elapsed
         return sent_per_s, usage.waits > last[1].waits
