@@ -18,7 +18,7 @@ from worker.processing.quota_pacer import (
     PacerTerms,
     QuotaPacer,
 )
-from worker.processing.rate_split import FLOOR, HEADROOM
+from worker.processing.rate_split import FLOOR
 from worker.processing.send_rate import SendRateLimiter
 from worker.sending.errors import AccessDeniedError
 from worker.sending.quota import QuotaGroup, SendQuota
@@ -369,15 +369,14 @@ def test_an_idle_instance_lends_all_but_a_floor_of_its_share_to_a_busy_one() -> 
     assert busy.rate_per_s == pytest.approx(200 - FLOOR * 100)
 
 
-def test_an_instance_sending_below_its_share_keeps_what_it_sends_with_headroom() -> None:
+def test_an_instance_sending_below_its_share_keeps_an_equal_share() -> None:
     clock = ManualClock()
     busy, light = two_instances(clock)
     for _ in range(2):
-        sending(light, clock, 100, over_s=5)  # 20 recipients a second
+        sending(light, clock, 100, over_s=5)  # 20 recipients a second, never waiting
         light.tick()
         wanting_more(busy).tick()
-    assert light.rate_per_s == pytest.approx(20 * HEADROOM)
-    assert busy.rate_per_s == pytest.approx(200 - 20 * HEADROOM)
+    assert light.rate_per_s == busy.rate_per_s == 100
 
 
 def test_an_instance_that_gets_busy_again_says_so_then_takes_an_equal_share_back() -> None:

@@ -9,7 +9,6 @@ from tests.support.clock import ManualClock
 from worker.ledger import Heartbeat
 from worker.processing.rate_split import (
     FLOOR,
-    HEADROOM,
     LoadMeter,
     claim_per_s,
     share_of,
@@ -65,8 +64,8 @@ def test_a_limited_instance_claims_all_it_can_get() -> None:
     assert claim_per_s(beat("a", 30, limited=True), 50) is None
 
 
-def test_a_quiet_instance_claims_what_it_sent_with_headroom() -> None:
-    assert claim_per_s(beat("a", 30, limited=False), 50) == pytest.approx(30 * HEADROOM)
+def test_an_instance_that_sends_without_waiting_claims_an_equal_share() -> None:
+    assert claim_per_s(beat("a", 30, limited=False), 50) == 50
 
 
 def test_an_idle_instance_claims_a_floor_of_an_equal_share() -> None:

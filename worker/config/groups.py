@@ -346,8 +346,8 @@ class Quota:
         switch,
         "`on`: each instance reads its SES account's quota (`GetAccount`, which the services' "
         "roles must be allowed) and sends at most its share of the maximum send rate (split "
-        "between the live instances, which write heartbeats in the request ledger; a busy one "
-        "borrows what quiet ones leave), "
+        "between the live instances, which write heartbeats in the request ledger; an idle one "
+        "lends its share to the busy ones), "
         "cutting it when SES throttles; near the 24-hour cap requests wait in Pub/Sub. `off`: "
         "only `EMAIL_WORKER_SEND_RATE_PER_S` paces. See [scaling.md](scaling.md).",
     )

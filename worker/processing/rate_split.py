@@ -1,5 +1,5 @@
-"""Splitting an account's send rate between its live instances, lending what one instance
-leaves unused to those that want more (max-min fairness).
+"""Splitting an account's send rate between its live instances, and lending an idle
+instance's share to the busy ones.
 
 Every heartbeat says how many recipients a second its instance sent since its previous one,
 and whether its sends waited for their turn (``limited``; :class:`LoadMeter` measures both
@@ -7,27 +7,27 @@ from the instance's :class:`~worker.processing.send_rate.SendRateLimiter`). From
 heartbeats each instance computes the same split, without asking the others:
 
 * a limited instance claims all it can get;
-* one that is not limited claims what it sent, times :data:`HEADROOM` so that it can grow,
-  and at least :data:`FLOOR` of an equal share, so that a quiet instance can start at once;
+* an idle one (it sent less than :data:`FLOOR` of an equal share and never waited) claims
+  that floor, so that it can still start at once, and lends the rest;
+* any other claims an equal share;
 * water-filling shares the rate: a claim below the level gets what it claims, the rest get
   the level, and the level is such that the shares add up to the rate. Claims that together
   leave some of the rate over share that over equally.
 
-So when every instance is busy each gets an equal share, as without lending. One that sends
-less (its stream is quiet, its machine slower) keeps what it uses plus room to grow, and the
-busy ones split the rest.
+So while every instance has work, each gets an equal share, however its load varies; when
+one has none (its stream went quiet), the limited ones share what it leaves.
 
 A share shrinks at once and grows a heartbeat late: an instance holds the smaller of what the
 last two counts' splits give it (the pacer keeps both; the earlier split is of the instances
 alive now, an instance the earlier count did not know taken as it is now, and one gone since
-left out: it holds nothing). Each instance splits at its own heartbeat,
-from what the others said at theirs, so a share grown from the latest count could count on a
-part another instance has not given back yet; one heartbeat later, every other instance has
-split again from a count that holds what this one said. So when a quiet instance gets busy,
-its sends wait at its part, its next heartbeat says so, the others give the rest back at
-their next split, and it has an equal share again two heartbeats after it got busy, without
-the shares adding up to more than the rate on the way (but for the heartbeats' jitter, which
-AIMD absorbs). A new quota is not delayed: both splits use it.
+left out: it holds nothing). Each instance splits at its own heartbeat, from what the others
+said at theirs, so a share grown from the latest count could count on a part another instance
+has not given back yet; one heartbeat later, every other instance has split again from a
+count that holds what this one said. So when an idle instance gets work, its sends wait at
+its floor, its next heartbeat says so, the others give the rest back at their next split,
+and it has an equal share again two heartbeats after it got work, without the shares adding
+up to more than the rate on the way (but for the heartbeats' jitter, which AIMD absorbs). A
+new quota is not delayed: both splits use it.
 """
 
 from __future__ import annotations
@@ -39,11 +39,10 @@ from collections.abc import Callable, Collection, Mapping
 from worker.ledger import Heartbeat
 from worker.processing.send_rate import SendRateLimiter, Usage
 
-__all__ = ["FLOOR", "HEADROOM", "LoadMeter", "claim_per_s", "share_of", "split_per_s"]
+__all__ = ["FLOOR", "LoadMeter", "claim_per_s", "share_of", "split_per_s"]
 
-#: An instance that is not limited claims what it sent times this.
-HEADROOM = 1.5
-#: ... and at least this fraction of an equal share.
+#: An idle instance (sending less than this fraction of an equal share, and never waiting)
+#: keeps this fraction of an equal share and lends the rest.
 FLOOR = 0.05
 
 
@@ -51,7 +50,8 @@ def claim_per_s(beat: Heartbeat, equal_share_per_s: float) -> float | None:
     """What ``beat``'s instance claims of the rate; None: all it can get."""
     if beat.limited:
         return None
-    return max(beat.sent_per_s * HEADROOM, FLOOR * equal_share_per_s)
+    floor = FLOOR * equal_share_per_s
+    return floor if beat.sent_per_s < floor else equal_share_per_s
 
 
 def split_per_s(total_per_s: float, claims: Mapping[str, float | None]) -> dict[str, float]:
