@@ -79,11 +79,3 @@ def test_an_instance_beating_again_after_its_heartbeat_expired_counts_again(
     ledger.beat(GROUP, "worker-a", expire_after_s=15)
 
     assert instances(ledger) == ["worker-a"]
-
-
-def test_a_heartbeat_keeps_how_busy_its_instance_was(ledger: Ledger) -> None:
-    ledger.beat(GROUP, "worker-a", expire_after_s=15, sent_per_s=42.5, limited=False)
-    ledger.beat(GROUP, "worker-b", expire_after_s=15, sent_per_s=7.0, limited=True)
-
-    loads = [(b.instance, b.sent_per_s, b.limited) for b in ledger.heartbeats(GROUP)]
-    assert loads == [("worker-a", 42.5, False), ("worker-b", 7.0, True)]

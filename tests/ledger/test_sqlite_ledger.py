@@ -303,26 +303,3 @@ def test_a_file_from_before_pinned_template_versions_gains_the_column(
         record = ledger.get(key)
     assert record is not None
     assert record.template_version == 2
-
-
-def test_a_heartbeat_from_before_the_load_columns_reads_as_a_limited_instance(
-    tmp_path: Path, clock: ManualClock
-) -> None:
-    path = tmp_path / "ledger.db"
-    with SqliteLedger(path, claim_lease_s=LEASE_S, clock=clock) as ledger:
-        ledger.beat("123456789012/eu-west-2", "worker-a", expire_after_s=15)
-    with sqlite3.connect(path) as connection:  # as a ledger of the previous release left it
-        connection.execute("ALTER TABLE heartbeats DROP COLUMN sent_per_s")
-        connection.execute("ALTER TABLE heartbeats DROP COLUMN limited")
-        connection.execute(
-            "INSERT INTO heartbeats (grp, instance, beat_at, expire_at) VALUES (?, ?, ?, ?)",
-            ("123456789012/eu-west-2", "worker-old", clock.now, clock.now + 15),
-        )
-    connection.close()
-
-    with SqliteLedger(path, claim_lease_s=LEASE_S, clock=clock) as ledger:
-        ledger.beat("123456789012/eu-west-2", "worker-a", expire_after_s=15, limited=False)
-        beats = {b.instance: b for b in ledger.heartbeats("123456789012/eu-west-2")}
-    assert beats["worker-old"].limited
-    assert beats["worker-old"].sent_per_s == 0.0
-    assert not beats["worker-a"].limited

@@ -18,7 +18,6 @@ from worker.processing.quota_pacer import (
     PacerTerms,
     QuotaPacer,
 )
-from worker.processing.rate_split import FLOOR
 from worker.processing.send_rate import SendRateLimiter
 from worker.sending.errors import AccessDeniedError
 from worker.sending.quota import QuotaGroup, SendQuota
@@ -63,33 +62,6 @@ def shared_ledger(clock: ManualClock) -> MemoryLedger:
     return MemoryLedger(claim_lease_s=30, clock=lambda: 1_800_000_000.0 + clock.now)
 
 
-def two_instances(clock: ManualClock) -> tuple[QuotaPacer, QuotaPacer]:
-    """Two instances of an account of 200/s sharing a ledger, each with a first heartbeat."""
-    account, ledger = Account(rate=200), shared_ledger(clock)
-    a, b = (pacer(account, clock, ledger=ledger, instance=name) for name in "ab")
-    a.tick()
-    b.tick()
-    return a, b
-
-
-def wanting_more(paced: QuotaPacer) -> QuotaPacer:
-    """Make a send wait for its turn at ``paced``'s rate: its instance wants more than it has
-    (one send takes the bucket into debt, the next must wait and is handed back)."""
-    paced.limiter.request(int(paced.limiter.rate_per_s) + 1, max_wait_s=0.0)
-    assert paced.limiter.request(1, max_wait_s=0.0) is None
-    return paced
-
-
-def sending(paced: QuotaPacer, clock: ManualClock, recipients: int, over_s: float) -> None:
-    """``recipients`` sent through ``paced``'s limiter evenly over ``over_s``, none waiting."""
-    start = clock.now
-    for sent in range(1, recipients + 1):
-        clock.now = start + over_s * sent / recipients
-        ticket = paced.limiter.request(1, max_wait_s=0.0)
-        assert ticket is not None
-        assert ticket.granted
-
-
 def test_alone_an_instance_paces_at_the_accounts_max_send_rate() -> None:
     clock = ManualClock()
     alone = pacer(Account(rate=200), clock)
@@ -110,9 +82,9 @@ def test_live_instances_split_the_rate_between_them() -> None:
     pacers = [pacer(account, clock, ledger=ledger, instance=name) for name in "abcd"]
     for each in pacers:
         each.tick()
-    clock.now += 5  # the next count sees all four, each with more to send than its share
+    clock.now += 5  # the next count sees all four
     for each in pacers:
-        wanting_more(each).tick()
+        each.tick()
     assert [each.rate_per_s for each in pacers] == [50] * 4
 
 
@@ -139,11 +111,11 @@ def test_an_instance_that_stops_cleanly_leaves_its_share_at_the_others_next_coun
     a.tick()
     b.tick()
     clock.now += 5
-    wanting_more(a).tick()
+    a.tick()
     assert a.rate_per_s == 100
     b.stop()
     clock.now += 5
-    wanting_more(a).tick()
+    a.tick()
     assert a.rate_per_s == 200
 
 
@@ -267,14 +239,14 @@ def test_an_unreachable_ledger_keeps_the_last_instance_count() -> None:
     a.tick()
     b.tick()
     clock.now += 5
-    wanting_more(a).tick()
+    a.tick()
 
     def unavailable(*args: object, **kwargs: object) -> None:
         raise LedgerUnavailable("down")
 
     ledger.beat = unavailable  # type: ignore[method-assign,assignment]
     clock.now += 30
-    wanting_more(a).tick()
+    a.tick()
     assert a.rate_per_s == 100
 
 
@@ -339,7 +311,7 @@ def test_a_new_instance_count_applies_in_full_and_forgets_the_cuts_before_it() -
     b.tick()
     a.throttled()
     clock.now += 5
-    wanting_more(a).tick()
+    a.tick()
     assert a.rate_per_s == 100
 
 
@@ -356,95 +328,3 @@ def test_throttled_answers_just_after_a_new_share_are_the_old_shares_and_cut_not
     clock.now += 2 * CUT_COOLDOWN_S
     paced.throttled()
     assert paced.rate_per_s == pytest.approx(50 * DECREASE)
-
-
-def test_an_idle_instance_lends_all_but_a_floor_of_its_share_to_a_busy_one() -> None:
-    clock = ManualClock()
-    busy, idle = two_instances(clock)
-    for _ in range(2):  # the busy one says so, then takes the part the idle one gives back
-        clock.now += 5
-        idle.tick()  # sent nothing and never waited
-        wanting_more(busy).tick()
-    assert idle.rate_per_s == pytest.approx(FLOOR * 100)
-    assert busy.rate_per_s == pytest.approx(200 - FLOOR * 100)
-
-
-def test_an_instance_sending_below_its_share_keeps_an_equal_share() -> None:
-    clock = ManualClock()
-    busy, light = two_instances(clock)
-    for _ in range(2):
-        sending(light, clock, 100, over_s=5)  # 20 recipients a second, never waiting
-        light.tick()
-        wanting_more(busy).tick()
-    assert light.rate_per_s == busy.rate_per_s == 100
-
-
-def test_an_instance_that_gets_busy_again_says_so_then_takes_an_equal_share_back() -> None:
-    clock = ManualClock()
-    busy, idle = two_instances(clock)
-    for _ in range(2):
-        clock.now += 5
-        idle.tick()
-        wanting_more(busy).tick()
-    assert idle.rate_per_s == pytest.approx(FLOOR * 100)
-    clock.now += 5
-    wanting_more(idle).tick()  # its sends now wait at its floor: its heartbeat says so
-    wanting_more(busy).tick()  # and the busy one gives the part back at once
-    assert busy.rate_per_s == 100
-    assert idle.rate_per_s == pytest.approx(FLOOR * 100)  # not taken before the other knew
-    clock.now += 5
-    wanting_more(idle).tick()  # one heartbeat later, the other has read it: it takes it
-    assert idle.rate_per_s == busy.rate_per_s == 100
-
-
-def test_instances_getting_busy_together_never_hold_more_than_the_rate_between_them() -> None:
-    clock = ManualClock()
-    account, ledger = Account(rate=200), shared_ledger(clock)
-    pacers = [pacer(account, clock, ledger=ledger, instance=name) for name in "abcd"]
-    for second in range(0, 40):
-        clock.now = second
-        for number, each in enumerate(pacers):
-            if second >= 11 + number:  # idle at first, then busy one after another
-                wanting_more(each)
-            if second % 5 == number % 5:  # their heartbeats fall at different seconds
-                each.tick()
-        rates = [each.rate_per_s or 0.0 for each in pacers]
-        if second >= 11:
-            assert sum(rates) <= 200 * 1.0001, (second, rates)
-    assert [each.rate_per_s for each in pacers] == [pytest.approx(50)] * 4
-
-
-def test_instances_starting_together_with_nothing_to_send_split_equally_at_their_second_beat() -> (
-    None
-):
-    clock = ManualClock()
-    account, ledger = Account(rate=300), shared_ledger(clock)
-    pacers = [pacer(account, clock, ledger=ledger, instance=name) for name in "abc"]
-    for each in pacers:
-        each.tick()
-    clock.now += 5
-    for each in pacers:
-        each.tick()  # none sent anything
-    assert [each.rate_per_s for each in pacers] == [pytest.approx(100)] * 3
-
-
-def test_a_share_moved_by_lending_keeps_the_aimd_factor() -> None:
-    clock = ManualClock()
-    account, ledger = Account(rate=200), shared_ledger(clock)
-    busy, idle = (
-        pacer(account, clock, ledger=ledger, instance=name, heartbeat_s=1) for name in "ab"
-    )
-    busy.tick()
-    idle.tick()
-    clock.now = 1
-    wanting_more(busy).tick()  # two instances now: a new basis, the factor starts at 1
-    idle.tick()  # it sent nothing and never waited
-    clock.now = 1 + 2 * CUT_COOLDOWN_S
-    busy.throttled()
-    assert busy.factor == pytest.approx(DECREASE)
-    wanting_more(busy).tick()
-    clock.now += 1
-    wanting_more(busy).tick()  # a heartbeat later it borrows what the idle one leaves
-    assert busy.share_per_s == pytest.approx(200 - FLOOR * 100)
-    grown = (clock.now - 1) * INCREASE_PER_S  # since the tick before the cut
-    assert busy.factor == pytest.approx(min(1.0, DECREASE + grown))

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.support.clock import ManualClock
-from worker.processing.send_rate import SendRateLimiter, Ticket, Usage
+from worker.processing.send_rate import SendRateLimiter, Ticket
 
 
 def limiter(rate_per_s: float, places: int | None = None) -> tuple[SendRateLimiter, ManualClock]:
@@ -172,15 +172,3 @@ def test_a_send_that_may_not_wait_counts_what_time_has_refilled_since_the_last_s
     ticket = limiter.request(1, max_wait_s=0.0)
     assert ticket is not None
     assert ticket.granted
-
-
-def test_the_usage_counts_recipients_let_through_and_sends_held_back() -> None:
-    clock = ManualClock()
-    limiter = SendRateLimiter(10, clock=clock)
-    limiter.request(4, max_wait_s=0.0)
-    limiter.request(7, max_wait_s=0.0)
-    assert limiter.request(1, max_wait_s=0.0) is None  # handed back
-    queued = limiter.request(1, max_wait_s=60.0)  # waits for its turn
-    assert queued is not None
-
-    assert limiter.usage() == Usage(recipients=11, waits=2)

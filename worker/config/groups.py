@@ -345,9 +345,8 @@ class Quota:
         True,
         switch,
         "`on`: each instance reads its SES account's quota (`GetAccount`, which the services' "
-        "roles must be allowed) and sends at most its share of the maximum send rate (split "
-        "between the live instances, which write heartbeats in the request ledger; an idle one "
-        "lends its share to the busy ones), "
+        "roles must be allowed) and sends at most its share of the maximum send rate (the "
+        "rate divided by the live instances, counted by heartbeats in the request ledger), "
         "cutting it when SES throttles; near the 24-hour cap requests wait in Pub/Sub. `off`: "
         "only `EMAIL_WORKER_SEND_RATE_PER_S` paces. See [scaling.md](scaling.md).",
     )

@@ -182,26 +182,10 @@ class Ledger(abc.ABC):
 
     # -- instances' heartbeats (worker.ledger.heartbeats) -----------------------------------
 
-    def beat(
-        self,
-        group: str,
-        instance: str,
-        *,
-        expire_after_s: float,
-        sent_per_s: float = 0.0,
-        limited: bool = True,
-    ) -> Heartbeat:
-        """Record that ``instance`` of ``group`` is alive, until ``expire_after_s`` from now,
-        with how busy it was (see :class:`~worker.ledger.heartbeats.Heartbeat`)."""
+    def beat(self, group: str, instance: str, *, expire_after_s: float) -> Heartbeat:
+        """Record that ``instance`` of ``group`` is alive, until ``expire_after_s`` from now."""
         now = self._clock()
-        heartbeat = Heartbeat(
-            group,
-            instance,
-            beat_at=now,
-            expire_at=now + expire_after_s,
-            sent_per_s=sent_per_s,
-            limited=limited,
-        )
+        heartbeat = Heartbeat(group, instance, beat_at=now, expire_at=now + expire_after_s)
         self._writing(
             "record the heartbeat of " + instance, lambda: upsert(self._heartbeats, heartbeat)
         )

@@ -112,8 +112,6 @@ def heartbeat_fields(beat: Heartbeat) -> dict[str, Any]:
         "beat_at": datetime.fromtimestamp(beat.beat_at, UTC),
         # A Firestore timestamp, so the TTL policy on this field can delete the document.
         "expire_at": datetime.fromtimestamp(beat.expire_at, UTC),
-        "sent_per_s": beat.sent_per_s,
-        "limited": beat.limited,
     }
 
 
@@ -123,6 +121,4 @@ def heartbeat_from(key: HeartbeatKey, data: Mapping[str, Any]) -> Heartbeat:
         key[1],
         beat_at=data["beat_at"].timestamp(),
         expire_at=data["expire_at"].timestamp(),
-        sent_per_s=float(data.get("sent_per_s", 0.0)),
-        limited=bool(data.get("limited", True)),
     )

@@ -5,12 +5,6 @@ records, and counts the live heartbeats of its group to know its share of that g
 sending rate (:mod:`worker.processing.quota_pacer`). A group is an opaque string (the pacer
 uses ``<AWS account>/<region>``); an instance is any id unique to one process.
 
-A heartbeat also says how busy its instance was since its previous one: the recipients it
-sent per second (``sent_per_s``) and whether its sends waited for their turn at its rate
-(``limited``: it wanted more than it was given). The pacer lends what an instance leaves
-unused to the limited ones (:mod:`worker.processing.rate_split`). A heartbeat written before
-these fields existed reads as limited, which claims a full share as before.
-
 A heartbeat expires ``expire_after_s`` after it was written: an instance that died without
 saying goodbye stops counting once its last heartbeat has expired, and one that stops cleanly
 removes its own at once. Reads skip expired heartbeats; the stores delete them later (SQLite's
@@ -37,15 +31,12 @@ _ROUNDS = 3
 @dataclass(frozen=True)
 class Heartbeat:
     """Instance ``instance`` of ``group`` was alive at ``beat_at`` (epoch seconds) and counts
-    as alive until ``expire_at``; since its previous heartbeat it sent ``sent_per_s``
-    recipients a second, and ``limited`` says whether it wanted to send more."""
+    as alive until ``expire_at``."""
 
     group: str
     instance: str
     beat_at: float
     expire_at: float
-    sent_per_s: float = 0.0
-    limited: bool = True
 
     @property
     def key(self) -> HeartbeatKey:

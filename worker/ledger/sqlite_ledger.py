@@ -341,22 +341,8 @@ def _beat_key_params(key: HeartbeatKey) -> dict[str, Any]:
 
 
 def _beat_params(beat: Heartbeat) -> dict[str, Any]:
-    return {
-        **_beat_key_params(beat.key),
-        "beat_at": beat.beat_at,
-        "expire_at": beat.expire_at,
-        "sent_per_s": beat.sent_per_s,
-        "limited": int(beat.limited),
-    }
+    return {**_beat_key_params(beat.key), "beat_at": beat.beat_at, "expire_at": beat.expire_at}
 
 
 def _heartbeat(key: HeartbeatKey, row: sqlite3.Row) -> Heartbeat:
-    # A row written before the load columns existed holds NULLs: limited, as it then was.
-    return Heartbeat(
-        key[0],
-        key[1],
-        beat_at=row["beat_at"],
-        expire_at=row["expire_at"],
-        sent_per_s=row["sent_per_s"] or 0.0,
-        limited=row["limited"] is None or bool(row["limited"]),
-    )
+    return Heartbeat(key[0], key[1], beat_at=row["beat_at"], expire_at=row["expire_at"])

@@ -73,8 +73,6 @@ CREATE TABLE IF NOT EXISTS heartbeats (
     instance  TEXT NOT NULL,
     beat_at   REAL NOT NULL,
     expire_at REAL NOT NULL,
-    sent_per_s REAL,
-    limited   INTEGER,
     PRIMARY KEY (grp, instance)
 ) WITHOUT ROWID;
 """
@@ -114,7 +112,7 @@ REQUEST_COLUMNS = (
 )
 PAUSE_COLUMNS = ("since", "paused_by", "reason", "saved_push_configs")
 SELECT_PAUSES = "SELECT * FROM pauses ORDER BY scope"
-HEARTBEAT_COLUMNS = ("beat_at", "expire_at", "sent_per_s", "limited")
+HEARTBEAT_COLUMNS = ("beat_at", "expire_at")
 SELECT_HEARTBEATS = (
     "SELECT * FROM heartbeats WHERE grp = :grp AND expire_at >= :now ORDER BY instance"
 )
@@ -160,8 +158,6 @@ HEARTBEATS = statements("heartbeats", ("grp", "instance"), HEARTBEAT_COLUMNS)
 ADDED_COLUMNS = (
     ("requests", "attachment_generations", "TEXT"),
     ("requests", "template_version", "INTEGER"),
-    ("heartbeats", "sent_per_s", "REAL"),
-    ("heartbeats", "limited", "INTEGER"),
 )
 
 

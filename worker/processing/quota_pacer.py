@@ -9,28 +9,24 @@ Every few seconds the pacer (:meth:`QuotaPacer.tick`, from its own thread):
   account and region (every ``EMAIL_WORKER_INSTANCE_HEARTBEAT_S``; a heartbeat expires after
   three of those; :mod:`worker.ledger.heartbeats`);
 * sets the worker's :class:`~worker.processing.send_rate.SendRateLimiter` to
-  ``share x factor``, where ``share`` is this instance's part of ``EMAIL_WORKER_QUOTA_FRACTION
-  x MaxSendRate``: an equal part when every live instance is busy, more when some send less
-  than theirs and lend the rest (:mod:`worker.processing.rate_split`, from the load each
-  heartbeat carries); the smallest over the accounts, if the services use several, and
-  capped by ``EMAIL_WORKER_SEND_RATE_PER_S`` when that is set.
+  ``share x factor``, where ``share`` is ``EMAIL_WORKER_QUOTA_FRACTION x MaxSendRate /
+  live instances`` (the smallest over the accounts, if the services use several), capped by
+  ``EMAIL_WORKER_SEND_RATE_PER_S`` when that is set.
 
 ``factor`` is the AIMD part: SES answering "Maximum sending rate exceeded" (:meth:`throttled`)
 cuts it by :data:`DECREASE` (at most once per :data:`CUT_COOLDOWN_S`, so one burst of
 throttled calls in flight counts once); each second it grows back by :data:`INCREASE_PER_S`,
 up to 1. A share that changes (quota, instance count) applies at once, and the factor starts
 again at 1: the change explains the throttling seen before it (and throttled answers to calls
-made before it are ignored for two cooldowns). A share that moves because instances lend
-more or less keeps the factor.
+made before it are ignored for two cooldowns).
 
 The daily cap: the account is counted full when ``SentLast24Hours`` plus what this instance
 sent since that read, times the live instances (each sends about its share), reaches
 ``Max24HourSend``, or when SES answered "Daily message quota exceeded"; until a later read
 shows room, :meth:`daily_cap_reached` is true and requests wait in Pub/Sub (held).
 
-The module runs over 300 lines: the whole of the pacing reads in one place;
-how the rate is split between instances is in :mod:`worker.processing.rate_split`, and where
-the quotas come from in :mod:`worker.processing.quota_sources`.
+The module runs over 300 lines: the whole of the pacing reads in one place; where the quotas
+come from is in :mod:`worker.processing.quota_sources`.
 """
 
 from __future__ import annotations
@@ -41,8 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from worker.config.logs import get_logger
-from worker.ledger import Heartbeat, Ledger, LedgerUnavailable
-from worker.processing.rate_split import LoadMeter, share_of
+from worker.ledger import Ledger, LedgerUnavailable
 from worker.processing.send_rate import SendRateLimiter
 from worker.sending.errors import EmailError, ThrottledError
 from worker.sending.quota import QuotaGroup, SendQuota
@@ -95,33 +90,14 @@ class _Group:
 
     quota: SendQuota | None = None
     instances: int = 1
-    #: The live heartbeats at the last count (empty: none read yet), and at the one before.
-    beats: tuple[Heartbeat, ...] = ()
-    beats_before: tuple[Heartbeat, ...] = ()
     sent_since_read: int = 0
     #: SES said the daily quota is used up; until a read shows room.
     exhausted: bool = False
 
-    def share_per_s(self, fraction: float, instance: str) -> float | None:
+    def share_per_s(self, fraction: float) -> float | None:
         if self.quota is None:
             return None
-        total = fraction * self.quota.max_send_rate_per_s
-        if not self.beats:
-            return total / max(self.instances, 1)
-        share = share_of(instance, total, self.beats)
-        if self.beats_before:  # a share grows a heartbeat late (rate_split)
-            share = min(share, share_of(instance, total, self._before()))
-        return share
-
-    def _before(self) -> list[Heartbeat]:
-        """The live instances as the count before saw them: one it did not know yet as it is
-        now, and none that has gone since (what a stopped instance held is free at once)."""
-        earlier = {beat.instance: beat for beat in self.beats_before}
-        return [earlier.get(beat.instance, beat) for beat in self.beats]
-
-    def basis(self) -> tuple[float | None, int]:
-        """What a share is split from: a change here restarts the AIMD factor."""
-        return (None if self.quota is None else self.quota.max_send_rate_per_s, self.instances)
+        return fraction * self.quota.max_send_rate_per_s / max(self.instances, 1)
 
     def cap_reached(self) -> bool:
         if self.exhausted:
@@ -167,8 +143,6 @@ class QuotaPacer:
         self._thread: threading.Thread | None = None
         self._target: float | None = None
         self._applied: float | None = None
-        self._basis: object = None
-        self._load = LoadMeter(limiter, clock)
 
     # -- what the pipeline tells and asks ---------------------------------------------------
 
@@ -306,40 +280,31 @@ class QuotaPacer:
         if self._ledger is None:
             return
         expire_after_s = 3 * self._terms.heartbeat_s
-        sent_per_s, limited = self._load.measure()
         for group in list(self._readers):
             try:
-                self._ledger.beat(
-                    str(group),
-                    self.instance,
-                    expire_after_s=expire_after_s,
-                    sent_per_s=sent_per_s,
-                    limited=limited,
-                )
-                live = tuple(self._ledger.heartbeats(str(group)))
+                self._ledger.beat(str(group), self.instance, expire_after_s=expire_after_s)
+                live = len(self._ledger.heartbeats(str(group)))
             except LedgerUnavailable as error:
                 log.warning("cannot count the live instances", detail=str(error)[:300])
                 continue
             with self._lock:
-                state = self._groups.setdefault(group, _Group())
-                state.instances = max(len(live), 1)
-                state.beats_before, state.beats = state.beats, live
+                self._groups.setdefault(group, _Group()).instances = max(live, 1)
 
     def _apply(self) -> None:
         """Set the limiter to the share times the factor; say when the share changes."""
         with self._lock:
-            fraction, instance = self._terms.fraction, self.instance
-            shares = [s for g in self._groups.values() if (s := g.share_per_s(fraction, instance))]
+            shares = [
+                s for g in self._groups.values() if (s := g.share_per_s(self._terms.fraction))
+            ]
             bound = self._terms.upper_bound_per_s
             target = min([*shares, *([bound] if bound is not None else [])], default=None)
-            basis = (bound, sorted((str(g), s.basis()) for g, s in self._groups.items()))
-            changed = basis != self._basis
-            if changed and self._basis is not None:
+            changed = target != self._target
+            if changed and self._target is not None:
                 # The new quota or count explains the throttling seen before it: start afresh,
                 # and let the answers to calls made before the change go unheeded a while.
                 self._factor = 1.0
                 self._cut_at = self._clock() + CUT_COOLDOWN_S
-            self._basis, self._target = basis, target
+            self._target = target
             rate = UNLIMITED_PER_S if target is None else max(target * self._factor, 0.01)
             instances = {str(g): s.instances for g, s in self._groups.items()}
             apply = rate != self._applied

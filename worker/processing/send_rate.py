@@ -21,23 +21,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 from worker.processing.fair_queue import FairQueue, Places, Ticket
 
-__all__ = ["SendRateLimiter", "Ticket", "Usage"]
+__all__ = ["SendRateLimiter", "Ticket"]
 
 # The longest a waiting send sleeps before it looks again: how soon it notices a stop, or a
 # rate raised by set_rate_per_s.
 _MAX_NAP_S = 0.25
-
-
-class Usage(NamedTuple):
-    """Counts since a limiter was made: the recipients it let through, and the sends that
-    could not go at once (they waited for their turn, or were handed back)."""
-
-    recipients: int
-    waits: int
 
 
 def _nap(seconds: float, stopping: threading.Event | None) -> None:
@@ -81,18 +72,10 @@ class SendRateLimiter:
         self._queue = FairQueue()
         self._places = Places(places) if places is not None else None
         self._weights: dict[str, float] = {}
-        self._let_through = 0  # recipients
-        self._held_back = 0  # sends
 
     @property
     def rate_per_s(self) -> float:
         return self._rate_per_s
-
-    def usage(self) -> Usage:
-        """What the limiter has let through and held back since it was made (the quota
-        pacer measures this instance's load from two of these)."""
-        with self._lock:
-            return Usage(self._let_through, self._held_back)
 
     def set_rate_per_s(self, rate_per_s: float) -> None:
         """Refill at ``rate_per_s`` from now on (what was refilled until now stays)."""
@@ -138,11 +121,8 @@ class SendRateLimiter:
             self._refill()  # the expected wait counts what the bucket holds now
             if self._expected_wait_s(ticket) > max_wait_s:
                 self._queue.remove(ticket)
-                self._held_back += 1
                 return None
             self._dispatch()
-            if not ticket.granted:
-                self._held_back += 1
             return ticket
 
     def poll(self, ticket: Ticket) -> float:
@@ -205,7 +185,6 @@ class SendRateLimiter:
             self._queue.pop()
             head.granted = True
             self._tokens -= head.recipients
-            self._let_through += head.recipients
 
     def _expected_wait_s(self, ticket: Ticket) -> float:
         """When ``ticket`` goes if no other send overtakes it: once the bucket has paid the
