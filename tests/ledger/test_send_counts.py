@@ -129,15 +129,22 @@ def test_threads_adding_to_shared_and_own_shards_lose_no_increment(
     assert last_day(ledger, clock, "billing") == 180
 
 
-def test_a_sqlite_ledger_made_before_sharding_keeps_its_counts_as_shard_zero(
-    tmp_path: Path, clock: ManualClock
-) -> None:
+def unsharded_ledger_file(tmp_path: Path, clock: ManualClock) -> tuple[Path, int]:
+    """A SQLite ledger file as a release before sharding left it: 4 recipients of billing's
+    in the current hour. Returns its path and that hour."""
     path = tmp_path / "ledger.db"
     hour = hour_of(clock())
     with sqlite3.connect(path) as old:
         old.executescript(UNSHARDED_SCHEMA)
         old.execute("INSERT INTO send_counts VALUES ('billing', ?, 4, ?)", (hour, clock() + 9e9))
     old.close()
+    return path, hour
+
+
+def test_a_sqlite_ledger_made_before_sharding_keeps_its_counts_as_shard_zero(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    path, hour = unsharded_ledger_file(tmp_path, clock)
     with SqliteLedger(path, claim_lease_s=60, clock=clock) as ledger:
         ledger.add_send_counts({("billing", hour): 5}, shard=2)
         assert send_count_shards(ledger, "billing", hour) == {0: 4, 2: 5}
@@ -149,12 +156,7 @@ def test_a_sqlite_ledger_made_before_sharding_keeps_its_counts_as_shard_zero(
 def test_workers_opening_a_ledger_made_before_sharding_at_once_rebuild_it_once(
     tmp_path: Path, clock: ManualClock
 ) -> None:
-    path = tmp_path / "ledger.db"
-    hour = hour_of(clock())
-    with sqlite3.connect(path) as old:
-        old.executescript(UNSHARDED_SCHEMA)
-        old.execute("INSERT INTO send_counts VALUES ('billing', ?, 4, ?)", (hour, clock() + 9e9))
-    old.close()
+    path, hour = unsharded_ledger_file(tmp_path, clock)
     opened: list[SqliteLedger] = []
 
     def open_and_add(shard: int) -> None:
