@@ -10,7 +10,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,8 +95,11 @@ class Stack:
         return collected
 
     @contextmanager
-    def running(self, **overrides: str) -> Iterator[Runtime]:
-        """Run a pull worker in a thread; stop it (gracefully) on exit.
+    def running(
+        self, *, watch: Callable[[Any], object] | None = None, **overrides: str
+    ) -> Iterator[Runtime]:
+        """Run a pull worker in a thread; stop it (gracefully) on exit. ``watch`` is handed
+        the worker's subscriber client before it starts, to observe its calls.
 
         Its streaming pull goes through ``TcpRelay(end_streams=True)``: the emulator alone
         keeps handing messages to a stream the stopped worker cancelled, so a test that runs
@@ -107,6 +110,8 @@ class Stack:
         runtime.handler.deps.sleep = self.sleeps.append  # retries do not wait in tests
         with TcpRelay(self.emulator.port, end_streams=True) as relay:
             subscriber = subscriber_client(relay.host)
+            if watch is not None:
+                watch(subscriber)
             worker = PullWorker(settings, runtime.handler, subscriber)
             thread = threading.Thread(target=worker.run, name="pull-worker", daemon=True)
             thread.start()

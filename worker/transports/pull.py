@@ -28,6 +28,7 @@ from worker.config.settings import Settings
 from worker.processing.handling import Handler
 from worker.processing.pipeline import Delivery, Outcome, Status
 from worker.processing.tenancy import Source, subscription_sources
+from worker.transports.ack_batches import gather_acks
 
 __all__ = ["PullWorker", "flow_control"]
 
@@ -210,6 +211,7 @@ class PullWorker:
     def run(self) -> int:
         """Pull until stopped; return the process exit code (1 when a subscription cannot be
         pulled from at all)."""
+        gather_acks()
         threads = [
             threading.Thread(
                 target=self._pull, args=(path, source), name=f"pull-{source.kind}", daemon=True
