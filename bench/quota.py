@@ -20,8 +20,10 @@ would only sit in the workers' streams). Three phases, timed by the stand-in's c
 3. **a worker killed** (SIGKILL) at R again: the time until the others carry its share, the
    same test.
 
-Exits non-zero if a target is missed: >= 0.97 R, <= 0.5% throttled, 0 failures and
-duplicates, convergence within 10 s, takeover within 30 s. (A little over 300 lines, so that
+Exits non-zero if a target is missed: >= 0.97 R, <= 0.5% throttled, 0 failures, 0 duplicate
+SES sends, 0 duplicate results before the kill (after it, a result the killed worker had
+published but not yet acked for is published again on redelivery, as docs/formats.md says),
+convergence within 10 s, takeover within 30 s. (A little over 300 lines, so that
 the whole benchmark reads in one place.)
 """
 
@@ -94,6 +96,9 @@ class Run:
         self.published = 0
         self.feeding = threading.Event()
         self.ids: list[str] = []
+        #: Duplicate results before a worker was killed (after it, the killed worker's sent
+        #: but unacknowledged requests are delivered again and their results published again).
+        self.duplicates_before_kill = 0
 
     def __enter__(self) -> Run:
         self.metadata.start()
@@ -283,6 +288,7 @@ def kill_phase(bench: Run) -> list[str]:
     bench.quota.set_rate(args.rate)
     time.sleep(args.phase_s / 2)
     killed = time.monotonic()
+    bench.duplicates_before_kill = bench.collector.duplicates
     bench.workers[0].send_signal(signal.SIGKILL)
     time.sleep(args.phase_s + 15)
     after = converged_after(bench.quota, killed, args.rate, time.monotonic())
@@ -303,14 +309,15 @@ def tally(bench: Run) -> list[str]:
     failures = sum(c for s, c in bench.collector.statuses.items() if s != "sent")
     sends = bench.ses.send_counts(bench.ids)
     duplicate_sends = sum(c - 1 for c in sends if c > 1)
+    before_kill = bench.duplicates_before_kill
     print(
         f"{len(bench.collector.arrivals)} results, {failures} not sent, "
-        f"{bench.collector.duplicates} duplicate results ({bench.collector.redelivered} "
-        f"result messages redelivered to the collector), {duplicate_sends} duplicate SES "
-        f"sends, {bench.ses.unattributed} unattributed; GetAccount called "
-        f"{bench.quota.get_account_calls} times; logs in {bench.workdir}"
+        f"{bench.collector.duplicates} duplicate results ({before_kill} before the kill; "
+        f"{bench.collector.redelivered} result messages redelivered to the collector), "
+        f"{duplicate_sends} duplicate SES sends, {bench.ses.unattributed} unattributed; "
+        f"GetAccount called {bench.quota.get_account_calls} times; logs in {bench.workdir}"
     )
-    if failures or bench.collector.duplicates or duplicate_sends:
+    if failures or before_kill or duplicate_sends:
         return ["failures or duplicates"]
     return []
 
