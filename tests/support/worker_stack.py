@@ -47,6 +47,8 @@ class Stack:
     #: topic, as full paths.
     service_topics: dict[str, str] = field(default_factory=dict)
     replay_topic: str | None = None
+    #: Handed the pull worker's subscriber client before it starts (see running).
+    watch: Callable[[Any], object] | None = None
 
     def settings(self, **overrides: str) -> Settings:
         return Settings.from_env({**self.env, **overrides})
@@ -95,11 +97,9 @@ class Stack:
         return collected
 
     @contextmanager
-    def running(
-        self, *, watch: Callable[[Any], object] | None = None, **overrides: str
-    ) -> Iterator[Runtime]:
-        """Run a pull worker in a thread; stop it (gracefully) on exit. ``watch`` is handed
-        the worker's subscriber client before it starts, to observe its calls.
+    def running(self, **overrides: str) -> Iterator[Runtime]:
+        """Run a pull worker in a thread; stop it (gracefully) on exit. ``watch``, if set, is
+        handed the worker's subscriber client before it starts, to observe its calls.
 
         Its streaming pull goes through ``TcpRelay(end_streams=True)``: the emulator alone
         keeps handing messages to a stream the stopped worker cancelled, so a test that runs
@@ -110,8 +110,8 @@ class Stack:
         runtime.handler.deps.sleep = self.sleeps.append  # retries do not wait in tests
         with TcpRelay(self.emulator.port, end_streams=True) as relay:
             subscriber = subscriber_client(relay.host)
-            if watch is not None:
-                watch(subscriber)
+            if self.watch is not None:
+                self.watch(subscriber)
             worker = PullWorker(settings, runtime.handler, subscriber)
             thread = threading.Thread(target=worker.run, name="pull-worker", daemon=True)
             thread.start()

@@ -36,8 +36,8 @@ def test_a_paced_workers_acks_go_several_to_a_request(stack: Stack) -> None:
     # At 25 sends a second, after the first second's burst, requests finish about 40 ms
     # apart: after the library's own 10 ms wait each ack would go alone; gathered for 100 ms,
     # two or three share a request.
-    acks = AckRequests()
-    with stack.running(watch=acks, EMAIL_WORKER_SEND_RATE_PER_S="25"):
+    stack.watch = acks = AckRequests()
+    with stack.running(EMAIL_WORKER_SEND_RATE_PER_S="25"):
         for n in range(65):
             stack.publish(request(request_id=f"paced-{n}"))
         results = stack.results(65)
