@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import pytest
 import structlog
 
-from worker.app.lifecycle import run_until_signalled
+from worker.app.lifecycle import _stop_signals_call, _StopOnce, run_until_signalled
 from worker.config.logs import configure_logging
 
 
@@ -213,3 +213,29 @@ def test_the_signal_handlers_before_the_lifecycle_are_back_after_it(logs: io.Str
     calls: list[str] = []
     run_until_signalled(Loop(calls), Clients(calls), shutdown_timeout_s=5, leave=leave)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_the_signal_handler_takes_no_lock_the_interrupted_main_thread_may_hold(
+    logs: io.StringIO,
+) -> None:
+    # A handler runs in the main thread between two bytecodes: here, while that thread holds
+    # the lock of the Event it waits on, as in Event.wait. Setting the Event from the handler
+    # would wait for that lock forever (a worker that never stopped on SIGTERM, seen once).
+    calls: list[str] = []
+    loop = Loop(calls, signals=())
+    stop = _StopOnce(loop.stop)
+    handled = threading.Event()
+    with _stop_signals_call(stop):
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+
+        def interrupted_while_waiting() -> None:
+            with stop.requested._cond:  # type: ignore[attr-defined]
+                handler(signal.SIGTERM, None)
+            handled.set()
+
+        threading.Thread(target=interrupted_while_waiting, daemon=True).start()
+        assert handled.wait(2), "the handler waited for a lock its own thread held"
+    stop.act_on_signals()
+    assert loop.stops == 1
+    assert [r["signal"] for r in records(logs) if r["message"] == "signal received"] == ["SIGTERM"]

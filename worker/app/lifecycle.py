@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -55,7 +56,7 @@ class MainLoop(Protocol):
         ...
 
     def stop(self) -> None:
-        """Begin winding down; returns at once (it is called from a signal handler)."""
+        """Begin winding down; returns at once (the main thread calls it on a stop signal)."""
         ...
 
     @property
@@ -103,6 +104,7 @@ def run_until_signalled(
         if http is not None:
             http.stop()
         clients.close(ledger=not stuck)  # a stuck thread may still be using the ledger
+        stop.act_on_signals()  # those that came while winding down
         get_logger().info("stopped", exit_code=code)
     if stuck:
         sys.stdout.flush()
@@ -121,11 +123,19 @@ def opened_or_logged(open_: Callable[[], T]) -> T | None:
 
 
 class _StopOnce:
-    """Calls ``stop`` the first time it is called; later calls only count."""
+    """Calls ``stop`` the first time it is called; later calls only count.
+
+    The stop signals are only noted by their handler (:meth:`note_signal`), and acted on by the
+    main thread between its waits (:meth:`act_on_signals`). A handler runs in the main thread
+    between two of its bytecodes, possibly while that thread holds the lock of the very Event
+    it waits on; a handler that set the Event, or logged, could wait for that lock forever.
+    """
 
     def __init__(self, stop: Callable[[], None]) -> None:
         self._stop = stop
         self.requested = threading.Event()
+        self._signals: list[int] = []  # appended to by the handler alone: no lock taken
+        self._acted_on = 0
 
     def __call__(self) -> None:
         if self.requested.is_set():
@@ -133,15 +143,24 @@ class _StopOnce:
         self.requested.set()
         self._stop()
 
+    def note_signal(self, signum: int) -> None:
+        self._signals.append(signum)
+
+    def act_on_signals(self) -> None:
+        """Log each signal noted since the last call, and stop on the first."""
+        while self._acted_on < len(self._signals):
+            signum = self._signals[self._acted_on]
+            self._acted_on += 1
+            get_logger().info("signal received", signal=signal.Signals(signum).name)
+            self()
+
 
 @contextmanager
 def _stop_signals_call(stop: _StopOnce) -> Iterator[None]:
-    """SIGTERM and SIGINT are logged and call ``stop``, until the block ends."""
-    log = get_logger()
+    """SIGTERM and SIGINT are noted for ``stop`` to act on, until the block ends."""
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received", signal=signal.Signals(signum).name)
-        stop()
+        stop.note_signal(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
     try:
@@ -177,9 +196,12 @@ def _run(loop: MainLoop, stop: _StopOnce, timeout_s: float) -> tuple[int, bool]:
     thread = threading.Thread(target=run, name="main-loop", daemon=True)
     thread.start()
     while thread.is_alive() and not stop.requested.wait(_POLL_S):
-        pass
+        stop.act_on_signals()
     stop()  # also when the loop ended by itself: whatever it started winds down
-    thread.join(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while thread.is_alive() and (left_s := deadline - time.monotonic()) > 0:
+        thread.join(min(left_s, _POLL_S))
+        stop.act_on_signals()
     if thread.is_alive():
         return EXIT_OK, False  # stopped by a signal, only late
     return (codes[0] if codes else EXIT_FAILURE), True
